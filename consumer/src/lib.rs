@@ -1,0 +1,3 @@
+//! Kafka -> PostgreSQL: the consumer-group service.
+
+pub mod db;

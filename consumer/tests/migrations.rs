@@ -1,0 +1,66 @@
+//! Migrations apply to a fresh database and re-apply as a no-op, against the
+//! local PostgreSQL (DATABASE_URL's server, default postgres://localhost).
+
+mod support;
+
+#[tokio::test]
+async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
+    let db = support::TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.expect("first run");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, consumer::db::MIGRATOR.iter().count());
+
+    consumer::db::migrate(&db.pool)
+        .await
+        .expect("second run is a no-op");
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(again, applied);
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for t in ["event_store", "order_items", "orders", "users"] {
+        assert!(
+            tables.iter().any(|x| x == t),
+            "table {t} missing from {tables:?}"
+        );
+    }
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn event_store_refuses_updates_and_deletes() {
+    let db = support::TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload,
+                                  source_topic, source_partition, source_offset, occurred_at, correlation_id)
+         VALUES (gen_random_uuid(), 'order.created', 'a', 2, 'application/json', '{}', 'orders', 0, 0, now(), 'c')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let update = sqlx::query("UPDATE event_store SET aggregate_id = 'b'")
+        .execute(&db.pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM event_store")
+        .execute(&db.pool)
+        .await;
+    assert!(delete.is_err());
+    let duplicate_pk: Result<_, _> =
+        sqlx::query("INSERT INTO event_store SELECT * FROM event_store")
+            .execute(&db.pool)
+            .await;
+    assert!(duplicate_pk.is_err(), "event ids are unique");
+    db.drop().await;
+}

@@ -1,0 +1,159 @@
+//! Kafka client settings. `KAFKA_BOOTSTRAP_SERVERS` is ours; every other
+//! `KAFKA_*` variable is handed to librdkafka as it is, named the librdkafka
+//! way (`KAFKA_SASL_MECHANISM` -> `sasl.mechanism`), so secured clusters
+//! (SASL/SCRAM, TLS) and tuning need no new names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rdkafka::ClientConfig;
+
+use crate::config::{ConfigError, Env};
+
+/// Default broker list.
+pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
+
+/// Variables with the `KAFKA_` prefix that are this project's own settings,
+/// not librdkafka properties.
+const OWN: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS", "KAFKA_CONSUMER_GROUP"];
+
+/// Connection settings shared by every Kafka client of a service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// librdkafka properties from `KAFKA_*` variables, by property name.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    /// Reads `KAFKA_BOOTSTRAP_SERVERS` and the pass-through properties.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let bootstrap_servers = env.string("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS);
+        if bootstrap_servers.split(',').any(|s| {
+            s.trim()
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        }) {
+            return Err(ConfigError::new(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                &bootstrap_servers,
+                "a comma-separated list of host:port",
+            ));
+        }
+        let properties = env
+            .prefixed("KAFKA_")
+            .filter(|(name, value)| !OWN.contains(name) && !value.is_empty())
+            .map(|(name, value)| (property_name(name), value.to_owned()))
+            .collect();
+        Ok(Self {
+            bootstrap_servers,
+            properties,
+        })
+    }
+
+    /// Plain settings for `bootstrap_servers`, as tests and tools use.
+    pub fn plain(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// A client config holding `defaults` first, then the pass-through
+    /// properties (so an operator can override any default).
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The environment variable that sets librdkafka `property`, for error
+    /// messages about properties librdkafka refused.
+    pub fn variable_of(property: &str) -> String {
+        format!("KAFKA_{}", property.replace('.', "_").to_ascii_uppercase())
+    }
+}
+
+/// `KAFKA_SASL_MECHANISM` -> `sasl.mechanism`.
+fn property_name(variable: &str) -> String {
+    variable["KAFKA_".len()..]
+        .to_ascii_lowercase()
+        .replace('_', ".")
+}
+
+fn is_secret(property: &str) -> bool {
+    property.contains("password") || property.contains("secret") || property.ends_with(".key.pem")
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &shown)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_variables_pass_through_as_librdkafka_properties() {
+        let env = Env::from_pairs([
+            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9093"),
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_PASSWORD", "hunter2"),
+            ("KAFKA_LINGER_MS", "20"),
+        ]);
+        let s = KafkaSettings::from_env(&env).unwrap();
+        assert_eq!(s.bootstrap_servers, "b1:9092,b2:9093");
+        assert_eq!(
+            s.properties.get("sasl.mechanism").map(String::as_str),
+            Some("SCRAM-SHA-512")
+        );
+        assert_eq!(
+            s.properties.get("linger.ms").map(String::as_str),
+            Some("20")
+        );
+        assert!(!s.properties.contains_key("consumer.group"));
+        let config = s.client_config(&[("linger.ms", "5"), ("acks", "all")]);
+        assert_eq!(
+            config.get("linger.ms"),
+            Some("20"),
+            "the operator's value wins"
+        );
+        assert_eq!(config.get("acks"), Some("all"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
+        assert_eq!(
+            KafkaSettings::variable_of("sasl.mechanism"),
+            "KAFKA_SASL_MECHANISM"
+        );
+    }
+
+    #[test]
+    fn a_bad_broker_list_names_the_variable() {
+        for bad in ["localhost", "host:port", ":9092", "a:1,b"] {
+            let env = Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", bad)]);
+            let err = KafkaSettings::from_env(&env).unwrap_err();
+            assert_eq!(err.variable, "KAFKA_BOOTSTRAP_SERVERS", "{bad}");
+        }
+    }
+}

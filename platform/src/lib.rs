@@ -1,0 +1,13 @@
+//! What the producer, the consumer and the operator tool share: reading
+//! configuration from the environment, telemetry (JSON logs, traces, the
+//! Prometheus registry), Kafka client settings, the health/metrics HTTP
+//! routes and the shutdown signal.
+
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace;
+
+pub use config::{ConfigError, Env};

@@ -1,0 +1,161 @@
+//! Logs and traces: JSON lines on stdout through `tracing`, OpenTelemetry
+//! spans through a `tracing` layer (exported over OTLP/HTTP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set), W3C trace-context propagation.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{ConfigError, Env};
+
+/// How a service reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `service.name` of the spans, and the `service` field of log lines.
+    pub service_name: String,
+    /// A `tracing` filter, from `LOG_LEVEL` or `RUST_LOG` (default `info`).
+    pub log_filter: String,
+    /// `json` (default) or `text` lines, from `LOG_FORMAT`.
+    pub json_logs: bool,
+    /// OTLP/HTTP collector base URL, from `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// Reads `LOG_LEVEL`/`RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and `OTEL_SERVICE_NAME` (default `service`).
+    pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
+        let log_filter = env
+            .get("LOG_LEVEL")
+            .or_else(|| env.get("RUST_LOG"))
+            .unwrap_or("info")
+            .to_owned();
+        if EnvFilter::try_new(&log_filter).is_err() {
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                &log_filter,
+                "a level (error, warn, info, debug, trace) or a tracing filter",
+            ));
+        }
+        let json_logs = match env.get("LOG_FORMAT").unwrap_or("json") {
+            "json" => true,
+            "text" => false,
+            other => return Err(ConfigError::new("LOG_FORMAT", other, "json or text")),
+        };
+        let otlp_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned);
+        if let Some(url) = &otlp_endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    url,
+                    "an http:// or https:// URL of an OTLP/HTTP collector",
+                ));
+            }
+        }
+        Ok(Self {
+            service_name: env.string("OTEL_SERVICE_NAME", service),
+            log_filter,
+            json_logs,
+            otlp_endpoint,
+        })
+    }
+}
+
+/// Failure to set up telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("telemetry is already initialised: {0}")]
+    AlreadySet(String),
+}
+
+/// Keeps the tracer provider alive; flushes spans when dropped.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.provider.force_flush();
+        let _ = self.provider.shutdown();
+    }
+}
+
+fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Installs the global subscriber and propagator. Spans always get W3C trace
+/// ids (so context flows through Kafka headers); they leave the process only
+/// when an OTLP endpoint is configured.
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let provider = provider(config)?;
+    let tracer = provider.tracer(config.service_name.clone());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = if config.json_logs {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
+    Ok(Telemetry { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = TelemetryConfig::from_env(&Env::default(), "producer").unwrap();
+        assert_eq!(c.log_filter, "info");
+        assert!(c.json_logs);
+        assert_eq!(c.otlp_endpoint, None);
+        let bad = Env::from_pairs([("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
+        assert_eq!(
+            TelemetryConfig::from_env(&bad, "p").unwrap_err().variable,
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        );
+        let bad = Env::from_pairs([("LOG_FORMAT", "xml")]);
+        assert_eq!(
+            TelemetryConfig::from_env(&bad, "p").unwrap_err().variable,
+            "LOG_FORMAT"
+        );
+        let bad = Env::from_pairs([("LOG_LEVEL", "[[")]);
+        assert_eq!(
+            TelemetryConfig::from_env(&bad, "p").unwrap_err().variable,
+            "LOG_LEVEL"
+        );
+    }
+}

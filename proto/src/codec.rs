@@ -1,0 +1,253 @@
+//! One model, three encodings. The writer picks a [`Format`] by configuration;
+//! the reader picks it by the message's `content-type` header, and the
+//! `schema-version` header says which schema version wrote it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use prost::Message as _;
+
+use crate::avro;
+use crate::model::{OrderEvent, UserEvent, ORDER_SCHEMA_VERSION, USER_SCHEMA_VERSION};
+use crate::protobuf;
+
+/// Encoding of a message value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `application/json`: readable, the default.
+    Json,
+    /// `application/x-protobuf`: prost.
+    Protobuf,
+    /// `application/avro`: a single Avro datum, no container header.
+    Avro,
+}
+
+impl Format {
+    /// Every format, in configuration order.
+    pub const ALL: [Format; 3] = [Format::Json, Format::Protobuf, Format::Avro];
+
+    /// The `content-type` header value of this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Protobuf => "application/x-protobuf",
+            Format::Avro => "application/avro",
+        }
+    }
+
+    /// The configuration name (`MESSAGE_FORMAT`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Protobuf => "protobuf",
+            Format::Avro => "avro",
+        }
+    }
+
+    /// The format of a `content-type` header value; parameters such as
+    /// `; charset=utf-8` are ignored.
+    pub fn from_content_type(value: &str) -> Result<Self, DecodeError> {
+        let essence = value.split(';').next().unwrap_or("").trim();
+        Format::ALL
+            .into_iter()
+            .find(|f| f.content_type().eq_ignore_ascii_case(essence))
+            .ok_or_else(|| DecodeError::UnsupportedContentType(value.to_owned()))
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `MESSAGE_FORMAT` value that is none of `json`, `protobuf`, `avro`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown message format {0:?}: expected json, protobuf or avro")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownFormat(s.to_owned()))
+    }
+}
+
+/// Why a message value could not be read. Every variant is permanent: the same
+/// bytes will never decode, so the consumer dead-letters them at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The `content-type` header names no known format.
+    #[error("unsupported content type {0:?}: expected application/json, application/x-protobuf or application/avro")]
+    UnsupportedContentType(String),
+    /// A header the reader needs is absent or not UTF-8.
+    #[error("missing or unreadable header {0:?}")]
+    MissingHeader(&'static str),
+    /// The `schema-version` header is not a version this reader can decode.
+    #[error("unsupported {event} schema version {version}: this reader knows 1 to {latest}")]
+    UnsupportedSchemaVersion {
+        /// `order` or `user`.
+        event: &'static str,
+        /// The version the message claims.
+        version: String,
+        /// The newest version this build knows.
+        latest: u32,
+    },
+    /// The message has no value (a tombstone).
+    #[error("message has no value")]
+    Empty,
+    /// Not well-formed JSON, or JSON of the wrong shape.
+    #[error("malformed JSON at {path}: {reason}")]
+    Json {
+        /// Path of the offending element (`.` for the document).
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Not a well-formed Protobuf message.
+    #[error("malformed Protobuf: {0}")]
+    Protobuf(String),
+    /// Not a well-formed Avro datum of the writer schema.
+    #[error("malformed Avro: {0}")]
+    Avro(String),
+    /// Well-formed, but a field does not hold a value of its type.
+    #[error("field {path}: {reason}")]
+    Field {
+        /// Path of the offending field.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Why an event could not be encoded (a bug, not bad input: the model always
+/// fits its own schema).
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// JSON serialisation failed.
+    #[error("JSON encoding failed: {0}")]
+    Json(String),
+    /// The value does not fit the Avro schema.
+    #[error("Avro encoding failed: {0}")]
+    Avro(String),
+}
+
+/// An event that can be written and read in every [`Format`].
+pub trait EventCodec: Sized {
+    /// `order` or `user`.
+    const NAME: &'static str;
+    /// The schema version this build writes.
+    const SCHEMA_VERSION: u32;
+
+    /// Encodes the event with the current schema.
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError>;
+
+    /// Decodes bytes written in `format` with schema `schema_version`.
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError>;
+}
+
+fn json_encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    serde_json::to_vec(value).map_err(|e| EncodeError::Json(e.to_string()))
+}
+
+fn json_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::Json {
+        path: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })?;
+    de.end().map_err(|e| DecodeError::Json {
+        path: ".".to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+fn unsupported(event: &'static str, version: u32, latest: u32) -> DecodeError {
+    DecodeError::UnsupportedSchemaVersion {
+        event,
+        version: version.to_string(),
+        latest,
+    }
+}
+
+impl EventCodec for OrderEvent {
+    const NAME: &'static str = "order";
+    const SCHEMA_VERSION: u32 = ORDER_SCHEMA_VERSION;
+
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        match format {
+            Format::Json => json_encode(self),
+            Format::Protobuf => Ok(protobuf::v2::OrderEvent::from(self).encode_to_vec()),
+            Format::Avro => match avro::order_schema(Self::SCHEMA_VERSION) {
+                Some(schema) => avro::encode(self, schema),
+                None => Err(EncodeError::Avro(
+                    "no schema for the current version".into(),
+                )),
+            },
+        }
+    }
+
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match format {
+            // JSON and Protobuf readers skip what they do not know and default
+            // what is absent, so any version reads.
+            Format::Json => json_decode(bytes),
+            Format::Protobuf => protobuf::v2::OrderEvent::decode(bytes)
+                .map_err(|e| DecodeError::Protobuf(e.to_string()))?
+                .try_into(),
+            Format::Avro => {
+                let latest = Self::SCHEMA_VERSION;
+                let writer = avro::order_schema(schema_version)
+                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
+                let reader = avro::order_schema(latest)
+                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
+                avro::decode(bytes, writer, reader)
+            }
+        }
+    }
+}
+
+impl EventCodec for UserEvent {
+    const NAME: &'static str = "user";
+    const SCHEMA_VERSION: u32 = USER_SCHEMA_VERSION;
+
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        match format {
+            Format::Json => json_encode(self),
+            Format::Protobuf => Ok(protobuf::v2::UserEvent::from(self).encode_to_vec()),
+            Format::Avro => match avro::user_schema(Self::SCHEMA_VERSION) {
+                Some(schema) => avro::encode(self, schema),
+                None => Err(EncodeError::Avro(
+                    "no schema for the current version".into(),
+                )),
+            },
+        }
+    }
+
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match format {
+            Format::Json => json_decode(bytes),
+            Format::Protobuf => protobuf::v2::UserEvent::decode(bytes)
+                .map_err(|e| DecodeError::Protobuf(e.to_string()))?
+                .try_into(),
+            Format::Avro => {
+                let latest = Self::SCHEMA_VERSION;
+                let writer = avro::user_schema(schema_version)
+                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
+                let reader = avro::user_schema(latest)
+                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
+                avro::decode(bytes, writer, reader)
+            }
+        }
+    }
+}

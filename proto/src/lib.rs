@@ -1,0 +1,79 @@
+//! The event contract of the order pipeline.
+//!
+//! One Rust model of each Event-Carried State Transfer message ([`model`]),
+//! three encodings of it chosen by configuration ([`codec`]: JSON, Protobuf,
+//! Avro), the validation rules shared by the HTTP edge and the consumer
+//! ([`validation`], [`request`]), and the schema-evolution check
+//! ([`compat`]).
+#![warn(missing_docs)]
+
+pub mod avro;
+pub mod codec;
+pub mod compat;
+pub mod model;
+pub mod protobuf;
+pub mod request;
+pub mod validation;
+
+pub use codec::{DecodeError, EncodeError, EventCodec, Format};
+pub use model::{
+    Address, Customer, EventMetadata, InventoryStatus, Keyed, OrderEvent, OrderItem, Totals,
+    UserEvent,
+};
+pub use validation::{FieldError, ValidationErrors};
+
+/// Topic names. The DLQ of a topic is `<topic>-dlq`.
+pub mod topics {
+    /// Order events, keyed by `order_id`.
+    pub const ORDERS: &str = "orders";
+    /// Dead letters of [`ORDERS`].
+    pub const ORDERS_DLQ: &str = "orders-dlq";
+    /// User events, keyed by `user_id`.
+    pub const USERS: &str = "users";
+    /// Dead letters of [`USERS`].
+    pub const USERS_DLQ: &str = "users-dlq";
+
+    /// The dead-letter topic of `topic`.
+    pub fn dlq_of(topic: &str) -> String {
+        format!("{topic}-dlq")
+    }
+}
+
+/// Kafka header names carried by every message, and those a dead letter adds.
+pub mod headers {
+    /// Encoding of the value: a [`crate::Format::content_type`].
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// Schema version the writer used (decimal).
+    pub const SCHEMA_VERSION: &str = "schema-version";
+    /// For example `order.created`.
+    pub const EVENT_TYPE: &str = "event-type";
+    /// Correlation id of the business request.
+    pub const CORRELATION_ID: &str = "correlation-id";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state.
+    pub const TRACESTATE: &str = "tracestate";
+
+    /// Topic the dead letter was read from.
+    pub const DLQ_ORIGINAL_TOPIC: &str = "dlq-original-topic";
+    /// Partition the dead letter was read from.
+    pub const DLQ_ORIGINAL_PARTITION: &str = "dlq-original-partition";
+    /// Offset the dead letter was read at.
+    pub const DLQ_ORIGINAL_OFFSET: &str = "dlq-original-offset";
+    /// Timestamp (ms since the epoch) of the original message.
+    pub const DLQ_ORIGINAL_TIMESTAMP: &str = "dlq-original-timestamp";
+    /// Consumer group that gave up on the message.
+    pub const DLQ_CONSUMER_GROUP: &str = "dlq-consumer-group";
+    /// `permanent` or `transient`.
+    pub const DLQ_ERROR_KIND: &str = "dlq-error-kind";
+    /// A stable short name of the error, such as `decode` or `validation`.
+    pub const DLQ_ERROR_CLASS: &str = "dlq-error-class";
+    /// The error, for people.
+    pub const DLQ_ERROR_MESSAGE: &str = "dlq-error-message";
+    /// How many times the consumer retried before giving up.
+    pub const DLQ_RETRY_COUNT: &str = "dlq-retry-count";
+    /// When the consumer gave up (RFC 3339).
+    pub const DLQ_FAILED_AT: &str = "dlq-failed-at";
+    /// How many times the message was replayed from the DLQ.
+    pub const DLQ_REPLAY_COUNT: &str = "dlq-replay-count";
+}

@@ -1,0 +1,309 @@
+//! Every validation rule, each with a case that breaks it and the field path
+//! the `422` will name.
+
+use chrono::Utc;
+use contract::request::{parse_json, CreateOrderRequest, CreateUserRequest, RequestError};
+use contract::{validation, EventMetadata, ValidationErrors};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn order_body() -> Value {
+    json!({
+        "customer": {"id": "c-42", "name": "Ada Lovelace", "email": "ada@example.com",
+                     "address": {"line1": "12 St James's Sq", "city": "London",
+                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
+        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"}],
+        "currency": "EUR"
+    })
+}
+
+fn order_errors(body: Value) -> ValidationErrors {
+    let bytes = serde_json::to_vec(&body).unwrap();
+    match parse_json::<CreateOrderRequest>(&bytes) {
+        Ok(request) => request.validate().expect_err("the body breaks a rule"),
+        Err(RequestError::Invalid(errors)) => errors,
+        Err(other) => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+/// Applies `edit` to the valid body and asserts exactly `path` is named.
+fn assert_rejects(path: &str, edit: impl FnOnce(&mut Value)) {
+    let mut body = order_body();
+    edit(&mut body);
+    let errors = order_errors(body);
+    assert!(errors.has(path), "expected {path} among {errors}");
+}
+
+#[test]
+fn the_design_example_is_valid() {
+    let request: CreateOrderRequest =
+        parse_json(&serde_json::to_vec(&order_body()).unwrap()).unwrap();
+    let valid = request.validate().expect("valid");
+    assert_eq!(valid.items[0].unit_price, Decimal::new(1999, 2));
+}
+
+#[test]
+fn malformed_json_is_not_a_validation_error() {
+    for body in [
+        &b"{"[..],
+        b"not json",
+        b"{\"customer\": }",
+        b"",
+        b"{\"currency\": \"EUR\"",
+    ] {
+        match parse_json::<CreateOrderRequest>(body) {
+            Err(RequestError::Malformed(_)) => {}
+            other => panic!(
+                "{:?} should be malformed, got {other:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+}
+
+#[test]
+fn unknown_fields_are_rejected_at_their_path() {
+    assert_rejects("discount", |b| b["discount"] = json!(5));
+    assert_rejects("customer.vip", |b| b["customer"]["vip"] = json!(true));
+    assert_rejects("items[0].colour", |b| {
+        b["items"][0]["colour"] = json!("red")
+    });
+    assert_rejects("customer.address.state", |b| {
+        b["customer"]["address"]["state"] = json!("x")
+    });
+}
+
+#[test]
+fn wrong_types_and_missing_fields_name_their_path() {
+    assert_rejects("items[0].quantity", |b| {
+        b["items"][0]["quantity"] = json!("two")
+    });
+    assert_rejects("customer", |b| {
+        b["customer"].as_object_mut().unwrap().remove("email");
+    });
+    assert_rejects("$", |b| {
+        b.as_object_mut().unwrap().remove("currency");
+    });
+    assert_rejects("items[0].inventory_status", |b| {
+        b["items"][0]["inventory_status"] = json!("plenty")
+    });
+}
+
+#[test]
+fn prices_must_be_exact_decimal_strings() {
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!(19.99)
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!("abc")
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!("0")
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!("-1.00")
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!("1000000.01")
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["items"][0]["unit_price"] = json!("19.999")
+    });
+    assert_rejects("items[0].unit_price", |b| {
+        b["currency"] = json!("JPY");
+        b["items"][0]["unit_price"] = json!("1.5");
+    });
+    // Trailing zeros do not make a price finer than the currency allows.
+    let mut body = order_body();
+    body["items"][0]["unit_price"] = json!("19.9900");
+    let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert!(request.validate().is_ok());
+}
+
+#[test]
+fn quantities_are_bounded_whole_numbers() {
+    assert_rejects("items[0].quantity", |b| {
+        b["items"][0]["quantity"] = json!(0)
+    });
+    assert_rejects("items[0].quantity", |b| {
+        b["items"][0]["quantity"] = json!(-3)
+    });
+    assert_rejects("items[0].quantity", |b| {
+        b["items"][0]["quantity"] = json!(10_001)
+    });
+    assert_rejects("items[0].quantity", |b| {
+        b["items"][0]["quantity"] = json!(1.5)
+    });
+}
+
+#[test]
+fn items_are_between_one_and_a_hundred_with_distinct_skus() {
+    assert_rejects("items", |b| b["items"] = json!([]));
+    assert_rejects("items", |b| {
+        let item = b["items"][0].clone();
+        b["items"] = Value::Array(
+            (0..101)
+                .map(|n| {
+                    let mut i = item.clone();
+                    i["sku"] = json!(format!("SKU-{n}"));
+                    i
+                })
+                .collect(),
+        );
+    });
+    assert_rejects("items[1].sku", |b| {
+        let item = b["items"][0].clone();
+        b["items"].as_array_mut().unwrap().push(item);
+    });
+    assert_rejects("items[0].sku", |b| b["items"][0]["sku"] = json!("SKU 1"));
+    assert_rejects("items[0].name", |b| b["items"][0]["name"] = json!("  "));
+}
+
+#[test]
+fn currency_must_be_a_supported_iso_code() {
+    assert_rejects("currency", |b| b["currency"] = json!("eur"));
+    assert_rejects("currency", |b| b["currency"] = json!("XYZ"));
+    assert_eq!(validation::currency_exponent("JPY"), Some(0));
+    assert_eq!(validation::currency_exponent("KWD"), Some(3));
+}
+
+#[test]
+fn email_rules() {
+    for bad in [
+        "ada",
+        "@example.com",
+        "ada@",
+        "ada@example",
+        "ada@exa mple.com",
+        "ada@-x.com",
+        "a b@example.com",
+        "ada@@example.com",
+    ] {
+        assert_rejects("customer.email", |b| b["customer"]["email"] = json!(bad));
+    }
+    let long = format!("{}@example.com", "a".repeat(250));
+    assert_rejects("customer.email", |b| b["customer"]["email"] = json!(long));
+    for good in ["ada@example.com", "ada.lovelace+orders@mail.example.co.uk"] {
+        let mut errors = ValidationErrors::default();
+        validation::email(&mut errors, "e", good);
+        assert!(errors.0.is_empty(), "{good}: {errors}");
+    }
+}
+
+#[test]
+fn customer_and_address_rules() {
+    assert_rejects("customer.id", |b| b["customer"]["id"] = json!(""));
+    assert_rejects("customer.id", |b| {
+        b["customer"]["id"] = json!("x".repeat(65))
+    });
+    assert_rejects("customer.name", |b| {
+        b["customer"]["name"] = json!("x".repeat(201))
+    });
+    assert_rejects("customer.name", |b| {
+        b["customer"]["name"] = json!("Ada\u{0007}")
+    });
+    assert_rejects("customer.address.country", |b| {
+        b["customer"]["address"]["country"] = json!("gb")
+    });
+    assert_rejects("customer.address.country", |b| {
+        b["customer"]["address"]["country"] = json!("GBR")
+    });
+    assert_rejects("customer.address.city", |b| {
+        b["customer"]["address"]["city"] = json!("")
+    });
+    assert_rejects("customer.address.postal_code", |b| {
+        b["customer"]["address"]["postal_code"] = json!("x".repeat(17))
+    });
+}
+
+#[test]
+fn order_id_and_promotion_code_rules() {
+    assert_rejects("order_id", |b| b["order_id"] = json!("not-a-uuid"));
+    assert_rejects("promotion_code", |b| {
+        b["promotion_code"] = json!("spring 10")
+    });
+}
+
+#[test]
+fn every_violation_is_listed_at_once() {
+    let mut body = order_body();
+    body["currency"] = json!("XXX");
+    body["customer"]["email"] = json!("nope");
+    body["items"][0]["quantity"] = json!(0);
+    let errors = order_errors(body);
+    assert_eq!(errors.0.len(), 3, "{errors}");
+}
+
+fn metadata(event_type: &str, version: u32) -> EventMetadata {
+    EventMetadata {
+        event_id: Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version: version,
+        occurred_at: Utc::now(),
+        producer: "test".into(),
+        correlation_id: "c".into(),
+        trace_id: None,
+        span_id: None,
+    }
+}
+
+#[test]
+fn valid_orders_become_events_whose_totals_add_up() {
+    let mut body = order_body();
+    body["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "SKU-2", "name": "Gadget", "quantity": 3, "unit_price": "0.10"}));
+    let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let event = request
+        .validate()
+        .unwrap()
+        .into_event(Uuid::new_v4(), metadata("order.created", 2));
+    assert_eq!(event.totals.subtotal, Decimal::new(4028, 2));
+    assert_eq!(event.totals.item_count, 5);
+    assert_eq!(event.items[1].line_total, Decimal::new(30, 2));
+    validation::order_event(&event).expect("a built event is valid");
+
+    let mut tampered = event.clone();
+    tampered.totals.subtotal = Decimal::new(1, 0);
+    tampered.items[0].line_total = Decimal::new(1, 0);
+    tampered.metadata.event_type = "order.shipped".into();
+    tampered.metadata.schema_version = 3;
+    let errors = validation::order_event(&tampered).expect_err("tampered");
+    for path in [
+        "totals.subtotal",
+        "items[0].line_total",
+        "metadata.event_type",
+        "metadata.schema_version",
+    ] {
+        assert!(errors.has(path), "{path} missing from {errors}");
+    }
+}
+
+#[test]
+fn user_rules() {
+    let ok: CreateUserRequest =
+        parse_json(br#"{"name": "Ada", "email": "ada@example.com"}"#).unwrap();
+    let valid = ok.validate().unwrap();
+    let event = valid.into_event("u-1".into(), metadata("user.registered", 1));
+    validation::user_event(&event).unwrap();
+
+    let bad: CreateUserRequest = parse_json(
+        br#"{"user_id": "u 1", "name": "", "email": "x", "address": {"line1": "a", "city": "b", "postal_code": "c", "country": "zz"}}"#,
+    )
+    .unwrap();
+    let errors = bad.validate().unwrap_err();
+    for path in ["user_id", "name", "email", "address.country"] {
+        assert!(errors.has(path), "{path} missing from {errors}");
+    }
+    match parse_json::<CreateUserRequest>(br#"{"name": "Ada", "email": "a@b.co", "age": 3}"#) {
+        Err(RequestError::Invalid(e)) => assert!(e.has("age"), "{e}"),
+        other => panic!("unknown field must be rejected: {other:?}"),
+    }
+    let mut wrong = event;
+    wrong.metadata.event_type = "order.created".into();
+    assert!(validation::user_event(&wrong)
+        .unwrap_err()
+        .has("metadata.event_type"));
+}
