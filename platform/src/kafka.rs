@@ -157,3 +157,66 @@ mod tests {
         }
     }
 }
+
+/// A client context that logs librdkafka's errors and log lines through
+/// `tracing` and remembers the last error, so start-up can tell a wrong
+/// password from a broker that is merely down.
+#[derive(Clone, Default)]
+pub struct ObservedContext {
+    last_error:
+        std::sync::Arc<std::sync::Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>>,
+}
+
+impl ObservedContext {
+    /// The last error librdkafka reported on its own (not through a call).
+    pub fn last_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Whether the last error was an authentication failure.
+    pub fn authentication_failed(&self) -> Option<String> {
+        match self.last_error() {
+            Some((rdkafka::types::RDKafkaErrorCode::Authentication, reason)) => Some(reason),
+            Some((_, reason))
+                if reason.contains("SASL authentication")
+                    || reason.contains("Authentication failed") =>
+            {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl rdkafka::ClientContext for ObservedContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        if let Ok(mut last) = self.last_error.lock() {
+            let code = error
+                .rdkafka_error_code()
+                .unwrap_or(rdkafka::types::RDKafkaErrorCode::Fail);
+            *last = Some((code, reason.to_owned()));
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ObservedContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+impl rdkafka::consumer::ConsumerContext for ObservedContext {}

@@ -123,10 +123,15 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     } else {
         tracing_subscriber::fmt::layer().boxed()
     };
+    // The log filter applies to log lines only: spans stay traced (and their
+    // context propagated) whatever the log level.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(logs.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(Telemetry { provider })

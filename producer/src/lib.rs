@@ -1,1 +1,12 @@
+//! HTTP -> Kafka: the stateless producer service.
 
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod publish;
+pub mod routes;
+pub mod startup;
+
+pub use config::ProducerConfig;
+pub use startup::{Application, StartupError};

@@ -1,0 +1,110 @@
+//! The producer's settings, read once from the environment.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use contract::{topics, Format};
+use platform::kafka::KafkaSettings;
+use platform::telemetry::TelemetryConfig;
+use platform::{ConfigError, Env};
+
+/// Everything the producer service needs to start.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// `PRODUCER_HTTP_ADDR`: API, health and metrics.
+    pub http_addr: SocketAddr,
+    /// Brokers and librdkafka pass-through properties.
+    pub kafka: KafkaSettings,
+    /// `MESSAGE_FORMAT`: encoding of published values.
+    pub format: Format,
+    /// Topic of order events.
+    pub orders_topic: String,
+    /// Topic of user events.
+    pub users_topic: String,
+    /// `PRODUCE_TIMEOUT_MS`: longest a request waits for the broker's
+    /// acknowledgement before it answers 503.
+    pub produce_timeout: Duration,
+    /// `MAX_BODY_BYTES`: larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `RATE_LIMIT_RPS`: requests per second over all clients (0: no limit).
+    pub rate_limit: Option<NonZeroU32>,
+    /// `API_TOKEN`: when set, write endpoints need `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful drain.
+    pub shutdown_timeout: Duration,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+impl ProducerConfig {
+    /// Reads and validates every setting.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let format = env
+            .string("MESSAGE_FORMAT", "json")
+            .parse::<Format>()
+            .map_err(|e| ConfigError::new("MESSAGE_FORMAT", &e.0, "json, protobuf or avro"))?;
+        let rps: u32 = env.number("RATE_LIMIT_RPS", 5_000, 0..=10_000_000)?;
+        let api_token = env.get("API_TOKEN").map(str::to_owned);
+        if let Some(token) = &api_token {
+            if token.len() < 16 {
+                return Err(ConfigError::new(
+                    "API_TOKEN",
+                    "***",
+                    "at least 16 characters",
+                ));
+            }
+        }
+        Ok(Self {
+            http_addr: env.socket_addr("PRODUCER_HTTP_ADDR", "0.0.0.0:8080")?,
+            kafka: KafkaSettings::from_env(env)?,
+            format,
+            orders_topic: env.string("ORDERS_TOPIC", topics::ORDERS),
+            users_topic: env.string("USERS_TOPIC", topics::USERS),
+            produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000, 100..=120_000)?,
+            max_body_bytes: env.number("MAX_BODY_BYTES", 65_536, 1_024..=16 * 1024 * 1024)?,
+            rate_limit: NonZeroU32::new(rps),
+            api_token,
+            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
+            telemetry: TelemetryConfig::from_env(env, "producer")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = ProducerConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
+        assert_eq!(c.format, Format::Json);
+        assert_eq!(c.orders_topic, "orders");
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert!(c.api_token.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("MESSAGE_FORMAT", "xml"),
+            ("PRODUCER_HTTP_ADDR", "8080"),
+            ("PRODUCE_TIMEOUT_MS", "0"),
+            ("MAX_BODY_BYTES", "ten"),
+            ("RATE_LIMIT_RPS", "-1"),
+            ("API_TOKEN", "short"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "nohost"),
+        ] {
+            let err = ProducerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
+            assert_eq!(err.variable, var, "{err}");
+        }
+        let err =
+            ProducerConfig::from_env(&Env::from_pairs([("MESSAGE_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid MESSAGE_FORMAT=\"xml\": expected json, protobuf or avro"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Every way a request can fail, and the one place they become HTTP answers:
+//! a status and a JSON body that names each field at fault.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use contract::request::RequestError;
+use contract::{FieldError, ValidationErrors};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::publish::PublishError;
+
+/// A refused request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: not well-formed JSON.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// 422: wrong shape, unknown field or broken rule.
+    #[error("invalid request")]
+    Invalid(ValidationErrors),
+    /// 415: not `application/json`.
+    #[error("unsupported content type {0:?}: send application/json")]
+    UnsupportedMediaType(String),
+    /// 413: body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// 429: over the rate limit.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until a request would be let through.
+        retry_after: u64,
+    },
+    /// 401: missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 503: the broker did not acknowledge the write.
+    #[error("event not accepted: {0}")]
+    Unavailable(#[from] PublishError),
+    /// 500: a bug; the details stay in the logs.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, such as `validation_failed`.
+    pub error: &'static str,
+    /// For people.
+    pub message: String,
+    /// Each field at fault (only for `validation_failed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Malformed(reason) => ApiError::Malformed(reason),
+            RequestError::Invalid(errors) => ApiError::Invalid(errors),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl ApiError {
+    /// Maps axum's body rejection: over the limit is 413, anything else 400.
+    pub fn from_body(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::Malformed(rejection.body_text())
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unavailable(PublishError::QueueFull) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "producer_queue_full")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
+            ApiError::Unavailable(e) => tracing::warn!(error = %e, "event not accepted"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        let fields = match &self {
+            ApiError::Invalid(errors) => errors.0.clone(),
+            _ => Vec::new(),
+        };
+        let message = match &self {
+            ApiError::Invalid(errors) => {
+                format!("the request breaks {} rule(s): {errors}", errors.0.len())
+            }
+            other => other.to_string(),
+        };
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: code,
+                message,
+                fields,
+            }),
+        )
+            .into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,458 @@
+//! The producer's HTTP API against a real Kafka-protocol broker (librdkafka's
+//! mock cluster), driven by a real HTTP client.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use contract::{EventCodec, Format, OrderEvent, UserEvent};
+use rdkafka::message::Message;
+use serde_json::{json, Value};
+use support::{header, key, order_body, TestApp};
+
+#[tokio::test]
+async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
+    for format in Format::ALL {
+        let mut app = TestApp::spawn(&[("MESSAGE_FORMAT", format.name())]).await;
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let response = app
+            .post("/orders")
+            .header("x-correlation-id", "corr-123")
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{format}");
+        assert_eq!(response.headers()["x-correlation-id"], "corr-123");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "accepted");
+        let order_id = body["order_id"].as_str().unwrap().to_owned();
+
+        let messages = app.read_topic("orders", 1);
+        assert_eq!(messages.len(), 1, "{format}: exactly one message");
+        let m = &messages[0];
+        assert_eq!(key(m), order_id);
+        assert_eq!(
+            header(m, "content-type").as_deref(),
+            Some(format.content_type())
+        );
+        assert_eq!(header(m, "schema-version").as_deref(), Some("2"));
+        assert_eq!(header(m, "event-type").as_deref(), Some("order.created"));
+        assert_eq!(header(m, "correlation-id").as_deref(), Some("corr-123"));
+        let traceparent = header(m, "traceparent").expect("traceparent header");
+        assert!(
+            traceparent.contains(trace_id),
+            "trace continues: {traceparent}"
+        );
+
+        let event = OrderEvent::decode(m.payload().unwrap(), format, 2).expect("decodes");
+        assert_eq!(event.order_id.to_string(), order_id);
+        assert_eq!(
+            event.metadata.event_id.to_string(),
+            body["event_id"].as_str().unwrap()
+        );
+        assert_eq!(event.metadata.correlation_id, "corr-123");
+        assert_eq!(event.metadata.trace_id.as_deref(), Some(trace_id));
+        assert_eq!(event.totals.subtotal.to_string(), "39.98");
+        assert_eq!(event.totals.item_count, 2);
+        assert_eq!(event.customer.address.city, "London");
+        contract::validation::order_event(&event).expect("the published event is valid");
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn accepted_users_are_published_to_the_users_topic() {
+    let mut app = TestApp::spawn(&[("MESSAGE_FORMAT", "avro")]).await;
+    let response = app
+        .post("/users")
+        .json(&json!({"user_id": "u-42", "name": "Ada", "email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user_id"], "u-42");
+    let messages = app.read_topic("users", 1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(key(&messages[0]), "u-42");
+    let event = UserEvent::decode(messages[0].payload().unwrap(), Format::Avro, 1).unwrap();
+    assert_eq!(event.email, "ada@example.com");
+    assert!(app.read_topic("orders", 0).is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_with_one_idempotency_key_map_to_one_order_id() {
+    let mut app = TestApp::spawn(&[]).await;
+    let mut ids = Vec::new();
+    for key in ["key-1", "key-1", "key-2"] {
+        let body: Value = app
+            .post("/orders")
+            .header("idempotency-key", key)
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push((body["order_id"].clone(), body["event_id"].clone()));
+    }
+    assert_eq!(ids[0], ids[1], "same key, same order and event");
+    assert_ne!(ids[0].0, ids[2].0, "another key, another order");
+
+    let client_id = "0b9c4bde-9a43-4d1a-8f7e-3f1ae2c6a3d1";
+    let mut body = order_body();
+    body["order_id"] = json!(client_id);
+    let answer: Value = app
+        .post("/orders")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["order_id"], client_id, "a client order_id is kept");
+
+    // Every publish carries the same key for the same order: one partition.
+    let messages = app.read_topic("orders", 4);
+    let same: Vec<_> = messages
+        .iter()
+        .filter(|m| Some(key(m)) == ids[0].0.as_str().map(str::to_owned))
+        .map(|m| m.partition())
+        .collect();
+    assert_eq!(same.len(), 2);
+    assert_eq!(same[0], same[1]);
+    app.shutdown().await;
+}
+
+async fn status_and_body(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_status_and_writes_nothing() {
+    let mut app = TestApp::spawn(&[("MAX_BODY_BYTES", "2048")]).await;
+
+    let (status, body) = status_and_body(
+        app.post("/orders")
+            .body("{\"customer\": ")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "malformed_json");
+
+    let mut invalid = order_body();
+    invalid["currency"] = json!("XXX");
+    invalid["items"][0]["quantity"] = json!(0);
+    invalid["items"][0]["unit_price"] = json!("-1");
+    let (status, body) =
+        status_and_body(app.post("/orders").json(&invalid).send().await.unwrap()).await;
+    assert_eq!(status, 422);
+    let paths: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["currency", "items[0].quantity", "items[0].unit_price"],
+        "{body}"
+    );
+
+    let mut unknown = order_body();
+    unknown["coupon"] = json!("X");
+    let (status, body) =
+        status_and_body(app.post("/orders").json(&unknown).send().await.unwrap()).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["fields"][0]["path"], "coupon");
+
+    let mut large = order_body();
+    large["customer"]["name"] = json!("x".repeat(4096));
+    let (status, body) =
+        status_and_body(app.post("/orders").json(&large).send().await.unwrap()).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"], "payload_too_large");
+
+    let response = app
+        .http
+        .post(app.url("/orders"))
+        .header("content-type", "text/plain")
+        .body(order_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_body(response).await;
+    assert_eq!(status, 415);
+    assert_eq!(body["error"], "unsupported_media_type");
+
+    let (status, _) = status_and_body(
+        app.post("/orders")
+            .header("idempotency-key", "")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "an empty idempotency key is refused");
+
+    let (status, body) = status_and_body(
+        app.post("/users")
+            .json(&json!({"name": "Ada"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["message"].as_str().unwrap().contains("email"),
+        "{body}"
+    );
+
+    assert!(
+        app.read_topic("orders", 0).is_empty(),
+        "nothing was written to orders"
+    );
+    assert!(
+        app.read_topic("users", 0).is_empty(),
+        "nothing was written to users"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_requests_get_429_with_retry_after() {
+    let mut app = TestApp::spawn(&[("RATE_LIMIT_RPS", "1")]).await;
+    let first = app
+        .post("/orders")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    let second = app
+        .post("/orders")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.read_topic("orders", 1).len(),
+        1,
+        "only the admitted order was written"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn write_endpoints_need_the_bearer_token_when_one_is_configured() {
+    let token = "s3cret-token-0123456789";
+    let mut app = TestApp::spawn(&[("API_TOKEN", token)]).await;
+    let denied = app
+        .post("/orders")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let wrong = app
+        .post("/orders")
+        .bearer_auth("wrong-token-0123456789")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = app
+        .post("/orders")
+        .bearer_auth(token)
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 202);
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "probes stay open"
+    );
+    assert_eq!(app.read_topic("orders", 1).len(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_broker_gives_503_within_the_bound_and_recovery_needs_no_restart() {
+    let mut app = TestApp::spawn(&[]).await;
+    assert_eq!(
+        app.post("/orders")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+
+    app.cluster.broker_down(1).unwrap();
+    let started = Instant::now();
+    let response = app
+        .post("/orders")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "broker_unavailable");
+    // PRODUCE_TIMEOUT_MS is 2000 in these tests; the bound is that plus slack.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the broker is down");
+
+    app.cluster.broker_up(1).unwrap();
+    let mut recovered = false;
+    for _ in 0..20 {
+        if app
+            .post("/orders")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 202
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "the producer recovers once the broker is back");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi_are_served() {
+    let mut app = TestApp::spawn(&[]).await;
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post("/orders")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"kafka_producer_messages_total{outcome="acked",topic="orders"} 1"#,
+        "kafka_producer_produce_duration_seconds_bucket",
+        "kafka_producer_queue_depth",
+        r#"http_requests_total{method="POST",route="/orders",status="202"} 1"#,
+        "http_request_duration_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"]["/orders"]["post"]["responses"]["202"].is_object(),
+        "{doc}"
+    );
+    assert!(doc["paths"]["/users"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_flushes() {
+    let mut app = TestApp::spawn(&[]).await;
+    // A slow broker keeps the requests in flight while the stop arrives.
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(400))
+        .unwrap();
+    let requests: Vec<_> = (0..20)
+        .map(|_| app.post("/orders").json(&order_body()).send())
+        .collect();
+    let in_flight = tokio::spawn(futures::future::join_all(requests));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    app.shutdown().await;
+    let answers = in_flight.await.unwrap();
+    let accepted = answers
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 202))
+        .count();
+    assert_eq!(accepted, 20, "requests in flight at the stop were finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the shutdown bound"
+    );
+    assert_eq!(
+        app.read_topic("orders", 20).len(),
+        20,
+        "every 202 is on the topic"
+    );
+    assert!(
+        reqwest::Client::new()
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}

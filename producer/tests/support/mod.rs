@@ -1,0 +1,165 @@
+//! A producer service running in process against librdkafka's mock cluster,
+//! and an independent Kafka consumer to read back what it published.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use platform::Env;
+use producer::{Application, ProducerConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const PARTITIONS: i32 = 3;
+
+/// Installs the global tracing subscriber once, so spans carry W3C ids.
+pub fn telemetry() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let config = platform::telemetry::TelemetryConfig::from_env(
+            &Env::from_pairs([("LOG_LEVEL", "warn"), ("LOG_FORMAT", "text")]),
+            "producer-test",
+        )
+        .expect("telemetry config");
+        // The guard must live as long as the test process.
+        std::mem::forget(platform::telemetry::init(&config).expect("telemetry"));
+    });
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub stop: CancellationToken,
+    pub handle: Option<JoinHandle<std::io::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts the service with `extra` settings on a fresh mock cluster.
+    pub async fn spawn(extra: &[(&str, &str)]) -> Self {
+        telemetry();
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        for topic in ["orders", "users"] {
+            cluster
+                .create_topic(topic, PARTITIONS, 1)
+                .expect("create topic");
+        }
+        let bootstrap = cluster.bootstrap_servers();
+        let mut vars = vec![
+            ("PRODUCER_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap),
+            ("PRODUCE_TIMEOUT_MS".to_owned(), "2000".to_owned()),
+            ("SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = ProducerConfig::from_env(&Env::from_pairs(vars)).expect("config");
+        let app = Application::build(config, prometheus::Registry::new())
+            .await
+            .expect("producer starts");
+        let addr = app.local_addr().expect("bound");
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(app.run(stop.clone()));
+        Self {
+            addr,
+            cluster,
+            stop,
+            handle: Some(handle),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+    }
+
+    /// Stops the service and waits for it to finish.
+    pub async fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("join").expect("clean stop");
+        }
+    }
+
+    /// Every message of `topic` currently stored, read by an independent
+    /// consumer from the beginning; waits until `expected` arrived or a few
+    /// seconds passed.
+    pub fn read_topic(&self, topic: &str, expected: usize) -> Vec<OwnedMessage> {
+        read_topic(
+            &self.cluster.bootstrap_servers(),
+            topic,
+            expected,
+            Duration::from_secs(5),
+        )
+    }
+}
+
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    wait: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < wait {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None if out.len() >= expected && started.elapsed() > Duration::from_millis(500) => {
+                break
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The value of header `name` as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub fn key(message: &OwnedMessage) -> String {
+    String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned()
+}
+
+pub fn order_body() -> serde_json::Value {
+    serde_json::json!({
+        "customer": {"id": "c-42", "name": "Ada Lovelace", "email": "ada@example.com",
+                     "address": {"line1": "12 St James's Sq", "city": "London",
+                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
+        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"}],
+        "currency": "EUR"
+    })
+}
