@@ -1,3 +1,18 @@
 //! Kafka -> PostgreSQL: the consumer-group service.
 
+pub mod circuit;
+pub mod config;
+pub mod context;
 pub mod db;
+pub mod dead_letter;
+pub mod decode;
+pub mod metrics;
+pub mod offsets;
+pub mod persist;
+pub mod process;
+pub mod retry;
+pub mod startup;
+pub mod worker;
+
+pub use config::ConsumerConfig;
+pub use startup::{Application, StartupError};

@@ -1,1 +1,15 @@
-fn main() {}
+use anyhow::Context;
+use consumer::{Application, ConsumerConfig};
+use platform::Env;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = ConsumerConfig::from_env(&Env::from_process()).context("configuration")?;
+    let _telemetry = platform::telemetry::init(&config.telemetry)?;
+    let stop = platform::shutdown::on_signal();
+    let app = Application::build(config, prometheus::Registry::new())
+        .await
+        .context("start-up")?;
+    app.run(stop).await.context("running")?;
+    Ok(())
+}

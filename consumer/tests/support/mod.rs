@@ -2,6 +2,9 @@
 //! database per test on the local PostgreSQL server.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod proxy;
+
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -57,5 +60,26 @@ impl TestDatabase {
             .execute(&mut admin)
             .await;
         }
+    }
+}
+
+/// Polls `query` (a count) until it returns `expected` or `wait` passes;
+/// returns the last count.
+pub async fn wait_for_count(
+    pool: &PgPool,
+    query: &str,
+    expected: i64,
+    wait: std::time::Duration,
+) -> i64 {
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar(query)
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        if n >= expected || started.elapsed() > wait {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -1,0 +1,142 @@
+//! The consumer's settings, read once from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use contract::topics;
+use platform::kafka::KafkaSettings;
+use platform::telemetry::TelemetryConfig;
+use platform::{ConfigError, Env};
+
+use crate::retry::RetryPolicy;
+
+/// Everything the consumer service needs to start.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `CONSUMER_HTTP_ADDR`: health and metrics.
+    pub http_addr: SocketAddr,
+    /// Brokers and librdkafka pass-through properties.
+    pub kafka: KafkaSettings,
+    /// `KAFKA_CONSUMER_GROUP`.
+    pub group_id: String,
+    /// `CONSUMER_TOPICS`: comma-separated topics to read; each one's dead
+    /// letters go to `<topic>-dlq`.
+    pub topics: Vec<String>,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `DB_POOL_SIZE`.
+    pub db_pool_size: u32,
+    /// `DB_STATEMENT_TIMEOUT_MS`: a statement running longer fails (transient).
+    pub db_statement_timeout: Duration,
+    /// `DB_LOCK_TIMEOUT_MS`: waiting longer for a row lock fails (transient).
+    pub db_lock_timeout: Duration,
+    /// `MAX_RETRIES` and `RETRY_BACKOFF_MS`.
+    pub retry: RetryPolicy,
+    /// `BATCH_SIZE`: most messages persisted in one transaction.
+    pub batch_size: usize,
+    /// `BATCH_WAIT_MS`: longest wait to fill a batch once one message is in.
+    pub batch_wait: Duration,
+    /// `CIRCUIT_PROBE_MS`: first wait between database probes while the
+    /// circuit is open (doubles up to 30 s).
+    pub circuit_probe: Duration,
+    /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful stop.
+    pub shutdown_timeout: Duration,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+impl ConsumerConfig {
+    /// Reads and validates every setting.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let database_url = env.string("DATABASE_URL", "postgres://localhost/pubsubkafka");
+        let postgres_scheme =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !postgres_scheme
+            || database_url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .is_err()
+        {
+            // The URL may hold a password: never echo it.
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "***",
+                "a PostgreSQL URL such as postgres://user@host:5432/db",
+            ));
+        }
+        let topics: Vec<String> = env
+            .string(
+                "CONSUMER_TOPICS",
+                &format!("{},{}", topics::ORDERS, topics::USERS),
+            )
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if topics.is_empty() || topics.iter().any(|t| t.ends_with("-dlq")) {
+            return Err(ConfigError::new(
+                "CONSUMER_TOPICS",
+                &topics.join(","),
+                "a comma-separated list of source topics (not -dlq topics)",
+            ));
+        }
+        let group_id = env.string("KAFKA_CONSUMER_GROUP", "order-consumer");
+        Ok(Self {
+            http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
+            kafka: KafkaSettings::from_env(env)?,
+            group_id,
+            topics,
+            database_url,
+            db_pool_size: env.number("DB_POOL_SIZE", 8, 1..=200)?,
+            db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 10_000, 100..=600_000)?,
+            db_lock_timeout: env.millis("DB_LOCK_TIMEOUT_MS", 2_000, 10..=600_000)?,
+            retry: RetryPolicy {
+                max_retries: env.number("MAX_RETRIES", 3, 0..=20)?,
+                initial_backoff: env.millis("RETRY_BACKOFF_MS", 1_000, 1..=600_000)?,
+            },
+            batch_size: env.number("BATCH_SIZE", 500, 1..=10_000)?,
+            batch_wait: env.millis("BATCH_WAIT_MS", 20, 0..=10_000)?,
+            circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
+            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
+            telemetry: TelemetryConfig::from_env(env, "consumer")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = ConsumerConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(c.group_id, "order-consumer");
+        assert_eq!(c.database_url, "postgres://localhost/pubsubkafka");
+        assert_eq!(c.topics, ["orders", "users"]);
+        assert_eq!(c.retry.max_retries, 3);
+        assert_eq!(c.retry.initial_backoff, Duration::from_secs(1));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("MAX_RETRIES", "many"),
+            ("MAX_RETRIES", "99"),
+            ("RETRY_BACKOFF_MS", "0"),
+            ("CONSUMER_HTTP_ADDR", "x"),
+            ("DATABASE_URL", "mysql://nope"),
+            ("BATCH_SIZE", "0"),
+            ("CONSUMER_TOPICS", "orders-dlq"),
+        ] {
+            let err = ConsumerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
+            assert_eq!(err.variable, var, "{err}");
+        }
+        let err = ConsumerConfig::from_env(&Env::from_pairs([(
+            "DATABASE_URL",
+            "mysql://u:secret@h/db",
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+}

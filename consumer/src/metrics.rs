@@ -1,0 +1,113 @@
+//! The consumer's metrics, registered once; the loop only increments.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric of the consumer.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    messages: IntCounterVec,
+    dead_letters: IntCounterVec,
+    processing: HistogramVec,
+    end_to_end: HistogramVec,
+    /// 1 while the circuit breaker is open.
+    pub circuit_open: IntGauge,
+    /// Messages behind the high watermark, per partition (librdkafka's view).
+    pub lag: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+impl ConsumerMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "kafka_consumer_messages_total",
+                "Messages handled, by topic and outcome (consumed, persisted, duplicate, retried, dead_lettered)",
+            ),
+            &["topic", "outcome"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "kafka_dlq_messages_total",
+                "Messages sent to a dead-letter topic, by source topic and error",
+            ),
+            &["topic", "error_kind", "error_class"],
+        )?;
+        let processing = HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_processing_duration_seconds",
+                "Time from receiving a message to its outcome (persisted or dead-lettered)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["topic"],
+        )?;
+        let end_to_end = HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_end_to_end_latency_seconds",
+                "Time from the message's Kafka timestamp to its outcome",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["topic"],
+        )?;
+        let circuit_open = IntGauge::new(
+            "kafka_consumer_circuit_open",
+            "1 while consumption is paused because the database is unreachable",
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Messages between the committed position and the high watermark",
+            ),
+            &["group", "topic", "partition"],
+        )?;
+        for metric in [
+            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(dead_letters.clone()),
+            Box::new(processing.clone()),
+            Box::new(end_to_end.clone()),
+            Box::new(circuit_open.clone()),
+            Box::new(lag.clone()),
+        ] {
+            registry.register(metric)?;
+        }
+        Ok(Self {
+            messages,
+            dead_letters,
+            processing,
+            end_to_end,
+            circuit_open,
+            lag,
+        })
+    }
+
+    /// Counts `n` messages of `topic` with `outcome`.
+    pub fn messages(&self, topic: &str, outcome: &str, n: u64) {
+        if n > 0 {
+            self.messages.with_label_values(&[topic, outcome]).inc_by(n);
+        }
+    }
+
+    /// Counts one dead letter.
+    pub fn dead_letter(&self, topic: &str, kind: &str, class: &str) {
+        self.dead_letters
+            .with_label_values(&[topic, kind, class])
+            .inc();
+    }
+
+    /// Records one message's processing time and end-to-end latency.
+    pub fn timings(&self, topic: &str, processing_seconds: f64, end_to_end_seconds: Option<f64>) {
+        self.processing
+            .with_label_values(&[topic])
+            .observe(processing_seconds);
+        if let Some(seconds) = end_to_end_seconds {
+            self.end_to_end
+                .with_label_values(&[topic])
+                .observe(seconds.max(0.0));
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Building the consumer service from its configuration and running it
+//! until told to stop. Tests and the local stack build it in process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use platform::http::{self, ReadinessCheck};
+use prometheus::Registry;
+use rdkafka::consumer::Consumer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::circuit::CircuitBreaker;
+use crate::config::ConsumerConfig;
+use crate::context::GroupContext;
+use crate::dead_letter::DeadLetterer;
+use crate::metrics::ConsumerMetrics;
+use crate::persist::Store;
+use crate::worker::{GroupConsumer, Worker};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// librdkafka refused the configuration or the subscription.
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The database URL is unusable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migrations failed (is PostgreSQL reachable at DATABASE_URL?): {0}")]
+    Migrations(#[from] sqlx::migrate::MigrateError),
+    /// A metric could not be registered.
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The broker refused our credentials.
+    #[error("Kafka authentication failed (check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM): {0}")]
+    Authentication(String),
+}
+
+/// The consumer service, connected and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    worker: Worker,
+    shutdown_timeout: Duration,
+}
+
+/// Consumer settings for at-least-once delivery; each can be overridden by
+/// its `KAFKA_*` variable.
+fn consumer_defaults(group: &str) -> [(&'static str, &str); 10] {
+    [
+        ("group.id", group),
+        ("client.id", "pubsubkafka-consumer"),
+        // Offsets are stored by the loop after the side effect and committed
+        // by it: never by a timer that does not know what is done.
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+        ("statistics.interval.ms", "5000"),
+        ("queued.max.messages.kbytes", "16384"),
+    ]
+}
+
+impl Application {
+    /// Applies migrations, joins the group and binds the HTTP address.
+    pub async fn build(config: ConsumerConfig, registry: Registry) -> Result<Self, StartupError> {
+        let metrics = ConsumerMetrics::register(&registry)?;
+        let http_metrics = http::HttpMetrics::register(&registry)?;
+        let pool = crate::db::pool(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_statement_timeout,
+            config.db_lock_timeout,
+        )?;
+        crate::db::migrate(&pool).await?;
+        let store = Store::new(pool);
+
+        let context = GroupContext::new(metrics.clone(), &config.group_id);
+        let consumer: GroupConsumer = config
+            .kafka
+            .client_config(&consumer_defaults(&config.group_id))
+            .create_with_context(context.clone())?;
+        let consumer = Arc::new(consumer);
+        check_credentials(&consumer, &context).await?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let dead_letters =
+            DeadLetterer::new(&config.kafka, &config.group_id, Duration::from_secs(10))?;
+
+        let ready: ReadinessCheck = {
+            let store = store.clone();
+            let consumer = consumer.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                let consumer = consumer.clone();
+                Box::pin(async move {
+                    store.probe().await.map_err(|e| e.to_string())?;
+                    tokio::task::spawn_blocking(move || {
+                        consumer
+                            .fetch_metadata(None, Duration::from_secs(2))
+                            .map(|_| ())
+                            .map_err(|e| format!("Kafka metadata unavailable: {e}"))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                })
+            })
+        };
+        let router = http::ops_router(registry, ready).layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            http::track,
+        ));
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let worker = Worker {
+            consumer,
+            store,
+            dead_letters,
+            policy: config.retry,
+            batch_size: config.batch_size,
+            batch_wait: config.batch_wait,
+            metrics,
+            breaker: CircuitBreaker::new(config.circuit_probe),
+        };
+        Ok(Self {
+            listener,
+            router,
+            worker,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Consumes until `stop` is cancelled; then finishes the batch in hand,
+    /// commits and leaves the group, within the shutdown timeout.
+    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "consumer listening");
+        let http_stop = CancellationToken::new();
+        let server = tokio::spawn(http::serve(self.listener, self.router, http_stop.clone()));
+        let worker = tokio::spawn(self.worker.run(stop.clone()));
+        stop.cancelled().await;
+        match tokio::time::timeout(self.shutdown_timeout, worker).await {
+            Ok(_) => tracing::info!("consumer stopped cleanly"),
+            Err(_) => tracing::error!("consumer did not stop within the shutdown timeout"),
+        }
+        http_stop.cancel();
+        let _ = server.await;
+        Ok(())
+    }
+}
+
+/// A wrong password fails start-up with a message that says so; a broker
+/// that is merely down does not (the loop waits for it).
+async fn check_credentials(
+    consumer: &Arc<GroupConsumer>,
+    context: &GroupContext,
+) -> Result<(), StartupError> {
+    let probe = consumer.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        probe
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|_| ())
+    })
+    .await
+    .unwrap_or(Ok(()));
+    if let Some(reason) = context.observed.authentication_failed() {
+        return Err(StartupError::Authentication(reason));
+    }
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "Kafka not reachable at start-up; waiting for it");
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The consumer loop, kept thin: read a batch, hand it to
+//! [`process_batch`], dead-letter what must be, store offsets of what is
+//! done, rewind what is not; pause everything while the database is down.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tracing::Span;
+
+use crate::circuit::CircuitBreaker;
+use crate::context::{commit, GroupContext};
+use crate::dead_letter::DeadLetterer;
+use crate::metrics::ConsumerMetrics;
+use crate::offsets;
+use crate::persist::Store;
+use crate::process::{process_batch, Halt, Verdict};
+use crate::retry::RetryPolicy;
+
+/// The Kafka consumer of the service.
+pub type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Everything the loop needs.
+pub struct Worker {
+    /// The group member.
+    pub consumer: Arc<GroupConsumer>,
+    /// PostgreSQL.
+    pub store: Store,
+    /// The DLQ writer.
+    pub dead_letters: DeadLetterer,
+    /// Transient-failure retries.
+    pub policy: RetryPolicy,
+    /// Most messages per transaction.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch.
+    pub batch_wait: Duration,
+    /// Metrics.
+    pub metrics: ConsumerMetrics,
+    /// Database outage breaker.
+    pub breaker: CircuitBreaker,
+}
+
+/// One message's span (continuing the producer's trace) and receive time.
+struct Received {
+    message: OwnedMessage,
+    span: Span,
+    at: Instant,
+}
+
+fn received(message: OwnedMessage) -> Received {
+    let span = tracing::info_span!(
+        "consume",
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        trace_id = tracing::field::Empty,
+    );
+    platform::trace::continue_from(&span, |name| {
+        crate::decode::header(&message, name).map(str::to_owned)
+    });
+    if let Some((trace_id, _)) = platform::trace::ids(&span) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    Received {
+        message,
+        span,
+        at: Instant::now(),
+    }
+}
+
+fn age_seconds(message: &OwnedMessage) -> Option<f64> {
+    match message.timestamp() {
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => {
+            Some((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1000.0)
+        }
+        Timestamp::NotAvailable => None,
+    }
+}
+
+impl Worker {
+    /// Runs until `stop` is cancelled, then commits what is done and leaves
+    /// the group.
+    pub async fn run(mut self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            if self.breaker.is_open() {
+                self.wait_out_outage(&stop).await;
+                continue;
+            }
+            let Some(batch) = self.next_batch(&stop).await else {
+                break;
+            };
+            self.handle(batch, &stop).await;
+        }
+        match commit(self.consumer.as_ref(), CommitMode::Sync) {
+            Ok(()) => tracing::info!("final offsets committed"),
+            Err(e) => {
+                tracing::error!(error = %e, "final commit failed; uncommitted messages will be redelivered")
+            }
+        }
+        self.consumer.unsubscribe();
+        tracing::info!("left the consumer group");
+    }
+
+    /// Waits for one message, then gathers more for up to `batch_wait`.
+    async fn next_batch(&self, stop: &CancellationToken) -> Option<Vec<Received>> {
+        let first = loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return None,
+                next = self.consumer.recv() => match next {
+                    Ok(m) => break m.detach(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        };
+        let mut batch = vec![received(first)];
+        let deadline = tokio::time::Instant::now() + self.batch_wait;
+        while batch.len() < self.batch_size {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(received(m.detach())),
+                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    async fn handle(&mut self, batch: Vec<Received>, stop: &CancellationToken) {
+        let messages: Vec<OwnedMessage> = batch.iter().map(|r| r.message.clone()).collect();
+        for r in &batch {
+            self.metrics.messages(r.message.topic(), "consumed", 1);
+        }
+        let outcome = process_batch(&self.store, self.policy, &messages, stop).await;
+        let mut done = 0;
+        let mut dlq_down = false;
+        for (r, verdict) in batch.iter().zip(&outcome.verdicts) {
+            let topic = r.message.topic();
+            let _entered = r.span.enter();
+            match verdict {
+                Verdict::Persisted => {
+                    self.metrics.messages(topic, "persisted", 1);
+                    tracing::debug!("event persisted");
+                }
+                Verdict::DeadLetter(failure) => {
+                    if let Err(e) = self.dead_letters.send(&r.message, failure).await {
+                        tracing::error!(error = %e, "dead-letter topic unavailable; will retry the message");
+                        dlq_down = true;
+                        break;
+                    }
+                    self.metrics.messages(topic, "dead_lettered", 1);
+                    self.metrics
+                        .dead_letter(topic, failure.kind.as_str(), failure.class);
+                    tracing::warn!(
+                        error_kind = failure.kind.as_str(),
+                        error_class = failure.class,
+                        retries = failure.retries,
+                        "message dead-lettered"
+                    );
+                }
+            }
+            self.metrics
+                .timings(topic, r.at.elapsed().as_secs_f64(), age_seconds(&r.message));
+            done += 1;
+        }
+        if let Some(first) = batch.first() {
+            let topic = first.message.topic();
+            self.metrics
+                .messages(topic, "duplicate", outcome.persisted.duplicates as u64);
+            self.metrics.messages(topic, "retried", outcome.retries);
+        }
+        if let Err(e) = offsets::store(self.consumer.as_ref(), &messages[..done]) {
+            tracing::error!(error = %e, "cannot store offsets");
+        }
+        if done < messages.len() {
+            offsets::rewind(self.consumer.as_ref(), &messages[done..]);
+        }
+        if let Err(e) = commit(self.consumer.as_ref(), CommitMode::Async) {
+            tracing::warn!(error = %e, "commit failed; will commit with the next batch");
+        }
+        match outcome.halted {
+            Some(Halt::Outage(reason)) => self.open_circuit(&reason),
+            Some(Halt::Stopping) => {}
+            None if dlq_down => tokio::time::sleep(Duration::from_secs(1)).await,
+            None => {}
+        }
+    }
+
+    fn set_paused(&self, paused: bool) {
+        self.consumer
+            .context()
+            .paused
+            .store(paused, Ordering::SeqCst);
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the assignment");
+                return;
+            }
+        };
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, paused, "cannot pause or resume partitions");
+        }
+    }
+
+    fn open_circuit(&mut self, reason: &str) {
+        tracing::error!(%reason, "database unreachable: pausing consumption");
+        self.breaker.open(Instant::now());
+        self.metrics.circuit_open.set(1);
+        self.set_paused(true);
+    }
+
+    /// Paused: keeps polling (group membership, rebalances) and probes the
+    /// database on the breaker's schedule; resumes when a probe succeeds.
+    async fn wait_out_outage(&mut self, stop: &CancellationToken) {
+        let wait = self.breaker.until_probe(Instant::now());
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            next = self.consumer.recv() => {
+                // Fetched before the pause took effect: put it back.
+                if let Ok(m) = next {
+                    let m = m.detach();
+                    offsets::rewind(self.consumer.as_ref(), std::slice::from_ref(&m));
+                    self.set_paused(true);
+                }
+                return;
+            }
+        }
+        match self.store.probe().await {
+            Ok(()) => {
+                tracing::info!("database reachable again: resuming consumption");
+                self.breaker.close();
+                self.metrics.circuit_open.set(0);
+                self.set_paused(false);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "database still unreachable");
+                self.breaker.probe_failed(Instant::now());
+            }
+        }
+    }
+}

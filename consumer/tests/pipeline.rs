@@ -1,0 +1,475 @@
+//! The delivery invariants, with the real consumer against librdkafka's mock
+//! cluster and the local PostgreSQL. Each test fails if its invariant breaks.
+
+mod support;
+
+use std::time::Duration;
+
+use contract::Format;
+use rdkafka::message::Message;
+use support::kafka::{
+    cluster, header, order_event, order_message, publish, read_topic, user_event, user_message,
+    Outgoing, RunningConsumer,
+};
+use support::{wait_for_count, TestDatabase};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn group() -> String {
+    format!("test-group-{}", Uuid::new_v4().simple())
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_messages_in_every_encoding_land_exactly_once_and_redelivery_adds_no_row() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let mut messages = Vec::new();
+    for (n, format) in Format::ALL.iter().cycle().take(30).enumerate() {
+        messages.push(order_message(&order_event(n), *format));
+    }
+    for (n, format) in Format::ALL.iter().cycle().take(9).enumerate() {
+        messages.push(user_message(&user_event(n), *format));
+    }
+    publish(&bootstrap, &messages);
+
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 30, WAIT).await,
+        30
+    );
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM users", 9, WAIT).await,
+        9
+    );
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM event_store", 39, WAIT).await,
+        39
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM order_items").await, 60);
+    let total: String = sqlx::query_scalar("SELECT sum(total)::text FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(total, "1349.40", "30 orders of 44.98 EUR, exact");
+    let formats: i64 = count(&db, "SELECT count(DISTINCT content_type) FROM event_store").await;
+    assert_eq!(formats, 3);
+
+    // The same messages again, and a second group reading everything from
+    // the start: every one is a redelivery.
+    publish(&bootstrap, &messages);
+    let other = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = other.metrics();
+    assert!(
+        metrics.contains("kafka_consumer_messages_total{outcome=\"duplicate\""),
+        "{metrics}"
+    );
+    other.stop();
+    consumer.stop();
+    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 30);
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 9);
+    assert_eq!(count(&db, "SELECT count(*) FROM event_store").await, 39);
+    assert_eq!(count(&db, "SELECT count(*) FROM order_items").await, 60);
+    assert!(read_topic(&bootstrap, "orders-dlq", 0, Duration::from_secs(1)).is_empty());
+    db.drop().await;
+}
+
+fn on_partition(mut m: Outgoing, partition: i32) -> Outgoing {
+    m.partition = Some(partition);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+
+    let valid = |n| on_partition(order_message(&order_event(n), Format::Json), 0);
+    let mut invalid_event = order_event(100);
+    invalid_event.items[0].quantity = 0;
+    let mut tampered_totals = order_event(101);
+    tampered_totals.totals.subtotal = rust_decimal::Decimal::ONE;
+    let mut wrong_key = order_message(&order_event(102), Format::Protobuf);
+    wrong_key.key = b"someone-else".to_vec();
+    let mut no_content_type = valid(103);
+    no_content_type.headers.retain(|(k, _)| k != "content-type");
+    let mut xml = valid(104);
+    xml.headers[0].1 = "application/xml".into();
+    let mut future_avro = order_message(&order_event(105), Format::Avro);
+    future_avro.headers[1].1 = "9".into();
+    let mut unknown_type = valid(106);
+    unknown_type.headers[2].1 = "order.teleported".into();
+    let mut bad_user = user_message(&user_event(107), Format::Json);
+    bad_user.value = br#"{"not": "a user"}"#.to_vec();
+    bad_user.partition = Some(1);
+
+    let poison: Vec<(Outgoing, &str)> = vec![
+        (
+            on_partition(
+                Outgoing {
+                    value: b"{not json".to_vec(),
+                    ..valid(110)
+                },
+                0,
+            ),
+            "decode",
+        ),
+        (
+            on_partition(
+                Outgoing {
+                    value: vec![0xff, 0x00, 0x13],
+                    headers: support::kafka::headers_for(Format::Protobuf, "order.created", 2),
+                    ..valid(111)
+                },
+                0,
+            ),
+            "decode",
+        ),
+        (
+            on_partition(order_message(&invalid_event, Format::Avro), 0),
+            "validation",
+        ),
+        (
+            on_partition(order_message(&tampered_totals, Format::Json), 0),
+            "validation",
+        ),
+        (on_partition(wrong_key, 0), "key_mismatch"),
+        (no_content_type, "missing_header"),
+        (xml, "unsupported_content_type"),
+        (on_partition(future_avro, 0), "unsupported_schema_version"),
+        (unknown_type, "unknown_event_type"),
+        (bad_user, "decode"),
+    ];
+    // Valid orders before, between and after the poison, on one partition.
+    let mut stream = vec![valid(0)];
+    for (n, (p, _)) in poison.iter().enumerate() {
+        stream.push(p.clone());
+        stream.push(valid(n + 1));
+    }
+    stream.push(valid(50));
+    publish(&bootstrap, &stream);
+    let valid_count = (stream.len() - poison.len()) as i64;
+
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", valid_count, WAIT).await,
+        valid_count,
+        "every valid order around the poison is persisted"
+    );
+    let orders_dlq = read_topic(&bootstrap, "orders-dlq", poison.len() - 1, WAIT);
+    let users_dlq = read_topic(&bootstrap, "users-dlq", 1, WAIT);
+    let metrics = consumer.metrics();
+    consumer.stop();
+    println!(
+        "published {} messages: {} valid, {} poison; dead-lettered {} + {}",
+        stream.len(),
+        valid_count,
+        poison.len(),
+        orders_dlq.len(),
+        users_dlq.len()
+    );
+    assert_eq!(
+        orders_dlq.len(),
+        poison.len() - 1,
+        "every order poison dead-lettered once"
+    );
+    assert_eq!(users_dlq.len(), 1);
+
+    for (sent, class) in &poison {
+        let dlq = if sent.topic == "users" {
+            &users_dlq
+        } else {
+            &orders_dlq
+        };
+        let found = dlq
+            .iter()
+            .find(|m| {
+                m.payload() == Some(sent.value.as_slice()) && m.key() == Some(sent.key.as_slice())
+            })
+            .unwrap_or_else(|| panic!("poison of class {class} not in the DLQ"));
+        for (k, v) in &sent.headers {
+            assert_eq!(
+                header(found, k).as_ref(),
+                Some(v),
+                "original header {k} kept"
+            );
+        }
+        assert_eq!(header(found, "dlq-error-class").as_deref(), Some(*class));
+        assert_eq!(
+            header(found, "dlq-error-kind").as_deref(),
+            Some("permanent")
+        );
+        assert_eq!(header(found, "dlq-retry-count").as_deref(), Some("0"));
+        assert_eq!(
+            header(found, "dlq-original-topic").as_deref(),
+            Some(sent.topic.as_str())
+        );
+        assert_eq!(
+            header(found, "dlq-consumer-group").map(|g| g.starts_with("test-group-")),
+            Some(true)
+        );
+        for name in [
+            "dlq-original-partition",
+            "dlq-original-offset",
+            "dlq-original-timestamp",
+            "dlq-error-message",
+            "dlq-failed-at",
+        ] {
+            assert!(header(found, name).is_some(), "{name} missing");
+        }
+        if let Some(p) = sent.partition {
+            assert_eq!(header(found, "dlq-original-partition"), Some(p.to_string()));
+        }
+    }
+    assert!(metrics.contains("kafka_dlq_messages_total{error_class=\"validation\",error_kind=\"permanent\",topic=\"orders\"} 2"), "{metrics}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM event_store").await,
+        valid_count
+    );
+    db.drop().await;
+}
+
+/// Holds an uncommitted row for `order_id`, so the consumer's insert of that
+/// order waits for the lock and times out: a transient failure.
+async fn lock_order(
+    db: &TestDatabase,
+    order_id: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency,
+                             subtotal, total, item_count, event_id, schema_version, occurred_at, correlation_id)
+         VALUES ($1, 'x', 'x', 'x', '{}', 'EUR', 1, 1, 1, gen_random_uuid(), 2, now(), 'lock')",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.unwrap();
+    let blocked = order_event(1);
+    let lock = lock_order(&db, blocked.order_id).await;
+    let others: Vec<_> = (2..6).map(order_event).collect();
+    let mut messages = vec![order_message(&blocked, Format::Json)];
+    messages.extend(others.iter().map(|e| order_message(e, Format::Json)));
+    publish(&bootstrap, &messages);
+
+    // Lock waits of 200 ms, then 0.3 s, 0.6 s, 1.2 s between the tries.
+    let consumer = RunningConsumer::start(
+        &bootstrap,
+        &db.url,
+        &group(),
+        &[
+            ("MAX_RETRIES", "3"),
+            ("RETRY_BACKOFF_MS", "300"),
+            ("DB_LOCK_TIMEOUT_MS", "200"),
+        ],
+    );
+    // Once the consumer is seen waiting on the lock, let it fail at least
+    // once more, then release the row.
+    let waiting = wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pubsubkafka-consumer' AND wait_event_type = 'Lock'",
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(waiting, 1, "the consumer reached the locked row");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 5, WAIT).await,
+        5
+    );
+    let metrics = consumer.metrics();
+    consumer.stop();
+    assert!(
+        metrics.contains("kafka_consumer_messages_total{outcome=\"retried\",topic=\"orders\"}"),
+        "{metrics}"
+    );
+    assert!(
+        read_topic(&bootstrap, "orders-dlq", 0, Duration::from_secs(1)).is_empty(),
+        "nothing dead-lettered"
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its_retry_count() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.unwrap();
+    let blocked = order_event(1);
+    let lock = lock_order(&db, blocked.order_id).await;
+    let sent = order_message(&blocked, Format::Protobuf);
+    publish(
+        &bootstrap,
+        &[sent.clone(), order_message(&order_event(2), Format::Json)],
+    );
+
+    let consumer = RunningConsumer::start(
+        &bootstrap,
+        &db.url,
+        &group(),
+        &[
+            ("MAX_RETRIES", "2"),
+            ("RETRY_BACKOFF_MS", "100"),
+            ("DB_LOCK_TIMEOUT_MS", "100"),
+        ],
+    );
+    let dlq = read_topic(&bootstrap, "orders-dlq", 1, WAIT);
+    assert_eq!(
+        wait_for_count(
+            &db.pool,
+            "SELECT count(*) FROM orders WHERE correlation_id <> 'lock'",
+            1,
+            WAIT
+        )
+        .await,
+        1
+    );
+    consumer.stop();
+    lock.rollback().await.unwrap();
+    assert_eq!(dlq.len(), 1);
+    let letter = &dlq[0];
+    assert_eq!(letter.payload(), Some(sent.value.as_slice()));
+    assert_eq!(letter.key(), Some(sent.key.as_slice()));
+    assert_eq!(
+        header(letter, "dlq-error-kind").as_deref(),
+        Some("transient")
+    );
+    assert_eq!(
+        header(letter, "dlq-error-class").as_deref(),
+        Some("database_transient")
+    );
+    assert_eq!(header(letter, "dlq-retry-count").as_deref(), Some("2"));
+    assert!(
+        header(letter, "dlq-error-message")
+            .unwrap()
+            .contains("lock"),
+        "the reason is kept"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM orders").await,
+        1,
+        "the dead-lettered order is not stored"
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_mid_stream_sends_nothing_to_the_dlq_and_all_persist_once_back() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let proxy = support::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        via_proxy, db.url,
+        "the test database URL goes through the proxy"
+    );
+
+    let first: Vec<_> = (0..20)
+        .map(|n| order_message(&order_event(n), Format::Json))
+        .collect();
+    publish(&bootstrap, &first);
+    let consumer =
+        RunningConsumer::start(&bootstrap, &via_proxy, &group(), &[("MAX_RETRIES", "1")]);
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 20, WAIT).await,
+        20
+    );
+
+    proxy.cut();
+    let second: Vec<_> = (20..120)
+        .map(|n| order_message(&order_event(n), Format::Avro))
+        .collect();
+    publish(&bootstrap, &second);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = consumer.metrics();
+    assert!(
+        during.contains("kafka_consumer_circuit_open 1"),
+        "circuit open during the outage:\n{during}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM orders").await,
+        20,
+        "nothing written while down"
+    );
+
+    proxy.restore();
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 120, WAIT).await,
+        120,
+        "everything persisted once the database is back"
+    );
+    let after = consumer.metrics();
+    consumer.stop();
+    assert!(after.contains("kafka_consumer_circuit_open 0"), "{after}");
+    let dlq = read_topic(&bootstrap, "orders-dlq", 0, Duration::from_secs(1));
+    println!(
+        "published 120, persisted {}, dead-lettered {}",
+        count(&db, "SELECT count(*) FROM orders").await,
+        dlq.len()
+    );
+    assert!(dlq.is_empty(), "no valid order was dead-lettered");
+    assert_eq!(count(&db, "SELECT count(*) FROM event_store").await, 120);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_crashed_without_commit_and_restarted_loses_nothing_and_duplicates_nothing() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let group = group();
+    let total = 600;
+    let messages: Vec<_> = (0..total)
+        .map(|n| order_message(&order_event(n), Format::ALL[n % 3]))
+        .collect();
+    publish(&bootstrap, &messages[..300]);
+
+    // Small batches so the crash lands mid-stream.
+    let small = [("BATCH_SIZE", "10"), ("BATCH_WAIT_MS", "5")];
+    let first = RunningConsumer::start(&bootstrap, &db.url, &group, &small);
+    let before_crash = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 50, WAIT).await;
+    assert!(before_crash >= 50);
+    first.crash();
+    let at_crash = count(&db, "SELECT count(*) FROM orders").await;
+    publish(&bootstrap, &messages[300..]);
+
+    let second = RunningConsumer::start(&bootstrap, &db.url, &group, &small);
+    let persisted =
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", total as i64, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    second.stop();
+    let events = count(&db, "SELECT count(*) FROM event_store").await;
+    let distinct = count(&db, "SELECT count(DISTINCT order_id) FROM orders").await;
+    println!("sent {total}, persisted {at_crash} before the crash, {persisted} in all, {events} events, {} duplicated", events - distinct);
+    assert_eq!(persisted, total as i64, "nothing lost");
+    assert_eq!(
+        events, total as i64,
+        "nothing duplicated in the event store"
+    );
+    assert_eq!(distinct, total as i64);
+    assert!(read_topic(&bootstrap, "orders-dlq", 0, Duration::from_secs(1)).is_empty());
+    db.drop().await;
+}
