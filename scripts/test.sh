@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, setting up what the tests need on this
-# machine first: the local PostgreSQL server (started if it is down) and the
-# tools of the deployment and monitoring checks (installed under .tools/).
+# machine first: the local PostgreSQL server (started if it is down), the
+# Tansu broker of the end-to-end suite and the tools of the deployment and
+# monitoring checks (installed under .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,12 @@ pg_isready -h 127.0.0.1 -p 5432
 
 section "formatting"
 cargo fmt --all --check
+
+section "Tansu broker for the end-to-end suite"
+./scripts/install-tansu.sh
+
+section "service binaries for the end-to-end suite"
+cargo build --locked --bins
 
 section "cargo tests"
 cargo test --workspace --locked

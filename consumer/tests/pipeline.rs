@@ -6,11 +6,12 @@ mod support;
 use std::time::Duration;
 
 use contract::Format;
-use rdkafka::message::Message;
-use support::kafka::{
-    cluster, header, order_event, order_message, publish, read_topic, user_event, user_message,
-    Outgoing, RunningConsumer,
+use harness::events::{
+    headers_for, order_event, order_message, user_event, user_message, Outgoing,
 };
+use harness::kafka::{header, mock_cluster as cluster, publish, read_topic};
+use rdkafka::message::Message;
+use support::service::RunningConsumer;
 use support::{wait_for_count, TestDatabase};
 use uuid::Uuid;
 
@@ -128,7 +129,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
             on_partition(
                 Outgoing {
                     value: vec![0xff, 0x00, 0x13],
-                    headers: support::kafka::headers_for(Format::Protobuf, "order.created", 2),
+                    headers: headers_for(Format::Protobuf, "order.created", 2),
                     ..valid(111)
                 },
                 0,
@@ -380,7 +381,7 @@ async fn postgres_unreachable_mid_stream_sends_nothing_to_the_dlq_and_all_persis
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let db = TestDatabase::create().await;
-    let proxy = support::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let proxy = harness::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
     let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(
         via_proxy, db.url,

@@ -1,6 +1,7 @@
 //! Publishing one event and waiting for the broker's acknowledgement: the
 //! idempotent, batching, compressing producer behind every request.
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use platform::kafka::{KafkaSettings, ObservedContext};
@@ -34,10 +35,25 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// One long-lived producer shared by every request.
+/// The current producer, its generation (bumped on each rebuild), and when
+/// it was built and last had a write acknowledged.
+struct Current {
+    generation: u64,
+    producer: FutureProducer<ObservedContext>,
+    built: Instant,
+    last_ack: Instant,
+}
+
+/// One long-lived producer shared by every request. An idempotent producer
+/// that hits a fatal error (for example fenced after the cluster lost its
+/// producer state) cannot be used again, and one whose producer id the
+/// brokers no longer know (a cluster rebuilt from scratch) times out every
+/// write; either is replaced by a new producer, so the service recovers
+/// without a restart.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer<ObservedContext>,
+    current: Arc<RwLock<Current>>,
+    settings: KafkaSettings,
     context: ObservedContext,
     metrics: ProducerMetrics,
     timeout: Duration,
@@ -66,17 +82,76 @@ impl Publisher {
         timeout: Duration,
         metrics: ProducerMetrics,
     ) -> Result<Self, KafkaError> {
-        let timeout_ms = timeout.as_millis().to_string();
         let context = ObservedContext::default();
-        let producer = settings
-            .client_config(&defaults(&timeout_ms))
-            .create_with_context(context.clone())?;
+        let producer = create(settings, timeout, &context)?;
         Ok(Self {
-            producer,
+            current: Arc::new(RwLock::new(Current {
+                generation: 0,
+                producer,
+                built: Instant::now(),
+                last_ack: Instant::now(),
+            })),
+            settings: settings.clone(),
             context,
             metrics,
             timeout,
         })
+    }
+
+    fn producer(&self) -> (u64, FutureProducer<ObservedContext>) {
+        let current = match self.current.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (current.generation, current.producer.clone())
+    }
+
+    /// Replaces the producer of `generation` if it failed fatally, or if it
+    /// has had no acknowledgement for two write timeouts while writes keep
+    /// timing out (at most once per two timeouts, however many requests saw
+    /// the failure).
+    fn replace_if_stuck(
+        &self,
+        generation: u64,
+        producer: &FutureProducer<ObservedContext>,
+        timed_out: bool,
+    ) {
+        let fatal = producer.client().fatal_error();
+        if fatal.is_none() && !timed_out {
+            return;
+        }
+        let Ok(mut current) = self.current.write() else {
+            return;
+        };
+        let patience = self.timeout * 2;
+        let stuck = timed_out
+            && current.last_ack.elapsed() > patience
+            && current.built.elapsed() > patience;
+        if current.generation != generation || (fatal.is_none() && !stuck) {
+            return;
+        }
+        match create(&self.settings, self.timeout, &self.context) {
+            Ok(fresh) => {
+                match &fatal {
+                    Some((code, reason)) => {
+                        tracing::warn!(?code, %reason, "producer failed fatally; replaced by a new one")
+                    }
+                    None => tracing::warn!(
+                        "no write acknowledged for {patience:?}; producer replaced by a new one"
+                    ),
+                }
+                current.producer = fresh;
+                current.generation += 1;
+                current.built = Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot replace the producer"),
+        }
+    }
+
+    fn acknowledged(&self) {
+        if let Ok(mut current) = self.current.write() {
+            current.last_ack = Instant::now();
+        }
     }
 
     /// What librdkafka last reported on its own, for start-up diagnostics.
@@ -99,7 +174,8 @@ impl Publisher {
             .payload(payload)
             .headers(headers);
         let started = Instant::now();
-        let delivery = match self.producer.send_result(record) {
+        let (generation, producer) = self.producer();
+        let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
             Err((error, _)) => {
                 let queue_full = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
@@ -111,6 +187,7 @@ impl Publisher {
                         Outcome::Failed
                     },
                 );
+                self.replace_if_stuck(generation, &producer, false);
                 return Err(if queue_full {
                     PublishError::QueueFull
                 } else {
@@ -120,11 +197,11 @@ impl Publisher {
         };
         self.metrics
             .queue_depth
-            .set(i64::from(self.producer.in_flight_count()));
+            .set(i64::from(producer.in_flight_count()));
         let outcome = tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await;
         self.metrics
             .queue_depth
-            .set(i64::from(self.producer.in_flight_count()));
+            .set(i64::from(producer.in_flight_count()));
         let result = match outcome {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),
@@ -142,18 +219,23 @@ impl Publisher {
         };
         match &result {
             Ok(_) => {
+                self.acknowledged();
                 self.metrics.message(topic, Outcome::Acked);
                 self.metrics
                     .produce_seconds(topic, started.elapsed().as_secs_f64());
             }
-            Err(_) => self.metrics.message(topic, Outcome::Failed),
+            Err(e) => {
+                self.metrics.message(topic, Outcome::Failed);
+                let timed_out = matches!(e, PublishError::Timeout(_));
+                self.replace_if_stuck(generation, &producer, timed_out);
+            }
         }
         result
     }
 
     /// Whether the brokers answer a metadata request for `topic` in time.
     pub async fn ready(&self, topic: &str, timeout: Duration) -> Result<(), String> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             producer
@@ -171,9 +253,20 @@ impl Publisher {
 
     /// Waits until every queued message is acknowledged or `timeout` passes.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .map_err(|_| KafkaError::Canceled)?
     }
+}
+
+fn create(
+    settings: &KafkaSettings,
+    timeout: Duration,
+    context: &ObservedContext,
+) -> Result<FutureProducer<ObservedContext>, KafkaError> {
+    let timeout_ms = timeout.as_millis().to_string();
+    settings
+        .client_config(&defaults(&timeout_ms))
+        .create_with_context(context.clone())
 }

@@ -198,6 +198,7 @@ async fn publish<E: EventCodec + Keyed>(
         topic,
         partition = delivered.partition,
         offset = delivered.offset,
+        trace_id = meta.trace_id.as_deref().unwrap_or(""),
         "event published"
     );
     Ok(())

@@ -1,6 +1,5 @@
 //! A TCP proxy to PostgreSQL that a test can cut and restore, to make the
 //! database unreachable for the consumer while it runs.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,13 +7,16 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Forwards 127.0.0.1:<port> to a target until cut.
 pub struct Proxy {
+    /// Where clients connect.
     pub addr: SocketAddr,
     up: watch::Sender<bool>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Proxy {
+    /// Starts forwarding to `target` on a new local port.
     pub fn start(target: SocketAddr) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -1,0 +1,136 @@
+//! A Tansu broker as a separate process on loopback (memory storage), with
+//! the pipeline's topics. Found through `TANSU_BIN` or at
+//! `.tools/tansu/tansu` (installed by `scripts/install-tansu.sh`).
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::kafka::{PARTITIONS, TOPICS};
+
+/// The Tansu binary; fails with how to install it when it is missing.
+pub fn tansu_binary() -> PathBuf {
+    let path = std::env::var_os("TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join(".tools/tansu/tansu"));
+    assert!(
+        path.is_file(),
+        "no Tansu broker binary at {}: run `scripts/install-tansu.sh` (or `scripts/test.sh`, which runs it) \
+         or set TANSU_BIN to a tansu executable",
+        path.display()
+    );
+    path
+}
+
+/// A running Tansu broker.
+pub struct Tansu {
+    /// `127.0.0.1:<port>`, for `KAFKA_BOOTSTRAP_SERVERS`.
+    pub bootstrap: String,
+    port: u16,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    /// Starts a broker on a free port and creates the topics.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a broker with extra `tansu broker` arguments (such as
+    /// `--authentication`), without creating topics when authentication is on.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let port = crate::free_port();
+        let mut broker = Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        broker.spawn();
+        if extra_args.is_empty() {
+            broker.create_topics();
+        }
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_binary())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--cluster-id", "pubsubkafka-test"])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "tansu did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Creates the pipeline's topics (memory storage starts empty).
+    pub fn create_topics(&self) {
+        for topic in TOPICS {
+            let status = Command::new(tansu_binary())
+                .args([
+                    "topic",
+                    "create",
+                    "--broker",
+                    &format!("tcp://127.0.0.1:{}", self.port),
+                ])
+                .args(["--partitions", &PARTITIONS.to_string(), topic])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("tansu topic create");
+            assert!(status.success(), "creating topic {topic} failed");
+        }
+    }
+
+    /// Creates a SCRAM-SHA-512 user.
+    pub fn create_user(&self, name: &str, password: &str) -> std::process::Output {
+        Command::new(tansu_binary())
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--mechanism", "scram512", name, password])
+            .output()
+            .expect("tansu user create")
+    }
+
+    /// Kills the broker process (memory storage: its data is gone).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and recreates the topics.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        if self.extra_args.is_empty() {
+            self.create_topics();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

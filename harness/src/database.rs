@@ -1,0 +1,80 @@
+//! A fresh database per test on the local PostgreSQL server.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A database made for one test.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates `pubsubkafka_test_<random>`; fails with how to start the
+    /// server when it is not running.
+    pub async fn create() -> Self {
+        let server = server_url();
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at {server} ({e}). Start it with \
+                     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                     or point TEST_DATABASE_SERVER at a server where tests may create databases"
+                )
+            });
+        let name = format!("pubsubkafka_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = format!("{server}/{name}");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .expect("connect to the test database");
+        Self { name, url, pool }
+    }
+
+    /// Drops the database (best effort: a failed test leaves it for study).
+    pub async fn drop(self) {
+        self.pool.close().await;
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Polls `query` (a count) until it returns `expected` or `wait` passes;
+/// returns the last count.
+pub async fn wait_for_count(
+    pool: &PgPool,
+    query: &str,
+    expected: i64,
+    wait: std::time::Duration,
+) -> i64 {
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar(query)
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        if n >= expected || started.elapsed() > wait {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,102 @@
+//! Plain Kafka clients: a mock cluster with the pipeline's topics, a raw
+//! publisher (tests control every byte and header), and a reader that reads
+//! a topic from the beginning with a fresh group.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use uuid::Uuid;
+
+use crate::events::Outgoing;
+
+/// Partitions of every topic in tests.
+pub const PARTITIONS: i32 = 3;
+
+/// The pipeline's topics.
+pub const TOPICS: [&str; 4] = ["orders", "orders-dlq", "users", "users-dlq"];
+
+/// librdkafka's in-process mock cluster with the four topics.
+pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for topic in TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).expect("topic");
+    }
+    cluster
+}
+
+/// Publishes and waits until every message is acknowledged.
+pub fn publish(bootstrap: &str, messages: &[Outgoing]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer");
+    for m in messages {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut record = BaseRecord::to(&m.topic)
+            .key(&m.key)
+            .payload(&m.value)
+            .headers(headers);
+        if let Some(p) = m.partition {
+            record = record.partition(p);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("enqueue");
+    }
+    producer
+        .flush(Duration::from_secs(10))
+        .expect("all published");
+}
+
+/// Every message of `topic` from the beginning, read by a fresh group.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    wait: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < wait {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None if out.len() >= expected && started.elapsed() > Duration::from_millis(300) => {
+                break
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}

@@ -1,0 +1,150 @@
+//! A closed-loop HTTP client load for correctness tests: each logical order
+//! carries its own `Idempotency-Key` and is retried, like a real client, on
+//! 503, 429 and connection errors until it gets `202` or its deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use uuid::Uuid;
+
+/// What a load run counted.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Logical orders sent.
+    pub sent: usize,
+    /// `order_id`s that got `202` (unique).
+    pub accepted: Vec<Uuid>,
+    /// Orders that never got `202` before their deadline.
+    pub gave_up: usize,
+    /// HTTP attempts in all (first tries and retries).
+    pub attempts: usize,
+    /// Answers by status code (0: no answer: connection refused or reset).
+    pub statuses: BTreeMap<u16, usize>,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {}, accepted {}, gave up {}, attempts {}, answers {:?}",
+            self.sent,
+            self.accepted.len(),
+            self.gave_up,
+            self.attempts,
+            self.statuses
+        )
+    }
+}
+
+/// The body of order number `n`.
+pub fn order_body(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "customer": {"id": format!("c-{n}"), "name": "Ada Lovelace", "email": "ada@example.com",
+                     "address": {"line1": "12 St James's Sq", "city": "London",
+                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
+        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"},
+                  {"sku": "SKU-2", "name": "Gadget", "quantity": 1, "unit_price": "5.00"}],
+        "currency": "EUR"
+    })
+}
+
+enum Attempt {
+    Accepted(Uuid),
+    Retry(u16),
+    Refused(u16),
+}
+
+async fn attempt(client: &reqwest::Client, url: &str, key: &str, n: usize) -> Attempt {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .json(&order_body(n))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match response {
+        Err(_) => Attempt::Retry(0),
+        Ok(r) if r.status().as_u16() == 202 => {
+            let status = r.status().as_u16();
+            match r.json::<serde_json::Value>().await {
+                Ok(body) => body["order_id"]
+                    .as_str()
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                    .map(Attempt::Accepted)
+                    .unwrap_or(Attempt::Refused(status)),
+                Err(_) => Attempt::Retry(0),
+            }
+        }
+        Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => {
+            Attempt::Retry(r.status().as_u16())
+        }
+        Ok(r) => Attempt::Refused(r.status().as_u16()),
+    }
+}
+
+/// Posts `count` orders to `url` with `concurrency` in flight, each retried
+/// until accepted or `deadline` after its first try.
+pub async fn post_orders(
+    url: &str,
+    count: usize,
+    concurrency: usize,
+    deadline: Duration,
+) -> LoadReport {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("http client");
+    let url = Arc::new(url.to_owned());
+    let results: Vec<(Option<Uuid>, usize, Vec<u16>)> = stream::iter(0..count)
+        .map(|n| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let key = Uuid::new_v4().to_string();
+                let started = Instant::now();
+                let mut codes = Vec::new();
+                loop {
+                    match attempt(&client, &url, &key, n).await {
+                        Attempt::Accepted(id) => {
+                            codes.push(202);
+                            return (Some(id), codes.len(), codes);
+                        }
+                        Attempt::Refused(code) => {
+                            codes.push(code);
+                            return (None, codes.len(), codes);
+                        }
+                        Attempt::Retry(code) => {
+                            codes.push(code);
+                            if started.elapsed() > deadline {
+                                return (None, codes.len(), codes);
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut report = LoadReport {
+        sent: count,
+        ..LoadReport::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (id, attempts, codes) in results {
+        report.attempts += attempts;
+        for code in codes {
+            *report.statuses.entry(code).or_default() += 1;
+        }
+        match id {
+            Some(id) if seen.insert(id) => report.accepted.push(id),
+            Some(_) => {}
+            None => report.gave_up += 1,
+        }
+    }
+    report
+}

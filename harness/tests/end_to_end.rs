@@ -1,0 +1,424 @@
+//! The whole system as users run it: the built `producer` and `consumer`
+//! binaries as processes, a Tansu broker process on loopback, the local
+//! PostgreSQL, real faults; driven over HTTP only, checked in the database
+//! and on the topics with independent clients. Each scenario prints what it
+//! counted.
+//!
+//! Tansu here is its memory-storage build: a broker restart loses its
+//! topics and messages (the scenario recreates the topics and says so).
+
+use std::time::{Duration, Instant};
+
+use harness::broker::Tansu;
+use harness::database::{wait_for_count, TestDatabase};
+use harness::events::{headers_for, order_event, order_message, Outgoing};
+use harness::kafka::{header, publish, read_topic};
+use harness::load::{order_body, post_orders, LoadReport};
+use harness::process::Service;
+use harness::proxy::Proxy;
+use rdkafka::message::Message;
+use uuid::Uuid;
+
+const READY: Duration = Duration::from_secs(30);
+const DRAIN: Duration = Duration::from_secs(60);
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
+
+struct Stack {
+    db: TestDatabase,
+    broker: Tansu,
+    producer: Service,
+    consumer: Service,
+}
+
+fn producer_env(bootstrap: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+        ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
+        ("RATE_LIMIT_RPS", "0".to_owned()),
+        ("LOG_LEVEL", "info".to_owned()),
+    ]
+}
+
+fn consumer_env(bootstrap: &str, database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+        (
+            "KAFKA_CONSUMER_GROUP",
+            format!("e2e-{}", Uuid::new_v4().simple()),
+        ),
+        ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("RETRY_BACKOFF_MS", "200".to_owned()),
+        ("CIRCUIT_PROBE_MS", "250".to_owned()),
+        ("LOG_LEVEL", "info,consumer::worker=debug".to_owned()),
+    ]
+}
+
+impl Stack {
+    /// Database, broker, consumer (reaching the database at `db_url` when
+    /// given, e.g. through a proxy) and producer, all ready.
+    async fn start(db: TestDatabase, db_url: Option<String>) -> Self {
+        let broker = Tansu::start();
+        let url = db_url.unwrap_or_else(|| db.url.clone());
+        let mut consumer = Service::start(
+            "consumer",
+            "CONSUMER_HTTP_ADDR",
+            &consumer_env(&broker.bootstrap, &url),
+        );
+        let mut producer = Service::start(
+            "producer",
+            "PRODUCER_HTTP_ADDR",
+            &producer_env(&broker.bootstrap),
+        );
+        consumer.wait_ready("/readyz", READY).await;
+        producer.wait_ready("/readyz", READY).await;
+        Self {
+            db,
+            broker,
+            producer,
+            consumer,
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Waits until every accepted order is in PostgreSQL, then checks each
+    /// is there exactly once, and prints the tally.
+    async fn assert_exactly_once(&self, scenario: &str, report: &LoadReport) {
+        let accepted = report.accepted.len() as i64;
+        let ids: Vec<Uuid> = report.accepted.clone();
+        let started = Instant::now();
+        let mut persisted = 0;
+        while started.elapsed() < DRAIN {
+            persisted = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM orders WHERE order_id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+            if persisted >= accepted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let events: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM event_store WHERE aggregate_id = ANY($1)")
+                .bind(&texts)
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap();
+        let rows = self.count("SELECT count(*) FROM orders").await;
+        let dead = read_topic(
+            &self.broker.bootstrap,
+            "orders-dlq",
+            0,
+            Duration::from_secs(2),
+        )
+        .len();
+        println!(
+            "{scenario}: {report}; persisted {persisted} of the accepted, {rows} rows in all, \
+             {} duplicated events, {dead} dead-lettered",
+            events - persisted
+        );
+        assert_eq!(report.gave_up, 0, "every order was eventually accepted");
+        assert_eq!(persisted, accepted, "every 202 is in PostgreSQL");
+        assert_eq!(events, accepted, "each accepted order was recorded once");
+        assert_eq!(rows, accepted, "no row without a 202");
+        assert_eq!(dead, 0, "no valid order was dead-lettered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_orders_are_each_persisted_exactly_once() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let report = post_orders(
+        &stack.producer.url("/orders"),
+        3000,
+        64,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(report.statuses.get(&202).copied(), Some(3000), "{report}");
+    stack.assert_exactly_once("concurrent load", &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_consumer_during_load_loses_and_duplicates_nothing() {
+    let mut stack = Stack::start(TestDatabase::create().await, None).await;
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(90)).await });
+    for kill in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = stack.count("SELECT count(*) FROM orders").await;
+        stack.consumer.kill9();
+        println!("kill -9 #{kill} of the consumer with {before} orders persisted");
+        stack.consumer.restart();
+        stack.consumer.wait_ready("/readyz", READY).await;
+    }
+    let report = load.await.expect("load");
+    stack
+        .assert_exactly_once("kill -9 of the consumer x3", &report)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_each_service_under_load_drains_gracefully_and_loses_nothing() {
+    let mut stack = Stack::start(TestDatabase::create().await, None).await;
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 2000, 32, Duration::from_secs(90)).await });
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let status = stack
+        .producer
+        .sigterm(SHUTDOWN_BOUND)
+        .expect("producer exits within 30 s");
+    println!(
+        "producer stopped by SIGTERM in {:?} with {status}",
+        started.elapsed()
+    );
+    assert!(status.success(), "producer exit status {status}");
+    assert!(
+        stack.producer.logs().contains("producer flushed"),
+        "the producer flushed before exiting"
+    );
+    stack.producer.restart();
+    stack.producer.wait_ready("/readyz", READY).await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let status = stack
+        .consumer
+        .sigterm(SHUTDOWN_BOUND)
+        .expect("consumer exits within 30 s");
+    println!(
+        "consumer stopped by SIGTERM in {:?} with {status}",
+        started.elapsed()
+    );
+    assert!(status.success(), "consumer exit status {status}");
+    let logs = stack.consumer.logs();
+    assert!(
+        logs.contains("final offsets committed") && logs.contains("left the consumer group"),
+        "drained and left"
+    );
+    stack.consumer.restart();
+    stack.consumer.wait_ready("/readyz", READY).await;
+
+    let report = load.await.expect("load");
+    stack
+        .assert_exactly_once("SIGTERM of each service", &report)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unavailable_for_a_while_dead_letters_nothing_and_all_persist_after() {
+    let db = TestDatabase::create().await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let stack = Stack::start(db, Some(via_proxy)).await;
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 2000, 32, Duration::from_secs(90)).await });
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.cut();
+    println!("PostgreSQL cut off from the consumer");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let metrics = reqwest::get(stack.consumer.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kafka_consumer_circuit_open 1"),
+        "circuit open during the outage"
+    );
+    proxy.restore();
+    println!("PostgreSQL reachable again");
+
+    let report = load.await.expect("load");
+    stack
+        .assert_exactly_once("PostgreSQL outage", &report)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() {
+    let mut stack = Stack::start(TestDatabase::create().await, None).await;
+    let client = reqwest::Client::new();
+    let post = |key: &'static str| {
+        client
+            .post(stack.producer.url("/orders"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .json(&order_body(1))
+            .send()
+    };
+    assert_eq!(post("before").await.unwrap().status(), 202);
+    // Memory storage loses what it holds: let the consumer take it first.
+    assert_eq!(
+        wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 1, DRAIN).await,
+        1
+    );
+
+    stack.broker.stop();
+    let started = Instant::now();
+    let down = post("during").await.unwrap();
+    let took = started.elapsed();
+    println!("broker down: POST answered {} in {took:?}", down.status());
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    assert!(
+        took < Duration::from_secs(6),
+        "within PRODUCE_TIMEOUT_MS (3 s) and slack, took {took:?}"
+    );
+
+    // Memory storage: the restarted broker starts empty; topics are recreated.
+    stack.broker.restart();
+    let started = Instant::now();
+    let mut answer = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        answer = post("after")
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if answer == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "broker restarted: producer accepted again after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer, 202, "the producer recovers without a restart");
+    let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 2, DRAIN).await;
+    println!("broker restart: sent 3, accepted 2, refused 1 (503), persisted {persisted}");
+    assert_eq!(
+        persisted, 2,
+        "the consumer recovers too and persists the order accepted after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_partition() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let valid = |n: usize| Outgoing {
+        partition: Some(0),
+        ..order_message(&order_event(n), contract::Format::Json)
+    };
+    let mut invalid = order_event(90);
+    invalid.currency = "XXX".into();
+    let poison = [
+        Outgoing {
+            value: b"\x00\x01garbage".to_vec(),
+            ..valid(91)
+        },
+        Outgoing {
+            headers: headers_for(contract::Format::Avro, "order.created", 2),
+            value: b"not avro".to_vec(),
+            ..valid(92)
+        },
+        Outgoing {
+            partition: Some(0),
+            ..order_message(&invalid, contract::Format::Protobuf)
+        },
+    ];
+    let mut stream = Vec::new();
+    for (n, p) in poison.iter().enumerate() {
+        stream.push(valid(n));
+        stream.push(p.clone());
+    }
+    stream.push(valid(10));
+    publish(&stack.broker.bootstrap, &stream);
+
+    let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 4, DRAIN).await;
+    let dlq = read_topic(&stack.broker.bootstrap, "orders-dlq", poison.len(), DRAIN);
+    println!(
+        "poison: published {} ({} poison), persisted {persisted}, dead-lettered {}",
+        stream.len(),
+        poison.len(),
+        dlq.len()
+    );
+    assert_eq!(
+        persisted, 4,
+        "the valid orders around the poison are persisted"
+    );
+    assert_eq!(dlq.len(), poison.len());
+    for sent in &poison {
+        let found = dlq
+            .iter()
+            .find(|m| m.payload() == Some(sent.value.as_slice()))
+            .expect("poison in the DLQ with its value bytes");
+        assert_eq!(found.key(), Some(sent.key.as_slice()));
+        for (k, v) in &sent.headers {
+            assert_eq!(header(found, k).as_ref(), Some(v));
+        }
+        assert_eq!(
+            header(found, "dlq-error-kind").as_deref(),
+            Some("permanent")
+        );
+        assert_eq!(
+            header(found, "dlq-original-partition").as_deref(),
+            Some("0")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_started_by_the_http_request_continues_in_the_consumer() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let trace_id = format!("{:032x}", Uuid::new_v4().as_u128());
+    let response = reqwest::Client::new()
+        .post(stack.producer.url("/orders"))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&order_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 1, DRAIN).await,
+        1
+    );
+    let stored: Option<String> = sqlx::query_scalar("SELECT trace_id FROM event_store")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let producer_lines = stack
+        .producer
+        .logs()
+        .lines()
+        .filter(|l| l.contains(&trace_id))
+        .count();
+    let consumer_lines = stack
+        .consumer
+        .logs()
+        .lines()
+        .filter(|l| l.contains(&trace_id))
+        .count();
+    println!("trace {trace_id}: {producer_lines} producer log lines, {consumer_lines} consumer log lines, event store {stored:?}");
+    assert!(producer_lines >= 1, "the producer logged the trace");
+    assert!(
+        consumer_lines >= 1,
+        "the consumer continued the trace:\n{}",
+        stack.consumer.log_tail(20)
+    );
+    assert_eq!(
+        stored.as_deref(),
+        Some(trace_id.as_str()),
+        "the trace id reaches PostgreSQL"
+    );
+}
