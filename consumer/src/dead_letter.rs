@@ -109,7 +109,7 @@ impl DeadLetterer {
                 ("client.id", "pubsubkafka-consumer-dlq"),
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
-                ("linger.ms", "5"),
+                ("linger.ms", "0"),
                 ("message.timeout.ms", &timeout_ms),
             ])
             .create_with_context(ObservedContext::default())?;

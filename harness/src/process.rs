@@ -31,6 +31,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// A service process.
 pub struct Service {
     name: String,
+    args: Vec<String>,
     env: Vec<(String, String)>,
     /// Where its HTTP server listens.
     pub http: String,
@@ -57,8 +58,28 @@ impl Service {
         let log = log_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
         let mut service = Self {
             name: name.to_owned(),
+            args: Vec::new(),
             env,
             http,
+            log,
+            child: None,
+        };
+        service.spawn();
+        service
+    }
+
+    /// Starts binary `name` with arguments, serving HTTP on `http` (which
+    /// the arguments must name).
+    pub fn start_command(name: &str, args: &[&str], env: &[(&str, String)], http: &str) -> Self {
+        let log = log_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut service = Self {
+            name: name.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            http: http.to_owned(),
             log,
             child: None,
         };
@@ -74,6 +95,7 @@ impl Service {
             .expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(binary(&self.name))
+            .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -1,0 +1,266 @@
+//! Reading dead letters: a snapshot of a DLQ topic up to its high
+//! watermarks, each message with its `dlq-*` headers parsed and its payload
+//! decoded where possible, and the filters `list`, `inspect` and `replay`
+//! share.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use contract::{headers as h, EventCodec, Format, OrderEvent, UserEvent};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+
+/// What the tool could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The broker refused or did not answer.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The topic does not exist.
+    #[error("topic {0} not found")]
+    NoTopic(String),
+    /// A filter value is not usable.
+    #[error("{0}")]
+    BadFilter(String),
+}
+
+/// A dead letter as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// DLQ partition.
+    pub partition: i32,
+    /// DLQ offset.
+    pub offset: i64,
+    /// Message key (lossy UTF-8).
+    pub key: Option<String>,
+    /// `dlq-original-topic`.
+    pub original_topic: Option<String>,
+    /// `dlq-original-partition`.
+    pub original_partition: Option<i32>,
+    /// `dlq-original-offset`.
+    pub original_offset: Option<i64>,
+    /// `dlq-error-kind`.
+    pub error_kind: Option<String>,
+    /// `dlq-error-class`.
+    pub error_class: Option<String>,
+    /// `dlq-error-message`.
+    pub error_message: Option<String>,
+    /// `dlq-retry-count`.
+    pub retry_count: Option<u32>,
+    /// `dlq-replay-count` (0 when never replayed).
+    pub replay_count: u32,
+    /// `dlq-failed-at`.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// `dlq-consumer-group`.
+    pub consumer_group: Option<String>,
+    /// Every header, as text.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Header `name` of `message` as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|x| x.key == name)
+        .and_then(|x| x.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+impl DeadLetter {
+    /// Parses the `dlq-*` headers of `message`.
+    pub fn of(message: &OwnedMessage) -> Self {
+        let headers: BTreeMap<String, String> = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            x.value
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let get = |name: &str| headers.get(name).cloned();
+        Self {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            original_topic: get(h::DLQ_ORIGINAL_TOPIC),
+            original_partition: get(h::DLQ_ORIGINAL_PARTITION).and_then(|v| v.parse().ok()),
+            original_offset: get(h::DLQ_ORIGINAL_OFFSET).and_then(|v| v.parse().ok()),
+            error_kind: get(h::DLQ_ERROR_KIND),
+            error_class: get(h::DLQ_ERROR_CLASS),
+            error_message: get(h::DLQ_ERROR_MESSAGE),
+            retry_count: get(h::DLQ_RETRY_COUNT).and_then(|v| v.parse().ok()),
+            replay_count: get(h::DLQ_REPLAY_COUNT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            failed_at: get(h::DLQ_FAILED_AT)
+                .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            consumer_group: get(h::DLQ_CONSUMER_GROUP),
+            headers,
+        }
+    }
+}
+
+/// The payload decoded by its `content-type`, as JSON; or why not.
+pub fn decode_payload(message: &OwnedMessage) -> Result<serde_json::Value, String> {
+    let payload = message.payload().ok_or("no payload")?;
+    let content_type = header(message, h::CONTENT_TYPE).ok_or("no content-type header")?;
+    let format = Format::from_content_type(&content_type).map_err(|e| e.to_string())?;
+    let event_type = header(message, h::EVENT_TYPE).unwrap_or_default();
+    let version = |latest: u32| {
+        header(message, h::SCHEMA_VERSION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(latest)
+    };
+    let json = if event_type == contract::model::USER_REGISTERED {
+        UserEvent::decode(payload, format, version(UserEvent::SCHEMA_VERSION))
+            .map(serde_json::to_value)
+    } else {
+        OrderEvent::decode(payload, format, version(OrderEvent::SCHEMA_VERSION))
+            .map(serde_json::to_value)
+    };
+    json.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
+
+/// Which dead letters a command applies to.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Filter {
+    /// Only this error kind (`permanent` or `transient`).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this error class (e.g. `decode`, `validation`, `database_transient`).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Only dead letters from this partition of the original topic.
+    #[arg(long)]
+    pub original_partition: Option<i32>,
+    /// Only this message key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only dead letters that failed at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only dead letters that failed before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    /// Checks the filter's own values.
+    pub fn validate(&self) -> Result<(), DlqError> {
+        if let Some(kind) = &self.kind {
+            if kind != "permanent" && kind != "transient" {
+                return Err(DlqError::BadFilter(format!(
+                    "--kind {kind:?}: expected permanent or transient"
+                )));
+            }
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since >= until {
+                return Err(DlqError::BadFilter("--since must be before --until".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `letter` is selected.
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        eq(&self.kind, &letter.error_kind)
+            && eq(&self.class, &letter.error_class)
+            && eq(&self.key, &letter.key)
+            && self
+                .original_partition
+                .is_none_or(|p| letter.original_partition == Some(p))
+            && self
+                .since
+                .is_none_or(|s| letter.failed_at.is_some_and(|t| t >= s))
+            && self
+                .until
+                .is_none_or(|u| letter.failed_at.is_some_and(|t| t < u))
+    }
+}
+
+/// Partitions of `topic` with their low and high watermarks.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, DlqError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let t = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| DlqError::NoTopic(topic.to_owned()))?;
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        out.push((p.id(), low, high));
+    }
+    Ok(out)
+}
+
+/// Reads `topic` from its start (or from `from` offsets) up to the high
+/// watermarks taken when it starts; what arrives later is left for the next
+/// run, so a run always ends.
+pub fn snapshot(
+    config: &ClientConfig,
+    topic: &str,
+    from: Option<&BTreeMap<i32, i64>>,
+    timeout: Duration,
+) -> Result<Vec<OwnedMessage>, DlqError> {
+    let consumer: BaseConsumer = config.create()?;
+    let marks = watermarks(&consumer, topic, timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for (partition, low, high) in marks {
+        let start = from
+            .and_then(|f| f.get(&partition).copied())
+            .unwrap_or(low)
+            .max(low);
+        if start < high {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
+            ends.insert(partition, high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&assignment)?;
+    let started = std::time::Instant::now();
+    while !ends.is_empty() && started.elapsed() < timeout * 6 {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let partition = m.partition();
+                let offset = m.offset();
+                if ends.get(&partition).is_some_and(|end| offset < *end) {
+                    out.push(m.detach());
+                }
+                if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+                    ends.remove(&partition);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    Ok(out)
+}

@@ -1,0 +1,66 @@
+//! `pubsubkafka lag --serve`: the lag exporter. Measures on a timer from the
+//! broker alone (works while the consumer is down) and serves `/metrics`,
+//! `/healthz` and `/readyz` (ready once a measurement succeeded).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::http::{ops_router, ReadinessCheck};
+use platform::kafka::KafkaSettings;
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::lag::{measure, LagMetrics};
+
+/// Serves lag metrics of `group` on `addr` until `stop`.
+pub async fn run(
+    kafka: KafkaSettings,
+    group: String,
+    topics: Vec<String>,
+    addr: SocketAddr,
+    interval: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = LagMetrics::register(&registry)?;
+    let measured = Arc::new(AtomicBool::new(false));
+    let ready: ReadinessCheck = {
+        let measured = measured.clone();
+        Arc::new(move || {
+            let ok = measured.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("no lag measurement yet".to_owned())
+                }
+            })
+        })
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, %group, "lag exporter listening");
+    let server = tokio::spawn(platform::http::serve(
+        listener,
+        ops_router(registry, ready),
+        stop.clone(),
+    ));
+    while !stop.is_cancelled() {
+        let (kafka, group, topics) = (kafka.clone(), group.clone(), topics.clone());
+        match tokio::task::spawn_blocking(move || measure(&kafka, &group, &topics)).await? {
+            Ok(lag) => {
+                metrics.set(&lag);
+                measured.store(true, Ordering::SeqCst);
+                tracing::debug!(total = lag.total, "lag measured");
+            }
+            Err(e) => tracing::warn!(error = %e, "lag measurement failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+    server.await??;
+    Ok(())
+}
