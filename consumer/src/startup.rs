@@ -172,24 +172,35 @@ impl Application {
 }
 
 /// A wrong password fails start-up with a message that says so; a broker
-/// that is merely down does not (the loop waits for it).
+/// that is merely down does not (the loop waits for it). A consumer hears of
+/// a refused login through its queue, so the check polls it too.
 async fn check_credentials(
     consumer: &Arc<GroupConsumer>,
     context: &GroupContext,
 ) -> Result<(), StartupError> {
-    let probe = consumer.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        probe
-            .fetch_metadata(None, Duration::from_secs(5))
-            .map(|_| ())
-    })
-    .await
-    .unwrap_or(Ok(()));
-    if let Some(reason) = context.observed.authentication_failed() {
-        return Err(StartupError::Authentication(reason));
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let probe = consumer.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            probe
+                .fetch_metadata(None, Duration::from_secs(1))
+                .map(|_| ())
+        })
+        .await
+        .unwrap_or(Ok(()));
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+        {
+            if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
+                return Err(StartupError::Authentication(e.to_string()));
+            }
+        }
+        if let Some(reason) = context.observed.authentication_failed() {
+            return Err(StartupError::Authentication(reason));
+        }
+        if fetched.is_ok() {
+            return Ok(());
+        }
     }
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "Kafka not reachable at start-up; waiting for it");
-    }
+    tracing::warn!("Kafka not reachable at start-up; waiting for it");
     Ok(())
 }

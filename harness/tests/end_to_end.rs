@@ -422,3 +422,50 @@ async fn a_trace_started_by_the_http_request_continues_in_the_consumer() {
         "the trace id reaches PostgreSQL"
     );
 }
+
+/// The prebuilt Tansu (memory storage) keeps no SCRAM users, so with
+/// `--authentication` it refuses every login: the half of the SASL scenario
+/// it can show is that wrong credentials stop each service at start-up with
+/// a message that says so, instead of a hang. (Right credentials need a
+/// Tansu with a storage engine that stores users, such as PostgreSQL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_message() {
+    let db = TestDatabase::create().await;
+    let broker = Tansu::start_with(&["--authentication"]);
+    let sasl = |env: &mut Vec<(&'static str, String)>| {
+        env.extend([
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("KAFKA_SASL_USERNAME", "order-service".to_owned()),
+            ("KAFKA_SASL_PASSWORD", "not-the-password".to_owned()),
+        ]);
+    };
+    let mut producer_env = producer_env(&broker.bootstrap);
+    sasl(&mut producer_env);
+    let mut consumer_env = consumer_env(&broker.bootstrap, &db.url);
+    sasl(&mut consumer_env);
+
+    for (name, var, env) in [
+        ("producer", "PRODUCER_HTTP_ADDR", producer_env),
+        ("consumer", "CONSUMER_HTTP_ADDR", consumer_env),
+    ] {
+        let started = Instant::now();
+        let mut service = Service::start(name, var, &env);
+        let status = service.wait_exit(Duration::from_secs(20));
+        let took = started.elapsed();
+        let logs = service.logs();
+        println!("{name} with refused credentials: exit {status:?} after {took:?}");
+        let status = status
+            .unwrap_or_else(|| panic!("{name} hung instead of failing:\n{}", service.log_tail(20)));
+        assert!(!status.success(), "{name} must fail");
+        assert!(
+            logs.contains("Kafka authentication failed"),
+            "{name} says why:\n{}",
+            service.log_tail(20)
+        );
+        assert!(
+            !logs.contains("not-the-password"),
+            "{name} never logs the password"
+        );
+    }
+}

@@ -190,7 +190,7 @@ pub struct ReplayArgs {
     /// Consumer group that remembers how far replays got. Use a new one per
     /// campaign when filters differ: messages a filter passes over are
     /// passed over for good by that group.
-    #[arg(long, default_value = "pubsubkafka-dlq-replay")]
+    #[arg(long, env = "DLQ_REPLAY_GROUP", default_value = "dlq-replay")]
     pub group: String,
 }
 

@@ -165,6 +165,8 @@ mod tests {
 pub struct ObservedContext {
     last_error:
         std::sync::Arc<std::sync::Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>>,
+    /// Kept apart: later "all brokers down" errors must not hide it.
+    authentication: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ObservedContext {
@@ -173,18 +175,9 @@ impl ObservedContext {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// Whether the last error was an authentication failure.
+    /// The broker's refusal of our credentials, if it refused them.
     pub fn authentication_failed(&self) -> Option<String> {
-        match self.last_error() {
-            Some((rdkafka::types::RDKafkaErrorCode::Authentication, reason)) => Some(reason),
-            Some((_, reason))
-                if reason.contains("SASL authentication")
-                    || reason.contains("Authentication failed") =>
-            {
-                Some(reason)
-            }
-            _ => None,
-        }
+        self.authentication.lock().ok().and_then(|a| a.clone())
     }
 }
 
@@ -205,10 +198,17 @@ impl rdkafka::ClientContext for ObservedContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        let code = error
+            .rdkafka_error_code()
+            .unwrap_or(rdkafka::types::RDKafkaErrorCode::Fail);
+        if code == rdkafka::types::RDKafkaErrorCode::Authentication
+            || reason.contains("SASL authentication error")
+        {
+            if let Ok(mut auth) = self.authentication.lock() {
+                *auth = Some(reason.to_owned());
+            }
+        }
         if let Ok(mut last) = self.last_error.lock() {
-            let code = error
-                .rdkafka_error_code()
-                .unwrap_or(rdkafka::types::RDKafkaErrorCode::Fail);
             *last = Some((code, reason.to_owned()));
         }
     }

@@ -166,12 +166,19 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     span
 }
 
-/// Asks the broker for metadata once, briefly: success or a plain network
-/// failure lets the service start; an authentication failure stops it.
+/// Asks the broker for metadata for a few seconds: success or a plain
+/// network failure lets the service start; an authentication failure stops it.
 async fn check_credentials(publisher: &Publisher, topic: &str) -> Result<(), StartupError> {
-    let result = publisher.ready(topic, Duration::from_secs(5)).await;
-    if let Some(reason) = publisher.context().authentication_failed() {
-        return Err(StartupError::Authentication(reason));
+    let started = std::time::Instant::now();
+    let mut result = Ok(());
+    while started.elapsed() < Duration::from_secs(5) {
+        result = publisher.ready(topic, Duration::from_secs(1)).await;
+        if let Some(reason) = publisher.context().authentication_failed() {
+            return Err(StartupError::Authentication(reason));
+        }
+        if result.is_ok() {
+            return Ok(());
+        }
     }
     if let Err(reason) = result {
         tracing::warn!(%reason, "Kafka not reachable at start-up; requests get 503 until it is");
