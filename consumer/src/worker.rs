@@ -48,6 +48,7 @@ pub struct Worker {
 struct Received {
     message: OwnedMessage,
     span: Span,
+    trace_id: Option<String>,
     at: Instant,
 }
 
@@ -62,12 +63,14 @@ fn received(message: OwnedMessage) -> Received {
     platform::trace::continue_from(&span, |name| {
         crate::decode::header(&message, name).map(str::to_owned)
     });
-    if let Some((trace_id, _)) = platform::trace::ids(&span) {
+    let trace_id = platform::trace::ids(&span).map(|(trace_id, _)| trace_id);
+    if let Some(trace_id) = &trace_id {
         span.record("trace_id", trace_id.as_str());
     }
     Received {
         message,
         span,
+        trace_id,
         at: Instant::now(),
     }
 }
@@ -146,7 +149,15 @@ impl Worker {
             match verdict {
                 Verdict::Persisted => {
                     self.metrics.messages(topic, "persisted", 1);
-                    tracing::debug!("event persisted");
+                    // The ids are repeated on the line itself so that a log
+                    // search by trace id finds it whatever the span context.
+                    tracing::debug!(
+                        topic,
+                        partition = r.message.partition(),
+                        offset = r.message.offset(),
+                        trace_id = r.trace_id.as_deref().unwrap_or(""),
+                        "event persisted"
+                    );
                 }
                 Verdict::DeadLetter(failure) => {
                     if let Err(e) = self.dead_letters.send(&r.message, failure).await {

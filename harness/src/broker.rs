@@ -134,3 +134,108 @@ impl Drop for Tansu {
         self.stop();
     }
 }
+
+/// Topic names of one scenario.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Order events.
+    pub orders: String,
+    /// Their dead letters (`<orders>-dlq`, as the consumer names them).
+    pub orders_dlq: String,
+    /// User events.
+    pub users: String,
+    /// Their dead letters.
+    pub users_dlq: String,
+}
+
+impl Topics {
+    fn named(orders: &str, users: &str) -> Self {
+        Self {
+            orders: orders.to_owned(),
+            orders_dlq: format!("{orders}-dlq"),
+            users: users.to_owned(),
+            users_dlq: format!("{users}-dlq"),
+        }
+    }
+
+    /// All four.
+    pub fn all(&self) -> [&str; 4] {
+        [&self.orders, &self.orders_dlq, &self.users, &self.users_dlq]
+    }
+}
+
+/// The broker of one end-to-end scenario: another broker when
+/// `KAFKA_BOOTSTRAP_SERVERS` is set (with topics of the scenario's own, so
+/// scenarios do not see each other's messages), else a Tansu process of its
+/// own with the standard topic names.
+pub struct Broker {
+    /// For `KAFKA_BOOTSTRAP_SERVERS`.
+    pub bootstrap: String,
+    /// The scenario's topics.
+    pub topics: Topics,
+    /// The process, when the suite started it.
+    pub tansu: Option<Tansu>,
+}
+
+impl Broker {
+    /// The broker named by `KAFKA_BOOTSTRAP_SERVERS`, or a new Tansu.
+    pub async fn for_scenario() -> Self {
+        match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(bootstrap) if !bootstrap.trim().is_empty() => Self::external(bootstrap).await,
+            _ => Self::tansu(),
+        }
+    }
+
+    /// A Tansu process of the scenario's own (for scenarios that stop it).
+    pub fn tansu() -> Self {
+        let tansu = Tansu::start();
+        Self {
+            bootstrap: tansu.bootstrap.clone(),
+            topics: Self::tansu_topics(),
+            tansu: Some(tansu),
+        }
+    }
+
+    /// The standard topic names, used on a broker of the scenario's own.
+    pub fn tansu_topics() -> Topics {
+        Topics::named("orders", "users")
+    }
+
+    async fn external(bootstrap: String) -> Self {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let topics = Topics::named(&format!("orders-{id}"), &format!("users-{id}"));
+        let replication: i32 = std::env::var("E2E_REPLICATION_FACTOR")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("admin client");
+        let new: Vec<NewTopic<'_>> = topics
+            .all()
+            .into_iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
+            .collect();
+        let results = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot create topics on {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
+            });
+        for result in results {
+            if let Err((topic, e)) = result {
+                panic!("cannot create topic {topic} on {bootstrap}: {e}");
+            }
+        }
+        Self {
+            bootstrap,
+            topics,
+            tansu: None,
+        }
+    }
+}

@@ -4,12 +4,16 @@
 //! and on the topics with independent clients. Each scenario prints what it
 //! counted.
 //!
-//! Tansu here is its memory-storage build: a broker restart loses its
-//! topics and messages (the scenario recreates the topics and says so).
+//! The broker is a Tansu process of each scenario's own, or the broker named
+//! by `KAFKA_BOOTSTRAP_SERVERS` when that is set (each scenario then creates
+//! topics of its own); the broker-restart and SASL scenarios always start
+//! their own Tansu. Tansu here is its memory-storage build: a broker restart
+//! loses its topics and messages (the scenario recreates the topics and says
+//! so).
 
 use std::time::{Duration, Instant};
 
-use harness::broker::Tansu;
+use harness::broker::{Broker, Tansu};
 use harness::database::{wait_for_count, TestDatabase};
 use harness::events::{headers_for, order_event, order_message, Outgoing};
 use harness::kafka::{header, publish, read_topic};
@@ -25,23 +29,29 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 
 struct Stack {
     db: TestDatabase,
-    broker: Tansu,
+    broker: Broker,
     producer: Service,
     consumer: Service,
 }
 
-fn producer_env(bootstrap: &str) -> Vec<(&'static str, String)> {
+fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
     vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
+        ("ORDERS_TOPIC", broker.topics.orders.clone()),
+        ("USERS_TOPIC", broker.topics.users.clone()),
         ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
         ("LOG_LEVEL", "info".to_owned()),
     ]
 }
 
-fn consumer_env(bootstrap: &str, database_url: &str) -> Vec<(&'static str, String)> {
+fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
+        (
+            "CONSUMER_TOPICS",
+            format!("{},{}", broker.topics.orders, broker.topics.users),
+        ),
         ("DATABASE_URL", database_url.to_owned()),
         (
             "KAFKA_CONSUMER_GROUP",
@@ -58,18 +68,17 @@ impl Stack {
     /// Database, broker, consumer (reaching the database at `db_url` when
     /// given, e.g. through a proxy) and producer, all ready.
     async fn start(db: TestDatabase, db_url: Option<String>) -> Self {
-        let broker = Tansu::start();
+        Self::start_on(Broker::for_scenario().await, db, db_url).await
+    }
+
+    async fn start_on(broker: Broker, db: TestDatabase, db_url: Option<String>) -> Self {
         let url = db_url.unwrap_or_else(|| db.url.clone());
         let mut consumer = Service::start(
             "consumer",
             "CONSUMER_HTTP_ADDR",
-            &consumer_env(&broker.bootstrap, &url),
+            &consumer_env(&broker, &url),
         );
-        let mut producer = Service::start(
-            "producer",
-            "PRODUCER_HTTP_ADDR",
-            &producer_env(&broker.bootstrap),
-        );
+        let mut producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env(&broker));
         consumer.wait_ready("/readyz", READY).await;
         producer.wait_ready("/readyz", READY).await;
         Self {
@@ -117,7 +126,7 @@ impl Stack {
         let rows = self.count("SELECT count(*) FROM orders").await;
         let dead = read_topic(
             &self.broker.bootstrap,
-            "orders-dlq",
+            &self.broker.topics.orders_dlq,
             0,
             Duration::from_secs(2),
         )
@@ -254,7 +263,8 @@ async fn postgres_unavailable_for_a_while_dead_letters_nothing_and_all_persist_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() {
-    let mut stack = Stack::start(TestDatabase::create().await, None).await;
+    // Stopping the broker needs one the suite started.
+    let mut stack = Stack::start_on(Broker::tansu(), TestDatabase::create().await, None).await;
     let client = reqwest::Client::new();
     let post = |key: &'static str| {
         client
@@ -271,7 +281,12 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
         1
     );
 
-    stack.broker.stop();
+    let tansu = stack
+        .broker
+        .tansu
+        .as_mut()
+        .expect("a broker process of the scenario's own");
+    tansu.stop();
     let started = Instant::now();
     let down = post("during").await.unwrap();
     let took = started.elapsed();
@@ -284,7 +299,12 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
     );
 
     // Memory storage: the restarted broker starts empty; topics are recreated.
-    stack.broker.restart();
+    stack
+        .broker
+        .tansu
+        .as_mut()
+        .expect("a broker process")
+        .restart();
     let started = Instant::now();
     let mut answer = 0;
     while started.elapsed() < Duration::from_secs(60) {
@@ -313,8 +333,10 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_partition() {
     let stack = Stack::start(TestDatabase::create().await, None).await;
+    let topic = stack.broker.topics.orders.clone();
     let valid = |n: usize| Outgoing {
         partition: Some(0),
+        topic: topic.clone(),
         ..order_message(&order_event(n), contract::Format::Json)
     };
     let mut invalid = order_event(90);
@@ -331,6 +353,7 @@ async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_
         },
         Outgoing {
             partition: Some(0),
+            topic: topic.clone(),
             ..order_message(&invalid, contract::Format::Protobuf)
         },
     ];
@@ -343,7 +366,12 @@ async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_
     publish(&stack.broker.bootstrap, &stream);
 
     let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 4, DRAIN).await;
-    let dlq = read_topic(&stack.broker.bootstrap, "orders-dlq", poison.len(), DRAIN);
+    let dlq = read_topic(
+        &stack.broker.bootstrap,
+        &stack.broker.topics.orders_dlq,
+        poison.len(),
+        DRAIN,
+    );
     println!(
         "poison: published {} ({} poison), persisted {persisted}, dead-lettered {}",
         stream.len(),
@@ -431,7 +459,12 @@ async fn a_trace_started_by_the_http_request_continues_in_the_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_message() {
     let db = TestDatabase::create().await;
-    let broker = Tansu::start_with(&["--authentication"]);
+    let tansu = Tansu::start_with(&["--authentication"]);
+    let broker = Broker {
+        bootstrap: tansu.bootstrap.clone(),
+        topics: Broker::tansu_topics(),
+        tansu: Some(tansu),
+    };
     let sasl = |env: &mut Vec<(&'static str, String)>| {
         env.extend([
             ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
@@ -440,9 +473,9 @@ async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_me
             ("KAFKA_SASL_PASSWORD", "not-the-password".to_owned()),
         ]);
     };
-    let mut producer_env = producer_env(&broker.bootstrap);
+    let mut producer_env = producer_env(&broker);
     sasl(&mut producer_env);
-    let mut consumer_env = consumer_env(&broker.bootstrap, &db.url);
+    let mut consumer_env = consumer_env(&broker, &db.url);
     sasl(&mut consumer_env);
 
     for (name, var, env) in [

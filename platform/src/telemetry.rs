@@ -123,18 +123,86 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     } else {
         tracing_subscriber::fmt::layer().boxed()
     };
-    // The log filter applies to log lines only: spans stay traced (and their
-    // context propagated) whatever the log level.
     tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-        )
+        .with(TelemetryFilter { logs: filter })
+        .with(logs)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init()
         .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(Telemetry { provider })
+}
+
+/// The one global filter: spans at `INFO` and above are always on, so trace
+/// context flows through Kafka whatever the log level; events follow the log
+/// filter. (A global filter rather than per-layer ones: per-layer filter state
+/// is kept per thread between a callsite's check and its use, and a log line
+/// emitted from a librdkafka callback in between was seen to disable spans.)
+struct TelemetryFilter {
+    logs: EnvFilter,
+}
+
+fn always_traced(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+}
+
+impl<S> Layer<S> for TelemetryFilter
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if always_traced(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.logs, metadata)
+        }
+    }
+
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        always_traced(metadata) || Layer::<S>::enabled(&self.logs, metadata, ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        let logs = Layer::<S>::max_level_hint(&self.logs)
+            .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
+        Some(logs.max(tracing_subscriber::filter::LevelFilter::INFO))
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        Layer::<S>::on_new_span(&self.logs, attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        Layer::<S>::on_record(&self.logs, id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        Layer::<S>::on_enter(&self.logs, id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        Layer::<S>::on_exit(&self.logs, id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        Layer::<S>::on_close(&self.logs, id, ctx);
+    }
 }
 
 #[cfg(test)]
