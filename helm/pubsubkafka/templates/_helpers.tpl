@@ -1,0 +1,133 @@
+{{/* Chart name. */}}
+{{- define "pubsubkafka.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; component names are "<fullname>-<component>". */}}
+{{- define "pubsubkafka.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pubsubkafka.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; pass (dict "root" $ "component" "producer"). */}}
+{{- define "pubsubkafka.labels" -}}
+helm.sh/chart: {{ include "pubsubkafka.chart" .root }}
+{{ include "pubsubkafka.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: pubsubkafka
+{{- end }}
+
+{{- define "pubsubkafka.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pubsubkafka.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "pubsubkafka.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "pubsubkafka.usesSasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
+{{- end }}
+
+{{- define "pubsubkafka.usesTls" -}}
+{{- if and (has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL")) .Values.kafka.caSecret.name }}true{{ end }}
+{{- end }}
+
+{{/*
+Kafka credentials of one component, as env entries; pass
+(dict "root" $ "user" .Values.kafkaUsers.producer).
+*/}}
+{{- define "pubsubkafka.kafkaUserEnv" -}}
+{{- if include "pubsubkafka.usesSasl" .root }}
+- name: KAFKA_SASL_USERNAME
+  value: {{ .user.username | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default .user.username .user.secretName }}
+      key: {{ .user.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* What every container shares: the ConfigMap and the extra env. */}}
+{{- define "pubsubkafka.envFrom" -}}
+- configMapRef:
+    name: {{ include "pubsubkafka.fullname" . }}
+{{- end }}
+
+{{- define "pubsubkafka.volumeMounts" -}}
+{{- if include "pubsubkafka.usesTls" . }}
+- name: kafka-ca
+  mountPath: /etc/kafka/ca
+  readOnly: true
+{{- end }}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{- define "pubsubkafka.volumes" -}}
+{{- if include "pubsubkafka.usesTls" . }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.caSecret.name }}
+    items:
+      - key: {{ .Values.kafka.caSecret.key }}
+        path: ca.crt
+{{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 16Mi
+{{- end }}
+
+{{/* One spread constraint per topology key; pass (dict "root" $ "component" "producer" "keys" list). */}}
+{{- define "pubsubkafka.topologySpread" -}}
+{{- range .keys }}
+- maxSkew: 1
+  topologyKey: {{ . }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "pubsubkafka.selectorLabels" (dict "root" $.root "component" $.component) | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/* The pods' scheduling fields; pass the component's values. */}}
+{{- define "pubsubkafka.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Topics the services use; their names are part of the services' contract. */}}
+{{- define "pubsubkafka.topics" -}}
+orders: false
+orders-dlq: true
+users: false
+users-dlq: true
+{{- end }}
