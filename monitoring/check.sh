@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Checks the monitoring files: the alert rules parse and pass their unit
+# tests (promtool), and every dashboard query names only metrics the
+# services export. Installs promtool under .tools/ if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=.tools/prometheus
+if command -v promtool >/dev/null; then
+    promtool=$(command -v promtool)
+else
+    promtool=$tools/usr/bin/promtool
+    if [[ ! -x $promtool ]]; then
+        # Debian's prometheus package, unpacked: no service is installed or started.
+        debs=$(mktemp -d)
+        download=(apt-get download -q)
+        [[ $EUID -eq 0 ]] && download+=(-o APT::Sandbox::User=root)
+        if ! (cd "$debs" && "${download[@]}" prometheus >/dev/null 2>&1); then
+            apt-get update -qq
+            (cd "$debs" && "${download[@]}" prometheus >/dev/null)
+        fi
+        dpkg-deb -x "$debs"/prometheus_*.deb "$tools"
+        rm -rf "$debs"
+    fi
+fi
+
+echo "promtool check rules monitoring/alerts.yml"
+"$promtool" check rules monitoring/alerts.yml
+echo "promtool test rules monitoring/alerts_test.yml"
+(cd monitoring && "../$promtool" test rules alerts_test.yml)
+
+echo "dashboard: monitoring/grafana/pubsubkafka.json"
+python3 - <<'PY'
+import json, re, sys
+exported = {
+    "kafka_producer_messages_total", "kafka_producer_produce_duration_seconds_bucket",
+    "kafka_producer_queue_depth", "http_requests_total", "http_request_duration_seconds_bucket",
+    "kafka_consumer_messages_total", "kafka_dlq_messages_total",
+    "kafka_processing_duration_seconds_bucket", "kafka_end_to_end_latency_seconds_bucket",
+    "kafka_consumer_circuit_open", "kafka_consumer_lag", "kafka_consumer_lag_seconds",
+    "kafka_consumer_committed_offset", "kafka_topic_high_watermark", "kafka_consumer_group_members",
+}
+functions = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "le", "min", "avg", "count"}
+dashboard = json.load(open("monitoring/grafana/pubsubkafka.json"))
+problems, queries = [], 0
+for panel in dashboard["panels"]:
+    if panel["type"] == "row":
+        continue
+    if not panel.get("datasource"):
+        problems.append(f"panel {panel['title']!r} has no datasource")
+    for target in panel.get("targets", []):
+        queries += 1
+        expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', "", target["expr"])
+        for name in re.findall(r"[a-z_][a-z0-9_]*", expr):
+            if name.startswith(("kafka_", "http_")) and name not in exported:
+                problems.append(f"panel {panel['title']!r} queries unknown metric {name}")
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print(f"  {len(dashboard['panels'])} panels, {queries} queries, every metric exported")
+PY
