@@ -240,25 +240,6 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
     db.drop().await;
 }
 
-/// Holds an uncommitted row for `order_id`, so the consumer's insert of that
-/// order waits for the lock and times out: a transient failure.
-async fn lock_order(
-    db: &TestDatabase,
-    order_id: Uuid,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = db.pool.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency,
-                             subtotal, total, item_count, event_id, schema_version, occurred_at, correlation_id)
-         VALUES ($1, 'x', 'x', 'x', '{}', 'EUR', 1, 1, 1, gen_random_uuid(), 2, now(), 'lock')",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    tx
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
     let cluster = cluster();
@@ -266,7 +247,7 @@ async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
     let db = TestDatabase::create().await;
     consumer::db::migrate(&db.pool).await.unwrap();
     let blocked = order_event(1);
-    let lock = lock_order(&db, blocked.order_id).await;
+    let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
     let others: Vec<_> = (2..6).map(order_event).collect();
     let mut messages = vec![order_message(&blocked, Format::Json)];
     messages.extend(others.iter().map(|e| order_message(e, Format::Json)));
@@ -319,7 +300,7 @@ async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its
     let db = TestDatabase::create().await;
     consumer::db::migrate(&db.pool).await.unwrap();
     let blocked = order_event(1);
-    let lock = lock_order(&db, blocked.order_id).await;
+    let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
     let sent = order_message(&blocked, Format::Protobuf);
     publish(
         &bootstrap,

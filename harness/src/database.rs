@@ -78,3 +78,23 @@ pub async fn wait_for_count(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Holds an uncommitted `orders` row for `order_id` (roll the transaction
+/// back to release it): the consumer's insert of that order then waits for
+/// the row lock and times out, a real transient failure.
+pub async fn lock_order(
+    pool: &PgPool,
+    order_id: uuid::Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency,
+                             subtotal, total, item_count, event_id, schema_version, occurred_at, correlation_id)
+         VALUES ($1, 'x', 'x', 'x', '{}', 'EUR', 1, 1, 1, gen_random_uuid(), 2, now(), 'lock')",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await
+    .expect("lock row");
+    tx
+}

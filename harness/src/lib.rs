@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod telemetry;
 
 /// The workspace root (where `Cargo.toml` and `.tools/` are).
 pub fn workspace_root() -> std::path::PathBuf {

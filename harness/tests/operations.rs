@@ -59,23 +59,6 @@ fn replayed_copies(bootstrap: &str, expected: usize) -> Vec<rdkafka::message::Ow
         .collect()
 }
 
-async fn lock_order(
-    db: &TestDatabase,
-    order_id: Uuid,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = db.pool.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency,
-                             subtotal, total, item_count, event_id, schema_version, occurred_at, correlation_id)
-         VALUES ($1, 'x', 'x', 'x', '{}', 'EUR', 1, 1, 1, gen_random_uuid(), 2, now(), 'lock')",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    tx
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they_are_persisted() {
     let broker = Tansu::start();
@@ -84,7 +67,7 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
     let blocked: Vec<_> = (0..3).map(order_event).collect();
     let mut locks = Vec::new();
     for e in &blocked {
-        locks.push(lock_order(&db, e.order_id).await);
+        locks.push(harness::database::lock_order(&db.pool, e.order_id).await);
     }
     let mut messages: Vec<Outgoing> = blocked
         .iter()

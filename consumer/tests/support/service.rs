@@ -1,24 +1,11 @@
 //! The consumer service run in its own runtime, so a test can crash it.
 
 use std::net::SocketAddr;
-use std::sync::Once;
 use std::time::Duration;
 
 use consumer::{Application, ConsumerConfig};
 use platform::Env;
 use tokio_util::sync::CancellationToken;
-
-pub fn telemetry() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let config = platform::telemetry::TelemetryConfig::from_env(
-            &Env::from_pairs([("LOG_LEVEL", "warn,consumer=info"), ("LOG_FORMAT", "text")]),
-            "consumer-test",
-        )
-        .expect("telemetry config");
-        std::mem::forget(platform::telemetry::init(&config).expect("telemetry"));
-    });
-}
 
 /// The consumer service, running in a runtime of its own.
 pub struct RunningConsumer {
@@ -30,7 +17,7 @@ pub struct RunningConsumer {
 
 impl RunningConsumer {
     pub fn start(bootstrap: &str, database_url: &str, group: &str, extra: &[(&str, &str)]) -> Self {
-        telemetry();
+        harness::telemetry::install("warn,consumer=info");
         let mut vars: Vec<(String, String)> = vec![
             ("CONSUMER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.into()),

@@ -3,34 +3,17 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use platform::Env;
 use producer::{Application, ProducerConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const PARTITIONS: i32 = 3;
-
-/// Installs the global tracing subscriber once, so spans carry W3C ids.
-pub fn telemetry() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let config = platform::telemetry::TelemetryConfig::from_env(
-            &Env::from_pairs([("LOG_LEVEL", "warn"), ("LOG_FORMAT", "text")]),
-            "producer-test",
-        )
-        .expect("telemetry config");
-        // The guard must live as long as the test process.
-        std::mem::forget(platform::telemetry::init(&config).expect("telemetry"));
-    });
-}
+pub use harness::telemetry::install as telemetry;
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -43,11 +26,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the service with `extra` settings on a fresh mock cluster.
     pub async fn spawn(extra: &[(&str, &str)]) -> Self {
-        telemetry();
+        telemetry("warn");
         let cluster = MockCluster::new(1).expect("mock cluster");
         for topic in ["orders", "users"] {
             cluster
-                .create_topic(topic, PARTITIONS, 1)
+                .create_topic(topic, harness::kafka::PARTITIONS, 1)
                 .expect("create topic");
         }
         let bootstrap = cluster.bootstrap_servers();
@@ -105,50 +88,7 @@ impl TestApp {
     }
 }
 
-pub fn read_topic(
-    bootstrap: &str,
-    topic: &str,
-    expected: usize,
-    wait: Duration,
-) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("reader");
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut out = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < wait {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(m.detach()),
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None if out.len() >= expected && started.elapsed() > Duration::from_millis(500) => {
-                break
-            }
-            None => {}
-        }
-    }
-    out
-}
-
-/// The value of header `name` as text.
-pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    let headers = message.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
+pub use harness::kafka::{header, read_topic};
 
 pub fn key(message: &OwnedMessage) -> String {
     String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned()
