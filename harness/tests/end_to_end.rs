@@ -41,7 +41,7 @@ fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
         ("USERS_TOPIC", broker.topics.users.clone()),
         ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
-        ("LOG_LEVEL", "info".to_owned()),
+        ("LOG_LEVEL", "info,producer::routes=debug".to_owned()),
     ]
 }
 

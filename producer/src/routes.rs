@@ -194,7 +194,9 @@ async fn publish<E: EventCodec + Keyed>(
         .publisher
         .publish(topic, &key, &payload, headers)
         .await?;
-    tracing::info!(
+    // Debug: a line per request would cost more than the request's own
+    // work at high rates; metrics count every outcome.
+    tracing::debug!(
         topic,
         partition = delivered.partition,
         offset = delivered.offset,
