@@ -94,7 +94,7 @@ impl ConsumerConfig {
                 initial_backoff: env.millis("RETRY_BACKOFF_MS", 1_000, 1..=600_000)?,
             },
             batch_size: env.number("BATCH_SIZE", 500, 1..=10_000)?,
-            batch_wait: env.millis("BATCH_WAIT_MS", 20, 0..=10_000)?,
+            batch_wait: env.millis("BATCH_WAIT_MS", 5, 0..=10_000)?,
             circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             telemetry: TelemetryConfig::from_env(env, "consumer")?,

@@ -58,7 +58,7 @@ pub struct Application {
 
 /// Consumer settings for at-least-once delivery; each can be overridden by
 /// its `KAFKA_*` variable.
-fn consumer_defaults(group: &str) -> [(&'static str, &str); 10] {
+fn consumer_defaults(group: &str) -> [(&'static str, &str); 11] {
     [
         ("group.id", group),
         ("client.id", "pubsubkafka-consumer"),
@@ -71,7 +71,10 @@ fn consumer_defaults(group: &str) -> [(&'static str, &str); 10] {
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
         ("statistics.interval.ms", "5000"),
-        ("queued.max.messages.kbytes", "16384"),
+        // Bounds prefetched data (and so memory): 4 MiB queued, 4 MiB per
+        // fetch answer; enough to keep a 500-message batch full.
+        ("queued.max.messages.kbytes", "4096"),
+        ("fetch.max.bytes", "4194304"),
     ]
 }
 
