@@ -127,6 +127,16 @@ pub enum RequestError {
 /// Parses a JSON body: syntax errors are [`RequestError::Malformed`]; a wrong
 /// type, a missing or an unknown field is [`RequestError::Invalid`] at its path.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    // Tracking the path copies every key; only a refused body needs it, so
+    // parse plainly first and parse again, tracked, to explain a failure.
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(_) => parse_json_tracked(body),
+    }
+}
+
+/// [`parse_json`] with the path of the failure tracked.
+fn parse_json_tracked<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = match parsed {
