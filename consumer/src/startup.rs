@@ -58,7 +58,7 @@ pub struct Application {
 
 /// Consumer settings for at-least-once delivery; each can be overridden by
 /// its `KAFKA_*` variable.
-fn consumer_defaults(group: &str) -> [(&'static str, &str); 11] {
+fn consumer_defaults(group: &str) -> [(&'static str, &str); 12] {
     [
         ("group.id", group),
         ("client.id", "pubsubkafka-consumer"),
@@ -71,10 +71,13 @@ fn consumer_defaults(group: &str) -> [(&'static str, &str); 11] {
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
         ("statistics.interval.ms", "5000"),
-        // Bounds prefetched data (and so memory): 4 MiB queued, 4 MiB per
-        // fetch answer; enough to keep a 500-message batch full.
-        ("queued.max.messages.kbytes", "4096"),
-        ("fetch.max.bytes", "4194304"),
+        // Bounds prefetched data, and so memory (fetched batches stay in
+        // memory, decompressed, while any of their messages is queued):
+        // 2 MiB queued, 2 MiB per fetch answer, 512 KiB per partition. Still
+        // enough to keep a 500-message batch full (bench/RESULTS.md).
+        ("queued.max.messages.kbytes", "2048"),
+        ("fetch.max.bytes", "2097152"),
+        ("max.partition.fetch.bytes", "524288"),
     ]
 }
 
