@@ -111,6 +111,11 @@ impl Tansu {
             .expect("tansu user create")
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the broker process (memory storage: its data is gone).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -3,6 +3,8 @@
 
 use chrono::Utc;
 use contract::{EventCodec, Format, OrderEvent, UserEvent};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
 use uuid::Uuid;
 
 /// A message as a test wants it published.
@@ -13,6 +15,27 @@ pub struct Outgoing {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub headers: Vec<(String, String)>,
+}
+
+impl Outgoing {
+    /// The message as a record to send, with its headers and partition.
+    pub fn record(&self) -> BaseRecord<'_, Vec<u8>, Vec<u8>> {
+        let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+        for (k, v) in &self.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let record = BaseRecord::to(&self.topic)
+            .key(&self.key)
+            .payload(&self.value)
+            .headers(headers);
+        match self.partition {
+            Some(p) => record.partition(p),
+            None => record,
+        }
+    }
 }
 
 pub fn headers_for(format: Format, event_type: &str, version: u32) -> Vec<(String, String)> {

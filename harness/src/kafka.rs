@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use uuid::Uuid;
 
@@ -48,21 +48,10 @@ fn publish_batched(bootstrap: &str, messages: &[Outgoing], batched: bool) {
         .create()
         .expect("producer");
     for m in messages {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &m.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        let mut record = BaseRecord::to(&m.topic)
-            .key(&m.key)
-            .payload(&m.value)
-            .headers(headers);
-        if let Some(p) = m.partition {
-            record = record.partition(p);
-        }
-        producer.send(record).map_err(|(e, _)| e).expect("enqueue");
+        producer
+            .send(m.record())
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
         if !batched {
             producer.flush(Duration::from_secs(10)).expect("published");
         }
