@@ -60,8 +60,9 @@ pub struct Publisher {
 }
 
 /// Settings that make `202` mean "stored on every in-sync replica, once".
-/// Each one can be overridden by its `KAFKA_*` variable.
-fn defaults(timeout: &str) -> [(&'static str, &str); 9] {
+/// Each one can be overridden by its `KAFKA_*` variable. Public so that
+/// benchmarks measure the broker's limit with the service's own settings.
+pub fn defaults(timeout: &str) -> [(&'static str, &str); 9] {
     [
         ("client.id", "pubsubkafka-producer"),
         ("enable.idempotence", "true"),

@@ -1,0 +1,188 @@
+//! Ingest: `POST /orders` answered `202` after the broker's ack, next to
+//! the HTTP limit (a bare axum handler) and the Kafka limit (the same
+//! producer settings, no HTTP), all on one broker in one run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use bytes::Bytes;
+use contract::{EventCodec, Format};
+use futures::stream::{FuturesUnordered, StreamExt};
+use harness::broker::Tansu;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::load::{self, Target};
+use crate::report::Report;
+use crate::stats::percentile;
+use crate::system::{peak_rss_mib, CpuMeter, Source};
+use crate::{services, Settings};
+
+const SECTION: &str = "ingest";
+
+/// One body, the same for every request of every target.
+pub fn order_body() -> anyhow::Result<Bytes> {
+    Ok(serde_json::to_vec(&harness::load::order_body(1))?.into())
+}
+
+fn ms(seconds: f64) -> f64 {
+    seconds * 1000.0
+}
+
+/// Measures ingest; returns the producer's saturation rate of this run.
+pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64> {
+    let tansu = Tansu::start();
+    let producer = services::producer(&tansu.bootstrap).await;
+    let bare = services::bare_http().await;
+    let body = order_body()?;
+    let service = Target::new(&producer.url("/orders"), body.clone(), settings.clients)?;
+    let limit = Target::new(&bare.url("/orders"), body, settings.clients)?;
+    let phase = settings.phase;
+
+    // Warm both: connections open, allocators and the producer's batches sized.
+    load::closed_loop(&limit, settings.clients, phase / 4).await;
+    load::closed_loop(&service, settings.clients, phase / 4).await;
+
+    let me = Some(std::process::id());
+    let cpu = CpuMeter::start(&[
+        ("bare axum", Source::Pid(bare.pid())),
+        ("load generator", Source::Pid(me)),
+    ]);
+    let bare_sat = load::closed_loop(&limit, settings.clients, phase).await;
+    crate::system::record_cpu(report, "bare axum saturation", &cpu);
+    let cpu = CpuMeter::start(&[
+        ("producer", Source::Pid(producer.pid())),
+        ("tansu", Source::Pid(tansu.pid())),
+        ("load generator", Source::Pid(me)),
+    ]);
+    let service_sat = load::closed_loop(&service, settings.clients, phase).await;
+    crate::system::record_cpu(report, "POST /orders saturation", &cpu);
+    ensure!(
+        service_sat.accepted > 0 && bare_sat.accepted > 0,
+        "no request accepted at saturation (producer: {} failed, bare: {} failed)",
+        service_sat.failed,
+        bare_sat.failed
+    );
+    let clients = settings.clients;
+    report.record(
+        SECTION,
+        &format!("POST /orders at saturation ({clients} clients)"),
+        "req/s",
+        service_sat.throughput(),
+    );
+    report.record(
+        SECTION,
+        &format!("bare axum 202 at saturation ({clients} clients)"),
+        "req/s",
+        bare_sat.throughput(),
+    );
+    report.record(
+        SECTION,
+        "POST /orders not accepted at saturation",
+        "req",
+        service_sat.failed as f64,
+    );
+
+    for &rate in &settings.rates {
+        for (who, target) in [("POST /orders", &service), ("bare axum", &limit)] {
+            let run = load::open_loop(target, rate, phase).await;
+            let name = format!("{who} open loop {rate:.0}/s");
+            report.record(
+                SECTION,
+                &format!("{name} p50"),
+                "ms",
+                ms(percentile(&run.latencies, 50.0)),
+            );
+            report.record(
+                SECTION,
+                &format!("{name} p99"),
+                "ms",
+                ms(percentile(&run.latencies, 99.0)),
+            );
+            report.record(
+                SECTION,
+                &format!("{name} p99.9"),
+                "ms",
+                ms(percentile(&run.latencies, 99.9)),
+            );
+            report.record(
+                SECTION,
+                &format!("{name} not accepted"),
+                "req",
+                run.failed as f64,
+            );
+        }
+    }
+    let peak = producer.pid().and_then(peak_rss_mib);
+    report.record(
+        "memory",
+        "producer peak RSS (ingest)",
+        "MiB",
+        peak.unwrap_or(f64::NAN),
+    );
+
+    let raw = raw_produce(&tansu.bootstrap, settings.raw_messages).await?;
+    report.record(SECTION, "raw produce, same settings, no HTTP", "msg/s", raw);
+    report.record(
+        "ratio",
+        "ingest saturation / bare HTTP saturation",
+        "x",
+        service_sat.throughput() / bare_sat.throughput(),
+    );
+    report.record(
+        "ratio",
+        "ingest saturation / raw produce",
+        "x",
+        service_sat.throughput() / raw,
+    );
+    Ok(service_sat.throughput())
+}
+
+/// Acknowledged messages per second from one producer with the service's
+/// settings, `count` order events as the service encodes them, up to 10 000
+/// in flight.
+async fn raw_produce(bootstrap: &str, count: usize) -> anyhow::Result<f64> {
+    let producer: FutureProducer = platform::kafka::KafkaSettings::plain(bootstrap)
+        .client_config(&producer::publish::defaults("5000"))
+        .create()
+        .context("raw producer")?;
+    let value = harness::events::order_event(0).encode(Format::Json)?;
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in harness::events::headers_for(Format::Json, "order.created", 2) {
+        headers = headers.insert(Header {
+            key: &k,
+            value: Some(&v),
+        });
+    }
+    let keys: Vec<String> = (0..count)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let mut in_flight = FuturesUnordered::new();
+    let (mut acked, mut failed) = (0usize, 0usize);
+    let mut tally = |r: rdkafka::producer::future_producer::OwnedDeliveryResult| match r {
+        Ok(_) => acked += 1,
+        Err(_) => failed += 1,
+    };
+    let started = Instant::now();
+    for key in &keys {
+        if in_flight.len() >= 10_000 {
+            if let Some(r) = in_flight.next().await {
+                tally(r);
+            }
+        }
+        let record = FutureRecord::to("orders")
+            .key(key.as_str())
+            .payload(value.as_slice())
+            .headers(headers.clone());
+        in_flight.push(producer.send(record, Duration::from_secs(5)));
+    }
+    while let Some(r) = in_flight.next().await {
+        tally(r);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ensure!(
+        failed == 0,
+        "raw produce: {failed} of {count} messages not acknowledged"
+    );
+    Ok(acked as f64 / elapsed)
+}

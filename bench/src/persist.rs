@@ -1,0 +1,379 @@
+//! Persistence: the consumer draining a preloaded topic into PostgreSQL,
+//! next to a bare bulk insert of the same rows into the same schema (the
+//! database limit: COPY, in transactions of the consumer's batch size) and
+//! a naive consumer that writes and commits one message at a time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use contract::{EventCodec, Format, OrderEvent};
+use harness::broker::Tansu;
+use harness::database::TestDatabase;
+use harness::events::Outgoing;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use sqlx::PgPool;
+
+use crate::report::Report;
+use crate::system::{peak_rss_mib, CpuMeter, Source};
+use crate::{services, Settings};
+
+const SECTION: &str = "persist";
+/// The consumer's default `BATCH_SIZE`.
+const BATCH: usize = 500;
+
+/// Measures the three ways of persisting `settings.orders` orders.
+pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let tansu = Tansu::start();
+    let events: Vec<OrderEvent> = (0..settings.orders)
+        .map(harness::events::order_event)
+        .collect();
+    let messages = events
+        .iter()
+        .map(|e| harness::events::order_message(e, Format::Json))
+        .collect::<Vec<_>>();
+    let bootstrap = tansu.bootstrap.clone();
+    tokio::task::spawn_blocking(move || preload(&bootstrap, &messages)).await??;
+
+    let rate = drain(&tansu.bootstrap, tansu.pid(), events.len(), report).await?;
+    report.record(SECTION, "consumer drain", "rows/s", rate);
+
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await?;
+    let started = Instant::now();
+    copy_rows(&db.pool, &events).await?;
+    let copy = events.len() as f64 / started.elapsed().as_secs_f64();
+    db.drop().await;
+    report.record(
+        SECTION,
+        &format!("bare COPY, {BATCH} rows per transaction"),
+        "rows/s",
+        copy,
+    );
+
+    let naive = naive_consumer(&tansu.bootstrap, events.len(), settings.naive_limit).await?;
+    report.record(
+        SECTION,
+        "naive consumer, one row one commit",
+        "rows/s",
+        naive,
+    );
+    report.record("ratio", "consumer drain / bare COPY", "x", rate / copy);
+    report.record(
+        "ratio",
+        "consumer drain / naive consumer",
+        "x",
+        rate / naive,
+    );
+    Ok(())
+}
+
+/// Publishes `messages` as fast as the broker takes them.
+fn preload(bootstrap: &str, messages: &[Outgoing]) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create()
+        .context("preload producer")?;
+    for m in messages {
+        let mut record = m.record();
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e).context("preload"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("preload flush")?;
+    Ok(())
+}
+
+/// Runs the consumer over the preloaded topic; rows per second from the
+/// first row to the last (the group join is not persistence).
+async fn drain(
+    bootstrap: &str,
+    tansu_pid: Option<u32>,
+    expected: usize,
+    report: &mut Report,
+) -> anyhow::Result<f64> {
+    let db = TestDatabase::create().await;
+    let consumer = services::consumer(bootstrap, &db.url, "bench-drain", &[]).await;
+    let cpu = CpuMeter::start(&[
+        ("consumer", Source::Pid(consumer.pid())),
+        ("tansu", Source::Pid(tansu_pid)),
+        ("postgres", Source::Named("postgres")),
+    ]);
+    let mut first: Option<(Instant, i64)> = None;
+    let mut last_progress = (Instant::now(), 0i64);
+    let rate = loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&db.pool)
+            .await?;
+        let now = Instant::now();
+        if n > 0 && first.is_none() {
+            first = Some((now, n));
+        }
+        if n as usize >= expected {
+            let (t0, n0) = first.unwrap_or((now, 0));
+            let secs = now.duration_since(t0).as_secs_f64();
+            break (n - n0) as f64 / secs.max(1e-3);
+        }
+        if n > last_progress.1 {
+            last_progress = (now, n);
+        }
+        ensure!(
+            last_progress.0.elapsed() < Duration::from_secs(60),
+            "consumer drain stalled at {n} of {expected} rows:\n{}",
+            consumer.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    crate::system::record_cpu(report, "consumer drain", &cpu);
+    report.record(
+        "memory",
+        "consumer peak RSS (drain)",
+        "MiB",
+        consumer.pid().and_then(peak_rss_mib).unwrap_or(f64::NAN),
+    );
+    drop(consumer);
+    db.drop().await;
+    Ok(rate)
+}
+
+/// One field in COPY's text format.
+fn field(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A row of COPY text: fields separated by tabs, `None` as `\N`.
+fn row(out: &mut String, fields: &[Option<&str>]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match f {
+            Some(v) => field(out, v),
+            None => out.push_str("\\N"),
+        }
+    }
+    out.push('\n');
+}
+
+/// The rows the consumer writes for `events`, by COPY, `BATCH` orders per
+/// transaction.
+async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
+    for chunk in events.chunks(BATCH) {
+        let (mut store, mut orders, mut items) = (String::new(), String::new(), String::new());
+        for (i, e) in chunk.iter().enumerate() {
+            let m = &e.metadata;
+            let (event_id, order_id) = (m.event_id.to_string(), e.order_id.to_string());
+            let occurred = m.occurred_at.to_rfc3339();
+            let payload = serde_json::to_string(e)?;
+            let offset = i.to_string();
+            let version = m.schema_version.to_string();
+            row(
+                &mut store,
+                &[
+                    Some(&event_id),
+                    Some(&m.event_type),
+                    Some(&order_id),
+                    Some(&version),
+                    Some(Format::Json.content_type()),
+                    Some(&payload),
+                    Some("orders"),
+                    Some("0"),
+                    Some(&offset),
+                    Some(&occurred),
+                    Some(&m.correlation_id),
+                    m.trace_id.as_deref(),
+                ],
+            );
+            let address = serde_json::to_string(&e.customer.address)?;
+            let (subtotal, total) = (e.totals.subtotal.to_string(), e.totals.total.to_string());
+            let count = e.totals.item_count.to_string();
+            row(
+                &mut orders,
+                &[
+                    Some(&order_id),
+                    Some(&e.customer.id),
+                    Some(&e.customer.name),
+                    Some(&e.customer.email),
+                    Some(&address),
+                    Some(&e.currency),
+                    Some(&subtotal),
+                    Some(&total),
+                    Some(&count),
+                    e.promotion_code.as_deref(),
+                    Some(&event_id),
+                    Some(&version),
+                    Some(&occurred),
+                    Some(&m.correlation_id),
+                ],
+            );
+            for (line, item) in e.items.iter().enumerate() {
+                let (price, line_total) =
+                    (item.unit_price.to_string(), item.line_total.to_string());
+                let (line, quantity) = (line.to_string(), item.quantity.to_string());
+                row(
+                    &mut items,
+                    &[
+                        Some(&order_id),
+                        Some(&line),
+                        Some(&item.sku),
+                        Some(&item.name),
+                        Some(&quantity),
+                        Some(&price),
+                        Some(&line_total),
+                        Some(item.inventory_status.as_str()),
+                    ],
+                );
+            }
+        }
+        let mut tx = pool.begin().await?;
+        for (statement, data) in [
+            (
+                "COPY event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload, \
+                 source_topic, source_partition, source_offset, occurred_at, correlation_id, trace_id) FROM STDIN",
+                store,
+            ),
+            (
+                "COPY orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency, \
+                 subtotal, total, item_count, promotion_code, event_id, schema_version, occurred_at, correlation_id) \
+                 FROM STDIN",
+                orders,
+            ),
+            (
+                "COPY order_items (order_id, line_no, sku, name, quantity, unit_price, line_total, inventory_status) \
+                 FROM STDIN",
+                items,
+            ),
+        ] {
+            let mut copy = tx.copy_in_raw(statement).await?;
+            copy.send(data.into_bytes()).await?;
+            copy.finish().await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A consumer that decodes each message, writes it in a transaction of its
+/// own with one statement per row, and commits its offset: the usual first
+/// version. Rows per second over `limit` at most.
+async fn naive_consumer(bootstrap: &str, available: usize, limit: Duration) -> anyhow::Result<f64> {
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await?;
+    let kafka: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-naive")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .context("naive consumer")?;
+    kafka.subscribe(&["orders"])?;
+    let mut started: Option<Instant> = None;
+    let mut rows = 0usize;
+    while rows < available && started.is_none_or(|s| s.elapsed() < limit) {
+        let message = tokio::time::timeout(Duration::from_secs(60), kafka.recv())
+            .await
+            .context("naive consumer: no message within 60 s")??;
+        started.get_or_insert_with(Instant::now);
+        let version = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "schema-version"))
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+            .unwrap_or(OrderEvent::SCHEMA_VERSION);
+        let event =
+            OrderEvent::decode(message.payload().unwrap_or_default(), Format::Json, version)?;
+        let m = &event.metadata;
+        let mut tx = db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload, \
+             source_topic, source_partition, source_offset, occurred_at, correlation_id, trace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+        )
+        .bind(m.event_id)
+        .bind(&m.event_type)
+        .bind(event.order_id.to_string())
+        .bind(m.schema_version as i32)
+        .bind(Format::Json.content_type())
+        .bind(serde_json::to_string(&event)?)
+        .bind(message.topic())
+        .bind(message.partition())
+        .bind(message.offset())
+        .bind(m.occurred_at)
+        .bind(&m.correlation_id)
+        .bind(&m.trace_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency, \
+             subtotal, total, item_count, promotion_code, event_id, schema_version, occurred_at, correlation_id) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
+        )
+        .bind(event.order_id)
+        .bind(&event.customer.id)
+        .bind(&event.customer.name)
+        .bind(&event.customer.email)
+        .bind(serde_json::to_string(&event.customer.address)?)
+        .bind(&event.currency)
+        .bind(event.totals.subtotal)
+        .bind(event.totals.total)
+        .bind(event.totals.item_count as i32)
+        .bind(&event.promotion_code)
+        .bind(m.event_id)
+        .bind(m.schema_version as i32)
+        .bind(m.occurred_at)
+        .bind(&m.correlation_id)
+        .execute(&mut *tx)
+        .await?;
+        for (line, item) in event.items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total, \
+                 inventory_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .bind(event.order_id)
+            .bind(line as i32)
+            .bind(&item.sku)
+            .bind(&item.name)
+            .bind(item.quantity as i32)
+            .bind(item.unit_price)
+            .bind(item.line_total)
+            .bind(item.inventory_status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        kafka.commit_message(&message, CommitMode::Async)?;
+        rows += 1;
+    }
+    let secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let persisted: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await?;
+    ensure!(
+        persisted as usize == rows,
+        "naive consumer wrote {persisted} rows for {rows} messages"
+    );
+    db.drop().await;
+    Ok(rows as f64 / secs.max(1e-3))
+}
