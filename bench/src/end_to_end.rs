@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use harness::broker::Tansu;
-use harness::database::TestDatabase;
+use harness::database::{wait_for_count, TestDatabase};
 
 use crate::load::{self, Target};
 use crate::report::Report;
@@ -22,29 +22,16 @@ pub const FETCH_WAIT_DEFAULT_MS: u32 = 500;
 /// over (as Tansu's memory engine does) otherwise adds up to the whole wait.
 pub const FETCH_WAIT_SHORT_MS: u32 = 10;
 
-async fn count(db: &TestDatabase, correlation: &str) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM orders WHERE correlation_id = $1")
-            .bind(correlation)
-            .fetch_one(&db.pool)
-            .await?,
-    )
-}
-
 /// Waits until `expected` orders of `correlation` are rows.
 async fn persisted(db: &TestDatabase, correlation: &str, expected: usize) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = count(db, correlation).await?;
-        if n as usize >= expected {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{correlation}: {n} of {expected} accepted orders persisted after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The correlation ids are this module's constants, not outside input.
+    let query = format!("SELECT count(*) FROM orders WHERE correlation_id = '{correlation}'");
+    let n = wait_for_count(&db.pool, &query, expected as i64, Duration::from_secs(120)).await;
+    ensure!(
+        n as usize >= expected,
+        "{correlation}: {n} of {expected} accepted orders persisted after 120 s"
+    );
+    Ok(())
 }
 
 /// Posts at `rate` for one phase with a consumer running, then reads each

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use bytes::Bytes;
-use contract::{EventCodec, Format};
+use contract::Format;
 use futures::stream::{FuturesUnordered, StreamExt};
 use harness::broker::Tansu;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::load::{self, Target};
@@ -146,14 +145,8 @@ async fn raw_produce(bootstrap: &str, count: usize) -> anyhow::Result<f64> {
         .client_config(&producer::publish::defaults("5000"))
         .create()
         .context("raw producer")?;
-    let value = harness::events::order_event(0).encode(Format::Json)?;
-    let mut headers = OwnedHeaders::new();
-    for (k, v) in harness::events::headers_for(Format::Json, "order.created", 2) {
-        headers = headers.insert(Header {
-            key: &k,
-            value: Some(&v),
-        });
-    }
+    let message = harness::events::order_message(&harness::events::order_event(0), Format::Json);
+    let headers = message.kafka_headers();
     let keys: Vec<String> = (0..count)
         .map(|_| uuid::Uuid::new_v4().to_string())
         .collect();
@@ -172,7 +165,7 @@ async fn raw_produce(bootstrap: &str, count: usize) -> anyhow::Result<f64> {
         }
         let record = FutureRecord::to("orders")
             .key(key.as_str())
-            .payload(value.as_slice())
+            .payload(message.value.as_slice())
             .headers(headers.clone());
         in_flight.push(producer.send(record, Duration::from_secs(5)));
     }

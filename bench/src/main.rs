@@ -93,9 +93,7 @@ impl Settings {
     fn runs_part(&self, part: Part) -> bool {
         self.only.is_empty() || self.only.contains(&part)
     }
-}
 
-impl Settings {
     fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
         anyhow::ensure!(cli.runs > 0, "--runs must be at least 1");
         anyhow::ensure!(

@@ -33,16 +33,10 @@ pub fn set_service_env(pairs: &[String]) -> anyhow::Result<()> {
 }
 
 /// `base` followed by the `--service-env` settings.
-fn with_service_env(base: Vec<(&'static str, String)>) -> Vec<(String, String)> {
-    base.into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .chain(SERVICE_ENV.get().into_iter().flatten().cloned())
-        .collect()
-}
-
-fn start(name: &str, http_var: &str, env: Vec<(String, String)>) -> Service {
-    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    Service::start(name, http_var, &env)
+fn with_service_env(mut base: Vec<(&str, String)>) -> Vec<(&str, String)> {
+    let extra = SERVICE_ENV.get().into_iter().flatten();
+    base.extend(extra.map(|(k, v)| (k.as_str(), v.clone())));
+    base
 }
 
 /// A producer on `bootstrap`, with the service's defaults but for the rate
@@ -52,7 +46,7 @@ pub async fn producer(bootstrap: &str) -> Service {
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
     ]);
-    let mut service = start("producer", "PRODUCER_HTTP_ADDR", env);
+    let mut service = Service::start("producer", "PRODUCER_HTTP_ADDR", &env);
     service.wait_ready("/readyz", READY).await;
     service
 }
@@ -71,7 +65,7 @@ pub async fn consumer(
         ("KAFKA_CONSUMER_GROUP", group.to_owned()),
     ];
     env.extend(extra.iter().cloned());
-    let mut service = start("consumer", "CONSUMER_HTTP_ADDR", with_service_env(env));
+    let mut service = Service::start("consumer", "CONSUMER_HTTP_ADDR", &with_service_env(env));
     service.wait_ready("/readyz", READY).await;
     service
 }

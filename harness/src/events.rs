@@ -18,8 +18,8 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// The message as a record to send, with its headers and partition.
-    pub fn record(&self) -> BaseRecord<'_, Vec<u8>, Vec<u8>> {
+    /// The message's headers as Kafka headers.
+    pub fn kafka_headers(&self) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
         for (k, v) in &self.headers {
             headers = headers.insert(Header {
@@ -27,10 +27,15 @@ impl Outgoing {
                 value: Some(v),
             });
         }
+        headers
+    }
+
+    /// The message as a record to send, with its headers and partition.
+    pub fn record(&self) -> BaseRecord<'_, Vec<u8>, Vec<u8>> {
         let record = BaseRecord::to(&self.topic)
             .key(&self.key)
             .payload(&self.value)
-            .headers(headers);
+            .headers(self.kafka_headers());
         match self.partition {
             Some(p) => record.partition(p),
             None => record,
