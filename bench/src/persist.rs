@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use contract::{EventCodec, Format, OrderEvent};
+use contract::{Format, OrderEvent};
 use harness::broker::Tansu;
 use harness::database::TestDatabase;
 use harness::events::Outgoing;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use sqlx::PgPool;
@@ -113,12 +113,14 @@ async fn drain(
         ("tansu", Source::Pid(tansu_pid)),
         ("postgres", Source::Named("postgres")),
     ]);
-    let mut first: Option<(Instant, i64)> = None;
-    let mut last_progress = (Instant::now(), 0i64);
+    // Progress comes from the consumer's own counter: counting rows in the
+    // database while it drains would load the server being measured.
+    let client = reqwest::Client::new();
+    let metrics = consumer.url("/metrics");
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last_progress = (Instant::now(), 0u64);
     let rate = loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-            .fetch_one(&db.pool)
-            .await?;
+        let n = persisted_orders(&client, &metrics).await?;
         let now = Instant::now();
         if n > 0 && first.is_none() {
             first = Some((now, n));
@@ -133,11 +135,18 @@ async fn drain(
         }
         ensure!(
             last_progress.0.elapsed() < Duration::from_secs(60),
-            "consumer drain stalled at {n} of {expected} rows:\n{}",
+            "consumer drain stalled at {n} of {expected} orders:\n{}",
             consumer.log_tail(20)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await?;
+    ensure!(
+        rows as usize == expected,
+        "consumer drain: {rows} rows for {expected} orders"
+    );
     crate::system::record_cpu(report, "consumer drain", &cpu);
     report.record(
         "memory",
@@ -148,6 +157,29 @@ async fn drain(
     drop(consumer);
     db.drop().await;
     Ok(rate)
+}
+
+/// The consumer's count of persisted `orders` messages, from its metrics.
+async fn persisted_orders(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let text = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let line = text.lines().find(|l| {
+        l.starts_with("kafka_consumer_messages_total{")
+            && l.contains("outcome=\"persisted\"")
+            && l.contains("topic=\"orders\"")
+    });
+    // The series appears with the first persisted message.
+    let Some(line) = line else { return Ok(0) };
+    let value = line.rsplit(' ').next().unwrap_or_default();
+    value
+        .parse::<f64>()
+        .map(|v| v as u64)
+        .with_context(|| format!("consumer metrics: not a count: {line}"))
 }
 
 /// One field in COPY's text format.
@@ -297,13 +329,10 @@ async fn naive_consumer(bootstrap: &str, available: usize, limit: Duration) -> a
             .await
             .context("naive consumer: no message within 60 s")??;
         started.get_or_insert_with(Instant::now);
-        let version = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "schema-version"))
-            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
-            .unwrap_or(OrderEvent::SCHEMA_VERSION);
-        let event =
-            OrderEvent::decode(message.payload().unwrap_or_default(), Format::Json, version)?;
+        let event = match consumer::decode::decode(&message.detach())? {
+            consumer::decode::DomainEvent::Order(event) => event,
+            other => anyhow::bail!("naive consumer: not an order: {other:?}"),
+        };
         let m = &event.metadata;
         let mut tx = db.pool.begin().await?;
         sqlx::query(
