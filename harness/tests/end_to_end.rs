@@ -144,6 +144,28 @@ impl Stack {
     }
 }
 
+/// Customer data of every order the harness sends (and of the probe below).
+const PII: [&str; 4] = ["Ada Lovelace", "ada@example.com", "SW1Y 4JH", "pii-probe"];
+
+/// DESIGN.md: no PII in logs, whatever a request or a message held.
+fn assert_no_pii_in_logs(services: &[&Service]) {
+    for service in services {
+        let logs = service.logs();
+        assert!(!logs.is_empty(), "no logs captured to check");
+        for needle in PII {
+            assert!(
+                !logs.contains(needle),
+                "a log line holds customer data {needle:?}:\n{}",
+                logs.lines()
+                    .filter(|l| l.contains(needle))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_concurrent_orders_are_each_persisted_exactly_once() {
     let stack = Stack::start(TestDatabase::create().await, None).await;
@@ -156,6 +178,19 @@ async fn thousands_of_concurrent_orders_are_each_persisted_exactly_once() {
     .await;
     assert_eq!(report.statuses.get(&202).copied(), Some(3000), "{report}");
     stack.assert_exactly_once("concurrent load", &report).await;
+
+    // A refused order: its values must not reach the logs either.
+    let mut probe = order_body(0);
+    probe["customer"]["email"] = "pii-probe-not-an-email".into();
+    probe["customer"]["name"] = "pii-probe-name".into();
+    let refused = reqwest::Client::new()
+        .post(stack.producer.url("/orders"))
+        .json(&probe)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 422);
+    assert_no_pii_in_logs(&[&stack.producer, &stack.consumer]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,6 +436,7 @@ async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_
             Some("0")
         );
     }
+    assert_no_pii_in_logs(&[&stack.consumer]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
