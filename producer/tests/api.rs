@@ -19,6 +19,7 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
             .post("/orders")
             .header("x-correlation-id", "corr-123")
             .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .header("tracestate", "vendor=opaque-7")
             .json(&order_body())
             .send()
             .await
@@ -44,6 +45,11 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
         assert!(
             traceparent.contains(trace_id),
             "trace continues: {traceparent}"
+        );
+        assert_eq!(
+            header(m, "tracestate").as_deref(),
+            Some("vendor=opaque-7"),
+            "{format}: the caller's tracestate travels with the trace"
         );
 
         let event = OrderEvent::decode(m.payload().unwrap(), format, 2).expect("decodes");
