@@ -28,6 +28,8 @@ pub struct Tansu {
     /// `127.0.0.1:<port>`, for `KAFKA_BOOTSTRAP_SERVERS`.
     pub bootstrap: String,
     port: u16,
+    /// The address the broker tells clients to use (its own, or a proxy's).
+    advertised: String,
     extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -42,9 +44,21 @@ impl Tansu {
     /// `--authentication`), without creating topics when authentication is on.
     pub fn start_with(extra_args: &[&str]) -> Self {
         let port = crate::free_port();
+        Self::launch(port, format!("127.0.0.1:{port}"), extra_args)
+    }
+
+    /// Starts a broker on `port` that advertises `advertised` (a proxy in
+    /// front of it, see [`crate::proxy::Proxy::start_on`]) as its address,
+    /// so every client connection goes through the proxy.
+    pub fn start_advertising(port: u16, advertised: std::net::SocketAddr) -> Self {
+        Self::launch(port, advertised.to_string(), &[])
+    }
+
+    fn launch(port: u16, advertised: String, extra_args: &[&str]) -> Self {
         let mut broker = Self {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised.clone(),
             port,
+            advertised,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -57,9 +71,15 @@ impl Tansu {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://{}", self.advertised);
         let child = Command::new(tansu_binary())
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--cluster-id", "pubsubkafka-test"])
             .args(&self.extra_args)
             .stdout(Stdio::null())

@@ -9,6 +9,7 @@ pub mod database;
 pub mod events;
 pub mod kafka;
 pub mod load;
+pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod telemetry;

@@ -1,49 +1,74 @@
-//! A TCP proxy to PostgreSQL that a test can cut and restore, to make the
-//! database unreachable for the consumer while it runs.
+//! A TCP proxy that a test puts between a service and a server it calls
+//! (PostgreSQL, the broker) to play a bad network: cut the path (refuse
+//! and reset), or black-hole it (stop forwarding, close nothing), then heal.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Forwards 127.0.0.1:<port> to a target until cut.
+/// What the path does to traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Forwards both ways.
+    Up,
+    /// Nothing listens (connects are refused) and open connections are reset.
+    Cut,
+    /// Connections are accepted and bytes are taken, but nothing is
+    /// forwarded and nothing is closed: a dead NAT entry, a firewall that
+    /// drops, a hung pooler. A connection caught in it stays dead after the
+    /// path heals, as it would behind a NAT that lost its state.
+    BlackHole,
+}
+
+/// Forwards 127.0.0.1:<port> to a target until told otherwise.
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    up: watch::Sender<bool>,
+    path: watch::Sender<Path>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Proxy {
     /// Starts forwarding to `target` on a new local port.
     pub fn start(target: SocketAddr) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        drop(listener);
+        Self::start_on(addr, target)
+    }
+
+    /// Starts forwarding `addr` to `target` (for a server that must be told
+    /// the proxy's address before it starts, such as a broker advertising it).
+    pub fn start_on(addr: SocketAddr, target: SocketAddr) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("proxy runtime");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let (up, rx) = watch::channel(true);
-        let rx = Arc::new(rx);
+        let (path, rx) = watch::channel(Path::Up);
         runtime.spawn(serve(addr, target, rx));
         Self {
             addr,
-            up,
+            path,
             runtime: Some(runtime),
         }
     }
 
     /// Refuses new connections and resets open ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.path.send_replace(Path::Cut);
     }
 
-    /// Accepts connections again.
+    /// Stops forwarding without closing anything: open connections hang,
+    /// new ones are accepted and hang.
+    pub fn black_hole(&self) {
+        self.path.send_replace(Path::BlackHole);
+    }
+
+    /// Forwards new connections again (black-holed ones stay dead).
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.path.send_replace(Path::Up);
     }
 }
 
@@ -55,12 +80,11 @@ impl Drop for Proxy {
     }
 }
 
-async fn serve(addr: SocketAddr, target: SocketAddr, up: Arc<watch::Receiver<bool>>) {
+async fn serve(addr: SocketAddr, target: SocketAddr, mut path: watch::Receiver<Path>) {
     loop {
-        let mut state = (*up).clone();
-        if !*state.borrow_and_update() {
-            // Down: nothing listens on the port, so connects are refused.
-            let _ = state.wait_for(|up| *up).await;
+        if *path.borrow_and_update() == Path::Cut {
+            // Nothing listens on the port, so connects are refused.
+            let _ = path.wait_for(|p| *p != Path::Cut).await;
             continue;
         }
         let listener = match TcpListener::bind(addr).await {
@@ -70,22 +94,38 @@ async fn serve(addr: SocketAddr, target: SocketAddr, up: Arc<watch::Receiver<boo
                 continue;
             }
         };
+        let mut cut = path.clone();
         loop {
             tokio::select! {
-                _ = state.wait_for(|up| !*up) => break,
+                _ = cut.wait_for(|p| *p == Path::Cut) => break,
                 accepted = listener.accept() => {
                     let Ok((client, _)) = accepted else { continue };
-                    let mut conn_state = (*up).clone();
-                    tokio::spawn(async move {
-                        let Ok(server) = TcpStream::connect(target).await else { return };
-                        let (mut client, mut server) = (client, server);
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = conn_state.wait_for(|up| !*up) => {}
-                        }
-                    });
+                    tokio::spawn(connection(client, target, path.clone()));
                 }
             }
         }
     }
+}
+
+/// Holds both ends open and forwards nothing, for as long as the proxy lives.
+async fn hang(ends: (TcpStream, Option<TcpStream>)) {
+    let _ends = ends;
+    std::future::pending::<()>().await;
+}
+
+async fn connection(mut client: TcpStream, target: SocketAddr, mut path: watch::Receiver<Path>) {
+    if *path.borrow_and_update() == Path::BlackHole {
+        return hang((client, None)).await;
+    }
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let changed = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+        changed = path.wait_for(|p| *p != Path::Up) => changed.map(|p| *p),
+    };
+    if let Ok(Path::BlackHole) = changed {
+        hang((client, Some(server))).await;
+    }
+    // Cut: both ends are dropped here, which closes them.
 }
