@@ -10,6 +10,7 @@ use prost::Message as _;
 use crate::avro;
 use crate::model::{OrderEvent, UserEvent, ORDER_SCHEMA_VERSION, USER_SCHEMA_VERSION};
 use crate::protobuf;
+use crate::redact::scrub;
 
 /// Encoding of a message value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +78,9 @@ impl FromStr for Format {
 }
 
 /// Why a message value could not be read. Every variant is permanent: the same
-/// bytes will never decode, so the consumer dead-letters them at once.
+/// bytes will never decode, so the consumer dead-letters them at once. The
+/// texts carry no value from the message (see [`crate::redact`]): they go
+/// into logs and `dlq-error-message` headers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The `content-type` header names no known format.
@@ -91,7 +94,8 @@ pub enum DecodeError {
     UnsupportedSchemaVersion {
         /// `order` or `user`.
         event: &'static str,
-        /// The version the message claims.
+        /// The version the message claims (its text when it is a number,
+        /// else a description: header values are not echoed).
         version: String,
         /// The newest version this build knows.
         latest: u32,
@@ -154,23 +158,34 @@ fn json_encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 }
 
 fn json_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let error = |path: String, e: &serde_json::Error| DecodeError::Json {
+        path,
+        reason: scrub(&e.to_string()),
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::Json {
-        path: e.path().to_string(),
-        reason: e.inner().to_string(),
-    })?;
-    de.end().map_err(|e| DecodeError::Json {
-        path: ".".to_owned(),
-        reason: e.to_string(),
-    })?;
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| error(e.path().to_string(), e.inner()))?;
+    de.end().map_err(|e| error(".".to_owned(), &e))?;
     Ok(value)
 }
 
 fn unsupported(event: &'static str, version: u32, latest: u32) -> DecodeError {
-    DecodeError::UnsupportedSchemaVersion {
-        event,
-        version: version.to_string(),
-        latest,
+    DecodeError::unsupported_version(event, &version.to_string(), latest)
+}
+
+impl DecodeError {
+    /// `schema-version` `raw` is not one this reader decodes.
+    pub fn unsupported_version(event: &'static str, raw: &str, latest: u32) -> Self {
+        let numeric = !raw.is_empty() && raw.len() <= 10 && raw.bytes().all(|b| b.is_ascii_digit());
+        DecodeError::UnsupportedSchemaVersion {
+            event,
+            version: if numeric {
+                raw.to_owned()
+            } else {
+                "(not a number)".to_owned()
+            },
+            latest,
+        }
     }
 }
 
@@ -183,7 +198,7 @@ impl EventCodec for OrderEvent {
             Format::Json => json_encode(self),
             Format::Protobuf => Ok(protobuf::v2::OrderEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::order_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(self, schema),
+                Some(schema) => avro::encode(self, schema.schema()),
                 None => Err(EncodeError::Avro(
                     "no schema for the current version".into(),
                 )),
@@ -199,9 +214,12 @@ impl EventCodec for OrderEvent {
             // JSON and Protobuf readers skip what they do not know and default
             // what is absent, so any version reads.
             Format::Json => json_decode(bytes),
-            Format::Protobuf => protobuf::v2::OrderEvent::decode(bytes)
-                .map_err(|e| DecodeError::Protobuf(e.to_string()))?
-                .try_into(),
+            Format::Protobuf => {
+                protobuf::check_item_count(bytes)?;
+                protobuf::v2::OrderEvent::decode(bytes)
+                    .map_err(|e| DecodeError::Protobuf(scrub(&e.to_string())))?
+                    .try_into()
+            }
             Format::Avro => {
                 let latest = Self::SCHEMA_VERSION;
                 let writer = avro::order_schema(schema_version)
@@ -223,7 +241,7 @@ impl EventCodec for UserEvent {
             Format::Json => json_encode(self),
             Format::Protobuf => Ok(protobuf::v2::UserEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::user_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(self, schema),
+                Some(schema) => avro::encode(self, schema.schema()),
                 None => Err(EncodeError::Avro(
                     "no schema for the current version".into(),
                 )),
@@ -238,7 +256,7 @@ impl EventCodec for UserEvent {
         match format {
             Format::Json => json_decode(bytes),
             Format::Protobuf => protobuf::v2::UserEvent::decode(bytes)
-                .map_err(|e| DecodeError::Protobuf(e.to_string()))?
+                .map_err(|e| DecodeError::Protobuf(scrub(&e.to_string())))?
                 .try_into(),
             Format::Avro => {
                 let latest = Self::SCHEMA_VERSION;

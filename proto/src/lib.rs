@@ -10,8 +10,11 @@
 pub mod avro;
 pub mod codec;
 pub mod compat;
+pub mod fingerprint;
 pub mod model;
+pub mod money;
 pub mod protobuf;
+pub mod redact;
 pub mod request;
 pub mod validation;
 
@@ -53,6 +56,8 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C trace state.
     pub const TRACESTATE: &str = "tracestate";
+    /// The event's content fingerprint (see [`crate::fingerprint`]).
+    pub const CONTENT_FINGERPRINT: &str = "content-fingerprint";
 
     /// Topic the dead letter was read from.
     pub const DLQ_ORIGINAL_TOPIC: &str = "dlq-original-topic";
@@ -76,4 +81,9 @@ pub mod headers {
     pub const DLQ_FAILED_AT: &str = "dlq-failed-at";
     /// How many times the message was replayed from the DLQ.
     pub const DLQ_REPLAY_COUNT: &str = "dlq-replay-count";
+    /// `true` on a dead letter whose value is only the start of the original
+    /// (it was too large to dead-letter whole).
+    pub const DLQ_VALUE_TRUNCATED: &str = "dlq-value-truncated";
+    /// Size in bytes of the original value, on a truncated dead letter.
+    pub const DLQ_ORIGINAL_VALUE_BYTES: &str = "dlq-original-value-bytes";
 }

@@ -108,10 +108,10 @@ pub struct OrderItem {
     /// Units ordered, at least 1.
     pub quantity: u32,
     /// Exact price of one unit in the order's currency.
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::money::text")]
     pub unit_price: Decimal,
     /// `quantity * unit_price`.
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::money::text")]
     pub line_total: Decimal,
     /// Stock situation when the order was taken.
     #[serde(default)]
@@ -122,10 +122,10 @@ pub struct OrderItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Sum of the line totals.
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::money::text")]
     pub subtotal: Decimal,
     /// What the customer pays.
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(with = "crate::money::text")]
     pub total: Decimal,
     /// Sum of the quantities.
     pub item_count: u32,
@@ -141,7 +141,9 @@ pub struct OrderEvent {
     pub order_id: Uuid,
     /// The customer, in full.
     pub customer: Customer,
-    /// The items, in full.
+    /// The items, in full (never more than [`crate::validation::MAX_ITEMS`]
+    /// are read).
+    #[serde(deserialize_with = "bounded_items")]
     pub items: Vec<OrderItem>,
     /// Totals.
     pub totals: Totals,
@@ -194,6 +196,33 @@ impl Keyed for UserEvent {
     }
 }
 
+/// Reads at most [`crate::validation::MAX_ITEMS`] items: the reader stops at
+/// the first one past the limit instead of building them all.
+fn bounded_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderItem>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<OrderItem>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {} items", crate::validation::MAX_ITEMS)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let limit = crate::validation::MAX_ITEMS;
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(limit));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == limit {
+                    return Err(serde::de::Error::invalid_length(limit + 1, &self));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Items)
+}
+
 /// UUIDs as their canonical text in every encoding: `uuid`'s own serde impl
 /// writes raw bytes to non-human-readable formats such as Avro's.
 mod uuid_text {
@@ -206,6 +235,6 @@ mod uuid_text {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
         let text = String::deserialize(d)?;
-        Uuid::parse_str(&text).map_err(D::Error::custom)
+        Uuid::parse_str(&text).map_err(|_| D::Error::custom("must be a UUID"))
     }
 }

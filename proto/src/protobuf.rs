@@ -2,8 +2,6 @@
 //! conversions to and from the model. Readers always decode with the current
 //! types; protobuf's wire rules make older and newer data readable.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -35,11 +33,63 @@ fn field(path: &str, reason: impl Into<String>) -> DecodeError {
 }
 
 fn uuid(path: &str, value: &str) -> Result<Uuid, DecodeError> {
-    Uuid::parse_str(value).map_err(|e| field(path, format!("not a UUID: {e}")))
+    Uuid::parse_str(value).map_err(|_| field(path, "must be a UUID"))
 }
 
 fn decimal(path: &str, value: &str) -> Result<Decimal, DecodeError> {
-    Decimal::from_str(value).map_err(|e| field(path, format!("not a decimal number: {e}")))
+    crate::money::parse(value).map_err(|e| field(path, e.to_string()))
+}
+
+/// Field number of `OrderEvent.items` in every version.
+const ITEMS_FIELD: u64 = 4;
+
+/// Counts the `items` of an encoded `OrderEvent` from its top-level fields,
+/// before prost builds one: an empty item costs two bytes on the wire and a
+/// few hundred in memory, so an unbounded count is a cheap way to make the
+/// reader allocate far more than it was sent.
+pub fn check_item_count(mut bytes: &[u8]) -> Result<(), DecodeError> {
+    let malformed = |what: &str| DecodeError::Protobuf(format!("malformed message: {what}"));
+    let mut items = 0usize;
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes).ok_or_else(|| malformed("bad field key"))?;
+        let length = match key & 7 {
+            0 => varint(&mut bytes).map(|_| 0),
+            1 => Some(8),
+            2 => varint(&mut bytes).and_then(|n| usize::try_from(n).ok()),
+            5 => Some(4),
+            _ => None,
+        }
+        .ok_or_else(|| malformed("bad wire type or length"))?;
+        bytes = bytes
+            .get(length..)
+            .ok_or_else(|| malformed("a field runs past the end"))?;
+        if key >> 3 == ITEMS_FIELD {
+            items += 1;
+            if items > crate::validation::MAX_ITEMS {
+                return Err(DecodeError::Field {
+                    path: "items".into(),
+                    reason: format!(
+                        "more than {} items: not an order this contract carries",
+                        crate::validation::MAX_ITEMS
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A base-128 varint of at most ten bytes, consumed from `bytes`.
+fn varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (n, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * n);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[n + 1..];
+            return Some(value);
+        }
+    }
+    None
 }
 
 fn timestamp(path: &str, value: &str) -> Result<DateTime<Utc>, DecodeError> {

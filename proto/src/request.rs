@@ -2,8 +2,6 @@
 //! (unknown fields rejected, every error with its path) and how a valid one
 //! becomes the full ECST event.
 
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -255,13 +253,13 @@ impl CreateOrderRequest {
             let quantity =
                 validation::quantity(&mut errors, &format!("{path}.quantity"), item.quantity);
             let price_path = format!("{path}.unit_price");
-            let unit_price = match Decimal::from_str(item.unit_price.trim()) {
+            let unit_price = match crate::money::parse(&item.unit_price) {
                 Ok(price) => {
                     validation::unit_price(&mut errors, &price_path, price, exponent);
                     Some(price)
                 }
-                Err(_) => {
-                    errors.add(price_path, "must be a decimal string such as \"19.99\"");
+                Err(e) => {
+                    errors.add(price_path, e.to_string());
                     None
                 }
             };

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::{Address, OrderEvent, UserEvent, ORDER_CREATED, USER_REGISTERED};
+use crate::model::{Address, EventMetadata, OrderEvent, UserEvent, ORDER_CREATED, USER_REGISTERED};
 
 /// Most items one order may hold.
 pub const MAX_ITEMS: usize = 100;
@@ -217,8 +217,17 @@ pub fn unit_price(
         errors.add(path, "must be greater than 0");
     } else if value > MAX_UNIT_PRICE {
         errors.add(path, format!("must be at most {MAX_UNIT_PRICE}"));
-    } else if let Some(digits) = exponent {
-        if value.normalize().scale() > digits {
+    } else {
+        scale(errors, path, value, exponent);
+    }
+}
+
+/// Checks that an amount is written with no more decimal places than the
+/// currency's minor unit has (when the currency is known): `"19.990"` is
+/// refused in EUR, as `"1.5"` is in JPY.
+pub fn scale(errors: &mut ValidationErrors, path: &str, value: Decimal, exponent: Option<u32>) {
+    if let Some(digits) = exponent {
+        if value.scale() > digits {
             errors.add(
                 path,
                 format!("must have at most {digits} decimal places in this currency"),
@@ -253,12 +262,41 @@ pub fn promotion_code(errors: &mut ValidationErrors, path: &str, value: &str) {
     }
 }
 
-fn schema_version(errors: &mut ValidationErrors, version: u32, latest: u32) {
-    if !(1..=latest).contains(&version) {
+/// Longest correlation id, in bytes.
+pub const MAX_CORRELATION_ID: usize = 128;
+
+/// Checks what an event says about itself: its type, a schema version this
+/// build knows, and ids of a sane size and shape.
+fn metadata(errors: &mut ValidationErrors, m: &EventMetadata, event_type: &str, latest: u32) {
+    if m.event_type != event_type {
+        errors.add("metadata.event_type", format!("must be {event_type}"));
+    }
+    if !(1..=latest).contains(&m.schema_version) {
         errors.add(
             "metadata.schema_version",
             format!("must be from 1 to {latest}"),
         );
+    }
+    if m.correlation_id.is_empty()
+        || m.correlation_id.len() > MAX_CORRELATION_ID
+        || !m.correlation_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        errors.add(
+            "metadata.correlation_id",
+            format!("must be 1 to {MAX_CORRELATION_ID} visible ASCII characters"),
+        );
+    }
+    text(errors, "metadata.producer", &m.producer, MAX_ID);
+    let hex = |value: &Option<String>, digits: usize| {
+        value.as_ref().is_none_or(|v| {
+            v.len() == digits && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    };
+    if !hex(&m.trace_id, 32) {
+        errors.add("metadata.trace_id", "must be 32 lowercase hex digits");
+    }
+    if !hex(&m.span_id, 16) {
+        errors.add("metadata.span_id", "must be 16 lowercase hex digits");
     }
 }
 
@@ -266,12 +304,10 @@ fn schema_version(errors: &mut ValidationErrors, version: u32, latest: u32) {
 /// that the totals the producer computed add up.
 pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
     let mut errors = ValidationErrors::default();
-    if e.metadata.event_type != ORDER_CREATED {
-        errors.add("metadata.event_type", format!("must be {ORDER_CREATED}"));
-    }
-    schema_version(
+    metadata(
         &mut errors,
-        e.metadata.schema_version,
+        &e.metadata,
+        ORDER_CREATED,
         crate::model::ORDER_SCHEMA_VERSION,
     );
     identifier(&mut errors, "customer.id", &e.customer.id);
@@ -287,6 +323,9 @@ pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
     for (n, item) in e.items.iter().enumerate() {
         let path = format!("items[{n}]");
         identifier(&mut errors, &format!("{path}.sku"), &item.sku);
+        if e.items[..n].iter().any(|earlier| earlier.sku == item.sku) {
+            errors.add(format!("{path}.sku"), "appears twice in the order");
+        }
         text(&mut errors, &format!("{path}.name"), &item.name, MAX_TEXT);
         quantity(
             &mut errors,
@@ -299,24 +338,30 @@ pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
             item.unit_price,
             exponent,
         );
-        if item.line_total != item.unit_price * Decimal::from(item.quantity) {
-            errors.add(
-                format!("{path}.line_total"),
-                "must equal quantity * unit_price",
-            );
+        let line_total = format!("{path}.line_total");
+        match item.unit_price.checked_mul(Decimal::from(item.quantity)) {
+            Some(expected) if expected == item.line_total => {}
+            _ => errors.add(&line_total, "must equal quantity * unit_price"),
         }
-        subtotal += item.line_total;
+        scale(&mut errors, &line_total, item.line_total, exponent);
+        subtotal = subtotal
+            .checked_add(item.line_total)
+            .unwrap_or(Decimal::MAX);
         count += u64::from(item.quantity);
     }
     if e.totals.subtotal != subtotal {
         errors.add("totals.subtotal", "must equal the sum of the line totals");
     }
+    scale(&mut errors, "totals.subtotal", e.totals.subtotal, exponent);
     if u64::from(e.totals.item_count) != count {
         errors.add("totals.item_count", "must equal the sum of the quantities");
     }
-    if e.totals.total < Decimal::ZERO {
-        errors.add("totals.total", "must not be negative");
+    // No discount exists in this contract: what the customer pays is the
+    // sum of the lines.
+    if e.totals.total != e.totals.subtotal {
+        errors.add("totals.total", "must equal the subtotal");
     }
+    scale(&mut errors, "totals.total", e.totals.total, exponent);
     if let Some(code) = &e.promotion_code {
         promotion_code(&mut errors, "promotion_code", code);
     }
@@ -326,12 +371,10 @@ pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
 /// Checks a user event as the consumer receives it.
 pub fn user_event(e: &UserEvent) -> Result<(), ValidationErrors> {
     let mut errors = ValidationErrors::default();
-    if e.metadata.event_type != USER_REGISTERED {
-        errors.add("metadata.event_type", format!("must be {USER_REGISTERED}"));
-    }
-    schema_version(
+    metadata(
         &mut errors,
-        e.metadata.schema_version,
+        &e.metadata,
+        USER_REGISTERED,
         crate::model::USER_SCHEMA_VERSION,
     );
     identifier(&mut errors, "user_id", &e.user_id);

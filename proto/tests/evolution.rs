@@ -133,7 +133,7 @@ fn avro_v2_reader_reads_v1_data_and_v1_reader_reads_v2_data() {
     let v1_schema = order_schema(1).unwrap();
     let v2_schema = order_schema(2).unwrap();
 
-    let old = contract::avro::encode(&as_v1(&event), v1_schema).unwrap();
+    let old = contract::avro::encode(&as_v1(&event), v1_schema.schema()).unwrap();
     let read = OrderEvent::decode(&old, Format::Avro, 1).expect("v2 reads v1 avro");
     assert_same_order(&as_v1(&event), &read);
     assert_eq!(read.promotion_code, None);

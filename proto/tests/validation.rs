@@ -114,11 +114,32 @@ fn prices_must_be_exact_decimal_strings() {
         b["currency"] = json!("JPY");
         b["items"][0]["unit_price"] = json!("1.5");
     });
-    // Trailing zeros do not make a price finer than the currency allows.
-    let mut body = order_body();
-    body["items"][0]["unit_price"] = json!("19.9900");
-    let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
-    assert!(request.validate().is_ok());
+    // Exact and strict: only `digits[.digits]`, never rounded, never finer
+    // than the currency's minor unit, whatever the digits say.
+    for text in [
+        "1.00000000000000000000000000001",
+        "19.9900",
+        "1e2",
+        "1E2",
+        "1_000",
+        "+19.99",
+        " 19.99",
+        "19.99 ",
+        ".5",
+        "5.",
+        "0x10",
+        "19,99",
+        "١٩.٩٩",
+        "99999999999999999999999999999999",
+    ] {
+        let mut body = order_body();
+        body["items"][0]["unit_price"] = json!(text);
+        let errors = order_errors(body);
+        assert!(
+            errors.has("items[0].unit_price"),
+            "{text:?} must be refused, got {errors}"
+        );
+    }
 }
 
 #[test]
@@ -306,4 +327,68 @@ fn user_rules() {
     assert!(validation::user_event(&wrong)
         .unwrap_err()
         .has("metadata.event_type"));
+}
+
+#[test]
+fn the_consumer_rechecks_every_figure_and_id_of_an_event() {
+    let mut body = order_body();
+    body["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "SKU-2", "name": "Gadget", "quantity": 3, "unit_price": "0.10"}));
+    let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let event = request
+        .validate()
+        .unwrap()
+        .into_event(Uuid::new_v4(), metadata("order.created", 2));
+    validation::order_event(&event).expect("a built event is valid");
+
+    type Tamper = Box<dyn Fn(&mut contract::OrderEvent)>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        (
+            "items[1].sku",
+            Box::new(|e| e.items[1].sku = "SKU-1".into()),
+        ),
+        (
+            "totals.total",
+            Box::new(|e| e.totals.total = Decimal::new(1, 2)),
+        ),
+        (
+            "items[0].line_total",
+            Box::new(|e| {
+                // Right value, finer than the currency allows.
+                e.items[0].line_total = Decimal::new(399800, 4);
+            }),
+        ),
+        (
+            "totals.subtotal",
+            Box::new(|e| e.totals.subtotal = Decimal::new(402800, 4)),
+        ),
+        (
+            "metadata.correlation_id",
+            Box::new(|e| e.metadata.correlation_id = "x".repeat(129)),
+        ),
+        (
+            "metadata.correlation_id",
+            Box::new(|e| e.metadata.correlation_id = "has space".into()),
+        ),
+        (
+            "metadata.producer",
+            Box::new(|e| e.metadata.producer = "p".repeat(65)),
+        ),
+        (
+            "metadata.trace_id",
+            Box::new(|e| e.metadata.trace_id = Some("XYZ".into())),
+        ),
+        (
+            "metadata.span_id",
+            Box::new(|e| e.metadata.span_id = Some("0".repeat(17))),
+        ),
+    ];
+    for (path, tamper) in cases {
+        let mut e = event.clone();
+        tamper(&mut e);
+        let errors = validation::order_event(&e).expect_err(path);
+        assert!(errors.has(path), "{path} missing from {errors}");
+    }
 }

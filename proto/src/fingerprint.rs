@@ -1,0 +1,172 @@
+//! The content fingerprint of an event: a hash of what the customer asked
+//! for, without what the pipeline added (ids, times, trace context, derived
+//! totals). Two requests under one `Idempotency-Key` (or one client
+//! `order_id` / `user_id`) with the same body have the same fingerprint, so
+//! the second is a harmless retry; with different bodies the fingerprints
+//! differ, and the consumer records the second as a conflict instead of
+//! dropping it in silence.
+//!
+//! The producer sends it in the `content-fingerprint` header; the consumer
+//! computes it again from the decoded event (it never trusts the header
+//! alone) and stores it beside the event.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Address, InventoryStatus, OrderEvent, UserEvent};
+
+/// Version of the canonical form below; part of every fingerprint, so a
+/// future form can never be mistaken for this one.
+const VERSION: &str = "v1";
+
+/// `v1:` and 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The text form (as in the header and the database).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn of(canonical: &impl Serialize) -> Self {
+        // Serialising plain structs of strings and integers cannot fail.
+        let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+        Self(format!("{VERSION}:{}", hex::encode(Sha256::digest(bytes))))
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Amounts by value: `"5.0"` and `"5.00"` are one price.
+fn amount(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+#[derive(Serialize)]
+struct CanonicalItem<'a> {
+    sku: &'a str,
+    name: &'a str,
+    quantity: u32,
+    unit_price: String,
+    inventory_status: InventoryStatus,
+}
+
+#[derive(Serialize)]
+struct CanonicalOrder<'a> {
+    kind: &'static str,
+    customer_id: &'a str,
+    name: &'a str,
+    email: &'a str,
+    address: &'a Address,
+    items: Vec<CanonicalItem<'a>>,
+    currency: &'a str,
+    promotion_code: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CanonicalUser<'a> {
+    kind: &'static str,
+    name: &'a str,
+    email: &'a str,
+    address: Option<&'a Address>,
+}
+
+/// The fingerprint of an order's content.
+pub fn order(e: &OrderEvent) -> Fingerprint {
+    Fingerprint::of(&CanonicalOrder {
+        kind: "order",
+        customer_id: &e.customer.id,
+        name: &e.customer.name,
+        email: &e.customer.email,
+        address: &e.customer.address,
+        items: e
+            .items
+            .iter()
+            .map(|i| CanonicalItem {
+                sku: &i.sku,
+                name: &i.name,
+                quantity: i.quantity,
+                unit_price: amount(i.unit_price),
+                inventory_status: i.inventory_status,
+            })
+            .collect(),
+        currency: &e.currency,
+        promotion_code: e.promotion_code.as_deref(),
+    })
+}
+
+/// The fingerprint of a user's content.
+pub fn user(e: &UserEvent) -> Fingerprint {
+    Fingerprint::of(&CanonicalUser {
+        kind: "user",
+        name: &e.name,
+        email: &e.email,
+        address: e.address.as_ref(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Customer, EventMetadata, OrderItem, Totals};
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn order_event(price: Decimal, quantity: u32) -> OrderEvent {
+        OrderEvent {
+            metadata: EventMetadata {
+                event_id: Uuid::new_v4(),
+                event_type: "order.created".into(),
+                schema_version: 2,
+                occurred_at: Utc::now(),
+                producer: "p".into(),
+                correlation_id: Uuid::new_v4().to_string(),
+                trace_id: None,
+                span_id: None,
+            },
+            order_id: Uuid::new_v4(),
+            customer: Customer {
+                id: "c-1".into(),
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+                address: Address {
+                    line1: "1 Road".into(),
+                    line2: None,
+                    city: "London".into(),
+                    postal_code: "N1".into(),
+                    country: "GB".into(),
+                },
+            },
+            items: vec![OrderItem {
+                sku: "S".into(),
+                name: "W".into(),
+                quantity,
+                unit_price: price,
+                line_total: price * Decimal::from(quantity),
+                inventory_status: InventoryStatus::Unknown,
+            }],
+            totals: Totals {
+                subtotal: price,
+                total: price,
+                item_count: quantity,
+            },
+            currency: "EUR".into(),
+            promotion_code: None,
+        }
+    }
+
+    #[test]
+    fn same_content_same_fingerprint_whatever_the_ids_and_times() {
+        let a = order(&order_event(Decimal::new(50, 1), 1));
+        let b = order(&order_event(Decimal::new(500, 2), 1));
+        assert_eq!(a, b, "5.0 and 5.00 are one price; ids and times differ");
+        assert!(a.as_str().starts_with("v1:") && a.as_str().len() == 67);
+        assert_ne!(a, order(&order_event(Decimal::new(50, 1), 2)));
+    }
+}
