@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use contract::topics;
 use platform::kafka::KafkaSettings;
+use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
@@ -15,6 +16,8 @@ use crate::retry::RetryPolicy;
 pub struct ConsumerConfig {
     /// `CONSUMER_HTTP_ADDR`: health and metrics.
     pub http_addr: SocketAddr,
+    /// `HTTP_*`: what a client may hold of the server.
+    pub http_limits: HttpLimits,
     /// Brokers and librdkafka pass-through properties.
     pub kafka: KafkaSettings,
     /// `KAFKA_CONSUMER_GROUP`.
@@ -82,6 +85,7 @@ impl ConsumerConfig {
         let group_id = env.string("KAFKA_CONSUMER_GROUP", "order-consumer");
         Ok(Self {
             http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
+            http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
             group_id,
             topics,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use platform::http::{self, ReadinessCheck};
+use platform::server::{self, ConnectionMetrics, HttpLimits};
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
@@ -52,6 +53,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
+    connections: ConnectionMetrics,
     worker: Worker,
     shutdown_timeout: Duration,
 }
@@ -86,6 +89,7 @@ impl Application {
     pub async fn build(config: ConsumerConfig, registry: Registry) -> Result<Self, StartupError> {
         let metrics = ConsumerMetrics::register(&registry)?;
         let http_metrics = http::HttpMetrics::register(&registry)?;
+        let connections = ConnectionMetrics::register(&registry)?;
         let pool = crate::db::pool(
             &config.database_url,
             config.db_pool_size,
@@ -149,6 +153,8 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            limits: config.http_limits,
+            connections,
             worker,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -164,7 +170,13 @@ impl Application {
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "consumer listening");
         let http_stop = CancellationToken::new();
-        let server = tokio::spawn(http::serve(self.listener, self.router, http_stop.clone()));
+        let server = tokio::spawn(server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.connections,
+            http_stop.clone(),
+        ));
         let worker = tokio::spawn(self.worker.run(stop.clone()));
         stop.cancelled().await;
         match tokio::time::timeout(self.shutdown_timeout, worker).await {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use platform::http::{ops_router, ReadinessCheck};
 use platform::kafka::KafkaSettings;
+use platform::server::{ConnectionMetrics, HttpLimits};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = LagMetrics::register(&registry)?;
+    let connections = ConnectionMetrics::register(&registry)?;
     let measured = Arc::new(AtomicBool::new(false));
     let ready: ReadinessCheck = {
         let measured = measured.clone();
@@ -41,9 +43,11 @@ pub async fn run(
     };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, %group, "lag exporter listening");
-    let server = tokio::spawn(platform::http::serve(
+    let server = tokio::spawn(platform::server::serve(
         listener,
         ops_router(registry, ready),
+        HttpLimits::from_env(&platform::Env::from_process())?,
+        connections,
         stop.clone(),
     ));
     while !stop.is_cancelled() {

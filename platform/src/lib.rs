@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

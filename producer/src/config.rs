@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use contract::{topics, Format};
 use platform::kafka::KafkaSettings;
+use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
@@ -14,6 +15,11 @@ use platform::{ConfigError, Env};
 pub struct ProducerConfig {
     /// `PRODUCER_HTTP_ADDR`: API, health and metrics.
     pub http_addr: SocketAddr,
+    /// `METRICS_ADDR`: when set, `/metrics`, `/healthz` and `/readyz` are
+    /// served there only, not beside the API.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `HTTP_*`: what a client may hold of the server.
+    pub http_limits: HttpLimits,
     /// Brokers and librdkafka pass-through properties.
     pub kafka: KafkaSettings,
     /// `MESSAGE_FORMAT`: encoding of published values.
@@ -55,8 +61,14 @@ impl ProducerConfig {
                 ));
             }
         }
+        let metrics_addr = match env.get("METRICS_ADDR") {
+            None => None,
+            Some(_) => Some(env.socket_addr("METRICS_ADDR", "")?),
+        };
         Ok(Self {
             http_addr: env.socket_addr("PRODUCER_HTTP_ADDR", "0.0.0.0:8080")?,
+            metrics_addr,
+            http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
             format,
             orders_topic: env.string("ORDERS_TOPIC", topics::ORDERS),
@@ -96,6 +108,9 @@ mod tests {
             ("RATE_LIMIT_RPS", "-1"),
             ("API_TOKEN", "short"),
             ("KAFKA_BOOTSTRAP_SERVERS", "nohost"),
+            ("METRICS_ADDR", "9090"),
+            ("HTTP_HEADER_TIMEOUT_MS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
         ] {
             let err = ProducerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

@@ -1,7 +1,6 @@
 //! Every way a request can fail, and the one place they become HTTP answers:
 //! a status and a JSON body that names each field at fault.
 
-use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,6 +26,9 @@ pub enum ApiError {
     /// 413: body over the limit.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// 408: the body did not arrive in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// 429: over the rate limit.
     #[error("too many requests")]
     TooManyRequests {
@@ -72,15 +74,6 @@ impl From<ValidationErrors> for ApiError {
 }
 
 impl ApiError {
-    /// Maps axum's body rejection: over the limit is 413, anything else 400.
-    pub fn from_body(rejection: BytesRejection, limit: usize) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::Malformed(rejection.body_text())
-        }
-    }
-
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
@@ -89,6 +82,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Unavailable(PublishError::QueueFull) => {

@@ -1,5 +1,6 @@
 //! HTTP -> Kafka: the stateless producer service.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod metrics;

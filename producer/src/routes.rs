@@ -4,18 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use contract::request::{parse_json, CreateOrderRequest, CreateUserRequest};
 use contract::{headers as h, EventCodec, EventMetadata, Keyed};
-use governor::{
-    clock::{Clock, DefaultClock},
-    DefaultDirectRateLimiter,
-};
+use governor::DefaultDirectRateLimiter;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
 use tracing::Span;
@@ -40,8 +36,10 @@ pub struct AppState {
     pub orders_topic: String,
     /// Topic of user events.
     pub users_topic: String,
-    /// Body size limit, for the 413 message.
+    /// Body size limit (larger bodies get 413).
     pub max_body_bytes: usize,
+    /// Longest a client may take to send its body (then 408).
+    pub body_timeout: std::time::Duration,
     /// Global request rate limit.
     pub limiter: Option<DefaultDirectRateLimiter>,
     /// Bearer token required on write endpoints.
@@ -78,36 +76,6 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-}
-
-/// Checks every request must pass before its body is read: token, rate,
-/// content type.
-fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(token) = &state.api_token {
-        let given = header_text(headers, header::AUTHORIZATION.as_str())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    if let Some(limiter) = &state.limiter {
-        if let Err(not_until) = limiter.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::TooManyRequests {
-                retry_after: wait.as_secs() + 1,
-            });
-        }
-    }
-    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
-    }
-    Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `Idempotency-Key`, if the client sent a usable one.
@@ -160,13 +128,14 @@ async fn publish<E: EventCodec + Keyed>(
     state: &AppState,
     topic: &str,
     event: &E,
+    fingerprint: &contract::fingerprint::Fingerprint,
 ) -> Result<(), ApiError> {
     let payload = event
         .encode(state.format)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let meta = event.metadata();
     let version = meta.schema_version.to_string();
-    let mut headers = OwnedHeaders::new_with_capacity(6)
+    let mut headers = OwnedHeaders::new_with_capacity(7)
         .insert(Header {
             key: h::CONTENT_TYPE,
             value: Some(state.format.content_type()),
@@ -182,6 +151,10 @@ async fn publish<E: EventCodec + Keyed>(
         .insert(Header {
             key: h::CORRELATION_ID,
             value: Some(meta.correlation_id.as_str()),
+        })
+        .insert(Header {
+            key: h::CONTENT_FINGERPRINT,
+            value: Some(fingerprint.as_str()),
         });
     for (name, value) in platform::trace::inject(&Span::current()) {
         headers = headers.insert(Header {
@@ -225,6 +198,7 @@ fn accepted<T: Serialize>(body: T, correlation_id: &str) -> Response {
     responses(
         (status = 202, description = "stored by the broker", body = AcceptedOrder),
         (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
@@ -237,10 +211,8 @@ fn accepted<T: Serialize>(body: T, correlation_id: &str) -> Response {
 pub async fn create_order(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
-    let body = body.map_err(|e| ApiError::from_body(e, state.max_body_bytes))?;
     let key = idempotency_key(&headers)?;
     let valid = parse_json::<CreateOrderRequest>(&body)?.validate()?;
     let order_id = valid.order_id.unwrap_or_else(|| match key {
@@ -264,7 +236,8 @@ pub async fn create_order(
         correlation_id.clone(),
     );
     let event = valid.into_event(order_id, meta);
-    publish(&state, &state.orders_topic, &event).await?;
+    let fingerprint = contract::fingerprint::order(&event);
+    publish(&state, &state.orders_topic, &event, &fingerprint).await?;
     Ok(accepted(
         AcceptedOrder {
             order_id,
@@ -286,6 +259,7 @@ pub async fn create_order(
     responses(
         (status = 202, description = "stored by the broker", body = AcceptedUser),
         (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
@@ -298,10 +272,8 @@ pub async fn create_order(
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
-    let body = body.map_err(|e| ApiError::from_body(e, state.max_body_bytes))?;
     let key = idempotency_key(&headers)?;
     let valid = parse_json::<CreateUserRequest>(&body)?.validate()?;
     let user_id = valid.user_id.clone().unwrap_or_else(|| match key {
@@ -323,7 +295,8 @@ pub async fn create_user(
         correlation_id.clone(),
     );
     let event = valid.into_event(user_id.clone(), meta);
-    publish(&state, &state.users_topic, &event).await?;
+    let fingerprint = contract::fingerprint::user(&event);
+    publish(&state, &state.users_topic, &event, &fingerprint).await?;
     Ok(accepted(
         AcceptedUser {
             user_id,

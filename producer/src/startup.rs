@@ -10,12 +10,14 @@ use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use governor::{Quota, RateLimiter};
 use platform::http::{self, HttpMetrics, ReadinessCheck};
+use platform::server::{self, ConnectionMetrics, HttpLimits};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+use crate::admission;
 use crate::config::ProducerConfig;
 use crate::metrics::ProducerMetrics;
 use crate::openapi::ApiDoc;
@@ -48,8 +50,18 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `/metrics`, `/healthz`, `/readyz` on `METRICS_ADDR`, when set.
+    ops: Option<(TcpListener, Router)>,
+    limits: HttpLimits,
+    connections: ConnectionMetrics,
     publisher: Publisher,
     shutdown_timeout: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 impl Application {
@@ -59,6 +71,7 @@ impl Application {
     pub async fn build(config: ProducerConfig, registry: Registry) -> Result<Self, StartupError> {
         let metrics = ProducerMetrics::register(&registry)?;
         let http_metrics = HttpMetrics::register(&registry)?;
+        let connections = ConnectionMetrics::register(&registry)?;
         let publisher = Publisher::new(&config.kafka, config.produce_timeout, metrics)?;
         check_credentials(&publisher, &config.orders_topic).await?;
 
@@ -71,6 +84,7 @@ impl Application {
             orders_topic: config.orders_topic.clone(),
             users_topic: config.users_topic.clone(),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.http_limits.body_timeout,
             limiter,
             api_token: config.api_token.clone(),
         });
@@ -86,24 +100,39 @@ impl Application {
         let api = Router::new()
             .route("/orders", post(routes::create_order))
             .route("/users", post(routes::create_user))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                admission::admit,
+            ))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(state);
-        let router = Router::new()
+        let ops = http::ops_router(registry, ready);
+        let mut router = Router::new()
             .merge(api)
-            .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-            .merge(http::ops_router(registry, ready))
-            .layer(middleware::from_fn_with_state(http_metrics, http::track))
+            .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
+        let ops = match config.metrics_addr {
+            Some(addr) => Some((bind(addr).await?, ops)),
+            None => {
+                router = router.merge(ops);
+                None
+            }
+        };
+        let router = router
+            .layer(middleware::from_fn_with_state(
+                http_metrics.clone(),
+                http::track,
+            ))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
-
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
+        let ops = ops.map(|(listener, ops)| {
+            let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
+            (listener, ops)
+        });
         Ok(Self {
-            listener,
+            listener: bind(config.http_addr).await?,
             router,
+            ops,
+            limits: config.http_limits,
+            connections,
             publisher,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -114,32 +143,61 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The bound `METRICS_ADDR`, when the operations routes have their own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `stop` is cancelled; then stops accepting, finishes the
     /// requests in flight and flushes the producer, all within the shutdown
     /// timeout.
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, "producer listening");
-        let deadline = {
-            let stop = stop.clone();
-            let timeout = self.shutdown_timeout;
-            async move {
-                stop.cancelled().await;
-                tokio::time::sleep(timeout).await;
+        tracing::info!(%addr, metrics = ?self.metrics_addr(), "producer listening");
+        let ops = self.ops.map(|(listener, router)| {
+            tokio::spawn(server::serve(
+                listener,
+                router,
+                self.limits,
+                self.connections.clone(),
+                stop.clone(),
+            ))
+        });
+        let serving = server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.connections,
+            stop.clone(),
+        );
+        tokio::pin!(serving);
+        // Serve until the stop, then give in-flight requests what is left of
+        // the shutdown timeout, and the flush the rest.
+        let finished = tokio::select! {
+            served = serving.as_mut() => {
+                served?;
+                true
             }
+            () = stop.cancelled() => false,
         };
-        let started = tokio::time::Instant::now();
-        tokio::select! {
-            served = http::serve(self.listener, self.router, stop.clone()) => served?,
-            () = deadline => tracing::warn!("in-flight requests still running at the shutdown deadline"),
+        let since = tokio::time::Instant::now();
+        if !finished
+            && tokio::time::timeout_at(since + self.shutdown_timeout, serving)
+                .await
+                .is_err()
+        {
+            tracing::warn!("in-flight requests still running at the shutdown deadline");
         }
         let left = self
             .shutdown_timeout
-            .saturating_sub(started.elapsed())
+            .saturating_sub(since.elapsed())
             .max(Duration::from_secs(1));
         match self.publisher.flush(left).await {
             Ok(()) => tracing::info!("producer flushed; stopped"),
             Err(e) => tracing::error!(error = %e, "producer flush incomplete at shutdown"),
+        }
+        if let Some(ops) = ops {
+            let _ = ops.await;
         }
         Ok(())
     }

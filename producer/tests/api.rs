@@ -53,6 +53,11 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
         );
 
         let event = OrderEvent::decode(m.payload().unwrap(), format, 2).expect("decodes");
+        assert_eq!(
+            header(m, "content-fingerprint"),
+            Some(contract::fingerprint::order(&event).to_string()),
+            "{format}: the fingerprint of the content travels with it"
+        );
         assert_eq!(event.order_id.to_string(), order_id);
         assert_eq!(
             event.metadata.event_id.to_string(),
@@ -173,6 +178,14 @@ async fn every_bad_input_gets_its_status_and_writes_nothing() {
         ["currency", "items[0].quantity", "items[0].unit_price"],
         "{body}"
     );
+
+    // Money is exact: a price the decimal type would round is refused.
+    let mut rounded = order_body();
+    rounded["items"][0]["unit_price"] = json!("1.00000000000000000000000000001");
+    let (status, body) =
+        status_and_body(app.post("/orders").json(&rounded).send().await.unwrap()).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["fields"][0]["path"], "items[0].unit_price", "{body}");
 
     let mut unknown = order_body();
     unknown["coupon"] = json!("X");
@@ -469,4 +482,276 @@ async fn shutdown_finishes_in_flight_requests_and_flushes() {
             .is_err(),
         "no longer accepting"
     );
+}
+
+/// The series of a Prometheus text exposition: every sample line without
+/// its value.
+fn series(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let mut app = TestApp::spawn(&[]).await;
+    let send = |method: String, path: String| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method token");
+        app.http.request(method, app.url(&path)).send()
+    };
+    // One of each kind first, so the series the flood maps to exist.
+    for n in 0..3 {
+        send(format!("PROBE{n}"), format!("/probe-{n}"))
+            .await
+            .unwrap();
+        send("GET".into(), format!("/nowhere-{n}")).await.unwrap();
+        send("DELETE".into(), "/orders".into()).await.unwrap();
+    }
+    let metrics = || async {
+        app.http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let _ = metrics().await;
+    let before = metrics().await;
+    for n in 0..500 {
+        send(
+            format!("X{n:04}-{}", n * 7919),
+            format!("/x/{n}/{}", n * 31),
+        )
+        .await
+        .unwrap();
+    }
+    let after = metrics().await;
+    let added: Vec<_> = series(&after)
+        .difference(&series(&before))
+        .cloned()
+        .collect();
+    println!(
+        "500 made-up requests: /metrics {} -> {} bytes, {} new series",
+        before.len(),
+        after.len(),
+        added.len()
+    );
+    assert!(
+        added.is_empty(),
+        "new series: {:?}",
+        &added[..added.len().min(5)]
+    );
+    assert!(
+        after.len() <= before.len() + 256,
+        "{} -> {}",
+        before.len(),
+        after.len()
+    );
+    app.shutdown().await;
+}
+
+/// A raw connection to the service, for clients no HTTP library would be.
+async fn raw(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect")
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `wait`,
+/// reading and discarding whatever it sent first.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_neither_starve_real_requests_nor_hold_connections_past_the_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let mut app = TestApp::spawn(&[
+        ("HTTP_HEADER_TIMEOUT_MS", "1000"),
+        ("HTTP_BODY_TIMEOUT_MS", "1000"),
+        ("HTTP_IDLE_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    // Hundreds of clients that start a request head and never finish it,
+    // and a hundred that connect and say nothing.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = raw(&app).await;
+        stream
+            .write_all(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    for _ in 0..100 {
+        slow.push(raw(&app).await);
+    }
+    // A client that sends its head, then trickles its body.
+    let mut trickle = raw(&app).await;
+    trickle
+        .write_all(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"customer\":")
+        .await
+        .unwrap();
+
+    // Real requests are served all the while.
+    let started = Instant::now();
+    let answers =
+        futures::future::join_all((0..20).map(|_| app.post("/orders").json(&order_body()).send()))
+            .await;
+    let served = answers
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 202))
+        .count();
+    println!(
+        "20 real requests beside 400 slow clients: {served} accepted in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(served, 20);
+
+    // The trickling body gets 408, then the connection ends.
+    let mut answer = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), trickle.read_to_end(&mut answer)).await;
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // A keep-alive connection idle past its limit is closed.
+    let mut idle = raw(&app).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        !closed_within(&mut idle, Duration::from_millis(500)).await,
+        "kept alive at first"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(3)).await,
+        "closed once idle"
+    );
+
+    // And none of the slow ones is still open past the header timeout.
+    let mut still_open = 0;
+    for stream in &mut slow {
+        if !closed_within(stream, Duration::from_millis(3000)).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "slow connections held open past the timeout");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let timed_out =
+        harness::metrics::sample(&metrics, "http_connections_timed_out_total{phase=\"head\"}")
+            .unwrap_or(0.0)
+            + harness::metrics::sample(
+                &metrics,
+                "http_connections_timed_out_total{phase=\"idle\"}",
+            )
+            .unwrap_or(0.0);
+    assert!(
+        timed_out >= 400.0,
+        "timed-out connections counted: {timed_out}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_are_closed_at_once() {
+    let mut app = TestApp::spawn(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(raw(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = raw(&app).await;
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)).await,
+        "the fifth connection is closed"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "served again once connections are free");
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        harness::metrics::sample(&metrics, "http_connections_refused_total"),
+        Some(1.0)
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_and_probes_move_to_their_own_address_when_asked() {
+    let mut app = TestApp::spawn(&[("METRICS_ADDR", "127.0.0.1:0")]).await;
+    let ops = app.metrics_addr.expect("a metrics address");
+    let client = reqwest::Client::new();
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let beside_api = client.get(app.url(path)).send().await.unwrap().status();
+        assert_eq!(beside_api, 404, "{path} is not served beside the API");
+        let own = client
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(own, 200, "{path} on METRICS_ADDR");
+    }
+    assert_eq!(
+        app.post("/orders")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let metrics = client
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        harness::metrics::sample(
+            &metrics,
+            "http_requests_total{method=\"POST\",route=\"/orders\",status=\"202\"}"
+        ),
+        Some(1.0)
+    );
+    app.shutdown().await;
 }

@@ -17,6 +17,8 @@ pub use harness::telemetry::install as telemetry;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` and the probes are, when `METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub cluster: MockCluster<'static, DefaultProducerContext>,
     pub stop: CancellationToken,
     pub handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -46,10 +48,12 @@ impl TestApp {
             .await
             .expect("producer starts");
         let addr = app.local_addr().expect("bound");
+        let metrics_addr = app.metrics_addr();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run(stop.clone()));
         Self {
             addr,
+            metrics_addr,
             cluster,
             stop,
             handle: Some(handle),

@@ -1,0 +1,406 @@
+//! The HTTP server every service runs, bounded in what a client can hold:
+//! a request head must arrive within `HTTP_HEADER_TIMEOUT_MS` of its first
+//! byte (and a new connection must start one within it), a keep-alive
+//! connection may wait `HTTP_IDLE_TIMEOUT_MS` for its next request, a
+//! response write may stall `HTTP_BODY_TIMEOUT_MS` (the body read has the
+//! same bound, applied where bodies are read), and at most
+//! `HTTP_MAX_CONNECTIONS` connections are open: past it, new ones are closed
+//! at once. HTTP/1.1 only.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, Env};
+
+/// What one HTTP server lets a client hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT_MS`: longest from a request's first byte (or
+    /// from connecting) to the end of its head.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_MS`: longest to read a whole request body, and
+    /// longest a response write may stall.
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: longest a keep-alive connection may wait for
+    /// its next request (keep it above a load balancer's idle timeout).
+    pub idle_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Reads the `HTTP_*` limits.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(Self {
+            header_timeout: env.millis(
+                "HTTP_HEADER_TIMEOUT_MS",
+                millis(d.header_timeout),
+                100..=600_000,
+            )?,
+            body_timeout: env.millis(
+                "HTTP_BODY_TIMEOUT_MS",
+                millis(d.body_timeout),
+                100..=600_000,
+            )?,
+            idle_timeout: env.millis(
+                "HTTP_IDLE_TIMEOUT_MS",
+                millis(d.idle_timeout),
+                100..=3_600_000,
+            )?,
+            max_connections: env.number(
+                "HTTP_MAX_CONNECTIONS",
+                d.max_connections,
+                1..=1_000_000,
+            )?,
+        })
+    }
+}
+
+/// Connection metrics of one server.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: IntGauge,
+    refused: IntCounter,
+    timed_out: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    /// Registers `http_connections_open`, `http_connections_refused_total`
+    /// and `http_connections_timed_out_total` in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let open = IntGauge::new("http_connections_open", "HTTP connections open now")?;
+        let refused = IntCounter::new(
+            "http_connections_refused_total",
+            "HTTP connections closed at once because HTTP_MAX_CONNECTIONS were open",
+        )?;
+        let timed_out = IntCounterVec::new(
+            Opts::new(
+                "http_connections_timed_out_total",
+                "HTTP connections closed for holding the server too long, by phase (head, idle, write)",
+            ),
+            &["phase"],
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(timed_out.clone()))?;
+        Ok(Self {
+            open,
+            refused,
+            timed_out,
+        })
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `stop` is
+/// cancelled; then stops accepting and lets open requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    metrics: ConnectionMetrics,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset while
+                    // queued: wait a moment, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(TimedIo::new(stream, limits, metrics.timed_out.clone()));
+        let service = TowerToHyperService::new(router.clone());
+        let stop = stop.clone();
+        let open = metrics.open.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            open.inc();
+            let mut builder = http1::Builder::new();
+            builder.header_read_timeout(None);
+            let connection = builder.serve_connection(io, service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            open.dec();
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request (a new connection, or a
+    /// keep-alive one after its response).
+    Idle,
+    /// Reading a request head.
+    Head,
+    /// Head read: the body, the handler and the response are under way.
+    Busy,
+}
+
+/// A TCP stream that fails reads and writes once the client has held the
+/// connection longer than its phase allows.
+struct TimedIo {
+    inner: TcpStream,
+    limits: HttpLimits,
+    timed_out: IntCounterVec,
+    phase: Phase,
+    /// The read deadline of the phase (`Idle`, `Head`), if any.
+    read_deadline: Pin<Box<Sleep>>,
+    /// The write deadline, while a write is stalled.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    /// The last bytes of the head so far, to find its end across reads.
+    tail: [u8; 3],
+}
+
+impl TimedIo {
+    fn new(inner: TcpStream, limits: HttpLimits, timed_out: IntCounterVec) -> Self {
+        Self {
+            inner,
+            limits,
+            timed_out,
+            phase: Phase::Idle,
+            // A new connection must start its request promptly.
+            read_deadline: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            write_deadline: None,
+            tail: [0; 3],
+        }
+    }
+
+    fn expired(&self, phase: &'static str) -> io::Error {
+        self.timed_out.with_label_values(&[phase]).inc();
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("client too slow ({phase})"),
+        )
+    }
+
+    /// Notes `bytes` read: the start of a request, and the end of its head.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.phase == Phase::Idle {
+            self.phase = Phase::Head;
+            self.tail = [0; 3];
+            let at = Instant::now() + self.limits.header_timeout;
+            self.read_deadline.as_mut().reset(at);
+        }
+        if self.phase == Phase::Head {
+            let mut window = self.tail.to_vec();
+            window.extend_from_slice(&bytes[..bytes.len().min(4096)]);
+            if window.windows(4).any(|w| w == b"\r\n\r\n")
+                || window.windows(2).any(|w| w == b"\n\n")
+            {
+                self.phase = Phase::Busy;
+            } else if bytes.len() > 4096 {
+                // A head longer than this is refused by the parser anyway.
+                self.phase = Phase::Busy;
+            }
+            let n = window.len();
+            self.tail.copy_from_slice(&window[n - 3..]);
+        }
+    }
+
+    /// A write could not proceed: fails it once it has stalled too long.
+    fn write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let limit = self.limits.body_timeout;
+        let deadline = self
+            .write_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(deadline.as_mut().poll(cx));
+        Poll::Ready(self.expired("write"))
+    }
+
+    /// Notes `bytes` written: a response (other than `100 Continue`) ends
+    /// the request; the connection is idle until the next one.
+    fn wrote(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() && !bytes.starts_with(b"HTTP/1.1 100 ") {
+            self.phase = Phase::Idle;
+            let at = Instant::now() + self.limits.idle_timeout;
+            self.read_deadline.as_mut().reset(at);
+        }
+    }
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled()[before..].to_vec();
+                this.saw(&filled);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let phase = match this.phase {
+                    Phase::Busy => return Poll::Pending,
+                    Phase::Idle => "idle",
+                    Phase::Head => "head",
+                };
+                ready!(this.read_deadline.as_mut().poll(cx));
+                Poll::Ready(Err(this.expired(phase)))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, bytes) {
+            Poll::Ready(Ok(n)) => {
+                this.write_deadline = None;
+                this.wrote(&bytes[..n]);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.write_stalled(cx).map(Err),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.write_deadline = None;
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                if n > 0 {
+                    this.wrote(first);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.write_stalled(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_pair() -> (TimedIo, TcpStream) {
+        let runtime_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = runtime_listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (server, _) = runtime_listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let registry = Registry::new();
+        let metrics = ConnectionMetrics::register(&registry).unwrap();
+        (
+            TimedIo::new(
+                TcpStream::from_std(server).unwrap(),
+                HttpLimits::default(),
+                metrics.timed_out,
+            ),
+            TcpStream::from_std(client).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_phase_follows_the_request_cycle() {
+        let (mut io, _client) = io_pair();
+        assert_eq!(io.phase, Phase::Idle);
+        io.saw(b"POST /orders HTTP/1.1\r\nHost: x\r");
+        assert_eq!(io.phase, Phase::Head);
+        io.saw(b"\n\r");
+        assert_eq!(io.phase, Phase::Head, "the end split across reads");
+        io.saw(b"\n{\"body\":");
+        assert_eq!(io.phase, Phase::Busy);
+        io.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            io.phase,
+            Phase::Busy,
+            "100 Continue does not end the request"
+        );
+        io.wrote(b"HTTP/1.1 202 Accepted\r\n");
+        assert_eq!(io.phase, Phase::Idle);
+        io.saw(b"GET /healthz HTTP/1.1\n\n");
+        assert_eq!(io.phase, Phase::Busy, "bare line feeds end a head too");
+    }
+}

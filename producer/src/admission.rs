@@ -1,0 +1,93 @@
+//! What every write request must pass before a handler sees it, as
+//! middleware: the bearer token, the rate limit and the content type, then
+//! the body, read whole within `MAX_BODY_BYTES` and `HTTP_BODY_TIMEOUT_MS`
+//! (a client that trickles its body does not hold a handler).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Token, rate, content type: checked before the body is read.
+fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(token) = &state.api_token {
+        let given = header_text(headers, header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    if let Some(limiter) = &state.limiter {
+        if let Err(not_until) = limiter.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::TooManyRequests {
+                retry_after: wait.as_secs() + 1,
+            });
+        }
+    }
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    Ok(())
+}
+
+/// Admits a write request and reads its body whole, within the size limit
+/// and the body deadline, before the handler runs.
+pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Err(refused) = check(&state, request.headers()) {
+        return refused.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    match read_body(body, state.max_body_bytes, state.body_timeout).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn read_body(
+    body: Body,
+    limit: usize,
+    deadline: Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::BodyTimeout(deadline)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                ApiError::TooLarge(limit)
+            } else {
+                ApiError::Malformed("the request body could not be read".into())
+            })
+        }
+    }
+}
