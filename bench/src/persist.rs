@@ -329,7 +329,9 @@ async fn naive_consumer(bootstrap: &str, available: usize, limit: Duration) -> a
             .await
             .context("naive consumer: no message within 60 s")??;
         started.get_or_insert_with(Instant::now);
-        let event = match consumer::decode::decode(&message.detach())? {
+        let decoded =
+            consumer::decode::decode(&message.detach(), consumer::decode::Domain::Orders)?;
+        let event = match decoded.event {
             consumer::decode::DomainEvent::Order(event) => event,
             other => anyhow::bail!("naive consumer: not an order: {other:?}"),
         };

@@ -9,6 +9,7 @@ use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
+use crate::process::Topics;
 use crate::retry::RetryPolicy;
 
 /// Everything the consumer service needs to start.
@@ -22,9 +23,12 @@ pub struct ConsumerConfig {
     pub kafka: KafkaSettings,
     /// `KAFKA_CONSUMER_GROUP`.
     pub group_id: String,
-    /// `CONSUMER_TOPICS`: comma-separated topics to read; each one's dead
-    /// letters go to `<topic>-dlq`.
+    /// `CONSUMER_TOPICS`: comma-separated topics to read, each one of
+    /// `ORDERS_TOPIC` and `USERS_TOPIC`; each one's dead letters go to
+    /// `<topic>-dlq`.
     pub topics: Vec<String>,
+    /// `ORDERS_TOPIC` and `USERS_TOPIC`: which domain each topic carries.
+    pub domains: Topics,
     /// `DATABASE_URL`.
     pub database_url: String,
     /// `DB_POOL_SIZE`.
@@ -33,6 +37,10 @@ pub struct ConsumerConfig {
     pub db_statement_timeout: Duration,
     /// `DB_LOCK_TIMEOUT_MS`: waiting longer for a row lock fails (transient).
     pub db_lock_timeout: Duration,
+    /// `DB_TRANSACTION_TIMEOUT_MS`: the client's own deadline on a batch's
+    /// transaction; past it the connection is closed and the database counts
+    /// as unreachable (the server's timeouts cannot fire on a dead path).
+    pub db_transaction_timeout: Duration,
     /// `MAX_RETRIES` and `RETRY_BACKOFF_MS`.
     pub retry: RetryPolicy,
     /// `BATCH_SIZE`: most messages persisted in one transaction.
@@ -44,6 +52,9 @@ pub struct ConsumerConfig {
     pub circuit_probe: Duration,
     /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful stop.
     pub shutdown_timeout: Duration,
+    /// `STALL_TIMEOUT_SECS`: `/readyz` fails when messages wait and no batch
+    /// finished for this long.
+    pub stall_timeout: Duration,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
@@ -66,20 +77,34 @@ impl ConsumerConfig {
                 "a PostgreSQL URL such as postgres://user@host:5432/db",
             ));
         }
+        let domains = Topics {
+            orders: env.string("ORDERS_TOPIC", topics::ORDERS),
+            users: env.string("USERS_TOPIC", topics::USERS),
+        };
+        if domains.orders == domains.users {
+            return Err(ConfigError::new(
+                "USERS_TOPIC",
+                &domains.users,
+                "a topic other than ORDERS_TOPIC",
+            ));
+        }
         let topics: Vec<String> = env
             .string(
                 "CONSUMER_TOPICS",
-                &format!("{},{}", topics::ORDERS, topics::USERS),
+                &format!("{},{}", domains.orders, domains.users),
             )
             .split(',')
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .collect();
-        if topics.is_empty() || topics.iter().any(|t| t.ends_with("-dlq")) {
+        if topics.is_empty() || topics.iter().any(|t| domains.domain(t).is_none()) {
             return Err(ConfigError::new(
                 "CONSUMER_TOPICS",
                 &topics.join(","),
-                "a comma-separated list of source topics (not -dlq topics)",
+                format!(
+                    "a comma-separated list of ORDERS_TOPIC ({}) and USERS_TOPIC ({})",
+                    domains.orders, domains.users
+                ),
             ));
         }
         let group_id = env.string("KAFKA_CONSUMER_GROUP", "order-consumer");
@@ -89,10 +114,16 @@ impl ConsumerConfig {
             kafka: KafkaSettings::from_env(env)?,
             group_id,
             topics,
+            domains,
             database_url,
             db_pool_size: env.number("DB_POOL_SIZE", 8, 1..=200)?,
             db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 10_000, 100..=600_000)?,
             db_lock_timeout: env.millis("DB_LOCK_TIMEOUT_MS", 2_000, 10..=600_000)?,
+            db_transaction_timeout: env.millis(
+                "DB_TRANSACTION_TIMEOUT_MS",
+                30_000,
+                500..=600_000,
+            )?,
             retry: RetryPolicy {
                 max_retries: env.number("MAX_RETRIES", 3, 0..=20)?,
                 initial_backoff: env.millis("RETRY_BACKOFF_MS", 1_000, 1..=600_000)?,
@@ -101,6 +132,7 @@ impl ConsumerConfig {
             batch_wait: env.millis("BATCH_WAIT_MS", 5, 0..=10_000)?,
             circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
+            stall_timeout: env.seconds("STALL_TIMEOUT_SECS", 60, 5..=3600)?,
             telemetry: TelemetryConfig::from_env(env, "consumer")?,
         })
     }
@@ -132,6 +164,10 @@ mod tests {
             ("DATABASE_URL", "mysql://nope"),
             ("BATCH_SIZE", "0"),
             ("CONSUMER_TOPICS", "orders-dlq"),
+            ("CONSUMER_TOPICS", "payments"),
+            ("USERS_TOPIC", "orders"),
+            ("DB_TRANSACTION_TIMEOUT_MS", "10"),
+            ("STALL_TIMEOUT_SECS", "0"),
         ] {
             let err = ConsumerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

@@ -14,6 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use crate::metrics::ConsumerMetrics;
+use crate::progress::Progress;
 
 /// Shared between the loop and librdkafka's callbacks.
 #[derive(Clone)]
@@ -24,16 +25,19 @@ pub struct GroupContext {
     group: String,
     /// Set while the circuit is open.
     pub paused: Arc<AtomicBool>,
+    /// Told the group's total lag with each statistics report.
+    progress: Progress,
 }
 
 impl GroupContext {
-    /// Hooks for `group`.
-    pub fn new(metrics: ConsumerMetrics, group: &str) -> Self {
+    /// Hooks for `group`, reporting lag to `progress`.
+    pub fn new(metrics: ConsumerMetrics, group: &str, progress: Progress) -> Self {
         Self {
             observed: ObservedContext::default(),
             metrics,
             group: group.to_owned(),
             paused: Arc::new(AtomicBool::new(false)),
+            progress,
         }
     }
 }
@@ -59,6 +63,7 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        let mut total = 0;
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; a
@@ -68,9 +73,11 @@ impl ClientContext for GroupContext {
                         .lag
                         .with_label_values(&[&self.group, topic, &partition.to_string()])
                         .set(p.consumer_lag);
+                    total += p.consumer_lag;
                 }
             }
         }
+        self.progress.set_lag(total);
     }
 }
 

@@ -9,23 +9,36 @@ use sqlx::PgPool;
 /// The migrations under `consumer/migrations`, compiled in.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Server-side bounds of every session of the consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `statement_timeout`: a statement running longer fails.
+    pub statement: Duration,
+    /// `lock_timeout`: waiting longer for a row lock fails.
+    pub lock: Duration,
+    /// `idle_in_transaction_session_timeout`: the server ends a session that
+    /// sits in an open transaction this long. The consumer never pauses
+    /// inside a transaction, so this only ends the transactions of clients
+    /// that are gone: after the client gave up on a connection whose path
+    /// died, its transaction would otherwise hold its row locks (and block
+    /// the redelivery of its events) until the server noticed, hours later.
+    pub idle_in_transaction: Duration,
+}
+
 /// Opens a pool to `url` without connecting yet (the circuit breaker, not
-/// start-up, decides what an unreachable database means). Statements and
-/// lock waits are bounded, so a stuck row fails as a transient error
-/// instead of stalling its partition.
-pub fn pool(
-    url: &str,
-    max_connections: u32,
-    statement_timeout: Duration,
-    lock_timeout: Duration,
-) -> Result<PgPool, sqlx::Error> {
+/// start-up, decides what an unreachable database means). Statements, lock
+/// waits and abandoned transactions are bounded by the server, so a stuck
+/// row fails as a transient error instead of stalling its partition.
+pub fn pool(url: &str, max_connections: u32, limits: SessionLimits) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
     let options = options.application_name("pubsubkafka-consumer").options([
+        ("statement_timeout", ms(limits.statement)),
+        ("lock_timeout", ms(limits.lock)),
         (
-            "statement_timeout",
-            format!("{}ms", statement_timeout.as_millis()),
+            "idle_in_transaction_session_timeout",
+            ms(limits.idle_in_transaction),
         ),
-        ("lock_timeout", format!("{}ms", lock_timeout.as_millis())),
     ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)

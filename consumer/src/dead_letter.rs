@@ -2,6 +2,14 @@
 //! plus `dlq-*` headers that say where the message came from and why it
 //! failed, written to `<topic>-dlq` and acknowledged before its offset is
 //! stored.
+//!
+//! Dead-lettering always ends. A dead letter the broker refuses for good
+//! (too large once the `dlq-*` headers are added, or refused as a record)
+//! is written again reduced: the `dlq-*` headers, the envelope headers, the
+//! key, and the start of the value, marked `dlq-value-truncated`; then with
+//! no value at all; and if even that is refused, it is counted and logged
+//! and the message is passed over. Only a DLQ that cannot take anything now
+//! (broker down, timeout) makes the loop wait and try again.
 
 use std::time::Duration;
 
@@ -11,42 +19,100 @@ use platform::kafka::{KafkaSettings, ObservedContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Timestamp;
 
-/// Whether trying again could help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The same message will always fail.
-    Permanent,
-    /// It failed every try, but might not forever.
-    Transient,
+use crate::failure::Failure;
+
+/// Most bytes of the original value a reduced dead letter keeps.
+pub const REDUCED_VALUE_BYTES: usize = 64 * 1024;
+/// Most bytes of the key a reduced dead letter keeps.
+const REDUCED_KEY_BYTES: usize = 1024;
+/// Most bytes of one envelope header a reduced dead letter keeps.
+const REDUCED_HEADER_BYTES: usize = 256;
+/// Most characters of the error text.
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// The original headers a reduced dead letter keeps (when small).
+const ENVELOPE: [&str; 7] = [
+    h::CONTENT_TYPE,
+    h::SCHEMA_VERSION,
+    h::EVENT_TYPE,
+    h::CORRELATION_ID,
+    h::TRACEPARENT,
+    h::TRACESTATE,
+    h::CONTENT_FINGERPRINT,
+];
+
+/// How a dead letter was written.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Whole: key, value and headers untouched, `dlq-*` headers added.
+    Whole,
+    /// Reduced to fit (see the module documentation).
+    Reduced,
+    /// Refused for good even reduced: the message is passed over.
+    Dropped(KafkaError),
 }
 
-impl ErrorKind {
-    /// `dlq-error-kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Permanent => "permanent",
-            ErrorKind::Transient => "transient",
-        }
+/// The DLQ cannot take the dead letter now; the message must wait.
+#[derive(Debug, thiserror::Error)]
+#[error("dead-letter topic unavailable: {0}")]
+pub struct DlqUnavailable(pub KafkaError);
+
+/// Whether the broker will refuse this record whatever happens.
+pub fn refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::PolicyViolation
+        )
+    )
+}
+
+/// The `dlq-*` headers of `message` failing with `failure`.
+fn dlq_headers(
+    message: &OwnedMessage,
+    group: &str,
+    failure: &Failure,
+) -> Vec<(&'static str, String)> {
+    let timestamp = match message.timestamp() {
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms.to_string(),
+        Timestamp::NotAvailable => String::new(),
+    };
+    // Bounded: a huge error text must not make the dead letter too large.
+    let text: String = failure.message.chars().take(MAX_ERROR_TEXT).collect();
+    vec![
+        (h::DLQ_ORIGINAL_TOPIC, message.topic().to_owned()),
+        (h::DLQ_ORIGINAL_PARTITION, message.partition().to_string()),
+        (h::DLQ_ORIGINAL_OFFSET, message.offset().to_string()),
+        (h::DLQ_ORIGINAL_TIMESTAMP, timestamp),
+        (h::DLQ_CONSUMER_GROUP, group.to_owned()),
+        (h::DLQ_ERROR_KIND, failure.kind.as_str().to_owned()),
+        (h::DLQ_ERROR_CLASS, failure.class.as_str().to_owned()),
+        (h::DLQ_ERROR_MESSAGE, text),
+        (h::DLQ_RETRY_COUNT, failure.retries.to_string()),
+        (h::DLQ_FAILED_AT, Utc::now().to_rfc3339()),
+    ]
+}
+
+fn with_headers(mut headers: OwnedHeaders, added: &[(&str, String)]) -> OwnedHeaders {
+    for (key, value) in added {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
     }
+    headers
 }
 
-/// Why a message is dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// Permanent or transient.
-    pub kind: ErrorKind,
-    /// `dlq-error-class`.
-    pub class: &'static str,
-    /// `dlq-error-message`.
-    pub message: String,
-    /// `dlq-retry-count`: retries made before giving up.
-    pub retries: u32,
-}
-
-/// The headers of a dead letter: the original ones (earlier `dlq-*` error
-/// headers replaced, `dlq-replay-count` kept) and the new `dlq-*` ones.
+/// The headers of a whole dead letter: the original ones (earlier `dlq-*`
+/// error headers replaced, `dlq-replay-count` kept) and the new `dlq-*` ones.
 pub fn dead_letter_headers(message: &OwnedMessage, group: &str, failure: &Failure) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
@@ -60,32 +126,53 @@ pub fn dead_letter_headers(message: &OwnedMessage, group: &str, failure: &Failur
             });
         }
     }
-    let timestamp = match message.timestamp() {
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms.to_string(),
-        Timestamp::NotAvailable => String::new(),
-    };
-    // Header values are bounded: a huge error text must not make the dead
-    // letter itself too large to write.
-    let text: String = failure.message.chars().take(1024).collect();
-    let added = [
-        (h::DLQ_ORIGINAL_TOPIC, message.topic().to_owned()),
-        (h::DLQ_ORIGINAL_PARTITION, message.partition().to_string()),
-        (h::DLQ_ORIGINAL_OFFSET, message.offset().to_string()),
-        (h::DLQ_ORIGINAL_TIMESTAMP, timestamp),
-        (h::DLQ_CONSUMER_GROUP, group.to_owned()),
-        (h::DLQ_ERROR_KIND, failure.kind.as_str().to_owned()),
-        (h::DLQ_ERROR_CLASS, failure.class.to_owned()),
-        (h::DLQ_ERROR_MESSAGE, text),
-        (h::DLQ_RETRY_COUNT, failure.retries.to_string()),
-        (h::DLQ_FAILED_AT, Utc::now().to_rfc3339()),
-    ];
-    for (key, value) in &added {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
+    with_headers(headers, &dlq_headers(message, group, failure))
+}
+
+/// A dead letter cut down to fit: what it keeps of the original.
+struct Reduced<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: OwnedHeaders,
+}
+
+fn cut(bytes: &[u8], limit: usize) -> &[u8] {
+    &bytes[..bytes.len().min(limit)]
+}
+
+/// `message` reduced: envelope headers that are small, the key (cut at
+/// 1 KiB) and the first `value_bytes` of the value.
+fn reduced<'a>(
+    message: &'a OwnedMessage,
+    group: &str,
+    failure: &Failure,
+    value_bytes: usize,
+) -> Reduced<'a> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for header in original.iter() {
+            let small = header.value.is_none_or(|v| v.len() <= REDUCED_HEADER_BYTES);
+            let kept = ENVELOPE.contains(&header.key) || header.key == h::DLQ_REPLAY_COUNT;
+            if kept && small {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
     }
-    headers
+    let original = message.payload().unwrap_or_default();
+    let value = message.payload().map(|v| cut(v, value_bytes));
+    let mut added = dlq_headers(message, group, failure);
+    if value.map_or(0, <[u8]>::len) < original.len() {
+        added.push((h::DLQ_VALUE_TRUNCATED, "true".to_owned()));
+        added.push((h::DLQ_ORIGINAL_VALUE_BYTES, original.len().to_string()));
+    }
+    Reduced {
+        key: message.key().map(|k| cut(k, REDUCED_KEY_BYTES)),
+        value,
+        headers: with_headers(headers, &added),
+    }
 }
 
 /// Writes dead letters and waits for the broker's acknowledgement.
@@ -120,28 +207,80 @@ impl DeadLetterer {
         })
     }
 
-    /// Sends `message` to `<topic>-dlq` with the same key (hence the same
-    /// partition count keeps the same partition) and returns once stored.
-    pub async fn send(&self, message: &OwnedMessage, failure: &Failure) -> Result<(), KafkaError> {
-        let topic = contract::topics::dlq_of(message.topic());
-        let headers = dead_letter_headers(message, &self.group, failure);
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
-        if let Some(key) = message.key() {
+    async fn write(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = key {
             record = record.key(key);
         }
-        if let Some(payload) = message.payload() {
-            record = record.payload(payload);
+        if let Some(value) = value {
+            record = record.payload(value);
         }
-        match self.producer.send(record, self.timeout).await {
-            Ok(_) => Ok(()),
-            Err((error, _)) => Err(error),
+        self.producer
+            .send(record, self.timeout)
+            .await
+            .map(drop)
+            .map_err(|(error, _)| error)
+    }
+
+    /// Sends `message` to `<topic>-dlq` with the same key (hence, with the
+    /// same partition count, the same partition) and returns once stored,
+    /// reduced or passed over; an error only when the DLQ is unavailable.
+    pub async fn send(
+        &self,
+        message: &OwnedMessage,
+        failure: &Failure,
+    ) -> Result<Delivery, DlqUnavailable> {
+        let topic = contract::topics::dlq_of(message.topic());
+        let whole = dead_letter_headers(message, &self.group, failure);
+        let error = match self
+            .write(&topic, message.key(), message.payload(), whole)
+            .await
+        {
+            Ok(()) => return Ok(Delivery::Whole),
+            Err(e) if refused_for_good(&e) => e,
+            Err(e) => return Err(DlqUnavailable(e)),
+        };
+        tracing::warn!(%error, "dead letter refused whole; writing it reduced");
+        let mut last = error;
+        for value_bytes in [REDUCED_VALUE_BYTES, 0] {
+            let r = reduced(message, &self.group, failure, value_bytes);
+            match self.write(&topic, r.key, r.value, r.headers).await {
+                Ok(()) => return Ok(Delivery::Reduced),
+                Err(e) if refused_for_good(&e) => last = e,
+                Err(e) => return Err(DlqUnavailable(e)),
+            }
         }
+        Ok(Delivery::Dropped(last))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::{ErrorKind, FailureClass};
+
+    fn failure() -> Failure {
+        Failure {
+            kind: ErrorKind::Transient,
+            class: FailureClass::DatabaseTransient,
+            message: "x".repeat(5000),
+            retries: 3,
+        }
+    }
+
+    fn get(headers: &OwnedHeaders, name: &str) -> Vec<String> {
+        headers
+            .iter()
+            .filter(|h| h.key == name)
+            .filter_map(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
 
     #[test]
     fn dead_letter_headers_keep_the_originals_and_add_the_dlq_ones() {
@@ -167,20 +306,8 @@ mod tests {
             41,
             Some(original),
         );
-        let failure = Failure {
-            kind: ErrorKind::Transient,
-            class: "database_transient",
-            message: "x".repeat(5000),
-            retries: 3,
-        };
-        let headers = dead_letter_headers(&message, "order-consumer", &failure);
-        let get = |name: &str| -> Vec<String> {
-            headers
-                .iter()
-                .filter(|h| h.key == name)
-                .filter_map(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-                .collect()
-        };
+        let headers = dead_letter_headers(&message, "order-consumer", &failure());
+        let get = |name| get(&headers, name);
         assert_eq!(get("content-type"), ["application/json"]);
         assert_eq!(get("dlq-replay-count"), ["1"]);
         assert_eq!(
@@ -197,5 +324,73 @@ mod tests {
         assert_eq!(get("dlq-retry-count"), ["3"]);
         assert_eq!(get("dlq-error-message")[0].len(), 1024);
         assert_eq!(get("dlq-failed-at").len(), 1);
+        assert!(get("dlq-value-truncated").is_empty());
+    }
+
+    #[test]
+    fn a_reduced_dead_letter_keeps_the_envelope_and_the_start_of_the_value() {
+        let big = "v".repeat(REDUCED_HEADER_BYTES + 1);
+        let original = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            })
+            .insert(Header {
+                key: "correlation-id",
+                value: Some(big.as_str()),
+            })
+            .insert(Header {
+                key: "x-huge",
+                value: Some("h"),
+            });
+        let value = vec![7u8; 3 * REDUCED_VALUE_BYTES];
+        let message = OwnedMessage::new(
+            Some(value.clone()),
+            Some(vec![b'k'; 5000]),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            0,
+            9,
+            Some(original),
+        );
+        let r = reduced(&message, "g", &failure(), REDUCED_VALUE_BYTES);
+        assert_eq!(r.value, Some(&value[..REDUCED_VALUE_BYTES]));
+        assert_eq!(r.key.map(<[u8]>::len), Some(REDUCED_KEY_BYTES));
+        assert_eq!(get(&r.headers, "content-type"), ["application/json"]);
+        assert!(
+            get(&r.headers, "correlation-id").is_empty(),
+            "too large to keep"
+        );
+        assert!(
+            get(&r.headers, "x-huge").is_empty(),
+            "not an envelope header"
+        );
+        assert_eq!(get(&r.headers, "dlq-value-truncated"), ["true"]);
+        assert_eq!(
+            get(&r.headers, "dlq-original-value-bytes"),
+            [value.len().to_string()]
+        );
+        assert_eq!(get(&r.headers, "dlq-original-offset"), ["9"]);
+
+        let bare = reduced(&message, "g", &failure(), 0);
+        assert_eq!(bare.value.map(<[u8]>::len), Some(0));
+        assert_eq!(get(&bare.headers, "dlq-value-truncated"), ["true"]);
+    }
+
+    #[test]
+    fn only_refusals_of_the_record_itself_are_final() {
+        use rdkafka::error::KafkaError::MessageProduction as P;
+        assert!(refused_for_good(&P(RDKafkaErrorCode::MessageSizeTooLarge)));
+        assert!(refused_for_good(&P(RDKafkaErrorCode::InvalidRecord)));
+        for transient in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::NotEnoughReplicas,
+        ] {
+            assert!(!refused_for_good(&P(transient)), "{transient:?}");
+        }
     }
 }

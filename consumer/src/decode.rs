@@ -2,11 +2,34 @@
 //! can never become one. Nothing here touches the database.
 
 use chrono::{DateTime, Utc};
+use contract::fingerprint::{self, Fingerprint};
 use contract::model::{ORDER_CREATED, USER_REGISTERED};
 use contract::{
     headers, DecodeError, EventCodec, Format, Keyed, OrderEvent, UserEvent, ValidationErrors,
 };
 use rdkafka::message::{Headers, Message, OwnedMessage};
+
+use crate::failure::FailureClass;
+
+/// What a topic carries: the consumer knows each topic's domain from its
+/// configuration and refuses events of the other one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Domain {
+    /// Order events.
+    Orders,
+    /// User events.
+    Users,
+}
+
+impl Domain {
+    /// The event type of this domain's events.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Domain::Orders => ORDER_CREATED,
+            Domain::Users => USER_REGISTERED,
+        }
+    }
+}
 
 /// A decoded, valid event.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +57,41 @@ impl DomainEvent {
         }
     }
 
+    /// Its domain.
+    pub fn domain(&self) -> Domain {
+        match self {
+            DomainEvent::Order(_) => Domain::Orders,
+            DomainEvent::User(_) => Domain::Users,
+        }
+    }
+
     /// When the producer accepted it.
     pub fn occurred_at(&self) -> DateTime<Utc> {
         self.metadata().occurred_at
     }
+
+    /// The fingerprint of its content.
+    pub fn fingerprint(&self) -> Fingerprint {
+        match self {
+            DomainEvent::Order(e) => fingerprint::order(e),
+            DomainEvent::User(e) => fingerprint::user(e),
+        }
+    }
 }
 
-/// Why a message can never be persisted. Each goes to the DLQ at once.
+/// A valid event and what reading it taught.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The event.
+    pub event: DomainEvent,
+    /// Its encoding.
+    pub format: Format,
+    /// The fingerprint of its content, computed here.
+    pub fingerprint: Fingerprint,
+}
+
+/// Why a message can never be persisted. Each goes to the DLQ at once. The
+/// texts name fields and rules, never values from the message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
     /// The value cannot be decoded.
@@ -52,29 +103,39 @@ pub enum Rejection {
     /// The `event-type` header names no event this consumer knows.
     #[error("unknown event type {0:?}")]
     UnknownEventType(String),
-    /// The Kafka key is not the event's id, so per-key order is not assured.
-    #[error("message key {key:?} is not the event's id {id:?}")]
-    KeyMismatch {
-        /// The message key.
-        key: String,
-        /// The id in the value.
-        id: String,
+    /// The event belongs on another topic.
+    #[error("a {found} event on a topic of {expected} events")]
+    EventTypeMismatch {
+        /// The event's type.
+        found: &'static str,
+        /// The type the topic carries.
+        expected: &'static str,
     },
+    /// The Kafka key is not the event's id, so per-key order is not assured.
+    #[error("the message key is not the event's id")]
+    KeyMismatch,
+    /// The `content-fingerprint` header disagrees with the content.
+    #[error("the content-fingerprint header does not match the event's content")]
+    FingerprintMismatch,
 }
 
 impl Rejection {
-    /// `dlq-error-class`: a short stable name operators group by.
-    pub fn class(&self) -> &'static str {
+    /// `dlq-error-class`.
+    pub fn class(&self) -> FailureClass {
         match self {
-            Rejection::Decode(DecodeError::UnsupportedContentType(_)) => "unsupported_content_type",
-            Rejection::Decode(DecodeError::UnsupportedSchemaVersion { .. }) => {
-                "unsupported_schema_version"
+            Rejection::Decode(DecodeError::UnsupportedContentType(_)) => {
+                FailureClass::UnsupportedContentType
             }
-            Rejection::Decode(DecodeError::MissingHeader(_)) => "missing_header",
-            Rejection::Decode(_) => "decode",
-            Rejection::Invalid(_) => "validation",
-            Rejection::UnknownEventType(_) => "unknown_event_type",
-            Rejection::KeyMismatch { .. } => "key_mismatch",
+            Rejection::Decode(DecodeError::UnsupportedSchemaVersion { .. }) => {
+                FailureClass::UnsupportedSchemaVersion
+            }
+            Rejection::Decode(DecodeError::MissingHeader(_)) => FailureClass::MissingHeader,
+            Rejection::Decode(_) => FailureClass::Decode,
+            Rejection::Invalid(_) => FailureClass::Validation,
+            Rejection::UnknownEventType(_) => FailureClass::UnknownEventType,
+            Rejection::EventTypeMismatch { .. } => FailureClass::EventTypeMismatch,
+            Rejection::KeyMismatch => FailureClass::KeyMismatch,
+            Rejection::FingerprintMismatch => FailureClass::FingerprintMismatch,
         }
     }
 }
@@ -89,61 +150,66 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
-/// Decodes and validates one message.
-pub fn decode(message: &OwnedMessage) -> Result<DomainEvent, Rejection> {
+/// The event type a message claims: its `event-type` header, or, without
+/// one, the type its topic carries.
+fn event_type(message: &OwnedMessage, domain: Domain) -> Result<&'static str, Rejection> {
+    let Some(claimed) = header(message, headers::EVENT_TYPE) else {
+        return Ok(domain.event_type());
+    };
+    let known = [ORDER_CREATED, USER_REGISTERED]
+        .into_iter()
+        .find(|t| *t == claimed)
+        .ok_or_else(|| Rejection::UnknownEventType(claimed.to_owned()))?;
+    if known != domain.event_type() {
+        return Err(Rejection::EventTypeMismatch {
+            found: known,
+            expected: domain.event_type(),
+        });
+    }
+    Ok(known)
+}
+
+/// Decodes and validates one message read from a topic of `domain`.
+pub fn decode(message: &OwnedMessage, domain: Domain) -> Result<Decoded, Rejection> {
     let payload = message.payload().ok_or(DecodeError::Empty)?;
     let content_type = header(message, headers::CONTENT_TYPE)
         .ok_or(DecodeError::MissingHeader(headers::CONTENT_TYPE))?;
     let format = Format::from_content_type(content_type)?;
-    let event_type = match header(message, headers::EVENT_TYPE) {
-        Some(t) => t.to_owned(),
-        // Without the header, the topic says what the event is.
-        None if message.topic().starts_with("user") => USER_REGISTERED.to_owned(),
-        None => ORDER_CREATED.to_owned(),
-    };
-    let version_header = header(message, headers::SCHEMA_VERSION);
-    let version = |latest: u32| -> Result<u32, DecodeError> {
-        match version_header {
+    let event_type = event_type(message, domain)?;
+    let version = |name: &'static str, latest: u32| -> Result<u32, DecodeError> {
+        match header(message, headers::SCHEMA_VERSION) {
             None => Ok(latest),
             Some(v) => v
                 .trim()
                 .parse()
-                .map_err(|_| DecodeError::UnsupportedSchemaVersion {
-                    event: if event_type == USER_REGISTERED {
-                        "user"
-                    } else {
-                        "order"
-                    },
-                    version: v.to_owned(),
-                    latest,
-                }),
+                .map_err(|_| DecodeError::unsupported_version(name, v, latest)),
         }
     };
-    let event = match event_type.as_str() {
-        ORDER_CREATED => {
-            let event = OrderEvent::decode(payload, format, version(OrderEvent::SCHEMA_VERSION)?)?;
-            contract::validation::order_event(&event).map_err(Rejection::Invalid)?;
-            DomainEvent::Order(event)
-        }
-        USER_REGISTERED => {
-            let event = UserEvent::decode(payload, format, version(UserEvent::SCHEMA_VERSION)?)?;
-            contract::validation::user_event(&event).map_err(Rejection::Invalid)?;
-            DomainEvent::User(event)
-        }
-        other => return Err(Rejection::UnknownEventType(other.to_owned())),
+    let event = if event_type == ORDER_CREATED {
+        let version = version(OrderEvent::NAME, OrderEvent::SCHEMA_VERSION)?;
+        let event = OrderEvent::decode(payload, format, version)?;
+        contract::validation::order_event(&event).map_err(Rejection::Invalid)?;
+        DomainEvent::Order(event)
+    } else {
+        let version = version(UserEvent::NAME, UserEvent::SCHEMA_VERSION)?;
+        let event = UserEvent::decode(payload, format, version)?;
+        contract::validation::user_event(&event).map_err(Rejection::Invalid)?;
+        DomainEvent::User(event)
     };
-    let key = message
-        .key()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let id = event.aggregate_id();
-    if key != id {
-        return Err(Rejection::KeyMismatch {
-            key: key.into_owned(),
-            id,
-        });
+    if message.key() != Some(event.aggregate_id().as_bytes()) {
+        return Err(Rejection::KeyMismatch);
     }
-    Ok(event)
+    let fingerprint = event.fingerprint();
+    if let Some(claimed) = header(message, headers::CONTENT_FINGERPRINT) {
+        if claimed != fingerprint.as_str() {
+            return Err(Rejection::FingerprintMismatch);
+        }
+    }
+    Ok(Decoded {
+        event,
+        format,
+        fingerprint,
+    })
 }
 
 #[cfg(test)]
@@ -171,14 +237,18 @@ mod tests {
         )
     }
 
+    fn class(m: &OwnedMessage) -> &'static str {
+        decode(m, Domain::Orders).unwrap_err().class().as_str()
+    }
+
     #[test]
     fn poison_messages_are_classified() {
         let m = message("orders", "k", b"{", &[("content-type", "application/json")]);
-        assert_eq!(decode(&m).unwrap_err().class(), "decode");
+        assert_eq!(class(&m), "decode");
         let m = message("orders", "k", b"{}", &[("content-type", "text/xml")]);
-        assert_eq!(decode(&m).unwrap_err().class(), "unsupported_content_type");
+        assert_eq!(class(&m), "unsupported_content_type");
         let m = message("orders", "k", b"{}", &[]);
-        assert_eq!(decode(&m).unwrap_err().class(), "missing_header");
+        assert_eq!(class(&m), "missing_header");
         let m = message(
             "orders",
             "k",
@@ -188,7 +258,17 @@ mod tests {
                 ("event-type", "order.shipped"),
             ],
         );
-        assert_eq!(decode(&m).unwrap_err().class(), "unknown_event_type");
+        assert_eq!(class(&m), "unknown_event_type");
+        let m = message(
+            "orders",
+            "k",
+            b"{}",
+            &[
+                ("content-type", "application/json"),
+                ("event-type", "user.registered"),
+            ],
+        );
+        assert_eq!(class(&m), "event_type_mismatch");
         let m = message(
             "orders",
             "k",
@@ -198,9 +278,6 @@ mod tests {
                 ("schema-version", "x"),
             ],
         );
-        assert_eq!(
-            decode(&m).unwrap_err().class(),
-            "unsupported_schema_version"
-        );
+        assert_eq!(class(&m), "unsupported_schema_version");
     }
 }

@@ -6,11 +6,15 @@ pub mod context;
 pub mod db;
 pub mod dead_letter;
 pub mod decode;
+pub mod failure;
+pub mod identity;
 pub mod metrics;
 pub mod offsets;
 pub mod persist;
 pub mod process;
+pub mod progress;
 pub mod retry;
+pub mod rows;
 pub mod startup;
 pub mod worker;
 

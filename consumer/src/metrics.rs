@@ -4,11 +4,45 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use crate::failure::Failure;
+
+/// Outcome label of `kafka_consumer_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Read from the topic.
+    Consumed,
+    /// Stored for the first time.
+    Persisted,
+    /// Found already stored with the same content (a redelivery).
+    Duplicate,
+    /// Found already stored with other content (and dead-lettered).
+    Conflict,
+    /// A transient failure was retried.
+    Retried,
+    /// Written to the DLQ.
+    DeadLettered,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Consumed => "consumed",
+            Outcome::Persisted => "persisted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Conflict => "conflict",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 /// Every metric of the consumer.
 #[derive(Clone)]
 pub struct ConsumerMetrics {
     messages: IntCounterVec,
     dead_letters: IntCounterVec,
+    reduced: IntCounterVec,
+    dropped: IntCounterVec,
     processing: HistogramVec,
     end_to_end: HistogramVec,
     /// 1 while the circuit breaker is open.
@@ -27,7 +61,7 @@ impl ConsumerMetrics {
         let messages = IntCounterVec::new(
             Opts::new(
                 "kafka_consumer_messages_total",
-                "Messages handled, by topic and outcome (consumed, persisted, duplicate, retried, dead_lettered)",
+                "Messages handled, by topic and outcome (consumed, persisted, duplicate, conflict, retried, dead_lettered)",
             ),
             &["topic", "outcome"],
         )?;
@@ -37,6 +71,20 @@ impl ConsumerMetrics {
                 "Messages sent to a dead-letter topic, by source topic and error",
             ),
             &["topic", "error_kind", "error_class"],
+        )?;
+        let reduced = IntCounterVec::new(
+            Opts::new(
+                "kafka_dlq_reduced_total",
+                "Dead letters too large to write whole, written reduced (value cut, dlq-value-truncated)",
+            ),
+            &["topic"],
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "kafka_dlq_dropped_total",
+                "Messages the dead-letter topic refused even reduced: passed over, kept nowhere",
+            ),
+            &["topic"],
         )?;
         let processing = HistogramVec::new(
             HistogramOpts::new(
@@ -68,6 +116,8 @@ impl ConsumerMetrics {
         for metric in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(dead_letters.clone()),
+            Box::new(reduced.clone()),
+            Box::new(dropped.clone()),
             Box::new(processing.clone()),
             Box::new(end_to_end.clone()),
             Box::new(circuit_open.clone()),
@@ -78,6 +128,8 @@ impl ConsumerMetrics {
         Ok(Self {
             messages,
             dead_letters,
+            reduced,
+            dropped,
             processing,
             end_to_end,
             circuit_open,
@@ -86,17 +138,29 @@ impl ConsumerMetrics {
     }
 
     /// Counts `n` messages of `topic` with `outcome`.
-    pub fn messages(&self, topic: &str, outcome: &str, n: u64) {
+    pub fn messages(&self, topic: &str, outcome: Outcome, n: u64) {
         if n > 0 {
-            self.messages.with_label_values(&[topic, outcome]).inc_by(n);
+            self.messages
+                .with_label_values(&[topic, outcome.label()])
+                .inc_by(n);
         }
     }
 
-    /// Counts one dead letter.
-    pub fn dead_letter(&self, topic: &str, kind: &str, class: &str) {
+    /// Counts one dead letter of `topic`.
+    pub fn dead_letter(&self, topic: &str, failure: &Failure) {
         self.dead_letters
-            .with_label_values(&[topic, kind, class])
+            .with_label_values(&[topic, failure.kind.as_str(), failure.class.as_str()])
             .inc();
+    }
+
+    /// Counts one dead letter of `topic` written reduced.
+    pub fn dead_letter_reduced(&self, topic: &str) {
+        self.reduced.with_label_values(&[topic]).inc();
+    }
+
+    /// Counts one message of `topic` the DLQ refused for good.
+    pub fn dead_letter_dropped(&self, topic: &str) {
+        self.dropped.with_label_values(&[topic]).inc();
     }
 
     /// Records one message's processing time and end-to-end latency.

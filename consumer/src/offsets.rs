@@ -11,7 +11,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::Offset;
 
 /// Highest offset per (topic, partition) among `messages`.
-pub fn last_offsets(messages: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
+pub fn last_offsets<'a>(
+    messages: impl IntoIterator<Item = &'a OwnedMessage>,
+) -> BTreeMap<(String, i32), i64> {
     let mut last = BTreeMap::new();
     for m in messages {
         let entry = last
@@ -23,7 +25,9 @@ pub fn last_offsets(messages: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
 }
 
 /// Lowest offset per (topic, partition) among `messages`.
-pub fn first_offsets(messages: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
+pub fn first_offsets<'a>(
+    messages: impl IntoIterator<Item = &'a OwnedMessage>,
+) -> BTreeMap<(String, i32), i64> {
     let mut first = BTreeMap::new();
     for m in messages {
         let entry = first
@@ -35,9 +39,9 @@ pub fn first_offsets(messages: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> 
 }
 
 /// Stores the offsets of `done` for the next commit.
-pub fn store<C: ConsumerContext>(
+pub fn store<'a, C: ConsumerContext>(
     consumer: &impl Consumer<C>,
-    done: &[OwnedMessage],
+    done: impl IntoIterator<Item = &'a OwnedMessage>,
 ) -> Result<(), KafkaError> {
     for ((topic, partition), offset) in last_offsets(done) {
         // librdkafka stores offset + 1: the next message to read.
@@ -47,7 +51,10 @@ pub fn store<C: ConsumerContext>(
 }
 
 /// Seeks every partition of `undone` back to its first message in it.
-pub fn rewind<C: ConsumerContext>(consumer: &impl Consumer<C>, undone: &[OwnedMessage]) {
+pub fn rewind<'a, C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    undone: impl IntoIterator<Item = &'a OwnedMessage>,
+) {
     for ((topic, partition), offset) in first_offsets(undone) {
         if let Err(e) = consumer.seek(
             &topic,

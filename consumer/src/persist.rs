@@ -1,24 +1,31 @@
 //! Persisting events: the current state (`orders` + `order_items`, `users`)
 //! and the event-store row, in one transaction per batch, with bulk inserts.
-//! Idempotent: an event whose id is already in the event store changes
-//! nothing, so redelivery is harmless.
+//! Idempotent and conflict-aware: what the database already holds is read
+//! first, [`crate::identity::decide`] sorts the batch into new events,
+//! redeliveries and conflicts, and only the new ones are written.
+//!
+//! Every call has a deadline measured here, not only the server's
+//! `statement_timeout`: behind a path that swallows packets (a dead NAT, a
+//! firewall that drops, a hung pooler) an answer may never come, and the
+//! server's own timer cannot help. A call past its deadline counts as
+//! "database unavailable" and its connection is closed, never reused.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-use crate::decode::DomainEvent;
+use crate::decode::{Decoded, Domain, DomainEvent};
+use crate::identity::{self, Conflict, Decision, Identity, Known};
+use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
 
 /// One event to persist, with where it was read.
 #[derive(Debug, Clone, Copy)]
 pub struct Persistable<'a> {
-    /// The event.
-    pub event: &'a DomainEvent,
-    /// Its `content-type` header.
-    pub content_type: &'a str,
+    /// The event, its encoding and fingerprint.
+    pub decoded: &'a Decoded,
     /// Source topic.
     pub topic: &'a str,
     /// Source partition.
@@ -27,345 +34,311 @@ pub struct Persistable<'a> {
     pub offset: i64,
 }
 
-/// What a persist attempt did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Persisted {
-    /// Events recorded for the first time.
-    pub new: usize,
-    /// Events already recorded (redeliveries): nothing changed.
-    pub duplicates: usize,
-}
-
-/// Why a persist attempt failed; the kind decides retry, DLQ or pause.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PersistError {
-    /// The database cannot be reached (refused, reset, pool timed out):
-    /// maybe an outage for everyone, which the circuit breaker decides.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// Worth another try: lock or statement timeout, serialization
-    /// conflict, deadlock, resource shortage.
-    #[error("transient database error: {0}")]
-    Transient(String),
-    /// The same data will fail again: constraint violation, bad value.
-    #[error("permanent database error: {0}")]
-    Permanent(String),
-}
-
-impl PersistError {
-    /// `dlq-error-class` of this failure.
-    pub fn class(&self) -> &'static str {
-        match self {
-            PersistError::Unavailable(_) => "database_unavailable",
-            PersistError::Transient(_) => "database_transient",
-            PersistError::Permanent(_) => "database_constraint",
+impl Persistable<'_> {
+    fn identity(&self) -> Identity {
+        let event = &self.decoded.event;
+        Identity {
+            domain: event.domain(),
+            event_id: event.metadata().event_id,
+            aggregate_id: event.aggregate_id(),
+            fingerprint: self.decoded.fingerprint.as_str().to_owned(),
         }
     }
 }
+
+/// What persisting one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded for the first time.
+    Stored,
+    /// Already recorded with the same content (a redelivery): nothing changed.
+    Duplicate,
+    /// Its id is recorded with other content: nothing changed; it must be
+    /// dead-lettered.
+    Conflict(Conflict),
+}
+
+/// What to do about a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistErrorKind {
+    /// The database cannot be reached (refused, reset, no answer in time):
+    /// maybe an outage for everyone, which the circuit breaker decides.
+    Unavailable,
+    /// Worth another try: lock or statement timeout, serialization
+    /// conflict, deadlock, resource shortage, a concurrent writer.
+    Transient,
+    /// The same data will fail again: constraint violation, bad value.
+    Permanent,
+}
+
+/// A failed write, with its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", match kind {
+    PersistErrorKind::Unavailable => "database unavailable",
+    PersistErrorKind::Transient => "transient database error",
+    PersistErrorKind::Permanent => "permanent database error",
+})]
+pub struct PersistError {
+    /// Retry, pause or give up.
+    pub kind: PersistErrorKind,
+    /// What failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PersistError {
+    /// An error of `kind` caused by `source`.
+    pub fn new(
+        kind: PersistErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind,
+            source: source.into(),
+        }
+    }
+
+    /// A permanent error described by `reason`.
+    pub fn permanent(reason: impl std::fmt::Display) -> Self {
+        Self::new(PersistErrorKind::Permanent, reason.to_string())
+    }
+}
+
+/// No answer from the database within the client's deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {0:?}; the connection was closed")]
+pub struct DeadlineExceeded(pub Duration);
 
 /// Sorts a database error by what to do about it (SQLSTATE classes, see the
 /// PostgreSQL manual's appendix A).
 pub fn classify(error: sqlx::Error) -> PersistError {
-    let text = error.to_string();
-    match &error {
+    let kind = match &error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed => PersistError::Unavailable(text),
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => PersistErrorKind::Unavailable,
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match code.as_str() {
-                c if c.starts_with("08") => PersistError::Unavailable(text),
-                "57P01" | "57P02" | "57P03" => PersistError::Unavailable(text),
-                "40001" | "40P01" | "55P03" | "57014" => PersistError::Transient(text),
-                c if c.starts_with("53") => PersistError::Transient(text),
-                _ => PersistError::Permanent(text),
+                c if c.starts_with("08") => PersistErrorKind::Unavailable,
+                "57P01" | "57P02" | "57P03" => PersistErrorKind::Unavailable,
+                "40001" | "40P01" | "55P03" | "57014" => PersistErrorKind::Transient,
+                c if c.starts_with("53") => PersistErrorKind::Transient,
+                _ => PersistErrorKind::Permanent,
             }
         }
-        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => PersistError::Unavailable(text),
-        _ => PersistError::Permanent(text),
-    }
+        _ => PersistErrorKind::Permanent,
+    };
+    PersistError::new(kind, error)
 }
 
 /// Writes events to PostgreSQL.
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    deadline: Duration,
 }
 
-fn permanent(e: impl std::fmt::Display) -> PersistError {
-    PersistError::Permanent(e.to_string())
-}
-
-fn small(n: u32, what: &str) -> Result<i32, PersistError> {
-    i32::try_from(n).map_err(|_| permanent(format!("{what} {n} is too large")))
-}
-
-#[derive(Default)]
-struct EventRows {
-    event_id: Vec<Uuid>,
-    event_type: Vec<String>,
-    aggregate_id: Vec<String>,
-    schema_version: Vec<i32>,
-    content_type: Vec<String>,
-    payload: Vec<String>,
-    topic: Vec<String>,
-    partition: Vec<i32>,
-    offset: Vec<i64>,
-    occurred_at: Vec<DateTime<Utc>>,
-    correlation_id: Vec<String>,
-    trace_id: Vec<Option<String>>,
-}
+/// Longest a probe may take: it only asks `SELECT 1`.
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Store {
-    /// A store over `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A store over `pool` whose transactions must finish within `deadline`.
+    pub fn new(pool: PgPool, deadline: Duration) -> Self {
+        Self { pool, deadline }
     }
 
-    /// The pool, for readiness checks and tests.
+    /// The pool, for tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Whether the database answers at all.
-    pub async fn probe(&self) -> Result<(), PersistError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(classify)
+    /// Runs `work` on a pooled connection within `deadline`; past it the
+    /// connection is closed (a connection that swallowed a request may
+    /// answer it later, or never: it must not be reused).
+    async fn with_connection<T>(
+        &self,
+        deadline: Duration,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, PersistError>,
+    ) -> Result<T, PersistError> {
+        let unavailable =
+            || PersistError::new(PersistErrorKind::Unavailable, DeadlineExceeded(deadline));
+        let started = tokio::time::Instant::now();
+        let mut conn: PoolConnection<Postgres> =
+            match tokio::time::timeout(deadline, self.pool.acquire()).await {
+                Ok(conn) => conn.map_err(classify)?,
+                Err(_) => return Err(unavailable()),
+            };
+        let left = deadline.saturating_sub(started.elapsed());
+        let result = tokio::time::timeout(left, work(&mut *conn)).await;
+        match result {
+            Ok(done) => done,
+            Err(_) => {
+                conn.close_on_drop();
+                Err(unavailable())
+            }
+        }
     }
 
-    /// Persists `batch` in one transaction: all of it, or none of it.
-    pub async fn persist(&self, batch: &[Persistable<'_>]) -> Result<Persisted, PersistError> {
-        if batch.is_empty() {
-            return Ok(Persisted::default());
-        }
-        let mut rows = EventRows::default();
-        for p in batch {
-            let meta = p.event.metadata();
-            let payload = match p.event {
-                DomainEvent::Order(e) => serde_json::to_string(e),
-                DomainEvent::User(e) => serde_json::to_string(e),
-            }
-            .map_err(permanent)?;
-            rows.event_id.push(meta.event_id);
-            rows.event_type.push(meta.event_type.clone());
-            rows.aggregate_id.push(p.event.aggregate_id());
-            rows.schema_version
-                .push(small(meta.schema_version, "schema_version")?);
-            rows.content_type.push(p.content_type.to_owned());
-            rows.payload.push(payload);
-            rows.topic.push(p.topic.to_owned());
-            rows.partition.push(p.partition);
-            rows.offset.push(p.offset);
-            rows.occurred_at.push(meta.occurred_at);
-            rows.correlation_id.push(meta.correlation_id.clone());
-            rows.trace_id.push(meta.trace_id.clone());
-        }
-
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let new_events: HashSet<Uuid> = sqlx::query_scalar(
-            r#"INSERT INTO event_store (event_id, event_type, aggregate_id, schema_version, content_type,
-                                        payload, source_topic, source_partition, source_offset,
-                                        occurred_at, correlation_id, trace_id)
-               SELECT e.event_id, e.event_type, e.aggregate_id, e.schema_version, e.content_type,
-                      e.payload::jsonb, e.topic, e.partition, e.off, e.occurred_at, e.correlation_id, e.trace_id
-               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[],
-                           $7::text[], $8::int4[], $9::int8[], $10::timestamptz[], $11::text[], $12::text[])
-                    AS e(event_id, event_type, aggregate_id, schema_version, content_type, payload,
-                         topic, partition, off, occurred_at, correlation_id, trace_id)
-               ON CONFLICT (event_id) DO NOTHING
-               RETURNING event_id"#,
-        )
-        .bind(&rows.event_id)
-        .bind(&rows.event_type)
-        .bind(&rows.aggregate_id)
-        .bind(&rows.schema_version)
-        .bind(&rows.content_type)
-        .bind(&rows.payload)
-        .bind(&rows.topic)
-        .bind(&rows.partition)
-        .bind(&rows.offset)
-        .bind(&rows.occurred_at)
-        .bind(&rows.correlation_id)
-        .bind(&rows.trace_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?
-        .into_iter()
-        .collect();
-
-        let fresh: Vec<&DomainEvent> = batch
-            .iter()
-            .map(|p| p.event)
-            .filter(|e| new_events.contains(&e.metadata().event_id))
-            .collect();
-        insert_orders(&mut tx, &fresh).await?;
-        insert_users(&mut tx, &fresh).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(Persisted {
-            new: new_events.len(),
-            duplicates: batch.len() - new_events.len(),
+    /// Whether the database answers at all.
+    pub async fn probe(&self) -> Result<(), PersistError> {
+        self.with_connection(self.deadline.min(PROBE_DEADLINE), async |conn| {
+            sqlx::query("SELECT 1")
+                .execute(conn)
+                .await
+                .map(drop)
+                .map_err(classify)
         })
+        .await
+    }
+
+    /// Persists `batch` in one transaction: every new event, or none. Returns
+    /// what happened to each event, in order.
+    pub async fn persist(&self, batch: &[Persistable<'_>]) -> Result<Vec<Outcome>, PersistError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_connection(self.deadline, async |conn| {
+            let mut tx = conn.begin().await.map_err(classify)?;
+            let outcomes = write(&mut tx, batch).await?;
+            tx.commit().await.map_err(classify)?;
+            Ok(outcomes)
+        })
+        .await
     }
 }
 
-async fn insert_orders(
-    tx: &mut sqlx::PgConnection,
-    events: &[&DomainEvent],
-) -> Result<(), PersistError> {
-    let orders: Vec<&contract::OrderEvent> = events
-        .iter()
-        .filter_map(|e| match e {
-            DomainEvent::Order(o) => Some(o),
-            DomainEvent::User(_) => None,
-        })
-        .collect();
-    if orders.is_empty() {
-        return Ok(());
-    }
-    let mut ids = Vec::with_capacity(orders.len());
-    let (mut customer_id, mut name, mut email, mut address) = (vec![], vec![], vec![], vec![]);
-    let (mut currency, mut subtotal, mut total, mut count, mut promo) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut event_id, mut version, mut occurred, mut correlation) =
-        (vec![], vec![], vec![], vec![]);
-    let (mut i_order, mut i_line, mut i_sku, mut i_name) = (vec![], vec![], vec![], vec![]);
-    let (mut i_qty, mut i_price, mut i_total, mut i_status): (
-        Vec<i32>,
-        Vec<Decimal>,
-        Vec<Decimal>,
-        Vec<&str>,
-    ) = (vec![], vec![], vec![], vec![]);
-    for o in &orders {
-        ids.push(o.order_id);
-        customer_id.push(o.customer.id.as_str());
-        name.push(o.customer.name.as_str());
-        email.push(o.customer.email.as_str());
-        address.push(serde_json::to_string(&o.customer.address).map_err(permanent)?);
-        currency.push(o.currency.as_str());
-        subtotal.push(o.totals.subtotal);
-        total.push(o.totals.total);
-        count.push(small(o.totals.item_count, "item_count")?);
-        promo.push(o.promotion_code.as_deref());
-        event_id.push(o.metadata.event_id);
-        version.push(small(o.metadata.schema_version, "schema_version")?);
-        occurred.push(o.metadata.occurred_at);
-        correlation.push(o.metadata.correlation_id.as_str());
-        for (line, item) in o.items.iter().enumerate() {
-            i_order.push(o.order_id);
-            i_line.push(i32::try_from(line).map_err(permanent)?);
-            i_sku.push(item.sku.as_str());
-            i_name.push(item.name.as_str());
-            i_qty.push(small(item.quantity, "quantity")?);
-            i_price.push(item.unit_price);
-            i_total.push(item.line_total);
-            i_status.push(item.inventory_status.as_str());
-        }
-    }
-    // A second, different creation event for an order already stored (a
-    // client reusing an order_id) leaves the first one as it is.
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        r#"INSERT INTO orders (order_id, customer_id, customer_name, customer_email, shipping_address,
-                               currency, subtotal, total, item_count, promotion_code,
-                               event_id, schema_version, occurred_at, correlation_id)
-           SELECT o.order_id, o.customer_id, o.customer_name, o.customer_email, o.address::jsonb,
-                  o.currency, o.subtotal, o.total, o.item_count, o.promotion_code,
-                  o.event_id, o.schema_version, o.occurred_at, o.correlation_id
-           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                       $7::numeric[], $8::numeric[], $9::int4[], $10::text[], $11::uuid[], $12::int4[],
-                       $13::timestamptz[], $14::text[])
-                AS o(order_id, customer_id, customer_name, customer_email, address, currency, subtotal,
-                     total, item_count, promotion_code, event_id, schema_version, occurred_at, correlation_id)
-           ON CONFLICT (order_id) DO NOTHING
-           RETURNING order_id"#,
+/// What the database holds for the events and aggregates of `batch`.
+async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, PersistError> {
+    let event_ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
+    let ids_of = |domain: Domain| -> Vec<&str> {
+        batch
+            .iter()
+            .filter(|e| e.domain == domain)
+            .map(|e| e.aggregate_id.as_str())
+            .collect()
+    };
+    let mut known = Known::default();
+    let events: Vec<(Uuid, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT event_id, event_type, aggregate_id, content_fingerprint
+         FROM event_store WHERE event_id = ANY($1)",
     )
-    .bind(&ids)
-    .bind(&customer_id)
-    .bind(&name)
-    .bind(&email)
-    .bind(&address)
-    .bind(&currency)
-    .bind(&subtotal)
-    .bind(&total)
-    .bind(&count)
-    .bind(&promo)
-    .bind(&event_id)
-    .bind(&version)
-    .bind(&occurred)
-    .bind(&correlation)
+    .bind(&event_ids)
     .fetch_all(&mut *tx)
     .await
     .map_err(classify)?;
-
-    sqlx::query(
-        r#"INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total, inventory_status)
-           SELECT i.order_id, i.line_no, i.sku, i.name, i.quantity, i.unit_price, i.line_total, i.status
-           FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::int4[], $6::numeric[],
-                       $7::numeric[], $8::text[])
-                AS i(order_id, line_no, sku, name, quantity, unit_price, line_total, status)
-           WHERE i.order_id = ANY($9::uuid[])
-           ON CONFLICT (order_id, line_no) DO NOTHING"#,
-    )
-    .bind(&i_order)
-    .bind(&i_line)
-    .bind(&i_sku)
-    .bind(&i_name)
-    .bind(&i_qty)
-    .bind(&i_price)
-    .bind(&i_total)
-    .bind(&i_status)
-    .bind(&inserted)
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    Ok(())
+    for (id, event_type, aggregate, fingerprint) in events {
+        let domain = if event_type == Domain::Users.event_type() {
+            Domain::Users
+        } else {
+            Domain::Orders
+        };
+        known.events.insert(id, (domain, aggregate, fingerprint));
+    }
+    let orders = ids_of(Domain::Orders);
+    if !orders.is_empty() {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT order_id::text, content_fingerprint FROM orders
+             WHERE order_id = ANY($1::text[]::uuid[])",
+        )
+        .bind(&orders)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for (id, fingerprint) in rows {
+            known.aggregates.insert((Domain::Orders, id), fingerprint);
+        }
+    }
+    let users = ids_of(Domain::Users);
+    if !users.is_empty() {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, content_fingerprint FROM users WHERE user_id = ANY($1)",
+        )
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for (id, fingerprint) in rows {
+            known.aggregates.insert((Domain::Users, id), fingerprint);
+        }
+    }
+    Ok(known)
 }
 
-async fn insert_users(
-    tx: &mut sqlx::PgConnection,
-    events: &[&DomainEvent],
-) -> Result<(), PersistError> {
-    let users: Vec<&contract::UserEvent> = events
-        .iter()
-        .filter_map(|e| match e {
-            DomainEvent::User(u) => Some(u),
-            DomainEvent::Order(_) => None,
-        })
-        .collect();
-    if users.is_empty() {
+/// A writer that committed some of these events between our read and our
+/// write (another member during a rebalance): the whole batch is retried and
+/// will then see them as stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{table}: {written} of {expected} rows written; another writer stored the rest first")]
+struct ConcurrentWrite {
+    table: &'static str,
+    written: usize,
+    expected: usize,
+}
+
+fn all_written(table: &'static str, written: usize, expected: usize) -> Result<(), PersistError> {
+    if written == expected {
         return Ok(());
     }
-    let mut address = Vec::with_capacity(users.len());
-    let mut version = Vec::with_capacity(users.len());
-    for u in &users {
-        address.push(
-            u.address
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(permanent)?,
-        );
-        version.push(small(u.metadata.schema_version, "schema_version")?);
+    Err(PersistError::new(
+        PersistErrorKind::Transient,
+        ConcurrentWrite {
+            table,
+            written,
+            expected,
+        },
+    ))
+}
+
+async fn write(
+    tx: &mut PgConnection,
+    batch: &[Persistable<'_>],
+) -> Result<Vec<Outcome>, PersistError> {
+    let identities: Vec<Identity> = batch.iter().map(Persistable::identity).collect();
+    let decisions = identity::decide(&identities, known(tx, &identities).await?);
+
+    let mut events = EventRows::default();
+    let mut orders = OrderRows::default();
+    let mut items = ItemRows::default();
+    let mut users = UserRows::default();
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
+    for (p, decision) in batch.iter().zip(&decisions) {
+        if *decision != Decision::Store {
+            continue;
+        }
+        events.push(p)?;
+        let fingerprint = p.decoded.fingerprint.as_str();
+        match &p.decoded.event {
+            DomainEvent::Order(o) => {
+                orders.push(o, fingerprint)?;
+                items.push(o)?;
+                *counts.entry("orders").or_default() += 1;
+            }
+            DomainEvent::User(u) => {
+                users.push(u, fingerprint)?;
+                *counts.entry("users").or_default() += 1;
+            }
+        }
+        *counts.entry("event_store").or_default() += 1;
     }
-    sqlx::query(
-        r#"INSERT INTO users (user_id, name, email, address, event_id, schema_version, occurred_at)
-           SELECT u.user_id, u.name, u.email, u.address::jsonb, u.event_id, u.schema_version, u.occurred_at
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int4[], $7::timestamptz[])
-                AS u(user_id, name, email, address, event_id, schema_version, occurred_at)
-           ON CONFLICT (user_id) DO NOTHING"#,
-    )
-    .bind(users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>())
-    .bind(users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>())
-    .bind(users.iter().map(|u| u.email.as_str()).collect::<Vec<_>>())
-    .bind(&address)
-    .bind(users.iter().map(|u| u.metadata.event_id).collect::<Vec<_>>())
-    .bind(&version)
-    .bind(users.iter().map(|u| u.metadata.occurred_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    Ok(())
+    let expected = |table| counts.get(table).copied().unwrap_or(0);
+    all_written(
+        "event_store",
+        events.insert(tx).await?,
+        expected("event_store"),
+    )?;
+    all_written("orders", orders.insert(tx).await?, expected("orders"))?;
+    items.insert(tx).await?;
+    all_written("users", users.insert(tx).await?, expected("users"))?;
+
+    Ok(decisions
+        .into_iter()
+        .map(|d| match d {
+            Decision::Store => Outcome::Stored,
+            Decision::Duplicate => Outcome::Duplicate,
+            Decision::Conflict(c) => Outcome::Conflict(c),
+        })
+        .collect())
 }

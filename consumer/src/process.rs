@@ -4,136 +4,199 @@
 //! transient failures. The verdicts say what the loop must still do
 //! (dead-letter) before it may store the offsets.
 
+use std::future::Future;
+
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letter::{ErrorKind, Failure};
-use crate::decode::{self, DomainEvent, Rejection};
-use crate::persist::{PersistError, Persistable, Persisted, Store};
+use crate::decode::{self, Decoded, Domain};
+use crate::failure::{ErrorKind, Failure, FailureClass};
+use crate::persist::{Outcome, PersistError, PersistErrorKind, Persistable, Store};
 use crate::retry::RetryPolicy;
+
+/// Where events are stored: PostgreSQL in the service, a scripted stand-in
+/// in the unit tests of the batch decisions below.
+pub trait EventStore: Sync {
+    /// Persists `batch` in one transaction; the outcome of each event.
+    fn persist(
+        &self,
+        batch: &[Persistable<'_>],
+    ) -> impl Future<Output = Result<Vec<Outcome>, PersistError>> + Send;
+    /// Whether the store answers at all.
+    fn probe(&self) -> impl Future<Output = Result<(), PersistError>> + Send;
+}
+
+impl EventStore for Store {
+    fn persist(
+        &self,
+        batch: &[Persistable<'_>],
+    ) -> impl Future<Output = Result<Vec<Outcome>, PersistError>> + Send {
+        Store::persist(self, batch)
+    }
+    fn probe(&self) -> impl Future<Output = Result<(), PersistError>> + Send {
+        Store::probe(self)
+    }
+}
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Stored (or found already stored: a redelivery).
+    /// Stored for the first time.
     Persisted,
+    /// Found already stored with the same content: a redelivery.
+    Duplicate,
     /// Must go to the DLQ before its offset is stored.
     DeadLetter(Failure),
 }
 
-/// What became of a batch.
+/// A message's verdict and the retries it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    /// What became of it.
+    pub verdict: Verdict,
+    /// Transient failures retried before the verdict.
+    pub retries: u32,
+}
+
+/// What became of a batch.
+#[derive(Debug)]
 pub struct BatchOutcome {
-    /// One verdict per message, for the first `verdicts.len()` messages.
-    pub verdicts: Vec<Verdict>,
+    /// One per message, for the first `handled.len()` messages.
+    pub handled: Vec<Handled>,
     /// Set when processing stopped early; the messages past the verdicts are
     /// untouched and must be read again.
     pub halted: Option<Halt>,
-    /// New and duplicate events written.
-    pub persisted: Persisted,
-    /// Retries made.
-    pub retries: u64,
 }
 
 /// Why a batch stopped early.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Halt {
     /// The database is unreachable for everyone: open the circuit.
-    Outage(String),
+    Outage(PersistError),
     /// Shutdown was requested during a retry wait.
     Stopping,
 }
 
-fn rejected(rejection: &Rejection) -> Verdict {
-    Verdict::DeadLetter(Failure {
-        kind: ErrorKind::Permanent,
-        class: rejection.class(),
-        message: rejection.to_string(),
-        retries: 0,
-    })
+/// Which domain each topic carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// The order events topic.
+    pub orders: String,
+    /// The user events topic.
+    pub users: String,
 }
 
-fn content_type(message: &OwnedMessage) -> &str {
-    decode::header(message, contract::headers::CONTENT_TYPE).unwrap_or("")
+impl Topics {
+    /// The domain of `topic`, if it is one of ours.
+    pub fn domain(&self, topic: &str) -> Option<Domain> {
+        if topic == self.orders {
+            Some(Domain::Orders)
+        } else if topic == self.users {
+            Some(Domain::Users)
+        } else {
+            None
+        }
+    }
 }
 
-fn persistable<'a>(message: &'a OwnedMessage, event: &'a DomainEvent) -> Persistable<'a> {
+fn decode_message(message: &OwnedMessage, topics: &Topics) -> Result<Decoded, Failure> {
+    let Some(domain) = topics.domain(message.topic()) else {
+        return Err(Failure::permanent(
+            FailureClass::EventTypeMismatch,
+            "the topic carries no domain this consumer knows",
+        ));
+    };
+    decode::decode(message, domain).map_err(|r| Failure::permanent(r.class(), &r))
+}
+
+fn persistable<'a>(message: &'a OwnedMessage, decoded: &'a Decoded) -> Persistable<'a> {
     Persistable {
-        event,
-        content_type: content_type(message),
+        decoded,
         topic: message.topic(),
         partition: message.partition(),
         offset: message.offset(),
     }
 }
 
+fn verdict(outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Stored => Verdict::Persisted,
+        Outcome::Duplicate => Verdict::Duplicate,
+        Outcome::Conflict(conflict) => {
+            Verdict::DeadLetter(Failure::permanent(FailureClass::Conflict, conflict))
+        }
+    }
+}
+
 /// An unreachable database is an outage only if a fresh probe fails too;
 /// otherwise the error was this statement's and counts as transient.
-async fn is_outage(store: &Store, error: &PersistError) -> bool {
-    matches!(error, PersistError::Unavailable(_)) && store.probe().await.is_err()
+async fn is_outage(store: &impl EventStore, error: &PersistError) -> bool {
+    error.kind == PersistErrorKind::Unavailable && store.probe().await.is_err()
 }
 
 /// Processes `batch` (messages in the order they were read).
 pub async fn process_batch(
-    store: &Store,
+    store: &impl EventStore,
     policy: RetryPolicy,
-    batch: &[OwnedMessage],
+    topics: &Topics,
+    batch: &[&OwnedMessage],
     stop: &CancellationToken,
 ) -> BatchOutcome {
-    let decoded: Vec<Result<DomainEvent, Rejection>> = batch.iter().map(decode::decode).collect();
+    let decoded: Vec<Result<Decoded, Failure>> =
+        batch.iter().map(|m| decode_message(m, topics)).collect();
     let valid: Vec<Persistable<'_>> = batch
         .iter()
         .zip(&decoded)
-        .filter_map(|(m, d)| d.as_ref().ok().map(|e| persistable(m, e)))
+        .filter_map(|(m, d)| d.as_ref().ok().map(|d| persistable(m, d)))
         .collect();
-    let mut outcome = BatchOutcome {
-        verdicts: Vec::with_capacity(batch.len()),
-        halted: None,
-        persisted: Persisted::default(),
-        retries: 0,
-    };
     let batch_error = match store.persist(&valid).await {
-        Ok(persisted) => {
-            outcome.persisted = persisted;
-            outcome.verdicts = decoded
-                .iter()
-                .map(|d| match d {
-                    Ok(_) => Verdict::Persisted,
-                    Err(r) => rejected(r),
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            let handled = decoded
+                .into_iter()
+                .map(|d| Handled {
+                    verdict: match d {
+                        Ok(_) => outcomes.next().map_or(Verdict::Persisted, verdict),
+                        Err(failure) => Verdict::DeadLetter(failure),
+                    },
+                    retries: 0,
                 })
                 .collect();
-            return outcome;
+            return BatchOutcome {
+                handled,
+                halted: None,
+            };
         }
         Err(error) => error,
     };
+    let mut outcome = BatchOutcome {
+        handled: Vec::with_capacity(batch.len()),
+        halted: None,
+    };
     if is_outage(store, &batch_error).await {
-        outcome.halted = Some(Halt::Outage(batch_error.to_string()));
+        outcome.halted = Some(Halt::Outage(batch_error));
         return outcome;
     }
     tracing::warn!(error = %batch_error, size = batch.len(), "batch failed; persisting one by one");
-    for (message, decoded) in batch.iter().zip(&decoded) {
-        let event = match decoded {
-            Err(rejection) => {
-                outcome.verdicts.push(rejected(rejection));
-                continue;
+    for (message, decoded) in batch.iter().zip(decoded) {
+        let handled = match decoded {
+            Err(failure) => Handled {
+                verdict: Verdict::DeadLetter(failure),
+                retries: 0,
+            },
+            Ok(decoded) => {
+                match persist_with_retries(store, policy, persistable(message, &decoded), stop)
+                    .await
+                {
+                    Ok(handled) => handled,
+                    Err(halt) => {
+                        outcome.halted = Some(halt);
+                        return outcome;
+                    }
+                }
             }
-            Ok(event) => event,
         };
-        match persist_with_retries(
-            store,
-            policy,
-            persistable(message, event),
-            stop,
-            &mut outcome,
-        )
-        .await
-        {
-            Ok(verdict) => outcome.verdicts.push(verdict),
-            Err(halt) => {
-                outcome.halted = Some(halt);
-                return outcome;
-            }
-        }
+        outcome.handled.push(handled);
     }
     outcome
 }
@@ -141,41 +204,54 @@ pub async fn process_batch(
 /// One message: retried on transient errors with backoff, dead-lettered
 /// when they outlast the policy or at once on a permanent error.
 async fn persist_with_retries(
-    store: &Store,
+    store: &impl EventStore,
     policy: RetryPolicy,
     item: Persistable<'_>,
     stop: &CancellationToken,
-    outcome: &mut BatchOutcome,
-) -> Result<Verdict, Halt> {
+) -> Result<Handled, Halt> {
     let mut delays = policy.delays();
     let mut retries = 0u32;
     loop {
         let error = match store.persist(&[item]).await {
-            Ok(persisted) => {
-                outcome.persisted.new += persisted.new;
-                outcome.persisted.duplicates += persisted.duplicates;
-                return Ok(Verdict::Persisted);
+            Ok(outcomes) => {
+                return Ok(Handled {
+                    verdict: outcomes
+                        .first()
+                        .copied()
+                        .map_or(Verdict::Persisted, verdict),
+                    retries,
+                })
             }
             Err(error) => error,
         };
         if is_outage(store, &error).await {
-            return Err(Halt::Outage(error.to_string()));
+            return Err(Halt::Outage(error));
         }
-        let kind = match error {
-            PersistError::Permanent(_) => ErrorKind::Permanent,
-            PersistError::Transient(_) | PersistError::Unavailable(_) => ErrorKind::Transient,
-        };
-        let delay = match kind {
-            ErrorKind::Transient => delays.next(),
-            ErrorKind::Permanent => None,
+        let (kind, class, delay) = match error.kind {
+            PersistErrorKind::Permanent => {
+                (ErrorKind::Permanent, FailureClass::DatabaseConstraint, None)
+            }
+            PersistErrorKind::Transient => (
+                ErrorKind::Transient,
+                FailureClass::DatabaseTransient,
+                delays.next(),
+            ),
+            PersistErrorKind::Unavailable => (
+                ErrorKind::Transient,
+                FailureClass::DatabaseUnavailable,
+                delays.next(),
+            ),
         };
         let Some(delay) = delay else {
-            return Ok(Verdict::DeadLetter(Failure {
-                kind,
-                class: error.class(),
-                message: error.to_string(),
+            return Ok(Handled {
+                verdict: Verdict::DeadLetter(Failure {
+                    kind,
+                    class,
+                    message: contract::redact::scrub(&error.to_string()),
+                    retries,
+                }),
                 retries,
-            }));
+            });
         };
         tracing::warn!(%error, retry = retries + 1, ?delay, "transient failure; retrying");
         tokio::select! {
@@ -183,6 +259,5 @@ async fn persist_with_retries(
             () = stop.cancelled() => return Err(Halt::Stopping),
         }
         retries += 1;
-        outcome.retries += 1;
     }
 }

@@ -19,6 +19,7 @@ use crate::context::GroupContext;
 use crate::dead_letter::DeadLetterer;
 use crate::metrics::ConsumerMetrics;
 use crate::persist::Store;
+use crate::progress::Progress;
 use crate::worker::{GroupConsumer, Worker};
 
 /// Why the service could not start.
@@ -93,13 +94,17 @@ impl Application {
         let pool = crate::db::pool(
             &config.database_url,
             config.db_pool_size,
-            config.db_statement_timeout,
-            config.db_lock_timeout,
+            crate::db::SessionLimits {
+                statement: config.db_statement_timeout,
+                lock: config.db_lock_timeout,
+                idle_in_transaction: config.db_transaction_timeout,
+            },
         )?;
         crate::db::migrate(&pool).await?;
-        let store = Store::new(pool);
+        let store = Store::new(pool, config.db_transaction_timeout);
+        let progress = Progress::default();
 
-        let context = GroupContext::new(metrics.clone(), &config.group_id);
+        let context = GroupContext::new(metrics.clone(), &config.group_id, progress.clone());
         let consumer: GroupConsumer = config
             .kafka
             .client_config(&consumer_defaults(&config.group_id))
@@ -114,11 +119,20 @@ impl Application {
         let ready: ReadinessCheck = {
             let store = store.clone();
             let consumer = consumer.clone();
+            let progress = progress.clone();
+            let stall_timeout = config.stall_timeout;
             Arc::new(move || {
                 let store = store.clone();
                 let consumer = consumer.clone();
+                let progress = progress.clone();
                 Box::pin(async move {
-                    store.probe().await.map_err(|e| e.to_string())?;
+                    progress
+                        .check(std::time::Instant::now(), stall_timeout)
+                        .map_err(|e| e.to_string())?;
+                    store
+                        .probe()
+                        .await
+                        .map_err(|e| contract::redact::scrub(&e.to_string()))?;
                     tokio::task::spawn_blocking(move || {
                         consumer
                             .fetch_metadata(None, Duration::from_secs(2))
@@ -145,10 +159,13 @@ impl Application {
             store,
             dead_letters,
             policy: config.retry,
+            topics: config.domains.clone(),
             batch_size: config.batch_size,
             batch_wait: config.batch_wait,
             metrics,
             breaker: CircuitBreaker::new(config.circuit_probe),
+            progress,
+            dlq_wait: Duration::from_secs(1),
         };
         Ok(Self {
             listener,

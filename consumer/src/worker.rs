@@ -1,6 +1,11 @@
 //! The consumer loop, kept thin: read a batch, hand it to
 //! [`process_batch`], dead-letter what must be, store offsets of what is
 //! done, rewind what is not; pause everything while the database is down.
+//!
+//! Each message's log lines and spans are its own: work on a message runs
+//! inside its span with `.instrument()`, never with a span guard held across
+//! an `.await` (a guard held there leaks the span into whatever the thread
+//! runs next).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,19 +15,24 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::Timestamp;
 use tokio_util::sync::CancellationToken;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::circuit::CircuitBreaker;
 use crate::context::{commit, GroupContext};
-use crate::dead_letter::DeadLetterer;
-use crate::metrics::ConsumerMetrics;
+use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
+use crate::failure::FailureClass;
+use crate::metrics::{ConsumerMetrics, Outcome};
 use crate::offsets;
 use crate::persist::Store;
-use crate::process::{process_batch, Halt, Verdict};
+use crate::process::{process_batch, Halt, Handled, Topics, Verdict};
+use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 
 /// The Kafka consumer of the service.
 pub type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Longest wait before writing to an unavailable DLQ again.
+const MAX_DLQ_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the loop needs.
 pub struct Worker {
@@ -34,6 +44,8 @@ pub struct Worker {
     pub dead_letters: DeadLetterer,
     /// Transient-failure retries.
     pub policy: RetryPolicy,
+    /// Which domain each topic carries.
+    pub topics: Topics,
     /// Most messages per transaction.
     pub batch_size: usize,
     /// Longest wait to fill a batch.
@@ -42,6 +54,10 @@ pub struct Worker {
     pub metrics: ConsumerMetrics,
     /// Database outage breaker.
     pub breaker: CircuitBreaker,
+    /// Marked after each batch, for readiness.
+    pub progress: Progress,
+    /// Wait before the next try while the DLQ is unavailable.
+    pub dlq_wait: Duration,
 }
 
 /// One message's span (continuing the producer's trace) and receive time.
@@ -53,7 +69,9 @@ struct Received {
 }
 
 fn received(message: OwnedMessage) -> Received {
+    // A root span: never the child of whatever happens to be current.
     let span = tracing::info_span!(
+        parent: None,
         "consume",
         topic = message.topic(),
         partition = message.partition(),
@@ -136,71 +154,126 @@ impl Worker {
     }
 
     async fn handle(&mut self, batch: Vec<Received>, stop: &CancellationToken) {
-        let messages: Vec<OwnedMessage> = batch.iter().map(|r| r.message.clone()).collect();
         for r in &batch {
-            self.metrics.messages(r.message.topic(), "consumed", 1);
+            self.metrics
+                .messages(r.message.topic(), Outcome::Consumed, 1);
         }
-        let outcome = process_batch(&self.store, self.policy, &messages, stop).await;
+        let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
+        let outcome = process_batch(&self.store, self.policy, &self.topics, &messages, stop).await;
         let mut done = 0;
-        let mut dlq_down = false;
-        for (r, verdict) in batch.iter().zip(&outcome.verdicts) {
-            let topic = r.message.topic();
-            let _entered = r.span.enter();
-            match verdict {
-                Verdict::Persisted => {
-                    self.metrics.messages(topic, "persisted", 1);
-                    // The ids are repeated on the line itself so that a log
-                    // search by trace id finds it whatever the span context.
-                    tracing::debug!(
-                        topic,
-                        partition = r.message.partition(),
-                        offset = r.message.offset(),
-                        trace_id = r.trace_id.as_deref().unwrap_or(""),
-                        "event persisted"
-                    );
-                }
-                Verdict::DeadLetter(failure) => {
-                    if let Err(e) = self.dead_letters.send(&r.message, failure).await {
-                        tracing::error!(error = %e, "dead-letter topic unavailable; will retry the message");
-                        dlq_down = true;
-                        break;
-                    }
-                    self.metrics.messages(topic, "dead_lettered", 1);
-                    self.metrics
-                        .dead_letter(topic, failure.kind.as_str(), failure.class);
-                    tracing::warn!(
-                        error_kind = failure.kind.as_str(),
-                        error_class = failure.class,
-                        retries = failure.retries,
-                        "message dead-lettered"
-                    );
+        let mut dlq_down = None;
+        for (r, handled) in batch.iter().zip(&outcome.handled) {
+            match self.settle(r, handled).instrument(r.span.clone()).await {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    dlq_down = Some(e);
+                    break;
                 }
             }
-            self.metrics
-                .timings(topic, r.at.elapsed().as_secs_f64(), age_seconds(&r.message));
-            done += 1;
         }
-        if let Some(first) = batch.first() {
-            let topic = first.message.topic();
-            self.metrics
-                .messages(topic, "duplicate", outcome.persisted.duplicates as u64);
-            self.metrics.messages(topic, "retried", outcome.retries);
-        }
-        if let Err(e) = offsets::store(self.consumer.as_ref(), &messages[..done]) {
+        if let Err(e) = offsets::store(self.consumer.as_ref(), messages[..done].iter().copied()) {
             tracing::error!(error = %e, "cannot store offsets");
         }
         if done < messages.len() {
-            offsets::rewind(self.consumer.as_ref(), &messages[done..]);
+            offsets::rewind(self.consumer.as_ref(), messages[done..].iter().copied());
         }
         if let Err(e) = commit(self.consumer.as_ref(), CommitMode::Async) {
             tracing::warn!(error = %e, "commit failed; will commit with the next batch");
         }
-        match outcome.halted {
-            Some(Halt::Outage(reason)) => self.open_circuit(&reason),
-            Some(Halt::Stopping) => {}
-            None if dlq_down => tokio::time::sleep(Duration::from_secs(1)).await,
-            None => {}
+        if done > 0 {
+            self.progress.advanced(Instant::now());
         }
+        match (outcome.halted, dlq_down) {
+            (Some(Halt::Outage(error)), _) => {
+                self.open_circuit(&contract::redact::scrub(&error.to_string()))
+            }
+            (Some(Halt::Stopping), _) => {}
+            (None, Some(e)) => {
+                tracing::error!(error = %e.0, wait = ?self.dlq_wait, "dead-letter topic unavailable; the message waits");
+                tokio::select! {
+                    () = tokio::time::sleep(self.dlq_wait) => {}
+                    () = stop.cancelled() => {}
+                }
+                self.dlq_wait = (self.dlq_wait * 2).min(MAX_DLQ_WAIT);
+            }
+            (None, None) => self.dlq_wait = Duration::from_secs(1),
+        }
+    }
+
+    /// Finishes one message: counts it, logs it and, if it must be,
+    /// dead-letters it. Runs inside the message's span.
+    async fn settle(&self, r: &Received, handled: &Handled) -> Result<(), DlqUnavailable> {
+        let m = &r.message;
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        match &handled.verdict {
+            Verdict::Persisted => {
+                self.metrics.messages(topic, Outcome::Persisted, 1);
+                // The ids are repeated on the line itself so that a log
+                // search by trace id finds it whatever the span context.
+                tracing::debug!(
+                    topic,
+                    partition,
+                    offset,
+                    trace_id = r.trace_id.as_deref().unwrap_or(""),
+                    "event persisted"
+                );
+            }
+            Verdict::Duplicate => {
+                self.metrics.messages(topic, Outcome::Duplicate, 1);
+                tracing::debug!(
+                    topic,
+                    partition,
+                    offset,
+                    "event already stored; nothing to do"
+                );
+            }
+            Verdict::DeadLetter(failure) => {
+                match self.dead_letters.send(m, failure).await? {
+                    Delivery::Whole => {}
+                    Delivery::Reduced => {
+                        self.metrics.dead_letter_reduced(topic);
+                        tracing::warn!(
+                            topic,
+                            partition,
+                            offset,
+                            bytes = m.payload().map_or(0, <[u8]>::len),
+                            "dead letter too large to write whole: written reduced"
+                        );
+                    }
+                    Delivery::Dropped(error) => {
+                        self.metrics.dead_letter_dropped(topic);
+                        tracing::error!(
+                            topic,
+                            partition,
+                            offset,
+                            %error,
+                            error_class = failure.class.as_str(),
+                            "the dead-letter topic refused this message even reduced: passed over"
+                        );
+                        return Ok(());
+                    }
+                }
+                if failure.class == FailureClass::Conflict {
+                    self.metrics.messages(topic, Outcome::Conflict, 1);
+                }
+                self.metrics.messages(topic, Outcome::DeadLettered, 1);
+                self.metrics.dead_letter(topic, failure);
+                tracing::warn!(
+                    topic,
+                    partition,
+                    offset,
+                    error_kind = failure.kind.as_str(),
+                    error_class = failure.class.as_str(),
+                    retries = failure.retries,
+                    "message dead-lettered"
+                );
+            }
+        }
+        self.metrics
+            .messages(topic, Outcome::Retried, u64::from(handled.retries));
+        self.metrics
+            .timings(topic, r.at.elapsed().as_secs_f64(), age_seconds(m));
+        Ok(())
     }
 
     fn set_paused(&self, paused: bool) {
@@ -244,7 +317,7 @@ impl Worker {
                 // Fetched before the pause took effect: put it back.
                 if let Ok(m) = next {
                     let m = m.detach();
-                    offsets::rewind(self.consumer.as_ref(), std::slice::from_ref(&m));
+                    offsets::rewind(self.consumer.as_ref(), [&m]);
                     self.set_paused(true);
                 }
                 return;
@@ -258,7 +331,7 @@ impl Worker {
                 self.set_paused(false);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "database still unreachable");
+                tracing::warn!(error = %contract::redact::scrub(&e.to_string()), "database still unreachable");
                 self.breaker.probe_failed(Instant::now());
             }
         }

@@ -48,10 +48,8 @@ fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
 fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
-        (
-            "CONSUMER_TOPICS",
-            format!("{},{}", broker.topics.orders, broker.topics.users),
-        ),
+        ("ORDERS_TOPIC", broker.topics.orders.clone()),
+        ("USERS_TOPIC", broker.topics.users.clone()),
         ("DATABASE_URL", database_url.to_owned()),
         (
             "KAFKA_CONSUMER_GROUP",
@@ -276,17 +274,17 @@ async fn postgres_unavailable_for_a_while_dead_letters_nothing_and_all_persist_a
     tokio::time::sleep(Duration::from_millis(1000)).await;
     proxy.cut();
     println!("PostgreSQL cut off from the consumer");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let metrics = reqwest::get(stack.consumer.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("kafka_consumer_circuit_open 1"),
-        "circuit open during the outage"
-    );
+    let opened = wait_for_metric(
+        &stack.consumer,
+        "kafka_consumer_circuit_open",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    println!("circuit opened after {opened:?}");
+    assert!(opened.is_some(), "circuit open during the outage");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     println!("PostgreSQL reachable again");
 
@@ -537,4 +535,231 @@ async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_me
             "{name} never logs the password"
         );
     }
+}
+
+/// Polls the service's `/metrics` until the samples of `name` with `labels`
+/// add up to at least `at_least`; how long it took.
+async fn wait_for_metric(
+    service: &Service,
+    name: &str,
+    labels: &[&str],
+    at_least: f64,
+    bound: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if let Ok(r) = reqwest::get(service.url("/metrics")).await {
+            let text = r.text().await.unwrap_or_default();
+            if harness::metrics::sum(&text, name, labels).is_some_and(|v| v >= at_least) {
+                return Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_persist_once_after() {
+    let db = TestDatabase::create().await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let broker = Broker::for_scenario().await;
+    let mut env = consumer_env(&broker, &via_proxy);
+    env.push(("DB_TRANSACTION_TIMEOUT_MS", "3000".to_owned()));
+    // The server's own bound must not end the wait: the client's must.
+    env.push(("DB_LOCK_TIMEOUT_MS", "60000".to_owned()));
+    let consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", &env);
+    let producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env(&broker));
+    let mut stack = Stack {
+        db,
+        broker,
+        producer,
+        consumer,
+    };
+    stack.consumer.wait_ready("/readyz", READY).await;
+    stack.producer.wait_ready("/readyz", READY).await;
+
+    // A statement in flight when the path goes dark: the consumer waits on
+    // a row lock the test holds, then every answer is swallowed.
+    let held = Uuid::new_v4();
+    let lock = harness::database::lock_order(&stack.db.pool, held).await;
+    let mut body = order_body(0);
+    body["order_id"] = held.to_string().into();
+    let accepted = reqwest::Client::new()
+        .post(stack.producer.url("/orders"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let waiting = wait_for_count(
+        &stack.db.pool,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pubsubkafka-consumer' AND wait_event_type = 'Lock'",
+        1,
+        DRAIN,
+    )
+    .await;
+    assert_eq!(waiting, 1, "the consumer's statement is in flight");
+    proxy.black_hole();
+    println!(
+        "PostgreSQL black-holed with a statement in flight: nothing forwarded, nothing closed"
+    );
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 1000, 32, Duration::from_secs(120)).await });
+
+    let opened = wait_for_metric(
+        &stack.consumer,
+        "kafka_consumer_circuit_open",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    println!("circuit opened after {opened:?}");
+    assert!(
+        opened.is_some(),
+        "the circuit opens although the call never answers:\n{}",
+        stack.consumer.log_tail(20)
+    );
+    let ready = reqwest::get(stack.consumer.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the database is away");
+    lock.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    println!("PostgreSQL path healed (black-holed connections stay dead)");
+
+    let mut report = load.await.expect("load");
+    // The order in flight at the cut got its 202 too.
+    report.accepted.push(held);
+    stack
+        .assert_exactly_once("PostgreSQL black hole", &report)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_idempotency_key_with_another_body_is_dead_lettered_as_a_conflict() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client
+            .post(stack.producer.url("/orders"))
+            .header("idempotency-key", "checkout-7")
+            .json(&body)
+            .send()
+    };
+    let first = order_body(1);
+    let mut other = order_body(1);
+    other["items"][0]["quantity"] = 7.into();
+    for (body, what) in [(&first, "first"), (&first, "retry"), (&other, "other body")] {
+        let answer = post(body.clone()).await.unwrap();
+        assert_eq!(answer.status(), 202, "{what}");
+        assert_eq!(
+            wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 1, DRAIN).await,
+            1
+        );
+    }
+    let dlq = read_topic(
+        &stack.broker.bootstrap,
+        &stack.broker.topics.orders_dlq,
+        1,
+        DRAIN,
+    );
+    let total: String = sqlx::query_scalar("SELECT total::text FROM orders")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    println!(
+        "one Idempotency-Key, two bodies: stored total {total}, dead-lettered {}",
+        dlq.len()
+    );
+    assert_eq!(total, "44.98", "the first body is stored");
+    assert_eq!(
+        dlq.len(),
+        1,
+        "the other body is dead-lettered, the retry is not"
+    );
+    assert_eq!(
+        header(&dlq[0], "dlq-error-class").as_deref(),
+        Some("conflict")
+    );
+    assert!(
+        wait_for_metric(
+            &stack.consumer,
+            "kafka_consumer_messages_total",
+            &["outcome=\"conflict\""],
+            1.0,
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some(),
+        "conflicts are counted"
+    );
+}
+
+/// The JSON log lines of `service` with `message`.
+fn log_lines(service: &Service, message: &str) -> Vec<serde_json::Value> {
+    service
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_consumer_log_line_and_trace_belongs_to_its_own_message() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let topic = stack.broker.topics.orders.clone();
+    // No traceparent: each message starts a trace of its own.
+    let stream: Vec<Outgoing> = (0..40)
+        .map(|n| {
+            let mut m = order_message(&order_event(n), contract::Format::Json);
+            m.topic = topic.clone();
+            m.partition = Some(0);
+            if n % 2 == 1 {
+                m.value = format!("poison {n}").into_bytes();
+            }
+            m
+        })
+        .collect();
+    publish(&stack.broker.bootstrap, &stream);
+    assert_eq!(
+        wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 20, DRAIN).await,
+        20
+    );
+    let dlq = read_topic(
+        &stack.broker.bootstrap,
+        &stack.broker.topics.orders_dlq,
+        20,
+        DRAIN,
+    );
+    assert_eq!(dlq.len(), 20);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let dead = log_lines(&stack.consumer, "message dead-lettered");
+    let mut offsets: Vec<i64> = dead
+        .iter()
+        .filter_map(|l| l["span"]["offset"].as_i64())
+        .collect();
+    offsets.sort_unstable();
+    let poison: Vec<i64> = (0..40).filter(|n| n % 2 == 1).collect();
+    let persisted = log_lines(&stack.consumer, "event persisted");
+    let traces: std::collections::BTreeSet<String> = persisted
+        .iter()
+        .filter_map(|l| l["span"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    println!(
+        "40 messages: {} dead-letter lines at offsets {offsets:?}; {} persisted lines with {} distinct traces",
+        dead.len(),
+        persisted.len(),
+        traces.len()
+    );
+    assert_eq!(
+        offsets, poison,
+        "each dead-letter line names its own message"
+    );
+    assert_eq!(persisted.len(), 20);
+    assert_eq!(traces.len(), 20, "unrelated messages never share a trace");
 }
