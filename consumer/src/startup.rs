@@ -166,6 +166,7 @@ impl Application {
             breaker: CircuitBreaker::new(config.circuit_probe),
             progress,
             dlq_wait: Duration::from_secs(1),
+            log_throttle: platform::throttle::LogThrottle::default(),
         };
         Ok(Self {
             listener,

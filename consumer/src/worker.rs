@@ -17,6 +17,8 @@ use rdkafka::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+use platform::throttle::LogThrottle;
+
 use crate::circuit::CircuitBreaker;
 use crate::context::{commit, GroupContext};
 use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
@@ -58,6 +60,8 @@ pub struct Worker {
     pub progress: Progress,
     /// Wait before the next try while the DLQ is unavailable.
     pub dlq_wait: Duration,
+    /// Keeps a failing broker from flooding the log.
+    pub log_throttle: LogThrottle,
 }
 
 /// One message's span (continuing the producer's trace) and receive time.
@@ -135,7 +139,7 @@ impl Worker {
                 next = self.consumer.recv() => match next {
                     Ok(m) => break m.detach(),
                     Err(e) => {
-                        tracing::warn!(error = %e, "consumer error");
+                        self.consumer_error(&e);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -146,11 +150,18 @@ impl Worker {
         while batch.len() < self.batch_size {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(received(m.detach())),
-                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Ok(Err(e)) => self.consumer_error(&e),
                 Err(_) => break,
             }
         }
         Some(batch)
+    }
+
+    fn consumer_error(&self, error: &rdkafka::error::KafkaError) {
+        let kind = format!("{:?}", error.rdkafka_error_code());
+        if let Some(suppressed) = self.log_throttle.admit(&kind, Instant::now()) {
+            tracing::warn!(%error, suppressed, "consumer error");
+        }
     }
 
     async fn handle(&mut self, batch: Vec<Received>, stop: &CancellationToken) {

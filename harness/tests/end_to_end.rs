@@ -319,6 +319,7 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
         .tansu
         .as_mut()
         .expect("a broker process of the scenario's own");
+    let lines_before = [&stack.producer, &stack.consumer].map(|s| s.logs().lines().count());
     tansu.stop();
     let started = Instant::now();
     let down = post("during").await.unwrap();
@@ -330,6 +331,27 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
         took < Duration::from_secs(6),
         "within PRODUCE_TIMEOUT_MS (3 s) and slack, took {took:?}"
     );
+    // Ten seconds of a dead broker, with requests failing meanwhile, is
+    // reported once per kind of failure, not once per try.
+    let _ = futures::future::join_all((0..20).map(|_| post("during"))).await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    for (service, before) in [&stack.producer, &stack.consumer]
+        .into_iter()
+        .zip(lines_before)
+    {
+        let logs = service.logs();
+        let lines: Vec<&str> = logs.lines().skip(before).collect();
+        println!(
+            "{} log lines while the broker was down for {:?}",
+            lines.len(),
+            started.elapsed()
+        );
+        assert!(
+            lines.len() <= 25,
+            "the outage floods the log:\n{}",
+            lines[..lines.len().min(40)].join("\n")
+        );
+    }
 
     // Memory storage: the restarted broker starts empty; topics are recreated.
     stack
@@ -762,4 +784,73 @@ async fn each_consumer_log_line_and_trace_belongs_to_its_own_message() {
     );
     assert_eq!(persisted.len(), 20);
     assert_eq!(traces.len(), 20, "unrelated messages never share a trace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_broker_gives_503_within_the_bound_and_all_accepted_persist_once_after() {
+    // Every client connection to the broker crosses the proxy.
+    let port = harness::free_port();
+    let front: std::net::SocketAddr = format!("127.0.0.1:{}", harness::free_port())
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start_on(front, format!("127.0.0.1:{port}").parse().unwrap());
+    let tansu = Tansu::start_advertising(port, front);
+    let broker = Broker {
+        bootstrap: tansu.bootstrap.clone(),
+        topics: Broker::tansu_topics(),
+        tansu: Some(tansu),
+    };
+    // librdkafka gives up on a silent broker connection after
+    // socket.timeout.ms (60 s by default) and opens a new one.
+    let mut producer_env = producer_env(&broker);
+    producer_env.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
+    let db = TestDatabase::create().await;
+    let mut consumer_env = consumer_env(&broker, &db.url);
+    consumer_env.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
+    let consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", &consumer_env);
+    let producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env);
+    let mut stack = Stack {
+        db,
+        broker,
+        producer,
+        consumer,
+    };
+    stack.consumer.wait_ready("/readyz", READY).await;
+    stack.producer.wait_ready("/readyz", READY).await;
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 3000, 8, Duration::from_secs(150)).await });
+    // Once the consumer is in its group and fetching, the path goes dark
+    // under every kind of request: produce, fetch, heartbeat, commit.
+    let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 200, DRAIN).await;
+    assert!(persisted >= 200, "the pipeline runs before the fault");
+    proxy.black_hole();
+    println!("broker black-holed: nothing forwarded, nothing closed");
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .post(stack.producer.url("/orders"))
+        .json(&order_body(9))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    let took = started.elapsed();
+    println!(
+        "POST during the black hole: {} after {took:?}",
+        answer.status()
+    );
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert!(
+        took < Duration::from_secs(6),
+        "within PRODUCE_TIMEOUT_MS (3 s) and slack: {took:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    proxy.restore();
+    println!("broker path healed (black-holed connections stay dead)");
+
+    let report = load.await.expect("load");
+    stack
+        .assert_exactly_once("broker black hole", &report)
+        .await;
 }

@@ -159,14 +159,17 @@ mod tests {
 }
 
 /// A client context that logs librdkafka's errors and log lines through
-/// `tracing` and remembers the last error, so start-up can tell a wrong
-/// password from a broker that is merely down.
+/// `tracing` (one line per kind per ten seconds, with a count of the lines
+/// held back: a broker that is down is reported many times a second) and
+/// remembers the last error, so start-up can tell a wrong password from a
+/// broker that is merely down.
 #[derive(Clone, Default)]
 pub struct ObservedContext {
     last_error:
         std::sync::Arc<std::sync::Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>>,
     /// Kept apart: later "all brokers down" errors must not hide it.
     authentication: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    throttle: std::sync::Arc<crate::throttle::LogThrottle>,
 }
 
 impl ObservedContext {
@@ -184,20 +187,32 @@ impl ObservedContext {
 impl rdkafka::ClientContext for ObservedContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(level, L::Debug) {
+            tracing::debug!(target: "librdkafka", facility = fac, "{log_message}");
+            return;
+        }
+        let kind = format!("log:{level:?}:{fac}");
+        let Some(suppressed) = self.throttle.admit(&kind, std::time::Instant::now()) else {
+            return;
+        };
         match level {
             L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
+                tracing::error!(target: "librdkafka", facility = fac, suppressed, "{log_message}")
             }
-            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
-            L::Notice | L::Info => {
-                tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
+            L::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, suppressed, "{log_message}")
             }
-            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+            L::Notice | L::Info | L::Debug => {
+                tracing::info!(target: "librdkafka", facility = fac, suppressed, "{log_message}")
+            }
         }
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        let kind = format!("error:{:?}", error.rdkafka_error_code());
+        if let Some(suppressed) = self.throttle.admit(&kind, std::time::Instant::now()) {
+            tracing::warn!(target: "librdkafka", %error, reason, suppressed, "kafka client error");
+        }
         let code = error
             .rdkafka_error_code()
             .unwrap_or(rdkafka::types::RDKafkaErrorCode::Fail);

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 pub mod trace;
 
 pub use config::{ConfigError, Env};

@@ -99,7 +99,17 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         match &self {
             ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
-            ApiError::Unavailable(e) => tracing::warn!(error = %e, "event not accepted"),
+            ApiError::Unavailable(e) => {
+                // Under load, a broker outage fails every request: one line
+                // per kind every ten seconds says it.
+                static THROTTLE: std::sync::OnceLock<platform::throttle::LogThrottle> =
+                    std::sync::OnceLock::new();
+                let throttle = THROTTLE.get_or_init(Default::default);
+                let kind = self.parts().1;
+                if let Some(suppressed) = throttle.admit(kind, std::time::Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "event not accepted");
+                }
+            }
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let fields = match &self {

@@ -122,7 +122,13 @@ impl Application {
                 http_metrics.clone(),
                 http::track,
             ))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span));
+            // Failures are counted and logged once per kind elsewhere: the
+            // default logs an error line for every 5xx, a flood in an outage.
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_failure(()),
+            );
         let ops = ops.map(|(listener, ops)| {
             let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
             (listener, ops)
