@@ -150,6 +150,17 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
         (on_partition(future_avro, 0), "unsupported_schema_version"),
         (unknown_type, "unknown_event_type"),
         (bad_user, "decode"),
+        (
+            on_partition(
+                Outgoing {
+                    value: harness::events::avro_item_count_bomb(),
+                    headers: headers_for(Format::Avro, "order.created", 2),
+                    ..valid(112)
+                },
+                0,
+            ),
+            "decode",
+        ),
     ];
     // Valid orders before, between and after the poison, on one partition.
     let mut stream = vec![valid(0)];

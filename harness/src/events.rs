@@ -115,3 +115,25 @@ pub fn user_message(event: &UserEvent, format: Format) -> Outgoing {
         headers: headers_for(format, "user.registered", 1),
     }
 }
+
+/// The Avro datum of a valid order up to its items, then an item count of
+/// 536 870 912 and nothing more: a couple of hundred bytes that once made
+/// the reader reserve 30 GiB and abort.
+pub fn avro_item_count_bomb() -> Vec<u8> {
+    let mut one = order_event(0);
+    one.items.truncate(1);
+    let mut none = one.clone();
+    none.items.clear();
+    let with_item = one.encode(Format::Avro).expect("encode");
+    let without = none.encode(Format::Avro).expect("encode");
+    // The two encodings part where the item count is written.
+    let at = with_item
+        .iter()
+        .zip(&without)
+        .position(|(a, b)| a != b)
+        .expect("the encodings differ at the item count");
+    let mut bomb = with_item[..at].to_vec();
+    // 536 870 912 zig-zag encoded is 2^30: four empty base-128 digits, then 4.
+    bomb.extend([0x80, 0x80, 0x80, 0x80, 0x04]);
+    bomb
+}

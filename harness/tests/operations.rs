@@ -10,6 +10,7 @@ use harness::database::{wait_for_count, TestDatabase};
 use harness::events::{order_event, order_message, Outgoing};
 use harness::kafka::{header, publish, publish_each, read_topic};
 use harness::process::{binary, Service};
+use rdkafka::message::Message;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -436,4 +437,66 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     .status
     .success());
     exporter.sigterm(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_dead_letters_are_listed_and_inspected_without_harm() {
+    let broker = Tansu::start();
+    let mut bomb = dead_letter(0);
+    bomb.value = harness::events::avro_item_count_bomb();
+    bomb.headers[0].1 = contract::Format::Avro.content_type().into();
+    // Written before error texts were scrubbed: it quotes a customer's name.
+    let mut leaky = dead_letter(1);
+    leaky.headers.push((
+        "dlq-error-message".into(),
+        r#"invalid type: string "Ada Lovelace", expected u32"#.into(),
+    ));
+    let mut letters = vec![bomb, leaky];
+    letters.extend((2..40).map(dead_letter));
+    publish_each(&broker.bootstrap, &letters);
+
+    let listed = tool(
+        &broker.bootstrap,
+        &["dlq", "list", "--json", "--limit", "3"],
+    );
+    assert!(listed.status.success(), "{listed:?}");
+    let listing = json(&listed);
+    assert_eq!(listing["total"], 40, "{listing}");
+    assert_eq!(listing["dead_letters"].as_array().map(Vec::len), Some(3));
+    let text = tool(&broker.bootstrap, &["dlq", "list", "--limit", "100"]);
+    for output in [&listed, &text] {
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !shown.contains("Ada Lovelace"),
+            "customer data shown:\n{shown}"
+        );
+    }
+
+    let bomb_at = read_topic(&broker.bootstrap, "orders-dlq", 40, Duration::from_secs(5))
+        .into_iter()
+        .find(|m| m.payload() == Some(letters[0].value.as_slice()))
+        .expect("the bomb in the DLQ");
+    let inspected = tool(
+        &broker.bootstrap,
+        &[
+            "dlq",
+            "inspect",
+            "--partition",
+            &bomb_at.partition().to_string(),
+            "--offset",
+            &bomb_at.offset().to_string(),
+        ],
+    );
+    println!(
+        "inspect of the item-count bomb: {}",
+        String::from_utf8_lossy(&inspected.stdout)
+    );
+    assert!(inspected.status.success(), "{inspected:?}");
+    let shown = json(&inspected);
+    assert!(
+        shown["payload"]["undecodable"]
+            .as_str()
+            .is_some_and(|r| r.contains("items")),
+        "{shown}"
+    );
 }

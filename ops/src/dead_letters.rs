@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use contract::redact::scrub;
 use contract::{headers as h, EventCodec, Format, OrderEvent, UserEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -78,12 +79,16 @@ impl DeadLetter {
             .map(|hs| {
                 hs.iter()
                     .map(|x| {
-                        (
-                            x.key.to_owned(),
-                            x.value
-                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                                .unwrap_or_default(),
-                        )
+                        let text = x
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default();
+                        let text = if x.key == h::DLQ_ERROR_MESSAGE {
+                            scrub(&text)
+                        } else {
+                            text
+                        };
+                        (x.key.to_owned(), text)
                     })
                     .collect()
             })
@@ -100,7 +105,9 @@ impl DeadLetter {
             original_offset: get(h::DLQ_ORIGINAL_OFFSET).and_then(|v| v.parse().ok()),
             error_kind: get(h::DLQ_ERROR_KIND),
             error_class: get(h::DLQ_ERROR_CLASS),
-            error_message: get(h::DLQ_ERROR_MESSAGE),
+            // Dead letters written before error texts were scrubbed may
+            // quote customer data: never shown as it is.
+            error_message: get(h::DLQ_ERROR_MESSAGE).map(|m| scrub(&m)),
             retry_count: get(h::DLQ_RETRY_COUNT).and_then(|v| v.parse().ok()),
             replay_count: get(h::DLQ_REPLAY_COUNT)
                 .and_then(|v| v.parse().ok())
@@ -216,51 +223,77 @@ pub fn watermarks(
     Ok(out)
 }
 
-/// Reads `topic` from its start (or from `from` offsets) up to the high
-/// watermarks taken when it starts; what arrives later is left for the next
-/// run, so a run always ends.
-pub fn snapshot(
-    config: &ClientConfig,
-    topic: &str,
-    from: Option<&BTreeMap<i32, i64>>,
+/// A DLQ topic read from its start (or from `from` offsets) up to the high
+/// watermarks taken when it was opened, one message at a time: partitions
+/// interleaved, each in offset order. What arrives later is left for the
+/// next run, so a run always ends, and whatever the DLQ's size only the
+/// message in hand is held.
+pub struct Snapshot {
+    consumer: BaseConsumer,
+    ends: BTreeMap<i32, i64>,
+    started: std::time::Instant,
     timeout: Duration,
-) -> Result<Vec<OwnedMessage>, DlqError> {
-    let consumer: BaseConsumer = config.create()?;
-    let marks = watermarks(&consumer, topic, timeout)?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for (partition, low, high) in marks {
-        let start = from
-            .and_then(|f| f.get(&partition).copied())
-            .unwrap_or(low)
-            .max(low);
-        if start < high {
-            assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
-            ends.insert(partition, high);
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&assignment)?;
-    let started = std::time::Instant::now();
-    while !ends.is_empty() && started.elapsed() < timeout * 6 {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let partition = m.partition();
-                let offset = m.offset();
-                if ends.get(&partition).is_some_and(|end| offset < *end) {
-                    out.push(m.detach());
-                }
-                if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-                    ends.remove(&partition);
-                }
+}
+
+impl Snapshot {
+    /// Opens `topic` for reading.
+    pub fn open(
+        config: &ClientConfig,
+        topic: &str,
+        from: Option<&BTreeMap<i32, i64>>,
+        timeout: Duration,
+    ) -> Result<Self, DlqError> {
+        let consumer: BaseConsumer = config.create()?;
+        let marks = watermarks(&consumer, topic, timeout)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for (partition, low, high) in marks {
+            let start = from
+                .and_then(|f| f.get(&partition).copied())
+                .unwrap_or(low)
+                .max(low);
+            if start < high {
+                assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
+                ends.insert(partition, high);
             }
-            Some(Err(e)) => return Err(e.into()),
-            None => {}
         }
+        if !ends.is_empty() {
+            consumer.assign(&assignment)?;
+        }
+        Ok(Self {
+            consumer,
+            ends,
+            started: std::time::Instant::now(),
+            timeout,
+        })
     }
-    out.sort_by_key(|m| (m.partition(), m.offset()));
-    Ok(out)
+}
+
+impl Iterator for Snapshot {
+    type Item = Result<OwnedMessage, DlqError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.ends.is_empty() && self.started.elapsed() < self.timeout * 6 {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let (partition, offset) = (m.partition(), m.offset());
+                    let Some(&end) = self.ends.get(&partition) else {
+                        continue;
+                    };
+                    if offset + 1 >= end {
+                        self.ends.remove(&partition);
+                    }
+                    if offset < end {
+                        return Some(Ok(m.detach()));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.ends.clear();
+                    return Some(Err(e.into()));
+                }
+                None => {}
+            }
+        }
+        None
+    }
 }

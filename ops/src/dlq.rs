@@ -15,9 +15,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letters::{decode_payload, snapshot, DeadLetter, DlqError, Filter};
+use crate::dead_letters::{decode_payload, DeadLetter, DlqError, Filter, Snapshot};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Most replayed dead letters a summary names (it counts them all).
+const MAX_LISTED: usize = 1000;
 
 /// Options every `dlq` command takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,34 +60,37 @@ pub fn list(
     limit: usize,
 ) -> Result<Listing, DlqError> {
     filter.validate()?;
-    let messages = snapshot(
+    let messages = Snapshot::open(
         &reader_config(kafka, "pubsubkafka-dlq-list"),
         &source.topic,
         None,
         TIMEOUT,
     )?;
-    let total = messages.len();
-    let selected: Vec<DeadLetter> = messages
-        .iter()
-        .map(DeadLetter::of)
-        .filter(|l| filter.matches(l))
-        .collect();
-    let mut by_class = BTreeMap::new();
-    for l in &selected {
+    let mut listing = Listing {
+        topic: source.topic.clone(),
+        total: 0,
+        selected: 0,
+        by_class: BTreeMap::new(),
+        dead_letters: Vec::new(),
+    };
+    for message in messages {
+        listing.total += 1;
+        let letter = DeadLetter::of(&message?);
+        if !filter.matches(&letter) {
+            continue;
+        }
+        listing.selected += 1;
         let class = format!(
             "{} ({})",
-            l.error_class.as_deref().unwrap_or("?"),
-            l.error_kind.as_deref().unwrap_or("?")
+            letter.error_class.as_deref().unwrap_or("?"),
+            letter.error_kind.as_deref().unwrap_or("?")
         );
-        *by_class.entry(class).or_default() += 1;
+        *listing.by_class.entry(class).or_default() += 1;
+        if listing.dead_letters.len() < limit {
+            listing.dead_letters.push(letter);
+        }
     }
-    Ok(Listing {
-        topic: source.topic.clone(),
-        total,
-        selected: selected.len(),
-        by_class,
-        dead_letters: selected.into_iter().take(limit).collect(),
-    })
+    Ok(listing)
 }
 
 /// Prints a listing for people.
@@ -212,7 +217,8 @@ pub struct ReplaySummary {
     pub deferred: usize,
     /// Whether nothing was published or committed.
     pub dry_run: bool,
-    /// Each replayed dead letter: `partition/offset -> original topic`.
+    /// The first replayed dead letters (at most 1000):
+    /// `partition/offset -> original topic`.
     pub replayed_from: Vec<String>,
     /// Each failure, with its reason.
     pub failures: Vec<String>,
@@ -275,7 +281,7 @@ pub async fn replay(
     let config = reader_config(kafka, &args.group);
     let consumer: BaseConsumer = config.create()?;
     let start = committed(&consumer, &source.topic)?;
-    let messages = snapshot(&config, &source.topic, Some(&start), TIMEOUT)?;
+    let messages = Snapshot::open(&config, &source.topic, Some(&start), TIMEOUT)?;
     let producer: FutureProducer = kafka
         .client_config(&[
             ("client.id", "pubsubkafka-dlq-replay"),
@@ -284,14 +290,15 @@ pub async fn replay(
         ])
         .create()?;
     let mut summary = ReplaySummary {
-        read: messages.len(),
         dry_run: args.dry_run,
         ..ReplaySummary::default()
     };
     let pace = Duration::from_secs_f64(1.0 / args.rate);
     let mut blocked: std::collections::HashSet<i32> = Default::default();
     let mut last_progress = Instant::now();
-    for (n, m) in messages.iter().enumerate() {
+    for m in messages {
+        let m = &m?;
+        summary.read += 1;
         if stop.is_cancelled() || blocked.contains(&m.partition()) {
             summary.deferred += 1;
             continue;
@@ -342,9 +349,11 @@ pub async fn replay(
                 tokio::time::sleep(pace.saturating_sub(paced.elapsed())).await;
             }
             summary.replayed += 1;
-            summary
-                .replayed_from
-                .push(format!("{}/{} -> {target}", m.partition(), m.offset()));
+            if summary.replayed_from.len() < MAX_LISTED {
+                summary
+                    .replayed_from
+                    .push(format!("{}/{} -> {target}", m.partition(), m.offset()));
+            }
             true
         };
         if done && !args.dry_run {
@@ -360,13 +369,8 @@ pub async fn replay(
         }
         if last_progress.elapsed() > Duration::from_secs(2) {
             eprintln!(
-                "progress: {}/{} read, {} replayed, {} parked, {} skipped, {} failed",
-                n + 1,
-                messages.len(),
-                summary.replayed,
-                summary.parked,
-                summary.skipped,
-                summary.failed
+                "progress: {} read, {} replayed, {} parked, {} skipped, {} failed",
+                summary.read, summary.replayed, summary.parked, summary.skipped, summary.failed
             );
             last_progress = Instant::now();
         }
