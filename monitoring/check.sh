@@ -39,6 +39,8 @@ exported = {
     "kafka_processing_duration_seconds_bucket", "kafka_end_to_end_latency_seconds_bucket",
     "kafka_consumer_circuit_open", "kafka_consumer_lag", "kafka_consumer_lag_seconds",
     "kafka_consumer_committed_offset", "kafka_topic_high_watermark", "kafka_consumer_group_members",
+    "kafka_dlq_reduced_total", "kafka_dlq_dropped_total", "http_connections_open",
+    "http_connections_refused_total", "http_connections_timed_out_total",
 }
 functions = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "le", "min", "avg", "count"}
 dashboard = json.load(open("monitoring/grafana/pubsubkafka.json"))
