@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use contract::redact::scrub;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
@@ -177,7 +178,11 @@ pub async fn process_batch(
         outcome.halted = Some(Halt::Outage(batch_error));
         return outcome;
     }
-    tracing::warn!(error = %batch_error, size = batch.len(), "batch failed; persisting one by one");
+    tracing::warn!(
+        error = %scrub(&batch_error.to_string()),
+        size = batch.len(),
+        "batch failed; persisting one by one"
+    );
     for (message, decoded) in batch.iter().zip(decoded) {
         let handled = match decoded {
             Err(failure) => Handled {
@@ -247,13 +252,18 @@ async fn persist_with_retries(
                 verdict: Verdict::DeadLetter(Failure {
                     kind,
                     class,
-                    message: contract::redact::scrub(&error.to_string()),
+                    message: scrub(&error.to_string()),
                     retries,
                 }),
                 retries,
             });
         };
-        tracing::warn!(%error, retry = retries + 1, ?delay, "transient failure; retrying");
+        tracing::warn!(
+            error = %scrub(&error.to_string()),
+            retry = retries + 1,
+            ?delay,
+            "transient failure; retrying"
+        );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return Err(Halt::Stopping),
