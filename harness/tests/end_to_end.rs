@@ -71,12 +71,20 @@ impl Stack {
 
     async fn start_on(broker: Broker, db: TestDatabase, db_url: Option<String>) -> Self {
         let url = db_url.unwrap_or_else(|| db.url.clone());
-        let mut consumer = Service::start(
-            "consumer",
-            "CONSUMER_HTTP_ADDR",
-            &consumer_env(&broker, &url),
-        );
-        let mut producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env(&broker));
+        let consumer = consumer_env(&broker, &url);
+        let producer = producer_env(&broker);
+        Self::launch(db, broker, &consumer, &producer).await
+    }
+
+    /// Starts the services with these environments and waits until ready.
+    async fn launch(
+        db: TestDatabase,
+        broker: Broker,
+        consumer_env: &[(&str, String)],
+        producer_env: &[(&str, String)],
+    ) -> Self {
+        let mut consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", consumer_env);
+        let mut producer = Service::start("producer", "PRODUCER_HTTP_ADDR", producer_env);
         consumer.wait_ready("/readyz", READY).await;
         producer.wait_ready("/readyz", READY).await;
         Self {
@@ -274,15 +282,7 @@ async fn postgres_unavailable_for_a_while_dead_letters_nothing_and_all_persist_a
     tokio::time::sleep(Duration::from_millis(1000)).await;
     proxy.cut();
     println!("PostgreSQL cut off from the consumer");
-    let opened = wait_for_metric(
-        &stack.consumer,
-        "kafka_consumer_circuit_open",
-        &[],
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
-    println!("circuit opened after {opened:?}");
+    let opened = circuit_opened(&stack.consumer).await;
     assert!(opened.is_some(), "circuit open during the outage");
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
@@ -559,6 +559,20 @@ async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_me
     }
 }
 
+/// How long the consumer's circuit took to open (at most 30 s), if it did.
+async fn circuit_opened(consumer: &Service) -> Option<Duration> {
+    let opened = wait_for_metric(
+        consumer,
+        "kafka_consumer_circuit_open",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    println!("circuit opened after {opened:?}");
+    opened
+}
+
 /// Polls the service's `/metrics` until the samples of `name` with `labels`
 /// add up to at least `at_least`; how long it took.
 async fn wait_for_metric(
@@ -591,16 +605,8 @@ async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_pe
     env.push(("DB_TRANSACTION_TIMEOUT_MS", "3000".to_owned()));
     // The server's own bound must not end the wait: the client's must.
     env.push(("DB_LOCK_TIMEOUT_MS", "60000".to_owned()));
-    let consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", &env);
-    let producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env(&broker));
-    let mut stack = Stack {
-        db,
-        broker,
-        producer,
-        consumer,
-    };
-    stack.consumer.wait_ready("/readyz", READY).await;
-    stack.producer.wait_ready("/readyz", READY).await;
+    let producer = producer_env(&broker);
+    let stack = Stack::launch(db, broker, &env, &producer).await;
 
     // A statement in flight when the path goes dark: the consumer waits on
     // a row lock the test holds, then every answer is swallowed.
@@ -631,15 +637,7 @@ async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_pe
     let load =
         tokio::spawn(async move { post_orders(&url, 1000, 32, Duration::from_secs(120)).await });
 
-    let opened = wait_for_metric(
-        &stack.consumer,
-        "kafka_consumer_circuit_open",
-        &[],
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
-    println!("circuit opened after {opened:?}");
+    let opened = circuit_opened(&stack.consumer).await;
     assert!(
         opened.is_some(),
         "the circuit opens although the call never answers:\n{}",
@@ -807,16 +805,7 @@ async fn a_black_holed_broker_gives_503_within_the_bound_and_all_accepted_persis
     let db = TestDatabase::create().await;
     let mut consumer_env = consumer_env(&broker, &db.url);
     consumer_env.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
-    let consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", &consumer_env);
-    let producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env);
-    let mut stack = Stack {
-        db,
-        broker,
-        producer,
-        consumer,
-    };
-    stack.consumer.wait_ready("/readyz", READY).await;
-    stack.producer.wait_ready("/readyz", READY).await;
+    let stack = Stack::launch(db, broker, &consumer_env, &producer_env).await;
     let url = stack.producer.url("/orders");
     let load =
         tokio::spawn(async move { post_orders(&url, 3000, 8, Duration::from_secs(150)).await });

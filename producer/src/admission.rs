@@ -16,7 +16,8 @@ use governor::clock::{Clock, DefaultClock};
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The trimmed text of header `name`, if present, readable and not empty.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -18,6 +18,7 @@ use tracing::Span;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::admission::header_text;
 use crate::error::{ApiError, ErrorBody};
 use crate::publish::Publisher;
 
@@ -68,14 +69,6 @@ pub struct AcceptedUser {
     /// Always `accepted`.
     #[schema(example = "accepted")]
     pub status: &'static str,
-}
-
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// The `Idempotency-Key`, if the client sent a usable one.

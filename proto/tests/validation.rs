@@ -269,18 +269,23 @@ fn metadata(event_type: &str, version: u32) -> EventMetadata {
     }
 }
 
-#[test]
-fn valid_orders_become_events_whose_totals_add_up() {
+/// The event of the example body with a second item (three at 0.10).
+fn two_item_event() -> contract::OrderEvent {
     let mut body = order_body();
     body["items"]
         .as_array_mut()
         .unwrap()
         .push(json!({"sku": "SKU-2", "name": "Gadget", "quantity": 3, "unit_price": "0.10"}));
     let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
-    let event = request
+    request
         .validate()
         .unwrap()
-        .into_event(Uuid::new_v4(), metadata("order.created", 2));
+        .into_event(Uuid::new_v4(), metadata("order.created", 2))
+}
+
+#[test]
+fn valid_orders_become_events_whose_totals_add_up() {
+    let event = two_item_event();
     assert_eq!(event.totals.subtotal, Decimal::new(4028, 2));
     assert_eq!(event.totals.item_count, 5);
     assert_eq!(event.items[1].line_total, Decimal::new(30, 2));
@@ -331,16 +336,7 @@ fn user_rules() {
 
 #[test]
 fn the_consumer_rechecks_every_figure_and_id_of_an_event() {
-    let mut body = order_body();
-    body["items"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"sku": "SKU-2", "name": "Gadget", "quantity": 3, "unit_price": "0.10"}));
-    let request: CreateOrderRequest = parse_json(&serde_json::to_vec(&body).unwrap()).unwrap();
-    let event = request
-        .validate()
-        .unwrap()
-        .into_event(Uuid::new_v4(), metadata("order.created", 2));
+    let event = two_item_event();
     validation::order_event(&event).expect("a built event is valid");
 
     type Tamper = Box<dyn Fn(&mut contract::OrderEvent)>;

@@ -65,6 +65,29 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Posts the example order; the status it got.
+    pub async fn post_order(&self) -> u16 {
+        self.post("/orders")
+            .json(&order_body())
+            .send()
+            .await
+            .expect("POST /orders")
+            .status()
+            .as_u16()
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(self.url(path))
