@@ -32,6 +32,11 @@ pub struct SessionLimits {
 pub fn pool(url: &str, max_connections: u32, limits: SessionLimits) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     let ms = |d: Duration| format!("{}ms", d.as_millis());
+    // sqlx sets no TCP keepalive or user timeout on its sockets; the
+    // server's side of each connection gets them instead, so that it drops a
+    // client that vanished (within about a minute, not the kernel's hours)
+    // and with it whatever that session held. The client's side is bounded
+    // by the deadlines of `persist::Store`.
     let options = options.application_name("pubsubkafka-consumer").options([
         ("statement_timeout", ms(limits.statement)),
         ("lock_timeout", ms(limits.lock)),
@@ -39,6 +44,10 @@ pub fn pool(url: &str, max_connections: u32, limits: SessionLimits) -> Result<Pg
             "idle_in_transaction_session_timeout",
             ms(limits.idle_in_transaction),
         ),
+        ("tcp_keepalives_idle", "30".to_owned()),
+        ("tcp_keepalives_interval", "10".to_owned()),
+        ("tcp_keepalives_count", "3".to_owned()),
+        ("tcp_user_timeout", ms(limits.idle_in_transaction)),
     ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)

@@ -64,3 +64,35 @@ async fn event_store_refuses_updates_and_deletes() {
     assert!(duplicate_pk.is_err(), "event ids are unique");
     db.drop().await;
 }
+
+#[tokio::test]
+async fn consumer_sessions_carry_their_server_side_bounds() {
+    let db = support::TestDatabase::create().await;
+    let pool = consumer::db::pool(
+        &db.url,
+        1,
+        consumer::db::SessionLimits {
+            statement: std::time::Duration::from_millis(1234),
+            lock: std::time::Duration::from_millis(567),
+            idle_in_transaction: std::time::Duration::from_millis(8910),
+        },
+    )
+    .expect("pool");
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings WHERE name IN
+           ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+            'tcp_keepalives_idle', 'tcp_user_timeout') ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("settings");
+    let got: std::collections::BTreeMap<_, _> = settings.into_iter().collect();
+    assert_eq!(got["statement_timeout"], "1234");
+    assert_eq!(got["lock_timeout"], "567");
+    assert_eq!(got["idle_in_transaction_session_timeout"], "8910");
+    assert_eq!(got["tcp_user_timeout"], "8910");
+    // Keepalives apply to TCP connections only (the test URL is TCP).
+    assert_eq!(got["tcp_keepalives_idle"], "30");
+    pool.close().await;
+    db.drop().await;
+}
