@@ -280,4 +280,93 @@ mod tests {
         );
         assert_eq!(class(&m), "unsupported_schema_version");
     }
+
+    fn raw_message(
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+        headers: &[(String, Option<Vec<u8>>)],
+    ) -> OwnedMessage {
+        let mut h = OwnedHeaders::new();
+        for (name, value) in headers {
+            h = h.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        OwnedMessage::new(
+            payload,
+            key,
+            "orders".to_owned(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(h),
+        )
+    }
+
+    fn header_value() -> impl proptest::strategy::Strategy<Value = Option<Vec<u8>>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Some),
+            "[ -~]{4,24}".prop_map(|v| Some(v.into_bytes())),
+            prop_oneof![
+                Just("application/json"),
+                Just("application/avro"),
+                Just("application/x-protobuf"),
+                Just("order.created"),
+                Just("user.registered"),
+                Just("2"),
+                Just("99999999999"),
+                Just("-1"),
+            ]
+            .prop_map(|v| Some(v.as_bytes().to_vec())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the key, value and headers (repeated, absent, not
+        /// UTF-8, absurd), the consumer's reading of a message returns an
+        /// answer whose text quotes none of the header values it was given.
+        #[test]
+        fn any_message_is_read_or_refused_cleanly(
+            key in proptest::option::of(proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..64)),
+            payload in proptest::option::of(proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..512)),
+            headers in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("content-type".to_owned()),
+                        proptest::strategy::Just("event-type".to_owned()),
+                        proptest::strategy::Just("schema-version".to_owned()),
+                        proptest::strategy::Just("content-fingerprint".to_owned()),
+                        "[a-z-]{1,12}",
+                    ],
+                    header_value(),
+                ),
+                0..8,
+            ),
+        ) {
+            let m = raw_message(key, payload, &headers);
+            for domain in [Domain::Orders, Domain::Users] {
+                if let Err(rejection) = decode(&m, domain) {
+                    let failure = crate::failure::Failure::permanent(rejection.class(), &rejection);
+                    for (_, value) in &headers {
+                        if let Some(v) = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
+                            // The contract's own names may be named back.
+                            let known = [ORDER_CREATED, USER_REGISTERED]
+                                .into_iter()
+                                .chain(contract::Format::ALL.map(|f| f.content_type()))
+                                .any(|k| k == v);
+                            if v.len() > 3 && !known && !v.bytes().all(|b| b.is_ascii_digit()) {
+                                proptest::prop_assert!(
+                                    !failure.message.contains(v),
+                                    "{v:?} quoted in {}", failure.message
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
