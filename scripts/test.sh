@@ -14,6 +14,9 @@ section "PostgreSQL on 127.0.0.1:5432"
 section "formatting"
 cargo fmt --all --check
 
+section "lints (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 section "Tansu broker for the end-to-end suite"
 ./scripts/install-tansu.sh
 

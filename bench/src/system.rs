@@ -21,6 +21,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {
         ticks as f64

@@ -1,4 +1,5 @@
 //! Kafka -> PostgreSQL: the consumer-group service.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod circuit;
 pub mod config;

@@ -1,3 +1,5 @@
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use anyhow::Context;
 use consumer::{Application, ConsumerConfig};
 use platform::Env;

@@ -2,7 +2,7 @@
 //! over HTTP, stopped with SIGTERM or killed with SIGKILL, restarted with
 //! the same settings. Their output goes to a log file the test can read.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +26,17 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Sends `signal` (such as `libc::SIGINT`) to `child`.
+pub fn signal(child: &Child, signal: i32) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
 }
 
 /// A service process.
@@ -164,12 +175,7 @@ impl Service {
     /// not exit in time (then it is killed).
     pub fn sigterm(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: kill(2) with a pid we spawned and still own.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
+        signal(&child, libc::SIGTERM);
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -226,9 +232,4 @@ impl Drop for Service {
             eprintln!("--- {} output ---\n{}", self.name, self.log_tail(60));
         }
     }
-}
-
-/// Opens a file for appending (shared by services' logs).
-pub fn append(path: &std::path::Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }

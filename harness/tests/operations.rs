@@ -321,10 +321,7 @@ async fn an_interrupted_replay_resumes_without_duplicates() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    // SAFETY: kill(2) on the child we spawned.
-    unsafe {
-        libc::kill(slow.id() as i32, libc::SIGINT);
-    }
+    harness::process::signal(&slow, libc::SIGINT);
     let interrupted = slow.wait_with_output().unwrap();
     let first = json(&interrupted);
     assert!(

@@ -1,5 +1,6 @@
 //! The operator tool `pubsubkafka`: the local stack, dead-letter handling and
 //! consumer lag.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dead_letters;
 pub mod dev;

@@ -2,6 +2,7 @@
 //! configuration from the environment, telemetry (JSON logs, traces, the
 //! Prometheus registry), Kafka client settings, the health/metrics HTTP
 //! routes and the shutdown signal.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
 pub mod http;

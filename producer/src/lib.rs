@@ -1,4 +1,5 @@
 //! HTTP -> Kafka: the stateless producer service.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admission;
 pub mod config;

@@ -68,11 +68,13 @@ fn define(schema: &Schema, names: &mut HashMap<Name, Schema>) {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "the sources are compiled in and covered by tests: a parse failure is a bug in this crate, not bad input"
+)]
 fn compile_all(sources: &[&str]) -> Vec<Compiled> {
     sources
         .iter()
-        // The sources are compiled in and covered by tests: a parse failure is
-        // a bug in this crate, not bad input.
         .map(|s| Schema::parse_str(s).expect("compiled-in Avro schema parses"))
         .map(|schema| {
             let mut names = HashMap::new();

@@ -5,6 +5,7 @@
 //! Avro), the validation rules shared by the HTTP edge and the consumer
 //! ([`validation`], [`request`]), and the schema-evolution check
 //! ([`compat`]).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 pub mod avro;

@@ -37,6 +37,7 @@ fn note(grow: usize, shrink: usize) {
 
 // SAFETY: every call is forwarded to the system allocator unchanged; the
 // bookkeeping only touches thread-local counters, which never allocate.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size(), 0);
