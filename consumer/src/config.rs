@@ -3,13 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use contract::topics;
+use contract::topics::{self, Domains};
 use platform::kafka::KafkaSettings;
 use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
-use crate::process::Topics;
 use crate::retry::RetryPolicy;
 
 /// Everything the consumer service needs to start.
@@ -28,7 +27,7 @@ pub struct ConsumerConfig {
     /// `<topic>-dlq`.
     pub topics: Vec<String>,
     /// `ORDERS_TOPIC` and `USERS_TOPIC`: which domain each topic carries.
-    pub domains: Topics,
+    pub domains: Domains,
     /// `DATABASE_URL`.
     pub database_url: String,
     /// `DB_POOL_SIZE`.
@@ -77,7 +76,7 @@ impl ConsumerConfig {
                 "a PostgreSQL URL such as postgres://user@host:5432/db",
             ));
         }
-        let domains = Topics {
+        let domains = Domains {
             orders: env.string("ORDERS_TOPIC", topics::ORDERS),
             users: env.string("USERS_TOPIC", topics::USERS),
         };

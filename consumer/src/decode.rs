@@ -1,83 +1,16 @@
 //! From a Kafka message to a valid domain event, or the permanent reason it
-//! can never become one. Nothing here touches the database.
+//! can never become one: the envelope read by the contract's one reader,
+//! the value decoded by it, then the event's rules, its key and its
+//! fingerprint checked. Nothing here touches the database.
 
-use chrono::{DateTime, Utc};
-use contract::fingerprint::{self, Fingerprint};
-use contract::model::{ORDER_CREATED, USER_REGISTERED};
-use contract::{
-    headers, DecodeError, EventCodec, Format, Keyed, OrderEvent, UserEvent, ValidationErrors,
-};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use contract::fingerprint::Fingerprint;
+use contract::{DecodeError, Envelope, Format, ValidationErrors};
+use platform::kafka::header;
+use rdkafka::message::{Message, OwnedMessage};
+
+pub use contract::{Domain, DomainEvent};
 
 use crate::failure::FailureClass;
-
-/// What a topic carries: the consumer knows each topic's domain from its
-/// configuration and refuses events of the other one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Domain {
-    /// Order events.
-    Orders,
-    /// User events.
-    Users,
-}
-
-impl Domain {
-    /// The event type of this domain's events.
-    pub fn event_type(self) -> &'static str {
-        match self {
-            Domain::Orders => ORDER_CREATED,
-            Domain::Users => USER_REGISTERED,
-        }
-    }
-}
-
-/// A decoded, valid event.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DomainEvent {
-    /// From the orders topic.
-    Order(OrderEvent),
-    /// From the users topic.
-    User(UserEvent),
-}
-
-impl DomainEvent {
-    /// The event's metadata.
-    pub fn metadata(&self) -> &contract::EventMetadata {
-        match self {
-            DomainEvent::Order(e) => &e.metadata,
-            DomainEvent::User(e) => &e.metadata,
-        }
-    }
-
-    /// `order_id` or `user_id`.
-    pub fn aggregate_id(&self) -> String {
-        match self {
-            DomainEvent::Order(e) => e.key(),
-            DomainEvent::User(e) => e.key(),
-        }
-    }
-
-    /// Its domain.
-    pub fn domain(&self) -> Domain {
-        match self {
-            DomainEvent::Order(_) => Domain::Orders,
-            DomainEvent::User(_) => Domain::Users,
-        }
-    }
-
-    /// When the producer accepted it.
-    pub fn occurred_at(&self) -> DateTime<Utc> {
-        self.metadata().occurred_at
-    }
-
-    /// The fingerprint of its content.
-    pub fn fingerprint(&self) -> Fingerprint {
-        match self {
-            DomainEvent::Order(e) => fingerprint::order(e),
-            DomainEvent::User(e) => fingerprint::user(e),
-        }
-    }
-}
 
 /// A valid event and what reading it taught.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,23 +27,12 @@ pub struct Decoded {
 /// texts name fields and rules, never values from the message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
-    /// The value cannot be decoded.
+    /// The envelope or the value cannot be read.
     #[error("cannot decode: {0}")]
     Decode(#[from] DecodeError),
     /// The event breaks a rule.
     #[error("invalid event: {0}")]
     Invalid(ValidationErrors),
-    /// The `event-type` header names no event this consumer knows.
-    #[error("unknown event type {0:?}")]
-    UnknownEventType(String),
-    /// The event belongs on another topic.
-    #[error("a {found} event on a topic of {expected} events")]
-    EventTypeMismatch {
-        /// The event's type.
-        found: &'static str,
-        /// The type the topic carries.
-        expected: &'static str,
-    },
     /// The Kafka key is not the event's id, so per-key order is not assured.
     #[error("the message key is not the event's id")]
     KeyMismatch,
@@ -123,91 +45,42 @@ impl Rejection {
     /// `dlq-error-class`.
     pub fn class(&self) -> FailureClass {
         match self {
-            Rejection::Decode(DecodeError::UnsupportedContentType(_)) => {
-                FailureClass::UnsupportedContentType
-            }
-            Rejection::Decode(DecodeError::UnsupportedSchemaVersion { .. }) => {
-                FailureClass::UnsupportedSchemaVersion
-            }
-            Rejection::Decode(DecodeError::MissingHeader(_)) => FailureClass::MissingHeader,
-            Rejection::Decode(_) => FailureClass::Decode,
+            Rejection::Decode(e) => match e {
+                DecodeError::UnsupportedContentType(_) => FailureClass::UnsupportedContentType,
+                DecodeError::UnsupportedSchemaVersion { .. } => {
+                    FailureClass::UnsupportedSchemaVersion
+                }
+                DecodeError::MissingHeader(_) => FailureClass::MissingHeader,
+                DecodeError::UnknownEventType(_) => FailureClass::UnknownEventType,
+                DecodeError::EventTypeMismatch { .. } => FailureClass::EventTypeMismatch,
+                _ => FailureClass::Decode,
+            },
             Rejection::Invalid(_) => FailureClass::Validation,
-            Rejection::UnknownEventType(_) => FailureClass::UnknownEventType,
-            Rejection::EventTypeMismatch { .. } => FailureClass::EventTypeMismatch,
             Rejection::KeyMismatch => FailureClass::KeyMismatch,
             Rejection::FingerprintMismatch => FailureClass::FingerprintMismatch,
         }
     }
 }
 
-/// The UTF-8 value of header `name`, if present.
-pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The event type a message claims: its `event-type` header, or, without
-/// one, the type its topic carries.
-fn event_type(message: &OwnedMessage, domain: Domain) -> Result<&'static str, Rejection> {
-    let Some(claimed) = header(message, headers::EVENT_TYPE) else {
-        return Ok(domain.event_type());
-    };
-    let known = [ORDER_CREATED, USER_REGISTERED]
-        .into_iter()
-        .find(|t| *t == claimed)
-        .ok_or_else(|| Rejection::UnknownEventType(claimed.to_owned()))?;
-    if known != domain.event_type() {
-        return Err(Rejection::EventTypeMismatch {
-            found: known,
-            expected: domain.event_type(),
-        });
-    }
-    Ok(known)
-}
-
 /// Decodes and validates one message read from a topic of `domain`.
 pub fn decode(message: &OwnedMessage, domain: Domain) -> Result<Decoded, Rejection> {
     let payload = message.payload().ok_or(DecodeError::Empty)?;
-    let content_type = header(message, headers::CONTENT_TYPE)
-        .ok_or(DecodeError::MissingHeader(headers::CONTENT_TYPE))?;
-    let format = Format::from_content_type(content_type)?;
-    let event_type = event_type(message, domain)?;
-    let version = |name: &'static str, latest: u32| -> Result<u32, DecodeError> {
-        match header(message, headers::SCHEMA_VERSION) {
-            None => Ok(latest),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| DecodeError::unsupported_version(name, v, latest)),
-        }
-    };
-    let event = if event_type == ORDER_CREATED {
-        let version = version(OrderEvent::NAME, OrderEvent::SCHEMA_VERSION)?;
-        let event = OrderEvent::decode(payload, format, version)?;
-        contract::validation::order_event(&event).map_err(Rejection::Invalid)?;
-        DomainEvent::Order(event)
-    } else {
-        let version = version(UserEvent::NAME, UserEvent::SCHEMA_VERSION)?;
-        let event = UserEvent::decode(payload, format, version)?;
-        contract::validation::user_event(&event).map_err(Rejection::Invalid)?;
-        DomainEvent::User(event)
-    };
+    let envelope = Envelope::read(|name| header(message, name), Some(domain))?;
+    let event = envelope.decode(payload)?;
+    event.validate().map_err(Rejection::Invalid)?;
     if message.key() != Some(event.aggregate_id().as_bytes()) {
         return Err(Rejection::KeyMismatch);
     }
     let fingerprint = event.fingerprint();
-    if let Some(claimed) = header(message, headers::CONTENT_FINGERPRINT) {
-        if claimed != fingerprint.as_str() {
-            return Err(Rejection::FingerprintMismatch);
-        }
+    if envelope
+        .fingerprint
+        .is_some_and(|claimed| claimed != fingerprint.as_str())
+    {
+        return Err(Rejection::FingerprintMismatch);
     }
     Ok(Decoded {
         event,
-        format,
+        format: envelope.format,
         fingerprint,
     })
 }
@@ -353,7 +226,8 @@ mod tests {
                     for (_, value) in &headers {
                         if let Some(v) = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
                             // The contract's own names may be named back.
-                            let known = [ORDER_CREATED, USER_REGISTERED]
+                            let known = Domain::ALL
+                                .map(Domain::event_type)
                                 .into_iter()
                                 .chain(contract::Format::ALL.map(|f| f.content_type()))
                                 .any(|k| k == v);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::decode::Domain;
+use contract::Domain;
 
 /// Who an event is: what the batch logic compares.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-use crate::decode::{Decoded, Domain, DomainEvent};
+use contract::{Domain, DomainEvent};
+
+use crate::decode::Decoded;
 use crate::identity::{self, Conflict, Decision, Identity, Known};
 use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
 

@@ -10,7 +10,9 @@ use contract::redact::scrub;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::{self, Decoded, Domain};
+use contract::topics::Domains;
+
+use crate::decode::{self, Decoded};
 use crate::failure::{ErrorKind, Failure, FailureClass};
 use crate::persist::{Outcome, PersistError, PersistErrorKind, Persistable, Store};
 use crate::retry::RetryPolicy;
@@ -78,29 +80,7 @@ pub enum Halt {
     Stopping,
 }
 
-/// Which domain each topic carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    /// The order events topic.
-    pub orders: String,
-    /// The user events topic.
-    pub users: String,
-}
-
-impl Topics {
-    /// The domain of `topic`, if it is one of ours.
-    pub fn domain(&self, topic: &str) -> Option<Domain> {
-        if topic == self.orders {
-            Some(Domain::Orders)
-        } else if topic == self.users {
-            Some(Domain::Users)
-        } else {
-            None
-        }
-    }
-}
-
-fn decode_message(message: &OwnedMessage, topics: &Topics) -> Result<Decoded, Failure> {
+fn decode_message(message: &OwnedMessage, topics: &Domains) -> Result<Decoded, Failure> {
     let Some(domain) = topics.domain(message.topic()) else {
         return Err(Failure::permanent(
             FailureClass::EventTypeMismatch,
@@ -139,7 +119,7 @@ async fn is_outage(store: &impl EventStore, error: &PersistError) -> bool {
 pub async fn process_batch(
     store: &impl EventStore,
     policy: RetryPolicy,
-    topics: &Topics,
+    topics: &Domains,
     batch: &[&OwnedMessage],
     stop: &CancellationToken,
 ) -> BatchOutcome {

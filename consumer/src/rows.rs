@@ -9,7 +9,6 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::decode::DomainEvent;
 use crate::persist::{classify, PersistError, Persistable};
 
 /// A `u32` of the contract as a PostgreSQL `integer`.
@@ -59,10 +58,8 @@ impl EventRows {
     pub fn push(&mut self, p: &Persistable<'_>) -> Result<(), PersistError> {
         let event = &p.decoded.event;
         let meta = event.metadata();
-        self.payload.push(match event {
-            DomainEvent::Order(e) => json(e)?,
-            DomainEvent::User(e) => json(e)?,
-        });
+        self.payload
+            .push(event.to_json().map_err(PersistError::permanent)?);
         self.event_id.push(meta.event_id);
         self.event_type.push(meta.event_type.clone());
         self.aggregate_id.push(event.aggregate_id());

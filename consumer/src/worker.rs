@@ -26,7 +26,9 @@ use crate::failure::FailureClass;
 use crate::metrics::{ConsumerMetrics, Outcome};
 use crate::offsets;
 use crate::persist::Store;
-use crate::process::{process_batch, Halt, Handled, Topics, Verdict};
+use contract::topics::Domains;
+
+use crate::process::{process_batch, Halt, Handled, Verdict};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 
@@ -47,7 +49,7 @@ pub struct Worker {
     /// Transient-failure retries.
     pub policy: RetryPolicy,
     /// Which domain each topic carries.
-    pub topics: Topics,
+    pub topics: Domains,
     /// Most messages per transaction.
     pub batch_size: usize,
     /// Longest wait to fill a batch.
@@ -83,7 +85,7 @@ fn received(message: OwnedMessage) -> Received {
         trace_id = tracing::field::Empty,
     );
     platform::trace::continue_from(&span, |name| {
-        crate::decode::header(&message, name).map(str::to_owned)
+        platform::kafka::header(&message, name).map(str::to_owned)
     });
     let trace_id = platform::trace::ids(&span).map(|(trace_id, _)| trace_id);
     if let Some(trace_id) = &trace_id {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use contract::Format;
+use contract::{Domain, Format};
 use harness::events::{
     headers_for, order_event, order_message, user_event, user_message, Outgoing,
 };
@@ -102,14 +102,11 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
     tampered_totals.totals.subtotal = rust_decimal::Decimal::ONE;
     let mut wrong_key = order_message(&order_event(102), Format::Protobuf);
     wrong_key.key = b"someone-else".to_vec();
-    let mut no_content_type = valid(103);
-    no_content_type.headers.retain(|(k, _)| k != "content-type");
-    let mut xml = valid(104);
-    xml.headers[0].1 = "application/xml".into();
-    let mut future_avro = order_message(&order_event(105), Format::Avro);
-    future_avro.headers[1].1 = "9".into();
-    let mut unknown_type = valid(106);
-    unknown_type.headers[2].1 = "order.teleported".into();
+    let no_content_type = valid(103).without_header("content-type");
+    let xml = valid(104).with_header("content-type", "application/xml");
+    let future_avro =
+        order_message(&order_event(105), Format::Avro).with_header("schema-version", "9");
+    let unknown_type = valid(106).with_header("event-type", "order.teleported");
     let mut bad_user = user_message(&user_event(107), Format::Json);
     bad_user.value = br#"{"not": "a user"}"#.to_vec();
     bad_user.partition = Some(1);
@@ -129,7 +126,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
             on_partition(
                 Outgoing {
                     value: vec![0xff, 0x00, 0x13],
-                    headers: headers_for(Format::Protobuf, "order.created", 2),
+                    headers: headers_for(Format::Protobuf, Domain::Orders, 2),
                     ..valid(111)
                 },
                 0,
@@ -154,7 +151,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
             on_partition(
                 Outgoing {
                     value: harness::events::avro_item_count_bomb(),
-                    headers: headers_for(Format::Avro, "order.created", 2),
+                    headers: headers_for(Format::Avro, Domain::Orders, 2),
                     ..valid(112)
                 },
                 0,

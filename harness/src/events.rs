@@ -2,7 +2,8 @@
 //! built through the contract, and the raw form tests tamper with.
 
 use chrono::Utc;
-use contract::{EventCodec, Format, OrderEvent, UserEvent};
+use contract::request::Intake;
+use contract::{Domain, Envelope, Event, EventCodec, Format, OrderEvent, UserEvent};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use uuid::Uuid;
@@ -30,6 +31,21 @@ impl Outgoing {
         headers
     }
 
+    /// The message with header `name` set to `value` (added if absent).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        match self.headers.iter_mut().find(|(k, _)| k == name) {
+            Some(header) => header.1 = value.to_owned(),
+            None => self.headers.push((name.to_owned(), value.to_owned())),
+        }
+        self
+    }
+
+    /// The message without header `name`.
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(k, _)| k != name);
+        self
+    }
+
     /// The message as a record to send, with its headers and partition.
     pub fn record(&self) -> BaseRecord<'_, Vec<u8>, Vec<u8>> {
         let record = BaseRecord::to(&self.topic)
@@ -43,13 +59,29 @@ impl Outgoing {
     }
 }
 
-pub fn headers_for(format: Format, event_type: &str, version: u32) -> Vec<(String, String)> {
-    vec![
-        ("content-type".into(), format.content_type().into()),
-        ("schema-version".into(), version.to_string()),
-        ("event-type".into(), event_type.into()),
-        ("correlation-id".into(), "test".into()),
-    ]
+/// The headers of an event of `domain` written in `format` with schema
+/// `version`, as the contract's envelope writes them (no fingerprint).
+pub fn headers_for(format: Format, domain: Domain, version: u32) -> Vec<(String, String)> {
+    Envelope {
+        format,
+        domain,
+        schema_version: version,
+        correlation_id: Some("test".into()),
+        fingerprint: None,
+    }
+    .headers()
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The headers `event` is published with in `format` (its fingerprint too).
+fn envelope_of<E: Event>(event: &E, format: Format) -> Vec<(String, String)> {
+    Envelope::of(event, format)
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 pub fn order_event(n: usize) -> OrderEvent {
@@ -61,11 +93,12 @@ pub fn order_event(n: usize) -> OrderEvent {
         "currency": "EUR"
     }))
     .expect("request");
-    let order_id = Uuid::new_v4();
+    // Ids as the producer derives them, for an order with a client id.
+    let ids = contract::ids::derive(Domain::Orders, Some(Uuid::new_v4()), None);
     request.validate().expect("valid").into_event(
-        order_id,
+        ids.aggregate,
         contract::EventMetadata {
-            event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, order_id.as_bytes()),
+            event_id: ids.event,
             event_type: "order.created".into(),
             schema_version: 2,
             occurred_at: Utc::now(),
@@ -102,7 +135,7 @@ pub fn order_message(event: &OrderEvent, format: Format) -> Outgoing {
         partition: None,
         key: event.order_id.to_string().into_bytes(),
         value: event.encode(format).expect("encode"),
-        headers: headers_for(format, "order.created", 2),
+        headers: envelope_of(event, format),
     }
 }
 
@@ -112,7 +145,7 @@ pub fn user_message(event: &UserEvent, format: Format) -> Outgoing {
         partition: None,
         key: event.user_id.clone().into_bytes(),
         value: event.encode(format).expect("encode"),
-        headers: headers_for(format, "user.registered", 1),
+        headers: envelope_of(event, format),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, TopicPartitionList};
@@ -96,12 +96,9 @@ pub fn read_topic(
     out
 }
 
+/// Header `name` of `m` as text (see `platform::kafka::header`).
 pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    platform::kafka::header(m, name).map(str::to_owned)
 }
 
 /// The offsets `group` has committed on each partition of `topic` (the

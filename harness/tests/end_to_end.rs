@@ -402,7 +402,7 @@ async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_
             ..valid(91)
         },
         Outgoing {
-            headers: headers_for(contract::Format::Avro, "order.created", 2),
+            headers: headers_for(contract::Format::Avro, contract::Domain::Orders, 2),
             value: b"not avro".to_vec(),
             ..valid(92)
         },

@@ -439,15 +439,14 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_dead_letters_are_listed_and_inspected_without_harm() {
     let broker = Tansu::start();
-    let mut bomb = dead_letter(0);
+    let mut bomb =
+        dead_letter(0).with_header("content-type", contract::Format::Avro.content_type());
     bomb.value = harness::events::avro_item_count_bomb();
-    bomb.headers[0].1 = contract::Format::Avro.content_type().into();
     // Written before error texts were scrubbed: it quotes a customer's name.
-    let mut leaky = dead_letter(1);
-    leaky.headers.push((
-        "dlq-error-message".into(),
-        r#"invalid type: string "Ada Lovelace", expected u32"#.into(),
-    ));
+    let leaky = dead_letter(1).with_header(
+        "dlq-error-message",
+        r#"invalid type: string "Ada Lovelace", expected u32"#,
+    );
     let mut letters = vec![bomb, leaky];
     letters.extend((2..40).map(dead_letter));
     publish_each(&broker.bootstrap, &letters);
@@ -495,5 +494,40 @@ async fn hostile_dead_letters_are_listed_and_inspected_without_harm() {
             .as_str()
             .is_some_and(|r| r.contains("items")),
         "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reads_a_dead_letter_as_the_consumer_read_it() {
+    let broker = Tansu::start();
+    // A user event without event-type: its original topic says what it is.
+    let user = harness::events::user_event(7);
+    let mut letter = harness::events::user_message(&user, contract::Format::Avro)
+        .without_header("event-type")
+        .with_header("dlq-original-topic", "users");
+    letter.topic = "users-dlq".into();
+    publish_each(&broker.bootstrap, std::slice::from_ref(&letter));
+    let at = read_topic(&broker.bootstrap, "users-dlq", 1, Duration::from_secs(5))
+        .into_iter()
+        .next()
+        .expect("the dead letter");
+    let inspected = tool(
+        &broker.bootstrap,
+        &[
+            "dlq",
+            "inspect",
+            "--topic",
+            "users-dlq",
+            "--partition",
+            &at.partition().to_string(),
+            "--offset",
+            &at.offset().to_string(),
+        ],
+    );
+    assert!(inspected.status.success(), "{inspected:?}");
+    let shown = json(&inspected);
+    assert_eq!(
+        shown["payload"]["decoded"]["user_id"], user.user_id,
+        "decoded as a user: {shown}"
     );
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contract::redact::scrub;
-use contract::{headers as h, EventCodec, Format, OrderEvent, UserEvent};
+use contract::topics::Domains;
+use contract::{headers as h, DecodeError, DomainEvent, Envelope};
+use platform::kafka::header;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -61,16 +63,6 @@ pub struct DeadLetter {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Header `name` of `message` as text.
-pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|x| x.key == name)
-        .and_then(|x| x.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 impl DeadLetter {
     /// Parses the `dlq-*` headers of `message`.
     pub fn of(message: &OwnedMessage) -> Self {
@@ -121,25 +113,16 @@ impl DeadLetter {
     }
 }
 
-/// The payload decoded by its `content-type`, as JSON; or why not.
-pub fn decode_payload(message: &OwnedMessage) -> Result<serde_json::Value, String> {
-    let payload = message.payload().ok_or("no payload")?;
-    let content_type = header(message, h::CONTENT_TYPE).ok_or("no content-type header")?;
-    let format = Format::from_content_type(&content_type).map_err(|e| e.to_string())?;
-    let event_type = header(message, h::EVENT_TYPE).unwrap_or_default();
-    let version = |latest: u32| {
-        header(message, h::SCHEMA_VERSION)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(latest)
-    };
-    let json = if event_type == contract::model::USER_REGISTERED {
-        UserEvent::decode(payload, format, version(UserEvent::SCHEMA_VERSION))
-            .map(serde_json::to_value)
-    } else {
-        OrderEvent::decode(payload, format, version(OrderEvent::SCHEMA_VERSION))
-            .map(serde_json::to_value)
-    };
-    json.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+/// The dead letter's value decoded as the consumer would have read it: by
+/// its envelope, the domain of its original topic standing for an absent
+/// `event-type`.
+pub fn decode_payload(
+    message: &OwnedMessage,
+    domains: &Domains,
+) -> Result<DomainEvent, DecodeError> {
+    let payload = message.payload().ok_or(DecodeError::Empty)?;
+    let topic_domain = header(message, h::DLQ_ORIGINAL_TOPIC).and_then(|t| domains.domain(t));
+    Envelope::read(|name| header(message, name), topic_domain)?.decode(payload)
 }
 
 /// Which dead letters a command applies to.

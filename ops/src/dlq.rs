@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use contract::headers as h;
+use contract::topics::Domains;
 use platform::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -148,6 +149,7 @@ pub fn print_listing(listing: &Listing) {
 /// `dlq inspect`: one dead letter in full, its payload decoded if possible.
 pub fn inspect(
     kafka: &KafkaSettings,
+    domains: &Domains,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -163,10 +165,10 @@ pub fn inspect(
             if m.offset() != offset {
                 break;
             }
-            let payload = match decode_payload(&m) {
+            let payload = match decode_payload(&m, domains) {
                 Ok(event) => serde_json::json!({"decoded": event}),
                 Err(reason) => serde_json::json!({
-                    "undecodable": reason,
+                    "undecodable": reason.to_string(),
                     "bytes": m.payload().map_or(0, <[u8]>::len),
                     "text": m.payload().map(|p| String::from_utf8_lossy(p).into_owned()),
                 }),
@@ -177,6 +179,17 @@ pub fn inspect(
     Err(DlqError::BadFilter(format!(
         "no message at {topic} partition {partition} offset {offset}"
     )))
+}
+
+/// Which topic carries which domain: `ORDERS_TOPIC` and `USERS_TOPIC`, as
+/// the services read them, so a dead letter without `event-type` is read as
+/// the consumer read it.
+pub fn domains(env: &platform::Env) -> Domains {
+    let defaults = Domains::default();
+    Domains {
+        orders: env.string("ORDERS_TOPIC", &defaults.orders),
+        users: env.string("USERS_TOPIC", &defaults.users),
+    }
 }
 
 /// Options of `dlq replay`.

@@ -129,7 +129,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             partition,
             offset,
         }) => {
-            print_json(&ops::dlq::inspect(&kafka()?, &topic, partition, offset)?)?;
+            let domains = ops::dlq::domains(&Env::from_process());
+            print_json(&ops::dlq::inspect(
+                &kafka()?,
+                &domains,
+                &topic,
+                partition,
+                offset,
+            )?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq(DlqCommand::Replay {

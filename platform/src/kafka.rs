@@ -81,6 +81,31 @@ impl KafkaSettings {
     }
 }
 
+/// The UTF-8 text of header `name` of `message` (the first, if repeated).
+pub fn header<'a, M: rdkafka::message::Message>(message: &'a M, name: &str) -> Option<&'a str> {
+    use rdkafka::message::Headers;
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Name/value pairs as Kafka headers, in order.
+pub fn owned_headers<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> rdkafka::message::OwnedHeaders {
+    pairs
+        .into_iter()
+        .fold(rdkafka::message::OwnedHeaders::new(), |headers, (k, v)| {
+            headers.insert(rdkafka::message::Header {
+                key: k.as_ref(),
+                value: Some(v.as_ref()),
+            })
+        })
+}
+
 /// `KAFKA_SASL_MECHANISM` -> `sasl.mechanism`.
 fn property_name(variable: &str) -> String {
     variable["KAFKA_".len()..]

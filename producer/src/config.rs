@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use contract::{topics, Format};
+use contract::topics::{self, Domains};
+use contract::Format;
 use platform::kafka::KafkaSettings;
 use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
@@ -24,10 +25,8 @@ pub struct ProducerConfig {
     pub kafka: KafkaSettings,
     /// `MESSAGE_FORMAT`: encoding of published values.
     pub format: Format,
-    /// Topic of order events.
-    pub orders_topic: String,
-    /// Topic of user events.
-    pub users_topic: String,
+    /// `ORDERS_TOPIC`, `USERS_TOPIC`: the topic of each domain.
+    pub topics: Domains,
     /// `PRODUCE_TIMEOUT_MS`: longest a request waits for the broker's
     /// acknowledgement before it answers 503.
     pub produce_timeout: Duration,
@@ -71,8 +70,10 @@ impl ProducerConfig {
             http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
             format,
-            orders_topic: env.string("ORDERS_TOPIC", topics::ORDERS),
-            users_topic: env.string("USERS_TOPIC", topics::USERS),
+            topics: Domains {
+                orders: env.string("ORDERS_TOPIC", topics::ORDERS),
+                users: env.string("USERS_TOPIC", topics::USERS),
+            },
             produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000, 100..=120_000)?,
             max_body_bytes: env.number("MAX_BODY_BYTES", 65_536, 1_024..=16 * 1024 * 1024)?,
             rate_limit: NonZeroU32::new(rps),
@@ -93,7 +94,7 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
         assert_eq!(c.format, Format::Json);
-        assert_eq!(c.orders_topic, "orders");
+        assert_eq!(c.topics.orders, "orders");
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert!(c.api_token.is_none());
     }

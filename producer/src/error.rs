@@ -43,7 +43,7 @@ pub enum ApiError {
     Unavailable(#[from] PublishError),
     /// 500: a bug; the details stay in the logs.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The JSON body of every error.
@@ -64,6 +64,12 @@ impl From<RequestError> for ApiError {
             RequestError::Malformed(reason) => ApiError::Malformed(reason),
             RequestError::Invalid(errors) => ApiError::Invalid(errors),
         }
+    }
+}
+
+impl From<contract::EncodeError> for ApiError {
+    fn from(e: contract::EncodeError) -> Self {
+        ApiError::Internal(Box::new(e))
     }
 }
 
@@ -98,7 +104,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         match &self {
-            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
+            ApiError::Internal(source) => {
+                tracing::error!(error = %source, "request failed")
+            }
             ApiError::Unavailable(e) => {
                 // Under load, a broker outage fails every request: one line
                 // per kind every ten seconds says it.

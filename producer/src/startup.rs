@@ -73,7 +73,7 @@ impl Application {
         let http_metrics = HttpMetrics::register(&registry)?;
         let connections = ConnectionMetrics::register(&registry)?;
         let publisher = Publisher::new(&config.kafka, config.produce_timeout, metrics)?;
-        check_credentials(&publisher, &config.orders_topic).await?;
+        check_credentials(&publisher, &config.topics.orders).await?;
 
         let limiter = config
             .rate_limit
@@ -81,8 +81,7 @@ impl Application {
         let state = Arc::new(AppState {
             publisher: publisher.clone(),
             format: config.format,
-            orders_topic: config.orders_topic.clone(),
-            users_topic: config.users_topic.clone(),
+            topics: config.topics.clone(),
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.http_limits.body_timeout,
             limiter,
@@ -90,7 +89,7 @@ impl Application {
         });
         let ready: ReadinessCheck = {
             let publisher = publisher.clone();
-            let topic = config.orders_topic.clone();
+            let topic = config.topics.orders.clone();
             Arc::new(move || {
                 let publisher = publisher.clone();
                 let topic = topic.clone();

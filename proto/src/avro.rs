@@ -18,7 +18,7 @@ use apache_avro::schema::{Name, Namespace, RecordSchema};
 use apache_avro::Schema;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::codec::{DecodeError, EncodeError};
+use crate::error::{DecodeError, EncodeError};
 use crate::redact::scrub;
 use crate::validation::MAX_ITEMS;
 
@@ -105,8 +105,8 @@ pub fn user_schema(version: u32) -> Option<&'static Compiled> {
 pub fn encode<T: Serialize>(value: &T, schema: &Schema) -> Result<Vec<u8>, EncodeError> {
     let datum = apache_avro::to_value(value)
         .and_then(|v| v.resolve(schema))
-        .map_err(|e| EncodeError::Avro(e.to_string()))?;
-    apache_avro::to_avro_datum(schema, datum).map_err(|e| EncodeError::Avro(e.to_string()))
+        .map_err(EncodeError::Avro)?;
+    apache_avro::to_avro_datum(schema, datum).map_err(EncodeError::Avro)
 }
 
 /// Decodes one datum written with `writer`, resolved into `reader`.

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use prost::Message as _;
 
 use crate::avro;
+use crate::error::{DecodeError, EncodeError};
 use crate::model::{OrderEvent, UserEvent, ORDER_SCHEMA_VERSION, USER_SCHEMA_VERSION};
 use crate::protobuf;
 use crate::redact::scrub;
@@ -77,68 +78,6 @@ impl FromStr for Format {
     }
 }
 
-/// Why a message value could not be read. Every variant is permanent: the same
-/// bytes will never decode, so the consumer dead-letters them at once. The
-/// texts carry no value from the message (see [`crate::redact`]): they go
-/// into logs and `dlq-error-message` headers.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The `content-type` header names no known format.
-    #[error("unsupported content type {0:?}: expected application/json, application/x-protobuf or application/avro")]
-    UnsupportedContentType(String),
-    /// A header the reader needs is absent or not UTF-8.
-    #[error("missing or unreadable header {0:?}")]
-    MissingHeader(&'static str),
-    /// The `schema-version` header is not a version this reader can decode.
-    #[error("unsupported {event} schema version {version}: this reader knows 1 to {latest}")]
-    UnsupportedSchemaVersion {
-        /// `order` or `user`.
-        event: &'static str,
-        /// The version the message claims (its text when it is a number,
-        /// else a description: header values are not echoed).
-        version: String,
-        /// The newest version this build knows.
-        latest: u32,
-    },
-    /// The message has no value (a tombstone).
-    #[error("message has no value")]
-    Empty,
-    /// Not well-formed JSON, or JSON of the wrong shape.
-    #[error("malformed JSON at {path}: {reason}")]
-    Json {
-        /// Path of the offending element (`.` for the document).
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// Not a well-formed Protobuf message.
-    #[error("malformed Protobuf: {0}")]
-    Protobuf(String),
-    /// Not a well-formed Avro datum of the writer schema.
-    #[error("malformed Avro: {0}")]
-    Avro(String),
-    /// Well-formed, but a field does not hold a value of its type.
-    #[error("field {path}: {reason}")]
-    Field {
-        /// Path of the offending field.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-/// Why an event could not be encoded (a bug, not bad input: the model always
-/// fits its own schema).
-#[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
-    /// JSON serialisation failed.
-    #[error("JSON encoding failed: {0}")]
-    Json(String),
-    /// The value does not fit the Avro schema.
-    #[error("Avro encoding failed: {0}")]
-    Avro(String),
-}
-
 /// An event that can be written and read in every [`Format`].
 pub trait EventCodec: Sized {
     /// `order` or `user`.
@@ -154,7 +93,7 @@ pub trait EventCodec: Sized {
 }
 
 fn json_encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    serde_json::to_vec(value).map_err(|e| EncodeError::Json(e.to_string()))
+    serde_json::to_vec(value).map_err(EncodeError::Json)
 }
 
 fn json_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -173,22 +112,6 @@ fn unsupported(event: &'static str, version: u32, latest: u32) -> DecodeError {
     DecodeError::unsupported_version(event, &version.to_string(), latest)
 }
 
-impl DecodeError {
-    /// `schema-version` `raw` is not one this reader decodes.
-    pub fn unsupported_version(event: &'static str, raw: &str, latest: u32) -> Self {
-        let numeric = !raw.is_empty() && raw.len() <= 10 && raw.bytes().all(|b| b.is_ascii_digit());
-        DecodeError::UnsupportedSchemaVersion {
-            event,
-            version: if numeric {
-                raw.to_owned()
-            } else {
-                "(not a number)".to_owned()
-            },
-            latest,
-        }
-    }
-}
-
 impl EventCodec for OrderEvent {
     const NAME: &'static str = "order";
     const SCHEMA_VERSION: u32 = ORDER_SCHEMA_VERSION;
@@ -199,9 +122,7 @@ impl EventCodec for OrderEvent {
             Format::Protobuf => Ok(protobuf::v2::OrderEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::order_schema(Self::SCHEMA_VERSION) {
                 Some(schema) => avro::encode(self, schema.schema()),
-                None => Err(EncodeError::Avro(
-                    "no schema for the current version".into(),
-                )),
+                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
             },
         }
     }
@@ -242,9 +163,7 @@ impl EventCodec for UserEvent {
             Format::Protobuf => Ok(protobuf::v2::UserEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::user_schema(Self::SCHEMA_VERSION) {
                 Some(schema) => avro::encode(self, schema.schema()),
-                None => Err(EncodeError::Avro(
-                    "no schema for the current version".into(),
-                )),
+                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
             },
         }
     }

@@ -11,7 +11,11 @@
 pub mod avro;
 pub mod codec;
 pub mod compat;
+pub mod envelope;
+pub mod error;
+pub mod event;
 pub mod fingerprint;
+pub mod ids;
 pub mod model;
 pub mod money;
 pub mod protobuf;
@@ -19,10 +23,12 @@ pub mod redact;
 pub mod request;
 pub mod validation;
 
-pub use codec::{DecodeError, EncodeError, EventCodec, Format};
+pub use codec::{EventCodec, Format};
+pub use envelope::Envelope;
+pub use error::{DecodeError, EncodeError};
+pub use event::{Domain, DomainEvent, Event};
 pub use model::{
-    Address, Customer, EventMetadata, InventoryStatus, Keyed, OrderEvent, OrderItem, Totals,
-    UserEvent,
+    Address, Customer, EventMetadata, InventoryStatus, OrderEvent, OrderItem, Totals, UserEvent,
 };
 pub use validation::{FieldError, ValidationErrors};
 
@@ -41,9 +47,49 @@ pub mod topics {
     pub fn dlq_of(topic: &str) -> String {
         format!("{topic}-dlq")
     }
+
+    /// Which topic carries which domain (topic names are configurable).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Domains {
+        /// The topic of order events.
+        pub orders: String,
+        /// The topic of user events.
+        pub users: String,
+    }
+
+    impl Default for Domains {
+        fn default() -> Self {
+            Self {
+                orders: ORDERS.to_owned(),
+                users: USERS.to_owned(),
+            }
+        }
+    }
+
+    impl Domains {
+        /// The domain `topic` carries, if it is one of ours.
+        pub fn domain(&self, topic: &str) -> Option<crate::Domain> {
+            if topic == self.orders {
+                Some(crate::Domain::Orders)
+            } else if topic == self.users {
+                Some(crate::Domain::Users)
+            } else {
+                None
+            }
+        }
+
+        /// The topic of `domain`.
+        pub fn topic(&self, domain: crate::Domain) -> &str {
+            match domain {
+                crate::Domain::Orders => &self.orders,
+                crate::Domain::Users => &self.users,
+            }
+        }
+    }
 }
 
-/// Kafka header names carried by every message, and those a dead letter adds.
+/// Kafka header names carried by every message (see [`Envelope`]), and those
+/// a dead letter adds.
 pub mod headers {
     /// Encoding of the value: a [`crate::Format::content_type`].
     pub const CONTENT_TYPE: &str = "content-type";

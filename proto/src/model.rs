@@ -170,32 +170,6 @@ pub struct UserEvent {
     pub address: Option<Address>,
 }
 
-/// What a Kafka key is for each event.
-pub trait Keyed {
-    /// The partitioning key: `order_id` or `user_id`.
-    fn key(&self) -> String;
-    /// The event's metadata.
-    fn metadata(&self) -> &EventMetadata;
-}
-
-impl Keyed for OrderEvent {
-    fn key(&self) -> String {
-        self.order_id.to_string()
-    }
-    fn metadata(&self) -> &EventMetadata {
-        &self.metadata
-    }
-}
-
-impl Keyed for UserEvent {
-    fn key(&self) -> String {
-        self.user_id.clone()
-    }
-    fn metadata(&self) -> &EventMetadata {
-        &self.metadata
-    }
-}
-
 /// Reads at most [`crate::validation::MAX_ITEMS`] items: the reader stops at
 /// the first one past the limit instead of building them all.
 fn bounded_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderItem>, D::Error> {

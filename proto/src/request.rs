@@ -8,10 +8,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::event::Event;
+use crate::ids::AggregateId;
 use crate::model::{
     Address, Customer, EventMetadata, InventoryStatus, OrderEvent, OrderItem, Totals, UserEvent,
 };
-use crate::validation::{self, ValidationErrors, MAX_ITEMS, MAX_TEXT};
+use crate::validation::{self, ValidationErrors};
 
 /// A postal address as the API takes it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -175,195 +177,194 @@ fn data_reason(e: &serde_json::Error) -> String {
     }
 }
 
-/// A valid order request, its values parsed.
-#[derive(Debug, Clone)]
-pub struct ValidOrder {
-    /// The client's order id, if it gave one.
-    pub order_id: Option<Uuid>,
-    /// The customer.
-    pub customer: Customer,
-    /// Items with exact prices.
-    pub items: Vec<ValidItem>,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Promotion code.
-    pub promotion_code: Option<String>,
+/// A request body that becomes an event: `POST /orders`, `POST /users`.
+pub trait Intake: DeserializeOwned {
+    /// The type of the id of its order or user.
+    type Id: AggregateId;
+    /// The event it becomes.
+    type Event: Event;
+
+    /// Applies every rule (the same business rules the consumer applies to
+    /// the event, see [`validation`]); returns all violations at once.
+    fn validate(&self) -> Result<Valid<Self>, ValidationErrors>;
+
+    /// The event `draft` with its id and metadata.
+    fn finish(draft: Self::Event, id: Self::Id, metadata: EventMetadata) -> Self::Event;
 }
 
-/// A valid item.
-#[derive(Debug, Clone)]
-pub struct ValidItem {
-    /// Stock keeping unit.
-    pub sku: String,
-    /// Product name.
-    pub name: String,
-    /// Units.
-    pub quantity: u32,
-    /// Exact unit price.
-    pub unit_price: Decimal,
-    /// Stock situation.
-    pub inventory_status: InventoryStatus,
+/// A valid request: the id its client chose, if any, and the event it
+/// becomes once it has its ids and metadata.
+pub struct Valid<R: Intake> {
+    /// The order or user id the client chose.
+    pub client_id: Option<R::Id>,
+    draft: R::Event,
 }
 
-fn address_of(a: &AddressInput) -> Address {
-    Address {
-        line1: a.line1.clone(),
-        line2: a.line2.clone(),
-        city: a.city.clone(),
-        postal_code: a.postal_code.clone(),
-        country: a.country.clone(),
+impl<R: Intake> std::fmt::Debug for Valid<R>
+where
+    R::Id: std::fmt::Debug,
+    R::Event: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Valid")
+            .field("client_id", &self.client_id)
+            .field("draft", &self.draft)
+            .finish()
     }
 }
 
-impl CreateOrderRequest {
-    /// Applies every rule; returns all violations at once.
-    pub fn validate(&self) -> Result<ValidOrder, ValidationErrors> {
-        let mut errors = ValidationErrors::default();
-        let order_id = self.order_id.as_deref().and_then(|id| {
+impl<R: Intake> Valid<R> {
+    /// The full ECST event, under `id`, with `metadata`.
+    pub fn into_event(self, id: R::Id, metadata: EventMetadata) -> R::Event {
+        R::finish(self.draft, id, metadata)
+    }
+}
+
+impl From<&AddressInput> for Address {
+    fn from(a: &AddressInput) -> Self {
+        Address {
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }
+    }
+}
+
+/// Metadata of an event not yet accepted (rules never look at it).
+fn draft_metadata() -> EventMetadata {
+    EventMetadata {
+        event_id: Uuid::nil(),
+        event_type: String::new(),
+        schema_version: 0,
+        occurred_at: chrono::DateTime::UNIX_EPOCH,
+        producer: String::new(),
+        correlation_id: String::new(),
+        trace_id: None,
+        span_id: None,
+    }
+}
+
+/// Puts the errors of reading values (`wire`) among those of the rules
+/// (`rules`): a value that could not be read answers for its path, in its
+/// place, instead of the rules' complaints about the stand-in used for it.
+fn merge(wire: ValidationErrors, rules: ValidationErrors) -> ValidationErrors {
+    let unread: std::collections::HashSet<String> = wire.0.iter().map(|e| e.path.clone()).collect();
+    let mut pending = wire.0;
+    let mut placed = Vec::new();
+    for error in rules.0 {
+        if !unread.contains(&error.path) {
+            placed.push(error);
+        } else if let Some(at) = pending.iter().position(|w| w.path == error.path) {
+            placed.push(pending.remove(at));
+        }
+    }
+    pending.extend(placed);
+    ValidationErrors(pending)
+}
+
+impl Intake for CreateOrderRequest {
+    type Id = Uuid;
+    type Event = OrderEvent;
+
+    fn validate(&self) -> Result<Valid<Self>, ValidationErrors> {
+        let mut wire = ValidationErrors::default();
+        let client_id = self.order_id.as_deref().and_then(|id| {
             Uuid::parse_str(id)
-                .map_err(|_| errors.add("order_id", "must be a UUID"))
+                .map_err(|_| wire.add("order_id", "must be a UUID"))
                 .ok()
         });
-        let c = &self.customer;
-        validation::identifier(&mut errors, "customer.id", &c.id);
-        validation::text(&mut errors, "customer.name", &c.name, MAX_TEXT);
-        validation::email(&mut errors, "customer.email", &c.email);
-        let customer = Customer {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            email: c.email.clone(),
-            address: address_of(&c.address),
-        };
-        validation::address(&mut errors, "customer.address", &customer.address);
-        let exponent = validation::currency(&mut errors, "currency", &self.currency);
-        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
-            errors.add("items", format!("must hold 1 to {MAX_ITEMS} items"));
-        }
-        let mut items = Vec::with_capacity(self.items.len());
-        for (n, item) in self.items.iter().enumerate() {
-            let path = format!("items[{n}]");
-            validation::identifier(&mut errors, &format!("{path}.sku"), &item.sku);
-            if self.items[..n]
-                .iter()
-                .any(|earlier| earlier.sku == item.sku)
-            {
-                errors.add(format!("{path}.sku"), "appears twice in the order");
-            }
-            validation::text(&mut errors, &format!("{path}.name"), &item.name, MAX_TEXT);
-            let quantity =
-                validation::quantity(&mut errors, &format!("{path}.quantity"), item.quantity);
-            let price_path = format!("{path}.unit_price");
-            let unit_price = match crate::money::parse(&item.unit_price) {
-                Ok(price) => {
-                    validation::unit_price(&mut errors, &price_path, price, exponent);
-                    Some(price)
-                }
-                Err(e) => {
-                    errors.add(price_path, e.to_string());
-                    None
-                }
-            };
-            if let (Some(quantity), Some(unit_price)) = (quantity, unit_price) {
-                items.push(ValidItem {
+        let items: Vec<OrderItem> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(n, item)| {
+                let unit_price = crate::money::parse(&item.unit_price).unwrap_or_else(|e| {
+                    wire.add(format!("items[{n}].unit_price"), e.to_string());
+                    Decimal::ZERO
+                });
+                // Out of range is the quantity rule's to report, at its path.
+                let quantity = u32::try_from(item.quantity.max(0)).unwrap_or(u32::MAX);
+                OrderItem {
                     sku: item.sku.clone(),
                     name: item.name.clone(),
                     quantity,
                     unit_price,
+                    line_total: unit_price
+                        .checked_mul(Decimal::from(quantity))
+                        .unwrap_or(Decimal::ZERO),
                     inventory_status: item.inventory_status.unwrap_or_default(),
-                });
-            }
-        }
-        if let Some(code) = &self.promotion_code {
-            validation::promotion_code(&mut errors, "promotion_code", code);
-        }
-        errors.into_result(ValidOrder {
-            order_id,
-            customer,
-            items,
-            currency: self.currency.clone(),
-            promotion_code: self.promotion_code.clone(),
-        })
-    }
-}
-
-impl ValidOrder {
-    /// The full ECST event: line totals, totals and item count computed here,
-    /// once, so every consumer reads the same figures.
-    pub fn into_event(self, order_id: Uuid, metadata: EventMetadata) -> OrderEvent {
-        let items: Vec<OrderItem> = self
-            .items
-            .into_iter()
-            .map(|i| OrderItem {
-                line_total: i.unit_price * Decimal::from(i.quantity),
-                sku: i.sku,
-                name: i.name,
-                quantity: i.quantity,
-                unit_price: i.unit_price,
-                inventory_status: i.inventory_status,
+                }
             })
             .collect();
-        let subtotal = items.iter().map(|i| i.line_total).sum();
-        let item_count = items.iter().map(|i| i.quantity).sum();
-        OrderEvent {
-            metadata,
-            order_id,
-            customer: self.customer,
-            items,
+        let subtotal = items
+            .iter()
+            .try_fold(Decimal::ZERO, |sum, i| sum.checked_add(i.line_total))
+            .unwrap_or(Decimal::ZERO);
+        let draft = OrderEvent {
+            metadata: draft_metadata(),
+            order_id: Uuid::nil(),
+            customer: Customer {
+                id: self.customer.id.clone(),
+                name: self.customer.name.clone(),
+                email: self.customer.email.clone(),
+                address: (&self.customer.address).into(),
+            },
             totals: Totals {
                 subtotal,
                 total: subtotal,
-                item_count,
+                item_count: items
+                    .iter()
+                    .try_fold(0u32, |sum, i| sum.checked_add(i.quantity))
+                    .unwrap_or(u32::MAX),
             },
-            currency: self.currency,
-            promotion_code: self.promotion_code,
+            items,
+            currency: self.currency.clone(),
+            promotion_code: self.promotion_code.clone(),
+        };
+        let mut rules = ValidationErrors::default();
+        validation::order_content(&mut rules, &draft);
+        merge(wire, rules).into_result(Valid { client_id, draft })
+    }
+
+    fn finish(draft: OrderEvent, id: Uuid, metadata: EventMetadata) -> OrderEvent {
+        OrderEvent {
+            metadata,
+            order_id: id,
+            ..draft
         }
     }
 }
 
-/// A valid user request.
-#[derive(Debug, Clone)]
-pub struct ValidUser {
-    /// The client's user id, if it gave one.
-    pub user_id: Option<String>,
-    /// Full name.
-    pub name: String,
-    /// E-mail address.
-    pub email: String,
-    /// Postal address.
-    pub address: Option<Address>,
-}
+impl Intake for CreateUserRequest {
+    type Id = String;
+    type Event = UserEvent;
 
-impl CreateUserRequest {
-    /// Applies every rule; returns all violations at once.
-    pub fn validate(&self) -> Result<ValidUser, ValidationErrors> {
+    fn validate(&self) -> Result<Valid<Self>, ValidationErrors> {
         let mut errors = ValidationErrors::default();
         if let Some(id) = &self.user_id {
             validation::identifier(&mut errors, "user_id", id);
         }
-        validation::text(&mut errors, "name", &self.name, MAX_TEXT);
-        validation::email(&mut errors, "email", &self.email);
-        let address = self.address.as_ref().map(address_of);
-        if let Some(a) = &address {
-            validation::address(&mut errors, "address", a);
-        }
-        errors.into_result(ValidUser {
-            user_id: self.user_id.clone(),
+        let draft = UserEvent {
+            metadata: draft_metadata(),
+            user_id: String::new(),
             name: self.name.clone(),
             email: self.email.clone(),
-            address,
+            address: self.address.as_ref().map(Address::from),
+        };
+        validation::user_content(&mut errors, &draft);
+        errors.into_result(Valid {
+            client_id: self.user_id.clone(),
+            draft,
         })
     }
-}
 
-impl ValidUser {
-    /// The full ECST event.
-    pub fn into_event(self, user_id: String, metadata: EventMetadata) -> UserEvent {
+    fn finish(draft: UserEvent, id: String, metadata: EventMetadata) -> UserEvent {
         UserEvent {
             metadata,
-            user_id,
-            name: self.name,
-            email: self.email,
-            address: self.address,
+            user_id: id,
+            ..draft
         }
     }
 }

@@ -300,50 +300,56 @@ fn metadata(errors: &mut ValidationErrors, m: &EventMetadata, event_type: &str, 
     }
 }
 
-/// Checks an order event as the consumer receives it: the request rules, and
-/// that the totals the producer computed add up.
-pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
-    let mut errors = ValidationErrors::default();
-    metadata(
-        &mut errors,
-        &e.metadata,
-        ORDER_CREATED,
-        crate::model::ORDER_SCHEMA_VERSION,
-    );
-    identifier(&mut errors, "customer.id", &e.customer.id);
-    text(&mut errors, "customer.name", &e.customer.name, MAX_TEXT);
-    email(&mut errors, "customer.email", &e.customer.email);
-    address(&mut errors, "customer.address", &e.customer.address);
-    let exponent = currency(&mut errors, "currency", &e.currency);
+/// The business rules of an order's content: the customer, the items, the
+/// currency and the promotion code. The API runs exactly these on the event
+/// a request would become (see [`crate::request`]), and the consumer runs
+/// them again on every event it reads, so the two cannot disagree.
+pub fn order_content(errors: &mut ValidationErrors, e: &OrderEvent) {
+    identifier(errors, "customer.id", &e.customer.id);
+    text(errors, "customer.name", &e.customer.name, MAX_TEXT);
+    email(errors, "customer.email", &e.customer.email);
+    address(errors, "customer.address", &e.customer.address);
+    let exponent = currency(errors, "currency", &e.currency);
     if e.items.is_empty() || e.items.len() > MAX_ITEMS {
         errors.add("items", format!("must hold 1 to {MAX_ITEMS} items"));
     }
-    let mut subtotal = Decimal::ZERO;
-    let mut count: u64 = 0;
     for (n, item) in e.items.iter().enumerate() {
         let path = format!("items[{n}]");
-        identifier(&mut errors, &format!("{path}.sku"), &item.sku);
+        identifier(errors, &format!("{path}.sku"), &item.sku);
         if e.items[..n].iter().any(|earlier| earlier.sku == item.sku) {
             errors.add(format!("{path}.sku"), "appears twice in the order");
         }
-        text(&mut errors, &format!("{path}.name"), &item.name, MAX_TEXT);
+        text(errors, &format!("{path}.name"), &item.name, MAX_TEXT);
         quantity(
-            &mut errors,
+            errors,
             &format!("{path}.quantity"),
             i64::from(item.quantity),
         );
         unit_price(
-            &mut errors,
+            errors,
             &format!("{path}.unit_price"),
             item.unit_price,
             exponent,
         );
-        let line_total = format!("{path}.line_total");
+    }
+    if let Some(code) = &e.promotion_code {
+        promotion_code(errors, "promotion_code", code);
+    }
+}
+
+/// The figures the producer computes from the items: line totals, subtotal,
+/// total and item count must add up, each no finer than the currency.
+fn order_figures(errors: &mut ValidationErrors, e: &OrderEvent) {
+    let exponent = currency_exponent(&e.currency);
+    let mut subtotal = Decimal::ZERO;
+    let mut count: u64 = 0;
+    for (n, item) in e.items.iter().enumerate() {
+        let line_total = format!("items[{n}].line_total");
         match item.unit_price.checked_mul(Decimal::from(item.quantity)) {
             Some(expected) if expected == item.line_total => {}
             _ => errors.add(&line_total, "must equal quantity * unit_price"),
         }
-        scale(&mut errors, &line_total, item.line_total, exponent);
+        scale(errors, &line_total, item.line_total, exponent);
         subtotal = subtotal
             .checked_add(item.line_total)
             .unwrap_or(Decimal::MAX);
@@ -352,7 +358,7 @@ pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
     if e.totals.subtotal != subtotal {
         errors.add("totals.subtotal", "must equal the sum of the line totals");
     }
-    scale(&mut errors, "totals.subtotal", e.totals.subtotal, exponent);
+    scale(errors, "totals.subtotal", e.totals.subtotal, exponent);
     if u64::from(e.totals.item_count) != count {
         errors.add("totals.item_count", "must equal the sum of the quantities");
     }
@@ -361,11 +367,32 @@ pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
     if e.totals.total != e.totals.subtotal {
         errors.add("totals.total", "must equal the subtotal");
     }
-    scale(&mut errors, "totals.total", e.totals.total, exponent);
-    if let Some(code) = &e.promotion_code {
-        promotion_code(&mut errors, "promotion_code", code);
-    }
+    scale(errors, "totals.total", e.totals.total, exponent);
+}
+
+/// Checks an order event as the consumer receives it: its metadata, the
+/// business rules of its content, and that its figures add up.
+pub fn order_event(e: &OrderEvent) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    metadata(
+        &mut errors,
+        &e.metadata,
+        ORDER_CREATED,
+        crate::model::ORDER_SCHEMA_VERSION,
+    );
+    order_content(&mut errors, e);
+    order_figures(&mut errors, e);
     errors.into_result(())
+}
+
+/// The business rules of a user's content (its id is checked apart: the
+/// API checks it only when the client chose it).
+pub fn user_content(errors: &mut ValidationErrors, e: &UserEvent) {
+    text(errors, "name", &e.name, MAX_TEXT);
+    email(errors, "email", &e.email);
+    if let Some(a) = &e.address {
+        address(errors, "address", a);
+    }
 }
 
 /// Checks a user event as the consumer receives it.
@@ -378,10 +405,6 @@ pub fn user_event(e: &UserEvent) -> Result<(), ValidationErrors> {
         crate::model::USER_SCHEMA_VERSION,
     );
     identifier(&mut errors, "user_id", &e.user_id);
-    text(&mut errors, "name", &e.name, MAX_TEXT);
-    email(&mut errors, "email", &e.email);
-    if let Some(a) = &e.address {
-        address(&mut errors, "address", a);
-    }
+    user_content(&mut errors, e);
     errors.into_result(())
 }
