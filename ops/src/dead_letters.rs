@@ -25,9 +25,12 @@ pub enum DlqError {
     /// The topic does not exist.
     #[error("topic {0} not found")]
     NoTopic(String),
-    /// A filter value is not usable.
+    /// An argument is not usable.
     #[error("{0}")]
-    BadFilter(String),
+    BadArgument(String),
+    /// Nothing is stored where the command looked.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// A dead letter as operators see it.
@@ -153,14 +156,16 @@ impl Filter {
     pub fn validate(&self) -> Result<(), DlqError> {
         if let Some(kind) = &self.kind {
             if kind != "permanent" && kind != "transient" {
-                return Err(DlqError::BadFilter(format!(
+                return Err(DlqError::BadArgument(format!(
                     "--kind {kind:?}: expected permanent or transient"
                 )));
             }
         }
         if let (Some(since), Some(until)) = (self.since, self.until) {
             if since >= until {
-                return Err(DlqError::BadFilter("--since must be before --until".into()));
+                return Err(DlqError::BadArgument(
+                    "--since must be before --until".into(),
+                ));
             }
         }
         Ok(())

@@ -81,15 +81,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("PRODUCER_HTTP_ADDR".to_owned(), args.producer_addr.clone()),
         ("CONSUMER_HTTP_ADDR".to_owned(), args.consumer_addr.clone()),
     ]);
-    if std::env::var("LOG_FORMAT").is_err() {
-        vars.push(("LOG_FORMAT".to_owned(), "text".to_owned()));
-    }
     let env = Env::from_pairs(vars);
     let producer_config =
         producer::ProducerConfig::from_env(&env).context("producer configuration")?;
     let consumer_config =
         consumer::ConsumerConfig::from_env(&env).context("consumer configuration")?;
-    let _telemetry = platform::telemetry::init(&producer_config.telemetry)?;
+    let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
+        .context("telemetry configuration")?;
+    let _telemetry = platform::telemetry::init(&telemetry)?;
     ensure_database(&consumer_config.database_url).await?;
 
     let database_url = consumer_config.database_url.clone();

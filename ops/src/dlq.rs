@@ -176,7 +176,7 @@ pub fn inspect(
             return Ok(serde_json::json!({"dead_letter": DeadLetter::of(&m), "payload": payload}));
         }
     }
-    Err(DlqError::BadFilter(format!(
+    Err(DlqError::NotFound(format!(
         "no message at {topic} partition {partition} offset {offset}"
     )))
 }
@@ -289,7 +289,9 @@ pub async fn replay(
 ) -> Result<ReplaySummary, DlqError> {
     filter.validate()?;
     if args.rate.is_nan() || args.rate <= 0.0 {
-        return Err(DlqError::BadFilter("--rate must be greater than 0".into()));
+        return Err(DlqError::BadArgument(
+            "--rate must be greater than 0".into(),
+        ));
     }
     let config = reader_config(kafka, &args.group);
     let consumer: BaseConsumer = config.create()?;

@@ -99,16 +99,18 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let command = Cli::parse().command;
-    if !matches!(command, Command::Dev(_)) {
-        let telemetry = platform::telemetry::TelemetryConfig::from_env(
-            &Env::from_pairs(std::env::vars().chain([(
-                "LOG_FORMAT".to_owned(),
-                std::env::var("LOG_FORMAT").unwrap_or("text".into()),
-            )])),
-            "pubsubkafka",
-        )?;
-        std::mem::forget(platform::telemetry::init(&telemetry)?);
-    }
+    // Kept until main returns, so that spans are flushed on the way out
+    // (`dev` sets up the services' own).
+    let _telemetry = match command {
+        Command::Dev(_) => None,
+        _ => {
+            let config = platform::telemetry::TelemetryConfig::for_terminal(
+                &Env::from_process(),
+                "pubsubkafka",
+            )?;
+            Some(platform::telemetry::init(&config)?)
+        }
+    };
     match command {
         Command::Dev(args) => ops::dev::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq(DlqCommand::List {

@@ -27,9 +27,20 @@ pub struct TelemetryConfig {
 }
 
 impl TelemetryConfig {
-    /// Reads `LOG_LEVEL`/`RUST_LOG`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// and `OTEL_SERVICE_NAME` (default `service`).
+    /// Reads `LOG_LEVEL`/`RUST_LOG`, `LOG_FORMAT` (default `json`),
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME` (default
+    /// `service`).
     pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
+        Self::read(env, service, "json")
+    }
+
+    /// As [`Self::from_env`], for a command run at a terminal: text lines
+    /// unless `LOG_FORMAT` says otherwise.
+    pub fn for_terminal(env: &Env, service: &str) -> Result<Self, ConfigError> {
+        Self::read(env, service, "text")
+    }
+
+    fn read(env: &Env, service: &str, default_format: &str) -> Result<Self, ConfigError> {
         let log_filter = env
             .get("LOG_LEVEL")
             .or_else(|| env.get("RUST_LOG"))
@@ -42,7 +53,7 @@ impl TelemetryConfig {
                 "a level (error, warn, info, debug, trace) or a tracing filter",
             ));
         }
-        let json_logs = match env.get("LOG_FORMAT").unwrap_or("json") {
+        let json_logs = match env.get("LOG_FORMAT").unwrap_or(default_format) {
             "json" => true,
             "text" => false,
             other => return Err(ConfigError::new("LOG_FORMAT", other, "json or text")),
@@ -70,11 +81,11 @@ impl TelemetryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// The OTLP exporter could not be built.
-    #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(String),
+    #[error("cannot build the OTLP exporter")]
+    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
     /// A global subscriber was already installed.
-    #[error("telemetry is already initialised: {0}")]
-    AlreadySet(String),
+    #[error("telemetry is already initialised")]
+    AlreadySet(#[source] tracing_subscriber::util::TryInitError),
 }
 
 /// Keeps the tracer provider alive; flushes spans when dropped.
@@ -99,7 +110,7 @@ fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, TelemetryErro
             .with_http()
             .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
             .build()
-            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            .map_err(TelemetryError::Exporter)?;
         builder = builder.with_batch_exporter(exporter);
     }
     Ok(builder.build())
@@ -128,7 +139,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         .with(logs)
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init()
-        .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
+        .map_err(TelemetryError::AlreadySet)?;
     Ok(Telemetry { provider })
 }
 
