@@ -10,32 +10,19 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::Offset;
 
-/// Highest offset per (topic, partition) among `messages`.
-pub fn last_offsets<'a>(
+/// The lowest and highest offset per (topic, partition) among `messages`.
+pub fn bounds<'a>(
     messages: impl IntoIterator<Item = &'a OwnedMessage>,
-) -> BTreeMap<(String, i32), i64> {
-    let mut last = BTreeMap::new();
+) -> BTreeMap<(String, i32), (i64, i64)> {
+    let mut bounds = BTreeMap::new();
     for m in messages {
-        let entry = last
+        let (first, last) = bounds
             .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(m.offset());
-        *entry = (*entry).max(m.offset());
+            .or_insert((m.offset(), m.offset()));
+        *first = (*first).min(m.offset());
+        *last = (*last).max(m.offset());
     }
-    last
-}
-
-/// Lowest offset per (topic, partition) among `messages`.
-pub fn first_offsets<'a>(
-    messages: impl IntoIterator<Item = &'a OwnedMessage>,
-) -> BTreeMap<(String, i32), i64> {
-    let mut first = BTreeMap::new();
-    for m in messages {
-        let entry = first
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(m.offset());
-        *entry = (*entry).min(m.offset());
-    }
-    first
+    bounds
 }
 
 /// Stores the offsets of `done` for the next commit.
@@ -43,7 +30,7 @@ pub fn store<'a, C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     done: impl IntoIterator<Item = &'a OwnedMessage>,
 ) -> Result<(), KafkaError> {
-    for ((topic, partition), offset) in last_offsets(done) {
+    for ((topic, partition), (_, offset)) in bounds(done) {
         // librdkafka stores offset + 1: the next message to read.
         consumer.store_offset(&topic, partition, offset)?;
     }
@@ -55,7 +42,7 @@ pub fn rewind<'a, C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     undone: impl IntoIterator<Item = &'a OwnedMessage>,
 ) {
-    for ((topic, partition), offset) in first_offsets(undone) {
+    for ((topic, partition), (offset, _)) in bounds(undone) {
         if let Err(e) = consumer.seek(
             &topic,
             partition,
@@ -87,7 +74,7 @@ mod tests {
     }
 
     #[test]
-    fn first_and_last_offsets_per_partition() {
+    fn first_and_last_offset_per_partition() {
         let batch = [
             m("orders", 0, 5),
             m("orders", 1, 9),
@@ -95,12 +82,12 @@ mod tests {
             m("users", 0, 1),
             m("orders", 0, 7),
         ];
-        let last = last_offsets(&batch);
-        assert_eq!(last[&("orders".to_owned(), 0)], 7);
-        assert_eq!(last[&("orders".to_owned(), 1)], 9);
-        assert_eq!(last[&("users".to_owned(), 0)], 1);
-        let first = first_offsets(&batch[2..]);
-        assert_eq!(first[&("orders".to_owned(), 0)], 6);
-        assert_eq!(first.len(), 2);
+        let all = bounds(&batch);
+        assert_eq!(all[&("orders".to_owned(), 0)], (5, 7));
+        assert_eq!(all[&("orders".to_owned(), 1)], (9, 9));
+        assert_eq!(all[&("users".to_owned(), 0)], (1, 1));
+        let rest = bounds(&batch[2..]);
+        assert_eq!(rest[&("orders".to_owned(), 0)], (6, 7));
+        assert_eq!(rest.len(), 2);
     }
 }

@@ -251,3 +251,227 @@ async fn persist_with_retries(
         retries += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The batch decisions with a scripted store: fast, and beside the
+    //! proofs against real PostgreSQL in `tests/`.
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use contract::Format;
+    use harness::events::{order_event, order_message};
+    use rdkafka::message::OwnedMessage;
+    use rdkafka::Timestamp;
+
+    use super::*;
+    use crate::identity::Conflict;
+
+    /// Answers each `persist` call with the next scripted answer (the
+    /// number of events it was given is kept), and each probe as told.
+    struct Scripted {
+        answers: Mutex<VecDeque<Result<Vec<Outcome>, PersistErrorKind>>>,
+        calls: Mutex<Vec<usize>>,
+        reachable: bool,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Result<Vec<Outcome>, PersistErrorKind>>, reachable: bool) -> Self {
+            Self {
+                answers: Mutex::new(answers.into()),
+                calls: Mutex::new(Vec::new()),
+                reachable,
+            }
+        }
+
+        fn calls(&self) -> Vec<usize> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl EventStore for Scripted {
+        async fn persist(&self, batch: &[Persistable<'_>]) -> Result<Vec<Outcome>, PersistError> {
+            self.calls.lock().unwrap().push(batch.len());
+            let answer = self.answers.lock().unwrap().pop_front();
+            match answer.expect("no answer scripted for this call") {
+                Ok(outcomes) => Ok(outcomes),
+                Err(kind) => Err(PersistError::new(kind, "scripted")),
+            }
+        }
+
+        async fn probe(&self) -> Result<(), PersistError> {
+            if self.reachable {
+                Ok(())
+            } else {
+                Err(PersistError::new(PersistErrorKind::Unavailable, "scripted"))
+            }
+        }
+    }
+
+    fn valid(n: usize) -> OwnedMessage {
+        let m = order_message(&order_event(n), Format::Json);
+        OwnedMessage::new(
+            Some(m.value.clone()),
+            Some(m.key.clone()),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            0,
+            n as i64,
+            Some(m.kafka_headers()),
+        )
+    }
+
+    fn poison(n: usize) -> OwnedMessage {
+        let m = order_message(&order_event(n), Format::Json);
+        OwnedMessage::new(
+            Some(b"{not json".to_vec()),
+            Some(m.key.clone()),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            0,
+            n as i64,
+            Some(m.kafka_headers()),
+        )
+    }
+
+    fn policy(retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: retries,
+            initial_backoff: Duration::from_millis(1),
+        }
+    }
+
+    async fn run(store: &Scripted, retries: u32, messages: &[OwnedMessage]) -> BatchOutcome {
+        let batch: Vec<&OwnedMessage> = messages.iter().collect();
+        process_batch(
+            store,
+            policy(retries),
+            &Domains::default(),
+            &batch,
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    fn verdicts(outcome: &BatchOutcome) -> Vec<String> {
+        outcome
+            .handled
+            .iter()
+            .map(|h| match &h.verdict {
+                Verdict::Persisted => "persisted".to_owned(),
+                Verdict::Duplicate => "duplicate".to_owned(),
+                Verdict::DeadLetter(f) => format!("dead:{}:{}", f.class.as_str(), f.retries),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_stored_whole_gives_each_message_its_own_outcome() {
+        let store = Scripted::new(
+            vec![Ok(vec![
+                Outcome::Stored,
+                Outcome::Duplicate,
+                Outcome::Conflict(Conflict::EventIdReused),
+            ])],
+            true,
+        );
+        let outcome = run(&store, 3, &[valid(0), poison(1), valid(2), valid(3)]).await;
+        assert_eq!(
+            verdicts(&outcome),
+            ["persisted", "dead:decode:0", "duplicate", "dead:conflict:0"]
+        );
+        assert_eq!(store.calls(), [3], "one transaction for the valid three");
+        assert!(outcome.halted.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_retried_one_by_one_and_only_the_culprit_is_dead_lettered() {
+        let store = Scripted::new(
+            vec![
+                Err(PersistErrorKind::Transient),
+                Ok(vec![Outcome::Stored]),
+                Err(PersistErrorKind::Permanent),
+                Ok(vec![Outcome::Stored]),
+            ],
+            true,
+        );
+        let outcome = run(&store, 3, &[valid(0), valid(1), valid(2)]).await;
+        assert_eq!(
+            verdicts(&outcome),
+            ["persisted", "dead:database_constraint:0", "persisted"]
+        );
+        assert_eq!(store.calls(), [3, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_as_the_policy_says_then_dead_lettered() {
+        let store = Scripted::new(
+            vec![
+                Err(PersistErrorKind::Transient),
+                Err(PersistErrorKind::Transient),
+                Err(PersistErrorKind::Transient),
+                Err(PersistErrorKind::Transient),
+                Ok(vec![Outcome::Stored]),
+            ],
+            true,
+        );
+        let outcome = run(&store, 2, &[valid(0), valid(1)]).await;
+        assert_eq!(
+            verdicts(&outcome),
+            ["dead:database_transient:2", "persisted"]
+        );
+        assert_eq!(outcome.handled[0].retries, 2);
+        assert_eq!(store.calls(), [2, 1, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_database_a_probe_confirms_halts_the_batch_untouched() {
+        let store = Scripted::new(vec![Err(PersistErrorKind::Unavailable)], false);
+        let outcome = run(&store, 3, &[valid(0), poison(1)]).await;
+        assert!(
+            outcome.handled.is_empty(),
+            "nothing decided, nothing dead-lettered"
+        );
+        assert!(matches!(outcome.halted, Some(Halt::Outage(_))));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_statement_with_a_healthy_probe_is_only_transient() {
+        let store = Scripted::new(
+            vec![
+                Err(PersistErrorKind::Unavailable),
+                Ok(vec![Outcome::Stored]),
+                Ok(vec![Outcome::Duplicate]),
+            ],
+            true,
+        );
+        let outcome = run(&store, 3, &[valid(0), valid(1)]).await;
+        assert_eq!(verdicts(&outcome), ["persisted", "duplicate"]);
+        assert!(outcome.halted.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stop_during_a_retry_wait_halts_with_the_rest_untouched() {
+        let store = Scripted::new(
+            vec![
+                Err(PersistErrorKind::Transient),
+                Ok(vec![Outcome::Stored]),
+                Err(PersistErrorKind::Transient),
+            ],
+            true,
+        );
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let messages = [valid(0), valid(1), valid(2)];
+        let batch: Vec<&OwnedMessage> = messages.iter().collect();
+        let policy = RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_secs(60),
+        };
+        let outcome = process_batch(&store, policy, &Domains::default(), &batch, &stop).await;
+        assert_eq!(verdicts(&outcome), ["persisted"], "the first is done");
+        assert!(matches!(outcome.halted, Some(Halt::Stopping)));
+    }
+}
