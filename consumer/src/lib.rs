@@ -7,6 +7,7 @@ pub mod context;
 pub mod db;
 pub mod dead_letter;
 pub mod decode;
+pub mod events;
 pub mod failure;
 pub mod identity;
 pub mod metrics;

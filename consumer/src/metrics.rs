@@ -4,6 +4,8 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use platform::metrics::{register, LATENCY_BUCKETS};
+
 use crate::failure::Failure;
 
 /// Outcome label of `kafka_consumer_messages_total`.
@@ -51,89 +53,87 @@ pub struct ConsumerMetrics {
     pub lag: IntGaugeVec,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
 impl ConsumerMetrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let messages = IntCounterVec::new(
-            Opts::new(
-                "kafka_consumer_messages_total",
-                "Messages handled, by topic and outcome (consumed, persisted, duplicate, conflict, retried, dead_lettered)",
-            ),
-            &["topic", "outcome"],
-        )?;
-        let dead_letters = IntCounterVec::new(
-            Opts::new(
-                "kafka_dlq_messages_total",
-                "Messages sent to a dead-letter topic, by source topic and error",
-            ),
-            &["topic", "error_kind", "error_class"],
-        )?;
-        let reduced = IntCounterVec::new(
-            Opts::new(
-                "kafka_dlq_reduced_total",
-                "Dead letters too large to write whole, written reduced (value cut, dlq-value-truncated)",
-            ),
-            &["topic"],
-        )?;
-        let dropped = IntCounterVec::new(
-            Opts::new(
-                "kafka_dlq_dropped_total",
-                "Messages the dead-letter topic refused even reduced: passed over, kept nowhere",
-            ),
-            &["topic"],
-        )?;
-        let processing = HistogramVec::new(
-            HistogramOpts::new(
-                "kafka_processing_duration_seconds",
-                "Time from receiving a message to its outcome (persisted or dead-lettered)",
+        let latency = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                &["topic"],
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["topic"],
-        )?;
-        let end_to_end = HistogramVec::new(
-            HistogramOpts::new(
-                "kafka_end_to_end_latency_seconds",
-                "Time from the message's Kafka timestamp to its outcome",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["topic"],
-        )?;
-        let circuit_open = IntGauge::new(
-            "kafka_consumer_circuit_open",
-            "1 while consumption is paused because the database is unreachable",
-        )?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "kafka_consumer_lag",
-                "Messages between the committed position and the high watermark",
-            ),
-            &["group", "topic", "partition"],
-        )?;
-        for metric in [
-            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(dead_letters.clone()),
-            Box::new(reduced.clone()),
-            Box::new(dropped.clone()),
-            Box::new(processing.clone()),
-            Box::new(end_to_end.clone()),
-            Box::new(circuit_open.clone()),
-            Box::new(lag.clone()),
-        ] {
-            registry.register(metric)?;
-        }
+        };
         Ok(Self {
-            messages,
-            dead_letters,
-            reduced,
-            dropped,
-            processing,
-            end_to_end,
-            circuit_open,
-            lag,
+            messages: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_consumer_messages_total",
+                        "Messages handled, by topic and outcome (consumed, persisted, duplicate, conflict, retried, dead_lettered)",
+                    ),
+                    &["topic", "outcome"],
+                )?,
+            )?,
+            dead_letters: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_dlq_messages_total",
+                        "Messages sent to a dead-letter topic, by source topic and error",
+                    ),
+                    &["topic", "error_kind", "error_class"],
+                )?,
+            )?,
+            reduced: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_dlq_reduced_total",
+                        "Dead letters too large to write whole, written reduced (value cut, dlq-value-truncated)",
+                    ),
+                    &["topic"],
+                )?,
+            )?,
+            dropped: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_dlq_dropped_total",
+                        "Messages the dead-letter topic refused even reduced: passed over, kept nowhere",
+                    ),
+                    &["topic"],
+                )?,
+            )?,
+            processing: register(
+                registry,
+                latency(
+                    "kafka_processing_duration_seconds",
+                    "Time from receiving a message to its outcome (persisted or dead-lettered)",
+                )?,
+            )?,
+            end_to_end: register(
+                registry,
+                latency(
+                    "kafka_end_to_end_latency_seconds",
+                    "Time from the message's Kafka timestamp to its outcome",
+                )?,
+            )?,
+            circuit_open: register(
+                registry,
+                IntGauge::new(
+                    "kafka_consumer_circuit_open",
+                    "1 while consumption is paused because the database is unreachable",
+                )?,
+            )?,
+            lag: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kafka_consumer_lag",
+                        "Messages between the committed position and the high watermark",
+                    ),
+                    &["group", "topic", "partition"],
+                )?,
+            )?,
         })
     }
 

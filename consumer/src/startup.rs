@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use platform::http::{self, ReadinessCheck};
+use platform::http::{self, NotReady, Readiness};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
+use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
@@ -25,29 +26,59 @@ use crate::worker::{GroupConsumer, Worker};
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// librdkafka refused the configuration or the subscription.
-    #[error("Kafka client: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// What any service can fail at (address, Kafka client, metrics,
+    /// credentials).
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// The database URL is unusable.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// Migrations could not be applied.
     #[error("database migrations failed (is PostgreSQL reachable at DATABASE_URL?): {0}")]
     Migrations(#[from] sqlx::migrate::MigrateError),
-    /// A metric could not be registered.
-    #[error("metrics registration failed: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// The broker refused our credentials.
-    #[error("Kafka authentication failed (check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM): {0}")]
-    Authentication(String),
+}
+
+impl From<rdkafka::error::KafkaError> for StartupError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        StartError::from(e).into()
+    }
+}
+
+impl From<prometheus::Error> for StartupError {
+    fn from(e: prometheus::Error) -> Self {
+        StartError::from(e).into()
+    }
+}
+
+/// Ready while the consumer gets somewhere and its database and brokers
+/// answer.
+#[derive(Clone)]
+struct ConsumerReady {
+    store: Store,
+    consumer: Arc<GroupConsumer>,
+    progress: Progress,
+    stall_timeout: Duration,
+}
+
+impl Readiness for ConsumerReady {
+    async fn check(&self) -> Result<(), NotReady> {
+        self.progress
+            .check(std::time::Instant::now(), self.stall_timeout)
+            .map_err(|e| NotReady::new("progress", e))?;
+        self.store.probe().await.map_err(|e| {
+            // A database error may quote a value.
+            NotReady::new("database", contract::redact::scrub(&e.to_string()))
+        })?;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(drop)
+        })
+        .await
+        .map_err(|e| NotReady::new("brokers", e))?
+        .map_err(|e| NotReady::new("brokers", e))
+    }
 }
 
 /// The consumer service, connected and ready to run.
@@ -116,44 +147,17 @@ impl Application {
         let dead_letters =
             DeadLetterer::new(&config.kafka, &config.group_id, Duration::from_secs(10))?;
 
-        let ready: ReadinessCheck = {
-            let store = store.clone();
-            let consumer = consumer.clone();
-            let progress = progress.clone();
-            let stall_timeout = config.stall_timeout;
-            Arc::new(move || {
-                let store = store.clone();
-                let consumer = consumer.clone();
-                let progress = progress.clone();
-                Box::pin(async move {
-                    progress
-                        .check(std::time::Instant::now(), stall_timeout)
-                        .map_err(|e| e.to_string())?;
-                    store
-                        .probe()
-                        .await
-                        .map_err(|e| contract::redact::scrub(&e.to_string()))?;
-                    tokio::task::spawn_blocking(move || {
-                        consumer
-                            .fetch_metadata(None, Duration::from_secs(2))
-                            .map(|_| ())
-                            .map_err(|e| format!("Kafka metadata unavailable: {e}"))
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                })
-            })
+        let ready = ConsumerReady {
+            store: store.clone(),
+            consumer: consumer.clone(),
+            progress: progress.clone(),
+            stall_timeout: config.stall_timeout,
         };
         let router = http::ops_router(registry, ready).layer(axum::middleware::from_fn_with_state(
             http_metrics,
             http::track,
         ));
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
+        let listener = bind(config.http_addr).await?;
         let worker = Worker {
             consumer,
             store,
@@ -209,34 +213,31 @@ impl Application {
 
 /// A wrong password fails start-up with a message that says so; a broker
 /// that is merely down does not (the loop waits for it). A consumer hears of
-/// a refused login through its queue, so the check polls it too.
+/// a refused login through its queue, so the probe polls it too; it runs
+/// before the subscription, so no message can be taken from the queue here.
 async fn check_credentials(
     consumer: &Arc<GroupConsumer>,
     context: &GroupContext,
 ) -> Result<(), StartupError> {
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        let probe = consumer.clone();
+    let probe = || async {
+        let client = consumer.clone();
         let fetched = tokio::task::spawn_blocking(move || {
-            probe
+            client
                 .fetch_metadata(None, Duration::from_secs(1))
-                .map(|_| ())
+                .map(drop)
         })
-        .await
-        .unwrap_or(Ok(()));
+        .await;
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
         {
             if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
-                return Err(StartupError::Authentication(e.to_string()));
+                return Probe::Refused(e.to_string());
             }
         }
-        if let Some(reason) = context.observed.authentication_failed() {
-            return Err(StartupError::Authentication(reason));
+        match fetched {
+            Ok(Ok(())) => Probe::Answered,
+            _ => Probe::Silent,
         }
-        if fetched.is_ok() {
-            return Ok(());
-        }
-    }
-    tracing::warn!("Kafka not reachable at start-up; waiting for it");
+    };
+    startup::check_credentials(probe, || context.observed.authentication_failed()).await?;
     Ok(())
 }

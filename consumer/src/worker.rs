@@ -21,9 +21,9 @@ use platform::throttle::LogThrottle;
 
 use crate::circuit::CircuitBreaker;
 use crate::context::{commit, GroupContext};
-use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
-use crate::failure::FailureClass;
-use crate::metrics::{ConsumerMetrics, Outcome};
+use crate::dead_letter::{DeadLetterer, DlqUnavailable};
+use crate::events::{self, At, InternalEvent};
+use crate::metrics::ConsumerMetrics;
 use crate::offsets;
 use crate::persist::Store;
 use contract::topics::Domains;
@@ -40,23 +40,23 @@ const MAX_DLQ_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the loop needs.
 pub struct Worker {
-    /// The group member.
+    /// The group member it polls, pauses and commits through.
     pub consumer: Arc<GroupConsumer>,
-    /// PostgreSQL.
+    /// Where events are persisted (and the outage probe goes).
     pub store: Store,
-    /// The DLQ writer.
+    /// Where failed messages go.
     pub dead_letters: DeadLetterer,
-    /// Transient-failure retries.
+    /// How often and how long a transient failure is retried.
     pub policy: RetryPolicy,
     /// Which domain each topic carries.
     pub topics: Domains,
     /// Most messages per transaction.
     pub batch_size: usize,
-    /// Longest wait to fill a batch.
+    /// Longest wait to fill a batch once one message is in.
     pub batch_wait: Duration,
-    /// Metrics.
+    /// Counted by the internal events.
     pub metrics: ConsumerMetrics,
-    /// Database outage breaker.
+    /// Opens when the database is unreachable for everyone.
     pub breaker: CircuitBreaker,
     /// Marked after each batch, for readiness.
     pub progress: Progress,
@@ -168,8 +168,10 @@ impl Worker {
 
     async fn handle(&mut self, batch: Vec<Received>, stop: &CancellationToken) {
         for r in &batch {
-            self.metrics
-                .messages(r.message.topic(), Outcome::Consumed, 1);
+            events::Consumed {
+                topic: r.message.topic(),
+            }
+            .emit(&self.metrics);
         }
         let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
         let outcome = process_batch(&self.store, self.policy, &self.topics, &messages, stop).await;
@@ -213,79 +215,40 @@ impl Worker {
         }
     }
 
-    /// Finishes one message: counts it, logs it and, if it must be,
-    /// dead-letters it. Runs inside the message's span.
+    /// Finishes one message: dead-letters it if it must be, then records
+    /// its outcome. Runs inside the message's span.
     async fn settle(&self, r: &Received, handled: &Handled) -> Result<(), DlqUnavailable> {
         let m = &r.message;
-        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        let at = At {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
         match &handled.verdict {
-            Verdict::Persisted => {
-                self.metrics.messages(topic, Outcome::Persisted, 1);
-                // The ids are repeated on the line itself so that a log
-                // search by trace id finds it whatever the span context.
-                tracing::debug!(
-                    topic,
-                    partition,
-                    offset,
-                    trace_id = r.trace_id.as_deref().unwrap_or(""),
-                    "event persisted"
-                );
+            Verdict::Persisted => events::Persisted {
+                at,
+                trace_id: r.trace_id.as_deref(),
             }
-            Verdict::Duplicate => {
-                self.metrics.messages(topic, Outcome::Duplicate, 1);
-                tracing::debug!(
-                    topic,
-                    partition,
-                    offset,
-                    "event already stored; nothing to do"
-                );
-            }
+            .emit(&self.metrics),
+            Verdict::Duplicate => events::AlreadyStored { at }.emit(&self.metrics),
             Verdict::DeadLetter(failure) => {
-                match self.dead_letters.send(m, failure).await? {
-                    Delivery::Whole => {}
-                    Delivery::Reduced => {
-                        self.metrics.dead_letter_reduced(topic);
-                        tracing::warn!(
-                            topic,
-                            partition,
-                            offset,
-                            bytes = m.payload().map_or(0, <[u8]>::len),
-                            "dead letter too large to write whole: written reduced"
-                        );
-                    }
-                    Delivery::Dropped(error) => {
-                        self.metrics.dead_letter_dropped(topic);
-                        tracing::error!(
-                            topic,
-                            partition,
-                            offset,
-                            %error,
-                            error_class = failure.class.as_str(),
-                            "the dead-letter topic refused this message even reduced: passed over"
-                        );
-                        return Ok(());
-                    }
+                let delivery = self.dead_letters.send(m, failure).await?;
+                events::DeadLettered {
+                    at,
+                    failure,
+                    delivery: &delivery,
+                    bytes: m.payload().map_or(0, <[u8]>::len),
                 }
-                if failure.class == FailureClass::Conflict {
-                    self.metrics.messages(topic, Outcome::Conflict, 1);
-                }
-                self.metrics.messages(topic, Outcome::DeadLettered, 1);
-                self.metrics.dead_letter(topic, failure);
-                tracing::warn!(
-                    topic,
-                    partition,
-                    offset,
-                    error_kind = failure.kind.as_str(),
-                    error_class = failure.class.as_str(),
-                    retries = failure.retries,
-                    "message dead-lettered"
-                );
+                .emit(&self.metrics);
             }
         }
-        self.metrics
-            .messages(topic, Outcome::Retried, u64::from(handled.retries));
-        self.metrics
-            .timings(topic, r.at.elapsed().as_secs_f64(), age_seconds(m));
+        events::Finished {
+            topic: at.topic,
+            processing: r.at.elapsed(),
+            age_seconds: age_seconds(m),
+            retries: handled.retries,
+        }
+        .emit(&self.metrics);
         Ok(())
     }
 
@@ -312,9 +275,8 @@ impl Worker {
     }
 
     fn open_circuit(&mut self, reason: &str) {
-        tracing::error!(%reason, "database unreachable: pausing consumption");
+        events::CircuitOpened { reason }.emit(&self.metrics);
         self.breaker.open(Instant::now());
-        self.metrics.circuit_open.set(1);
         self.set_paused(true);
     }
 
@@ -338,9 +300,8 @@ impl Worker {
         }
         match self.store.probe().await {
             Ok(()) => {
-                tracing::info!("database reachable again: resuming consumption");
+                events::CircuitClosed.emit(&self.metrics);
                 self.breaker.close();
-                self.metrics.circuit_open.set(0);
                 self.set_paused(false);
             }
             Err(e) => {

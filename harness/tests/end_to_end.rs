@@ -41,7 +41,7 @@ fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
         ("USERS_TOPIC", broker.topics.users.clone()),
         ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
-        ("LOG_LEVEL", "info,producer::routes=debug".to_owned()),
+        ("LOG_LEVEL", "info,producer::intake=debug".to_owned()),
     ]
 }
 
@@ -58,7 +58,7 @@ fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, Strin
         ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
         ("RETRY_BACKOFF_MS", "200".to_owned()),
         ("CIRCUIT_PROBE_MS", "250".to_owned()),
-        ("LOG_LEVEL", "info,consumer::worker=debug".to_owned()),
+        ("LOG_LEVEL", "info,consumer::events=debug".to_owned()),
     ]
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use platform::kafka::KafkaSettings;
+use platform::metrics::register;
 use prometheus::{IntGaugeVec, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -174,47 +175,35 @@ impl LagMetrics {
     /// Registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let labels = &["group", "topic", "partition"];
-        let lag = IntGaugeVec::new(
-            Opts::new(
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).and_then(|g| register(registry, g))
+        };
+        Ok(Self {
+            lag: gauge(
                 "kafka_consumer_lag",
                 "Messages between the group's committed offset and the high watermark",
-            ),
-            labels,
-        )?;
-        let lag_seconds = IntGaugeVec::new(
-            Opts::new(
+                labels,
+            )?,
+            lag_seconds: gauge(
                 "kafka_consumer_lag_seconds",
                 "Age of the oldest message the group has not consumed",
-            ),
-            labels,
-        )?;
-        let committed = IntGaugeVec::new(
-            Opts::new(
+                labels,
+            )?,
+            committed: gauge(
                 "kafka_consumer_committed_offset",
                 "The group's committed offset",
-            ),
-            labels,
-        )?;
-        let high = IntGaugeVec::new(
-            Opts::new("kafka_topic_high_watermark", "Next offset to be written"),
-            &["topic", "partition"],
-        )?;
-        let members = IntGaugeVec::new(
-            Opts::new(
+                labels,
+            )?,
+            high: gauge(
+                "kafka_topic_high_watermark",
+                "Next offset to be written",
+                &["topic", "partition"],
+            )?,
+            members: gauge(
                 "kafka_consumer_group_members",
                 "Active members of the group",
-            ),
-            &["group"],
-        )?;
-        for m in [&lag, &lag_seconds, &committed, &high, &members] {
-            registry.register(Box::new(m.clone()))?;
-        }
-        Ok(Self {
-            lag,
-            lag_seconds,
-            committed,
-            high,
-            members,
+                &["group"],
+            )?,
         })
     }
 

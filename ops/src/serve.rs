@@ -7,13 +7,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::http::{ops_router, ReadinessCheck};
+use platform::http::{ops_router, NotReady, Readiness};
 use platform::kafka::KafkaSettings;
 use platform::server::{ConnectionMetrics, HttpLimits};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::lag::{measure, LagMetrics};
+
+/// Ready once a measurement succeeded.
+#[derive(Clone, Default)]
+struct Measured(Arc<AtomicBool>);
+
+/// No measurement of the lag has succeeded yet.
+#[derive(Debug, thiserror::Error)]
+#[error("no lag measurement yet")]
+struct NotMeasured;
+
+impl Readiness for Measured {
+    async fn check(&self) -> Result<(), NotReady> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(NotReady::new("lag", NotMeasured))
+        }
+    }
+}
 
 /// Serves lag metrics of `group` on `addr` until `stop`.
 pub async fn run(
@@ -27,20 +46,8 @@ pub async fn run(
     let registry = Registry::new();
     let metrics = LagMetrics::register(&registry)?;
     let connections = ConnectionMetrics::register(&registry)?;
-    let measured = Arc::new(AtomicBool::new(false));
-    let ready: ReadinessCheck = {
-        let measured = measured.clone();
-        Arc::new(move || {
-            let ok = measured.load(Ordering::SeqCst);
-            Box::pin(async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err("no lag measurement yet".to_owned())
-                }
-            })
-        })
-    };
+    let measured = Measured::default();
+    let ready = measured.clone();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, %group, "lag exporter listening");
     let server = tokio::spawn(platform::server::serve(
@@ -55,7 +62,7 @@ pub async fn run(
         match tokio::task::spawn_blocking(move || measure(&kafka, &group, &topics)).await? {
             Ok(lag) => {
                 metrics.set(&lag);
-                measured.store(true, Ordering::SeqCst);
+                measured.0.store(true, Ordering::SeqCst);
                 tracing::debug!(total = lag.total, "lag measured");
             }
             Err(e) => tracing::warn!(error = %e, "lag measurement failed"),

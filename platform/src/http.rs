@@ -2,8 +2,6 @@
 //! `/metrics`) and the HTTP request metrics middleware.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -17,38 +15,66 @@ use prometheus::{
 };
 use serde_json::json;
 
-/// Answers whether the service can do its work now (`Err` says why not).
-pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+use crate::metrics::{register, LATENCY_BUCKETS};
+
+/// Why a service cannot do its work now.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct NotReady {
+    /// What is not ready, such as `database` or `brokers`.
+    pub what: &'static str,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl NotReady {
+    /// `what` is not ready because of `source`.
+    pub fn new(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            what,
+            source: source.into(),
+        }
+    }
+}
+
+/// Whether a service can do its work now, as `/readyz` answers it.
+pub trait Readiness: Clone + Send + Sync + 'static {
+    /// `Ok` when ready, else why not.
+    fn check(&self) -> impl Future<Output = Result<(), NotReady>> + Send;
+}
 
 #[derive(Clone)]
-struct Ops {
+struct Ops<R> {
     registry: Registry,
-    ready: ReadinessCheck,
+    ready: R,
 }
 
 /// `/healthz` (the process is alive), `/readyz` (its dependencies answer)
 /// and `/metrics` (Prometheus text format).
-pub fn ops_router(registry: Registry, ready: ReadinessCheck) -> Router {
+pub fn ops_router<R: Readiness>(registry: Registry, ready: R) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz::<R>))
+        .route("/metrics", get(metrics::<R>))
         .with_state(Ops { registry, ready })
 }
 
-async fn readyz(State(ops): State<Ops>) -> Response {
-    match (ops.ready)().await {
+async fn readyz<R: Readiness>(State(ops): State<Ops<R>>) -> Response {
+    match ops.ready.check().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "reason": reason})),
+            Json(json!({"status": "not ready", "reason": reason.to_string()})),
         )
             .into_response(),
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> Response {
+async fn metrics<R: Readiness>(State(ops): State<Ops<R>>) -> Response {
     let mut body = Vec::new();
     match TextEncoder::new().encode(&ops.registry.gather(), &mut body) {
         Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
@@ -66,26 +92,29 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Registers the HTTP metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests answered, by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time to answer an HTTP request",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        Ok(Self {
+            requests: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_requests_total",
+                        "HTTP requests answered, by route, method and status",
+                    ),
+                    &["route", "method", "status"],
+                )?,
+            )?,
+            duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "http_request_duration_seconds",
+                        "Time to answer an HTTP request",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["route", "method"],
+                )?,
+            )?,
+        })
     }
 }
 

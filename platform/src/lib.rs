@@ -7,8 +7,10 @@
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 pub mod throttle;
 pub mod trace;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, Env};
+use crate::metrics::register;
 
 /// What one HTTP server lets a client hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,25 +98,28 @@ impl ConnectionMetrics {
     /// Registers `http_connections_open`, `http_connections_refused_total`
     /// and `http_connections_timed_out_total` in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let open = IntGauge::new("http_connections_open", "HTTP connections open now")?;
-        let refused = IntCounter::new(
-            "http_connections_refused_total",
-            "HTTP connections closed at once because HTTP_MAX_CONNECTIONS were open",
-        )?;
-        let timed_out = IntCounterVec::new(
-            Opts::new(
-                "http_connections_timed_out_total",
-                "HTTP connections closed for holding the server too long, by phase (head, idle, write)",
-            ),
-            &["phase"],
-        )?;
-        registry.register(Box::new(open.clone()))?;
-        registry.register(Box::new(refused.clone()))?;
-        registry.register(Box::new(timed_out.clone()))?;
         Ok(Self {
-            open,
-            refused,
-            timed_out,
+            open: register(
+                registry,
+                IntGauge::new("http_connections_open", "HTTP connections open now")?,
+            )?,
+            refused: register(
+                registry,
+                IntCounter::new(
+                    "http_connections_refused_total",
+                    "HTTP connections closed at once because HTTP_MAX_CONNECTIONS were open",
+                )?,
+            )?,
+            timed_out: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_connections_timed_out_total",
+                        "HTTP connections closed for holding the server too long, by phase (head, idle, write)",
+                    ),
+                    &["phase"],
+                )?,
+            )?,
         })
     }
 }

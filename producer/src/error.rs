@@ -103,23 +103,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        match &self {
-            ApiError::Internal(source) => {
-                tracing::error!(error = %source, "request failed")
-            }
-            ApiError::Unavailable(e) => {
-                // Under load, a broker outage fails every request: one line
-                // per kind every ten seconds says it.
-                static THROTTLE: std::sync::OnceLock<platform::throttle::LogThrottle> =
-                    std::sync::OnceLock::new();
-                let throttle = THROTTLE.get_or_init(Default::default);
-                let kind = self.parts().1;
-                if let Some(suppressed) = throttle.admit(kind, std::time::Instant::now()) {
-                    tracing::warn!(error = %e, suppressed, "event not accepted");
-                }
-            }
-            _ => tracing::debug!(error = %self, "request refused"),
-        }
+        let refusal = Refusal {
+            code,
+            detail: match &self {
+                ApiError::Internal(source) => source.to_string(),
+                ApiError::Unavailable(e) => e.to_string(),
+                other => other.to_string(),
+            },
+        };
         let fields = match &self {
             ApiError::Invalid(errors) => errors.0.clone(),
             _ => Vec::new(),
@@ -154,6 +145,17 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response.extensions_mut().insert(refusal);
         response
     }
+}
+
+/// What a refused request leaves on its response for the logging middleware
+/// ([`crate::events::log_refusals`]).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The stable code of the answer, such as `validation_failed`.
+    pub code: &'static str,
+    /// What went wrong, for the log (never customer data: rules name fields).
+    pub detail: String,
 }

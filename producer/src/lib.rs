@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod intake;
 pub mod metrics;
 pub mod openapi;

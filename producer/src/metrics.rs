@@ -1,5 +1,6 @@
 //! The producer's metrics, registered once; handlers only increment.
 
+use platform::metrics::{register, LATENCY_BUCKETS};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Outcome label of `kafka_producer_messages_total`.
@@ -35,34 +36,35 @@ pub struct ProducerMetrics {
 impl ProducerMetrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let messages = IntCounterVec::new(
-            Opts::new(
-                "kafka_producer_messages_total",
-                "Messages published, by topic and outcome",
-            ),
-            &["topic", "outcome"],
-        )?;
-        let produce_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "kafka_producer_produce_duration_seconds",
-                "Time from send to the broker's acknowledgement",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["topic"],
-        )?;
-        let queue_depth = IntGauge::new(
-            "kafka_producer_queue_depth",
-            "Messages waiting in the producer queue for an acknowledgement",
-        )?;
-        registry.register(Box::new(messages.clone()))?;
-        registry.register(Box::new(produce_duration.clone()))?;
-        registry.register(Box::new(queue_depth.clone()))?;
         Ok(Self {
-            messages,
-            produce_duration,
-            queue_depth,
+            messages: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_producer_messages_total",
+                        "Messages published, by topic and outcome",
+                    ),
+                    &["topic", "outcome"],
+                )?,
+            )?,
+            produce_duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "kafka_producer_produce_duration_seconds",
+                        "Time from send to the broker's acknowledgement",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["topic"],
+                )?,
+            )?,
+            queue_depth: register(
+                registry,
+                IntGauge::new(
+                    "kafka_producer_queue_depth",
+                    "Messages waiting in the producer queue for an acknowledgement",
+                )?,
+            )?,
         })
     }
 

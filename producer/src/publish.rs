@@ -10,6 +10,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::events::{WriteAcknowledged, WriteFailed};
 use crate::metrics::{Outcome, ProducerMetrics};
 
 /// Why a write was not acknowledged. Each one answers 503 with `Retry-After`.
@@ -180,14 +181,15 @@ impl Publisher {
             Ok(delivery) => delivery,
             Err((error, _)) => {
                 let queue_full = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-                self.metrics.message(
+                WriteFailed {
                     topic,
-                    if queue_full {
+                    outcome: if queue_full {
                         Outcome::Rejected
                     } else {
                         Outcome::Failed
                     },
-                );
+                }
+                .emit(&self.metrics);
                 self.replace_if_stuck(generation, &producer, false);
                 return Err(if queue_full {
                     PublishError::QueueFull
@@ -221,12 +223,18 @@ impl Publisher {
         match &result {
             Ok(_) => {
                 self.acknowledged();
-                self.metrics.message(topic, Outcome::Acked);
-                self.metrics
-                    .produce_seconds(topic, started.elapsed().as_secs_f64());
+                WriteAcknowledged {
+                    topic,
+                    took: started.elapsed(),
+                }
+                .emit(&self.metrics);
             }
             Err(e) => {
-                self.metrics.message(topic, Outcome::Failed);
+                WriteFailed {
+                    topic,
+                    outcome: Outcome::Failed,
+                }
+                .emit(&self.metrics);
                 let timed_out = matches!(e, PublishError::Timeout(_));
                 self.replace_if_stuck(generation, &producer, timed_out);
             }
@@ -235,21 +243,18 @@ impl Publisher {
     }
 
     /// Whether the brokers answer a metadata request for `topic` in time.
-    pub async fn ready(&self, topic: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn ready(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
         let (_, producer) = self.producer();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(|e| format!("Kafka metadata unavailable: {e}"))
-                .and_then(|m| match m.topics().first().and_then(|t| t.error()) {
-                    Some(e) => Err(format!("topic {topic}: {e:?}")),
-                    None => Ok(()),
-                })
+            let metadata = producer.client().fetch_metadata(Some(&topic), timeout)?;
+            match metadata.topics().first().and_then(|t| t.error()) {
+                Some(e) => Err(KafkaError::MetadataFetch(e.into())),
+                None => Ok(()),
+            }
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|_| KafkaError::Canceled)?
     }
 
     /// Waits until every queued message is acknowledged or `timeout` passes.

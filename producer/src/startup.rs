@@ -9,8 +9,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use governor::{Quota, RateLimiter};
-use platform::http::{self, HttpMetrics, ReadinessCheck};
+use platform::http::{self, HttpMetrics, NotReady, Readiness};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
+use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,32 +20,14 @@ use utoipa::OpenApi;
 
 use crate::admission;
 use crate::config::ProducerConfig;
+use crate::events;
 use crate::metrics::ProducerMetrics;
 use crate::openapi::ApiDoc;
 use crate::publish::Publisher;
 use crate::routes::{self, AppState};
 
 /// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// librdkafka refused the client configuration.
-    #[error("invalid Kafka client configuration: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    /// A metric could not be registered.
-    #[error("metrics registration failed: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// The broker refused our credentials.
-    #[error("Kafka authentication failed (check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM): {0}")]
-    Authentication(String),
-}
+pub type StartupError = StartError;
 
 /// The producer service, bound and ready to run.
 pub struct Application {
@@ -58,10 +41,20 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+/// Ready while the brokers answer a metadata request for the orders topic.
+#[derive(Clone)]
+struct BrokersReady {
+    publisher: Publisher,
+    topic: String,
+}
+
+impl Readiness for BrokersReady {
+    async fn check(&self) -> Result<(), NotReady> {
+        self.publisher
+            .ready(&self.topic, Duration::from_secs(2))
+            .await
+            .map_err(|e| NotReady::new("brokers", e))
+    }
 }
 
 impl Application {
@@ -87,14 +80,9 @@ impl Application {
             limiter,
             api_token: config.api_token.clone(),
         });
-        let ready: ReadinessCheck = {
-            let publisher = publisher.clone();
-            let topic = config.topics.orders.clone();
-            Arc::new(move || {
-                let publisher = publisher.clone();
-                let topic = topic.clone();
-                Box::pin(async move { publisher.ready(&topic, Duration::from_secs(2)).await })
-            })
+        let ready = BrokersReady {
+            publisher: publisher.clone(),
+            topic: config.topics.orders.clone(),
         };
         let api = Router::new()
             .route("/orders", post(routes::create_order))
@@ -117,6 +105,7 @@ impl Application {
             }
         };
         let router = router
+            .layer(middleware::from_fn(events::log_refusals))
             .layer(middleware::from_fn_with_state(
                 http_metrics.clone(),
                 http::track,
@@ -229,22 +218,17 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     span
 }
 
-/// Asks the broker for metadata for a few seconds: success or a plain
-/// network failure lets the service start; an authentication failure stops it.
+/// A wrong password fails start-up with a message that says so; a broker
+/// that is merely down does not (requests get 503 until it answers).
 async fn check_credentials(publisher: &Publisher, topic: &str) -> Result<(), StartupError> {
-    let started = std::time::Instant::now();
-    let mut result = Ok(());
-    while started.elapsed() < Duration::from_secs(5) {
-        result = publisher.ready(topic, Duration::from_secs(1)).await;
-        if let Some(reason) = publisher.context().authentication_failed() {
-            return Err(StartupError::Authentication(reason));
-        }
-        if result.is_ok() {
-            return Ok(());
-        }
-    }
-    if let Err(reason) = result {
-        tracing::warn!(%reason, "Kafka not reachable at start-up; requests get 503 until it is");
-    }
-    Ok(())
+    startup::check_credentials(
+        || async {
+            match publisher.ready(topic, Duration::from_secs(1)).await {
+                Ok(()) => Probe::Answered,
+                Err(_) => Probe::Silent,
+            }
+        },
+        || publisher.context().authentication_failed(),
+    )
+    .await
 }
