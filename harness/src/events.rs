@@ -85,14 +85,8 @@ fn envelope_of<E: Event>(event: &E, format: Format) -> Vec<(String, String)> {
 }
 
 pub fn order_event(n: usize) -> OrderEvent {
-    let request: contract::request::CreateOrderRequest = serde_json::from_value(serde_json::json!({
-        "customer": {"id": format!("c-{n}"), "name": "Ada Lovelace", "email": "ada@example.com",
-                     "address": {"line1": "12 St James's Sq", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}},
-        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"},
-                  {"sku": "SKU-2", "name": "Gadget", "quantity": 1, "unit_price": "5.00", "inventory_status": "backordered"}],
-        "currency": "EUR"
-    }))
-    .expect("request");
+    let request: contract::request::CreateOrderRequest =
+        serde_json::from_value(crate::load::order_body(n)).expect("request");
     // Ids as the producer derives them, for an order with a client id.
     let ids = contract::ids::derive(Domain::Orders, Some(Uuid::new_v4()), None);
     request.validate().expect("valid").into_event(

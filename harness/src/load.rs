@@ -38,16 +38,18 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-/// The body of order number `n`.
+/// The body of order number `n`: the documented example with a customer of
+/// its own and a second, backordered item (44.98 EUR in all).
 pub fn order_body(n: usize) -> serde_json::Value {
-    serde_json::json!({
-        "customer": {"id": format!("c-{n}"), "name": "Ada Lovelace", "email": "ada@example.com",
-                     "address": {"line1": "12 St James's Sq", "city": "London",
-                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
-        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"},
-                  {"sku": "SKU-2", "name": "Gadget", "quantity": 1, "unit_price": "5.00"}],
-        "currency": "EUR"
-    })
+    let mut body = contract::request::example_order();
+    body["customer"]["id"] = format!("c-{n}").into();
+    if let Some(items) = body["items"].as_array_mut() {
+        items.push(
+            serde_json::json!({"sku": "SKU-2", "name": "Gadget", "quantity": 1,
+                                      "unit_price": "5.00", "inventory_status": "backordered"}),
+        );
+    }
+    body
 }
 
 enum Attempt {

@@ -110,7 +110,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         redact(&database_url),
     );
     println!("Post an order:\n");
-    let body = r#"{"customer":{"id":"c-42","name":"Ada Lovelace","email":"ada@example.com","address":{"line1":"12 St James'"'"'s Sq","city":"London","postal_code":"SW1Y 4JH","country":"GB"}},"items":[{"sku":"SKU-1","name":"Widget","quantity":2,"unit_price":"19.99"}],"currency":"EUR"}"#;
+    // Quoted for a shell's single quotes.
+    let body = contract::request::example_order()
+        .to_string()
+        .replace('\'', r#"'"'"'"#);
     println!(
         "  curl -i -X POST http://{api}/orders -H 'content-type: application/json' -d '{body}'\n"
     );

@@ -113,6 +113,27 @@ pub struct CreateUserRequest {
     pub address: Option<AddressInput>,
 }
 
+/// The example order of the API's documentation: the body every example,
+/// fixture and test starts from.
+pub fn example_order() -> serde_json::Value {
+    serde_json::json!({
+        "customer": {"id": "c-42", "name": "Ada Lovelace", "email": "ada@example.com",
+                     "address": {"line1": "12 St James's Sq", "city": "London",
+                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
+        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"}],
+        "currency": "EUR"
+    })
+}
+
+/// The example user of the API's documentation.
+pub fn example_user() -> serde_json::Value {
+    serde_json::json!({
+        "user_id": "u-42", "name": "Ada Lovelace", "email": "ada@example.com",
+        "address": {"line1": "12 St James's Sq", "city": "London",
+                    "postal_code": "SW1Y 4JH", "country": "GB"}
+    })
+}
+
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {

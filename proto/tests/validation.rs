@@ -9,13 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn order_body() -> Value {
-    json!({
-        "customer": {"id": "c-42", "name": "Ada Lovelace", "email": "ada@example.com",
-                     "address": {"line1": "12 St James's Sq", "city": "London",
-                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
-        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"}],
-        "currency": "EUR"
-    })
+    contract::request::example_order()
 }
 
 fn order_errors(body: Value) -> ValidationErrors {

@@ -122,11 +122,5 @@ pub fn key(message: &OwnedMessage) -> String {
 }
 
 pub fn order_body() -> serde_json::Value {
-    serde_json::json!({
-        "customer": {"id": "c-42", "name": "Ada Lovelace", "email": "ada@example.com",
-                     "address": {"line1": "12 St James's Sq", "city": "London",
-                                 "postal_code": "SW1Y 4JH", "country": "GB"}},
-        "items": [{"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "19.99"}],
-        "currency": "EUR"
-    })
+    contract::request::example_order()
 }
