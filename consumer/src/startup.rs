@@ -238,6 +238,6 @@ async fn check_credentials(
             _ => Probe::Silent,
         }
     };
-    startup::check_credentials(probe, || context.observed.authentication_failed()).await?;
+    startup::check_credentials(probe, || startup::refusal(&context.observed)).await?;
     Ok(())
 }

@@ -369,6 +369,26 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     ));
     println!("lag with no consumer: {}", down["total"]);
     assert_eq!(down["total"], 30, "{down}");
+
+    // Logs, however many, go to standard error: standard output stays the
+    // result, for `| jq` and for scripts.
+    let chatty = Command::new(binary("pubsubkafka"))
+        .args(["lag", "--group", &group, "--json"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
+        .env("LOG_LEVEL", "debug")
+        .env("KAFKA_DEBUG", "metadata")
+        .output()
+        .expect("run pubsubkafka");
+    let logged = String::from_utf8_lossy(&chatty.stderr);
+    assert!(
+        logged.contains("librdkafka"),
+        "debug lines are logged: {logged}"
+    );
+    assert_eq!(
+        json(&chatty)["total"],
+        30,
+        "standard output is only the JSON"
+    );
     let above = tool(
         &broker.bootstrap,
         &["lag", "--group", &group, "--threshold", "10"],

@@ -194,6 +194,9 @@ pub struct ObservedContext {
         std::sync::Arc<std::sync::Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>>,
     /// Kept apart: later "all brokers down" errors must not hide it.
     authentication: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// A TLS handshake the client refused (the broker's certificate is not
+    /// one its CA signed), kept apart likewise.
+    tls: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     throttle: std::sync::Arc<crate::throttle::LogThrottle>,
 }
 
@@ -206,6 +209,11 @@ impl ObservedContext {
     /// The broker's refusal of our credentials, if it refused them.
     pub fn authentication_failed(&self) -> Option<String> {
         self.authentication.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Why a TLS handshake with a broker failed, if one did.
+    pub fn tls_failed(&self) -> Option<String> {
+        self.tls.lock().ok().and_then(|t| t.clone())
     }
 }
 
@@ -246,6 +254,11 @@ impl rdkafka::ClientContext for ObservedContext {
         {
             if let Ok(mut auth) = self.authentication.lock() {
                 *auth = Some(reason.to_owned());
+            }
+        }
+        if reason.contains("SSL handshake failed") {
+            if let Ok(mut tls) = self.tls.lock() {
+                *tls = Some(reason.to_owned());
             }
         }
         if let Ok(mut last) = self.last_error.lock() {

@@ -33,6 +33,17 @@ pub enum StartError {
     /// The broker refused our credentials.
     #[error("Kafka authentication failed (check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM): {0}")]
     Authentication(String),
+    /// We refused the broker's certificate.
+    #[error("Kafka TLS handshake failed (check KAFKA_SSL_CA_LOCATION: the brokers' certificate must be signed by that CA and name the address used): {0}")]
+    Tls(String),
+}
+
+/// What the client of `context` refused or was refused, if anything.
+pub fn refusal(context: &crate::kafka::ObservedContext) -> Option<StartError> {
+    context
+        .authentication_failed()
+        .map(StartError::Authentication)
+        .or_else(|| context.tls_failed().map(StartError::Tls))
 }
 
 /// Binds `addr`.
@@ -54,19 +65,19 @@ pub enum Probe {
 }
 
 /// Looks at the broker with `probe` for a few seconds: a refusal of our
-/// credentials (said by the probe, or noticed by the client's context and
-/// reported by `refused`) stops start-up; an answer, or silence to the end,
-/// lets it go on (requests get 503 and consumption waits until the broker
-/// answers).
+/// credentials or of the broker's certificate (said by the probe, or
+/// noticed by the client's context and reported by `refused`) stops
+/// start-up; an answer, or silence to the end, lets it go on (requests get
+/// 503 and consumption waits until the broker answers).
 pub async fn check_credentials<F: Future<Output = Probe>>(
     mut probe: impl FnMut() -> F,
-    refused: impl Fn() -> Option<String>,
+    refused: impl Fn() -> Option<StartError>,
 ) -> Result<(), StartError> {
     let started = Instant::now();
     while started.elapsed() < CREDENTIALS_CHECK {
         let seen = probe().await;
-        if let Some(reason) = refused() {
-            return Err(StartError::Authentication(reason));
+        if let Some(refusal) = refused() {
+            return Err(refusal);
         }
         match seen {
             Probe::Answered => return Ok(()),
@@ -91,7 +102,10 @@ mod tests {
                 tries.set(tries.get() + 1);
                 async { Probe::Silent }
             },
-            || (tries.get() >= 2).then(|| "SASL authentication error".to_owned()),
+            || {
+                (tries.get() >= 2)
+                    .then(|| StartError::Authentication("SASL authentication error".into()))
+            },
         )
         .await;
         assert!(

@@ -7,6 +7,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -24,6 +25,9 @@ pub struct TelemetryConfig {
     pub json_logs: bool,
     /// OTLP/HTTP collector base URL, from `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub otlp_endpoint: Option<String>,
+    /// Log lines go to standard error (a command whose output is its
+    /// result) rather than standard output (a service).
+    pub to_stderr: bool,
 }
 
 impl TelemetryConfig {
@@ -35,9 +39,13 @@ impl TelemetryConfig {
     }
 
     /// As [`Self::from_env`], for a command run at a terminal: text lines
-    /// unless `LOG_FORMAT` says otherwise.
+    /// unless `LOG_FORMAT` says otherwise, on standard error, so that what the
+    /// command prints on standard output stays its result.
     pub fn for_terminal(env: &Env, service: &str) -> Result<Self, ConfigError> {
-        Self::read(env, service, "text")
+        Ok(Self {
+            to_stderr: true,
+            ..Self::read(env, service, "text")?
+        })
     }
 
     fn read(env: &Env, service: &str, default_format: &str) -> Result<Self, ConfigError> {
@@ -73,6 +81,7 @@ impl TelemetryConfig {
             log_filter,
             json_logs,
             otlp_endpoint,
+            to_stderr: false,
         })
     }
 }
@@ -125,14 +134,20 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let tracer = provider.tracer(config.service_name.clone());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = if config.to_stderr {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
     let logs = if config.json_logs {
         tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_writer(writer)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
     };
     tracing_subscriber::registry()
         .with(TelemetryFilter { logs: filter })

@@ -228,7 +228,7 @@ async fn check_credentials(publisher: &Publisher, topic: &str) -> Result<(), Sta
                 Err(_) => Probe::Silent,
             }
         },
-        || publisher.context().authentication_failed(),
+        || startup::refusal(publisher.context()),
     )
     .await
 }
