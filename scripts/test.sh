@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project, setting up what the tests need on this
 # machine first: the local PostgreSQL server (started if it is down), the
-# Tansu broker of the end-to-end suite and the benchmark smoke run, and the
-# tools of the deployment and monitoring checks (installed under .tools/).
+# Tansu brokers of the end-to-end suite and the benchmark smoke run (memory
+# storage, and a PostgreSQL-storage build with its own storage server), and
+# the tools of the deployment and monitoring checks (installed under
+# .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 section "Tansu broker for the end-to-end suite"
 ./scripts/install-tansu.sh
+
+section "durable Tansu cluster: PostgreSQL-storage build, its storage server on 127.0.0.1:5433, stunnel"
+./scripts/install-durable-tansu.sh
+./scripts/tansu-storage.sh
 
 section "service binaries for the end-to-end suite and the benchmark smoke run"
 cargo build --locked --bins

@@ -1,6 +1,7 @@
-//! A Tansu broker as a separate process on loopback (memory storage), with
-//! the pipeline's topics. Found through `TANSU_BIN` or at
-//! `.tools/tansu/tansu` (installed by `scripts/install-tansu.sh`).
+//! A Tansu broker as a separate process on loopback, with the pipeline's
+//! topics: the prebuilt memory-storage build (found through `TANSU_BIN` or
+//! at `.tools/tansu/tansu`, installed by `scripts/install-tansu.sh`), or the
+//! durable PostgreSQL-storage build of [`crate::cluster`].
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -30,7 +31,13 @@ pub struct Tansu {
     port: u16,
     /// The address the broker tells clients to use (its own, or a proxy's).
     advertised: String,
+    binary: PathBuf,
+    /// Its storage engine's URL, when not memory.
+    storage: Option<String>,
+    /// Whether clients must log in (SASL).
+    pub authentication: bool,
     extra_args: Vec<String>,
+    log: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -59,7 +66,11 @@ impl Tansu {
             bootstrap: advertised.clone(),
             port,
             advertised,
+            binary: tansu_binary(),
+            storage: None,
+            authentication: false,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log: None,
             child: None,
         };
         broker.spawn();
@@ -69,10 +80,34 @@ impl Tansu {
         broker
     }
 
-    fn spawn(&mut self) {
+    /// A broker of `binary` on `port`, advertising `advertised`, storing in
+    /// `storage` (a durable engine's URL), logging to `log`; not started.
+    pub fn durable(
+        binary: PathBuf,
+        port: u16,
+        advertised: String,
+        storage: String,
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            bootstrap: advertised.clone(),
+            port,
+            advertised,
+            binary,
+            storage: Some(storage),
+            authentication: false,
+            extra_args: Vec::new(),
+            log: Some(log),
+            child: None,
+        }
+    }
+
+    /// Starts the process (again) and waits until it listens.
+    pub fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let advertised = format!("tcp://{}", self.advertised);
-        let child = Command::new(tansu_binary())
+        let mut command = Command::new(&self.binary);
+        command
             .arg("broker")
             .args([
                 "--listener-url",
@@ -81,11 +116,24 @@ impl Tansu {
                 &advertised,
             ])
             .args(["--cluster-id", "pubsubkafka-test"])
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
+            .args(&self.extra_args);
+        if let Some(storage) = &self.storage {
+            command.args(["--storage-engine", storage]);
+        }
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        match &self.log {
+            Some(path) => {
+                let out = crate::process::log_file(path);
+                let err = out.try_clone().expect("log file");
+                command.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+            }
+            None => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        let child = command.spawn().expect("start tansu");
         self.child = Some(child);
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -102,7 +150,7 @@ impl Tansu {
     /// client's metadata request created first is left as it is.
     pub fn create_topics(&self) {
         for topic in TOPICS {
-            let output = Command::new(tansu_binary())
+            let output = Command::new(&self.binary)
                 .args([
                     "topic",
                     "create",
@@ -122,7 +170,7 @@ impl Tansu {
 
     /// Creates a SCRAM-SHA-512 user.
     pub fn create_user(&self, name: &str, password: &str) -> std::process::Output {
-        Command::new(tansu_binary())
+        Command::new(&self.binary)
             .args([
                 "user",
                 "create",
@@ -134,12 +182,18 @@ impl Tansu {
             .expect("tansu user create")
     }
 
+    /// The port it listens on itself (its clients may be told another).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The broker's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Kills the broker process (memory storage: its data is gone).
+    /// Kills the broker process with SIGKILL (memory storage: its data is
+    /// gone; durable storage keeps it).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -147,11 +201,12 @@ impl Tansu {
         }
     }
 
-    /// Starts it again on the same port and recreates the topics.
+    /// Starts it again on the same port; a memory broker gets its topics
+    /// again.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
-        if self.extra_args.is_empty() {
+        if self.storage.is_none() && self.extra_args.is_empty() {
             self.create_topics();
         }
     }
@@ -195,14 +250,16 @@ impl Topics {
 /// The broker of one end-to-end scenario: another broker when
 /// `KAFKA_BOOTSTRAP_SERVERS` is set (with topics of the scenario's own, so
 /// scenarios do not see each other's messages), else a Tansu process of its
-/// own with the standard topic names.
+/// own with the standard topic names, or a durable cluster of its own.
 pub struct Broker {
     /// For `KAFKA_BOOTSTRAP_SERVERS`.
     pub bootstrap: String,
     /// The scenario's topics.
     pub topics: Topics,
-    /// The process, when the suite started it.
+    /// The process, when the suite started one memory broker.
     pub tansu: Option<Tansu>,
+    /// The cluster, when the suite started a durable one.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Broker {
@@ -221,6 +278,32 @@ impl Broker {
             bootstrap: tansu.bootstrap.clone(),
             topics: Self::tansu_topics(),
             tansu: Some(tansu),
+            cluster: None,
+        }
+    }
+
+    /// A test client of this broker (logged in as the operator when the
+    /// broker is secured).
+    pub fn client(&self) -> rdkafka::ClientConfig {
+        match self.security() {
+            Some(security) => security.client(&self.bootstrap, crate::cluster::Role::Operator),
+            None => crate::kafka::client(&self.bootstrap),
+        }
+    }
+
+    /// What its clients need to log in, when it is secured.
+    pub fn security(&self) -> Option<&crate::cluster::Security> {
+        self.cluster.as_ref().and_then(|c| c.security.as_ref())
+    }
+
+    /// A durable cluster of the scenario's own (see [`crate::cluster`]).
+    pub async fn cluster(brokers: usize, secured: bool) -> Self {
+        let cluster = crate::cluster::Cluster::start(brokers, secured).await;
+        Self {
+            bootstrap: cluster.bootstrap.clone(),
+            topics: Self::tansu_topics(),
+            tansu: None,
+            cluster: Some(cluster),
         }
     }
 
@@ -264,6 +347,7 @@ impl Broker {
             bootstrap,
             topics,
             tansu: None,
+            cluster: None,
         }
     }
 }

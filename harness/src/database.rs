@@ -1,4 +1,5 @@
-//! A fresh database per test on the local PostgreSQL server.
+//! A fresh database per test on the local PostgreSQL server (or on the
+//! durable brokers' storage server).
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -14,21 +15,28 @@ pub struct TestDatabase {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    server: String,
 }
 
 impl TestDatabase {
     /// Creates `pubsubkafka_test_<random>`; fails with how to start the
     /// server when it is not running.
     pub async fn create() -> Self {
-        let server = server_url();
+        Self::create_on(
+            &server_url(),
+            "Start it with `scripts/postgres.sh` or point TEST_DATABASE_SERVER \
+             at a server where tests may create databases",
+        )
+        .await
+    }
+
+    /// Creates `pubsubkafka_test_<random>` on `server`; fails saying
+    /// `how_to_start` when it is not running.
+    pub async fn create_on(server: &str, how_to_start: &str) -> Self {
         let mut admin = PgConnection::connect(&format!("{server}/postgres"))
             .await
             .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach PostgreSQL at {server} ({e}). Start it with \
-                     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-                     or point TEST_DATABASE_SERVER at a server where tests may create databases"
-                )
+                panic!("cannot reach PostgreSQL at {server} ({e}). {how_to_start}")
             });
         let name = format!("pubsubkafka_test_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -41,13 +49,18 @@ impl TestDatabase {
             .connect(&url)
             .await
             .expect("connect to the test database");
-        Self { name, url, pool }
+        Self {
+            name,
+            url,
+            pool,
+            server: server.to_owned(),
+        }
     }
 
     /// Drops the database (best effort: a failed test leaves it for study).
     pub async fn drop(self) {
         self.pool.close().await;
-        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", self.server)).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name

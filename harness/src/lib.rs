@@ -5,6 +5,7 @@
 //! Nothing here imitates a broker or a database.
 
 pub mod broker;
+pub mod cluster;
 pub mod database;
 pub mod events;
 pub mod kafka;
@@ -12,6 +13,7 @@ pub mod load;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
+pub mod stack;
 pub mod telemetry;
 
 /// The workspace root (where `Cargo.toml` and `.tools/` are).

@@ -22,6 +22,8 @@ pub struct LoadReport {
     pub attempts: usize,
     /// Answers by status code (0: no answer: connection refused or reset).
     pub statuses: BTreeMap<u16, usize>,
+    /// The longest an order waited, from its first try, for its `202`.
+    pub longest_wait: Duration,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -100,7 +102,7 @@ pub async fn post_orders(
         .build()
         .expect("http client");
     let url = Arc::new(url.to_owned());
-    let results: Vec<(Option<Uuid>, usize, Vec<u16>)> = stream::iter(0..count)
+    let results: Vec<(Option<Uuid>, usize, Vec<u16>, Duration)> = stream::iter(0..count)
         .map(|n| {
             let client = client.clone();
             let url = url.clone();
@@ -112,16 +114,16 @@ pub async fn post_orders(
                     match attempt(&client, &url, &key, n).await {
                         Attempt::Accepted(id) => {
                             codes.push(202);
-                            return (Some(id), codes.len(), codes);
+                            return (Some(id), codes.len(), codes, started.elapsed());
                         }
                         Attempt::Refused(code) => {
                             codes.push(code);
-                            return (None, codes.len(), codes);
+                            return (None, codes.len(), codes, Duration::ZERO);
                         }
                         Attempt::Retry(code) => {
                             codes.push(code);
                             if started.elapsed() > deadline {
-                                return (None, codes.len(), codes);
+                                return (None, codes.len(), codes, Duration::ZERO);
                             }
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
@@ -137,8 +139,9 @@ pub async fn post_orders(
         ..LoadReport::default()
     };
     let mut seen = std::collections::HashSet::new();
-    for (id, attempts, codes) in results {
+    for (id, attempts, codes, waited) in results {
         report.attempts += attempts;
+        report.longest_wait = report.longest_wait.max(waited);
         for code in codes {
             *report.statuses.entry(code).or_default() += 1;
         }

@@ -50,10 +50,20 @@ pub struct Service {
     child: Option<Child>,
 }
 
-fn log_dir() -> PathBuf {
+/// Where this test process keeps the logs of what it starts.
+pub fn log_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pubsubkafka-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// `path` opened for appending (created if missing).
+pub fn log_file(path: &std::path::Path) -> std::fs::File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
 }
 
 impl Service {
@@ -99,11 +109,7 @@ impl Service {
     }
 
     fn spawn(&mut self) {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
+        let out = log_file(&self.log);
         let err = out.try_clone().expect("log file");
         let child = Command::new(binary(&self.name))
             .args(&self.args)
@@ -115,6 +121,14 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.name));
         self.child = Some(child);
+    }
+
+    /// The value of `name` in its environment, if set.
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The process id.

@@ -9,7 +9,11 @@
 //! topics of its own); the broker-restart and SASL scenarios always start
 //! their own Tansu. Tansu here is its memory-storage build: a broker restart
 //! loses its topics and messages (the scenario recreates the topics and says
-//! so).
+//! so). The scenarios of [`durable`] and [`secured`] run on a durable
+//! two-broker cluster of their own (see `harness::cluster`).
+
+mod durable;
+mod secured;
 
 use std::time::{Duration, Instant};
 
@@ -17,138 +21,15 @@ use harness::broker::{Broker, Tansu};
 use harness::database::{wait_for_count, TestDatabase};
 use harness::events::{headers_for, order_event, order_message, Outgoing};
 use harness::kafka::{header, publish, read_topic};
-use harness::load::{order_body, post_orders, LoadReport};
+use harness::load::{order_body, post_orders};
 use harness::process::Service;
 use harness::proxy::Proxy;
+use harness::stack::{
+    circuit_opened, consumer_env, log_lines, producer_env, wait_for_metric, Stack, DRAIN, READY,
+    SHUTDOWN_BOUND,
+};
 use rdkafka::message::Message;
 use uuid::Uuid;
-
-const READY: Duration = Duration::from_secs(30);
-const DRAIN: Duration = Duration::from_secs(60);
-const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
-
-struct Stack {
-    db: TestDatabase,
-    broker: Broker,
-    producer: Service,
-    consumer: Service,
-}
-
-fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
-    vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
-        ("ORDERS_TOPIC", broker.topics.orders.clone()),
-        ("USERS_TOPIC", broker.topics.users.clone()),
-        ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
-        ("RATE_LIMIT_RPS", "0".to_owned()),
-        ("LOG_LEVEL", "info,producer::intake=debug".to_owned()),
-    ]
-}
-
-fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
-        ("ORDERS_TOPIC", broker.topics.orders.clone()),
-        ("USERS_TOPIC", broker.topics.users.clone()),
-        ("DATABASE_URL", database_url.to_owned()),
-        (
-            "KAFKA_CONSUMER_GROUP",
-            format!("e2e-{}", Uuid::new_v4().simple()),
-        ),
-        ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
-        ("RETRY_BACKOFF_MS", "200".to_owned()),
-        ("CIRCUIT_PROBE_MS", "250".to_owned()),
-        ("LOG_LEVEL", "info,consumer::events=debug".to_owned()),
-    ]
-}
-
-impl Stack {
-    /// Database, broker, consumer (reaching the database at `db_url` when
-    /// given, e.g. through a proxy) and producer, all ready.
-    async fn start(db: TestDatabase, db_url: Option<String>) -> Self {
-        Self::start_on(Broker::for_scenario().await, db, db_url).await
-    }
-
-    async fn start_on(broker: Broker, db: TestDatabase, db_url: Option<String>) -> Self {
-        let url = db_url.unwrap_or_else(|| db.url.clone());
-        let consumer = consumer_env(&broker, &url);
-        let producer = producer_env(&broker);
-        Self::launch(db, broker, &consumer, &producer).await
-    }
-
-    /// Starts the services with these environments and waits until ready.
-    async fn launch(
-        db: TestDatabase,
-        broker: Broker,
-        consumer_env: &[(&str, String)],
-        producer_env: &[(&str, String)],
-    ) -> Self {
-        let mut consumer = Service::start("consumer", "CONSUMER_HTTP_ADDR", consumer_env);
-        let mut producer = Service::start("producer", "PRODUCER_HTTP_ADDR", producer_env);
-        consumer.wait_ready("/readyz", READY).await;
-        producer.wait_ready("/readyz", READY).await;
-        Self {
-            db,
-            broker,
-            producer,
-            consumer,
-        }
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.db.pool)
-            .await
-            .expect("count")
-    }
-
-    /// Waits until every accepted order is in PostgreSQL, then checks each
-    /// is there exactly once, and prints the tally.
-    async fn assert_exactly_once(&self, scenario: &str, report: &LoadReport) {
-        let accepted = report.accepted.len() as i64;
-        let ids: Vec<Uuid> = report.accepted.clone();
-        let started = Instant::now();
-        let mut persisted = 0;
-        while started.elapsed() < DRAIN {
-            persisted = sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM orders WHERE order_id = ANY($1)",
-            )
-            .bind(&ids)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap();
-            if persisted >= accepted {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let events: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM event_store WHERE aggregate_id = ANY($1)")
-                .bind(&texts)
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap();
-        let rows = self.count("SELECT count(*) FROM orders").await;
-        let dead = read_topic(
-            &self.broker.bootstrap,
-            &self.broker.topics.orders_dlq,
-            0,
-            Duration::from_secs(2),
-        )
-        .len();
-        println!(
-            "{scenario}: {report}; persisted {persisted} of the accepted, {rows} rows in all, \
-             {} duplicated events, {dead} dead-lettered",
-            events - persisted
-        );
-        assert_eq!(report.gave_up, 0, "every order was eventually accepted");
-        assert_eq!(persisted, accepted, "every 202 is in PostgreSQL");
-        assert_eq!(events, accepted, "each accepted order was recorded once");
-        assert_eq!(rows, accepted, "no row without a 202");
-        assert_eq!(dead, 0, "no valid order was dead-lettered");
-    }
-}
 
 /// Customer data of every order the harness sends (and of the probe below).
 const PII: [&str; 4] = ["Ada Lovelace", "ada@example.com", "SW1Y 4JH", "pii-probe"];
@@ -201,15 +82,34 @@ async fn thousands_of_concurrent_orders_are_each_persisted_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_consumer_during_load_loses_and_duplicates_nothing() {
-    let mut stack = Stack::start(TestDatabase::create().await, None).await;
+    kill_9_of_the_consumer(Broker::for_scenario().await).await;
+}
+
+/// Three kill -9 of the consumer under load, on `broker`, each once the
+/// consumer (restarted) is persisting again: mid-stream, not before it
+/// joined its group.
+async fn kill_9_of_the_consumer(broker: Broker) {
+    let mut stack = Stack::start_on(broker, TestDatabase::create().await, None).await;
     let url = stack.producer.url("/orders");
     let load =
         tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(90)).await });
+    let mut persisted = 0;
     for kill in 1..=3 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let before = stack.count("SELECT count(*) FROM orders").await;
+        let progress = persisted + 150;
+        let before = wait_for_count(
+            &stack.db.pool,
+            "SELECT count(*) FROM orders",
+            progress,
+            DRAIN,
+        )
+        .await;
+        assert!(
+            before >= progress,
+            "the consumer persists between kills: {before} of {progress}"
+        );
         stack.consumer.kill9();
         println!("kill -9 #{kill} of the consumer with {before} orders persisted");
+        persisted = before;
         stack.consumer.restart();
         stack.consumer.wait_ready("/readyz", READY).await;
     }
@@ -271,10 +171,15 @@ async fn sigterm_of_each_service_under_load_drains_gracefully_and_loses_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unavailable_for_a_while_dead_letters_nothing_and_all_persist_after() {
+    postgres_unavailable_for_a_while(Broker::for_scenario().await).await;
+}
+
+/// PostgreSQL cut off from the consumer under load, then back, on `broker`.
+async fn postgres_unavailable_for_a_while(broker: Broker) {
     let db = TestDatabase::create().await;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
     let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    let stack = Stack::start(db, Some(via_proxy)).await;
+    let stack = Stack::start_on(broker, db, Some(via_proxy)).await;
     let url = stack.producer.url("/orders");
     let load =
         tokio::spawn(async move { post_orders(&url, 2000, 32, Duration::from_secs(90)).await });
@@ -507,94 +412,6 @@ async fn a_trace_started_by_the_http_request_continues_in_the_consumer() {
     );
 }
 
-/// The prebuilt Tansu (memory storage) keeps no SCRAM users, so with
-/// `--authentication` it refuses every login: the half of the SASL scenario
-/// it can show is that wrong credentials stop each service at start-up with
-/// a message that says so, instead of a hang. (Right credentials need a
-/// Tansu with a storage engine that stores users, such as PostgreSQL.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_kafka_credentials_stop_each_service_at_start_up_with_a_clear_message() {
-    let db = TestDatabase::create().await;
-    let tansu = Tansu::start_with(&["--authentication"]);
-    let broker = Broker {
-        bootstrap: tansu.bootstrap.clone(),
-        topics: Broker::tansu_topics(),
-        tansu: Some(tansu),
-    };
-    let sasl = |env: &mut Vec<(&'static str, String)>| {
-        env.extend([
-            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
-            ("KAFKA_SASL_USERNAME", "order-service".to_owned()),
-            ("KAFKA_SASL_PASSWORD", "not-the-password".to_owned()),
-        ]);
-    };
-    let mut producer_env = producer_env(&broker);
-    sasl(&mut producer_env);
-    let mut consumer_env = consumer_env(&broker, &db.url);
-    sasl(&mut consumer_env);
-
-    for (name, var, env) in [
-        ("producer", "PRODUCER_HTTP_ADDR", producer_env),
-        ("consumer", "CONSUMER_HTTP_ADDR", consumer_env),
-    ] {
-        let started = Instant::now();
-        let mut service = Service::start(name, var, &env);
-        let status = service.wait_exit(Duration::from_secs(20));
-        let took = started.elapsed();
-        let logs = service.logs();
-        println!("{name} with refused credentials: exit {status:?} after {took:?}");
-        let status = status
-            .unwrap_or_else(|| panic!("{name} hung instead of failing:\n{}", service.log_tail(20)));
-        assert!(!status.success(), "{name} must fail");
-        assert!(
-            logs.contains("Kafka authentication failed"),
-            "{name} says why:\n{}",
-            service.log_tail(20)
-        );
-        assert!(
-            !logs.contains("not-the-password"),
-            "{name} never logs the password"
-        );
-    }
-}
-
-/// How long the consumer's circuit took to open (at most 30 s), if it did.
-async fn circuit_opened(consumer: &Service) -> Option<Duration> {
-    let opened = wait_for_metric(
-        consumer,
-        "kafka_consumer_circuit_open",
-        &[],
-        1.0,
-        Duration::from_secs(30),
-    )
-    .await;
-    println!("circuit opened after {opened:?}");
-    opened
-}
-
-/// Polls the service's `/metrics` until the samples of `name` with `labels`
-/// add up to at least `at_least`; how long it took.
-async fn wait_for_metric(
-    service: &Service,
-    name: &str,
-    labels: &[&str],
-    at_least: f64,
-    bound: Duration,
-) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < bound {
-        if let Ok(r) = reqwest::get(service.url("/metrics")).await {
-            let text = r.text().await.unwrap_or_default();
-            if harness::metrics::sum(&text, name, labels).is_some_and(|v| v >= at_least) {
-                return Some(started.elapsed());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_persist_once_after() {
     let db = TestDatabase::create().await;
@@ -718,16 +535,6 @@ async fn a_reused_idempotency_key_with_another_body_is_dead_lettered_as_a_confli
     );
 }
 
-/// The JSON log lines of `service` with `message`.
-fn log_lines(service: &Service, message: &str) -> Vec<serde_json::Value> {
-    service
-        .logs()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == message)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_consumer_log_line_and_trace_belongs_to_its_own_message() {
     let stack = Stack::start(TestDatabase::create().await, None).await;
@@ -797,6 +604,7 @@ async fn a_black_holed_broker_gives_503_within_the_bound_and_all_accepted_persis
         bootstrap: tansu.bootstrap.clone(),
         topics: Broker::tansu_topics(),
         tansu: Some(tansu),
+        cluster: None,
     };
     // librdkafka gives up on a silent broker connection after
     // socket.timeout.ms (60 s by default) and opens a new one.
