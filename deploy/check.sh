@@ -88,6 +88,8 @@ echo "  helm-python-sdk $("$PY" -c 'import helm_python as h; print(h.helm_sdk_ve
 
 section "Helm chart helm/pubsubkafka"
 chart=helm/pubsubkafka
+# What harness/tests/end_to_end/secured.rs proves; production settings must match.
+TESTED_SECURITY=(--kafka-security SASL_SSL/SCRAM-SHA-512 --tested-users harness/src/cluster.rs)
 # Every optional part off, and a cluster without SASL or TLS.
 cat >"$OUT/values-minimal.yaml" <<'YAML'
 kafka:
@@ -132,12 +134,12 @@ forbid_custom=()
 for kind in "${CUSTOM_KINDS[@]}"; do forbid_custom+=(--forbid "$kind"); done
 run "helm lint --strict + render, options set" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
-run "default render: valid, no custom resources" \
-    "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" \
+run "default render: valid, no custom resources, Kafka security as tested" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
     --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}"
-run "prod render: valid, with KEDA, monitoring and Strimzi resources" \
-    "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" \
+run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka security as tested" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require ScaledObject --require TriggerAuthentication --require ServiceMonitor \
     --require PrometheusRule --require KafkaTopic --require KafkaUser \
     --rules "$chart/files/alerts.yml" --topics 12/3/2
@@ -155,12 +157,12 @@ for overlay in dev prod; do
     run "kubectl kustomize k8s/overlays/$overlay" \
         bash -c "kubectl kustomize k8s/overlays/$overlay >'$OUT/kustomize-$overlay.yaml'"
 done
-run "dev overlay: valid, topics 3/1/1" \
-    "$PY" deploy/manifests.py validate "$OUT/kustomize-dev.yaml" "${KUBE_VERSIONS[@]}" \
+run "dev overlay: valid, topics 3/1/1, Kafka security as tested" \
+    "$PY" deploy/manifests.py validate "$OUT/kustomize-dev.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Namespace --require ScaledObject --require KafkaUser \
     --rules "$chart/files/alerts.yml" --topics 3/1/1
-run "prod overlay: valid, topics 12/3/2" \
-    "$PY" deploy/manifests.py validate "$OUT/kustomize-prod.yaml" "${KUBE_VERSIONS[@]}" \
+run "prod overlay: valid, topics 12/3/2, Kafka security as tested" \
+    "$PY" deploy/manifests.py validate "$OUT/kustomize-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Namespace --require ScaledObject --require KafkaUser \
     --rules "$chart/files/alerts.yml" --topics 12/3/2
 

@@ -11,12 +11,16 @@ and the rendered templates are written to OUT (NOTES.txt printed, not kept).
 (kubernetes-validate, strict: unknown fields fail) for each --kube-version, and
 the rules every workload of this project keeps (non-root, read-only root
 filesystem, probes, resource limits). Custom resources cannot be checked
-against their CRDs offline; they are listed as skipped.
+against their CRDs offline; they are listed as skipped. With --kafka-security,
+every Kafka client container must get the security settings the end-to-end
+suite proves (protocol, mechanism, CA, a password from a Secret) and log in as
+one of the users it names (--tested-users: the harness file naming them).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -137,6 +141,60 @@ def workload_rules(document: dict) -> list[str]:
     return errors
 
 
+def container_env(container: dict, config_maps: dict[str, dict]) -> dict[str, object]:
+    """A container's environment: its ConfigMaps' data, then its own env
+    (a value, or the source it is read from)."""
+    env: dict[str, object] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        env.update(config_maps.get(ref, {}))
+    for entry in container.get("env", []):
+        env[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    return env
+
+
+def tested_users(path: str) -> set[str]:
+    """The Kafka users the end-to-end suite logs in as, from the harness."""
+    return set(re.findall(r'=> "(pubsubkafka-[a-z-]+)"', Path(path).read_text()))
+
+
+def kafka_security(documents: list[tuple[str, dict]], expected: str, users: set[str]) -> list[str]:
+    """Every Kafka client container logs in as the suite does."""
+    protocol, mechanism = expected.split("/")
+    config_maps = {
+        d.get("metadata", {}).get("name"): d.get("data", {})
+        for _, d in documents
+        if d.get("kind") == "ConfigMap"
+    }
+    errors = []
+    clients = 0
+    for _, document in documents:
+        spec = pod_spec(document)
+        if spec is None:
+            continue
+        for container in spec.get("containers", []):
+            env = container_env(container, config_maps)
+            if "KAFKA_BOOTSTRAP_SERVERS" not in env:
+                continue
+            clients += 1
+            where = f"{name_of(document)} container {container.get('name')}"
+            for variable, value in (("KAFKA_SECURITY_PROTOCOL", protocol), ("KAFKA_SASL_MECHANISM", mechanism)):
+                if env.get(variable) != value:
+                    errors.append(f"{where}: {variable} is {env.get(variable)!r}, the suite proves {value!r}")
+            if "SSL" in protocol and not env.get("KAFKA_SSL_CA_LOCATION"):
+                errors.append(f"{where}: no KAFKA_SSL_CA_LOCATION: the suite verifies the brokers' CA")
+            user = env.get("KAFKA_SASL_USERNAME")
+            if user not in users:
+                errors.append(f"{where}: logs in as {user!r}, the suite logs in as one of {sorted(users)}")
+            password = env.get("KAFKA_SASL_PASSWORD")
+            if not (isinstance(password, dict) and "secretKeyRef" in password):
+                errors.append(f"{where}: KAFKA_SASL_PASSWORD must come from a Secret")
+    if clients == 0:
+        errors.append("no Kafka client container found")
+    print(f"  {clients} Kafka client containers checked for {expected}, a verified CA and the users the suite logs in as")
+    return errors
+
+
 def rules_of(path: str) -> object:
     return yaml.safe_load(Path(path).read_text())
 
@@ -196,6 +254,12 @@ def validate(args: argparse.Namespace) -> int:
             if rule.get("spec") != expected:
                 errors.append(f"{name_of(rule)}: rules differ from {args.rules} (bash deploy/sync-alerts.sh)")
 
+    if args.kafka_security:
+        if not args.tested_users:
+            errors.append("--kafka-security needs --tested-users")
+        else:
+            errors.extend(kafka_security(documents, args.kafka_security, tested_users(args.tested_users)))
+
     versions = ", ".join(args.kube_version)
     print(f"  {checked} objects checked against the Kubernetes {versions} schemas (strict) and the workload rules")
     for kind, count in sorted(skipped.items()):
@@ -223,6 +287,9 @@ def main() -> int:
     v.add_argument("--forbid", action="append", default=[], metavar="KIND")
     v.add_argument("--rules", help="rule file every PrometheusRule's spec must equal")
     v.add_argument("--topics", metavar="P/R/M", help="partitions/replicas/min.insync.replicas of every KafkaTopic")
+    v.add_argument("--kafka-security", metavar="PROTOCOL/MECHANISM",
+                   help="what every Kafka client container must be configured with")
+    v.add_argument("--tested-users", metavar="FILE", help="the harness file naming the users the suite logs in as")
     v.set_defaults(run=validate)
 
     args = parser.parse_args()
