@@ -279,6 +279,17 @@ impl TimedIo {
             self.read_deadline.as_mut().reset(at);
         }
     }
+
+    /// Registers the idle deadline with the connection's task. After writing
+    /// a response hyper need not poll for a read again until something
+    /// wakes it, and its last read was polled while busy, with no deadline:
+    /// a deadline nobody polls never fires, and the connection would stay
+    /// open for as long as the client liked.
+    fn arm_idle(&mut self, cx: &mut Context<'_>) {
+        if self.phase == Phase::Idle && self.read_deadline.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+    }
 }
 
 impl AsyncRead for TimedIo {
@@ -320,6 +331,7 @@ impl AsyncWrite for TimedIo {
             Poll::Ready(Ok(n)) => {
                 this.write_deadline = None;
                 this.wrote(&bytes[..n]);
+                this.arm_idle(cx);
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -350,6 +362,7 @@ impl AsyncWrite for TimedIo {
                     .map_or(&[][..], |b| &b[..]);
                 if n > 0 {
                     this.wrote(first);
+                    this.arm_idle(cx);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -368,6 +381,10 @@ mod tests {
     use super::*;
 
     fn io_pair() -> (TimedIo, TcpStream) {
+        io_pair_with(HttpLimits::default())
+    }
+
+    fn io_pair_with(limits: HttpLimits) -> (TimedIo, TcpStream) {
         let runtime_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = runtime_listener.local_addr().unwrap();
         let client = std::net::TcpStream::connect(addr).unwrap();
@@ -379,7 +396,7 @@ mod tests {
         (
             TimedIo::new(
                 TcpStream::from_std(server).unwrap(),
-                HttpLimits::default(),
+                limits,
                 metrics.timed_out,
             ),
             TcpStream::from_std(client).unwrap(),
@@ -406,5 +423,49 @@ mod tests {
         assert_eq!(io.phase, Phase::Idle);
         io.saw(b"GET /healthz HTTP/1.1\n\n");
         assert_eq!(io.phase, Phase::Busy, "bare line feeds end a head too");
+    }
+
+    /// Records whether it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_response_arms_the_idle_deadline_without_another_read() {
+        let (mut io, _client) = io_pair_with(HttpLimits {
+            idle_timeout: Duration::from_millis(50),
+            ..HttpLimits::default()
+        });
+        let flag = std::sync::Arc::new(Flag(false.into()));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        // Let the reactor see the new socket is writable.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // As hyper does: a request read, a read polled while the handler
+        // runs (nothing there), then the response written, and no more
+        // polling until something wakes the connection.
+        io.saw(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let mut read = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut read).is_pending());
+        let written = Pin::new(&mut io).poll_write(&mut cx, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(matches!(written, Poll::Ready(Ok(_))));
+        assert_eq!(io.phase, Phase::Idle);
+        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            flag.0.load(std::sync::atomic::Ordering::SeqCst),
+            "the idle deadline wakes the connection"
+        );
+        let mut read = ReadBuf::new(&mut buf);
+        match Pin::new(&mut io).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("an idle connection past its limit fails its read: {other:?}"),
+        }
     }
 }
