@@ -1,40 +1,24 @@
 #!/usr/bin/env bash
 # Checks the monitoring files: the alert rules parse and pass their unit
 # tests (promtool), and every dashboard query names only metrics the
-# services export. Installs promtool under .tools/ if it is missing.
+# services export. Uses promtool from PATH, or from Debian's package unpacked
+# under .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=.tools/prometheus
-if command -v promtool >/dev/null; then
-    promtool=$(command -v promtool)
-else
-    promtool=$tools/usr/bin/promtool
-    if [[ ! -x $promtool ]]; then
-        # Debian's prometheus package, unpacked: no service is installed or started.
-        debs=$(mktemp -d)
-        download=(apt-get download -q)
-        [[ $EUID -eq 0 ]] && download+=(-o APT::Sandbox::User=root)
-        if ! (cd "$debs" && "${download[@]}" prometheus >/dev/null 2>&1); then
-            apt-get update -qq
-            (cd "$debs" && "${download[@]}" prometheus >/dev/null)
-        fi
-        dpkg-deb -x "$debs"/prometheus_*.deb "$tools"
-        rm -rf "$debs"
-    fi
-fi
+promtool=$(scripts/debian-tool.sh promtool prometheus)
 
 echo "promtool check rules monitoring/alerts.yml"
 "$promtool" check rules monitoring/alerts.yml
 echo "promtool test rules monitoring/alerts_test.yml"
-(cd monitoring && "../$promtool" test rules alerts_test.yml)
+(cd monitoring && "$promtool" test rules alerts_test.yml)
 
 echo "dashboard: monitoring/grafana/pubsubkafka.json"
 python3 - <<'PY'
 import json, re, sys
 exported = {
     "kafka_producer_messages_total", "kafka_producer_produce_duration_seconds_bucket",
-    "kafka_producer_queue_depth", "http_requests_total", "http_request_duration_seconds_bucket",
+    "kafka_producer_queue_depth", "kafka_producer_replaced_total", "http_requests_total", "http_request_duration_seconds_bucket",
     "kafka_consumer_messages_total", "kafka_dlq_messages_total",
     "kafka_processing_duration_seconds_bucket", "kafka_end_to_end_latency_seconds_bucket",
     "kafka_consumer_circuit_open", "kafka_consumer_lag", "kafka_consumer_lag_seconds",

@@ -8,7 +8,8 @@ if [ -n "${TEST_DATABASE_SERVER:-}" ]; then
 fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+        version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | head -n1)
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start
     else
         echo "PostgreSQL is not running and no local cluster is installed;" >&2
         echo "set TEST_DATABASE_SERVER=postgres://user@host:port to a server where tests may create databases" >&2
