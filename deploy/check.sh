@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Validates the deployment files with the real tools, offline: the Helm chart
 # (Helm's own lint and renderer), the kustomize overlays, both against the
-# Kubernetes schemas, docker-compose.yml (Docker Compose itself), the
+# Kubernetes schemas and, for custom resources, the operators' CRDs vendored
+# in deploy/crds, docker-compose.yml (Docker Compose itself), the
 # Prometheus config and rules (promtool), Terraform (fmt and references) and
 # the Dockerfile (hadolint). Tools are installed once into .tools/ from PyPI
-# and Debian's packages; nothing else is downloaded. Exits non-zero on any
-# violation.
+# and Debian's packages (promtool is taken from PATH when it is there);
+# terraform must be on PATH. Nothing else is downloaded. Exits non-zero on
+# any violation.
 #
 #   bash deploy/check.sh
 set -euo pipefail
@@ -37,10 +39,6 @@ run() {
     fi
 }
 
-as_root() {
-    if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
 install_python_tools() {
     local wanted
     wanted=$(sha256sum deploy/requirements.txt | cut -d' ' -f1)
@@ -52,38 +50,24 @@ install_python_tools() {
     echo "$wanted" >"$VENV/.requirements"
 }
 
-# promtool from Debian's prometheus package, unpacked into .tools/ (no service
-# is installed or started).
-install_promtool() {
-    if command -v promtool >/dev/null; then
-        PROMTOOL=$(command -v promtool)
-        return
-    fi
-    PROMTOOL=$TOOLS/prometheus/usr/bin/promtool
-    [[ -x $PROMTOOL ]] && return
-    local debs
-    debs=$(mktemp -d)
-    local download=(apt-get download -q)
-    [[ $EUID -eq 0 ]] && download+=(-o APT::Sandbox::User=root)
-    if ! (cd "$debs" && "${download[@]}" prometheus >/dev/null 2>&1); then
-        as_root apt-get update -qq
-        (cd "$debs" && "${download[@]}" prometheus >/dev/null)
-    fi
-    dpkg-deb -x "$debs"/prometheus_*.deb "$TOOLS/prometheus"
-    rm -rf "$debs"
-}
-
 section "tools (.tools/)"
 mkdir -p "$TOOLS" "$OUT"
 install_python_tools
-install_promtool
+PROMTOOL=$(scripts/debian-tool.sh promtool prometheus)
+# kubectl (its kustomize) pinned by deploy/requirements.txt, whatever is on PATH.
+KUBECTL=$VENV/bin/kubectl
+if ! command -v terraform >/dev/null; then
+    echo "terraform is not on PATH: install Terraform 1.5 or later (no package registry" \
+        "reachable from CI offers it), then run bash deploy/check.sh again" >&2
+    exit 1
+fi
 PY=$VENV/bin/python
 echo "  helm-python-sdk $("$PY" -c 'import helm_python as h; print(h.helm_sdk_version())') (Helm's Go library)," \
     "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)," \
     "$("$VENV/bin/docker-compose" version --short | sed 's/^/docker compose /')," \
     "$("$PROMTOOL" --version 2>&1 | head -n1 | cut -d' ' -f1-3)," \
     "$("$VENV/bin/hadolint" --version)," \
-    "$(kubectl version --client 2>/dev/null | grep -i kustomize)," \
+    "$("$KUBECTL" version --client 2>/dev/null | grep -i kustomize)," \
     "$(terraform version 2>/dev/null | head -n1)"
 
 section "Helm chart helm/pubsubkafka"
@@ -97,6 +81,7 @@ kafka:
 producer:
   hpa: {enabled: false}
   pdb: {enabled: false}
+  apiToken: {value: "a-token-of-16-characters-or-more"}
 consumer:
   pdb: {enabled: false}
   keda: {enabled: true}
@@ -104,21 +89,50 @@ lagExporter: {enabled: false}
 dlqReplay: {enabled: false}
 networkPolicy: {enabled: false}
 YAML
-# The other branches: options set, TLS with the system CAs, restricted API callers.
+# Every setting away from its default, the other branches on: TLS with the
+# system CAs, restricted API callers, an Ingress, circuit-aware autoscaling.
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
+topics: {orders: shop.orders, users: shop.users}
+http: {headerTimeoutMs: 5000, bodyTimeoutMs: 20000, idleTimeoutMs: 120000, maxConnections: 2048}
 kafka:
+  bootstrapServers: kafka-0.kafka:9093,kafka-1.kafka:9093
   caSecret: {name: "", key: ca.crt}
   config: {socket.keepalive.enable: true, statistics.interval.ms: 60000}
-otel: {endpoint: "http://otel-collector.observability:4318"}
+database: {secretName: orders-db, secretKey: url}
+log: {level: "info,consumer=debug", format: text}
+otel:
+  endpoint: "http://otel-collector.observability:4318"
+  serviceNames: {producer: order-api, consumer: order-writer, lagExporter: order-lag, dlqReplay: order-replay}
 extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
 producer:
+  messageFormat: avro
+  produceTimeoutMs: 8000
+  maxBodyBytes: 131072
+  rateLimitRps: 2000
+  apiToken: {existingSecret: order-api-token, secretKey: token, value: ""}
+  containerPort: 9080
+  metricsPort: 9464
+  shutdownTimeoutSecs: 20
+  ingress: {enabled: true, className: nginx, host: orders.example.com, tls: [{hosts: [orders.example.com], secretName: orders-tls}]}
   nodeSelector: {kubernetes.io/os: linux}
   tolerations: [{key: dedicated, operator: Equal, value: orders, effect: NoSchedule}]
 consumer:
-  keda: {enabled: true}
+  group: order-writer
+  topics: [shop.orders]
+  maxRetries: 5
+  retryBackoffMs: 500
+  batchSize: 200
+  batchWaitMs: 20
+  database: {poolSize: 4, statementTimeoutMs: 5000, lockTimeoutMs: 1000, transactionTimeoutMs: 15000}
+  stallTimeoutSecs: 120
+  circuitProbeMs: 2000
+  containerPort: 9081
+  shutdownTimeoutSecs: 20
+  keda: {enabled: true, prometheus: {serverAddress: "http://prometheus.monitoring:9090", lagSecondsThreshold: 60}}
 dlqReplay:
-  topics: [orders-dlq]
+  group: order-replay
+  topics: [shop.orders-dlq]
   extraArgs: [--dry-run]
 networkPolicy:
   producerIngressFrom:
@@ -134,8 +148,9 @@ forbid_custom=()
 for kind in "${CUSTOM_KINDS[@]}"; do forbid_custom+=(--forbid "$kind"); done
 run "helm lint --strict + render, options set" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
-run "default render: valid, no custom resources, Kafka security as tested" \
+run "default render: valid, no custom resources, Kafka security as tested, settings at the README's defaults" \
     "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
+    --settings README.md --settings-mode defaults \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
     --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}"
 run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka security as tested" \
@@ -145,17 +160,34 @@ run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka secu
     --rules "$chart/files/alerts.yml" --topics 12/3/2
 run "minimal render: valid, toggled parts absent" \
     "$PY" deploy/manifests.py validate "$OUT/helm-minimal.yaml" "${KUBE_VERSIONS[@]}" \
-    --require ScaledObject --forbid TriggerAuthentication --forbid HorizontalPodAutoscaler \
+    --require ScaledObject --require Secret --forbid TriggerAuthentication --forbid HorizontalPodAutoscaler \
     --forbid PodDisruptionBudget --forbid NetworkPolicy --forbid CronJob
 
-run "options render: valid" \
+run "options render: valid, every setting of the README's table set from the values" \
     "$PY" deploy/manifests.py validate "$OUT/helm-options.yaml" "${KUBE_VERSIONS[@]}" \
-    --require ScaledObject --require TriggerAuthentication
+    --settings README.md --settings-mode all \
+    --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret
+
+# refused VALUES MESSAGE: the chart must refuse these values with MESSAGE.
+refused() {
+    local output
+    if output=$(printf '%s\n' "$1" | "$PY" deploy/manifests.py render "$chart" -f /dev/stdin -o /dev/null 2>&1); then
+        echo "  rendered, but should have been refused: $1" >&2
+        return 1
+    fi
+    grep -qF -- "$2" <<<"$output" || { echo "  refused without \"$2\": $output" >&2; return 1; }
+}
+run "values refused: a grace period shorter than the shutdown" \
+    refused "consumer: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
+run "values refused: an API token under 16 characters" \
+    refused "producer: {apiToken: {value: short}}" "/producer/apiToken/value"
+run "values refused: a setting out of the service's range" \
+    refused "consumer: {batchSize: 0}" "batchSize"
 
 section "kustomize k8s/overlays"
 for overlay in dev prod; do
     run "kubectl kustomize k8s/overlays/$overlay" \
-        bash -c "kubectl kustomize k8s/overlays/$overlay >'$OUT/kustomize-$overlay.yaml'"
+        bash -c "'$KUBECTL' kustomize k8s/overlays/$overlay >'$OUT/kustomize-$overlay.yaml'"
 done
 run "dev overlay: valid, topics 3/1/1, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/kustomize-dev.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
@@ -165,6 +197,10 @@ run "prod overlay: valid, topics 12/3/2, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/kustomize-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Namespace --require ScaledObject --require KafkaUser \
     --rules "$chart/files/alerts.yml" --topics 12/3/2
+
+section "custom resources: CRDs of Strimzi 1.2.0, KEDA 2.20.2, Prometheus Operator 0.93.0 (deploy/crds)"
+run "objects that must be refused are refused, each with its error (deploy/testdata/refused.yaml)" \
+    "$PY" deploy/manifests.py validate deploy/testdata/refused.yaml "${KUBE_VERSIONS[@]}" --expect-errors
 
 section "alert rules"
 run "promtool check rules $chart/files/alerts.yml" "$PROMTOOL" check rules "$chart/files/alerts.yml"
@@ -193,16 +229,14 @@ section "Terraform"
 # A configured but missing CLI config file only produces a warning.
 if [[ -n ${TF_CLI_CONFIG_FILE:-} && ! -f $TF_CLI_CONFIG_FILE ]]; then unset TF_CLI_CONFIG_FILE; fi
 run "terraform fmt -check -recursive terraform/" terraform fmt -check -recursive -diff terraform/
-run "variables, locals, resources and module inputs resolve" \
-    "$PY" deploy/terraform_refs.py terraform/modules/pubsubkafka terraform/examples/complete
+run "variables, locals, resources and module inputs resolve; Secret names are the guide's" \
+    "$PY" deploy/terraform_refs.py --docs deploy/README.md terraform/modules/pubsubkafka terraform/examples/complete
 
 section "Dockerfile and scripts"
 run "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
-run "shellcheck deploy/*.sh" "$VENV/bin/shellcheck" deploy/check.sh deploy/sync-alerts.sh
+run "shellcheck of the check and install scripts" "$VENV/bin/shellcheck" deploy/*.sh monitoring/check.sh scripts/*.sh
 
 section "not validated here"
-note "custom resources (Strimzi KafkaTopic/KafkaUser, KEDA ScaledObject/TriggerAuthentication," \
-    "ServiceMonitor, PrometheusRule): their CRD schemas are not available offline; only rendered and checked for presence and settings"
 note "terraform init/validate/plan: the Mongey/kafka and hashicorp/helm providers cannot be downloaded"
 note "docker build and docker compose up: no Docker engine; the compose file is validated by Docker Compose itself"
 note "OpenTelemetry collector and Grafana provisioning: no collector or Grafana binary; checked for consistency only"

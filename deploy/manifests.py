@@ -10,8 +10,13 @@ and the rendered templates are written to OUT (NOTES.txt printed, not kept).
 `validate` checks every built-in kind against the Kubernetes OpenAPI schemas
 (kubernetes-validate, strict: unknown fields fail) for each --kube-version, and
 the rules every workload of this project keeps (non-root, read-only root
-filesystem, probes, resource limits). Custom resources cannot be checked
-against their CRDs offline; they are listed as skipped. With --kafka-security,
+filesystem, probes, resource limits). Every custom resource is checked against
+the CRDs under --crds (the operators' official definitions, vendored in
+deploy/crds): its API version must be served and not deprecated, its object
+must match that version's openAPIV3Schema with the same validator and the same
+strictness as the built-in kinds (a field the schema does not have fails), with
+metadata checked as the built-in ObjectMeta, and the schema's CEL rules
+(x-kubernetes-validations) must hold. With --kafka-security,
 every Kafka client container must get the security settings the end-to-end
 suite proves (protocol, mechanism, CA, a password from a Secret) and log in as
 one of the users it names (--tested-users: the harness file naming them).
@@ -26,12 +31,11 @@ from pathlib import Path
 
 import yaml
 
-# API groups of the custom resources the manifests use; no schema offline.
-CRD_GROUPS = ("kafka.strimzi.io", "keda.sh", "monitoring.coreos.com")
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 def fail(errors: list[str]) -> int:
-    for error in errors:
+    for error in dict.fromkeys(errors):
         print(f"  FAIL {error}", file=sys.stderr)
     return 1 if errors else 0
 
@@ -49,6 +53,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def render(args: argparse.Namespace) -> int:
     import helm_python as helm
+    import helm_python.errors
 
     values: dict = {}
     for path in args.values:
@@ -68,8 +73,11 @@ def render(args: argparse.Namespace) -> int:
     if errors:
         return fail([f"helm lint: {e}" for e in errors])
 
-    with helm.Chart.load(args.chart) as chart:
-        rendered = chart.render(values, name=args.release, namespace=args.namespace, is_install=True)
+    try:
+        with helm.Chart.load(args.chart) as chart:
+            rendered = chart.render(values, name=args.release, namespace=args.namespace, is_install=True)
+    except helm.errors.HelmError as error:
+        return fail([f"helm render: {error}"])
 
     documents = []
     for template, text in sorted(rendered.items()):
@@ -109,6 +117,115 @@ def pod_spec(document: dict) -> dict | None:
     return None
 
 
+def strict_schema(node: dict) -> dict:
+    """A CRD's structural OpenAPI v3 schema as a JSON Schema that, like the
+    strict built-in schemas, refuses fields the schema does not declare
+    (what the API server reports as unknown fields and prunes)."""
+    node = dict(node)
+    preserve = node.pop("x-kubernetes-preserve-unknown-fields", False)
+    node.pop("x-kubernetes-validations", None)
+    if node.pop("x-kubernetes-int-or-string", False):
+        node.pop("type", None)
+        node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.pop("nullable", False) and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+    if "properties" in node:
+        node["properties"] = {k: strict_schema(v) for k, v in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        node["items"] = strict_schema(node["items"])
+    if isinstance(node.get("additionalProperties"), dict):
+        node["additionalProperties"] = strict_schema(node["additionalProperties"])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in node:
+            node[key] = [strict_schema(n) for n in node[key]]
+    if "not" in node:
+        node["not"] = strict_schema(node["not"])
+    if node.get("type") == "object" and not preserve and "additionalProperties" not in node:
+        node["additionalProperties"] = False
+    return node
+
+
+def cel_errors(schema: dict, instance: object, where: str) -> list[str]:
+    """The x-kubernetes-validations rules of the schema and its children
+    that the instance breaks (transition rules, on oldSelf, do not apply to
+    a new object)."""
+    import celpy
+
+    errors = []
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if "oldSelf" in rule["rule"]:
+            continue
+        environment = celpy.Environment()
+        program = environment.program(environment.compile(rule["rule"]))
+        result = program.evaluate({"self": celpy.json_to_cel(instance)})
+        if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+            errors.append(f"{where or '/'}: {rule.get('message') or 'failed rule: ' + rule['rule']}")
+    if isinstance(instance, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            child = properties.get(key, extra if isinstance(extra, dict) else None)
+            if child:
+                errors.extend(cel_errors(child, value, f"{where}/{key}"))
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for index, value in enumerate(instance):
+            errors.extend(cel_errors(schema["items"], value, f"{where}/{index}"))
+    return errors
+
+
+class CustomResources:
+    """The vendored CRDs: which (group, kind) they define, at which versions."""
+
+    def __init__(self, root: str):
+        self.definitions: dict[tuple[str, str], tuple[str, dict]] = {}
+        for path in sorted(Path(root).rglob("*.yaml")):
+            for document in yaml.safe_load_all(path.read_text()):
+                if document and document.get("kind") == "CustomResourceDefinition":
+                    spec = document["spec"]
+                    origin = f"{path.parent.name}/{path.name}"
+                    self.definitions[(spec["group"], spec["names"]["kind"])] = (origin, spec)
+
+    def groups(self) -> set[str]:
+        return {group for group, _ in self.definitions}
+
+    def validate(self, document: dict, kube_version: str) -> list[str]:
+        import jsonschema
+        import kubernetes_validate.utils as kv
+        from referencing import Registry, Resource
+
+        group, _, version = document["apiVersion"].rpartition("/")
+        kind = document["kind"]
+        name = name_of(document)
+        if (group, kind) not in self.definitions:
+            return [f"{name}: no CRD for {kind} in {group} under deploy/crds (vendor the operator's CRD)"]
+        origin, spec = self.definitions[(group, kind)]
+        versions = {v["name"]: v for v in spec["versions"]}
+        served = sorted(v for v, d in versions.items() if d.get("served"))
+        found = versions.get(version)
+        if not found or not found.get("served"):
+            return [f"{name}: {group}/{version} is not served by {origin} (it serves {', '.join(served)})"]
+        if found.get("deprecated"):
+            warning = found.get("deprecationWarning") or "deprecated"
+            return [f"{name}: {group}/{version} is deprecated in {origin}: {warning}"]
+
+        openapi = found["schema"]["openAPIV3Schema"]
+        schema = strict_schema(openapi)
+        definitions = kv.schema_contents(f"kubernetes-json-schema/v{kube_version}.0-local-strict/_definitions.json", kube_version)
+        properties = dict(schema.get("properties", {}))
+        properties["apiVersion"] = {"type": "string", "enum": [document["apiVersion"]]}
+        properties["kind"] = {"type": "string", "enum": [kind]}
+        properties["metadata"] = {"$ref": f"{definitions['$id']}#/$defs/{OBJECT_META}"}
+        schema = {**schema, "properties": properties, "required": sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})}
+        registry = Resource.from_contents(definitions) @ Registry()
+        validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+        errors = [
+            f"{name} ({origin}) at {'/'.join(str(p) for p in error.path) or '/'}: {error.message}"
+            for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
+        ]
+        errors.extend(f"{name} ({origin}) at {e}" for e in cel_errors(openapi, document, ""))
+        return errors
+
+
 def workload_rules(document: dict) -> list[str]:
     """What every pod of this project must keep."""
     spec = pod_spec(document)
@@ -138,6 +255,34 @@ def workload_rules(document: dict) -> list[str]:
             for probe in ("livenessProbe", "readinessProbe"):
                 if probe not in container:
                     errors.append(f"{where}: needs a {probe}")
+    return errors
+
+
+def scaling_rules(document: dict) -> list[str]:
+    """A ScaledObject must not chase an outage: lag that stands still does
+    not count, and a formula combining the triggers is switched off by the
+    consumer's circuit."""
+    if document.get("kind") != "ScaledObject":
+        return []
+    name = name_of(document)
+    spec = document.get("spec", {})
+    triggers = spec.get("triggers", [])
+    errors = [
+        f"{name}: kafka trigger on {t.get('metadata', {}).get('topic')} needs excludePersistentLag: \"true\""
+        for t in triggers
+        if t.get("type") == "kafka" and t.get("metadata", {}).get("excludePersistentLag") != "true"
+    ]
+    formula = spec.get("advanced", {}).get("scalingModifiers", {}).get("formula")
+    names = {t.get("name") for t in triggers}
+    if formula:
+        used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula)) - {"max", "min"}
+        errors += [f"{name}: formula names {u!r}, no trigger has that name" for u in sorted(used - names)]
+        errors += [f"{name}: trigger {n!r} is not in the formula" for n in sorted(names - used - {None})]
+        circuit = [t for t in triggers if "kafka_consumer_circuit_open" in t.get("metadata", {}).get("query", "")]
+        if not circuit or not formula.startswith(f"{circuit[0].get('name')} > 0 ? 0 :"):
+            errors.append(f"{name}: the formula must start with '<circuit trigger> > 0 ? 0 :' on kafka_consumer_circuit_open")
+    elif any(t.get("type") == "prometheus" for t in triggers):
+        errors.append(f"{name}: Prometheus triggers without a scalingModifiers formula")
     return errors
 
 
@@ -195,6 +340,70 @@ def kafka_security(documents: list[tuple[str, dict]], expected: str, users: set[
     return errors
 
 
+COMPONENTS = ("producer", "consumer", "lag-exporter", "dlq-replay")
+# Settings whose chart value differs from the binary's default on purpose.
+CHART_DEFAULTS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
+
+
+def settings_table(readme: str) -> list[tuple[str, str | None, set[str]]]:
+    """The README's configuration table: (variable, default, containers)."""
+    text = Path(readme).read_text()
+    table = text[text.index("| variable | default | used by |"):].split("\n\n", 1)[0]
+    settings = []
+    for row in table.splitlines()[2:]:
+        names_cell, default_cell, used_by = (cell.strip() for cell in row.strip("|").split("|"))
+        names = re.findall(r"`([A-Z][A-Z0-9_]*)`", names_cell.split("(or")[0])
+        # The default is what is quoted before an explanation (": ...") or an aside ("(...)").
+        defaults = re.findall(r"`([^`]*)`", re.split(r"(?<=`):\s| \(", default_cell)[0])
+        if used_by.startswith("all HTTP"):
+            containers = {"producer", "consumer", "lag-exporter"}
+        elif used_by.startswith("all"):
+            containers = set(COMPONENTS)
+        else:
+            containers = {c for c in ("producer", "consumer") if c in used_by}
+            containers |= {"lag-exporter"} if "pubsubkafka lag" in used_by else set()
+            containers |= {"dlq-replay"} if "dlq replay" in used_by else set()
+        for index, name in enumerate(names):
+            default = defaults[index] if len(defaults) == len(names) else None
+            settings.append((name, default, containers))
+    return settings
+
+
+def settings(documents: list[tuple[str, dict]], readme: str, mode: str) -> list[str]:
+    """mode "defaults": every setting the chart renders has the README's
+    default. mode "all": every setting of the README is rendered for every
+    container that reads it, with a value other than the default (proof
+    that it comes from the values, not from the template)."""
+    config_maps = {
+        d.get("metadata", {}).get("name"): d.get("data", {})
+        for _, d in documents
+        if d.get("kind") == "ConfigMap"
+    }
+    environments: dict[str, list[tuple[str, dict]]] = {}
+    for _, document in documents:
+        for container in (pod_spec(document) or {}).get("containers", []):
+            if container.get("name") in COMPONENTS:
+                where = f"{name_of(document)} container {container['name']}"
+                environments.setdefault(container["name"], []).append((where, container_env(container, config_maps)))
+    errors = []
+    table = settings_table(readme)
+    for name, default, containers in table:
+        for container in sorted(containers):
+            for where, env in environments.get(container, []):
+                value = env.get(name)
+                if mode == "all" and value is None:
+                    errors.append(f"{where}: {name} is not set (README: used by {container}); add a chart value for it")
+                elif mode == "all" and default is not None and value == default:
+                    errors.append(f"{where}: {name} is {value!r}, the default, although every value is set otherwise")
+                elif mode == "defaults" and isinstance(value, str) and default is not None \
+                        and name not in CHART_DEFAULTS and value != default:
+                    errors.append(f"{where}: {name} is {value!r}, the README's default is {default!r}")
+    if not environments:
+        errors.append("no container of the components " + ", ".join(COMPONENTS))
+    print(f"  {len(table)} settings of the README's table checked ({mode}) in {sorted(environments)}")
+    return errors
+
+
 def rules_of(path: str) -> object:
     return yaml.safe_load(Path(path).read_text())
 
@@ -203,8 +412,9 @@ def validate(args: argparse.Namespace) -> int:
     import kubernetes_validate
 
     documents = load_documents(args.files)
+    custom = CustomResources(args.crds)
     errors: list[str] = []
-    skipped: dict[str, int] = {}
+    custom_checked: dict[str, int] = {}
     checked = 0
     kinds = set()
 
@@ -215,8 +425,12 @@ def validate(args: argparse.Namespace) -> int:
             errors.append(f"{path}: a document without apiVersion/kind")
             continue
         kinds.add(kind)
-        if api_version.split("/")[0] in CRD_GROUPS:
-            skipped[f"{kind} ({api_version})"] = skipped.get(f"{kind} ({api_version})", 0) + 1
+        group = api_version.rpartition("/")[0]
+        if "." in group and not group.endswith(".k8s.io"):
+            for version in args.kube_version:
+                errors.extend(custom.validate(document, version))
+            errors.extend(scaling_rules(document))
+            custom_checked[f"{kind} ({api_version})"] = custom_checked.get(f"{kind} ({api_version})", 0) + 1
             continue
         for version in args.kube_version:
             try:
@@ -260,11 +474,36 @@ def validate(args: argparse.Namespace) -> int:
         else:
             errors.extend(kafka_security(documents, args.kafka_security, tested_users(args.tested_users)))
 
+    if args.settings:
+        errors.extend(settings(documents, args.settings, args.settings_mode))
+
+    if args.expect_errors:
+        return expected_errors(args.files, errors)
+
     versions = ", ".join(args.kube_version)
     print(f"  {checked} objects checked against the Kubernetes {versions} schemas (strict) and the workload rules")
-    for kind, count in sorted(skipped.items()):
-        print(f"  skipped {count} x {kind}: custom resource, its CRD schema is not available offline")
+    for kind, count in sorted(custom_checked.items()):
+        print(f"  {count} x {kind} checked against its CRD under {args.crds} (strict, CEL rules)")
     return fail(errors)
+
+
+def expected_errors(paths: list[str], errors: list[str]) -> int:
+    """For files of objects that must be refused: every error named on an
+    "# expect:" line is reported, and nothing else."""
+    expected = [
+        line.split("expect:", 1)[1].strip()
+        for path in paths
+        for line in Path(path).read_text().splitlines()
+        if line.startswith("# expect:")
+    ]
+    errors = list(dict.fromkeys(errors))
+    problems = [f"not refused as expected: {e}" for e in expected if not any(e in error for error in errors)]
+    problems += [f"refused, but not expected: {error}" for error in errors if not any(e in error for e in expected)]
+    if not expected:
+        problems.append("no '# expect:' lines")
+    if not problems:
+        print(f"  all {len(expected)} expected errors reported, and no other")
+    return fail(problems)
 
 
 def main() -> int:
@@ -283,12 +522,21 @@ def main() -> int:
     v = commands.add_parser("validate", help="validate manifests")
     v.add_argument("files", nargs="+")
     v.add_argument("--kube-version", action="append", default=[])
+    v.add_argument("--crds", default="deploy/crds", metavar="DIR",
+                   help="the CustomResourceDefinitions custom resources are checked against")
     v.add_argument("--require", action="append", default=[], metavar="KIND")
     v.add_argument("--forbid", action="append", default=[], metavar="KIND")
     v.add_argument("--rules", help="rule file every PrometheusRule's spec must equal")
     v.add_argument("--topics", metavar="P/R/M", help="partitions/replicas/min.insync.replicas of every KafkaTopic")
     v.add_argument("--kafka-security", metavar="PROTOCOL/MECHANISM",
                    help="what every Kafka client container must be configured with")
+    v.add_argument("--settings", metavar="README",
+                   help="check the settings of the README's configuration table (see --settings-mode)")
+    v.add_argument("--settings-mode", choices=("defaults", "all"), default="defaults",
+                   help="defaults: rendered settings have the README's defaults; "
+                        "all: every setting is rendered, none at its default")
+    v.add_argument("--expect-errors", action="store_true",
+                   help="the files must be refused with exactly the errors on their '# expect:' lines")
     v.add_argument("--tested-users", metavar="FILE", help="the harness file naming the users the suite logs in as")
     v.set_defaults(run=validate)
 

@@ -124,10 +124,49 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* Topics the services use; their names are part of the services' contract. */}}
+{{/* The topics, each with whether it is a dead-letter topic ("<topic>-dlq"). */}}
 {{- define "pubsubkafka.topics" -}}
-orders: false
-orders-dlq: true
-users: false
-users-dlq: true
+{{ .Values.topics.orders }}: false
+{{ .Values.topics.orders }}-dlq: true
+{{ .Values.topics.users }}: false
+{{ .Values.topics.users }}-dlq: true
+{{- end }}
+
+{{/* The topics the consumer reads: consumer.topics, or both domains'. */}}
+{{- define "pubsubkafka.consumerTopics" -}}
+{{- default (list .Values.topics.orders .Values.topics.users) .Values.consumer.topics | toJson }}
+{{- end }}
+
+{{/* The dead-letter topics to replay: dlqReplay.topics, or every domain's. */}}
+{{- define "pubsubkafka.replayTopics" -}}
+{{- $deadLetters := list }}
+{{- range $topic, $isDlq := include "pubsubkafka.topics" . | fromYaml }}
+{{- if $isDlq }}{{ $deadLetters = append $deadLetters $topic }}{{ end }}
+{{- end }}
+{{- default $deadLetters .Values.dlqReplay.topics | toJson }}
+{{- end }}
+
+{{/* Plain settings as env entries, sorted by name; pass a dict NAME -> value. */}}
+{{- define "pubsubkafka.env" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The producer's API token from a Secret: apiToken.existingSecret, or the one
+the chart makes from apiToken.value.
+*/}}
+{{- define "pubsubkafka.apiTokenSecret" -}}
+{{- with .Values.producer.apiToken }}
+{{- if .existingSecret }}{{ .existingSecret }}{{ else if .value }}{{ include "pubsubkafka.fullname" $ }}-api-token{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Fails the render when a pod's grace period cannot cover its shutdown. */}}
+{{- define "pubsubkafka.checkGrace" -}}
+{{- if le (int .values.terminationGracePeriodSeconds) (add (int .values.shutdownTimeoutSecs) .preStop | int) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must exceed shutdownTimeoutSecs (%v) plus the %vs preStop pause" .component .values.terminationGracePeriodSeconds .values.shutdownTimeoutSecs .preStop) }}
+{{- end }}
 {{- end }}
