@@ -4,9 +4,12 @@
 parses each configuration directory given (python-hcl2) and checks what
 validate would catch first: every var.*, local.*, module.* and resource
 reference resolves, every declared variable is used, and each module call
-passes only variables the module declares and all those it requires.
+passes only variables the module declares and all those it requires. With
+--docs, every Secret name a module call ends up with (an input named
+*_secret_name, given or defaulted) must be one the operator guide tells to
+create, so the two cannot drift apart.
 
-    terraform_refs.py DIR...
+    terraform_refs.py [--docs GUIDE.md] DIR...
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def variables(blocks: dict) -> dict[str, dict]:
     return {unquote(n): body for entry in blocks.get("variable", []) for n, body in entry.items()}
 
 
-def check(directory: Path) -> list[str]:
+def check(directory: Path, docs: str | None) -> list[str]:
     blocks, text = load(directory)
     errors: list[str] = []
     declared = variables(blocks)
@@ -77,6 +80,11 @@ def check(directory: Path) -> list[str]:
         errors += [f"{directory}: module {name}: {k!r} is not a variable of {source}" for k in sorted(given - set(inputs))]
         required = {k for k, spec in inputs.items() if "default" not in spec}
         errors += [f"{directory}: module {name}: required {k!r} is not given" for k in sorted(required - given)]
+        if docs is not None:
+            for key in sorted(k for k in inputs if k.endswith("_secret_name")):
+                value = unquote(str(body.get(key, inputs[key].get("default") or "")))
+                if value and not re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", docs):
+                    errors.append(f"{directory}: module {name}: {key} = {value!r} is not a Secret the operator guide names")
         outputs = {unquote(n) for entry in module_blocks.get("output", []) for n in entry}
         for output in sorted(set(re.findall(rf"\bmodule\.{re.escape(name)}\.({IDENT})", text)) - outputs):
             errors.append(f"{directory}: module.{name}.{output} is not an output of {source}")
@@ -85,8 +93,13 @@ def check(directory: Path) -> list[str]:
 
 def main() -> int:
     errors = []
-    for directory in sys.argv[1:]:
-        found = check(Path(directory))
+    arguments = sys.argv[1:]
+    docs = None
+    if arguments[:1] == ["--docs"]:
+        docs = Path(arguments[1]).read_text()
+        arguments = arguments[2:]
+    for directory in arguments:
+        found = check(Path(directory), docs)
         errors += found
         if not found:
             print(f"  {directory}: references resolve")

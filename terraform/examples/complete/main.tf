@@ -47,7 +47,9 @@ module "pubsubkafka" {
   image_repository        = var.image_repository
   image_tag               = var.image_tag
   kafka_bootstrap_servers = var.kafka_bootstrap_servers
-  kafka_ca_secret_name    = "kafka-ca"
+  # The Secrets of deploy/README.md, section 3.
+  kafka_ca_secret_name  = "pubsubkafka-cluster-ca-cert"
+  api_token_secret_name = "pubsubkafka-api-token"
 
   extra_values = [
     yamlencode({

@@ -29,6 +29,9 @@ locals {
       secretName = var.database_secret_name
       secretKey  = "DATABASE_URL"
     }
+    producer = {
+      apiToken = { existingSecret = var.api_token_secret_name, secretKey = "API_TOKEN", value = "" }
+    }
     consumer = {
       group = var.consumer_group
       keda = {

@@ -154,6 +154,12 @@ variable "kafka_sasl_mechanism" {
 variable "kafka_ca_secret_name" {
   description = "Secret (key ca.crt) with the CA of the brokers' certificates; empty: the system CAs."
   type        = string
+  default     = "pubsubkafka-cluster-ca-cert"
+}
+
+variable "api_token_secret_name" {
+  description = "Secret (key API_TOKEN) with the bearer token POST requests must carry; empty: no token."
+  type        = string
   default     = ""
 }
 
