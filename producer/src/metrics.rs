@@ -29,6 +29,7 @@ impl Outcome {
 pub struct ProducerMetrics {
     messages: IntCounterVec,
     produce_duration: HistogramVec,
+    replaced: IntCounterVec,
     /// Messages handed to librdkafka and not yet acknowledged.
     pub queue_depth: IntGauge,
 }
@@ -58,6 +59,17 @@ impl ProducerMetrics {
                     &["topic"],
                 )?,
             )?,
+            replaced: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_producer_replaced_total",
+                        "Producers replaced by a new one, by reason (fatal: a fatal \
+                         idempotence error; stuck: no write acknowledged for two timeouts)",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
             queue_depth: register(
                 registry,
                 IntGauge::new(
@@ -66,6 +78,13 @@ impl ProducerMetrics {
                 )?,
             )?,
         })
+    }
+
+    /// Counts one replacement of the producer.
+    pub fn replaced(&self, fatal: bool) {
+        self.replaced
+            .with_label_values(&[if fatal { "fatal" } else { "stuck" }])
+            .inc();
     }
 
     /// Counts one message of `topic`.

@@ -109,24 +109,27 @@ impl Publisher {
     }
 
     /// Replaces the producer of `generation` if it failed fatally, or if it
-    /// has had no acknowledgement for two write timeouts while writes keep
-    /// timing out (at most once per two timeouts, however many requests saw
-    /// the failure).
+    /// has had no acknowledgement for two write timeouts while the brokers
+    /// keep timing out or refusing its writes (at most once per two
+    /// timeouts, however many requests saw the failure). Refusals count:
+    /// a cluster restarted from its storage may refuse every write of an
+    /// idempotent producer whose sequence it lost track of (Tansu answers
+    /// UNKNOWN_SERVER_ERROR forever), while a new producer id is accepted.
     fn replace_if_stuck(
         &self,
         generation: u64,
         producer: &FutureProducer<ObservedContext>,
-        timed_out: bool,
+        broker_failed: bool,
     ) {
         let fatal = producer.client().fatal_error();
-        if fatal.is_none() && !timed_out {
+        if fatal.is_none() && !broker_failed {
             return;
         }
         let Ok(mut current) = self.current.write() else {
             return;
         };
         let patience = self.timeout * 2;
-        let stuck = timed_out
+        let stuck = broker_failed
             && current.last_ack.elapsed() > patience
             && current.built.elapsed() > patience;
         if current.generation != generation || (fatal.is_none() && !stuck) {
@@ -139,9 +142,10 @@ impl Publisher {
                         tracing::warn!(?code, %reason, "producer failed fatally; replaced by a new one")
                     }
                     None => tracing::warn!(
-                        "no write acknowledged for {patience:?}; producer replaced by a new one"
+                        "no write acknowledged for {patience:?} (writes timing out or refused); producer replaced by a new one"
                     ),
                 }
+                self.metrics.replaced(fatal.is_some());
                 current.producer = fresh;
                 current.generation += 1;
                 current.built = Instant::now();
@@ -235,8 +239,8 @@ impl Publisher {
                     outcome: Outcome::Failed,
                 }
                 .emit(&self.metrics);
-                let timed_out = matches!(e, PublishError::Timeout(_));
-                self.replace_if_stuck(generation, &producer, timed_out);
+                let broker_failed = matches!(e, PublishError::Timeout(_) | PublishError::Broker(_));
+                self.replace_if_stuck(generation, &producer, broker_failed);
             }
         }
         result

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use contract::{EventCodec, Format, OrderEvent, UserEvent};
 use rdkafka::message::Message;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{json, Value};
 use support::{header, key, order_body, TestApp};
 
@@ -366,6 +367,58 @@ async fn a_stopped_broker_gives_503_within_the_bound_and_recovery_needs_no_resta
     }
     assert!(recovered, "the producer recovers once the broker is back");
     app.shutdown().await;
+}
+
+/// A broker that refuses every write of the producer (as Tansu does, with
+/// UNKNOWN_SERVER_ERROR, for an idempotent producer whose state it lost in a
+/// restart) must not leave the service answering 503 until someone restarts
+/// it: after two write timeouts without an acknowledgement the producer is
+/// replaced, as when writes time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_whose_writes_the_broker_keeps_refusing_is_replaced() {
+    let mut app = TestApp::spawn(&[("PRODUCE_TIMEOUT_MS", "500")]).await;
+    // The first write also waits for metadata and a producer id: on a busy
+    // machine it can take longer than the 500 ms bound (and even replace the
+    // producer), so wait for one acknowledged order before the refusals start
+    // and count replacements from there.
+    let warm_up = Instant::now();
+    while app.post_order().await != 202 {
+        assert!(
+            warm_up.elapsed() < Duration::from_secs(30),
+            "no order accepted in 30 s by a healthy mock cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stuck_before = stuck_replacements(&app.metrics().await);
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000],
+    );
+    let started = Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut replaced = false;
+    while !replaced && started.elapsed() < Duration::from_secs(10) {
+        *statuses.entry(app.post_order().await).or_insert(0) += 1;
+        replaced = stuck_replacements(&app.metrics().await) > stuck_before;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("answers while every write is refused: {statuses:?}");
+    assert!(statuses.keys().all(|&s| s == 503), "{statuses:?}");
+    assert!(
+        replaced,
+        "the producer is replaced after two timeouts (1 s) of refused writes"
+    );
+    app.shutdown().await;
+}
+
+/// The value of `kafka_producer_replaced_total{reason="stuck"}` in a metrics
+/// page, 0 while the series does not exist yet.
+fn stuck_replacements(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kafka_producer_replaced_total{reason=\"stuck\"} "))
+        .map(|value| value.trim().parse().expect("a counter value"))
+        .unwrap_or(0)
 }
 
 #[tokio::test]
