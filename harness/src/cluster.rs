@@ -56,7 +56,7 @@ pub fn storage_server_url() -> String {
 
 /// The TLS terminator.
 pub fn stunnel_binary() -> PathBuf {
-    tool("STUNNEL_BIN", ".tools/stunnel/usr/bin/stunnel4", "stunnel")
+    tool("STUNNEL_BIN", ".tools/stunnel4/usr/bin/stunnel4", "stunnel")
 }
 
 /// Who a client of a secured cluster logs in as: the principals the Helm
@@ -371,6 +371,11 @@ impl Cluster {
     /// Whether it has none.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// The brokers' storage database (Tansu's own tables).
+    pub fn storage(&self) -> &sqlx::PgPool {
+        &self._storage.pool
     }
 
     /// Kills broker `n` with SIGKILL.

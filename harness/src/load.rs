@@ -90,7 +90,7 @@ async fn attempt(client: &reqwest::Client, url: &str, key: &str, n: usize) -> At
 }
 
 /// Posts `count` orders to `url` with `concurrency` in flight, each retried
-/// until accepted or `deadline` after its first try.
+/// until accepted or until `deadline` after the run started.
 pub async fn post_orders(
     url: &str,
     count: usize,
@@ -102,6 +102,10 @@ pub async fn post_orders(
         .build()
         .expect("http client");
     let url = Arc::new(url.to_owned());
+    // One deadline for the whole run: with a per-order deadline, a service
+    // that never recovers kept the run going for count / concurrency times
+    // the deadline (hours).
+    let run_started = Instant::now();
     let results: Vec<(Option<Uuid>, usize, Vec<u16>, Duration)> = stream::iter(0..count)
         .map(|n| {
             let client = client.clone();
@@ -122,7 +126,7 @@ pub async fn post_orders(
                         }
                         Attempt::Retry(code) => {
                             codes.push(code);
-                            if started.elapsed() > deadline {
+                            if run_started.elapsed() > deadline {
                                 return (None, codes.len(), codes, Duration::ZERO);
                             }
                             tokio::time::sleep(Duration::from_millis(200)).await;
