@@ -551,3 +551,129 @@ async fn inspect_reads_a_dead_letter_as_the_consumer_read_it() {
         "decoded as a user: {shown}"
     );
 }
+
+/// After a memory broker's restart, a client's metadata request may create a
+/// topic before the harness does; creating it again must not fail (Tansu
+/// reports "already exists" on stdout, not stderr).
+#[test]
+fn creating_the_topics_again_is_harmless() {
+    let broker = Tansu::start();
+    broker.create_topics();
+    broker.create_topics();
+}
+
+/// `--bootstrap-server` wins over KAFKA_BOOTSTRAP_SERVERS, before or after
+/// the subcommand; a topic that is not on the cluster is an error that names
+/// it and the broker, not a lag of 0, and leaves stdout empty for scripts.
+#[test]
+fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
+    let broker = Tansu::start();
+    let run = |args: &[&str]| {
+        Command::new(binary("pubsubkafka"))
+            .args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .env("LOG_LEVEL", "warn")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .expect("run pubsubkafka")
+    };
+    let servers = broker.bootstrap.as_str();
+
+    let lag = run(&[
+        "--bootstrap-server",
+        servers,
+        "lag",
+        "--group",
+        "g",
+        "--json",
+    ]);
+    assert!(
+        lag.status.success(),
+        "lag with --bootstrap-server: {}",
+        String::from_utf8_lossy(&lag.stderr)
+    );
+    assert_eq!(json(&lag)["total"], 0);
+    let list = run(&["dlq", "list", "--bootstrap-server", servers, "--json"]);
+    assert!(
+        list.status.success(),
+        "dlq list with --bootstrap-server: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    json(&list);
+
+    let missing = run(&[
+        "lag",
+        "--bootstrap-server",
+        servers,
+        "--group",
+        "g",
+        "--topics",
+        "orders,no-such-topic",
+        "--json",
+    ]);
+    let said = String::from_utf8_lossy(&missing.stderr);
+    println!("lag on a missing topic: {said}");
+    assert_eq!(missing.status.code(), Some(1), "{said}");
+    assert!(
+        missing.stdout.is_empty(),
+        "nothing on stdout for a script to parse"
+    );
+    assert!(said.contains("\"no-such-topic\" does not exist"), "{said}");
+    assert!(said.contains(servers), "the error names the broker: {said}");
+}
+
+/// `dev` prints the broker address as an export line, and the operator tool
+/// reads the running pipeline with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_prints_an_export_line_the_tool_can_use() {
+    use std::io::BufRead;
+
+    let db = TestDatabase::create().await;
+    let mut dev = Command::new(binary("pubsubkafka"))
+        .args([
+            "dev",
+            "--producer-addr",
+            &format!("127.0.0.1:{}", harness::free_port()),
+            "--consumer-addr",
+            &format!("127.0.0.1:{}", harness::free_port()),
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pubsubkafka dev");
+    let stdout = dev.stdout.take().expect("dev's stdout");
+    let (lines, export) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(servers) = line.trim().strip_prefix("export KAFKA_BOOTSTRAP_SERVERS=") {
+                let _ = lines.send(servers.to_owned());
+            }
+        }
+    });
+    let servers = export.recv_timeout(Duration::from_secs(60));
+    let lag = servers.as_ref().ok().map(|servers| {
+        Command::new(binary("pubsubkafka"))
+            .args(["lag", "--group", "order-consumer", "--json"])
+            .env("KAFKA_BOOTSTRAP_SERVERS", servers)
+            .env("LOG_LEVEL", "warn")
+            .output()
+            .expect("run pubsubkafka lag")
+    });
+    let _ = dev.kill();
+    let _ = dev.wait();
+    let servers = servers.expect("dev printed an export KAFKA_BOOTSTRAP_SERVERS= line within 60 s");
+    let lag = lag.expect("lag ran");
+    assert!(
+        lag.status.success(),
+        "lag on {servers}: {}",
+        String::from_utf8_lossy(&lag.stderr)
+    );
+    let partitions = json(&lag)["partitions"].as_array().map_or(0, Vec::len);
+    assert_eq!(partitions, 6, "orders and users, 3 partitions each");
+}

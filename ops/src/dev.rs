@@ -109,6 +109,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         if cluster.is_some() { " (in process)" } else { "" },
         redact(&database_url),
     );
+    println!(
+        "For the operator tool in another shell:\n\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+    );
     println!("Post an order:\n");
     // Quoted for a shell's single quotes.
     let body = contract::request::example_order()

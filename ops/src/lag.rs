@@ -73,18 +73,51 @@ fn timestamp_at(reader: &BaseConsumer, topic: &str, partition: i32, offset: i64)
     None
 }
 
+/// Why the lag could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum LagError {
+    /// The broker could not be asked, or refused.
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A topic asked for is not on the cluster: its lag is not 0, it is
+    /// a mistake (a typo, another cluster).
+    #[error("topic {topic:?} does not exist ({error})")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+        /// What the broker said.
+        error: String,
+    },
+}
+
 /// Measures the lag of `group` on `topics` (blocking: broker round trips).
 pub fn measure(
     kafka: &KafkaSettings,
     group: &str,
     topics: &[String],
-) -> Result<GroupLag, rdkafka::error::KafkaError> {
+) -> Result<GroupLag, LagError> {
     let consumer = reader(kafka, group)?;
     let probe = reader(kafka, &format!("{group}-lag-probe"))?;
     let mut tpl = TopicPartitionList::new();
     let mut highs = Vec::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found.map(|t| (t.error(), t.partitions().is_empty())) {
+            Some((None, false)) => {}
+            Some((Some(error), _)) => {
+                return Err(LagError::UnknownTopic {
+                    topic: topic.clone(),
+                    error: rdkafka::error::RDKafkaErrorCode::from(error).to_string(),
+                })
+            }
+            _ => {
+                return Err(LagError::UnknownTopic {
+                    topic: topic.clone(),
+                    error: "no partitions".to_owned(),
+                })
+            }
+        }
         for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
             for p in t.partitions() {
                 let (low, high) = consumer.fetch_watermarks(t.name(), p.id(), TIMEOUT)?;
@@ -139,9 +172,12 @@ pub fn measure(
 /// Prints a lag table for people.
 pub fn print(lag: &GroupLag) {
     println!(
-        "group {}: {} active member(s), total lag {}",
+        "group {}: {}, total lag {}",
         lag.group,
-        lag.members.map_or("?".to_owned(), |m| m.to_string()),
+        lag.members.map_or(
+            "active members unknown (the broker did not describe the group)".to_owned(),
+            |m| format!("{m} active member(s)")
+        ),
         lag.total
     );
     println!(

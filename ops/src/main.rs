@@ -15,6 +15,10 @@ use platform::Env;
 #[derive(Debug, Parser)]
 #[command(name = "pubsubkafka", version, about)]
 struct Cli {
+    /// Kafka bootstrap servers (host:port,...), instead of
+    /// KAFKA_BOOTSTRAP_SERVERS; for `dev`, an external broker to use.
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    bootstrap_server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,8 +91,14 @@ struct LagArgs {
     interval: u64,
 }
 
-fn kafka() -> anyhow::Result<KafkaSettings> {
-    KafkaSettings::from_env(&Env::from_process()).context("configuration")
+/// The tool's environment, with `--bootstrap-server` over
+/// KAFKA_BOOTSTRAP_SERVERS.
+fn environment(bootstrap: Option<&str>) -> Env {
+    let env = Env::from_process();
+    match bootstrap {
+        Some(servers) => env.with("KAFKA_BOOTSTRAP_SERVERS", servers),
+        None => env,
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -98,7 +108,10 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let command = Cli::parse().command;
+    let cli = Cli::parse();
+    let env = environment(cli.bootstrap_server.as_deref());
+    let kafka = || KafkaSettings::from_env(&env).context("configuration");
+    let command = cli.command;
     // Kept until main returns, so that spans are flushed on the way out
     // (`dev` sets up the services' own).
     let _telemetry = match command {
@@ -112,7 +125,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     };
     match command {
-        Command::Dev(args) => ops::dev::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Dev(mut args) => {
+            if args.broker.is_none() {
+                args.broker = cli.bootstrap_server;
+            }
+            ops::dev::run(args).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Dlq(DlqCommand::List {
             source,
             filter,
@@ -131,7 +149,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             partition,
             offset,
         }) => {
-            let domains = ops::dlq::domains(&Env::from_process());
+            let domains = ops::dlq::domains(&env);
             print_json(&ops::dlq::inspect(
                 &kafka()?,
                 &domains,
@@ -183,9 +201,13 @@ async fn main() -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let (group, topics) = (args.group.clone(), args.topics.clone());
+            let brokers = kafka.bootstrap_servers.clone();
             let lag =
                 tokio::task::spawn_blocking(move || ops::lag::measure(&kafka, &group, &topics))
-                    .await??;
+                    .await?
+                    .with_context(|| {
+                        format!("measuring the lag of group {:?} on {brokers}", args.group)
+                    })?;
             if args.json {
                 print_json(&lag)?;
             } else {

@@ -59,6 +59,14 @@ impl Env {
         }
     }
 
+    /// These variables, with `name` set to `value` (a command-line flag
+    /// taking precedence over the environment).
+    #[must_use]
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
     /// The value of `name`; an empty value counts as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars
