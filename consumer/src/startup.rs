@@ -34,8 +34,13 @@ pub enum StartupError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// Migrations could not be applied.
-    #[error("database migrations failed (is PostgreSQL reachable at DATABASE_URL?): {0}")]
-    Migrations(#[from] sqlx::migrate::MigrateError),
+    #[error("database migrations failed: {source}{}", advice.as_ref().map_or(String::new(), |a| format!("; {a}")))]
+    Migrations {
+        /// Why.
+        source: sqlx::migrate::MigrateError,
+        /// What to do about it, for the common set-up mistakes.
+        advice: Option<String>,
+    },
 }
 
 impl From<rdkafka::error::KafkaError> for StartupError {
@@ -131,7 +136,12 @@ impl Application {
                 idle_in_transaction: config.db_transaction_timeout,
             },
         )?;
-        crate::db::migrate(&pool).await?;
+        crate::db::migrate(&pool)
+            .await
+            .map_err(|source| StartupError::Migrations {
+                advice: crate::db::advice(&source, &config.database_url),
+                source,
+            })?;
         let store = Store::new(pool, config.db_transaction_timeout);
         let progress = Progress::default();
 

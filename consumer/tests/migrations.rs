@@ -96,3 +96,77 @@ async fn consumer_sessions_carry_their_server_side_bounds() {
     pool.close().await;
     db.drop().await;
 }
+
+/// The usual set-up mistakes stop start-up with what to do about them,
+/// naming the role and the database: a missing role, a missing database, a
+/// role that may not create tables (PostgreSQL 15 and later), no server.
+#[tokio::test]
+async fn set_up_mistakes_get_advice_naming_the_role_and_the_database() {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::ConnectOptions;
+
+    let db = support::TestDatabase::create().await;
+    let base: PgConnectOptions = db.url.parse().expect("test database URL");
+    let limits = consumer::db::SessionLimits {
+        statement: std::time::Duration::from_secs(5),
+        lock: std::time::Duration::from_secs(5),
+        idle_in_transaction: std::time::Duration::from_secs(5),
+    };
+    let start = |options: PgConnectOptions| async move {
+        let url = options.to_url_lossy().to_string();
+        let pool = consumer::db::pool(&url, 1, limits).expect("a well-formed URL");
+        let source = consumer::db::migrate(&pool)
+            .await
+            .expect_err("the migration cannot succeed");
+        let said = consumer::StartupError::Migrations {
+            advice: consumer::db::advice(&source, &url),
+            source,
+        }
+        .to_string();
+        println!("{said}");
+        said
+    };
+    let role = format!("nobody_{}", uuid::Uuid::new_v4().simple());
+
+    let said = start(base.clone().username(&role)).await;
+    assert!(
+        said.contains(&format!("CREATE ROLE \"{role}\" LOGIN")),
+        "{said}"
+    );
+
+    let said = start(base.clone().database(&format!("{role}_db"))).await;
+    assert!(
+        said.contains(&format!("CREATE DATABASE \"{role}_db\"")),
+        "{said}"
+    );
+
+    for statement in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
+    ] {
+        sqlx::query(&statement)
+            .execute(&db.pool)
+            .await
+            .expect("set up a role without CREATE");
+    }
+    let said = start(base.clone().username(&role)).await;
+    assert!(
+        said.contains(&format!("GRANT CREATE ON SCHEMA public TO \"{role}\"")),
+        "{said}"
+    );
+
+    let said = start(base.clone().host("127.0.0.1").port(1)).await;
+    assert!(
+        said.contains("no PostgreSQL answered at 127.0.0.1:1"),
+        "{said}"
+    );
+
+    db.drop().await;
+    let admin = sqlx::PgPool::connect(&harness::database::server_url())
+        .await
+        .expect("the test server");
+    sqlx::query(&format!("DROP ROLE \"{role}\""))
+        .execute(&admin)
+        .await
+        .expect("drop the role");
+}
