@@ -127,6 +127,7 @@ consumer:
   database: {poolSize: 4, statementTimeoutMs: 5000, lockTimeoutMs: 1000, transactionTimeoutMs: 15000}
   stallTimeoutSecs: 120
   circuitProbeMs: 2000
+  dlqFlood: {maxInRow: 500, window: 1000, maxPercent: 80, retrySecs: 60}
   containerPort: 9081
   shutdownTimeoutSecs: 20
   keda: {enabled: true, prometheus: {serverAddress: "http://prometheus.monitoring:9090", lagSecondsThreshold: 60}}

@@ -9,6 +9,7 @@ use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
+use crate::flood::FloodLimits;
 use crate::retry::RetryPolicy;
 
 /// Everything the consumer service needs to start.
@@ -54,6 +55,9 @@ pub struct ConsumerConfig {
     /// `STALL_TIMEOUT_SECS`: `/readyz` fails when messages wait and no batch
     /// finished for this long.
     pub stall_timeout: Duration,
+    /// `DLQ_FLOOD_*`: when a partition is held instead of dead-lettering
+    /// its stream.
+    pub flood: FloodLimits,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
@@ -132,6 +136,12 @@ impl ConsumerConfig {
             circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             stall_timeout: env.seconds("STALL_TIMEOUT_SECS", 60, 5..=3600)?,
+            flood: FloodLimits {
+                max_in_row: env.number("DLQ_FLOOD_MAX_IN_ROW", 100, 0..=1_000_000)?,
+                window: env.number("DLQ_FLOOD_WINDOW", 200, 1..=100_000)?,
+                max_percent: env.number("DLQ_FLOOD_MAX_PERCENT", 50, 1..=100)?,
+                retry_after: env.seconds("DLQ_FLOOD_RETRY_SECS", 300, 1..=86_400)?,
+            },
             telemetry: TelemetryConfig::from_env(env, "consumer")?,
         })
     }
@@ -151,6 +161,8 @@ mod tests {
         assert_eq!(c.retry.max_retries, 3);
         assert_eq!(c.retry.initial_backoff, Duration::from_secs(1));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.flood.max_in_row, 100);
+        assert_eq!((c.flood.window, c.flood.max_percent), (200, 50));
     }
 
     #[test]
@@ -167,6 +179,10 @@ mod tests {
             ("USERS_TOPIC", "orders"),
             ("DB_TRANSACTION_TIMEOUT_MS", "10"),
             ("STALL_TIMEOUT_SECS", "0"),
+            ("DLQ_FLOOD_MAX_PERCENT", "0"),
+            ("DLQ_FLOOD_MAX_PERCENT", "101"),
+            ("DLQ_FLOOD_WINDOW", "0"),
+            ("DLQ_FLOOD_RETRY_SECS", "0"),
         ] {
             let err = ConsumerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

@@ -190,3 +190,58 @@ impl InternalEvent for CircuitClosed {
         tracing::info!("database reachable again: resuming consumption");
     }
 }
+
+/// The DLQ flood guard holds a partition instead of dead-lettering its
+/// message (again, when a retry failed too).
+#[derive(Debug)]
+pub struct FloodHeld<'a> {
+    /// The message that would have been dead-lettered.
+    pub at: At<'a>,
+    /// Why it would have been.
+    pub failure: &'a Failure,
+    /// What tripped the guard.
+    pub tripped: crate::flood::Tripped,
+    /// The wait before one message is tried again.
+    pub retry_after: Duration,
+}
+
+impl InternalEvent for FloodHeld<'_> {
+    fn emit(self, metrics: &ConsumerMetrics) {
+        metrics.flood_trip(self.at.topic, self.at.partition);
+        tracing::error!(
+            topic = self.at.topic,
+            partition = self.at.partition,
+            offset = self.at.offset,
+            error_kind = self.failure.kind.as_str(),
+            error_class = self.failure.class.as_str(),
+            in_row = self.tripped.in_row,
+            in_window = self.tripped.in_window,
+            window = self.tripped.window,
+            retry_after = ?self.retry_after,
+            "too many dead letters on this partition: holding it instead of dead-lettering its stream (DLQ flood guard)"
+        );
+    }
+}
+
+/// A held partition handled a message without a dead letter: it goes on.
+#[derive(Debug)]
+pub struct FloodReleased<'a> {
+    /// The partition's topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl InternalEvent for FloodReleased<'_> {
+    fn emit(self, metrics: &ConsumerMetrics) {
+        metrics
+            .flood_held
+            .with_label_values(&[self.topic, &self.partition.to_string()])
+            .set(0);
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            "a held partition handled a message again: the DLQ flood guard lets it go on"
+        );
+    }
+}

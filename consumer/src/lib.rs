@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod events;
 pub mod failure;
+pub mod flood;
 pub mod identity;
 pub mod metrics;
 pub mod offsets;

@@ -51,6 +51,9 @@ pub struct ConsumerMetrics {
     pub circuit_open: IntGauge,
     /// Messages behind the high watermark, per partition (librdkafka's view).
     pub lag: IntGaugeVec,
+    /// 1 while the DLQ flood guard holds the partition.
+    pub flood_held: IntGaugeVec,
+    flood_trips: IntCounterVec,
 }
 
 impl ConsumerMetrics {
@@ -134,7 +137,35 @@ impl ConsumerMetrics {
                     &["group", "topic", "partition"],
                 )?,
             )?,
+            flood_held: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kafka_consumer_dlq_flood_held",
+                        "1 while the DLQ flood guard holds the partition instead of dead-lettering its messages",
+                    ),
+                    &["topic", "partition"],
+                )?,
+            )?,
+            flood_trips: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kafka_consumer_dlq_flood_trips_total",
+                        "Times the DLQ flood guard held a partition (again)",
+                    ),
+                    &["topic"],
+                )?,
+            )?,
         })
+    }
+
+    /// Records the flood guard holding `topic`/`partition`.
+    pub fn flood_trip(&self, topic: &str, partition: i32) {
+        self.flood_trips.with_label_values(&[topic]).inc();
+        self.flood_held
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(1);
     }
 
     /// Counts `n` messages of `topic` with `outcome`.

@@ -181,6 +181,8 @@ impl Application {
             progress,
             dlq_wait: Duration::from_secs(1),
             log_throttle: platform::throttle::LogThrottle::default(),
+            flood: crate::flood::FloodGuard::new(config.flood),
+            flood_retry: config.flood.retry_after,
         };
         Ok(Self {
             listener,

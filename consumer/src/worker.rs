@@ -1,6 +1,7 @@
 //! The consumer loop, kept thin: read a batch, hand it to
 //! [`process_batch`], dead-letter what must be, store offsets of what is
-//! done, rewind what is not; pause everything while the database is down.
+//! done, rewind what is not; pause everything while the database is down,
+//! and a partition whose messages would flood its DLQ.
 //!
 //! Each message's log lines and spans are its own: work on a message runs
 //! inside its span with `.instrument()`, never with a span guard held across
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::Timestamp;
+use rdkafka::{Timestamp, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
@@ -23,6 +24,7 @@ use crate::circuit::CircuitBreaker;
 use crate::context::{commit, GroupContext};
 use crate::dead_letter::{DeadLetterer, DlqUnavailable};
 use crate::events::{self, At, InternalEvent};
+use crate::flood::FloodGuard;
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
 use crate::persist::Store;
@@ -64,6 +66,10 @@ pub struct Worker {
     pub dlq_wait: Duration,
     /// Keeps a failing broker from flooding the log.
     pub log_throttle: LogThrottle,
+    /// Holds a partition whose messages would flood its DLQ.
+    pub flood: FloodGuard,
+    /// How long a held partition waits before one message is tried again.
+    pub flood_retry: Duration,
 }
 
 /// One message's span (continuing the producer's trace) and receive time.
@@ -108,6 +114,14 @@ fn age_seconds(message: &OwnedMessage) -> Option<f64> {
     }
 }
 
+/// Sleeps until `wake`, or forever without one.
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Worker {
     /// Runs until `stop` is cancelled, then commits what is done and leaves
     /// the group.
@@ -117,10 +131,21 @@ impl Worker {
                 self.wait_out_outage(&stop).await;
                 continue;
             }
-            let Some(batch) = self.next_batch(&stop).await else {
+            for (topic, partition) in self.flood.due(Instant::now()) {
+                tracing::info!(
+                    topic,
+                    partition,
+                    "DLQ flood guard: trying one message of the held partition again"
+                );
+                self.hold(&topic, partition, false);
+            }
+            let wake = self.flood.next_due().map(tokio::time::Instant::from_std);
+            let Some(batch) = self.next_batch(&stop, wake).await else {
                 break;
             };
-            self.handle(batch, &stop).await;
+            if !batch.is_empty() {
+                self.handle(batch, &stop).await;
+            }
         }
         match commit(self.consumer.as_ref(), CommitMode::Sync) {
             Ok(()) => tracing::info!("final offsets committed"),
@@ -132,12 +157,18 @@ impl Worker {
         tracing::info!("left the consumer group");
     }
 
-    /// Waits for one message, then gathers more for up to `batch_wait`.
-    async fn next_batch(&self, stop: &CancellationToken) -> Option<Vec<Received>> {
+    /// Waits for one message, then gathers more for up to `batch_wait`;
+    /// an empty batch when `wake` comes first (a held partition is due).
+    async fn next_batch(
+        &self,
+        stop: &CancellationToken,
+        wake: Option<tokio::time::Instant>,
+    ) -> Option<Vec<Received>> {
         let first = loop {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return None,
+                () = sleep_until(wake) => return Some(Vec::new()),
                 next = self.consumer.recv() => match next {
                     Ok(m) => break m.detach(),
                     Err(e) => {
@@ -178,12 +209,45 @@ impl Worker {
         let mut done = 0;
         let mut dlq_down = None;
         for (r, handled) in batch.iter().zip(&outcome.handled) {
+            let (topic, partition) = (r.message.topic(), r.message.partition());
+            if let Verdict::DeadLetter(failure) = &handled.verdict {
+                if let Err(tripped) = self.flood.admit(topic, partition, Instant::now()) {
+                    let at = At {
+                        topic,
+                        partition,
+                        offset: r.message.offset(),
+                    };
+                    r.span.in_scope(|| {
+                        events::FloodHeld {
+                            at,
+                            failure,
+                            tripped,
+                            retry_after: self.flood_retry,
+                        }
+                        .emit(&self.metrics);
+                    });
+                    self.hold(topic, partition, true);
+                    // The rest of the batch is read again (what it stored
+                    // is found stored); the held partition's from here.
+                    break;
+                }
+            }
             match self.settle(r, handled).instrument(r.span.clone()).await {
                 Ok(()) => done += 1,
                 Err(e) => {
                     dlq_down = Some(e);
                     break;
                 }
+            }
+            let released = match handled.verdict {
+                Verdict::DeadLetter(_) => {
+                    self.flood.dead_lettered(topic, partition);
+                    false
+                }
+                _ => self.flood.handled(topic, partition),
+            };
+            if released {
+                events::FloodReleased { topic, partition }.emit(&self.metrics);
             }
         }
         if let Err(e) = offsets::store(self.consumer.as_ref(), messages[..done].iter().copied()) {
@@ -271,6 +335,26 @@ impl Worker {
         };
         if let Err(e) = result {
             tracing::error!(error = %e, paused, "cannot pause or resume partitions");
+        }
+        if !paused {
+            for (topic, partition) in self.flood.held() {
+                self.hold(&topic, partition, true);
+            }
+        }
+    }
+
+    /// Pauses (or resumes) one partition for the flood guard.
+    fn hold(&self, topic: &str, partition: i32, hold: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let result = if hold {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            // Not assigned here any more: whoever has it now starts afresh.
+            tracing::warn!(error = %e, topic, partition, hold, "cannot pause or resume the partition");
         }
     }
 

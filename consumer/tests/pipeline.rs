@@ -657,3 +657,99 @@ async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_n
     );
     db.drop().await;
 }
+
+/// A stream that turns to poison (a bad producer deploy) is held, not
+/// emptied into its DLQ: past DLQ_FLOOD_MAX_IN_ROW dead letters in a row
+/// the partition stops where it is, its committed offset on the first
+/// message not dead-lettered, while other partitions go on. Retries after
+/// DLQ_FLOOD_RETRY_SECS hold it again while it still fails; a consumer
+/// started with the guard off (or with the fix) takes it from there and
+/// loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopped() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let group = group();
+
+    let valid =
+        |n, partition| on_partition(order_message(&order_event(n), Format::Json), partition);
+    let broken = |n| Outgoing {
+        value: b"{not json".to_vec(),
+        ..valid(n, 0)
+    };
+    let mut stream: Vec<Outgoing> = vec![valid(0, 0), valid(1, 0)];
+    stream.extend((10..18).map(broken));
+    stream.extend([valid(2, 0), valid(3, 0)]);
+    stream.extend((20..23).map(|n| valid(n, 1)));
+    publish(&bootstrap, &stream);
+
+    let guarded = [
+        ("DLQ_FLOOD_MAX_IN_ROW", "3"),
+        ("DLQ_FLOOD_RETRY_SECS", "1"),
+        ("MAX_RETRIES", "0"),
+    ];
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &guarded);
+    // The 2 orders before the poison and the other partition's 3; the 2
+    // after it may be stored too when they were in the held batch (they are
+    // found stored when read again).
+    let stored = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 5, WAIT).await;
+    assert!((5..=7).contains(&stored), "{stored} orders stored");
+    assert_eq!(read_topic(&bootstrap, "orders-dlq", 3, WAIT).len(), 3);
+    // Retries every second find the same poison: held again each time.
+    let started = std::time::Instant::now();
+    let trips = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("kafka_consumer_dlq_flood_trips_total{topic=\"orders\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut metrics = consumer.metrics();
+    while trips(&metrics) < 3 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = consumer.metrics();
+    }
+    println!(
+        "held: {:?}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("dlq_flood"))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        trips(&metrics) >= 3,
+        "held, then held again on each retry:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("kafka_consumer_dlq_flood_held{partition=\"0\",topic=\"orders\"} 1"),
+        "{metrics}"
+    );
+    consumer.stop();
+    assert_eq!(
+        read_topic(&bootstrap, "orders-dlq", 4, Duration::from_secs(3)).len(),
+        3,
+        "no dead letter past the limit"
+    );
+    assert_eq!(
+        harness::kafka::committed(&bootstrap, &group, "orders")[0],
+        Some(5),
+        "the held partition's position is its first message not dead-lettered"
+    );
+
+    let off = [("DLQ_FLOOD_MAX_IN_ROW", "0"), ("MAX_RETRIES", "0")];
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &off);
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 7, WAIT).await,
+        7,
+        "the orders after the poison"
+    );
+    assert_eq!(read_topic(&bootstrap, "orders-dlq", 8, WAIT).len(), 8);
+    consumer.stop();
+    assert_eq!(
+        read_topic(&bootstrap, "orders-dlq", 9, Duration::from_secs(3)).len(),
+        8,
+        "each poison message dead-lettered once"
+    );
+    db.drop().await;
+}
