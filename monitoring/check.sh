@@ -25,6 +25,10 @@ exported = {
     "kafka_consumer_committed_offset", "kafka_topic_high_watermark", "kafka_consumer_group_members",
     "kafka_dlq_reduced_total", "kafka_dlq_dropped_total", "http_connections_open",
     "http_connections_refused_total", "http_connections_timed_out_total",
+    "kafka_consumer_status", "kafka_consumer_group_status", "kafka_consumer_lag_eta_seconds",
+    "kafka_consumer_group_state", "kafka_lag_exporter_up", "kafka_lag_exporter_measurement_seconds",
+    "kafka_lag_exporter_last_success_timestamp_seconds", "kafka_consumer_dlq_flood_held",
+    "kafka_consumer_dlq_flood_trips_total",
 }
 functions = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "le", "min", "avg", "count"}
 dashboard = json.load(open("monitoring/grafana/pubsubkafka.json"))

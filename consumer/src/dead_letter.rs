@@ -112,12 +112,13 @@ fn with_headers(mut headers: OwnedHeaders, added: &[(&str, String)]) -> OwnedHea
 }
 
 /// The headers of a whole dead letter: the original ones (earlier `dlq-*`
-/// error headers replaced, `dlq-replay-count` kept) and the new `dlq-*` ones.
+/// error headers replaced; `dlq-replay-count` and the first failure's
+/// `dlq-first-*` kept) and the new `dlq-*` ones.
 pub fn dead_letter_headers(message: &OwnedMessage, group: &str, failure: &Failure) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for header in original.iter() {
-            if header.key.starts_with("dlq-") && header.key != h::DLQ_REPLAY_COUNT {
+            if header.key.starts_with("dlq-") && !h::kept_across_replays(header.key) {
                 continue;
             }
             headers = headers.insert(Header {
@@ -152,7 +153,7 @@ fn reduced<'a>(
     if let Some(original) = message.headers() {
         for header in original.iter() {
             let small = header.value.is_none_or(|v| v.len() <= REDUCED_HEADER_BYTES);
-            let kept = ENVELOPE.contains(&header.key) || header.key == h::DLQ_REPLAY_COUNT;
+            let kept = ENVELOPE.contains(&header.key) || h::kept_across_replays(header.key);
             if kept && small {
                 headers = headers.insert(Header {
                     key: header.key,

@@ -150,28 +150,33 @@ impl Tansu {
     /// client's metadata request created first is left as it is.
     pub fn create_topics(&self) {
         for topic in TOPICS {
-            let output = Command::new(&self.binary)
-                .args([
-                    "topic",
-                    "create",
-                    "--broker",
-                    &format!("tcp://127.0.0.1:{}", self.port),
-                ])
-                .args(["--partitions", &PARTITIONS.to_string(), topic])
-                .output()
-                .expect("tansu topic create");
-            // Tansu prints its error on stdout ("Topic with this name already
-            // exists."), not stderr.
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(
-                output.status.success() || said.contains("already exists"),
-                "creating topic {topic} failed: {said}"
-            );
+            self.create_topic(topic, PARTITIONS);
         }
+    }
+
+    /// Creates `topic` with `partitions` partitions, unless it exists.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let output = Command::new(&self.binary)
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--partitions", &partitions.to_string(), topic])
+            .output()
+            .expect("tansu topic create");
+        // Tansu prints its error on stdout ("Topic with this name already
+        // exists."), not stderr.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() || said.contains("already exists"),
+            "creating topic {topic} failed: {said}"
+        );
     }
 
     /// Creates a SCRAM-SHA-512 user.

@@ -161,6 +161,20 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
         "a dry run publishes nothing"
     );
 
+    // The DLQ backlog is the replay group's lag on the dead-letter topic:
+    // all 5 before the replay, none after (the 2 it passed over included).
+    let backlog = json(&tool(
+        &broker.bootstrap,
+        &[
+            "lag",
+            "--group",
+            "fix-1=orders-dlq",
+            "--allow-new-group",
+            "--json",
+        ],
+    ));
+    assert_eq!(backlog["total"], 5, "{backlog}");
+
     let run = tool(
         &broker.bootstrap,
         &[
@@ -180,6 +194,17 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
     );
     let summary = json(&run);
     println!("replay: {summary}");
+    // Piped, its progress is JSON lines on standard error, the last one
+    // done and agreeing with the summary.
+    let progress: Vec<Value> = String::from_utf8_lossy(&run.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("progress").cloned())
+        .collect();
+    let last = progress.last().expect("progress lines on stderr");
+    assert_eq!(last["done"], true, "{progress:?}");
+    assert_eq!(last["read"], summary["read"], "{progress:?}");
+    assert_eq!(last["expected"], 5, "{progress:?}");
     assert_eq!(
         (summary["replayed"].as_u64(), summary["skipped"].as_u64()),
         (Some(3), Some(2))
@@ -218,6 +243,11 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
         ],
     ));
     assert_eq!(again["read"], 0, "the group remembers where it stopped");
+    let backlog = json(&tool(
+        &broker.bootstrap,
+        &["lag", "--group", "fix-1=orders-dlq", "--json"],
+    ));
+    assert_eq!(backlog["total"], 0, "{backlog}");
     service.sigterm(Duration::from_secs(30));
 }
 
@@ -256,6 +286,35 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
         header(&letters[1], "dlq-replay-count").as_deref(),
         Some("1"),
         "the replay count travels with it"
+    );
+    // The second dead letter keeps where and why the message failed first.
+    for (first, original) in contract::headers::DLQ_FIRST_FAILURE {
+        assert_eq!(
+            header(&letters[1], first),
+            header(&letters[0], original),
+            "{first} of the second dead letter is {original} of the first"
+        );
+    }
+    assert_eq!(
+        header(&letters[1], "dlq-first-error-class").as_deref(),
+        Some("decode")
+    );
+    let listed = json(&tool(
+        &broker.bootstrap,
+        &["dlq", "list", "--group", "loop", "--json"],
+    ));
+    println!("listed for the replay group: {listed}");
+    assert_eq!(
+        listed["pending"], 1,
+        "the new dead letter awaits the group: {listed}"
+    );
+    assert_eq!(listed["failed_again"], 1, "{listed}");
+    assert_eq!(listed["by_first_class"]["decode"], 2, "{listed}");
+    assert_eq!(listed["dead_letters"][0]["pending"], false, "{listed}");
+    assert_eq!(listed["dead_letters"][1]["pending"], true, "{listed}");
+    assert_eq!(
+        listed["dead_letters"][0]["fingerprint"], listed["dead_letters"][1]["fingerprint"],
+        "one cause, one fingerprint"
     );
 
     let second = json(&tool(
@@ -304,23 +363,51 @@ fn dead_letter(n: usize) -> Outgoing {
     m
 }
 
+/// Starts a replay in the background; returns it and, once it replays, its
+/// first progress line.
+fn replay_in_background(
+    bootstrap: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(binary("pubsubkafka"))
+        .args(["dlq", "replay"])
+        .args(args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pubsubkafka dlq replay");
+    let stderr = child.stderr.take().expect("its stderr");
+    let (lines, progress) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("\"progress\"") {
+                let _ = lines.send(line);
+            }
+        }
+    });
+    (child, progress)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_replay_resumes_without_duplicates() {
     let broker = Tansu::start();
     let letters: Vec<Outgoing> = (0..40).map(dead_letter).collect();
     publish_each(&broker.bootstrap, &letters);
 
-    let slow = Command::new(binary("pubsubkafka"))
-        .args([
-            "dlq", "replay", "--rate", "10", "--group", "resume", "--json",
-        ])
-        .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (slow, progress) = replay_in_background(
+        &broker.bootstrap,
+        &["--rate", "10", "--group", "resume", "--json"],
+    );
+    progress
+        .recv_timeout(WAIT)
+        .expect("the replay reports progress");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     harness::process::signal(&slow, libc::SIGINT);
     let interrupted = slow.wait_with_output().unwrap();
     let first = json(&interrupted);
@@ -353,6 +440,53 @@ async fn an_interrupted_replay_resumes_without_duplicates() {
     assert_eq!(keys.len(), 40, "no duplicates");
 }
 
+/// One replay at a time per DLQ and group: a second run with the same
+/// group refuses with a clear message while the first goes on to replay
+/// every dead letter once; another group is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replay_with_the_same_group_refuses() {
+    let broker = Tansu::start();
+    let letters: Vec<Outgoing> = (0..40).map(dead_letter).collect();
+    publish_each(&broker.bootstrap, &letters);
+
+    let (first, progress) = replay_in_background(
+        &broker.bootstrap,
+        &["--rate", "10", "--group", "campaign", "--json"],
+    );
+    progress
+        .recv_timeout(WAIT)
+        .expect("the first replay reports progress");
+    let second = tool(
+        &broker.bootstrap,
+        &["dlq", "replay", "--group", "campaign", "--json"],
+    );
+    let said = String::from_utf8_lossy(&second.stderr);
+    println!("second replay, same group: {said}");
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(second.stdout.is_empty(), "no summary: it did nothing");
+    assert!(
+        said.contains("another replay of orders-dlq runs with --group campaign"),
+        "{said}"
+    );
+    let dry = tool(
+        &broker.bootstrap,
+        &["dlq", "replay", "--group", "other", "--dry-run", "--json"],
+    );
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+
+    let done = first.wait_with_output().expect("the first replay ends");
+    let summary = json(&done);
+    println!("first replay: {summary}");
+    assert!(done.status.success(), "{summary}");
+    assert_eq!(summary["replayed"], 40, "{summary}");
+    let copies = replayed_copies(&broker.bootstrap, 40);
+    assert_eq!(copies.len(), 40, "each dead letter republished once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     let broker = Tansu::start();
@@ -363,17 +497,45 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
         .collect();
     publish_each(&broker.bootstrap, &orders);
 
+    // A group the broker does not know is refused: a typo must not read as
+    // "lag 0" or as a whole topic behind...
+    let unknown = tool(&broker.bootstrap, &["lag", "--group", &group, "--json"]);
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    println!("lag of an unknown group: {said}");
+    assert_eq!(unknown.status.code(), Some(1), "{said}");
+    assert!(unknown.stdout.is_empty());
+    assert!(said.contains("is not known to the broker"), "{said}");
+    // ... unless its consumers have not started yet.
     let down = json(&tool(
         &broker.bootstrap,
-        &["lag", "--group", &group, "--json"],
+        &[
+            "lag",
+            "--group",
+            &group,
+            "--allow-new-group",
+            "--window",
+            "2",
+            "--interval",
+            "1",
+            "--json",
+        ],
     ));
-    println!("lag with no consumer: {}", down["total"]);
+    println!("lag with no consumer: {down}");
     assert_eq!(down["total"], 30, "{down}");
+    // Nobody consumes: STOP where the broker reports the group's members,
+    // STALL where it does not (Tansu).
+    let expected = if down["members"] == 0 {
+        "STOP"
+    } else {
+        "STALL"
+    };
+    assert_eq!(down["status"], expected, "nobody consumes: {down}");
+    assert!(down["measurements"].as_u64() >= Some(2), "{down}");
 
     // Logs, however many, go to standard error: standard output stays the
     // result, for `| jq` and for scripts.
     let chatty = Command::new(binary("pubsubkafka"))
-        .args(["lag", "--group", &group, "--json"])
+        .args(["lag", "--group", &group, "--allow-new-group", "--json"])
         .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
         .env("LOG_LEVEL", "debug")
         .env("KAFKA_DEBUG", "metadata")
@@ -391,10 +553,20 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     );
     let above = tool(
         &broker.bootstrap,
-        &["lag", "--group", &group, "--threshold", "10"],
+        &[
+            "lag",
+            "--group",
+            &group,
+            "--allow-new-group",
+            "--threshold",
+            "10",
+        ],
     );
     assert_eq!(above.status.code(), Some(2), "above the threshold");
-    assert!(String::from_utf8_lossy(&above.stdout).contains("total lag 30"));
+    let table = String::from_utf8_lossy(&above.stdout);
+    println!("{table}");
+    assert!(table.contains("total lag 30"), "{table}");
+    assert!(table.contains("status UNKNOWN (one measurement"), "{table}");
 
     let port = harness::free_port();
     let mut exporter = Service::start_command(
@@ -586,6 +758,7 @@ fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
         "lag",
         "--group",
         "g",
+        "--allow-new-group",
         "--json",
     ]);
     assert!(
@@ -621,6 +794,31 @@ fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
     );
     assert!(said.contains("\"no-such-topic\" does not exist"), "{said}");
     assert!(said.contains(servers), "the error names the broker: {said}");
+
+    // A reader that stops reading (`| head`) is not a crash.
+    let mut closed = Command::new(binary("pubsubkafka"))
+        .args([
+            "lag",
+            "--bootstrap-server",
+            servers,
+            "--group",
+            "g",
+            "--allow-new-group",
+            "--json",
+        ])
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pubsubkafka");
+    drop(closed.stdout.take());
+    let ended = closed.wait_with_output().expect("wait for pubsubkafka");
+    let said = String::from_utf8_lossy(&ended.stderr);
+    assert!(
+        ended.status.success() && !said.contains("panicked"),
+        "stdout closed early: {:?} {said}",
+        ended.status
+    );
 }
 
 /// `dev` prints the broker address as an export line, and the operator tool
@@ -659,7 +857,13 @@ async fn dev_prints_an_export_line_the_tool_can_use() {
     let servers = export.recv_timeout(Duration::from_secs(60));
     let lag = servers.as_ref().ok().map(|servers| {
         Command::new(binary("pubsubkafka"))
-            .args(["lag", "--group", "order-consumer", "--json"])
+            .args([
+                "lag",
+                "--group",
+                "order-consumer",
+                "--allow-new-group",
+                "--json",
+            ])
             .env("KAFKA_BOOTSTRAP_SERVERS", servers)
             .env("LOG_LEVEL", "warn")
             .output()
@@ -676,4 +880,182 @@ async fn dev_prints_an_export_line_the_tool_can_use() {
     );
     let partitions = json(&lag)["partitions"].as_array().map_or(0, Vec::len);
     assert_eq!(partitions, 6, "orders and users, 3 partitions each");
+}
+
+/// The `kafka_consumer_status` series of `group` that is 1, if any.
+fn exported_status(metrics: &str, group: &str) -> Option<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("kafka_consumer_status{"))
+        .filter(|l| l.contains(&format!("group=\"{group}\"")) && l.ends_with(" 1"))
+        .find_map(|l| {
+            let rest = l.split("status=\"").nth(1)?;
+            Some(rest.split('"').next()?.to_owned())
+        })
+}
+
+async fn metrics_of(exporter: &Service) -> String {
+    reqwest::get(exporter.url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Commits `offset` for `group` on partition 0 of `topic` from outside the
+/// group, as a consumer that keeps its own pace would.
+fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let committer: BaseConsumer = harness::kafka::client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("committer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .expect("partition");
+    committer
+        .commit(&tpl, CommitMode::Sync)
+        .expect("commit offset");
+}
+
+/// Waits until the exporter's verdict on `group` is `expected`, printing
+/// the verdicts seen on the way; `act` runs before each look.
+async fn wait_for_verdict(
+    exporter: &Service,
+    group: &str,
+    expected: &str,
+    mut act: impl FnMut(),
+) -> String {
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        act();
+        let metrics = metrics_of(exporter).await;
+        let status = exported_status(&metrics, group);
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status.as_deref() == Some(expected) {
+            println!("verdicts on the way to {expected}: {seen:?}");
+            return metrics;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no {expected} verdict in {WAIT:?}; seen {seen:?}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The exporter's verdicts follow what a group does on a real broker:
+/// nobody consuming is STALL (STOP where the broker reports an empty group),
+/// advancing slower than the producer is WARN, an offset committed
+/// backwards is REWIND, caught up is OK with no time left to drain. When the
+/// broker goes away the group's series are withdrawn, not served stale, and
+/// the exporter says it is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_judges_each_partition_and_withdraws_what_it_cannot_measure() {
+    let mut broker = Tansu::start();
+    let bootstrap = broker.bootstrap.clone();
+    let topic = format!("verdicts-{}", Uuid::new_v4().simple());
+    let group = format!("verdicts-{}", Uuid::new_v4().simple());
+    broker.create_topic(&topic, 1);
+    let message = |n: usize| {
+        let mut m = order_message(&order_event(n), contract::Format::Json);
+        m.topic = topic.clone();
+        m.partition = Some(0);
+        m
+    };
+    let mut sent = 10;
+    publish_each(&bootstrap, &(0..sent).map(message).collect::<Vec<_>>());
+
+    let port = harness::free_port();
+    let mut exporter = Service::start_command(
+        "pubsubkafka",
+        &[
+            "lag",
+            "--group",
+            &format!("{group}={topic}"),
+            "--serve",
+            &format!("127.0.0.1:{port}"),
+            "--interval",
+            "1",
+            "--window",
+            "4",
+        ],
+        &[("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone())],
+        &format!("127.0.0.1:{port}"),
+    );
+    exporter.wait_ready("/readyz", WAIT).await;
+
+    // Nobody consumes. Tansu reports no group members, so this is STALL
+    // (STOP needs a broker that says the group is empty).
+    let idle = wait_for_verdict(&exporter, &group, "STALL", || {}).await;
+    assert!(
+        !idle.contains(&format!(
+            "kafka_consumer_group_members{{group=\"{group}\"}}"
+        )),
+        "members are exported only when the broker reports them"
+    );
+
+    // One message consumed for every three produced.
+    let mut committed = 0;
+    wait_for_verdict(&exporter, &group, "WARN", || {
+        publish_each(
+            &bootstrap,
+            &(sent..sent + 3).map(message).collect::<Vec<_>>(),
+        );
+        sent += 3;
+        committed += 1;
+        commit(&bootstrap, &group, &topic, committed);
+    })
+    .await;
+
+    commit(&bootstrap, &group, &topic, 0);
+    wait_for_verdict(&exporter, &group, "REWIND", || {}).await;
+
+    commit(&bootstrap, &group, &topic, i64::try_from(sent).unwrap());
+    let caught_up = wait_for_verdict(&exporter, &group, "OK", || {}).await;
+    assert!(
+        caught_up
+            .lines()
+            .any(|l| l.starts_with("kafka_consumer_lag_eta_seconds{")
+                && l.contains(&group)
+                && l.ends_with(" 0")),
+        "no time left to drain once caught up:\n{caught_up}"
+    );
+
+    assert!(caught_up.contains(&format!(
+        "kafka_consumer_group_status{{group=\"{group}\",status=\"OK\"}} 1"
+    )));
+    assert!(caught_up.contains(&format!("kafka_lag_exporter_up{{group=\"{group}\"}} 1")));
+
+    broker.stop();
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = metrics_of(&exporter).await;
+        if metrics.contains(&format!("kafka_lag_exporter_up{{group=\"{group}\"}} 0")) {
+            let stale: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("kafka_consumer_") && l.contains(&group))
+                .collect();
+            assert!(
+                stale.is_empty(),
+                "series served after a failed measurement: {stale:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the exporter still claims to measure a stopped broker:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ready = reqwest::get(exporter.url("/readyz"))
+        .await
+        .expect("GET /readyz");
+    assert_eq!(ready.status(), 503, "not ready while measurements fail");
+    exporter.sigterm(Duration::from_secs(10));
 }

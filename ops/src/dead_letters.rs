@@ -31,6 +31,19 @@ pub enum DlqError {
     /// Nothing is stored where the command looked.
     #[error("{0}")]
     NotFound(String),
+    /// Another run holds what this one needs.
+    #[error("{0}")]
+    Busy(String),
+    /// Messages known to be in the topic did not arrive.
+    #[error("{topic}: no message for {idle:?} while partitions {missing:?} still had messages up to the end taken at the start")]
+    Stalled {
+        /// The topic.
+        topic: String,
+        /// How long nothing arrived.
+        idle: Duration,
+        /// The partitions still being read.
+        missing: Vec<i32>,
+    },
 }
 
 /// A dead letter as operators see it.
@@ -62,8 +75,42 @@ pub struct DeadLetter {
     pub failed_at: Option<DateTime<Utc>>,
     /// `dlq-consumer-group`.
     pub consumer_group: Option<String>,
+    /// The first failure's error class: `dlq-first-error-class` on a
+    /// message that failed again after a replay, else this one's.
+    pub first_error_class: Option<String>,
+    /// Where the first failure was read (`topic/partition/offset`), when
+    /// this dead letter is not the first.
+    pub first_original: Option<String>,
+    /// The error class and the error text with its numbers and ids
+    /// blanked: dead letters that failed for the same reason share it.
+    pub fingerprint: String,
+    /// For `dlq list --group`: whether that replay group has yet to reach
+    /// it (`false`: replayed, parked or passed over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<bool>,
     /// Every header, as text.
     pub headers: BTreeMap<String, String>,
+}
+
+/// `class: text` with every word holding a digit replaced by `#` (offsets,
+/// ids, amounts), cut at 120 characters.
+pub fn fingerprint(class: Option<&str>, message: Option<&str>) -> String {
+    let text: Vec<&str> = message
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|word| {
+            if word.chars().any(|c| c.is_ascii_digit()) {
+                "#"
+            } else {
+                word
+            }
+        })
+        .collect();
+    let mut print = format!("{}: {}", class.unwrap_or("?"), text.join(" "));
+    if let Some((cut, _)) = print.char_indices().nth(120) {
+        print.truncate(cut);
+    }
+    print
 }
 
 impl DeadLetter {
@@ -111,6 +158,19 @@ impl DeadLetter {
                 .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
                 .map(|t| t.with_timezone(&Utc)),
             consumer_group: get(h::DLQ_CONSUMER_GROUP),
+            first_error_class: get("dlq-first-error-class").or_else(|| get(h::DLQ_ERROR_CLASS)),
+            first_original: get("dlq-first-original-topic").map(|topic| {
+                format!(
+                    "{topic}/{}/{}",
+                    get("dlq-first-original-partition").unwrap_or_else(|| "?".into()),
+                    get("dlq-first-original-offset").unwrap_or_else(|| "?".into())
+                )
+            }),
+            fingerprint: fingerprint(
+                get(h::DLQ_ERROR_CLASS).as_deref(),
+                get(h::DLQ_ERROR_MESSAGE).map(|m| scrub(&m)).as_deref(),
+            ),
+            pending: None,
             headers,
         }
     }
@@ -192,8 +252,8 @@ impl Filter {
 }
 
 /// Partitions of `topic` with their low and high watermarks.
-pub fn watermarks(
-    consumer: &BaseConsumer,
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<(i32, i64, i64)>, DlqError> {
@@ -215,12 +275,15 @@ pub fn watermarks(
 /// watermarks taken when it was opened, one message at a time: partitions
 /// interleaved, each in offset order. What arrives later is left for the
 /// next run, so a run always ends, and whatever the DLQ's size only the
-/// message in hand is held.
+/// message in hand is held. However long the reader takes over each
+/// message (a paced replay), only a broker that sends nothing for six times
+/// the timeout ends it early, and then as an error.
 pub struct Snapshot {
+    topic: String,
     consumer: BaseConsumer,
     ends: BTreeMap<i32, i64>,
-    started: std::time::Instant,
     timeout: Duration,
+    expected: u64,
 }
 
 impl Snapshot {
@@ -235,6 +298,7 @@ impl Snapshot {
         let marks = watermarks(&consumer, topic, timeout)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = BTreeMap::new();
+        let mut expected = 0;
         for (partition, low, high) in marks {
             let start = from
                 .and_then(|f| f.get(&partition).copied())
@@ -243,17 +307,25 @@ impl Snapshot {
             if start < high {
                 assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
                 ends.insert(partition, high);
+                expected += u64::try_from(high - start).unwrap_or(0);
             }
         }
         if !ends.is_empty() {
             consumer.assign(&assignment)?;
         }
         Ok(Self {
+            topic: topic.to_owned(),
             consumer,
             ends,
-            started: std::time::Instant::now(),
             timeout,
+            expected,
         })
+    }
+
+    /// How many messages the snapshot holds at most (offsets between the
+    /// start and the end; compaction and transaction markers make it fewer).
+    pub fn expected(&self) -> u64 {
+        self.expected
     }
 }
 
@@ -261,9 +333,22 @@ impl Iterator for Snapshot {
     type Item = Result<OwnedMessage, DlqError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.ends.is_empty() && self.started.elapsed() < self.timeout * 6 {
+        // Only the time spent waiting here counts, not the reader's own
+        // between two calls.
+        let mut waiting = std::time::Instant::now();
+        while !self.ends.is_empty() {
+            if waiting.elapsed() >= self.timeout * 6 {
+                let missing = self.ends.keys().copied().collect();
+                self.ends.clear();
+                return Some(Err(DlqError::Stalled {
+                    topic: self.topic.clone(),
+                    idle: self.timeout * 6,
+                    missing,
+                }));
+            }
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
+                    waiting = std::time::Instant::now();
                     let (partition, offset) = (m.partition(), m.offset());
                     let Some(&end) = self.ends.get(&partition) else {
                         continue;
@@ -283,5 +368,28 @@ impl Iterator for Snapshot {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_ignore_numbers_and_ids_and_stay_short() {
+        assert_eq!(
+            fingerprint(
+                Some("validation"),
+                Some("item 3: quantity 0 is not between 1 and 1000")
+            ),
+            "validation: item # quantity # is not between # and #"
+        );
+        assert_eq!(
+            fingerprint(Some("decode"), Some("expected value at line 1 column 2")),
+            fingerprint(Some("decode"), Some("expected value at line 7 column 19"))
+        );
+        assert_eq!(fingerprint(None, None), "?: ");
+        let long = "ä".repeat(500);
+        assert_eq!(fingerprint(Some("x"), Some(&long)).chars().count(), 120);
     }
 }

@@ -48,19 +48,43 @@ pub struct Listing {
     topic: String,
     total: usize,
     selected: usize,
+    /// With `--group`: the group, and how many selected dead letters it has
+    /// yet to reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<usize>,
     /// `class (kind)` -> count, over the selected dead letters.
     by_class: BTreeMap<String, usize>,
+    /// The first failure's class -> count (a message that failed again
+    /// after a replay counts under its first cause).
+    by_first_class: BTreeMap<String, usize>,
+    /// Error fingerprint -> count.
+    by_fingerprint: BTreeMap<String, usize>,
+    /// Selected dead letters of messages that had been replayed (they carry
+    /// their first failure).
+    failed_again: usize,
     dead_letters: Vec<DeadLetter>,
 }
 
-/// `dlq list`: the dead letters of a topic, grouped and counted by class.
+/// `dlq list`: the dead letters of a topic, grouped and counted by class,
+/// by first cause and by fingerprint; with `group`, each marked pending or
+/// not for that replay group.
 pub fn list(
     kafka: &KafkaSettings,
     source: &Source,
     filter: &Filter,
     limit: usize,
+    group: Option<&str>,
 ) -> Result<Listing, DlqError> {
     filter.validate()?;
+    let reached = match group {
+        Some(group) => {
+            let consumer: BaseConsumer = reader_config(kafka, group).create()?;
+            Some(committed(&consumer, &source.topic)?)
+        }
+        None => None,
+    };
     let messages = Snapshot::open(
         &reader_config(kafka, "pubsubkafka-dlq-list"),
         &source.topic,
@@ -71,22 +95,50 @@ pub fn list(
         topic: source.topic.clone(),
         total: 0,
         selected: 0,
+        group: group.map(str::to_owned),
+        pending: reached.as_ref().map(|_| 0),
         by_class: BTreeMap::new(),
+        by_first_class: BTreeMap::new(),
+        by_fingerprint: BTreeMap::new(),
+        failed_again: 0,
         dead_letters: Vec::new(),
     };
     for message in messages {
         listing.total += 1;
-        let letter = DeadLetter::of(&message?);
+        let mut letter = DeadLetter::of(&message?);
         if !filter.matches(&letter) {
             continue;
         }
         listing.selected += 1;
+        if let Some(reached) = &reached {
+            let pending = reached
+                .get(&letter.partition)
+                .is_none_or(|&next| letter.offset >= next);
+            letter.pending = Some(pending);
+            if let (true, Some(n)) = (pending, listing.pending.as_mut()) {
+                *n += 1;
+            }
+        }
         let class = format!(
             "{} ({})",
             letter.error_class.as_deref().unwrap_or("?"),
             letter.error_kind.as_deref().unwrap_or("?")
         );
         *listing.by_class.entry(class).or_default() += 1;
+        listing.failed_again += usize::from(letter.first_original.is_some());
+        *listing
+            .by_first_class
+            .entry(
+                letter
+                    .first_error_class
+                    .clone()
+                    .unwrap_or_else(|| "?".into()),
+            )
+            .or_default() += 1;
+        *listing
+            .by_fingerprint
+            .entry(letter.fingerprint.clone())
+            .or_default() += 1;
         if listing.dead_letters.len() < limit {
             listing.dead_letters.push(letter);
         }
@@ -94,21 +146,63 @@ pub fn list(
     Ok(listing)
 }
 
-/// Prints a listing for people.
-pub fn print_listing(listing: &Listing) {
-    println!(
+/// Writes a listing for people.
+pub fn print_listing(out: &mut impl std::io::Write, listing: &Listing) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{}: {} dead letters, {} selected",
         listing.topic, listing.total, listing.selected
-    );
+    )?;
+    if let (Some(group), Some(pending)) = (&listing.group, listing.pending) {
+        writeln!(
+            out,
+            "group {group}: {pending} pending, {} replayed, parked or passed over",
+            listing.selected - pending
+        )?;
+    }
     if !listing.by_class.is_empty() {
-        println!("\nby error class:");
+        writeln!(out, "\nby error class:")?;
         for (class, n) in &listing.by_class {
-            println!("  {class:<44} {n:>7}");
+            writeln!(out, "  {class:<44} {n:>7}")?;
         }
-        println!(
-            "\n{:<12} {:<22} {:<38} {:<10} {:<26} {:>7} {:>7}  {:<20}  message",
-            "part/offset", "original", "key", "kind", "class", "retries", "replays", "failed at"
-        );
+        if listing.failed_again > 0 {
+            writeln!(
+                out,
+                "\nby first cause (the class of the first failure, across replays):"
+            )?;
+            for (class, n) in &listing.by_first_class {
+                writeln!(out, "  {class:<44} {n:>7}")?;
+            }
+        }
+        writeln!(
+            out,
+            "\nby fingerprint (class and error text, numbers blanked):"
+        )?;
+        let mut prints: Vec<(&String, &usize)> = listing.by_fingerprint.iter().collect();
+        prints.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (print, n) in prints.iter().take(20) {
+            writeln!(out, "  {n:>7}  {print}")?;
+        }
+        if prints.len() > 20 {
+            writeln!(
+                out,
+                "  … {} more fingerprints (--json has them all)",
+                prints.len() - 20
+            )?;
+        }
+        writeln!(
+            out,
+            "\n{:<12} {:<22} {:<38} {:<10} {:<26} {:>7} {:>7}  {:<20}  {:<8} message",
+            "part/offset",
+            "original",
+            "key",
+            "kind",
+            "class",
+            "retries",
+            "replays",
+            "failed at",
+            "replay"
+        )?;
     }
     for l in &listing.dead_letters {
         let original = format!(
@@ -124,8 +218,9 @@ pub fn print_listing(listing: &Listing) {
             .chars()
             .take(80)
             .collect();
-        println!(
-            "{:<12} {:<22} {:<38} {:<10} {:<26} {:>7} {:>7}  {:<20}  {}",
+        writeln!(
+            out,
+            "{:<12} {:<22} {:<38} {:<10} {:<26} {:>7} {:>7}  {:<20}  {:<8} {}",
             format!("{}/{}", l.partition, l.offset),
             original,
             l.key.as_deref().unwrap_or("-"),
@@ -135,15 +230,22 @@ pub fn print_listing(listing: &Listing) {
             l.replay_count,
             l.failed_at
                 .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            match l.pending {
+                Some(true) => "pending",
+                Some(false) => "done",
+                None => "-",
+            },
             message
-        );
+        )?;
     }
     if listing.dead_letters.len() < listing.selected {
-        println!(
+        writeln!(
+            out,
             "… {} more (raise --limit)",
             listing.selected - listing.dead_letters.len()
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `dlq inspect`: one dead letter in full, its payload decoded if possible.
@@ -237,14 +339,32 @@ pub struct ReplaySummary {
     pub failures: Vec<String>,
 }
 
+/// The headers of a replayed copy: the original ones without this
+/// failure's `dlq-*`, the replay count, and the first failure (carried
+/// over, or taken from this dead letter when it is the first).
 fn replay_headers(message: &OwnedMessage, count: u32) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
+    let mut first_known = false;
     if let Some(original) = message.headers() {
-        for x in original.iter().filter(|x| !x.key.starts_with("dlq-")) {
-            headers = headers.insert(Header {
-                key: x.key,
-                value: x.value,
-            });
+        for x in original.iter() {
+            let first = x.key.starts_with(h::DLQ_FIRST_PREFIX);
+            first_known |= first;
+            if first || !x.key.starts_with("dlq-") {
+                headers = headers.insert(Header {
+                    key: x.key,
+                    value: x.value,
+                });
+            }
+        }
+    }
+    if !first_known {
+        for (first, current) in h::DLQ_FIRST_FAILURE {
+            if let Some(value) = platform::kafka::header(message, current) {
+                headers = headers.insert(Header {
+                    key: first,
+                    value: Some(value),
+                });
+            }
         }
     }
     let count = count.to_string();
@@ -254,8 +374,82 @@ fn replay_headers(message: &OwnedMessage, count: u32) -> OwnedHeaders {
     })
 }
 
+/// Knows when the group gave this member its partitions (possibly none).
+#[derive(Default)]
+struct Membership {
+    assigned: std::sync::atomic::AtomicBool,
+}
+
+impl rdkafka::ClientContext for Membership {}
+
+impl rdkafka::consumer::ConsumerContext for Membership {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if matches!(rebalance, rdkafka::consumer::Rebalance::Assign(_)) {
+            self.assigned
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A replay's member of its group, holding every partition of the DLQ
+/// (paused: the snapshot reads them), so that a second replay of the same
+/// DLQ and group finds them taken and refuses instead of replaying the same
+/// dead letters again. Its commits are the replay's.
+type Holder = BaseConsumer<Membership>;
+
+/// Joins `group` on `topic` and checks that this run got every partition.
+fn hold(config: &ClientConfig, topic: &str, group: &str) -> Result<Holder, DlqError> {
+    // A short session: a replay killed without leaving the group frees it
+    // within 10 s (and brokers that wait a session out before the first
+    // assignment start it sooner).
+    let member: Holder = config
+        .clone()
+        .set("session.timeout.ms", "10000")
+        .create_with_context(Membership::default())?;
+    let partitions = crate::dead_letters::watermarks(&member, topic, TIMEOUT)?.len();
+    member.subscribe(&[topic])?;
+    let started = Instant::now();
+    while !member
+        .context()
+        .assigned
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        if started.elapsed() > TIMEOUT * 3 {
+            return Err(DlqError::Busy(format!(
+                "group {group} did not take this replay in within {:?}; is another replay of {topic} \
+                 with --group {group} starting? Wait for it to end, or use another --group",
+                TIMEOUT * 3
+            )));
+        }
+        // Fetched before the pause below: not this consumer's to handle.
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    let assignment = member.assignment()?;
+    member.pause(&assignment)?;
+    let got = assignment.count();
+    if got < partitions {
+        return Err(DlqError::Busy(format!(
+            "another replay of {topic} runs with --group {group} (this one got {got} of its \
+             {partitions} partitions): wait for it to end, or use another --group"
+        )));
+    }
+    Ok(member)
+}
+
+/// Serves the holder's group duties (a rebalance when another replay tries
+/// to join) and keeps its partitions paused.
+fn keep_holding(member: &Holder) {
+    let _ = member.poll(Duration::ZERO);
+    if let Ok(assignment) = member.assignment() {
+        let _ = member.pause(&assignment);
+    }
+}
+
 /// Where the group stopped last time, per partition.
-fn committed(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, DlqError> {
+fn committed<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, DlqError> {
     let marks = crate::dead_letters::watermarks(consumer, topic, TIMEOUT)?;
     let mut tpl = TopicPartitionList::new();
     for (partition, _, _) in &marks {
@@ -272,11 +466,23 @@ fn committed(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>,
         .collect())
 }
 
-fn commit(consumer: &BaseConsumer, topic: &str, partition: i32, next: i64) -> Result<(), DlqError> {
+/// Commits `next` for `partition`, waiting out a rebalance (another replay
+/// trying to join) for up to ten seconds.
+fn commit(member: &Holder, topic: &str, partition: i32, next: i64) -> Result<(), DlqError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
-    consumer.commit(&tpl, CommitMode::Sync)?;
-    Ok(())
+    let started = Instant::now();
+    loop {
+        match member.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() < TIMEOUT => {
+                tracing::debug!(error = %e, "commit refused, retrying");
+                keep_holding(member);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `dlq replay`.
@@ -294,9 +500,10 @@ pub async fn replay(
         ));
     }
     let config = reader_config(kafka, &args.group);
-    let consumer: BaseConsumer = config.create()?;
+    let consumer = hold(&config, &source.topic, &args.group)?;
     let start = committed(&consumer, &source.topic)?;
     let messages = Snapshot::open(&config, &source.topic, Some(&start), TIMEOUT)?;
+    let mut progress = Progress::new(messages.expected());
     let producer: FutureProducer = kafka
         .client_config(&[
             ("client.id", "pubsubkafka-dlq-replay"),
@@ -310,9 +517,9 @@ pub async fn replay(
     };
     let pace = Duration::from_secs_f64(1.0 / args.rate);
     let mut blocked: std::collections::HashSet<i32> = Default::default();
-    let mut last_progress = Instant::now();
     for m in messages {
         let m = &m?;
+        keep_holding(&consumer);
         summary.read += 1;
         if stop.is_cancelled() || blocked.contains(&m.partition()) {
             summary.deferred += 1;
@@ -382,13 +589,77 @@ pub async fn replay(
                 blocked.insert(m.partition());
             }
         }
-        if last_progress.elapsed() > Duration::from_secs(2) {
-            eprintln!(
-                "progress: {} read, {} replayed, {} parked, {} skipped, {} failed",
-                summary.read, summary.replayed, summary.parked, summary.skipped, summary.failed
-            );
-            last_progress = Instant::now();
+        progress.report(&summary, false);
+    }
+    progress.report(&summary, true);
+    Ok(summary)
+}
+
+/// Progress of a replay on standard error, every 2 s: one line rewritten
+/// in place on a terminal, JSON lines otherwise (for a job's log).
+struct Progress {
+    started: Instant,
+    last: Option<Instant>,
+    expected: u64,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(expected: u64) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            started: Instant::now(),
+            last: None,
+            expected,
+            terminal: std::io::stderr().is_terminal(),
         }
     }
-    Ok(summary)
+
+    fn report(&mut self, summary: &ReplaySummary, last: bool) {
+        let due = self
+            .last
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(2));
+        if !(due || last && self.last.is_some()) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let seconds = self.started.elapsed().as_secs_f64();
+        let read = summary.read as u64;
+        let rate = if seconds > 0.0 {
+            read as f64 / seconds
+        } else {
+            0.0
+        };
+        let left = self.expected.saturating_sub(read);
+        let eta = (rate > 0.0).then(|| left as f64 / rate);
+        if self.terminal {
+            eprint!(
+                "\r{read}/{} read, {} replayed, {} parked, {} skipped, {} failed, {rate:.1}/s, {}   ",
+                self.expected,
+                summary.replayed,
+                summary.parked,
+                summary.skipped,
+                summary.failed,
+                eta.map_or("done in ?".to_owned(), |s| format!("done in {s:.0}s"))
+            );
+            if last {
+                eprintln!();
+            }
+        } else {
+            let line = serde_json::json!({
+                "progress": {
+                    "read": read,
+                    "expected": self.expected,
+                    "replayed": summary.replayed,
+                    "parked": summary.parked,
+                    "skipped": summary.skipped,
+                    "failed": summary.failed,
+                    "rate": (rate * 10.0).round() / 10.0,
+                    "eta_seconds": eta.map(f64::round),
+                    "done": last,
+                }
+            });
+            eprintln!("{line}");
+        }
+    }
 }

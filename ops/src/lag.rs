@@ -1,17 +1,23 @@
 //! Consumer lag from the broker's point of view, so it is known when the
 //! consumer is down (that is when it matters): committed offsets of the
 //! group, high watermarks of the partitions, the age of the oldest
-//! unconsumed message, and the group's active members.
+//! unconsumed message, and the group's active members and state; and, over
+//! a window of such measurements, a verdict on each partition's progress
+//! (see [`crate::verdict`]).
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use platform::kafka::KafkaSettings;
 use platform::metrics::register;
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use serde::Serialize;
+
+use crate::verdict::{assess, combine, Assessment, Sample, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,12 +43,57 @@ pub struct PartitionLag {
 pub struct GroupLag {
     /// The group.
     pub group: String,
+    /// When it was measured, milliseconds since the Unix epoch.
+    #[serde(skip)]
+    pub at_ms: i64,
     /// Active members (`None` when the broker does not say).
     pub members: Option<usize>,
+    /// The group's state as the broker reports it (`Stable`, `Empty`,
+    /// `PreparingRebalance`, ...; `None` when it does not say).
+    pub state: Option<String>,
     /// Per partition.
     pub partitions: Vec<PartitionLag>,
     /// Sum over partitions.
     pub total: i64,
+}
+
+/// A group to measure and its topics: `NAME`, or `NAME=TOPIC,TOPIC` for
+/// topics other than the default ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The group.
+    pub name: String,
+    /// Its topics.
+    pub topics: Vec<String>,
+}
+
+/// A `--group` value that cannot be a group.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not NAME or NAME=TOPIC,TOPIC (an empty group or topic name)")]
+pub struct BadGroupSpec(String);
+
+impl GroupSpec {
+    /// Parses `spec`, with `default_topics` when it names none.
+    pub fn parse(spec: &str, default_topics: &[String]) -> Result<Self, BadGroupSpec> {
+        let bad = || BadGroupSpec(spec.to_owned());
+        let (name, topics) = match spec.split_once('=') {
+            Some((name, topics)) => {
+                let topics: Vec<String> = topics.split(',').map(|t| t.trim().to_owned()).collect();
+                if topics.iter().any(String::is_empty) {
+                    return Err(bad());
+                }
+                (name.trim(), topics)
+            }
+            None => (spec.trim(), default_topics.to_vec()),
+        };
+        if name.is_empty() || topics.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            topics,
+        })
+    }
 }
 
 fn reader(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
@@ -87,6 +138,19 @@ pub enum LagError {
         topic: String,
         /// What the broker said.
         error: String,
+    },
+    /// The group has no member and never committed on these topics: a
+    /// typo, another cluster, or consumers that have not started yet.
+    #[error(
+        "group {group:?} is not known to the broker: no committed offset on {topics} and no member \
+         it reports (some brokers, Tansu among them, report none); check the name, or, if its \
+         consumers have not committed yet, pass --allow-new-group to see everything in the log as its lag"
+    )]
+    UnknownGroup {
+        /// The group.
+        group: String,
+        /// The topics looked at, comma-separated.
+        topics: String,
     },
 }
 
@@ -156,48 +220,202 @@ pub fn measure(
             lag_seconds,
         });
     }
-    let members = consumer
-        .fetch_group_list(Some(group), TIMEOUT)
-        .ok()
-        .and_then(|list| list.groups().first().map(|g| g.members().len()));
+    let described = consumer.fetch_group_list(Some(group), TIMEOUT).ok();
+    let description = described.as_ref().and_then(|list| list.groups().first());
+    let members = description.map(|g| g.members().len());
+    let state = description
+        .map(|g| g.state().to_owned())
+        .filter(|state| !state.is_empty());
     let total = partitions.iter().map(|p| p.lag).sum();
     Ok(GroupLag {
         group: group.to_owned(),
+        at_ms: now_ms,
         members,
+        state,
         partitions,
         total,
     })
 }
 
-/// Prints a lag table for people.
-pub fn print(lag: &GroupLag) {
-    println!(
-        "group {}: {}, total lag {}",
-        lag.group,
-        lag.members.map_or(
-            "active members unknown (the broker did not describe the group)".to_owned(),
-            |m| format!("{m} active member(s)")
-        ),
-        lag.total
-    );
-    println!(
-        "{:<20} {:>9} {:>12} {:>12} {:>10} {:>12}",
-        "topic", "partition", "committed", "high", "lag", "lag seconds"
-    );
-    for p in &lag.partitions {
-        println!(
-            "{:<20} {:>9} {:>12} {:>12} {:>10} {:>12}",
-            p.topic,
-            p.partition,
-            p.committed.map_or("-".to_owned(), |c| c.to_string()),
-            p.high,
-            p.lag,
-            p.lag_seconds
-        );
+impl GroupLag {
+    /// Whether the broker knows the group: it committed on one of the
+    /// partitions measured, or has members.
+    pub fn known(&self) -> bool {
+        self.members.is_some_and(|m| m > 0) || self.partitions.iter().any(|p| p.committed.is_some())
     }
 }
 
-/// The exporter's metrics.
+/// A partition's lag with its verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    /// The last measurement.
+    #[serde(flatten)]
+    pub lag: PartitionLag,
+    /// The verdict over the window.
+    #[serde(flatten)]
+    pub verdict: Assessment,
+}
+
+/// A group's lag with its verdicts: what `lag` prints and the exporter
+/// exports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The group.
+    pub group: String,
+    /// Active members (`None` when the broker does not say).
+    pub members: Option<usize>,
+    /// The group's state as the broker reports it.
+    pub state: Option<String>,
+    /// Sum of the partitions' lag in the last measurement.
+    pub total: i64,
+    /// Measurements the verdicts are based on.
+    pub measurements: usize,
+    /// The group's verdict: its worst partition's.
+    #[serde(flatten)]
+    pub verdict: Assessment,
+    /// Per partition.
+    pub partitions: Vec<PartitionReport>,
+}
+
+/// The measurements of one group over a sliding window.
+#[derive(Debug)]
+pub struct History {
+    window_ms: i64,
+    samples: BTreeMap<(String, i32), VecDeque<Sample>>,
+    measurements: VecDeque<i64>,
+}
+
+impl History {
+    /// Keeps what was measured in the last `window`, and the last
+    /// measurement before it.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+            samples: BTreeMap::new(),
+            measurements: VecDeque::new(),
+        }
+    }
+
+    /// Adds a measurement and returns the verdicts over the window.
+    pub fn record(&mut self, lag: &GroupLag) -> Report {
+        let oldest = lag.at_ms.saturating_sub(self.window_ms);
+        // Kept: the measurements inside the window and the last one before
+        // it, so that the verdicts compare across the whole window even
+        // when a measurement takes longer than the window.
+        self.measurements.push_back(lag.at_ms);
+        while self.measurements.get(1).is_some_and(|&at| at <= oldest) {
+            self.measurements.pop_front();
+        }
+        // Partitions no longer measured (a topic deleted) are forgotten.
+        self.samples.retain(|(topic, partition), _| {
+            lag.partitions
+                .iter()
+                .any(|p| &p.topic == topic && p.partition == *partition)
+        });
+        let mut partitions = Vec::with_capacity(lag.partitions.len());
+        for p in &lag.partitions {
+            let window = self
+                .samples
+                .entry((p.topic.clone(), p.partition))
+                .or_default();
+            window.push_back(Sample {
+                at_ms: lag.at_ms,
+                committed: p.committed,
+                high: p.high,
+                lag: p.lag,
+                lag_seconds: p.lag_seconds,
+            });
+            while window.get(1).is_some_and(|s| s.at_ms <= oldest) {
+                window.pop_front();
+            }
+            let verdict = assess(window.make_contiguous(), lag.members);
+            partitions.push(PartitionReport {
+                lag: p.clone(),
+                verdict,
+            });
+        }
+        let verdicts: Vec<Assessment> = partitions.iter().map(|p| p.verdict).collect();
+        Report {
+            group: lag.group.clone(),
+            members: lag.members,
+            state: lag.state.clone(),
+            total: lag.total,
+            measurements: self.measurements.len(),
+            verdict: combine(&verdicts),
+            partitions,
+        }
+    }
+}
+
+fn eta(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) if s < 1.0 => "0s".to_owned(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) => format!("{:.1}h", s / 3600.0),
+        None => "never".to_owned(),
+    }
+}
+
+/// Writes a lag table for people.
+pub fn print(out: &mut impl std::io::Write, report: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "group {}: {}{}, total lag {}",
+        report.group,
+        report.members.map_or(
+            "active members unknown (the broker did not describe the group)".to_owned(),
+            |m| format!("{m} active member(s)")
+        ),
+        report
+            .state
+            .as_ref()
+            .map_or(String::new(), |s| format!(", state {s}")),
+        report.total
+    )?;
+    if report.measurements < 2 {
+        writeln!(
+            out,
+            "status {} (one measurement; pass --window SECONDS for a verdict over time)",
+            report.verdict.status
+        )?;
+    } else {
+        writeln!(
+            out,
+            "status {} over {:.0}s ({} measurements), draining {:.1} msg/s, lag 0 in {}",
+            report.verdict.status,
+            report.verdict.window_seconds,
+            report.measurements,
+            report.verdict.drain_rate,
+            eta(report.verdict.eta_seconds)
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<20} {:>9} {:>12} {:>12} {:>10} {:>12} {:>8} {:>10} {:>8}",
+        "topic", "partition", "committed", "high", "lag", "lag seconds", "status", "drain/s", "eta"
+    )?;
+    for p in &report.partitions {
+        writeln!(
+            out,
+            "{:<20} {:>9} {:>12} {:>12} {:>10} {:>12} {:>8} {:>10.1} {:>8}",
+            p.lag.topic,
+            p.lag.partition,
+            p.lag.committed.map_or("-".to_owned(), |c| c.to_string()),
+            p.lag.high,
+            p.lag.lag,
+            p.lag.lag_seconds,
+            p.verdict.status.as_str(),
+            p.verdict.drain_rate,
+            eta(p.verdict.eta_seconds)
+        )?;
+    }
+    Ok(())
+}
+
+/// The exporter's metrics. A group whose measurement failed has its series
+/// removed (and `kafka_lag_exporter_up` 0) rather than old values served as
+/// current ones.
 #[derive(Clone)]
 pub struct LagMetrics {
     lag: IntGaugeVec,
@@ -205,64 +423,282 @@ pub struct LagMetrics {
     committed: IntGaugeVec,
     high: IntGaugeVec,
     members: IntGaugeVec,
+    state: IntGaugeVec,
+    status: IntGaugeVec,
+    group_status: IntGaugeVec,
+    eta: GaugeVec,
+    up: IntGaugeVec,
+    duration: GaugeVec,
+    last_success: IntGaugeVec,
+    /// Per group: the partitions and the state last exported.
+    exported: Arc<Mutex<BTreeMap<String, Exported>>>,
+}
+
+#[derive(Default)]
+struct Exported {
+    partitions: Vec<(String, String)>,
+    state: Option<String>,
 }
 
 impl LagMetrics {
     /// Registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let labels = &["group", "topic", "partition"];
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let int = |name: &str, help: &str, labels: &[&str]| {
             IntGaugeVec::new(Opts::new(name, help), labels).and_then(|g| register(registry, g))
         };
+        let float = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).and_then(|g| register(registry, g))
+        };
         Ok(Self {
-            lag: gauge(
+            lag: int(
                 "kafka_consumer_lag",
                 "Messages between the group's committed offset and the high watermark",
                 labels,
             )?,
-            lag_seconds: gauge(
+            lag_seconds: int(
                 "kafka_consumer_lag_seconds",
                 "Age of the oldest message the group has not consumed",
                 labels,
             )?,
-            committed: gauge(
+            committed: int(
                 "kafka_consumer_committed_offset",
                 "The group's committed offset",
                 labels,
             )?,
-            high: gauge(
+            high: int(
                 "kafka_topic_high_watermark",
                 "Next offset to be written",
                 &["topic", "partition"],
             )?,
-            members: gauge(
+            members: int(
                 "kafka_consumer_group_members",
                 "Active members of the group",
                 &["group"],
             )?,
+            state: int(
+                "kafka_consumer_group_state",
+                "1 for the group's state as the broker reports it",
+                &["group", "state"],
+            )?,
+            status: int(
+                "kafka_consumer_status",
+                "1 for the partition's verdict over the window (OK, WARN, STALL, STOP, REWIND, UNKNOWN)",
+                &["group", "topic", "partition", "status"],
+            )?,
+            group_status: int(
+                "kafka_consumer_group_status",
+                "1 for the group's verdict: its worst partition's",
+                &["group", "status"],
+            )?,
+            eta: float(
+                "kafka_consumer_lag_eta_seconds",
+                "Seconds until the partition's lag is 0 at the drain rate of the window (+Inf: not draining)",
+                labels,
+            )?,
+            up: int(
+                "kafka_lag_exporter_up",
+                "1 when the last measurement of the group succeeded",
+                &["group"],
+            )?,
+            duration: float(
+                "kafka_lag_exporter_measurement_seconds",
+                "How long the last measurement of the group took",
+                &["group"],
+            )?,
+            last_success: int(
+                "kafka_lag_exporter_last_success_timestamp_seconds",
+                "When a measurement of the group last succeeded (Unix time)",
+                &["group"],
+            )?,
+            exported: Arc::default(),
         })
     }
 
-    /// Publishes one measurement.
-    pub fn set(&self, lag: &GroupLag) {
-        for p in &lag.partitions {
-            let partition = p.partition.to_string();
-            let labels = [lag.group.as_str(), p.topic.as_str(), partition.as_str()];
-            self.lag.with_label_values(&labels).set(p.lag);
+    /// Publishes a successful measurement that took `took`.
+    pub fn set(&self, report: &Report, took: Duration) {
+        let group = report.group.as_str();
+        let mut exported = self
+            .exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = exported.remove(group).unwrap_or_default();
+        let mut now = Exported {
+            partitions: Vec::with_capacity(report.partitions.len()),
+            state: report.state.clone(),
+        };
+        for p in &report.partitions {
+            let partition = p.lag.partition.to_string();
+            let labels = [group, p.lag.topic.as_str(), partition.as_str()];
+            self.lag.with_label_values(&labels).set(p.lag.lag);
             self.lag_seconds
                 .with_label_values(&labels)
-                .set(p.lag_seconds);
-            if let Some(c) = p.committed {
-                self.committed.with_label_values(&labels).set(c);
+                .set(p.lag.lag_seconds);
+            match p.lag.committed {
+                Some(c) => self.committed.with_label_values(&labels).set(c),
+                None => {
+                    let _ = self.committed.remove_label_values(&labels);
+                }
             }
             self.high
-                .with_label_values(&[p.topic.as_str(), partition.as_str()])
-                .set(p.high);
+                .with_label_values(&[p.lag.topic.as_str(), partition.as_str()])
+                .set(p.lag.high);
+            self.eta
+                .with_label_values(&labels)
+                .set(p.verdict.eta_seconds.unwrap_or(f64::INFINITY));
+            for status in Status::ALL {
+                self.status
+                    .with_label_values(&[group, labels[1], labels[2], status.as_str()])
+                    .set(i64::from(status == p.verdict.status));
+            }
+            now.partitions.push((p.lag.topic.clone(), partition));
         }
-        if let Some(m) = lag.members {
-            self.members
-                .with_label_values(&[lag.group.as_str()])
-                .set(i64::try_from(m).unwrap_or(i64::MAX));
+        for status in Status::ALL {
+            self.group_status
+                .with_label_values(&[group, status.as_str()])
+                .set(i64::from(status == report.verdict.status));
         }
+        match report.members {
+            Some(m) => self
+                .members
+                .with_label_values(&[group])
+                .set(i64::try_from(m).unwrap_or(i64::MAX)),
+            None => {
+                let _ = self.members.remove_label_values(&[group]);
+            }
+        }
+        if previous.state != now.state {
+            if let Some(old) = &previous.state {
+                let _ = self.state.remove_label_values(&[group, old]);
+            }
+        }
+        if let Some(state) = &now.state {
+            self.state.with_label_values(&[group, state]).set(1);
+        }
+        for (topic, partition) in &previous.partitions {
+            if !now.partitions.contains(&(topic.clone(), partition.clone())) {
+                self.remove_partition(group, topic, partition);
+            }
+        }
+        exported.insert(group.to_owned(), now);
+        self.up.with_label_values(&[group]).set(1);
+        self.duration
+            .with_label_values(&[group])
+            .set(took.as_secs_f64());
+        self.last_success
+            .with_label_values(&[group])
+            .set(chrono::Utc::now().timestamp());
+    }
+
+    /// Records a failed measurement: the group's series go away, so that
+    /// no dashboard or alert reads an old lag as the current one.
+    pub fn failed(&self, group: &str, took: Duration) {
+        let mut exported = self
+            .exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(previous) = exported.remove(group) {
+            for (topic, partition) in &previous.partitions {
+                self.remove_partition(group, topic, partition);
+            }
+            if let Some(state) = &previous.state {
+                let _ = self.state.remove_label_values(&[group, state]);
+            }
+        }
+        for status in Status::ALL {
+            let _ = self
+                .group_status
+                .remove_label_values(&[group, status.as_str()]);
+        }
+        let _ = self.members.remove_label_values(&[group]);
+        self.up.with_label_values(&[group]).set(0);
+        self.duration
+            .with_label_values(&[group])
+            .set(took.as_secs_f64());
+    }
+
+    fn remove_partition(&self, group: &str, topic: &str, partition: &str) {
+        let labels = [group, topic, partition];
+        let _ = self.lag.remove_label_values(&labels);
+        let _ = self.lag_seconds.remove_label_values(&labels);
+        let _ = self.committed.remove_label_values(&labels);
+        let _ = self.eta.remove_label_values(&labels);
+        let _ = self.high.remove_label_values(&[topic, partition]);
+        for status in Status::ALL {
+            let _ = self
+                .status
+                .remove_label_values(&[group, topic, partition, status.as_str()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_specs_name_their_topics_or_take_the_default_ones() {
+        let default = vec!["orders".to_owned(), "users".to_owned()];
+        assert_eq!(
+            GroupSpec::parse("order-consumer", &default),
+            Ok(GroupSpec {
+                name: "order-consumer".to_owned(),
+                topics: default.clone()
+            })
+        );
+        assert_eq!(
+            GroupSpec::parse("order-replay=orders-dlq,users-dlq", &default),
+            Ok(GroupSpec {
+                name: "order-replay".to_owned(),
+                topics: vec!["orders-dlq".to_owned(), "users-dlq".to_owned()]
+            })
+        );
+        for bad in ["", "=orders", "g=", "g=orders,", "g=,orders", " "] {
+            assert!(GroupSpec::parse(bad, &default).is_err(), "{bad:?}");
+        }
+    }
+
+    fn lag(at_ms: i64, committed: Option<i64>, high: i64) -> GroupLag {
+        let position = committed.unwrap_or(0);
+        GroupLag {
+            group: "g".to_owned(),
+            at_ms,
+            members: Some(1),
+            state: Some("Stable".to_owned()),
+            partitions: vec![PartitionLag {
+                topic: "orders".to_owned(),
+                partition: 0,
+                committed,
+                high,
+                lag: high - position,
+                lag_seconds: if high > position { at_ms / 1000 } else { 0 },
+            }],
+            total: high - position,
+        }
+    }
+
+    #[test]
+    fn the_history_judges_only_the_window() {
+        let mut history = History::new(Duration::from_secs(10));
+        assert_eq!(
+            history.record(&lag(0, Some(5), 10)).verdict.status,
+            crate::verdict::Status::Unknown
+        );
+        assert_eq!(
+            history.record(&lag(5_000, Some(5), 12)).verdict.status,
+            crate::verdict::Status::Stall
+        );
+        // The rewind at 10 s is judged while it is in the window...
+        assert_eq!(
+            history.record(&lag(10_000, Some(2), 12)).verdict.status,
+            crate::verdict::Status::Rewind
+        );
+        let report = history.record(&lag(15_000, Some(6), 20));
+        assert_eq!(report.verdict.status, crate::verdict::Status::Rewind);
+        assert_eq!(report.measurements, 3, "0 s fell out of the 10 s window");
+        // ... and forgotten once it left it.
+        let report = history.record(&lag(25_000, Some(20), 20));
+        assert_eq!(report.verdict.status, crate::verdict::Status::Ok);
+        assert_eq!(report.partitions[0].verdict.eta_seconds, Some(0.0));
     }
 }

@@ -7,3 +7,4 @@ pub mod dev;
 pub mod dlq;
 pub mod lag;
 pub mod serve;
+pub mod verdict;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ops::dead_letters::Filter;
 use ops::dlq::{ReplayArgs, Source};
+use ops::lag::{GroupSpec, History, LagError};
 use platform::kafka::KafkaSettings;
 use platform::Env;
 
@@ -45,6 +46,10 @@ enum DlqCommand {
         /// Most dead letters to print.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// A replay group: mark each dead letter pending (not yet reached by
+        /// its replays) or done (replayed, parked or passed over).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Show one dead letter in full, its payload decoded where possible.
     Inspect {
@@ -71,24 +76,40 @@ enum DlqCommand {
 
 #[derive(Debug, clap::Args)]
 struct LagArgs {
-    /// The consumer group.
-    #[arg(long, env = "KAFKA_CONSUMER_GROUP", default_value = "order-consumer")]
-    group: String,
-    /// Topics the group reads.
+    /// The consumer group; repeat for several. NAME=TOPIC,TOPIC gives a
+    /// group its own topics (the replay group reads the DLQs).
+    #[arg(
+        long = "group",
+        env = "KAFKA_CONSUMER_GROUP",
+        default_value = "order-consumer",
+        value_name = "NAME[=TOPIC,...]"
+    )]
+    groups: Vec<String>,
+    /// Topics of the groups that name none.
     #[arg(long, value_delimiter = ',', default_value = "orders,users")]
     topics: Vec<String>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (one object; an array for several groups).
     #[arg(long)]
     json: bool,
-    /// Exit with status 2 when the total lag is above this.
+    /// Exit with status 2 when a group's total lag is above this.
     #[arg(long)]
     threshold: Option<i64>,
     /// Run as an exporter: serve /metrics on this address instead of printing once.
     #[arg(long)]
     serve: Option<std::net::SocketAddr>,
-    /// Seconds between measurements when serving.
+    /// Seconds between measurements (within --window, or when serving).
     #[arg(long, default_value_t = 15)]
     interval: u64,
+    /// Seconds of measurements the verdicts (OK, WARN, STALL, STOP, REWIND)
+    /// look at. Printing: measure every --interval for this long first
+    /// (default 0: one measurement, no verdict unless caught up). Serving:
+    /// the history kept (default 300).
+    #[arg(long)]
+    window: Option<u64>,
+    /// Report a group that has no member and never committed (its
+    /// consumers not started yet) instead of refusing it as unknown.
+    #[arg(long)]
+    allow_new_group: bool,
 }
 
 /// The tool's environment, with `--bootstrap-server` over
@@ -101,9 +122,25 @@ fn environment(bootstrap: Option<&str>) -> Env {
     }
 }
 
+/// Writes the result to standard output. A reader that went away (`| head`)
+/// is not an error: there is nobody left to tell.
+fn emit(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    let text = serde_json::to_string_pretty(value)?;
+    emit(|out| {
+        use std::io::Write;
+        writeln!(out, "{text}")
+    })
 }
 
 #[tokio::main]
@@ -135,12 +172,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             source,
             filter,
             limit,
+            group,
         }) => {
-            let listing = ops::dlq::list(&kafka()?, &source, &filter, limit)?;
+            let listing = ops::dlq::list(&kafka()?, &source, &filter, limit, group.as_deref())?;
             if source.json {
                 print_json(&listing)?;
             } else {
-                ops::dlq::print_listing(&listing);
+                emit(|out| ops::dlq::print_listing(out, &listing))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -169,22 +207,27 @@ async fn main() -> anyhow::Result<ExitCode> {
             if source.json {
                 print_json(&summary)?;
             } else {
-                println!(
-                    "{}read {}, replayed {}, parked {}, skipped {}, failed {}, deferred {}",
-                    if summary.dry_run { "dry run: " } else { "" },
-                    summary.read,
-                    summary.replayed,
-                    summary.parked,
-                    summary.skipped,
-                    summary.failed,
-                    summary.deferred
-                );
-                for line in summary.replayed_from.iter().filter(|_| summary.dry_run) {
-                    println!("  would replay {line}");
-                }
-                for failure in &summary.failures {
-                    println!("  failed {failure}");
-                }
+                emit(|out| {
+                    use std::io::Write;
+                    writeln!(
+                        out,
+                        "{}read {}, replayed {}, parked {}, skipped {}, failed {}, deferred {}",
+                        if summary.dry_run { "dry run: " } else { "" },
+                        summary.read,
+                        summary.replayed,
+                        summary.parked,
+                        summary.skipped,
+                        summary.failed,
+                        summary.deferred
+                    )?;
+                    for line in summary.replayed_from.iter().filter(|_| summary.dry_run) {
+                        writeln!(out, "  would replay {line}")?;
+                    }
+                    for failure in &summary.failures {
+                        writeln!(out, "  failed {failure}")?;
+                    }
+                    Ok(())
+                })?;
             }
             Ok(if summary.failed > 0 || summary.deferred > 0 {
                 ExitCode::FAILURE
@@ -192,34 +235,82 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Lag(args) => {
-            let kafka = kafka()?;
-            if let Some(addr) = args.serve {
-                let stop = platform::shutdown::on_signal();
-                let interval = Duration::from_secs(args.interval.max(1));
-                ops::serve::run(kafka, args.group, args.topics, addr, interval, stop).await?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (group, topics) = (args.group.clone(), args.topics.clone());
-            let brokers = kafka.bootstrap_servers.clone();
+        Command::Lag(args) => lag(kafka()?, args).await,
+    }
+}
+
+async fn lag(kafka: KafkaSettings, args: LagArgs) -> anyhow::Result<ExitCode> {
+    let groups = args
+        .groups
+        .iter()
+        .map(|spec| GroupSpec::parse(spec, &args.topics))
+        .collect::<Result<Vec<_>, _>>()?;
+    let interval = Duration::from_secs(args.interval.max(1));
+    if let Some(addr) = args.serve {
+        let stop = platform::shutdown::on_signal();
+        let exporter = ops::serve::Exporter {
+            groups,
+            addr,
+            interval,
+            window: Duration::from_secs(args.window.unwrap_or(300)),
+        };
+        ops::serve::run(kafka, exporter, stop).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let window = Duration::from_secs(args.window.unwrap_or(0));
+    let started = std::time::Instant::now();
+    let mut histories: Vec<History> = groups.iter().map(|_| History::new(window)).collect();
+    let brokers = kafka.bootstrap_servers.clone();
+    let mut reports = Vec::new();
+    let mut taken = 1;
+    loop {
+        reports.clear();
+        for (spec, history) in groups.iter().zip(histories.iter_mut()) {
+            let (kafka, name, topics) = (kafka.clone(), spec.name.clone(), spec.topics.clone());
             let lag =
-                tokio::task::spawn_blocking(move || ops::lag::measure(&kafka, &group, &topics))
+                tokio::task::spawn_blocking(move || ops::lag::measure(&kafka, &name, &topics))
                     .await?
                     .with_context(|| {
-                        format!("measuring the lag of group {:?} on {brokers}", args.group)
+                        format!("measuring the lag of group {:?} on {brokers}", spec.name)
                     })?;
-            if args.json {
-                print_json(&lag)?;
-            } else {
-                ops::lag::print(&lag);
+            if !args.allow_new_group && !lag.known() {
+                return Err(LagError::UnknownGroup {
+                    group: spec.name.clone(),
+                    topics: spec.topics.join(","),
+                })
+                .with_context(|| {
+                    format!("measuring the lag of group {:?} on {brokers}", spec.name)
+                });
             }
-            Ok(match args.threshold {
-                Some(limit) if lag.total > limit => {
-                    eprintln!("total lag {} is above the threshold {limit}", lag.total);
-                    ExitCode::from(2)
-                }
-                _ => ExitCode::SUCCESS,
-            })
+            reports.push(history.record(&lag));
+        }
+        // A window takes at least two measurements, however long one takes.
+        let left = window.saturating_sub(started.elapsed());
+        if window.is_zero() || (left.is_zero() && taken >= 2) {
+            break;
+        }
+        taken += 1;
+        tokio::time::sleep(left.min(interval)).await;
+    }
+    match (args.json, reports.as_slice()) {
+        (true, [one]) => print_json(one)?,
+        (true, many) => print_json(&many)?,
+        (false, many) => {
+            emit(|out| {
+                many.iter()
+                    .try_for_each(|report| ops::lag::print(out, report))
+            })?;
         }
     }
+    let mut code = ExitCode::SUCCESS;
+    for report in &reports {
+        if let Some(limit) = args.threshold.filter(|&limit| report.total > limit) {
+            eprintln!(
+                "total lag {} of group {} is above the threshold {limit}",
+                report.total, report.group
+            );
+            code = ExitCode::from(2);
+        }
+    }
+    Ok(code)
 }

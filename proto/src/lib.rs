@@ -133,4 +133,28 @@ pub mod headers {
     pub const DLQ_VALUE_TRUNCATED: &str = "dlq-value-truncated";
     /// Size in bytes of the original value, on a truncated dead letter.
     pub const DLQ_ORIGINAL_VALUE_BYTES: &str = "dlq-original-value-bytes";
+
+    /// Prefix of the first failure's headers on a message that failed again
+    /// after a replay: `dlq-first-original-topic` and so on, copied from
+    /// the first dead letter's `dlq-*` headers by the replay and kept by
+    /// every later dead letter, so that the first cause is not lost.
+    pub const DLQ_FIRST_PREFIX: &str = "dlq-first-";
+
+    /// The `dlq-*` headers of a dead letter the first failure keeps, as
+    /// `(first-failure header, dead-letter header)`.
+    pub const DLQ_FIRST_FAILURE: [(&str, &str); 6] = [
+        ("dlq-first-original-topic", DLQ_ORIGINAL_TOPIC),
+        ("dlq-first-original-partition", DLQ_ORIGINAL_PARTITION),
+        ("dlq-first-original-offset", DLQ_ORIGINAL_OFFSET),
+        ("dlq-first-failed-at", DLQ_FAILED_AT),
+        ("dlq-first-error-kind", DLQ_ERROR_KIND),
+        ("dlq-first-error-class", DLQ_ERROR_CLASS),
+    ];
+
+    /// Whether a `dlq-*` header travels with a message across replays and
+    /// later dead letters (the replay count and the first failure), rather
+    /// than describing one failure.
+    pub fn kept_across_replays(name: &str) -> bool {
+        name == DLQ_REPLAY_COUNT || name.starts_with(DLQ_FIRST_PREFIX)
+    }
 }
