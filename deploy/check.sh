@@ -110,6 +110,9 @@ producer:
   produceTimeoutMs: 8000
   maxBodyBytes: 131072
   rateLimitRps: 2000
+  rateLimitBurst: 4000
+  rateLimitClientHeader: X-Forwarded-For
+  rateLimitMaxClients: 50000
   apiToken: {existingSecret: order-api-token, secretKey: token, value: ""}
   containerPort: 9080
   metricsPort: 9464

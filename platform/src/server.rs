@@ -136,10 +136,10 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, or a connection reset while
                     // queued: wait a moment, do not spin.
@@ -156,7 +156,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(TimedIo::new(stream, limits, metrics.timed_out.clone()));
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers may ask for the client's address (`ConnectInfo`), as
+        // with axum's own `serve`.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let stop = stop.clone();
         let open = metrics.open.clone();
         connections.spawn(async move {

@@ -1,19 +1,21 @@
 //! What every write request must pass before a handler sees it, as
-//! middleware: the bearer token, the rate limit and the content type, then
+//! middleware: the bearer token, the client's rate limit (its `RateLimit-*`
+//! headers go on the answer) and the content type, then
 //! the body, read whole within `MAX_BODY_BYTES` and `HTTP_BODY_TIMEOUT_MS`
 //! (a client that trickles its body does not hold a handler).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
 
 use crate::error::ApiError;
+use crate::rate_limit::Decision;
 use crate::routes::AppState;
 
 /// The trimmed text of header `name`, if present, readable and not empty.
@@ -29,8 +31,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Token, rate, content type: checked before the body is read.
-fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Token, rate, content type: checked before the body is read. The rate
+/// limit's decision, when there is a limit, goes on the answer.
+fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Option<Decision>, ApiError> {
     if let Some(token) = &state.api_token {
         let given = header_text(headers, header::AUTHORIZATION.as_str())
             .and_then(|v| v.strip_prefix("Bearer "));
@@ -38,36 +45,41 @@ fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             return Err(ApiError::Unauthorized);
         }
     }
-    if let Some(limiter) = &state.limiter {
-        if let Err(not_until) = limiter.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::TooManyRequests {
-                retry_after: wait.as_secs() + 1,
-            });
-        }
+    let decision = state.rate_limit.as_ref().map(|l| l.check(headers, peer));
+    if let Some(refused) = decision.filter(|d| !d.admitted) {
+        return Err(ApiError::TooManyRequests(refused));
     }
     let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
     }
-    Ok(())
+    Ok(decision)
 }
 
 /// Admits a write request and reads its body whole, within the size limit
 /// and the body deadline, before the handler runs.
 pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if let Err(refused) = check(&state, request.headers()) {
-        return refused.into_response();
-    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let decision = match check(&state, request.headers(), peer) {
+        Ok(decision) => decision,
+        Err(refused) => return refused.into_response(),
+    };
     let (parts, body) = request.into_parts();
-    match read_body(body, state.max_body_bytes, state.body_timeout).await {
+    let mut response = match read_body(body, state.max_body_bytes, state.body_timeout).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
         Err(refused) => refused.into_response(),
+    };
+    if let Some(decision) = decision {
+        decision.write_headers(response.headers_mut());
     }
+    response
 }
 
 async fn read_body(

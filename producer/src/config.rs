@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+
+use axum::http::HeaderName;
 use std::time::Duration;
 
 use contract::topics::{self, Domains};
@@ -10,6 +12,8 @@ use platform::kafka::KafkaSettings;
 use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
+
+use crate::rate_limit::RateLimitConfig;
 
 /// Everything the producer service needs to start.
 #[derive(Debug, Clone)]
@@ -32,8 +36,9 @@ pub struct ProducerConfig {
     pub produce_timeout: Duration,
     /// `MAX_BODY_BYTES`: larger bodies get 413.
     pub max_body_bytes: usize,
-    /// `RATE_LIMIT_RPS`: requests per second over all clients (0: no limit).
-    pub rate_limit: Option<NonZeroU32>,
+    /// `RATE_LIMIT_*`: requests per second per client; `None` (the
+    /// default, `RATE_LIMIT_RPS=0`): no limit.
+    pub rate_limit: Option<RateLimitConfig>,
     /// `API_TOKEN`: when set, write endpoints need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful drain.
@@ -49,7 +54,7 @@ impl ProducerConfig {
             .string("MESSAGE_FORMAT", "json")
             .parse::<Format>()
             .map_err(|e| ConfigError::new("MESSAGE_FORMAT", &e.0, "json, protobuf or avro"))?;
-        let rps: u32 = env.number("RATE_LIMIT_RPS", 5_000, 0..=10_000_000)?;
+        let rate_limit = rate_limit(env)?;
         let api_token = env.get("API_TOKEN").map(str::to_owned);
         if let Some(token) = &api_token {
             if token.len() < 16 {
@@ -76,12 +81,38 @@ impl ProducerConfig {
             },
             produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000, 100..=120_000)?,
             max_body_bytes: env.number("MAX_BODY_BYTES", 65_536, 1_024..=16 * 1024 * 1024)?,
-            rate_limit: NonZeroU32::new(rps),
+            rate_limit,
             api_token,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             telemetry: TelemetryConfig::from_env(env, "producer")?,
         })
     }
+}
+
+/// `RATE_LIMIT_RPS` (0, the default: off), `RATE_LIMIT_BURST` (default: a
+/// second's worth), `RATE_LIMIT_CLIENT_HEADER`, `RATE_LIMIT_MAX_CLIENTS`.
+fn rate_limit(env: &Env) -> Result<Option<RateLimitConfig>, ConfigError> {
+    let rps: u32 = env.number("RATE_LIMIT_RPS", 0, 0..=10_000_000)?;
+    let Some(per_second) = NonZeroU32::new(rps) else {
+        return Ok(None);
+    };
+    let burst: u32 = env.number("RATE_LIMIT_BURST", rps, 1..=10_000_000)?;
+    let client_header = match env.get("RATE_LIMIT_CLIENT_HEADER") {
+        None => None,
+        Some(name) => Some(HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            ConfigError::new(
+                "RATE_LIMIT_CLIENT_HEADER",
+                name,
+                "a header name, such as X-Forwarded-For",
+            )
+        })?),
+    };
+    Ok(Some(RateLimitConfig {
+        per_second,
+        burst: NonZeroU32::new(burst).unwrap_or(per_second),
+        client_header,
+        max_clients: env.number("RATE_LIMIT_MAX_CLIENTS", 100_000, 1..=10_000_000)?,
+    }))
 }
 
 #[cfg(test)]
@@ -97,6 +128,32 @@ mod tests {
         assert_eq!(c.topics.orders, "orders");
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert!(c.api_token.is_none());
+        assert!(c.rate_limit.is_none(), "no rate limit unless one is set");
+    }
+
+    #[test]
+    fn a_rate_limit_is_per_client_with_a_second_of_burst() {
+        let c = ProducerConfig::from_env(&Env::from_pairs([
+            ("RATE_LIMIT_RPS", "200"),
+            ("RATE_LIMIT_CLIENT_HEADER", "X-Forwarded-For"),
+        ]))
+        .unwrap();
+        let limit = c.rate_limit.expect("a limit");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (200, 200));
+        assert_eq!(limit.client_header.unwrap().as_str(), "x-forwarded-for");
+        assert_eq!(limit.max_clients, 100_000);
+        for (var, value) in [
+            ("RATE_LIMIT_BURST", "0"),
+            ("RATE_LIMIT_CLIENT_HEADER", "no spaces"),
+            ("RATE_LIMIT_MAX_CLIENTS", "0"),
+        ] {
+            let err = ProducerConfig::from_env(&Env::from_pairs([
+                ("RATE_LIMIT_RPS", "10"),
+                (var, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.variable, var, "{err}");
+        }
     }
 
     #[test]

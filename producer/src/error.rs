@@ -29,12 +29,9 @@ pub enum ApiError {
     /// 408: the body did not arrive in time.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
-    /// 429: over the rate limit.
-    #[error("too many requests")]
-    TooManyRequests {
-        /// Seconds until a request would be let through.
-        retry_after: u64,
-    },
+    /// 429: over the client's rate limit.
+    #[error("too many requests: try again in {} s", .0.reset_seconds)]
+    TooManyRequests(crate::rate_limit::Decision),
     /// 401: missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -89,7 +86,7 @@ impl ApiError {
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Unavailable(PublishError::QueueFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "producer_queue_full")
@@ -122,7 +119,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let retry_after = match &self {
-            ApiError::TooManyRequests { retry_after } => Some(*retry_after),
+            ApiError::TooManyRequests(decision) => Some(decision.reset_seconds),
             ApiError::Unavailable(_) => Some(1),
             _ => None,
         };
@@ -139,6 +136,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let ApiError::TooManyRequests(decision) = &self {
+            decision.write_headers(response.headers_mut());
         }
         if matches!(self, ApiError::Unauthorized) {
             response

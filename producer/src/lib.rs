@@ -9,6 +9,7 @@ pub mod intake;
 pub mod metrics;
 pub mod openapi;
 pub mod publish;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 

@@ -9,7 +9,6 @@ use axum::response::Response;
 use contract::ids::EventIds;
 use contract::request::{CreateOrderRequest, CreateUserRequest};
 use contract::topics::Domains;
-use governor::DefaultDirectRateLimiter;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,6 +16,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ErrorBody};
 use crate::intake::{self, Answer, Validated};
 use crate::publish::Publisher;
+use crate::rate_limit::RateLimit;
 
 /// What the handlers share.
 pub struct AppState {
@@ -30,8 +30,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a client may take to send its body (then 408).
     pub body_timeout: std::time::Duration,
-    /// Global request rate limit.
-    pub limiter: Option<DefaultDirectRateLimiter>,
+    /// Per-client rate limit of write requests.
+    pub rate_limit: Option<Arc<RateLimit>>,
     /// Bearer token required on write endpoints.
     pub api_token: Option<String>,
 }
@@ -76,7 +76,7 @@ pub struct AcceptedUser {
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
         (status = 422, description = "invalid: every field at fault is listed", body = ErrorBody),
-        (status = 429, description = "rate limited; see Retry-After", body = ErrorBody),
+        (status = 429, description = "over the client's rate limit (RATE_LIMIT_RPS); see Retry-After and RateLimit-Reset", body = ErrorBody),
         (status = 503, description = "broker unavailable or queue full; see Retry-After", body = ErrorBody),
     )
 )]
@@ -117,7 +117,7 @@ impl Answer for CreateOrderRequest {
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
         (status = 422, description = "invalid: every field at fault is listed", body = ErrorBody),
-        (status = 429, description = "rate limited; see Retry-After", body = ErrorBody),
+        (status = 429, description = "over the client's rate limit (RATE_LIMIT_RPS); see Retry-After and RateLimit-Reset", body = ErrorBody),
         (status = 503, description = "broker unavailable or queue full; see Retry-After", body = ErrorBody),
     )
 )]

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use governor::{Quota, RateLimiter};
 use platform::http::{self, HttpMetrics, NotReady, Readiness};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{self, bind, Probe, StartError};
@@ -24,6 +23,7 @@ use crate::events;
 use crate::metrics::ProducerMetrics;
 use crate::openapi::ApiDoc;
 use crate::publish::Publisher;
+use crate::rate_limit::RateLimit;
 use crate::routes::{self, AppState};
 
 /// Why the service could not start.
@@ -68,16 +68,20 @@ impl Application {
         let publisher = Publisher::new(&config.kafka, config.produce_timeout, metrics)?;
         check_credentials(&publisher, &config.topics.orders).await?;
 
-        let limiter = config
+        let rate_limit = config
             .rate_limit
-            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
+            .clone()
+            .map(|c| Arc::new(RateLimit::new(c)));
+        if let Some(limit) = &rate_limit {
+            RateLimit::clean_up_while_used(limit);
+        }
         let state = Arc::new(AppState {
             publisher: publisher.clone(),
             format: config.format,
             topics: config.topics.clone(),
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.http_limits.body_timeout,
-            limiter,
+            rate_limit,
             api_token: config.api_token.clone(),
         });
         let ready = BrokersReady {

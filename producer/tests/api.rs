@@ -266,7 +266,11 @@ async fn over_the_rate_limit_requests_get_429_with_retry_after() {
             202 => admitted += 1,
             429 => {
                 limited += 1;
-                assert!(answer.headers().contains_key("retry-after"));
+                let h = answer.headers();
+                assert!(h.contains_key("retry-after"));
+                assert_eq!(h["ratelimit-limit"], "1");
+                assert_eq!(h["ratelimit-remaining"], "0");
+                assert!(h.contains_key("ratelimit-reset"));
             }
             other => panic!("unexpected status {other}"),
         }
@@ -281,6 +285,50 @@ async fn over_the_rate_limit_requests_get_429_with_retry_after() {
         admitted,
         "only the admitted order was written"
     );
+    app.shutdown().await;
+}
+
+/// The limit is per client: one client over its rate gets 429 while
+/// another, from another address, is still admitted; without a setting
+/// there is no limit at all.
+#[tokio::test]
+async fn the_rate_limit_is_per_client_and_off_unless_set() {
+    let mut app = TestApp::spawn(&[("RATE_LIMIT_RPS", "1"), ("RATE_LIMIT_BURST", "2")]).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    };
+    let (busy, other) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let post =
+        |client: &reqwest::Client| client.post(app.url("/orders")).json(&order_body()).send();
+    let busy_answers = futures::future::join_all((0..4).map(|_| post(&busy))).await;
+    let statuses: Vec<u16> = busy_answers
+        .iter()
+        .map(|a| a.as_ref().expect("answer").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        2,
+        "a burst of 2, then 429: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let admitted = post(&other).await.expect("answer");
+    assert_eq!(admitted.status(), 202, "another client has its own bucket");
+    assert_eq!(admitted.headers()["ratelimit-limit"], "2");
+    assert_eq!(admitted.headers()["ratelimit-remaining"], "1");
+    app.shutdown().await;
+
+    let mut app = TestApp::spawn(&[]).await;
+    let answers =
+        futures::future::join_all((0..50).map(|_| app.post("/orders").json(&order_body()).send()))
+            .await;
+    for answer in answers {
+        let answer = answer.expect("answer");
+        assert_eq!(answer.status(), 202);
+        assert!(!answer.headers().contains_key("ratelimit-limit"));
+    }
     app.shutdown().await;
 }
 
