@@ -390,7 +390,7 @@ mod api_and_consumer_agree {
     //! API accepts becomes an event the consumer accepts: one set of rules.
 
     use super::*;
-    use contract::{EventCodec, Format, OrderEvent};
+    use contract::{EventCodec, Format, OrderEvent, UserEvent};
     use proptest::prelude::*;
 
     /// Mostly the first (valid) value, sometimes one of the others.
@@ -503,6 +503,78 @@ mod api_and_consumer_agree {
                 prop_assert!(validation::order_event(&built).is_ok());
             }
         }
+    }
+
+    static USERS_ACCEPTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    prop_compose! {
+        fn user_body()(
+            user_id in proptest::option::of(one_of(&["u-42", "", "a b", "ü"])),
+            name in one_of(&["Ada Lovelace", "", "x\u{1}"]),
+            email in one_of(&["ada@example.com", "nope", "a@b", "@x.io"]),
+            address in proptest::option::of((
+                one_of(&["1 Road", ""]),
+                one_of(&["GB", "gb", "GBR"]),
+                one_of(&["SW1Y 4JH", "", "0123456789ABCDEFG"]),
+            )),
+        ) -> Value {
+            let mut body = json!({"name": name, "email": email});
+            if let Some(id) = user_id {
+                body["user_id"] = json!(id);
+            }
+            if let Some((line1, country, postal)) = address {
+                body["address"] = json!({"line1": line1, "city": "London",
+                                         "postal_code": postal, "country": country});
+            }
+            body
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn the_api_and_the_consumer_accept_and_refuse_the_same_users(body in user_body()) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let api = parse_json::<CreateUserRequest>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.validate().map_err(|e| e.to_string()));
+            // What a producer that checks nothing would publish.
+            let event = json!({
+                "metadata": {"event_id": Uuid::new_v4().to_string(), "event_type": "user.registered",
+                             "schema_version": 1, "occurred_at": "2026-11-23T10:00:00Z",
+                             "producer": "careless", "correlation_id": "c-1"},
+                "user_id": body.get("user_id").cloned().unwrap_or(json!("u-generated")),
+                "name": body["name"],
+                "email": body["email"],
+                "address": body.get("address").cloned().unwrap_or(Value::Null),
+            });
+            let consumer = UserEvent::decode(&serde_json::to_vec(&event).unwrap(), Format::Json, 1)
+                .map_err(|e| e.to_string())
+                .and_then(|e| validation::user_event(&e).map_err(|e| e.to_string()));
+            prop_assert_eq!(
+                api.is_ok(),
+                consumer.is_ok(),
+                "API: {:?}\nconsumer: {:?}\nbody: {}",
+                api.err(),
+                consumer.err(),
+                body
+            );
+            if let Ok(valid) = api {
+                USERS_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let id = body.get("user_id").and_then(Value::as_str).unwrap_or("u-generated").to_owned();
+                let built = valid.into_event(id, metadata("user.registered", 1));
+                prop_assert!(validation::user_event(&built).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn the_generated_users_include_accepted_ones() {
+        the_api_and_the_consumer_accept_and_refuse_the_same_users();
+        let accepted = USERS_ACCEPTED.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{accepted} of the generated user bodies were accepted");
+        assert!(accepted >= 20, "only {accepted} accepted bodies generated");
     }
 
     #[test]
