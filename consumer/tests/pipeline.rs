@@ -753,3 +753,149 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
     );
     db.drop().await;
 }
+
+/// A dead letter the DLQ refuses for good even reduced (whole, cut to
+/// 64 KiB, without value) is counted and passed over: its partition goes on
+/// and is committed past it, never retried without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_refused_even_reduced_is_counted_and_passed_over() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let valid = |n| on_partition(order_message(&order_event(n), Format::Json), 0);
+    let poison = Outgoing {
+        value: b"{not json".to_vec(),
+        ..valid(50)
+    };
+    publish(&bootstrap, &[valid(1), poison, valid(2)]);
+    // The next three writes to the cluster, the dead letter's three forms,
+    // are refused for good.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_POLICY_VIOLATION; 3],
+    );
+
+    let group = group();
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &[]);
+    assert_eq!(
+        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 2, WAIT).await,
+        2,
+        "the orders around it are persisted"
+    );
+    let started = std::time::Instant::now();
+    let mut committed = harness::kafka::committed(&bootstrap, &group, "orders");
+    while committed[0] != Some(3) && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        committed = harness::kafka::committed(&bootstrap, &group, "orders");
+    }
+    let metrics = consumer.metrics();
+    consumer.stop();
+    assert_eq!(committed[0], Some(3), "the partition is committed past it");
+    assert_eq!(
+        harness::metrics::sample(&metrics, "kafka_dlq_dropped_total{topic=\"orders\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        read_topic(&bootstrap, "orders-dlq", 1, Duration::from_secs(3)).is_empty(),
+        "nothing reached the DLQ"
+    );
+    db.drop().await;
+}
+
+/// The consumer's own HTTP port holds up to what the producer's does: a
+/// flood of made-up methods and paths adds no metric series, and slow
+/// clients that never finish a request head neither starve `/healthz` nor
+/// stay connected past `HTTP_HEADER_TIMEOUT_MS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumers_http_port_bounds_labels_and_slow_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    let consumer = RunningConsumer::start(
+        &bootstrap,
+        &db.url,
+        &group(),
+        &[("HTTP_HEADER_TIMEOUT_MS", "1000")],
+    );
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", consumer.addr);
+    let series = |metrics: &str| -> std::collections::BTreeSet<String> {
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
+            .collect()
+    };
+    for n in 0..3 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{n}").as_bytes()).expect("method");
+        http.request(method, url(&format!("/p-{n}")))
+            .send()
+            .await
+            .expect("answer");
+    }
+    // The first scrape adds its own series.
+    let _ = consumer.metrics();
+    let before = consumer.metrics();
+    for n in 0..300 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{n:04}{}", n * 7919).as_bytes()).expect("method");
+        http.request(method, url(&format!("/x/{n}")))
+            .send()
+            .await
+            .expect("answer");
+    }
+    let after = consumer.metrics();
+    let added: Vec<_> = series(&after)
+        .difference(&series(&before))
+        .cloned()
+        .collect();
+    assert!(
+        added.is_empty(),
+        "new series: {:?}",
+        &added[..added.len().min(5)]
+    );
+
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(consumer.addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("part of a head");
+        slow.push(s);
+    }
+    let healthy = http.get(url("/healthz")).send().await.expect("answer");
+    assert_eq!(
+        healthy.status(),
+        200,
+        "slow clients do not starve the probe"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut closed = 0;
+    for s in &mut slow {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            // Whatever the server said before closing, then the close.
+            Ok(Ok(_)) => {
+                if matches!(
+                    tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await,
+                    Ok(Ok(0)) | Ok(Err(_))
+                ) {
+                    closed += 1;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    println!("slow clients closed after the head timeout: {closed} of 100");
+    assert_eq!(closed, 100, "every slow client is cut off");
+    consumer.stop();
+    db.drop().await;
+}
