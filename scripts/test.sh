@@ -32,6 +32,11 @@ cargo build --locked --bins
 section "cargo tests"
 cargo test --workspace --locked
 
+# Not run here (they need cargo-fuzz and sanitizer builds; see README.md,
+# "Hostile input"), but kept compiling against the contract they exercise.
+section "fuzz targets compile"
+CARGO_TARGET_DIR=target/fuzz cargo check --manifest-path fuzz/Cargo.toml --locked --bins
+
 section "benchmark smoke run (checks the harness works; asserts no timing)"
 ./target/debug/bench --smoke
 

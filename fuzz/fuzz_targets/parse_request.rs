@@ -2,7 +2,7 @@
 //! and, when valid, turned into an event that passes the consumer's rules.
 #![no_main]
 
-use contract::request::{parse_json, CreateOrderRequest, CreateUserRequest};
+use contract::request::{parse_json, CreateOrderRequest, CreateUserRequest, Intake};
 use libfuzzer_sys::fuzz_target;
 
 fn metadata(event_type: &str, version: u32) -> contract::EventMetadata {

@@ -217,6 +217,29 @@ proptest! {
             }
         }
         decode_everything(kind, *format, &bytes)?;
+        // And as a header could claim it: the other kind, another encoding.
+        for claimed in Format::ALL {
+            decode_everything("order", claimed, &bytes)?;
+            decode_everything("user", claimed, &bytes)?;
+        }
+    }
+}
+
+/// A valid message under a wrong envelope (another encoding, the other
+/// kind, any schema version) is refused or read within bounds, and its
+/// refusal quotes none of its customer data.
+#[test]
+fn valid_messages_read_under_a_wrong_envelope_stay_bounded() {
+    for (kind, format, _, valid) in valid_messages() {
+        for claimed in Format::ALL {
+            for reader in ["order", "user"] {
+                if (reader, claimed) == (kind, format) {
+                    continue;
+                }
+                decode_everything(reader, claimed, &valid)
+                    .unwrap_or_else(|e| panic!("{kind} {format} read as {reader} {claimed}: {e}"));
+            }
+        }
     }
 }
 
