@@ -296,7 +296,7 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
         );
     }
     assert_eq!(
-        header(&letters[1], "dlq-first-error-class").as_deref(),
+        header(&letters[1], contract::headers::DLQ_FIRST_ERROR_CLASS).as_deref(),
         Some("decode")
     );
     let listed = json(&tool(

@@ -158,12 +158,12 @@ impl DeadLetter {
                 .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
                 .map(|t| t.with_timezone(&Utc)),
             consumer_group: get(h::DLQ_CONSUMER_GROUP),
-            first_error_class: get("dlq-first-error-class").or_else(|| get(h::DLQ_ERROR_CLASS)),
-            first_original: get("dlq-first-original-topic").map(|topic| {
+            first_error_class: get(h::DLQ_FIRST_ERROR_CLASS).or_else(|| get(h::DLQ_ERROR_CLASS)),
+            first_original: get(h::DLQ_FIRST_ORIGINAL_TOPIC).map(|topic| {
                 format!(
                     "{topic}/{}/{}",
-                    get("dlq-first-original-partition").unwrap_or_else(|| "?".into()),
-                    get("dlq-first-original-offset").unwrap_or_else(|| "?".into())
+                    get(h::DLQ_FIRST_ORIGINAL_PARTITION).unwrap_or_else(|| "?".into()),
+                    get(h::DLQ_FIRST_ORIGINAL_OFFSET).unwrap_or_else(|| "?".into())
                 )
             }),
             fingerprint: fingerprint(

@@ -140,15 +140,28 @@ pub mod headers {
     /// every later dead letter, so that the first cause is not lost.
     pub const DLQ_FIRST_PREFIX: &str = "dlq-first-";
 
+    /// The first failure's original topic.
+    pub const DLQ_FIRST_ORIGINAL_TOPIC: &str = "dlq-first-original-topic";
+    /// The first failure's original partition.
+    pub const DLQ_FIRST_ORIGINAL_PARTITION: &str = "dlq-first-original-partition";
+    /// The first failure's original offset.
+    pub const DLQ_FIRST_ORIGINAL_OFFSET: &str = "dlq-first-original-offset";
+    /// When the first failure happened.
+    pub const DLQ_FIRST_FAILED_AT: &str = "dlq-first-failed-at";
+    /// The first failure's kind.
+    pub const DLQ_FIRST_ERROR_KIND: &str = "dlq-first-error-kind";
+    /// The first failure's class.
+    pub const DLQ_FIRST_ERROR_CLASS: &str = "dlq-first-error-class";
+
     /// The `dlq-*` headers of a dead letter the first failure keeps, as
     /// `(first-failure header, dead-letter header)`.
     pub const DLQ_FIRST_FAILURE: [(&str, &str); 6] = [
-        ("dlq-first-original-topic", DLQ_ORIGINAL_TOPIC),
-        ("dlq-first-original-partition", DLQ_ORIGINAL_PARTITION),
-        ("dlq-first-original-offset", DLQ_ORIGINAL_OFFSET),
-        ("dlq-first-failed-at", DLQ_FAILED_AT),
-        ("dlq-first-error-kind", DLQ_ERROR_KIND),
-        ("dlq-first-error-class", DLQ_ERROR_CLASS),
+        (DLQ_FIRST_ORIGINAL_TOPIC, DLQ_ORIGINAL_TOPIC),
+        (DLQ_FIRST_ORIGINAL_PARTITION, DLQ_ORIGINAL_PARTITION),
+        (DLQ_FIRST_ORIGINAL_OFFSET, DLQ_ORIGINAL_OFFSET),
+        (DLQ_FIRST_FAILED_AT, DLQ_FAILED_AT),
+        (DLQ_FIRST_ERROR_KIND, DLQ_ERROR_KIND),
+        (DLQ_FIRST_ERROR_CLASS, DLQ_ERROR_CLASS),
     ];
 
     /// Whether a `dlq-*` header travels with a message across replays and
