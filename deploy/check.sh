@@ -109,6 +109,8 @@ producer:
   messageFormat: avro
   produceTimeoutMs: 8000
   maxBodyBytes: 131072
+  maxBatchItems: 200
+  maxBatchBodyBytes: 2097152
   rateLimitRps: 2000
   rateLimitBurst: 4000
   rateLimitClientHeader: X-Forwarded-For

@@ -1,4 +1,4 @@
-//! Any bytes as a `POST /orders` or `POST /users` body: parsed, validated
+//! Any bytes as a `POST /orders`, `/orders/batch` or `/users` body: parsed, validated
 //! and, when valid, turned into an event that passes the consumer's rules.
 #![no_main]
 
@@ -24,6 +24,16 @@ fuzz_target!(|data: &[u8]| {
             let event = valid.into_event(Default::default(), metadata("order.created", 2));
             // The API and the consumer agree: what one accepts the other does.
             contract::validation::order_event(&event).expect("an accepted order is valid");
+        }
+    }
+    if let Ok(batch) = parse_json::<contract::batch::OrderBatch>(data) {
+        if let Ok(items) = contract::batch::validate(batch, contract::batch::MAX_BATCH_ITEMS) {
+            for item in items {
+                let event = item
+                    .valid
+                    .into_event(item.ids.aggregate, metadata("order.created", 2));
+                contract::validation::order_event(&event).expect("an accepted order is valid");
+            }
         }
     }
     if let Ok(request) = parse_json::<CreateUserRequest>(data) {

@@ -57,9 +57,26 @@ fn check(
     Ok(decision)
 }
 
+/// What the admission layer of a group of routes needs: the service's
+/// state and the body limit of those routes (a batch may be larger).
+#[derive(Clone)]
+pub struct Admission {
+    /// The service's state.
+    pub state: Arc<AppState>,
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
 /// Admits a write request and reads its body whole, within the size limit
 /// and the body deadline, before the handler runs.
-pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn admit(
+    State(Admission {
+        state,
+        max_body_bytes,
+    }): State<Admission>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -69,7 +86,7 @@ pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: N
         Err(refused) => return refused.into_response(),
     };
     let (parts, body) = request.into_parts();
-    let mut response = match read_body(body, state.max_body_bytes, state.body_timeout).await {
+    let mut response = match read_body(body, max_body_bytes, state.body_timeout).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

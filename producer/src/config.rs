@@ -36,6 +36,10 @@ pub struct ProducerConfig {
     pub produce_timeout: Duration,
     /// `MAX_BODY_BYTES`: larger bodies get 413.
     pub max_body_bytes: usize,
+    /// `MAX_BATCH_ITEMS`: most orders or users in one batch request.
+    pub max_batch_items: usize,
+    /// `MAX_BATCH_BODY_BYTES`: larger batch bodies get 413.
+    pub max_batch_body_bytes: usize,
     /// `RATE_LIMIT_*`: requests per second per client; `None` (the
     /// default, `RATE_LIMIT_RPS=0`): no limit.
     pub rate_limit: Option<RateLimitConfig>,
@@ -81,6 +85,16 @@ impl ProducerConfig {
             },
             produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000, 100..=120_000)?,
             max_body_bytes: env.number("MAX_BODY_BYTES", 65_536, 1_024..=16 * 1024 * 1024)?,
+            max_batch_items: env.number(
+                "MAX_BATCH_ITEMS",
+                500,
+                1..=contract::batch::MAX_BATCH_ITEMS,
+            )?,
+            max_batch_body_bytes: env.number(
+                "MAX_BATCH_BODY_BYTES",
+                4 * 1024 * 1024,
+                1_024..=64 * 1024 * 1024,
+            )?,
             rate_limit,
             api_token,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
@@ -163,6 +177,8 @@ mod tests {
             ("PRODUCER_HTTP_ADDR", "8080"),
             ("PRODUCE_TIMEOUT_MS", "0"),
             ("MAX_BODY_BYTES", "ten"),
+            ("MAX_BATCH_ITEMS", "10001"),
+            ("MAX_BATCH_BODY_BYTES", "0"),
             ("RATE_LIMIT_RPS", "-1"),
             ("API_TOKEN", "short"),
             ("KAFKA_BOOTSTRAP_SERVERS", "nohost"),

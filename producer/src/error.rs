@@ -77,6 +77,11 @@ impl From<ValidationErrors> for ApiError {
 }
 
 impl ApiError {
+    /// The stable code of the answer, such as `broker_unavailable`.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),

@@ -11,15 +11,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use contract::batch::{Batch, ValidItem};
 use contract::ids::{self, EventIds};
 use contract::request::{parse_json, Intake, Valid};
 use contract::{Envelope, Event, EventMetadata, ValidationErrors};
 use serde::Serialize;
 use tracing::Span;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::admission::header_text;
 use crate::error::ApiError;
+use crate::publish::Delivered;
 use crate::routes::AppState;
 
 /// Written into every event's metadata.
@@ -48,6 +51,72 @@ pub trait Answer: Intake {
     fn answer(ids: &EventIds<Self::Id>) -> Self::Body;
     /// Its span field for the order or user id.
     const ID_FIELD: &'static str;
+    /// Puts the order or user id of `ids` on a batch item's outcome.
+    fn identify(ids: &EventIds<Self::Id>, outcome: &mut ItemOutcome);
+}
+
+/// A batch body of `B`, parsed, every item valid and given its ids.
+pub struct ValidatedBatch<B: Batch>(pub Vec<ValidItem<B::Request>>);
+
+impl<B: Batch> FromRequest<Arc<AppState>> for ValidatedBatch<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::Malformed(e.body_text()))?;
+        let batch = parse_json::<B>(&body)?;
+        Ok(Self(contract::batch::validate(
+            batch,
+            state.max_batch_items,
+        )?))
+    }
+}
+
+/// What became of one item of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemOutcome {
+    /// The item's place in the request, from 0.
+    pub index: usize,
+    /// `accepted` (stored by the broker) or `failed` (not stored: send the
+    /// item again, with its idempotency key).
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    /// The order's id (order batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+    /// The user's id (user batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Where the broker stored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Its offset in that partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Why it failed, as the error code of a single request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "broker_unavailable")]
+    pub error: Option<&'static str>,
+    /// For people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The answer of a batch of which at least one item was stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAnswer {
+    /// `accepted` (every item, `200`) or `partial` (some failed, `207`).
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    /// Items stored by the broker.
+    pub accepted: usize,
+    /// Items not stored.
+    pub failed: usize,
+    /// Each item's outcome, in the request's order.
+    pub results: Vec<ItemOutcome>,
 }
 
 /// The `Idempotency-Key`, if the client sent a usable one.
@@ -55,13 +124,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(value) => match value.to_str() {
-            Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key)),
+            Ok(key) if ids::idempotency_key_ok(key) => Ok(Some(key)),
             _ => {
                 let mut errors = ValidationErrors::default();
-                errors.add(
-                    "header:Idempotency-Key",
-                    "must be 1 to 255 visible ASCII characters",
-                );
+                errors.add("header:Idempotency-Key", ids::IDEMPOTENCY_KEY_RULE);
                 Err(ApiError::Invalid(errors))
             }
         },
@@ -91,7 +157,7 @@ fn metadata<E: Event>(event_id: Uuid, correlation_id: String) -> EventMetadata {
 }
 
 /// Encodes and publishes `event` with its envelope and the trace context.
-async fn publish<E: Event>(state: &AppState, event: &E) -> Result<(), ApiError> {
+async fn publish<E: Event>(state: &AppState, event: &E) -> Result<Delivered, ApiError> {
     let payload = event.encode(state.format)?;
     let mut headers = Envelope::of(event, state.format).headers();
     headers.extend(
@@ -127,7 +193,7 @@ async fn publish<E: Event>(state: &AppState, event: &E) -> Result<(), ApiError> 
         trace_id = event.metadata().trace_id.as_deref().unwrap_or(""),
         "event published"
     );
-    Ok(())
+    Ok(delivered)
 }
 
 /// Accepts a valid request of `R`: its ids, its event, the broker's
@@ -154,4 +220,167 @@ pub async fn accept<R: Answer>(
         response.headers_mut().insert("x-correlation-id", value);
     }
     Ok(response)
+}
+
+/// Accepts a valid batch of `B`: every item's event published at once,
+/// then each item's outcome once the broker answered for all of them:
+/// `200` when all were stored, `207` when some were, and the error of a
+/// single request (`503`) when none was.
+pub async fn accept_batch<B: Batch>(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    items: Vec<ValidItem<B::Request>>,
+) -> Result<Response, ApiError>
+where
+    B::Request: Answer,
+{
+    let correlation_id = correlation_id(&headers);
+    Span::current().record("correlation_id", correlation_id.as_str());
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut events = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let mut outcome = ItemOutcome {
+            index,
+            status: "accepted",
+            order_id: None,
+            user_id: None,
+            event_id: item.ids.event,
+            partition: None,
+            offset: None,
+            error: None,
+            message: None,
+        };
+        B::Request::identify(&item.ids, &mut outcome);
+        outcomes.push(outcome);
+        events.push(item.valid.into_event(
+            item.ids.aggregate,
+            metadata::<<B::Request as Intake>::Event>(item.ids.event, correlation_id.clone()),
+        ));
+    }
+    // Every send is queued before any acknowledgement is awaited, so the
+    // producer batches them as it batches concurrent requests.
+    let delivered =
+        futures::future::join_all(events.iter().map(|event| publish(&state, event))).await;
+    let (status, answer) = settle(outcomes, delivered)?;
+    let failed = answer.failed;
+    let mut response = (status, Json(answer)).into_response();
+    if failed > 0 {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+    }
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response.headers_mut().insert("x-correlation-id", value);
+    }
+    Ok(response)
+}
+
+/// Each item's outcome from what the broker answered for it: `200` when
+/// all were stored, `207` when some were, the first error when none was.
+fn settle(
+    mut outcomes: Vec<ItemOutcome>,
+    delivered: Vec<Result<Delivered, ApiError>>,
+) -> Result<(StatusCode, BatchAnswer), ApiError> {
+    let mut first_error = None;
+    for (outcome, result) in outcomes.iter_mut().zip(delivered) {
+        match result {
+            Ok(at) => {
+                outcome.partition = Some(at.partition);
+                outcome.offset = Some(at.offset);
+            }
+            Err(e) => {
+                outcome.status = "failed";
+                outcome.error = Some(e.code());
+                outcome.message = Some(e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    let accepted = outcomes.len() - failed;
+    match first_error {
+        Some(e) if accepted == 0 => return Err(e),
+        _ => {}
+    }
+    let status = if failed == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        BatchAnswer {
+            status: if failed == 0 { "accepted" } else { "partial" },
+            accepted,
+            failed,
+            results: outcomes,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::PublishError;
+
+    fn outcome(index: usize) -> ItemOutcome {
+        ItemOutcome {
+            index,
+            status: "accepted",
+            order_id: Some(Uuid::new_v4()),
+            user_id: None,
+            event_id: Uuid::new_v4(),
+            partition: None,
+            offset: None,
+            error: None,
+            message: None,
+        }
+    }
+
+    fn stored(offset: i64) -> Result<Delivered, ApiError> {
+        Ok(Delivered {
+            partition: 1,
+            offset,
+        })
+    }
+
+    fn refused() -> Result<Delivered, ApiError> {
+        Err(ApiError::Unavailable(PublishError::QueueFull))
+    }
+
+    #[test]
+    fn a_batch_is_200_when_all_are_stored_207_when_some_and_503_when_none() {
+        let (status, answer) =
+            settle(vec![outcome(0), outcome(1)], vec![stored(7), stored(8)]).expect("stored");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (answer.status, answer.accepted, answer.failed),
+            ("accepted", 2, 0)
+        );
+        assert_eq!(answer.results[1].offset, Some(8));
+
+        let (status, answer) = settle(
+            vec![outcome(0), outcome(1), outcome(2)],
+            vec![stored(7), refused(), stored(9)],
+        )
+        .expect("partly stored");
+        assert_eq!(status, StatusCode::MULTI_STATUS);
+        assert_eq!(
+            (answer.status, answer.accepted, answer.failed),
+            ("partial", 2, 1)
+        );
+        let failed = &answer.results[1];
+        assert_eq!(
+            (failed.status, failed.error),
+            ("failed", Some("producer_queue_full"))
+        );
+        assert_eq!(failed.offset, None);
+        assert!(failed.order_id.is_some(), "its ids, to send it again");
+
+        let none = settle(vec![outcome(0), outcome(1)], vec![refused(), refused()]);
+        assert!(matches!(
+            none,
+            Err(ApiError::Unavailable(PublishError::QueueFull))
+        ));
+    }
 }

@@ -3,7 +3,9 @@
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
+use crate::intake::{BatchAnswer, ItemOutcome};
 use crate::routes::{AcceptedOrder, AcceptedUser};
+use contract::batch::{OrderBatch, OrderBatchItem, UserBatch, UserBatchItem};
 use contract::request::{
     AddressInput, CreateOrderRequest, CreateUserRequest, CustomerInput, ItemInput,
 };
@@ -16,7 +18,12 @@ use contract::FieldError;
         title = "PubSubKafka producer",
         description = "Order and user intake: each accepted request is an ECST event on Kafka"
     ),
-    paths(crate::routes::create_order, crate::routes::create_user),
+    paths(
+        crate::routes::create_order,
+        crate::routes::create_user,
+        crate::routes::create_orders,
+        crate::routes::create_users
+    ),
     components(schemas(
         CreateOrderRequest,
         CustomerInput,
@@ -25,6 +32,12 @@ use contract::FieldError;
         CreateUserRequest,
         AcceptedOrder,
         AcceptedUser,
+        OrderBatch,
+        OrderBatchItem,
+        UserBatch,
+        UserBatchItem,
+        BatchAnswer,
+        ItemOutcome,
         ErrorBody,
         FieldError
     ))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use contract::batch::{OrderBatch, UserBatch};
 use contract::ids::EventIds;
 use contract::request::{CreateOrderRequest, CreateUserRequest};
 use contract::topics::Domains;
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::intake::{self, Answer, Validated};
+use crate::intake::{self, Answer, BatchAnswer, ItemOutcome, Validated, ValidatedBatch};
 use crate::publish::Publisher;
 use crate::rate_limit::RateLimit;
 
@@ -26,8 +27,8 @@ pub struct AppState {
     pub format: contract::Format,
     /// The topic of each domain.
     pub topics: Domains,
-    /// Body size limit (larger bodies get 413).
-    pub max_body_bytes: usize,
+    /// Most items of a batch request.
+    pub max_batch_items: usize,
     /// Longest a client may take to send its body (then 408).
     pub body_timeout: std::time::Duration,
     /// Per-client rate limit of write requests.
@@ -99,7 +100,54 @@ impl Answer for CreateOrderRequest {
             status: "accepted",
         }
     }
+    fn identify(ids: &EventIds<Uuid>, outcome: &mut ItemOutcome) {
+        outcome.order_id = Some(ids.aggregate);
+    }
 }
+
+/// The answers of a batch, beside those of a single request.
+macro_rules! batch_path {
+    ($name:ident, $path:literal, $tag:literal, $body:ty, $what:literal) => {
+        #[doc = concat!("Accept many ", $what, " at once.")]
+        #[utoipa::path(
+            post, path = $path, tag = $tag,
+            request_body(content = $body, content_type = "application/json"),
+            params(
+                ("X-Correlation-ID" = Option<String>, Header, description = "carried into every event; generated when absent"),
+            ),
+            responses(
+                (status = 200, description = "every item stored by the broker", body = BatchAnswer),
+                (status = 207, description = "some items stored, the others failed (see each item's error; send those again)", body = BatchAnswer),
+                (status = 400, description = "malformed JSON", body = ErrorBody),
+                (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+                (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
+                (status = 413, description = "body over MAX_BATCH_BODY_BYTES", body = ErrorBody),
+                (status = 415, description = "not application/json", body = ErrorBody),
+                (status = 422, description = "an item is invalid (each path starts with its index), too many items, or two items are the same; nothing was published", body = ErrorBody),
+                (status = 429, description = "over the client's rate limit (a batch is one request); see Retry-After", body = ErrorBody),
+                (status = 503, description = "no item stored: broker unavailable or queue full; see Retry-After", body = ErrorBody),
+            )
+        )]
+        #[tracing::instrument(name = "create_batch", skip_all, fields(correlation_id, items))]
+        pub async fn $name(
+            State(state): State<Arc<AppState>>,
+            headers: HeaderMap,
+            ValidatedBatch(items): ValidatedBatch<$body>,
+        ) -> Result<Response, ApiError> {
+            tracing::Span::current().record("items", items.len());
+            intake::accept_batch::<$body>(state, headers, items).await
+        }
+    };
+}
+
+batch_path!(
+    create_orders,
+    "/orders/batch",
+    "orders",
+    OrderBatch,
+    "orders"
+);
+batch_path!(create_users, "/users/batch", "users", UserBatch, "users");
 
 /// Accept a user.
 #[utoipa::path(
@@ -139,5 +187,8 @@ impl Answer for CreateUserRequest {
             event_id: ids.event,
             status: "accepted",
         }
+    }
+    fn identify(ids: &EventIds<String>, outcome: &mut ItemOutcome) {
+        outcome.user_id = Some(ids.aggregate.clone());
     }
 }

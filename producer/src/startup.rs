@@ -79,7 +79,7 @@ impl Application {
             publisher: publisher.clone(),
             format: config.format,
             topics: config.topics.clone(),
-            max_body_bytes: config.max_body_bytes,
+            max_batch_items: config.max_batch_items,
             body_timeout: config.http_limits.body_timeout,
             rate_limit,
             api_token: config.api_token.clone(),
@@ -88,15 +88,26 @@ impl Application {
             publisher: publisher.clone(),
             topic: config.topics.orders.clone(),
         };
-        let api = Router::new()
+        let admitted = |max_body_bytes| {
+            middleware::from_fn_with_state(
+                admission::Admission {
+                    state: state.clone(),
+                    max_body_bytes,
+                },
+                admission::admit,
+            )
+        };
+        let single = Router::new()
             .route("/orders", post(routes::create_order))
             .route("/users", post(routes::create_user))
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                admission::admit,
-            ))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes))
-            .with_state(state);
+            .route_layer(admitted(config.max_body_bytes))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes));
+        let batches = Router::new()
+            .route("/orders/batch", post(routes::create_orders))
+            .route("/users/batch", post(routes::create_users))
+            .route_layer(admitted(config.max_batch_body_bytes))
+            .layer(DefaultBodyLimit::max(config.max_batch_body_bytes));
+        let api = single.merge(batches).with_state(state.clone());
         let ops = http::ops_router(registry, ready);
         let mut router = Router::new()
             .merge(api)

@@ -518,6 +518,9 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         "{doc}"
     );
     assert!(doc["paths"]["/users"]["post"].is_object());
+    assert!(doc["paths"]["/orders/batch"]["post"]["responses"]["207"].is_object());
+    assert!(doc["paths"]["/users/batch"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["OrderBatch"].is_object());
     assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
     app.shutdown().await;
 }
@@ -807,5 +810,131 @@ async fn metrics_and_probes_move_to_their_own_address_when_asked() {
         ),
         Some(1.0)
     );
+    app.shutdown().await;
+}
+
+/// A batch of orders: each item published once under the ids its key
+/// derives (a retried batch gets the same ids), `200` with each item's ids
+/// and place on the broker.
+#[tokio::test]
+async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
+    let mut app = TestApp::spawn(&[]).await;
+    let items: Vec<serde_json::Value> = (0..5)
+        .map(|n| serde_json::json!({"idempotency_key": format!("batch-key-{n}"), "order": order_body()}))
+        .collect();
+    let body = serde_json::json!({ "orders": items });
+    let answer = app.post("/orders/batch").json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["failed"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let results = answer["results"].as_array().expect("results");
+    for (n, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], n);
+        assert_eq!(r["status"], "accepted");
+        assert!(r["partition"].is_number() && r["offset"].is_number(), "{r}");
+    }
+    let messages = app.read_topic("orders", 5);
+    assert_eq!(messages.len(), 5);
+    let mut keys: Vec<String> = messages.iter().map(key).collect();
+    let mut ids: Vec<String> = results
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    ids.sort();
+    assert_eq!(keys, ids, "each item is on the topic under its order id");
+
+    let again: serde_json::Value = app
+        .post("/orders/batch")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (a, b) in results.iter().zip(again["results"].as_array().unwrap()) {
+        assert_eq!(
+            a["order_id"], b["order_id"],
+            "a retry maps to the same order"
+        );
+        assert_eq!(a["event_id"], b["event_id"]);
+    }
+    let users = serde_json::json!({"users": [{"user": contract::request::example_user()}]});
+    let answer: serde_json::Value = app
+        .post("/users/batch")
+        .json(&users)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["results"][0]["user_id"], "u-42", "{answer}");
+    assert_eq!(app.read_topic("users", 1).len(), 1);
+    app.shutdown().await;
+}
+
+/// One invalid item refuses the whole batch, naming the item in each path,
+/// and publishes nothing; so do too many items, a repeated key and too
+/// large a body.
+#[tokio::test]
+async fn a_batch_with_one_bad_item_publishes_nothing_and_names_the_item() {
+    let mut app =
+        TestApp::spawn(&[("MAX_BATCH_ITEMS", "3"), ("MAX_BATCH_BODY_BYTES", "4096")]).await;
+    let mut bad = order_body();
+    bad["items"][0]["quantity"] = serde_json::json!(0);
+    let send = |body: serde_json::Value| app.post("/orders/batch").json(&body).send();
+    let answer = send(serde_json::json!({"orders": [{"order": order_body()}, {"order": bad}]}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let paths: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["orders[1].order.items[0].quantity"], "{body}");
+
+    let four = serde_json::json!({"orders": vec![serde_json::json!({"order": order_body()}); 4]});
+    assert_eq!(
+        send(four).await.unwrap().status(),
+        422,
+        "more than MAX_BATCH_ITEMS"
+    );
+    let twice = serde_json::json!({"orders": [
+        {"idempotency_key": "k", "order": order_body()},
+        {"idempotency_key": "k", "order": order_body()}]});
+    assert_eq!(send(twice).await.unwrap().status(), 422, "one key twice");
+    let mut large = order_body();
+    large["customer"]["name"] = serde_json::json!("x".repeat(5000));
+    let answer = send(serde_json::json!({"orders": [{"order": large}]}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413, "over MAX_BATCH_BODY_BYTES");
+    assert!(
+        app.read_topic("orders", 0).is_empty(),
+        "nothing was published"
+    );
+    app.shutdown().await;
+}
+
+/// With the broker gone, no item of a batch is stored: `503` with
+/// `Retry-After`, as for a single order.
+#[tokio::test]
+async fn a_batch_no_item_of_which_is_stored_answers_503() {
+    let mut app = TestApp::spawn(&[("PRODUCE_TIMEOUT_MS", "500")]).await;
+    app.cluster.broker_down(1).unwrap();
+    let body = serde_json::json!({"orders": [{"order": order_body()}, {"order": order_body()}]});
+    let answer = app.post("/orders/batch").json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    app.cluster.broker_up(1).unwrap();
     app.shutdown().await;
 }

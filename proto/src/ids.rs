@@ -32,6 +32,15 @@ impl AggregateId for String {
     }
 }
 
+/// What an idempotency key must be, as a refusal says it.
+pub const IDEMPOTENCY_KEY_RULE: &str = "must be 1 to 255 visible ASCII characters";
+
+/// Whether `key` is a usable idempotency key: 1 to 255 characters, each
+/// visible ASCII or a space (what an HTTP header value can carry).
+pub fn idempotency_key_ok(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// The ids of one accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventIds<I> {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod avro;
+pub mod batch;
 pub mod codec;
 pub mod compat;
 pub mod envelope;
