@@ -155,6 +155,35 @@ impl Stack {
         assert_eq!(events, accepted, "each accepted order was recorded once");
         assert_eq!(rows, accepted, "no row without a 202");
         assert_eq!(dead, 0, "no valid order was dead-lettered");
+        self.assert_partition_order(scenario).await;
+    }
+
+    /// Checks that each partition's events were stored in offset order
+    /// (the consumer writes partitions side by side, each one in order).
+    pub async fn assert_partition_order(&self, scenario: &str) {
+        let out_of_order: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT source_topic, source_partition, source_offset FROM (
+                 SELECT source_topic, source_partition, source_offset, stored_seq,
+                        lag(stored_seq) OVER (PARTITION BY source_topic, source_partition
+                                              ORDER BY source_offset) AS previous
+                 FROM event_store) s
+             WHERE stored_seq < previous",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("order query");
+        let partitions: i64 = self
+            .count("SELECT count(DISTINCT (source_topic, source_partition)) FROM event_store")
+            .await;
+        println!(
+            "{scenario}: {partitions} partitions, {} events stored out of offset order",
+            out_of_order.len()
+        );
+        assert!(
+            out_of_order.is_empty(),
+            "stored before an earlier offset of its partition: {:?}",
+            &out_of_order[..out_of_order.len().min(10)]
+        );
     }
 }
 
