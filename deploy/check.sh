@@ -129,6 +129,7 @@ consumer:
   retryBackoffMs: 500
   batchSize: 200
   batchWaitMs: 20
+  maxInFlightBatches: 3
   database: {poolSize: 4, statementTimeoutMs: 5000, lockTimeoutMs: 1000, transactionTimeoutMs: 15000}
   stallTimeoutSecs: 120
   circuitProbeMs: 2000

@@ -47,6 +47,9 @@ pub struct ConsumerConfig {
     pub batch_size: usize,
     /// `BATCH_WAIT_MS`: longest wait to fill a batch once one message is in.
     pub batch_wait: Duration,
+    /// `MAX_IN_FLIGHT_BATCHES`: most batches (of different partitions)
+    /// written at once, each on its own connection.
+    pub max_in_flight: usize,
     /// `CIRCUIT_PROBE_MS`: first wait between database probes while the
     /// circuit is open (doubles up to 30 s).
     pub circuit_probe: Duration,
@@ -111,7 +114,7 @@ impl ConsumerConfig {
             ));
         }
         let group_id = env.string("KAFKA_CONSUMER_GROUP", "order-consumer");
-        Ok(Self {
+        let config = Self {
             http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
             http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
@@ -133,6 +136,7 @@ impl ConsumerConfig {
             },
             batch_size: env.number("BATCH_SIZE", 500, 1..=10_000)?,
             batch_wait: env.millis("BATCH_WAIT_MS", 5, 0..=10_000)?,
+            max_in_flight: env.number("MAX_IN_FLIGHT_BATCHES", 4, 1..=64)?,
             circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             stall_timeout: env.seconds("STALL_TIMEOUT_SECS", 60, 5..=3600)?,
@@ -143,7 +147,16 @@ impl ConsumerConfig {
                 retry_after: env.seconds("DLQ_FLOOD_RETRY_SECS", 300, 1..=86_400)?,
             },
             telemetry: TelemetryConfig::from_env(env, "consumer")?,
-        })
+        };
+        // Each batch in flight holds a connection; a probe needs one too.
+        if config.max_in_flight >= config.db_pool_size as usize {
+            return Err(ConfigError::new(
+                "MAX_IN_FLIGHT_BATCHES",
+                &config.max_in_flight.to_string(),
+                format!("fewer than DB_POOL_SIZE ({})", config.db_pool_size),
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -174,6 +187,8 @@ mod tests {
             ("CONSUMER_HTTP_ADDR", "x"),
             ("DATABASE_URL", "mysql://nope"),
             ("BATCH_SIZE", "0"),
+            ("MAX_IN_FLIGHT_BATCHES", "0"),
+            ("MAX_IN_FLIGHT_BATCHES", "8"),
             ("CONSUMER_TOPICS", "orders-dlq"),
             ("CONSUMER_TOPICS", "payments"),
             ("USERS_TOPIC", "orders"),

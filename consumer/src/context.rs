@@ -1,9 +1,11 @@
 //! The consumer's hooks into librdkafka: logging, consumer lag from its
-//! statistics, commit on partition revocation, and keeping newly assigned
+//! statistics, commit on partition revocation (and telling the loop which
+//! partitions went), and keeping newly assigned
 //! partitions paused while the circuit breaker is open.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use platform::kafka::ObservedContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -16,6 +18,9 @@ use rdkafka::ClientContext;
 use crate::metrics::ConsumerMetrics;
 use crate::progress::Progress;
 
+/// A partition (topic, number) revoked, and when.
+pub type Revoked = ((String, i32), Instant);
+
 /// Shared between the loop and librdkafka's callbacks.
 #[derive(Clone)]
 pub struct GroupContext {
@@ -27,6 +32,8 @@ pub struct GroupContext {
     pub paused: Arc<AtomicBool>,
     /// Told the group's total lag with each statistics report.
     progress: Progress,
+    /// Partitions revoked since the loop last asked, and when.
+    revoked: Arc<Mutex<Vec<Revoked>>>,
 }
 
 impl GroupContext {
@@ -38,6 +45,15 @@ impl GroupContext {
             group: group.to_owned(),
             paused: Arc::new(AtomicBool::new(false)),
             progress,
+            revoked: Arc::default(),
+        }
+    }
+
+    /// The partitions revoked since the last call, and when.
+    pub fn take_revoked(&self) -> Vec<Revoked> {
+        match self.revoked.lock() {
+            Ok(mut revoked) => std::mem::take(&mut *revoked),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 }
@@ -94,6 +110,15 @@ impl ConsumerContext for GroupContext {
                 Err(e) => {
                     tracing::warn!(error = %e, "commit on revocation failed; the next owner may redeliver")
                 }
+            }
+            if let Ok(mut revoked) = self.revoked.lock() {
+                let now = Instant::now();
+                revoked.extend(
+                    partitions
+                        .elements()
+                        .iter()
+                        .map(|e| ((e.topic().to_owned(), e.partition()), now)),
+                );
             }
             for element in partitions.elements() {
                 let _ = self.metrics.lag.remove_label_values(&[

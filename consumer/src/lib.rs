@@ -13,6 +13,7 @@ pub mod flood;
 pub mod identity;
 pub mod metrics;
 pub mod offsets;
+pub mod pending;
 pub mod persist;
 pub mod process;
 pub mod progress;

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::Offset;
 
@@ -25,16 +24,19 @@ pub fn bounds<'a>(
     bounds
 }
 
-/// Stores the offsets of `done` for the next commit.
+/// Stores the offsets of `done` for the next commit, each partition on its
+/// own: one that was revoked meanwhile (its next owner reads it again from
+/// the committed offset) does not keep the others from being stored.
 pub fn store<'a, C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     done: impl IntoIterator<Item = &'a OwnedMessage>,
-) -> Result<(), KafkaError> {
+) {
     for ((topic, partition), (_, offset)) in bounds(done) {
         // librdkafka stores offset + 1: the next message to read.
-        consumer.store_offset(&topic, partition, offset)?;
+        if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+            tracing::warn!(topic, partition, offset, error = %e, "cannot store the offset (partition revoked?)");
+        }
     }
-    Ok(())
 }
 
 /// Seeks every partition of `undone` back to its first message in it.
@@ -43,16 +45,26 @@ pub fn rewind<'a, C: ConsumerContext>(
     undone: impl IntoIterator<Item = &'a OwnedMessage>,
 ) {
     for ((topic, partition), (offset, _)) in bounds(undone) {
-        if let Err(e) = consumer.seek(
-            &topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::from_secs(5),
-        ) {
-            // The partition may have been revoked meanwhile: its next owner
-            // starts from the committed offset, which is not past `offset`.
-            tracing::warn!(topic, partition, offset, error = %e, "cannot rewind partition");
-        }
+        seek(consumer, &topic, partition, offset);
+    }
+}
+
+/// Seeks `topic`/`partition` to `offset`, the next message to read.
+pub fn seek<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) {
+    if let Err(e) = consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(offset),
+        Duration::from_secs(5),
+    ) {
+        // The partition may have been revoked meanwhile: its next owner
+        // starts from the committed offset, which is not past `offset`.
+        tracing::warn!(topic, partition, offset, error = %e, "cannot rewind partition");
     }
 }
 

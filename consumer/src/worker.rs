@@ -1,16 +1,22 @@
-//! The consumer loop, kept thin: read a batch, hand it to
-//! [`process_batch`], dead-letter what must be, store offsets of what is
-//! done, rewind what is not; pause everything while the database is down,
-//! and a partition whose messages would flood its DLQ.
+//! The consumer loop, kept thin: read messages, cut them into batches (up
+//! to `max_in_flight` written at once, each of partitions no other batch in
+//! flight holds), hand each to [`process_batch`], then in order dead-letter
+//! what must be, store offsets of what is done, rewind what is not; pause
+//! everything while the database is down, and a partition whose messages
+//! would flood its DLQ.
 //!
 //! Each message's log lines and spans are its own: work on a message runs
 //! inside its span with `.instrument()`, never with a span guard held across
 //! an `.await` (a guard held there leaks the span into whatever the thread
 //! runs next).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -27,10 +33,11 @@ use crate::events::{self, At, InternalEvent};
 use crate::flood::FloodGuard;
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
+use crate::pending::{BatchLimits, Pending, Placed};
 use crate::persist::Store;
 use contract::topics::Domains;
 
-use crate::process::{process_batch, Halt, Handled, Verdict};
+use crate::process::{process_batch, BatchOutcome, Halt, Handled, Verdict};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 
@@ -52,10 +59,10 @@ pub struct Worker {
     pub policy: RetryPolicy,
     /// Which domain each topic carries.
     pub topics: Domains,
-    /// Most messages per transaction.
-    pub batch_size: usize,
-    /// Longest wait to fill a batch once one message is in.
-    pub batch_wait: Duration,
+    /// How batches are cut.
+    pub limits: BatchLimits,
+    /// Most batches written at once (each of other partitions).
+    pub max_in_flight: usize,
     /// Counted by the internal events.
     pub metrics: ConsumerMetrics,
     /// Opens when the database is unreachable for everyone.
@@ -64,6 +71,8 @@ pub struct Worker {
     pub progress: Progress,
     /// Wait before the next try while the DLQ is unavailable.
     pub dlq_wait: Duration,
+    /// No batch is started before this while the DLQ is unavailable.
+    pub dlq_backoff_until: Option<Instant>,
     /// Keeps a failing broker from flooding the log.
     pub log_throttle: LogThrottle,
     /// Holds a partition whose messages would flood its DLQ.
@@ -122,12 +131,70 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
     }
 }
 
+/// A batch being written on a task of its own, and what came of it.
+type InFlight = Pin<Box<dyn Future<Output = Result<Written, Lost>> + Send>>;
+
+/// A batch written: its messages and their outcome.
+type Written = (Vec<Received>, BatchOutcome);
+
+/// A batch whose task ended without an outcome (a bug: it panicked): where
+/// each of its partitions must be read again from.
+struct Lost(Vec<((String, i32), i64)>);
+
+/// What woke the loop.
+enum Wake {
+    Stop,
+    Finished(Result<Written, Lost>),
+    Read(Result<OwnedMessage, rdkafka::error::KafkaError>),
+    Timer,
+}
+
+impl Placed for Received {
+    fn topic(&self) -> &str {
+        self.message.topic()
+    }
+    fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+    fn bytes(&self) -> usize {
+        self.message.payload().map_or(0, <[u8]>::len) + self.message.key().map_or(0, <[u8]>::len)
+    }
+    fn read_at(&self) -> Instant {
+        self.at
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Worker {
-    /// Runs until `stop` is cancelled, then commits what is done and leaves
-    /// the group.
+    /// Runs until `stop` is cancelled, then finishes the batches in flight,
+    /// commits what is done and leaves the group.
+    ///
+    /// Up to `max_in_flight` batches are written at once, each of
+    /// partitions no other batch in flight holds; the next messages are
+    /// read and wait in [`Pending`] meanwhile.
     pub async fn run(mut self, stop: CancellationToken) {
-        while !stop.is_cancelled() {
+        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        let mut pending: Pending<Received> = Pending::default();
+        loop {
+            self.forget_revoked(&mut pending);
             if self.breaker.is_open() {
+                // Let the batches out finish (they halt or fail fast), then
+                // put back what waits and probe until the database answers.
+                if let Some(written) = in_flight.next().await {
+                    self.finish_or_recover(written, &mut pending).await;
+                    continue;
+                }
+                self.put_back(&mut pending);
+                if stop.is_cancelled() {
+                    break;
+                }
                 self.wait_out_outage(&stop).await;
                 continue;
             }
@@ -139,13 +206,56 @@ impl Worker {
                 );
                 self.hold(&topic, partition, false);
             }
-            let wake = self.flood.next_due().map(tokio::time::Instant::from_std);
-            let Some(batch) = self.next_batch(&stop, wake).await else {
-                break;
-            };
-            if !batch.is_empty() {
-                self.handle(batch, &stop).await;
+            let now = Instant::now();
+            let dlq_ok = self.dlq_backoff_until.is_none_or(|until| until <= now);
+            while dlq_ok
+                && in_flight.len() < self.max_in_flight
+                && pending.should_cut(&self.limits, now)
+            {
+                let batch = pending.cut(&self.limits);
+                in_flight.push(self.write(batch, &stop));
             }
+            // Room for the next full batches while the others are written.
+            let room =
+                pending.len() < self.limits.messages * 3 && pending.bytes() < self.limits.bytes * 2;
+            let due = if dlq_ok && in_flight.len() < self.max_in_flight {
+                pending.due_at(&self.limits)
+            } else {
+                None
+            };
+            let backoff = self.dlq_backoff_until.filter(|until| *until > now);
+            let timer = earliest(earliest(due, self.flood.next_due()), backoff)
+                .map(tokio::time::Instant::from_std);
+            let wake = tokio::select! {
+                biased;
+                () = stop.cancelled() => Wake::Stop,
+                Some(written) = in_flight.next(), if !in_flight.is_empty() => {
+                    Wake::Finished(written)
+                }
+                next = self.consumer.recv(), if room => Wake::Read(next.map(|m| m.detach())),
+                () = sleep_until(timer) => Wake::Timer,
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::Finished(written) => self.finish_or_recover(written, &mut pending).await,
+                Wake::Read(Ok(message)) => {
+                    events::Consumed {
+                        topic: message.topic(),
+                    }
+                    .emit(&self.metrics);
+                    pending.push(received(message));
+                }
+                Wake::Read(Err(e)) => {
+                    self.consumer_error(&e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Wake::Timer => {}
+            }
+        }
+        // Stopping: the batches out halt at their next retry wait; what
+        // they finished is stored before the final commit.
+        while let Some(written) = in_flight.next().await {
+            self.finish_or_recover(written, &mut pending).await;
         }
         match commit(self.consumer.as_ref(), CommitMode::Sync) {
             Ok(()) => tracing::info!("final offsets committed"),
@@ -157,37 +267,64 @@ impl Worker {
         tracing::info!("left the consumer group");
     }
 
-    /// Waits for one message, then gathers more for up to `batch_wait`;
-    /// an empty batch when `wake` comes first (a held partition is due).
-    async fn next_batch(
-        &self,
-        stop: &CancellationToken,
-        wake: Option<tokio::time::Instant>,
-    ) -> Option<Vec<Received>> {
-        let first = loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return None,
-                () = sleep_until(wake) => return Some(Vec::new()),
-                next = self.consumer.recv() => match next {
-                    Ok(m) => break m.detach(),
-                    Err(e) => {
-                        self.consumer_error(&e);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        };
-        let mut batch = vec![received(first)];
-        let deadline = tokio::time::Instant::now() + self.batch_wait;
-        while batch.len() < self.batch_size {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(received(m.detach())),
-                Ok(Err(e)) => self.consumer_error(&e),
-                Err(_) => break,
+    /// Starts writing `batch` on a task of its own (decoding and the
+    /// database round trips of several batches run side by side, and the
+    /// loop goes on reading); the future gives the batch back with its
+    /// outcome.
+    fn write(&self, batch: Vec<Received>, stop: &CancellationToken) -> InFlight {
+        let store = self.store.clone();
+        let policy = self.policy;
+        let topics = self.topics.clone();
+        let stop = stop.clone();
+        let firsts: Vec<((String, i32), i64)> = offsets::bounds(batch.iter().map(|r| &r.message))
+            .into_iter()
+            .map(|(partition, (first, _))| (partition, first))
+            .collect();
+        let task = tokio::spawn(async move {
+            let outcome = {
+                let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
+                process_batch(&store, policy, &topics, &messages, &stop).await
+            };
+            (batch, outcome)
+        });
+        Box::pin(async move { task.await.map_err(|_| Lost(firsts)) })
+    }
+
+    /// Settles a written batch, or, if its task was lost, reads its
+    /// partitions again from where the batch started.
+    async fn finish_or_recover(
+        &mut self,
+        written: Result<Written, Lost>,
+        pending: &mut Pending<Received>,
+    ) {
+        match written {
+            Ok((batch, outcome)) => self.finish(batch, outcome, pending).await,
+            Err(Lost(firsts)) => {
+                tracing::error!("a batch ended without an outcome; its partitions are read again");
+                for (partition, offset) in &firsts {
+                    pending.drop_partition(partition);
+                    offsets::seek(self.consumer.as_ref(), &partition.0, partition.1, *offset);
+                }
+                pending.finished(firsts.iter().map(|(p, _)| p), Instant::now());
             }
         }
-        Some(batch)
+    }
+
+    /// Drops what waits of partitions revoked since the last call, read
+    /// before the revocation: their next owner reads them from the committed
+    /// offset. (What was read after it, the partition assigned again in the
+    /// same poll, is ours.)
+    fn forget_revoked(&self, pending: &mut Pending<Received>) {
+        for (partition, at) in self.consumer.context().take_revoked() {
+            pending.drop_read_before(&partition, at);
+        }
+    }
+
+    /// Seeks every partition with messages waiting back to the first of
+    /// them and drops them all (no batch may be in flight).
+    fn put_back(&self, pending: &mut Pending<Received>) {
+        let firsts = pending.drain_firsts();
+        offsets::rewind(self.consumer.as_ref(), firsts.iter().map(|r| &r.message));
     }
 
     fn consumer_error(&self, error: &rdkafka::error::KafkaError) {
@@ -197,15 +334,16 @@ impl Worker {
         }
     }
 
-    async fn handle(&mut self, batch: Vec<Received>, stop: &CancellationToken) {
-        for r in &batch {
-            events::Consumed {
-                topic: r.message.topic(),
-            }
-            .emit(&self.metrics);
-        }
+    /// Settles a written batch in order: dead letters sent, flood guard
+    /// asked, offsets stored for what is done; the rest of each unfinished
+    /// partition rewound, with what waits of it dropped (it is read again).
+    async fn finish(
+        &mut self,
+        batch: Vec<Received>,
+        outcome: BatchOutcome,
+        pending: &mut Pending<Received>,
+    ) {
         let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
-        let outcome = process_batch(&self.store, self.policy, &self.topics, &messages, stop).await;
         let mut done = 0;
         let mut dlq_down = None;
         for (r, handled) in batch.iter().zip(&outcome.handled) {
@@ -250,12 +388,18 @@ impl Worker {
                 events::FloodReleased { topic, partition }.emit(&self.metrics);
             }
         }
-        if let Err(e) = offsets::store(self.consumer.as_ref(), messages[..done].iter().copied()) {
-            tracing::error!(error = %e, "cannot store offsets");
-        }
+        offsets::store(self.consumer.as_ref(), messages[..done].iter().copied());
         if done < messages.len() {
-            offsets::rewind(self.consumer.as_ref(), messages[done..].iter().copied());
+            let undone = &messages[done..];
+            for partition in offsets::bounds(undone.iter().copied()).keys() {
+                pending.drop_partition(partition);
+            }
+            offsets::rewind(self.consumer.as_ref(), undone.iter().copied());
         }
+        let partitions: Vec<_> = offsets::bounds(messages.iter().copied())
+            .into_keys()
+            .collect();
+        pending.finished(&partitions, Instant::now());
         if let Err(e) = commit(self.consumer.as_ref(), CommitMode::Async) {
             tracing::warn!(error = %e, "commit failed; will commit with the next batch");
         }
@@ -264,18 +408,25 @@ impl Worker {
         }
         match (outcome.halted, dlq_down) {
             (Some(Halt::Outage(error)), _) => {
-                self.open_circuit(&contract::redact::scrub(&error.to_string()))
+                if !self.breaker.is_open() {
+                    self.open_circuit(&contract::redact::scrub(&error.to_string()))
+                }
             }
             (Some(Halt::Stopping), _) => {}
             (None, Some(e)) => {
                 tracing::error!(error = %e.0, wait = ?self.dlq_wait, "dead-letter topic unavailable; the message waits");
-                tokio::select! {
-                    () = tokio::time::sleep(self.dlq_wait) => {}
-                    () = stop.cancelled() => {}
-                }
+                self.dlq_backoff_until = Some(Instant::now() + self.dlq_wait);
                 self.dlq_wait = (self.dlq_wait * 2).min(MAX_DLQ_WAIT);
             }
-            (None, None) => self.dlq_wait = Duration::from_secs(1),
+            (None, None) => {
+                if self
+                    .dlq_backoff_until
+                    .is_some_and(|until| until <= Instant::now())
+                {
+                    self.dlq_backoff_until = None;
+                    self.dlq_wait = Duration::from_secs(1);
+                }
+            }
         }
     }
 

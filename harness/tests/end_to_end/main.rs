@@ -119,6 +119,49 @@ async fn kill_9_of_the_consumer(broker: Broker) {
         .await;
 }
 
+/// Rebalances under load: a second consumer joins the group mid-stream,
+/// then the first is killed -9 and its partitions move after its session
+/// times out. Every accepted order is stored once, and each partition's
+/// events in offset order, though each member writes several partitions at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalances_under_load_keep_each_partition_in_order_and_lose_nothing() {
+    let stack = Stack::start(TestDatabase::create().await, None).await;
+    let url = stack.producer.url("/orders");
+    let load =
+        tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(90)).await });
+    let count = "SELECT count(*) FROM orders";
+    let mut env = consumer_env(&stack.broker, &stack.db.url);
+    let group = stack
+        .consumer
+        .env_value("KAFKA_CONSUMER_GROUP")
+        .expect("the stack's group")
+        .to_owned();
+    for (name, value) in &mut env {
+        if *name == "KAFKA_CONSUMER_GROUP" {
+            value.clone_from(&group);
+        }
+    }
+    let joined_at = wait_for_count(&stack.db.pool, count, 300, DRAIN).await;
+    let mut second = Service::start("consumer", "CONSUMER_HTTP_ADDR", &env);
+    second.wait_ready("/readyz", READY).await;
+    println!("a second consumer joined with {joined_at} orders persisted");
+    let mut first = stack.consumer;
+    let killed_at = wait_for_count(&stack.db.pool, count, joined_at + 600, DRAIN).await;
+    first.kill9();
+    println!("the first consumer killed -9 with {killed_at} orders persisted");
+    let report = load.await.expect("load");
+    let stack = Stack {
+        db: stack.db,
+        broker: stack.broker,
+        producer: stack.producer,
+        consumer: second,
+    };
+    stack
+        .assert_exactly_once("rebalances under load", &report)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_each_service_under_load_drains_gracefully_and_loses_nothing() {
     let mut stack = Stack::start(TestDatabase::create().await, None).await;
