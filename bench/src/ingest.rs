@@ -24,6 +24,20 @@ pub fn order_body() -> anyhow::Result<Bytes> {
     Ok(serde_json::to_vec(&harness::load::order_body(1))?.into())
 }
 
+/// Orders per batch request.
+const BATCH: usize = 500;
+
+/// Clients sending batches at saturation: enough to keep the producer
+/// busy while each waits for its acknowledgements.
+const BATCH_CLIENTS: usize = 8;
+
+/// A `POST /orders/batch` body of [`BATCH`] orders, the same as
+/// [`order_body`], each a new order (no idempotency key).
+fn batch_body() -> anyhow::Result<Bytes> {
+    let item = serde_json::json!({ "order": harness::load::order_body(1) });
+    Ok(serde_json::to_vec(&serde_json::json!({ "orders": vec![item; BATCH] }))?.into())
+}
+
 fn ms(seconds: f64) -> f64 {
     seconds * 1000.0
 }
@@ -120,8 +134,43 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         peak.unwrap_or(f64::NAN),
     );
 
+    let batches = Target::new(&producer.url("/orders/batch"), batch_body()?, BATCH_CLIENTS)?
+        .accepted_with(200);
+    load::closed_loop(&batches, BATCH_CLIENTS, phase / 4).await;
+    let cpu = CpuMeter::start(&[
+        ("producer", Source::Pid(producer.pid())),
+        ("tansu", Source::Pid(tansu.pid())),
+        ("load generator", Source::Pid(me)),
+    ]);
+    let batch_sat = load::closed_loop(&batches, BATCH_CLIENTS, phase).await;
+    crate::system::record_cpu(report, "POST /orders/batch saturation", &cpu);
+    ensure!(
+        batch_sat.accepted > 0,
+        "no batch accepted at saturation ({} failed)",
+        batch_sat.failed
+    );
+    let batch_orders = batch_sat.throughput() * BATCH as f64;
+    report.record(
+        SECTION,
+        &format!("POST /orders/batch of {BATCH} at saturation ({BATCH_CLIENTS} clients)"),
+        "orders/s",
+        batch_orders,
+    );
+    report.record(
+        SECTION,
+        "POST /orders/batch not accepted at saturation",
+        "req",
+        batch_sat.failed as f64,
+    );
+
     let raw = raw_produce(&tansu.bootstrap, settings.raw_messages).await?;
     report.record(SECTION, "raw produce, same settings, no HTTP", "msg/s", raw);
+    report.record(
+        "ratio",
+        "batch intake orders / raw produce",
+        "x",
+        batch_orders / raw,
+    );
     report.record(
         "ratio",
         "ingest saturation / bare HTTP saturation",

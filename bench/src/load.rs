@@ -16,6 +16,7 @@ pub struct Target {
     url: Arc<str>,
     body: Bytes,
     correlation_id: Option<Arc<str>>,
+    accepted_status: u16,
 }
 
 impl Target {
@@ -30,7 +31,15 @@ impl Target {
             url: url.into(),
             body,
             correlation_id: None,
+            accepted_status: 202,
         })
+    }
+
+    /// Counts answers with `status` as accepted instead of `202` (a batch
+    /// answers `200`).
+    pub fn accepted_with(mut self, status: u16) -> Self {
+        self.accepted_status = status;
+        self
     }
 
     /// Sends `X-Correlation-ID: id` with every request.
@@ -39,7 +48,7 @@ impl Target {
         self
     }
 
-    /// One request; true when it was answered `202`.
+    /// One request; true when it was answered as accepted.
     pub async fn post(&self) -> bool {
         let mut request = self
             .client
@@ -51,7 +60,7 @@ impl Target {
         }
         match request.send().await {
             // Read the answer so the connection goes back to the pool.
-            Ok(r) => r.status().as_u16() == 202 && r.bytes().await.is_ok(),
+            Ok(r) => r.status().as_u16() == self.accepted_status && r.bytes().await.is_ok(),
             Err(_) => false,
         }
     }
