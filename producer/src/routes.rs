@@ -81,7 +81,6 @@ pub struct AcceptedUser {
         (status = 503, description = "broker unavailable or queue full; see Retry-After", body = ErrorBody),
     )
 )]
-#[tracing::instrument(name = "create_order", skip_all, fields(order_id, correlation_id))]
 pub async fn create_order(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -128,7 +127,6 @@ macro_rules! batch_path {
                 (status = 503, description = "no item stored: broker unavailable or queue full; see Retry-After", body = ErrorBody),
             )
         )]
-        #[tracing::instrument(name = "create_batch", skip_all, fields(correlation_id, items))]
         pub async fn $name(
             State(state): State<Arc<AppState>>,
             headers: HeaderMap,
@@ -169,7 +167,6 @@ batch_path!(create_users, "/users/batch", "users", UserBatch, "users");
         (status = 503, description = "broker unavailable or queue full; see Retry-After", body = ErrorBody),
     )
 )]
-#[tracing::instrument(name = "create_user", skip_all, fields(user_id, correlation_id))]
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -212,13 +212,20 @@ impl Application {
     }
 }
 
-/// A span per request that continues the caller's W3C trace, if any.
+/// A span per request that continues the caller's W3C trace, if any; the
+/// handlers record the order or user id, the correlation id and a batch's
+/// size on it (one span per request: each costs the log and trace layers
+/// work whether or not anything is logged in it).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let span = tracing::info_span!(
         "http_request",
         method = %request.method(),
         path = %request.uri().path(),
         trace_id = tracing::field::Empty,
+        order_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+        correlation_id = tracing::field::Empty,
+        items = tracing::field::Empty,
     );
     platform::trace::continue_from(&span, |name| {
         request
