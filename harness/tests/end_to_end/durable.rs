@@ -24,6 +24,17 @@ async fn running(stack: &Stack, n: i64) {
     assert!(persisted >= n, "the pipeline runs before the fault");
 }
 
+/// Checks, right after the fault, that the load of `total` orders was
+/// still under way when it struck (else the scenario proved nothing).
+async fn under_load(stack: &Stack, total: i64) {
+    let persisted = stack.count("SELECT count(*) FROM orders").await;
+    println!("{persisted} of {total} orders persisted when the fault struck");
+    assert!(
+        persisted < total,
+        "the fault came after the load: {persisted} persisted"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_killed_and_restarted_under_load_keeps_every_202() {
     let mut stack = durable_stack().await;
@@ -36,6 +47,8 @@ async fn a_whole_cluster_killed_and_restarted_under_load_keeps_every_202() {
         cluster.kill(n);
     }
     println!("both brokers killed -9 under load");
+    under_load(&stack, 3000).await;
+    let cluster = stack.broker.cluster.as_mut().expect("a cluster");
     tokio::time::sleep(Duration::from_secs(5)).await;
     for n in 0..cluster.len() {
         cluster.restart(n);
@@ -69,6 +82,7 @@ async fn one_broker_of_two_killed_under_load_the_other_carries_on() {
     running(&stack, 200).await;
     stack.broker.cluster.as_mut().expect("a cluster").kill(0);
     println!("broker 0 of 2 killed -9 under load");
+    under_load(&stack, 3000).await;
     let report = load.await.expect("load");
     let refused = report.statuses.get(&503).copied().unwrap_or(0)
         + report.statuses.get(&0).copied().unwrap_or(0);
