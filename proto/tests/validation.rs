@@ -401,6 +401,23 @@ mod api_and_consumer_agree {
         ]
     }
 
+    /// The API and the consumer both accept `body`, or both refuse it.
+    fn agree<A, C>(
+        api: &Result<A, String>,
+        consumer: &Result<C, String>,
+        body: &Value,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            api.is_ok(),
+            consumer.is_ok(),
+            "API: {:?}\nconsumer: {:?}\nbody: {}",
+            api.as_ref().err(),
+            consumer.as_ref().err(),
+            body
+        );
+        Ok(())
+    }
+
     static ACCEPTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     prop_compose! {
@@ -488,14 +505,7 @@ mod api_and_consumer_agree {
             let consumer = OrderEvent::decode(&event, Format::Json, 2)
                 .map_err(|e| e.to_string())
                 .and_then(|e| validation::order_event(&e).map_err(|e| e.to_string()));
-            prop_assert_eq!(
-                api.is_ok(),
-                consumer.is_ok(),
-                "API: {:?}\nconsumer: {:?}\nbody: {}",
-                api.err(),
-                consumer.err(),
-                body
-            );
+            agree(&api, &consumer, &body)?;
             if let Ok(valid) = api {
                 ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // And the event the API itself builds is valid.
@@ -552,14 +562,7 @@ mod api_and_consumer_agree {
             let consumer = UserEvent::decode(&serde_json::to_vec(&event).unwrap(), Format::Json, 1)
                 .map_err(|e| e.to_string())
                 .and_then(|e| validation::user_event(&e).map_err(|e| e.to_string()));
-            prop_assert_eq!(
-                api.is_ok(),
-                consumer.is_ok(),
-                "API: {:?}\nconsumer: {:?}\nbody: {}",
-                api.err(),
-                consumer.err(),
-                body
-            );
+            agree(&api, &consumer, &body)?;
             if let Ok(valid) = api {
                 USERS_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let id = body.get("user_id").and_then(Value::as_str).unwrap_or("u-generated").to_owned();
