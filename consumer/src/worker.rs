@@ -217,7 +217,7 @@ impl Worker {
             }
             // Room for the next full batches while the others are written.
             let room =
-                pending.len() < self.limits.messages * 3 && pending.bytes() < self.limits.bytes * 2;
+                pending.len() < self.limits.messages * 2 && pending.bytes() < self.limits.bytes * 2;
             let due = if dlq_ok && in_flight.len() < self.max_in_flight {
                 pending.due_at(&self.limits)
             } else {
