@@ -48,5 +48,8 @@ PUBSUBKAFKA_IGNORE_PATH=1 bash monitoring/check.sh
 section "monitoring/check.sh, promtool on PATH"
 PATH="$(dirname "$(scripts/debian-tool.sh promtool prometheus)"):$PATH" bash monitoring/check.sh
 
-section "deploy/check.sh"
-bash deploy/check.sh
+section "deploy/check.sh, tools as if not on PATH"
+PUBSUBKAFKA_IGNORE_PATH=1 bash deploy/check.sh
+
+section "deploy/check.sh, promtool on PATH"
+PATH="$(dirname "$(scripts/debian-tool.sh promtool prometheus)"):$PATH" bash deploy/check.sh
