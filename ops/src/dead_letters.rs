@@ -92,6 +92,18 @@ pub struct DeadLetter {
     pub headers: BTreeMap<String, String>,
 }
 
+/// Longest text taken from a header that any client may have set, in
+/// characters.
+const MAX_FIELD_CHARS: usize = 120;
+
+/// `text` cut at [`MAX_FIELD_CHARS`].
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((at, _)) => text[..at].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
 /// `class: text` with every word holding a digit replaced by `#` (offsets,
 /// ids, amounts), cut at 120 characters.
 pub fn fingerprint(class: Option<&str>, message: Option<&str>) -> String {
@@ -106,11 +118,7 @@ pub fn fingerprint(class: Option<&str>, message: Option<&str>) -> String {
             }
         })
         .collect();
-    let mut print = format!("{}: {}", class.unwrap_or("?"), text.join(" "));
-    if let Some((cut, _)) = print.char_indices().nth(120) {
-        print.truncate(cut);
-    }
-    print
+    cut(&format!("{}: {}", class.unwrap_or("?"), text.join(" ")))
 }
 
 impl DeadLetter {
@@ -136,6 +144,7 @@ impl DeadLetter {
             })
             .unwrap_or_default();
         let get = |name: &str| headers.get(name).cloned();
+        let error_message = get(h::DLQ_ERROR_MESSAGE);
         Self {
             partition: message.partition(),
             offset: message.offset(),
@@ -147,9 +156,9 @@ impl DeadLetter {
             original_offset: get(h::DLQ_ORIGINAL_OFFSET).and_then(|v| v.parse().ok()),
             error_kind: get(h::DLQ_ERROR_KIND),
             error_class: get(h::DLQ_ERROR_CLASS),
-            // Dead letters written before error texts were scrubbed may
-            // quote customer data: never shown as it is.
-            error_message: get(h::DLQ_ERROR_MESSAGE).map(|m| scrub(&m)),
+            // Scrubbed above: dead letters written before error texts were
+            // scrubbed may quote customer data, never shown as it is.
+            error_message: error_message.clone(),
             retry_count: get(h::DLQ_RETRY_COUNT).and_then(|v| v.parse().ok()),
             replay_count: get(h::DLQ_REPLAY_COUNT)
                 .and_then(|v| v.parse().ok())
@@ -158,18 +167,21 @@ impl DeadLetter {
                 .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
                 .map(|t| t.with_timezone(&Utc)),
             consumer_group: get(h::DLQ_CONSUMER_GROUP),
-            first_error_class: get(h::DLQ_FIRST_ERROR_CLASS).or_else(|| get(h::DLQ_ERROR_CLASS)),
+            // The first failure's headers travel with the message from its
+            // original topic, where any client may have set them: cut.
+            first_error_class: get(h::DLQ_FIRST_ERROR_CLASS)
+                .map(|c| cut(&c))
+                .or_else(|| get(h::DLQ_ERROR_CLASS)),
             first_original: get(h::DLQ_FIRST_ORIGINAL_TOPIC).map(|topic| {
+                let part = |name| get(name).map_or_else(|| "?".to_owned(), |v| cut(&v));
                 format!(
-                    "{topic}/{}/{}",
-                    get(h::DLQ_FIRST_ORIGINAL_PARTITION).unwrap_or_else(|| "?".into()),
-                    get(h::DLQ_FIRST_ORIGINAL_OFFSET).unwrap_or_else(|| "?".into())
+                    "{}/{}/{}",
+                    cut(&topic),
+                    part(h::DLQ_FIRST_ORIGINAL_PARTITION),
+                    part(h::DLQ_FIRST_ORIGINAL_OFFSET)
                 )
             }),
-            fingerprint: fingerprint(
-                get(h::DLQ_ERROR_CLASS).as_deref(),
-                get(h::DLQ_ERROR_MESSAGE).map(|m| scrub(&m)).as_deref(),
-            ),
+            fingerprint: fingerprint(get(h::DLQ_ERROR_CLASS).as_deref(), error_message.as_deref()),
             pending: None,
             headers,
         }
@@ -391,5 +403,58 @@ mod tests {
         assert_eq!(fingerprint(None, None), "?: ");
         let long = "ä".repeat(500);
         assert_eq!(fingerprint(Some("x"), Some(&long)).chars().count(), 120);
+    }
+
+    /// Header names a dead letter is read by, and some it is not.
+    const NAMES: [&str; 12] = [
+        h::DLQ_ERROR_CLASS,
+        h::DLQ_ERROR_KIND,
+        h::DLQ_ERROR_MESSAGE,
+        h::DLQ_REPLAY_COUNT,
+        h::DLQ_FAILED_AT,
+        h::DLQ_ORIGINAL_PARTITION,
+        h::DLQ_FIRST_ERROR_CLASS,
+        h::DLQ_FIRST_ORIGINAL_TOPIC,
+        h::DLQ_FIRST_ORIGINAL_PARTITION,
+        h::DLQ_FIRST_ORIGINAL_OFFSET,
+        "dlq-first-unknown",
+        "x",
+    ];
+
+    proptest::proptest! {
+        /// Whatever headers a dead letter carries (repeated, empty, huge,
+        /// not UTF-8), it is read without a panic, and what a listing
+        /// counts and prints of its first failure stays short.
+        #[test]
+        fn any_headers_are_read_and_what_is_listed_stays_short(
+            headers in proptest::collection::vec(
+                (0..NAMES.len(), proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000))),
+                0..30,
+            ),
+        ) {
+            let mut owned = rdkafka::message::OwnedHeaders::new();
+            for (name, value) in &headers {
+                owned = owned.insert(rdkafka::message::Header { key: NAMES[*name], value: value.as_deref() });
+            }
+            let message = OwnedMessage::new(
+                None,
+                None,
+                "orders-dlq".into(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                0,
+                Some(owned),
+            );
+            let letter = DeadLetter::of(&message);
+            proptest::prop_assert!(letter.fingerprint.chars().count() <= MAX_FIELD_CHARS);
+            if let Some(first) = letter.first_original {
+                proptest::prop_assert!(first.chars().count() <= 3 * MAX_FIELD_CHARS + 2);
+            }
+            if headers.iter().any(|(n, _)| NAMES[*n] == h::DLQ_FIRST_ERROR_CLASS) {
+                if let Some(class) = letter.first_error_class {
+                    proptest::prop_assert!(class.chars().count() <= MAX_FIELD_CHARS);
+                }
+            }
+        }
     }
 }

@@ -55,16 +55,53 @@ pub struct Listing {
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<usize>,
     /// `class (kind)` -> count, over the selected dead letters.
-    by_class: BTreeMap<String, usize>,
+    by_class: Tally,
     /// The first failure's class -> count (a message that failed again
     /// after a replay counts under its first cause).
-    by_first_class: BTreeMap<String, usize>,
+    by_first_class: Tally,
     /// Error fingerprint -> count.
-    by_fingerprint: BTreeMap<String, usize>,
+    by_fingerprint: Tally,
     /// Selected dead letters of messages that had been replayed (they carry
     /// their first failure).
     failed_again: usize,
     dead_letters: Vec<DeadLetter>,
+}
+
+/// Most distinct keys a listing counts under one heading; the rest count
+/// under [`Tally::OTHER`], so that however many distinct causes a DLQ
+/// holds (texts quoting field names any client chose), a listing's memory
+/// stays bounded.
+const MAX_TALLIED: usize = 1000;
+
+/// Counts by key, at most [`MAX_TALLIED`] keys.
+#[derive(Debug, Default, Serialize)]
+#[serde(transparent)]
+struct Tally(BTreeMap<String, usize>);
+
+impl Tally {
+    /// Where the keys past the limit are counted.
+    const OTHER: &'static str = "(other)";
+
+    fn count(&mut self, key: &str) {
+        if let Some(n) = self.0.get_mut(key) {
+            *n += 1;
+            return;
+        }
+        let key = if self.0.len() < MAX_TALLIED {
+            key
+        } else {
+            Self::OTHER
+        };
+        *self.0.entry(key.to_owned()).or_default() += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &usize)> {
+        self.0.iter()
+    }
 }
 
 /// `dlq list`: the dead letters of a topic, grouped and counted by class,
@@ -97,9 +134,9 @@ pub fn list(
         selected: 0,
         group: group.map(str::to_owned),
         pending: reached.as_ref().map(|_| 0),
-        by_class: BTreeMap::new(),
-        by_first_class: BTreeMap::new(),
-        by_fingerprint: BTreeMap::new(),
+        by_class: Tally::default(),
+        by_first_class: Tally::default(),
+        by_fingerprint: Tally::default(),
         failed_again: 0,
         dead_letters: Vec::new(),
     };
@@ -124,21 +161,12 @@ pub fn list(
             letter.error_class.as_deref().unwrap_or("?"),
             letter.error_kind.as_deref().unwrap_or("?")
         );
-        *listing.by_class.entry(class).or_default() += 1;
+        listing.by_class.count(&class);
         listing.failed_again += usize::from(letter.first_original.is_some());
-        *listing
+        listing
             .by_first_class
-            .entry(
-                letter
-                    .first_error_class
-                    .clone()
-                    .unwrap_or_else(|| "?".into()),
-            )
-            .or_default() += 1;
-        *listing
-            .by_fingerprint
-            .entry(letter.fingerprint.clone())
-            .or_default() += 1;
+            .count(letter.first_error_class.as_deref().unwrap_or("?"));
+        listing.by_fingerprint.count(&letter.fingerprint);
         if listing.dead_letters.len() < limit {
             listing.dead_letters.push(letter);
         }
@@ -162,7 +190,7 @@ pub fn print_listing(out: &mut impl std::io::Write, listing: &Listing) -> std::i
     }
     if !listing.by_class.is_empty() {
         writeln!(out, "\nby error class:")?;
-        for (class, n) in &listing.by_class {
+        for (class, n) in listing.by_class.iter() {
             writeln!(out, "  {class:<44} {n:>7}")?;
         }
         if listing.failed_again > 0 {
@@ -170,7 +198,7 @@ pub fn print_listing(out: &mut impl std::io::Write, listing: &Listing) -> std::i
                 out,
                 "\nby first cause (the class of the first failure, across replays):"
             )?;
-            for (class, n) in &listing.by_first_class {
+            for (class, n) in listing.by_first_class.iter() {
                 writeln!(out, "  {class:<44} {n:>7}")?;
             }
         }
@@ -661,5 +689,26 @@ impl Progress {
             });
             eprintln!("{line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_keeps_at_most_its_limit_of_keys_and_counts_the_rest_as_other() {
+        let mut tally = Tally::default();
+        for n in 0..MAX_TALLIED + 500 {
+            tally.count(&format!("cause {n}"));
+        }
+        tally.count("cause 3");
+        assert_eq!(tally.0.len(), MAX_TALLIED + 1);
+        assert_eq!(tally.0["cause 3"], 2, "a key already kept is still counted");
+        assert_eq!(tally.0[Tally::OTHER], 500);
+        assert_eq!(
+            tally.iter().map(|(_, n)| n).sum::<usize>(),
+            MAX_TALLIED + 501
+        );
     }
 }
