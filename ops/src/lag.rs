@@ -577,7 +577,7 @@ impl LagMetrics {
         }
         for (topic, partition) in &previous.partitions {
             if !now.partitions.contains(&(topic.clone(), partition.clone())) {
-                self.remove_partition(group, topic, partition);
+                self.remove_partition(&exported, group, topic, partition);
             }
         }
         exported.insert(group.to_owned(), now);
@@ -599,7 +599,7 @@ impl LagMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(previous) = exported.remove(group) {
             for (topic, partition) in &previous.partitions {
-                self.remove_partition(group, topic, partition);
+                self.remove_partition(&exported, group, topic, partition);
             }
             if let Some(state) = &previous.state {
                 let _ = self.state.remove_label_values(&[group, state]);
@@ -617,13 +617,29 @@ impl LagMetrics {
             .set(took.as_secs_f64());
     }
 
-    fn remove_partition(&self, group: &str, topic: &str, partition: &str) {
+    /// Removes `group`'s series of a partition; its high watermark, which
+    /// has no group label, only when no other group (in `others`) still
+    /// exports that partition.
+    fn remove_partition(
+        &self,
+        others: &BTreeMap<String, Exported>,
+        group: &str,
+        topic: &str,
+        partition: &str,
+    ) {
         let labels = [group, topic, partition];
         let _ = self.lag.remove_label_values(&labels);
         let _ = self.lag_seconds.remove_label_values(&labels);
         let _ = self.committed.remove_label_values(&labels);
         let _ = self.eta.remove_label_values(&labels);
-        let _ = self.high.remove_label_values(&[topic, partition]);
+        let shared = others.values().any(|e| {
+            e.partitions
+                .iter()
+                .any(|(t, p)| t == topic && p == partition)
+        });
+        if !shared {
+            let _ = self.high.remove_label_values(&[topic, partition]);
+        }
         for status in Status::ALL {
             let _ = self
                 .status
@@ -658,6 +674,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever `--group` holds, it is a group with topics, none of
+        /// them empty or carrying a comma, or it is refused.
+        #[test]
+        fn any_group_spec_is_a_group_with_topics_or_refused(spec in "[a-z=, ]{0,12}|\\PC{0,40}") {
+            let default = vec!["orders".to_owned()];
+            if let Ok(g) = GroupSpec::parse(&spec, &default) {
+                proptest::prop_assert!(!g.name.is_empty() && !g.name.contains('='));
+                proptest::prop_assert!(!g.topics.is_empty());
+                for t in &g.topics {
+                    proptest::prop_assert!(!t.is_empty() && !t.contains(','));
+                }
+            }
+        }
+    }
+
     fn lag(at_ms: i64, committed: Option<i64>, high: i64) -> GroupLag {
         let position = committed.unwrap_or(0);
         GroupLag {
@@ -675,6 +707,41 @@ mod tests {
             }],
             total: high - position,
         }
+    }
+
+    #[test]
+    fn a_failed_group_keeps_the_high_watermark_another_group_still_exports() {
+        let registry = Registry::new();
+        let metrics = LagMetrics::register(&registry).unwrap();
+        let report = |group: &str| {
+            let mut lag = lag(1_000, Some(5), 10);
+            lag.group = group.to_owned();
+            History::new(Duration::from_secs(60)).record(&lag)
+        };
+        metrics.set(&report("a"), Duration::ZERO);
+        metrics.set(&report("b"), Duration::ZERO);
+        metrics.failed("a", Duration::ZERO);
+        assert_eq!(
+            metrics
+                .lag
+                .get_metric_with_label_values(&["b", "orders", "0"])
+                .map(|g| g.get())
+                .ok(),
+            Some(5)
+        );
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(!text.contains("kafka_consumer_lag{group=\"a\""), "{text}");
+        assert!(
+            text.contains("kafka_topic_high_watermark{partition=\"0\",topic=\"orders\"} 10"),
+            "{text}"
+        );
+        metrics.failed("b", Duration::ZERO);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(!text.contains("kafka_topic_high_watermark{"), "{text}");
     }
 
     #[test]
