@@ -42,6 +42,8 @@ pub struct BatchLimits {
 struct Lane<M> {
     key: PartitionKey,
     queue: VecDeque<M>,
+    /// Bytes of the messages in `queue`.
+    bytes: usize,
     busy: bool,
     /// When its last batch finished: what waited meanwhile counts as
     /// waiting from then, so a partition that comes free gets a moment to
@@ -108,24 +110,15 @@ impl<M: Placed> Pending<M> {
                 self.lanes.push(Lane {
                     key: (m.topic().to_owned(), m.partition()),
                     queue: VecDeque::new(),
+                    bytes: 0,
                     busy: false,
                     freed_at: None,
                 });
                 self.lanes.len() - 1
             }
         };
+        self.lanes[at].bytes += m.bytes();
         self.lanes[at].queue.push_back(m);
-    }
-
-    /// Whether a batch of `key` is in flight.
-    pub fn is_busy(&self, key: &PartitionKey) -> bool {
-        self.lane(&key.0, key.1)
-            .is_some_and(|at| self.lanes[at].busy)
-    }
-
-    /// Whether any batch is in flight.
-    pub fn any_busy(&self) -> bool {
-        self.lanes.iter().any(|l| l.busy)
     }
 
     fn ready(&self) -> impl Iterator<Item = &Lane<M>> {
@@ -154,7 +147,7 @@ impl<M: Placed> Pending<M> {
                 return true;
             }
             count += lane.queue.len();
-            bytes += lane.queue.iter().map(Placed::bytes).sum::<usize>();
+            bytes += lane.bytes;
             if count >= limits.messages || bytes >= limits.bytes {
                 return true;
             }
@@ -184,6 +177,7 @@ impl<M: Placed> Pending<M> {
                     break;
                 };
                 bytes += m.bytes();
+                lane.bytes -= m.bytes();
                 lane.busy = true;
                 batch.push(m);
             }
@@ -211,30 +205,26 @@ impl<M: Placed> Pending<M> {
         self.lanes.retain(|l| l.busy || !l.queue.is_empty());
     }
 
-    fn remove_where(&mut self, at: usize, mut drop: impl FnMut(&M) -> bool) -> Option<M> {
+    fn remove_where(&mut self, at: usize, mut drop: impl FnMut(&M) -> bool) {
         let lane = &mut self.lanes[at];
-        let mut first = None;
-        let mut kept = VecDeque::with_capacity(lane.queue.len());
-        for m in lane.queue.drain(..) {
-            if drop(&m) {
-                self.len -= 1;
-                self.bytes -= m.bytes();
-                if first.is_none() {
-                    first = Some(m);
-                }
-            } else {
-                kept.push_back(m);
+        let before = (lane.queue.len(), lane.bytes);
+        lane.queue.retain(|m| {
+            let dropped = drop(m);
+            if dropped {
+                lane.bytes -= m.bytes();
             }
-        }
-        lane.queue = kept;
-        first
+            !dropped
+        });
+        self.len -= before.0 - lane.queue.len();
+        self.bytes -= before.1 - lane.bytes;
     }
 
     /// Drops every waiting message of `partition` (it is rewound, or no
-    /// longer ours); returns the first one dropped.
-    pub fn drop_partition(&mut self, partition: &PartitionKey) -> Option<M> {
-        let at = self.lane(&partition.0, partition.1)?;
-        self.remove_where(at, |_| true)
+    /// longer ours).
+    pub fn drop_partition(&mut self, partition: &PartitionKey) {
+        if let Some(at) = self.lane(&partition.0, partition.1) {
+            self.remove_where(at, |_| true);
+        }
     }
 
     /// Drops the waiting messages of `partition` read before `at` (it was
@@ -250,6 +240,7 @@ impl<M: Placed> Pending<M> {
         let mut firsts = Vec::new();
         for lane in &mut self.lanes {
             let mut queue = std::mem::take(&mut lane.queue);
+            lane.bytes = 0;
             if let Some(first) = queue.pop_front() {
                 firsts.push(first);
             }
@@ -264,6 +255,17 @@ impl<M: Placed> Pending<M> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every count kept on the side matches the messages held.
+    fn consistent<M: Placed>(p: &Pending<M>) -> bool {
+        let lanes_agree = p
+            .lanes
+            .iter()
+            .all(|l| l.bytes == l.queue.iter().map(Placed::bytes).sum::<usize>());
+        let len: usize = p.lanes.iter().map(|l| l.queue.len()).sum();
+        let bytes: usize = p.lanes.iter().map(|l| l.bytes).sum();
+        lanes_agree && len == p.len() && bytes == p.bytes()
+    }
 
     fn key_of<M: Placed>(m: &M) -> PartitionKey {
         (m.topic().to_owned(), m.partition())
@@ -376,15 +378,15 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_partition_returns_its_first_message() {
+    fn dropping_a_partition_or_all_keeps_the_counts_and_returns_the_firsts() {
         let now = Instant::now();
         let mut p = Pending::default();
         for (partition, offset) in [(0, 4), (1, 1), (0, 5)] {
             p.push(m(partition, offset, now));
         }
-        let first = p.drop_partition(&("orders".to_owned(), 0)).unwrap();
-        assert_eq!(first.offset, 4);
+        p.drop_partition(&("orders".to_owned(), 0));
         assert_eq!((p.len(), p.bytes()), (1, 10));
+        assert!(consistent(&p));
         p.push(m(2, 9, now));
         p.push(m(2, 10, now));
         let firsts = p.drain_firsts();
@@ -444,6 +446,7 @@ mod tests {
                     }
                     1 => {
                         let batch = p.cut(&lim);
+                        prop_assert!(consistent(&p));
                         prop_assert!(batch.len() <= max_messages);
                         prop_assert!(batch.len() <= 1 || batch.iter().map(|m| m.bytes).sum::<usize>() <= max_bytes);
                         for flying in &in_flight {
@@ -474,6 +477,7 @@ mod tests {
                             left.entry(m.partition).or_default().push(m.offset);
                         }
                         p.finished(&keys, now);
+                        prop_assert!(consistent(&p));
                     }
                 }
             }
