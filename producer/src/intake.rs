@@ -31,15 +31,21 @@ const PRODUCER: &str = concat!("producer/", env!("CARGO_PKG_VERSION"));
 /// A request body of `R`, parsed and valid.
 pub struct Validated<R: Intake>(pub Valid<R>);
 
+/// The body of `request`, which the admission layer has read whole within
+/// its limits already.
+async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::Malformed(e.body_text()))
+}
+
 impl<R: Intake, S: Send + Sync> FromRequest<S> for Validated<R> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        // The admission layer has read the body within its limits already.
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::Malformed(e.body_text()))?;
-        Ok(Self(parse_json::<R>(&body)?.validate()?))
+        Ok(Self(
+            parse_json::<R>(&body(request, state).await?)?.validate()?,
+        ))
     }
 }
 
@@ -62,10 +68,7 @@ impl<B: Batch> FromRequest<Arc<AppState>> for ValidatedBatch<B> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::Malformed(e.body_text()))?;
-        let batch = parse_json::<B>(&body)?;
+        let batch = parse_json::<B>(&body(request, state).await?)?;
         Ok(Self(contract::batch::validate(
             batch,
             state.max_batch_items,
@@ -142,26 +145,18 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
-fn metadata<E: Event>(event_id: Uuid, correlation_id: String) -> EventMetadata {
-    let trace = platform::trace::ids(&Span::current());
-    EventMetadata {
-        event_id,
-        event_type: E::DOMAIN.event_type().to_owned(),
-        schema_version: E::SCHEMA_VERSION,
-        occurred_at: Utc::now(),
-        producer: PRODUCER.to_owned(),
-        correlation_id,
-        trace_id: trace.as_ref().map(|(t, _)| t.clone()),
-        span_id: trace.map(|(_, s)| s),
-    }
+/// The request's trace context, read once per request (a batch's events
+/// all carry it): its ids for the events' metadata, its W3C headers for
+/// the messages.
+struct Trace {
+    ids: Option<(String, String)>,
+    headers: Vec<(&'static str, String)>,
 }
 
-/// Encodes and publishes `event` with its envelope and the trace context.
-async fn publish<E: Event>(state: &AppState, event: &E) -> Result<Delivered, ApiError> {
-    let payload = event.encode(state.format)?;
-    let mut headers = Envelope::of(event, state.format).headers();
-    headers.extend(
-        platform::trace::inject(&Span::current())
+impl Trace {
+    fn current() -> Self {
+        let span = Span::current();
+        let headers = platform::trace::inject(&span)
             .into_iter()
             .filter_map(|(name, value)| {
                 // The propagator writes only the W3C names.
@@ -172,8 +167,45 @@ async fn publish<E: Event>(state: &AppState, event: &E) -> Result<Delivered, Api
                 .into_iter()
                 .find(|known| *known == name)
                 .map(|known| (known, value))
-            }),
-    );
+            })
+            .collect();
+        Self {
+            ids: platform::trace::ids(&span),
+            headers,
+        }
+    }
+}
+
+fn metadata<E: Event>(event_id: Uuid, correlation_id: String, trace: &Trace) -> EventMetadata {
+    EventMetadata {
+        event_id,
+        event_type: E::DOMAIN.event_type().to_owned(),
+        schema_version: E::SCHEMA_VERSION,
+        occurred_at: Utc::now(),
+        producer: PRODUCER.to_owned(),
+        correlation_id,
+        trace_id: trace.ids.as_ref().map(|(t, _)| t.clone()),
+        span_id: trace.ids.as_ref().map(|(_, s)| s.clone()),
+    }
+}
+
+/// Encodes and publishes `event` with its envelope and the trace context.
+async fn publish<E: Event>(
+    state: &AppState,
+    event: &E,
+    trace: &Trace,
+) -> Result<Delivered, ApiError> {
+    let payload = event.encode(state.format)?;
+    let envelope = Envelope::of(event, state.format).headers();
+    let headers = envelope
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .chain(
+            trace
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
     let topic = state.topics.topic(E::DOMAIN);
     let delivered = state
         .publisher
@@ -210,11 +242,12 @@ pub async fn accept<R: Answer>(
     span.record(R::ID_FIELD, tracing::field::display(&ids.aggregate));
     span.record("correlation_id", correlation_id.as_str());
     let body = R::answer(&ids);
+    let trace = Trace::current();
     let event = valid.into_event(
         ids.aggregate,
-        metadata::<R::Event>(ids.event, correlation_id.clone()),
+        metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
     );
-    publish(&state, &event).await?;
+    publish(&state, &event, &trace).await?;
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert("x-correlation-id", value);
@@ -236,6 +269,7 @@ where
 {
     let correlation_id = correlation_id(&headers);
     Span::current().record("correlation_id", correlation_id.as_str());
+    let trace = Trace::current();
     let mut outcomes = Vec::with_capacity(items.len());
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
@@ -254,13 +288,17 @@ where
         outcomes.push(outcome);
         events.push(item.valid.into_event(
             item.ids.aggregate,
-            metadata::<<B::Request as Intake>::Event>(item.ids.event, correlation_id.clone()),
+            metadata::<<B::Request as Intake>::Event>(
+                item.ids.event,
+                correlation_id.clone(),
+                &trace,
+            ),
         ));
     }
     // Every send is queued before any acknowledgement is awaited, so the
     // producer batches them as it batches concurrent requests.
     let delivered =
-        futures::future::join_all(events.iter().map(|event| publish(&state, event))).await;
+        futures::future::join_all(events.iter().map(|event| publish(&state, event, &trace))).await;
     let (status, answer) = settle(outcomes, delivered)?;
     let failed = answer.failed;
     let mut response = (status, Json(answer)).into_response();

@@ -823,7 +823,14 @@ async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
         .map(|n| serde_json::json!({"idempotency_key": format!("batch-key-{n}"), "order": order_body()}))
         .collect();
     let body = serde_json::json!({ "orders": items });
-    let answer = app.post("/orders/batch").json(&body).send().await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let answer = app
+        .post("/orders/batch")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     let answer: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(answer["status"], "accepted");
@@ -847,6 +854,15 @@ async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
     keys.sort();
     ids.sort();
     assert_eq!(keys, ids, "each item is on the topic under its order id");
+    for m in &messages {
+        let traceparent = header(m, "traceparent").expect("traceparent header");
+        assert!(
+            traceparent.contains(trace_id),
+            "trace continues: {traceparent}"
+        );
+        let event: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(event["metadata"]["trace_id"], trace_id);
+    }
 
     let again: serde_json::Value = app
         .post("/orders/batch")
