@@ -394,4 +394,49 @@ mod tests {
             assert!(!refused_for_good(&P(transient)), "{transient:?}");
         }
     }
+
+    /// Header names a dead letter's original may carry: ours, the ones
+    /// kept across replays, and others.
+    const NAMES: [&str; 8] = [
+        h::DLQ_ERROR_CLASS,
+        h::DLQ_ORIGINAL_OFFSET,
+        h::DLQ_REPLAY_COUNT,
+        h::DLQ_FIRST_ERROR_CLASS,
+        h::DLQ_FIRST_ORIGINAL_TOPIC,
+        "dlq-first-",
+        "content-type",
+        "x-anything",
+    ];
+
+    proptest::proptest! {
+        /// Whatever headers the original carries (repeated, empty, any
+        /// bytes), its dead letter keeps every header that is not a
+        /// failure's own `dlq-*` one, in order, and carries exactly one of
+        /// each of this failure's.
+        #[test]
+        fn a_dead_letter_keeps_what_travels_and_replaces_each_failure_header(
+            original in proptest::collection::vec(
+                (0..NAMES.len(), proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64))),
+                0..20,
+            ),
+        ) {
+            let mut headers = OwnedHeaders::new();
+            for (name, value) in &original {
+                headers = headers.insert(Header { key: NAMES[*name], value: value.as_deref() });
+            }
+            let message = OwnedMessage::new(None, None, "orders".into(), Timestamp::NotAvailable, 0, 7, Some(headers));
+            let written = dead_letter_headers(&message, "g", &failure());
+            let kept: Vec<(&str, Option<&[u8]>)> = original
+                .iter()
+                .map(|(n, v)| (NAMES[*n], v.as_deref()))
+                .filter(|(n, _)| !n.starts_with("dlq-") || h::kept_across_replays(n))
+                .collect();
+            let head: Vec<(&str, Option<&[u8]>)> = written.iter().take(kept.len()).map(|x| (x.key, x.value)).collect();
+            proptest::prop_assert_eq!(head, kept);
+            for name in [h::DLQ_ERROR_CLASS, h::DLQ_ORIGINAL_OFFSET, h::DLQ_ERROR_KIND, h::DLQ_FAILED_AT] {
+                proptest::prop_assert_eq!(get(&written, name).len(), 1, "{}", name);
+            }
+            proptest::prop_assert_eq!(get(&written, h::DLQ_ORIGINAL_OFFSET), ["7"]);
+        }
+    }
 }
