@@ -28,6 +28,14 @@ impl Domain {
         }
     }
 
+    /// The name of its resource in the HTTP API (`/orders`, `/users`).
+    pub fn resource(self) -> &'static str {
+        match self {
+            Domain::Orders => "orders",
+            Domain::Users => "users",
+        }
+    }
+
     /// The domain whose events are of `event_type`.
     pub fn of_event_type(event_type: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.event_type() == event_type)

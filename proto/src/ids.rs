@@ -4,9 +4,16 @@
 //! one; and one creation event per order or user, whose id is derived from
 //! the order's or user's id. These derivations are part of the contract:
 //! changing one would give a retry across a deploy other ids.
+//!
+//! A new id is a UUIDv7: it carries the time it was assigned, which is
+//! when the request was accepted. That is how the read side tells an order
+//! still on its way (young, not stored yet) from one never accepted (old
+//! and unknown) without asking the producer, which keeps no state. Ids
+//! derived from a key, or sent by the client, carry no such time.
 
 use std::fmt::Display;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::Domain;
@@ -67,7 +74,7 @@ pub fn derive<I: AggregateId>(
     let aggregate = client_id.unwrap_or_else(|| {
         I::from_uuid(match idempotency_key {
             Some(key) => Uuid::new_v5(&NAMESPACE, format!("{}:{key}", prefix(domain)).as_bytes()),
-            None => Uuid::new_v4(),
+            None => Uuid::now_v7(),
         })
     });
     let event = Uuid::new_v5(
@@ -75,6 +82,50 @@ pub fn derive<I: AggregateId>(
         format!("{}:{aggregate}", domain.event_type()).as_bytes(),
     );
     EventIds { aggregate, event }
+}
+
+/// The order or user id `text` names, in the form the consumer stores it
+/// (a UUID in its hyphenated lower-case form for orders; for users, the
+/// id itself), or why it is no id of `domain`.
+pub fn parse(domain: Domain, text: &str) -> Result<String, &'static str> {
+    match domain {
+        Domain::Orders => text
+            .parse::<Uuid>()
+            .map(|id| id.to_string())
+            .map_err(|_| "an order id is a UUID"),
+        Domain::Users => {
+            let mut errors = crate::ValidationErrors::default();
+            crate::validation::identifier(&mut errors, "user_id", text);
+            errors
+                .into_result(text.to_owned())
+                .map_err(|_| "a user id is 1 to 64 letters, digits, '.', '_' and '-'")
+        }
+    }
+}
+
+/// Where the status of the order or user `id` of `domain` is read:
+/// `/orders/{id}` or `/users/{id}`. Ids are letters, digits, `.`, `_`
+/// and `-` (or UUIDs), all safe in a path; an id of only dots (`.` or
+/// `..`, valid user ids) is percent-encoded so that no client resolves it
+/// as a dot segment.
+pub fn location(domain: Domain, id: &str) -> String {
+    let resource = domain.resource();
+    if !id.is_empty() && id.bytes().all(|b| b == b'.') {
+        format!("/{resource}/{}", "%2E".repeat(id.len()))
+    } else {
+        format!("/{resource}/{id}")
+    }
+}
+
+/// When the producer assigned `id`, if it is a UUIDv7 (an id the producer
+/// made for a request without a key or a client id); `None` for any other
+/// id, whose acceptance time nobody knows.
+pub fn assigned_at(id: &Uuid) -> Option<DateTime<Utc>> {
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
 }
 
 #[cfg(test)]
@@ -110,5 +161,49 @@ mod tests {
         );
         let fresh: EventIds<String> = derive(Domain::Users, None, None);
         assert_ne!(fresh, derive(Domain::Users, None, None), "no key: new ids");
+    }
+
+    #[test]
+    fn ids_parse_as_the_consumer_stores_them() {
+        let id = Uuid::now_v7();
+        let upper = id.to_string().to_uppercase();
+        assert_eq!(parse(Domain::Orders, &upper), Ok(id.to_string()));
+        assert!(parse(Domain::Orders, "u-42").is_err());
+        assert!(parse(Domain::Orders, "").is_err());
+        assert_eq!(parse(Domain::Users, "u-42"), Ok("u-42".to_owned()));
+        assert!(parse(Domain::Users, "").is_err());
+        assert!(parse(Domain::Users, &"u".repeat(65)).is_err());
+        assert!(parse(Domain::Users, "a/b").is_err());
+        assert!(parse(Domain::Users, "é").is_err());
+    }
+
+    #[test]
+    fn locations_are_paths_no_client_rewrites() {
+        assert_eq!(location(Domain::Orders, "0193-ab"), "/orders/0193-ab");
+        assert_eq!(location(Domain::Users, "u-42"), "/users/u-42");
+        assert_eq!(location(Domain::Users, "."), "/users/%2E");
+        assert_eq!(location(Domain::Users, ".."), "/users/%2E%2E");
+        assert_eq!(location(Domain::Users, "a..b"), "/users/a..b");
+    }
+
+    #[test]
+    fn a_new_id_carries_its_acceptance_time_and_a_derived_one_none() {
+        let before = Utc::now();
+        let fresh: EventIds<Uuid> = derive(Domain::Orders, None, None);
+        let after = Utc::now();
+        let at = assigned_at(&fresh.aggregate).expect("a new id is a UUIDv7");
+        // Millisecond precision: the time is truncated to the millisecond.
+        assert!(
+            at >= before - chrono::Duration::milliseconds(1) && at <= after,
+            "{before} <= {at} <= {after}"
+        );
+        let keyed: EventIds<Uuid> = derive(Domain::Orders, None, Some("key-1"));
+        assert_eq!(assigned_at(&keyed.aggregate), None, "from a key");
+        assert_eq!(assigned_at(&keyed.event), None, "event ids are derived");
+        assert_eq!(assigned_at(&Uuid::new_v4()), None);
+        assert_eq!(assigned_at(&Uuid::nil()), None);
+        let user: EventIds<String> = derive(Domain::Users, None, None);
+        let parsed: Uuid = user.aggregate.parse().expect("a new user id is a UUID");
+        assert!(assigned_at(&parsed).is_some());
     }
 }
