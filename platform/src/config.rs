@@ -143,6 +143,19 @@ impl Env {
         self.number(name, default, range).map(Duration::from_secs)
     }
 
+    /// `API_TOKEN`, the bearer token a service's API requires when set: at
+    /// least 16 characters (its value never appears in an error).
+    pub fn api_token(&self) -> Result<Option<String>, ConfigError> {
+        match self.get("API_TOKEN") {
+            Some(token) if token.len() < 16 => Err(ConfigError::new(
+                "API_TOKEN",
+                "***",
+                "at least 16 characters",
+            )),
+            token => Ok(token.map(str::to_owned)),
+        }
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`).
     pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {

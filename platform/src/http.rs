@@ -82,6 +82,21 @@ async fn metrics<R: Readiness>(State(ops): State<Ops<R>>) -> Response {
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time (no timing tells how much of a guess was right).
+pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// `http_requests_total` and `http_request_duration_seconds`, by route.
 #[derive(Clone)]
 pub struct HttpMetrics {

@@ -27,10 +27,6 @@ pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a 
         .filter(|v| !v.is_empty())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Token, rate, content type: checked before the body is read. The rate
 /// limit's decision, when there is a limit, goes on the answer.
 fn check(
@@ -39,9 +35,7 @@ fn check(
     peer: Option<SocketAddr>,
 ) -> Result<Option<Decision>, ApiError> {
     if let Some(token) = &state.api_token {
-        let given = header_text(headers, header::AUTHORIZATION.as_str())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        if !platform::http::bearer_matches(headers, token) {
             return Err(ApiError::Unauthorized);
         }
     }

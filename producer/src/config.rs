@@ -59,16 +59,7 @@ impl ProducerConfig {
             .parse::<Format>()
             .map_err(|e| ConfigError::new("MESSAGE_FORMAT", &e.0, "json, protobuf or avro"))?;
         let rate_limit = rate_limit(env)?;
-        let api_token = env.get("API_TOKEN").map(str::to_owned);
-        if let Some(token) = &api_token {
-            if token.len() < 16 {
-                return Err(ConfigError::new(
-                    "API_TOKEN",
-                    "***",
-                    "at least 16 characters",
-                ));
-            }
-        }
+        let api_token = env.api_token()?;
         let metrics_addr = match env.get("METRICS_ADDR") {
             None => None,
             Some(_) => Some(env.socket_addr("METRICS_ADDR", "")?),
