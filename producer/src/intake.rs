@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +15,7 @@ use chrono::Utc;
 use contract::batch::{Batch, ValidItem};
 use contract::ids::{self, EventIds};
 use contract::request::{parse_json, Intake, Valid};
-use contract::{Envelope, Event, EventMetadata, ValidationErrors};
+use contract::{Domain, Envelope, Event, EventMetadata, ValidationErrors};
 use serde::Serialize;
 use tracing::Span;
 use utoipa::ToSchema;
@@ -93,6 +94,10 @@ pub struct ItemOutcome {
     pub user_id: Option<String>,
     /// The event's id.
     pub event_id: Uuid,
+    /// Where its status is read (`GET`), once accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/orders/0193a5a0-7c1e-7d2a-9b1e-3f4c5d6e7f80")]
+    pub location: Option<String>,
     /// Where the broker stored it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
@@ -242,6 +247,7 @@ pub async fn accept<R: Answer>(
     span.record(R::ID_FIELD, tracing::field::display(&ids.aggregate));
     span.record("correlation_id", correlation_id.as_str());
     let body = R::answer(&ids);
+    let location = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
     let trace = Trace::current();
     let event = valid.into_event(
         ids.aggregate,
@@ -249,6 +255,9 @@ pub async fn accept<R: Answer>(
     );
     publish(&state, &event, &trace).await?;
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert("x-correlation-id", value);
     }
@@ -279,6 +288,7 @@ where
             order_id: None,
             user_id: None,
             event_id: item.ids.event,
+            location: None,
             partition: None,
             offset: None,
             error: None,
@@ -325,6 +335,11 @@ fn settle(
             Ok(at) => {
                 outcome.partition = Some(at.partition);
                 outcome.offset = Some(at.offset);
+                outcome.location = match (&outcome.order_id, &outcome.user_id) {
+                    (Some(order), _) => Some(ids::location(Domain::Orders, &order.to_string())),
+                    (None, Some(user)) => Some(ids::location(Domain::Users, user)),
+                    (None, None) => None,
+                };
             }
             Err(e) => {
                 outcome.status = "failed";
@@ -368,6 +383,7 @@ mod tests {
             order_id: Some(Uuid::new_v4()),
             user_id: None,
             event_id: Uuid::new_v4(),
+            location: None,
             partition: None,
             offset: None,
             error: None,
@@ -396,6 +412,12 @@ mod tests {
             ("accepted", 2, 0)
         );
         assert_eq!(answer.results[1].offset, Some(8));
+        let order = answer.results[1].order_id.expect("an order id");
+        assert_eq!(
+            answer.results[1].location.as_deref(),
+            Some(format!("/orders/{order}").as_str()),
+            "an accepted item says where to read it"
+        );
 
         let (status, answer) = settle(
             vec![outcome(0), outcome(1), outcome(2)],
@@ -412,7 +434,7 @@ mod tests {
             (failed.status, failed.error),
             ("failed", Some("producer_queue_full"))
         );
-        assert_eq!(failed.offset, None);
+        assert_eq!((failed.offset, &failed.location), (None, &None));
         assert!(failed.order_id.is_some(), "its ids, to send it again");
 
         let none = settle(vec![outcome(0), outcome(1)], vec![refused(), refused()]);

@@ -70,7 +70,8 @@ pub struct AcceptedUser {
         ("X-Correlation-ID" = Option<String>, Header, description = "carried into the event; generated when absent"),
     ),
     responses(
-        (status = 202, description = "stored by the broker", body = AcceptedOrder),
+        (status = 202, description = "stored by the broker; poll the Location for what became of it", body = AcceptedOrder,
+            headers(("Location" = String, description = "/orders/{id}: its status on the read side"))),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
@@ -156,7 +157,8 @@ batch_path!(create_users, "/users/batch", "users", UserBatch, "users");
         ("X-Correlation-ID" = Option<String>, Header, description = "carried into the event; generated when absent"),
     ),
     responses(
-        (status = 202, description = "stored by the broker", body = AcceptedUser),
+        (status = 202, description = "stored by the broker; poll the Location for what became of it", body = AcceptedUser,
+            headers(("Location" = String, description = "/users/{id}: its status on the read side"))),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),

@@ -27,9 +27,14 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
             .unwrap();
         assert_eq!(response.status(), 202, "{format}");
         assert_eq!(response.headers()["x-correlation-id"], "corr-123");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "accepted");
         let order_id = body["order_id"].as_str().unwrap().to_owned();
+        assert_eq!(location, format!("/orders/{order_id}"), "where to poll");
+        let assigned = contract::ids::assigned_at(&order_id.parse().unwrap())
+            .expect("a server-assigned order id carries its acceptance time");
+        assert!((chrono::Utc::now() - assigned).num_seconds().abs() < 60);
 
         let messages = app.read_topic("orders", 1);
         assert_eq!(messages.len(), 1, "{format}: exactly one message");
@@ -84,6 +89,7 @@ async fn accepted_users_are_published_to_the_users_topic() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["location"], "/users/u-42");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user_id"], "u-42");
     let messages = app.read_topic("users", 1);
