@@ -44,15 +44,34 @@ const ENVELOPE: [&str; 7] = [
     h::CONTENT_FINGERPRINT,
 ];
 
+/// Where the DLQ stored a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Its partition of the DLQ topic.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
 /// How a dead letter was written.
 #[derive(Debug)]
 pub enum Delivery {
     /// Whole: key, value and headers untouched, `dlq-*` headers added.
-    Whole,
+    Whole(Stored),
     /// Reduced to fit (see the module documentation).
-    Reduced,
+    Reduced(Stored),
     /// Refused for good even reduced: the message is passed over.
     Dropped(KafkaError),
+}
+
+impl Delivery {
+    /// Where it sits in the DLQ, unless it was passed over.
+    pub fn stored(&self) -> Option<Stored> {
+        match self {
+            Delivery::Whole(at) | Delivery::Reduced(at) => Some(*at),
+            Delivery::Dropped(_) => None,
+        }
+    }
 }
 
 /// The DLQ cannot take the dead letter now; the message must wait.
@@ -214,7 +233,7 @@ impl DeadLetterer {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: OwnedHeaders,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<Stored, KafkaError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
@@ -225,8 +244,16 @@ impl DeadLetterer {
         self.producer
             .send(record, self.timeout)
             .await
-            .map(drop)
+            .map(|d| Stored {
+                partition: d.partition,
+                offset: d.offset,
+            })
             .map_err(|(error, _)| error)
+    }
+
+    /// The consumer group whose dead letters these are.
+    pub fn group(&self) -> &str {
+        &self.group
     }
 
     /// Sends `message` to `<topic>-dlq` with the same key (hence, with the
@@ -243,7 +270,7 @@ impl DeadLetterer {
             .write(&topic, message.key(), message.payload(), whole)
             .await
         {
-            Ok(()) => return Ok(Delivery::Whole),
+            Ok(at) => return Ok(Delivery::Whole(at)),
             Err(e) if refused_for_good(&e) => e,
             Err(e) => return Err(DlqUnavailable(e)),
         };
@@ -252,7 +279,7 @@ impl DeadLetterer {
         for value_bytes in [REDUCED_VALUE_BYTES, 0] {
             let r = reduced(message, &self.group, failure, value_bytes);
             match self.write(&topic, r.key, r.value, r.headers).await {
-                Ok(()) => return Ok(Delivery::Reduced),
+                Ok(at) => return Ok(Delivery::Reduced(at)),
                 Err(e) if refused_for_good(&e) => last = e,
                 Err(e) => return Err(DlqUnavailable(e)),
             }

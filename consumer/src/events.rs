@@ -100,8 +100,8 @@ impl InternalEvent for DeadLettered<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
         let (at, failure) = (self.at, self.failure);
         match self.delivery {
-            Delivery::Whole => {}
-            Delivery::Reduced => {
+            Delivery::Whole(_) => {}
+            Delivery::Reduced(_) => {
                 metrics.dead_letter_reduced(at.topic);
                 tracing::warn!(
                     topic = at.topic,

@@ -17,6 +17,7 @@ pub mod pending;
 pub mod persist;
 pub mod process;
 pub mod progress;
+pub mod rejections;
 pub mod retry;
 pub mod rows;
 pub mod startup;

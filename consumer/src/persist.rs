@@ -21,6 +21,7 @@ use contract::{Domain, DomainEvent};
 
 use crate::decode::Decoded;
 use crate::identity::{self, Conflict, Decision, Identity, Known};
+use crate::rejections::Rejection;
 use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
 
 /// One event to persist, with where it was read.
@@ -207,6 +208,44 @@ impl Store {
             let outcomes = write(&mut tx, batch).await?;
             tx.commit().await.map_err(classify)?;
             Ok(outcomes)
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Records that a message was dead-lettered (see
+    /// [`crate::rejections`]); a second record of the same message (a
+    /// redelivery dead-lettered again) replaces the first.
+    pub async fn record_rejection(&self, r: &Rejection<'_>) -> Result<(), PersistError> {
+        self.with_connection(self.deadline, async |conn| {
+            sqlx::query(
+                "INSERT INTO rejections (consumer_group, source_topic, source_partition,
+                     source_offset, domain, aggregate_id, event_id, error_kind, error_class,
+                     dlq_topic, dlq_partition, dlq_offset)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (consumer_group, source_topic, source_partition, source_offset)
+                 DO UPDATE SET error_kind = EXCLUDED.error_kind,
+                     error_class = EXCLUDED.error_class, dlq_topic = EXCLUDED.dlq_topic,
+                     dlq_partition = EXCLUDED.dlq_partition, dlq_offset = EXCLUDED.dlq_offset,
+                     rejected_at = now()",
+            )
+            .bind(r.group)
+            .bind(r.topic)
+            .bind(r.partition)
+            .bind(r.offset)
+            .bind(r.subject.domain.resource())
+            .bind(&r.subject.aggregate_id)
+            .bind(r.subject.event_id)
+            .bind(r.failure.kind.as_str())
+            .bind(r.failure.class.as_str())
+            .bind(&r.dlq_topic)
+            .bind(r.stored.map(|s| s.partition))
+            .bind(r.stored.map(|s| s.offset))
+            .execute(conn)
+            .await
+            .map(drop)
+            .map_err(classify)
         })
         .await
     }

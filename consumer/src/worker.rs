@@ -28,13 +28,15 @@ use platform::throttle::LogThrottle;
 
 use crate::circuit::CircuitBreaker;
 use crate::context::{commit, GroupContext};
-use crate::dead_letter::{DeadLetterer, DlqUnavailable};
+use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
 use crate::events::{self, At, InternalEvent};
+use crate::failure::Failure;
 use crate::flood::FloodGuard;
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
 use crate::pending::{BatchLimits, Pending, Placed};
-use crate::persist::Store;
+use crate::persist::{PersistError, Store};
+use crate::rejections::{self, Rejection};
 use contract::topics::Domains;
 
 use crate::process::{process_batch, BatchOutcome, Halt, Handled, Verdict};
@@ -79,6 +81,17 @@ pub struct Worker {
     pub flood: FloodGuard,
     /// How long a held partition waits before one message is tried again.
     pub flood_retry: Duration,
+}
+
+/// Why a message could not be settled now; it waits and is read again.
+#[derive(Debug, thiserror::Error)]
+enum Unsettled {
+    /// The DLQ did not take it.
+    #[error(transparent)]
+    Dlq(DlqUnavailable),
+    /// Its rejection could not be recorded.
+    #[error("cannot record the rejection: {0}")]
+    Record(PersistError),
 }
 
 /// One message's span (continuing the producer's trace) and receive time.
@@ -414,7 +427,7 @@ impl Worker {
             }
             (Some(Halt::Stopping), _) => {}
             (None, Some(e)) => {
-                tracing::error!(error = %e.0, wait = ?self.dlq_wait, "dead-letter topic unavailable; the message waits");
+                tracing::error!(error = %e, wait = ?self.dlq_wait, "dead letter not settled; the message waits");
                 self.dlq_backoff_until = Some(Instant::now() + self.dlq_wait);
                 self.dlq_wait = (self.dlq_wait * 2).min(MAX_DLQ_WAIT);
             }
@@ -432,7 +445,7 @@ impl Worker {
 
     /// Finishes one message: dead-letters it if it must be, then records
     /// its outcome. Runs inside the message's span.
-    async fn settle(&self, r: &Received, handled: &Handled) -> Result<(), DlqUnavailable> {
+    async fn settle(&self, r: &Received, handled: &Handled) -> Result<(), Unsettled> {
         let m = &r.message;
         let at = At {
             topic: m.topic(),
@@ -447,7 +460,11 @@ impl Worker {
             .emit(&self.metrics),
             Verdict::Duplicate => events::AlreadyStored { at }.emit(&self.metrics),
             Verdict::DeadLetter(failure) => {
-                let delivery = self.dead_letters.send(m, failure).await?;
+                let delivery = self
+                    .dead_letters
+                    .send(m, failure)
+                    .await
+                    .map_err(Unsettled::Dlq)?;
                 events::DeadLettered {
                     at,
                     failure,
@@ -455,6 +472,7 @@ impl Worker {
                     bytes: m.payload().map_or(0, <[u8]>::len),
                 }
                 .emit(&self.metrics);
+                self.record_rejection(m, failure, &delivery).await?;
             }
         }
         events::Finished {
@@ -465,6 +483,40 @@ impl Worker {
         }
         .emit(&self.metrics);
         Ok(())
+    }
+
+    /// Records a dead-lettered message for the read side, before its
+    /// offset is stored; a message about nobody it can name is not
+    /// recorded. When the database refuses, the message waits as it does
+    /// for an unavailable DLQ, and is dead-lettered again when read again
+    /// (a second copy in the DLQ, which a replay finds stored or fails
+    /// again).
+    async fn record_rejection(
+        &self,
+        m: &OwnedMessage,
+        failure: &Failure,
+        delivery: &Delivery,
+    ) -> Result<(), Unsettled> {
+        let Some(domain) = self.topics.domain(m.topic()) else {
+            return Ok(());
+        };
+        let Some(subject) = rejections::subject(m, domain) else {
+            return Ok(());
+        };
+        let rejection = Rejection {
+            group: self.dead_letters.group(),
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            subject,
+            failure,
+            dlq_topic: contract::topics::dlq_of(m.topic()),
+            stored: delivery.stored(),
+        };
+        self.store
+            .record_rejection(&rejection)
+            .await
+            .map_err(Unsettled::Record)
     }
 
     fn set_paused(&self, paused: bool) {

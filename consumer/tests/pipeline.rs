@@ -241,6 +241,38 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
         }
     }
     assert!(metrics.contains("kafka_dlq_messages_total{error_class=\"validation\",error_kind=\"permanent\",topic=\"orders\"} 2"), "{metrics}");
+    // Each dead letter is recorded for the read side, pointing at its copy
+    // in the DLQ: every poison here names an order or user (by its value, or
+    // by its key when the value cannot be read).
+    let rejections: Vec<(String, i64, String, i32, i64, String, String)> = sqlx::query_as(
+        "SELECT source_topic, source_offset, dlq_topic, dlq_partition, dlq_offset,
+                error_class, aggregate_id FROM rejections",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rejections.len(), poison.len(), "{rejections:?}");
+    for (topic, offset, dlq_topic, dlq_partition, dlq_offset, class, aggregate) in &rejections {
+        let dlq = if topic == "users" {
+            &users_dlq
+        } else {
+            &orders_dlq
+        };
+        assert_eq!(dlq_topic, &format!("{topic}-dlq"));
+        let letter = dlq
+            .iter()
+            .find(|m| m.partition() == *dlq_partition && m.offset() == *dlq_offset)
+            .unwrap_or_else(|| panic!("no dead letter at {dlq_partition}/{dlq_offset}"));
+        assert_eq!(
+            header(letter, "dlq-original-offset"),
+            Some(offset.to_string())
+        );
+        assert_eq!(header(letter, "dlq-error-class").as_ref(), Some(class));
+        let key = String::from_utf8_lossy(letter.key().unwrap_or_default()).into_owned();
+        if class != "key_mismatch" {
+            assert_eq!(&key, aggregate, "the id is the message's");
+        }
+    }
     assert_eq!(
         count(&db, "SELECT count(*) FROM event_store").await,
         valid_count
@@ -361,6 +393,23 @@ async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its
         count(&db, "SELECT count(*) FROM orders").await,
         1,
         "the dead-lettered order is not stored"
+    );
+    let recorded: (String, Option<uuid::Uuid>, String, String, i64) = sqlx::query_as(
+        "SELECT aggregate_id, event_id, error_kind, error_class, dlq_offset FROM rejections",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded,
+        (
+            blocked.order_id.to_string(),
+            Some(blocked.metadata.event_id),
+            "transient".to_owned(),
+            "database_transient".to_owned(),
+            letter.offset()
+        ),
+        "recorded for the read side, with where the dead letter sits"
     );
     db.drop().await;
 }
@@ -751,6 +800,78 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
         8,
         "each poison message dead-lettered once"
     );
+    db.drop().await;
+}
+
+/// A dead letter whose record for the read side cannot be written (the
+/// database refuses it) is not passed over: its offset is not stored, so it
+/// waits and is dead-lettered again until the record is written; the
+/// partition then goes on. Nothing is lost, and "rejected" is never missing
+/// for a message that was dead-lettered and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$
+         BEGIN RAISE EXCEPTION 'refused for the test'; END; $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse BEFORE INSERT ON rejections
+             FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let poison_event = order_event(1);
+    let poison = on_partition(
+        Outgoing {
+            value: b"{broken".to_vec(),
+            ..order_message(&poison_event, Format::Json)
+        },
+        0,
+    );
+    let after = on_partition(order_message(&order_event(2), Format::Json), 0);
+    publish(&bootstrap, &[poison, after]);
+    let group = group();
+    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &[]);
+    let dlq = read_topic(&bootstrap, "orders-dlq", 1, WAIT);
+    assert!(!dlq.is_empty(), "dead-lettered");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        harness::kafka::committed(&bootstrap, &group, "orders")[0],
+        None,
+        "nothing committed past the unrecorded dead letter"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM rejections").await,
+        0,
+        "refused"
+    );
+    sqlx::query("DROP TRIGGER refuse ON rejections")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while harness::kafka::committed(&bootstrap, &group, "orders")[0] != Some(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partition goes on once the record is written"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 1);
+    let recorded: Vec<(String, i64)> =
+        sqlx::query_as("SELECT aggregate_id, source_offset FROM rejections")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        vec![(poison_event.order_id.to_string(), 0)],
+        "one record per message read, however often it was dead-lettered"
+    );
+    consumer.stop();
     db.drop().await;
 }
 

@@ -1,0 +1,126 @@
+//! The record of what was dead-lettered, for the read side: who a
+//! dead-lettered message is about (when that can be read at all) and the
+//! row written for it before its offset is stored.
+
+use rdkafka::message::{Message, OwnedMessage};
+use uuid::Uuid;
+
+use contract::{Domain, Envelope};
+
+use crate::dead_letter::Stored;
+use crate::failure::Failure;
+
+/// A dead-lettered message's order or user, as far as it can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// Its domain (from its topic).
+    pub domain: Domain,
+    /// The order or user id, in the form the tables hold it.
+    pub aggregate_id: String,
+    /// The event's id, when the value could be read.
+    pub event_id: Option<Uuid>,
+}
+
+/// Who `message` (read from a topic of `domain`) is about: the event's own
+/// ids when its value decodes (valid or not), else its key when that is a
+/// well-formed id of the domain, else nobody (an id nobody was given cannot
+/// be asked about).
+pub fn subject(message: &OwnedMessage, domain: Domain) -> Option<Subject> {
+    let decoded = message.payload().and_then(|payload| {
+        let envelope = Envelope::read(|name| platform::kafka::header(message, name), Some(domain));
+        envelope.ok()?.decode(payload).ok()
+    });
+    if let Some(event) = decoded {
+        if let Ok(aggregate_id) = contract::ids::parse(domain, &event.aggregate_id()) {
+            return Some(Subject {
+                domain,
+                aggregate_id,
+                event_id: Some(event.metadata().event_id),
+            });
+        }
+    }
+    let key = std::str::from_utf8(message.key()?).ok()?;
+    let aggregate_id = contract::ids::parse(domain, key).ok()?;
+    Some(Subject {
+        domain,
+        aggregate_id,
+        event_id: None,
+    })
+}
+
+/// The row recorded for one dead-lettered message.
+#[derive(Debug, Clone)]
+pub struct Rejection<'a> {
+    /// The consumer group that dead-lettered it.
+    pub group: &'a str,
+    /// Where it was read.
+    pub topic: &'a str,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// Who it is about.
+    pub subject: Subject,
+    /// Why it was dead-lettered.
+    pub failure: &'a Failure,
+    /// The DLQ topic.
+    pub dlq_topic: String,
+    /// Where the DLQ stored it (`None`: passed over).
+    pub stored: Option<Stored>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::Timestamp;
+
+    fn message(
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> OwnedMessage {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        OwnedMessage::new(
+            payload.map(<[u8]>::to_vec),
+            key.map(<[u8]>::to_vec),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            0,
+            7,
+            Some(h),
+        )
+    }
+
+    #[test]
+    fn an_undecodable_message_is_known_by_a_well_formed_key_only() {
+        let id = Uuid::now_v7();
+        let key = id.to_string().to_uppercase();
+        let m = message(Some(key.as_bytes()), Some(b"{broken"), &[]);
+        assert_eq!(
+            subject(&m, Domain::Orders),
+            Some(Subject {
+                domain: Domain::Orders,
+                aggregate_id: id.to_string(),
+                event_id: None
+            }),
+            "the key, in the stored form"
+        );
+        for key in [&b"not-a-uuid"[..], b"", &[0xff, 0xfe]] {
+            let m = message(Some(key), Some(b"{broken"), &[]);
+            assert_eq!(subject(&m, Domain::Orders), None, "{key:?}");
+        }
+        assert_eq!(subject(&message(None, None, &[]), Domain::Orders), None);
+        let m = message(Some(b"u-42"), None, &[]);
+        assert_eq!(
+            subject(&m, Domain::Users).map(|s| s.aggregate_id),
+            Some("u-42".to_owned())
+        );
+    }
+}
