@@ -1,0 +1,458 @@
+//! What the database says of one order or user: its stored state, the
+//! newest record of it being dead-lettered, its events; and the status that
+//! follows, with what the id itself tells (see [`contract::ids`]). Shared by
+//! the HTTP API and the operator tool.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use contract::Domain;
+
+/// How far ahead of this clock a server-assigned id may be and still count
+/// as just accepted (the producer's clock may run ahead of ours).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The stored state of an order or user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The event it was stored from.
+    pub event_id: Uuid,
+    /// When the consumer stored it.
+    pub persisted_at: DateTime<Utc>,
+    /// The order (customer, items, totals) or user, as stored.
+    pub body: Value,
+}
+
+/// One time a message about this order or user was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct RejectionRecord {
+    /// The event's id, when the message could be read.
+    pub event_id: Option<Uuid>,
+    /// `permanent` or `transient` (retried, then given up).
+    #[schema(example = "permanent")]
+    pub error_kind: String,
+    /// The failure's class, as in the dead letter's `dlq-error-class`.
+    #[schema(example = "validation")]
+    pub error_class: String,
+    /// When it was dead-lettered.
+    pub rejected_at: DateTime<Utc>,
+    /// The consumer group that dead-lettered it.
+    pub consumer_group: String,
+    /// Where the message was read.
+    pub source_topic: String,
+    /// Its partition there.
+    pub source_partition: i32,
+    /// Its offset there.
+    pub source_offset: i64,
+    /// The dead-letter topic.
+    pub dlq_topic: String,
+    /// Its partition there (absent: refused even reduced, passed over).
+    pub dlq_partition: Option<i32>,
+    /// Its offset there.
+    pub dlq_offset: Option<i64>,
+}
+
+/// What the database holds of one id, read in one statement (one snapshot).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Found {
+    /// Its stored state.
+    pub record: Option<Record>,
+    /// The newest time it was dead-lettered.
+    pub rejection: Option<RejectionRecord>,
+}
+
+/// One event of the event store.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Such as `order.created`.
+    #[schema(example = "order.created")]
+    pub event_type: String,
+    /// Its schema version.
+    pub schema_version: i32,
+    /// The encoding it arrived in.
+    #[schema(example = "application/json")]
+    pub content_type: String,
+    /// When it happened (the producer's clock).
+    pub occurred_at: DateTime<Utc>,
+    /// When the consumer stored it.
+    pub recorded_at: DateTime<Utc>,
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// Its W3C trace id.
+    pub trace_id: Option<String>,
+    /// Where it was read: topic.
+    pub source_topic: String,
+    /// Partition.
+    pub source_partition: i32,
+    /// Offset.
+    pub source_offset: i64,
+    /// The event as stored.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+const ORDER: &str = "
+SELECT o.event_id, o.persisted_at,
+       CASE WHEN o.order_id IS NULL THEN NULL ELSE jsonb_build_object(
+           'order_id', o.order_id,
+           'customer', jsonb_build_object('id', o.customer_id, 'name', o.customer_name,
+                                          'email', o.customer_email,
+                                          'address', o.shipping_address),
+           'items', COALESCE((
+               SELECT jsonb_agg(jsonb_build_object(
+                          'sku', i.sku, 'name', i.name, 'quantity', i.quantity,
+                          'unit_price', i.unit_price::text, 'line_total', i.line_total::text,
+                          'inventory_status', i.inventory_status) ORDER BY i.line_no)
+               FROM order_items i WHERE i.order_id = o.order_id), '[]'::jsonb),
+           'currency', o.currency,
+           'totals', jsonb_build_object('subtotal', o.subtotal::text, 'total', o.total::text,
+                                        'item_count', o.item_count),
+           'promotion_code', o.promotion_code,
+           'occurred_at', o.occurred_at,
+           'correlation_id', o.correlation_id,
+           'schema_version', o.schema_version) END AS body,
+       r.event_id AS r_event_id, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
+       r.source_topic, r.source_partition, r.source_offset, r.dlq_topic, r.dlq_partition,
+       r.dlq_offset
+FROM (SELECT 1) AS one
+LEFT JOIN orders o ON o.order_id = $1::uuid
+LEFT JOIN LATERAL (
+    SELECT * FROM rejections WHERE domain = 'orders' AND aggregate_id = $1
+    ORDER BY rejected_at DESC LIMIT 1) r ON true";
+
+const USER: &str = "
+SELECT u.event_id, u.persisted_at,
+       CASE WHEN u.user_id IS NULL THEN NULL ELSE jsonb_build_object(
+           'user_id', u.user_id, 'name', u.name, 'email', u.email, 'address', u.address,
+           'occurred_at', u.occurred_at, 'schema_version', u.schema_version) END AS body,
+       r.event_id AS r_event_id, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
+       r.source_topic, r.source_partition, r.source_offset, r.dlq_topic, r.dlq_partition,
+       r.dlq_offset
+FROM (SELECT 1) AS one
+LEFT JOIN users u ON u.user_id = $1
+LEFT JOIN LATERAL (
+    SELECT * FROM rejections WHERE domain = 'users' AND aggregate_id = $1
+    ORDER BY rejected_at DESC LIMIT 1) r ON true";
+
+#[derive(sqlx::FromRow)]
+struct FoundRow {
+    event_id: Option<Uuid>,
+    persisted_at: Option<DateTime<Utc>>,
+    body: Option<Value>,
+    r_event_id: Option<Uuid>,
+    error_kind: Option<String>,
+    error_class: Option<String>,
+    rejected_at: Option<DateTime<Utc>>,
+    consumer_group: Option<String>,
+    source_topic: Option<String>,
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
+    dlq_topic: Option<String>,
+    dlq_partition: Option<i32>,
+    dlq_offset: Option<i64>,
+}
+
+impl FoundRow {
+    fn into_found(self) -> Found {
+        let record = match (self.event_id, self.persisted_at, self.body) {
+            (Some(event_id), Some(persisted_at), Some(body)) => Some(Record {
+                event_id,
+                persisted_at,
+                body,
+            }),
+            _ => None,
+        };
+        let rejection = (|| {
+            Some(RejectionRecord {
+                event_id: self.r_event_id,
+                error_kind: self.error_kind?,
+                error_class: self.error_class?,
+                rejected_at: self.rejected_at?,
+                consumer_group: self.consumer_group?,
+                source_topic: self.source_topic?,
+                source_partition: self.source_partition?,
+                source_offset: self.source_offset?,
+                dlq_topic: self.dlq_topic?,
+                dlq_partition: self.dlq_partition,
+                dlq_offset: self.dlq_offset,
+            })
+        })();
+        Found { record, rejection }
+    }
+}
+
+/// What the database holds of `id` (in the form [`contract::ids::parse`]
+/// gives) of `domain`.
+pub async fn find(pool: &PgPool, domain: Domain, id: &str) -> Result<Found, sqlx::Error> {
+    let sql = match domain {
+        Domain::Orders => ORDER,
+        Domain::Users => USER,
+    };
+    let row: FoundRow = sqlx::query_as(sql).bind(id).fetch_one(pool).await?;
+    Ok(row.into_found())
+}
+
+/// The events of `id` in the order they were stored, at most `limit`.
+pub async fn events(
+    pool: &PgPool,
+    domain: Domain,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_id, event_type, schema_version, content_type, occurred_at, recorded_at,
+                correlation_id, trace_id, source_topic, source_partition, source_offset, payload
+         FROM event_store WHERE aggregate_id = $1 AND event_type = $2
+         ORDER BY stored_seq LIMIT $3",
+    )
+    .bind(id)
+    .bind(domain.event_type())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every time `id` was dead-lettered, oldest first, at most `limit`.
+pub async fn rejections(
+    pool: &PgPool,
+    domain: Domain,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<RejectionRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_id, error_kind, error_class, rejected_at, consumer_group, source_topic,
+                source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset
+         FROM rejections WHERE domain = $1 AND aggregate_id = $2
+         ORDER BY rejected_at, source_offset LIMIT $3",
+    )
+    .bind(domain.resource())
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Why an id is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// The id carries no acceptance time (the client's own id, or one
+    /// derived from an `Idempotency-Key`): it may still be on its way.
+    NoAcceptanceTime,
+    /// Assigned longer ago than the pending window: never accepted, or the
+    /// pipeline is further behind than its lag budget.
+    TooOld,
+    /// Assigned after now (beyond the allowed clock skew): never accepted.
+    FromTheFuture,
+}
+
+impl Unknown {
+    /// For people: what the answer means.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Unknown::NoAcceptanceTime => {
+                "not stored and never dead-lettered; this id (the client's own, or derived from an \
+                 Idempotency-Key) carries no acceptance time, so an order on its way also answers \
+                 404 until the consumer stores it"
+            }
+            Unknown::TooOld => {
+                "not stored and never dead-lettered, and assigned longer ago than the pending \
+                 window: it was never accepted, or the pipeline is further behind than its lag \
+                 budget"
+            }
+            Unknown::FromTheFuture => "no id with this time has been assigned yet",
+        }
+    }
+
+    /// A stable short name.
+    pub fn code(self) -> &'static str {
+        match self {
+            Unknown::NoAcceptanceTime => "no_acceptance_time",
+            Unknown::TooOld => "past_pending_window",
+            Unknown::FromTheFuture => "not_assigned_yet",
+        }
+    }
+}
+
+/// Where an order or user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Stored by the consumer (even if some message about it was
+    /// dead-lettered: a replay stored it, or a later copy failed).
+    Persisted,
+    /// Dead-lettered and not stored.
+    Rejected,
+    /// Accepted recently (its id says when) and not stored yet.
+    Pending {
+        /// When its id was assigned.
+        since: DateTime<Utc>,
+    },
+    /// Not known.
+    Unknown(Unknown),
+}
+
+impl Status {
+    /// The status of an id assigned at `assigned_at` (if it says), given
+    /// what was `found`, at `now`, with a pending window of `window`.
+    pub fn of(
+        found: &Found,
+        assigned_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Self {
+        if found.record.is_some() {
+            return Status::Persisted;
+        }
+        if found.rejection.is_some() {
+            return Status::Rejected;
+        }
+        let Some(since) = assigned_at else {
+            return Status::Unknown(Unknown::NoAcceptanceTime);
+        };
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+        if since > now + skew {
+            Status::Unknown(Unknown::FromTheFuture)
+        } else if now.signed_duration_since(since) > window {
+            Status::Unknown(Unknown::TooOld)
+        } else {
+            Status::Pending { since }
+        }
+    }
+
+    /// `persisted`, `rejected`, `pending` or `not_found` (the metric label).
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Persisted => "persisted",
+            Status::Rejected => "rejected",
+            Status::Pending { .. } => "pending",
+            Status::Unknown(_) => "not_found",
+        }
+    }
+}
+
+/// The status of `id` (as parsed) of `domain` at `now`.
+pub fn status_of(
+    found: &Found,
+    domain: Domain,
+    id: &str,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Status {
+    let assigned_at = match domain {
+        Domain::Orders | Domain::Users => id
+            .parse::<Uuid>()
+            .ok()
+            .and_then(|u| contract::ids::assigned_at(&u)),
+    };
+    Status::of(found, assigned_at, now, window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> Record {
+        Record {
+            event_id: Uuid::nil(),
+            persisted_at: Utc::now(),
+            body: Value::Null,
+        }
+    }
+
+    fn rejection() -> RejectionRecord {
+        RejectionRecord {
+            event_id: None,
+            error_kind: "permanent".into(),
+            error_class: "decode".into(),
+            rejected_at: Utc::now(),
+            consumer_group: "g".into(),
+            source_topic: "orders".into(),
+            source_partition: 0,
+            source_offset: 1,
+            dlq_topic: "orders-dlq".into(),
+            dlq_partition: Some(0),
+            dlq_offset: Some(0),
+        }
+    }
+
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn stored_wins_over_rejected_and_rejected_over_pending() {
+        let now = Utc::now();
+        let both = Found {
+            record: Some(record()),
+            rejection: Some(rejection()),
+        };
+        assert_eq!(
+            Status::of(&both, Some(now), now, WINDOW),
+            Status::Persisted,
+            "a replay that stored it turns the answer to persisted"
+        );
+        let rejected = Found {
+            record: None,
+            rejection: Some(rejection()),
+        };
+        assert_eq!(
+            Status::of(&rejected, Some(now), now, WINDOW),
+            Status::Rejected
+        );
+        assert_eq!(
+            Status::of(&Found::default(), None, now, WINDOW),
+            Status::Unknown(Unknown::NoAcceptanceTime)
+        );
+    }
+
+    #[test]
+    fn a_new_order_id_is_pending_until_the_window_passes() {
+        let now = Utc::now();
+        let id = contract::ids::derive::<Uuid>(Domain::Orders, None, None).aggregate;
+        let found = Found::default();
+        let status = status_of(&found, Domain::Orders, &id.to_string(), now, WINDOW);
+        assert!(matches!(status, Status::Pending { .. }), "{status:?}");
+        let later = now + chrono::Duration::seconds(301);
+        assert_eq!(
+            status_of(&found, Domain::Orders, &id.to_string(), later, WINDOW),
+            Status::Unknown(Unknown::TooOld)
+        );
+        let keyed = contract::ids::derive::<Uuid>(Domain::Orders, None, Some("k")).aggregate;
+        assert_eq!(
+            status_of(&found, Domain::Orders, &keyed.to_string(), now, WINDOW),
+            Status::Unknown(Unknown::NoAcceptanceTime)
+        );
+        assert_eq!(
+            status_of(&found, Domain::Users, "u-42", now, WINDOW),
+            Status::Unknown(Unknown::NoAcceptanceTime)
+        );
+    }
+
+    proptest! {
+        /// Whatever time a UUIDv7 claims, an unknown id is pending exactly
+        /// when that time lies within the window before now (plus the skew
+        /// after it), and the answer never panics.
+        #[test]
+        fn pending_exactly_within_the_window(offset_ms in -2_000_000_000i64..2_000_000_000i64) {
+            let now = Utc::now();
+            let claimed = now + chrono::Duration::milliseconds(offset_ms);
+            let millis = u64::try_from(claimed.timestamp_millis()).unwrap_or(0);
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, millis / 1000, u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000);
+            let id = Uuid::new_v7(ts);
+            let status = status_of(&Found::default(), Domain::Orders, &id.to_string(), now, WINDOW);
+            let age_ms = -offset_ms;
+            let pending = (-60_000..=300_000).contains(&age_ms);
+            // A millisecond of truncation either side of each edge.
+            if (age_ms - 300_000).abs() > 2 && (age_ms + 60_000).abs() > 2 {
+                prop_assert_eq!(matches!(status, Status::Pending { .. }), pending, "{:?}", status);
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! `GET /orders/{order_id}`, `/orders/{order_id}/events` and the same for
+//! users: what became of what `POST` accepted, answered from the database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use contract::Domain;
+
+use crate::lookup::{self, Found, Status, StoredEvent, Unknown};
+use crate::metrics::QueryMetrics;
+
+/// Most events one answer lists.
+pub const MAX_EVENTS: i64 = 1_000;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The database.
+    pub pool: PgPool,
+    /// Counted per lookup.
+    pub metrics: QueryMetrics,
+    /// See [`crate::QueryConfig::pending_window`].
+    pub pending_window: Duration,
+    /// Longest a lookup may take.
+    pub statement_timeout: Duration,
+    /// Bearer token reads need, when set.
+    pub api_token: Option<String>,
+    /// One permit per lookup answered at once.
+    pub permits: Arc<Semaphore>,
+}
+
+/// A refused or failed lookup.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// 400: not an id of this resource.
+    #[error("invalid id: {0}")]
+    BadId(&'static str),
+    /// 404: not known.
+    #[error("not found: {}", .0.explain())]
+    NotFound(Unknown),
+    /// 401: missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 503: too many lookups at once.
+    #[error("too many lookups at once (QUERY_MAX_IN_FLIGHT): try again")]
+    Overloaded,
+    /// 503: the database did not answer in time, or failed.
+    #[error("the database cannot answer now ({0}): try again")]
+    Unavailable(&'static str),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code: `invalid_id`, `not_found`, `unauthorized`, `overloaded`,
+    /// `database_unavailable`.
+    pub error: &'static str,
+    /// For people.
+    pub message: String,
+    /// For `not_found`: `no_acceptance_time`, `past_pending_window` or
+    /// `not_assigned_yet`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let (status, code, reason) = match &self {
+            QueryError::BadId(_) => (StatusCode::BAD_REQUEST, "invalid_id", None),
+            QueryError::NotFound(why) => (StatusCode::NOT_FOUND, "not_found", Some(why.code())),
+            QueryError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            QueryError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", None),
+            QueryError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                None,
+            ),
+        };
+        let body = ErrorBody {
+            error: code,
+            message: self.to_string(),
+            reason,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Where a dead letter sits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterAt {
+    /// The DLQ topic.
+    pub topic: String,
+    /// Its partition (absent when it was refused even reduced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Its offset there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// What every status answer says besides the id and the stored record.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Outcome {
+    /// The event it was stored from (`persisted`), or the dead-lettered
+    /// event's (`rejected`, when readable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    /// When the consumer stored it (`persisted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persisted_at: Option<DateTime<Utc>>,
+    /// When the producer accepted it, as its id says (`pending`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// `permanent` or `transient` (`rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// The failure's class, such as `validation` (`rejected`); never
+    /// customer data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// When it was dead-lettered (`rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<DateTime<Utc>>,
+    /// Where its dead letter sits (`rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterAt>,
+}
+
+/// `GET /orders/{order_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderStatus {
+    /// `persisted`, `rejected` or `pending`.
+    #[schema(example = "persisted")]
+    pub status: &'static str,
+    /// The order's id.
+    pub order_id: String,
+    /// What else is known.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The order as the consumer stored it (`persisted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub order: Option<Value>,
+}
+
+/// `GET /users/{user_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserStatus {
+    /// `persisted`, `rejected` or `pending`.
+    #[schema(example = "persisted")]
+    pub status: &'static str,
+    /// The user's id.
+    pub user_id: String,
+    /// What else is known.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The user as the consumer stored it (`persisted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user: Option<Value>,
+}
+
+/// `GET /orders/{order_id}/events`, `GET /users/{user_id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// The order's or user's id.
+    pub id: String,
+    /// Its events in the order the consumer stored them (at most 1000).
+    pub events: Vec<StoredEvent>,
+}
+
+/// Bearer token and the in-flight bound, before any lookup.
+pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.api_token {
+        if !platform::http::bearer_matches(request.headers(), token) {
+            return QueryError::Unauthorized.into_response();
+        }
+    }
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        state.metrics.database_error("overloaded");
+        return QueryError::Overloaded.into_response();
+    };
+    state.metrics.in_flight.inc();
+    let response = next.run(request).await;
+    state.metrics.in_flight.dec();
+    response
+}
+
+fn parse(domain: Domain, raw: Result<Path<String>, PathRejection>) -> Result<String, QueryError> {
+    let Ok(Path(raw)) = raw else {
+        return Err(QueryError::BadId("the id is not valid UTF-8 text"));
+    };
+    contract::ids::parse(domain, &raw).map_err(QueryError::BadId)
+}
+
+/// Runs one database call within the statement timeout, timing and
+/// counting it.
+async fn bounded<T>(
+    state: &AppState,
+    domain: Domain,
+    work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, QueryError> {
+    let started = Instant::now();
+    let result = tokio::time::timeout(state.statement_timeout, work).await;
+    state
+        .metrics
+        .duration(domain.resource(), started.elapsed().as_secs_f64());
+    let kind = match result {
+        Ok(Ok(value)) => return Ok(value),
+        Err(_) => "timeout",
+        Ok(Err(e)) => classify(&e),
+    };
+    state.metrics.database_error(kind);
+    tracing::warn!(kind, "lookup failed in the database");
+    Err(QueryError::Unavailable(kind))
+}
+
+fn classify(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::PoolTimedOut => "timeout",
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => "connection",
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("57014") => "timeout",
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01") => "schema",
+        _ => "other",
+    }
+}
+
+/// The status of `id`, with its stored record when persisted.
+async fn status(state: &AppState, domain: Domain, id: &str) -> Result<(Status, Found), QueryError> {
+    let found = bounded(state, domain, lookup::find(&state.pool, domain, id)).await?;
+    let status = lookup::status_of(&found, domain, id, Utc::now(), state.pending_window);
+    state.metrics.lookup(singular(domain), status.label());
+    Ok((status, found))
+}
+
+fn singular(domain: Domain) -> &'static str {
+    match domain {
+        Domain::Orders => "order",
+        Domain::Users => "user",
+    }
+}
+
+fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
+    Ok(match status {
+        Status::Persisted => match &found.record {
+            Some(r) => Outcome {
+                event_id: Some(r.event_id),
+                persisted_at: Some(r.persisted_at),
+                ..Outcome::default()
+            },
+            None => Outcome::default(),
+        },
+        Status::Rejected => match &found.rejection {
+            Some(r) => Outcome {
+                event_id: r.event_id,
+                error_kind: Some(r.error_kind.clone()),
+                error_class: Some(r.error_class.clone()),
+                rejected_at: Some(r.rejected_at),
+                dead_letter: Some(DeadLetterAt {
+                    topic: r.dlq_topic.clone(),
+                    partition: r.dlq_partition,
+                    offset: r.dlq_offset,
+                }),
+                ..Outcome::default()
+            },
+            None => Outcome::default(),
+        },
+        Status::Pending { since } => Outcome {
+            accepted_at: Some(since),
+            ..Outcome::default()
+        },
+        Status::Unknown(why) => return Err(QueryError::NotFound(why)),
+    })
+}
+
+/// The answer: `304` when the client holds this version already, the
+/// body with an `ETag` when persisted, `Retry-After` while pending.
+fn answer(status: Status, found: &Found, headers: &HeaderMap, body: impl Serialize) -> Response {
+    let etag = match (status, &found.record) {
+        (Status::Persisted, Some(r)) => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
+        _ => None,
+    };
+    if let Some(etag) = &etag {
+        let held = headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes());
+        if held {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().insert(header::ETAG, etag.clone());
+            return response;
+        }
+    }
+    let mut response = Json(body).into_response();
+    let h = response.headers_mut();
+    match etag {
+        Some(etag) => {
+            h.insert(header::ETAG, etag);
+            // Stored state may still change (a later event): revalidate.
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        None => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    if matches!(status, Status::Pending { .. }) {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(1));
+    }
+    response
+}
+
+/// What became of an order.
+#[utoipa::path(
+    get, path = "/orders/{order_id}", tag = "orders",
+    params(
+        ("order_id" = String, Path, description = "the order_id of the 202 answer"),
+        ("If-None-Match" = Option<String>, Header, description = "an ETag held: 304 when unchanged"),
+    ),
+    responses(
+        (status = 200, description = "persisted (with the order and an ETag), rejected (dead-lettered, with its class) or pending (accepted recently, not stored yet; see Retry-After)", body = OrderStatus),
+        (status = 304, description = "persisted, and the ETag sent is still its version"),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token (API_TOKEN)", body = ErrorBody),
+        (status = 404, description = "not known: never accepted, past the pending window, or a client-chosen id not stored yet (see reason)", body = ErrorBody),
+        (status = 503, description = "the database cannot answer now, or too many lookups at once; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn get_order(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response, QueryError> {
+    let id = parse(Domain::Orders, raw)?;
+    let (status, found) = status(&state, Domain::Orders, &id).await?;
+    let body = OrderStatus {
+        status: status.label(),
+        outcome: outcome(status, &found)?,
+        order: found.record.as_ref().map(|r| r.body.clone()),
+        order_id: id,
+    };
+    Ok(answer(status, &found, &headers, body))
+}
+
+/// What became of a user.
+#[utoipa::path(
+    get, path = "/users/{user_id}", tag = "users",
+    params(
+        ("user_id" = String, Path, description = "the user_id of the 202 answer"),
+        ("If-None-Match" = Option<String>, Header, description = "an ETag held: 304 when unchanged"),
+    ),
+    responses(
+        (status = 200, description = "persisted (with the user and an ETag), rejected or pending", body = UserStatus),
+        (status = 304, description = "persisted, and the ETag sent is still its version"),
+        (status = 400, description = "not a user id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token (API_TOKEN)", body = ErrorBody),
+        (status = 404, description = "not known (see reason)", body = ErrorBody),
+        (status = 503, description = "the database cannot answer now, or too many lookups at once; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn get_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response, QueryError> {
+    let id = parse(Domain::Users, raw)?;
+    let (status, found) = status(&state, Domain::Users, &id).await?;
+    let body = UserStatus {
+        status: status.label(),
+        outcome: outcome(status, &found)?,
+        user: found.record.as_ref().map(|r| r.body.clone()),
+        user_id: id,
+    };
+    Ok(answer(status, &found, &headers, body))
+}
+
+async fn list_events(
+    state: &AppState,
+    domain: Domain,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response, QueryError> {
+    let id = parse(domain, raw)?;
+    let events = bounded(
+        state,
+        domain,
+        lookup::events(&state.pool, domain, &id, MAX_EVENTS),
+    )
+    .await?;
+    if events.is_empty() {
+        // Known but with nothing stored (pending, rejected), or unknown.
+        let (status, _) = status(state, domain, &id).await?;
+        if let Status::Unknown(why) = status {
+            return Err(QueryError::NotFound(why));
+        }
+    }
+    let mut response = Json(EventList { id, events }).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The events of an order, from the event store.
+#[utoipa::path(
+    get, path = "/orders/{order_id}/events", tag = "orders",
+    params(("order_id" = String, Path, description = "the order's id")),
+    responses(
+        (status = 200, description = "its events as stored (empty while pending or when rejected)", body = EventList),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "not known", body = ErrorBody),
+        (status = 503, description = "the database cannot answer now; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn get_order_events(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response, QueryError> {
+    list_events(&state, Domain::Orders, raw).await
+}
+
+/// The events of a user, from the event store.
+#[utoipa::path(
+    get, path = "/users/{user_id}/events", tag = "users",
+    params(("user_id" = String, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "its events as stored", body = EventList),
+        (status = 400, description = "not a user id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "not known", body = ErrorBody),
+        (status = 503, description = "the database cannot answer now; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn get_user_events(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response, QueryError> {
+    list_events(&state, Domain::Users, raw).await
+}
+
+/// Served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PubSubKafka query",
+        description = "The read side: what became of each accepted order and user"
+    ),
+    paths(get_order, get_order_events, get_user, get_user_events),
+    components(schemas(
+        OrderStatus,
+        UserStatus,
+        Outcome,
+        DeadLetterAt,
+        EventList,
+        StoredEvent,
+        ErrorBody
+    ))
+)]
+pub struct ApiDoc;

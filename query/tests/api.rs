@@ -1,0 +1,464 @@
+//! The read side in process against the real PostgreSQL, its tables
+//! written by the consumer's own code: every status (persisted, rejected,
+//! pending, unknown), ids good and bad (listed and generated), the ETag,
+//! the token, and what happens when the database is missing, slow or not
+//! migrated.
+
+use std::time::Duration;
+
+use consumer::dead_letter::Stored;
+use consumer::decode::{Decoded, DomainEvent};
+use consumer::failure::{Failure, FailureClass};
+use consumer::persist::{Persistable, Store};
+use consumer::rejections::{Rejection, Subject};
+use contract::{fingerprint, Domain, Format, OrderEvent};
+use harness::database::TestDatabase;
+use platform::Env;
+use proptest::prelude::*;
+use query::{Application, QueryConfig};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl App {
+    async fn start(database_url: &str, extra: &[(&str, &str)]) -> Self {
+        let mut pairs = vec![
+            ("QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL".to_owned(), database_url.to_owned()),
+            ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ];
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = QueryConfig::from_env(&Env::from_pairs(pairs)).expect("config");
+        let app = Application::build(config, prometheus::Registry::new())
+            .await
+            .expect("build");
+        let base = format!("http://{}", app.local_addr().expect("bound"));
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(app.run(stop.clone()));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            stop,
+            served,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("an answer")
+    }
+
+    async fn json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.served.await.expect("joined").expect("served");
+    }
+}
+
+async fn migrated() -> TestDatabase {
+    let db = TestDatabase::create().await;
+    consumer::db::migrate(&db.pool).await.expect("migrate");
+    db
+}
+
+fn decoded(event: OrderEvent) -> Decoded {
+    let fingerprint = fingerprint::order(&event);
+    Decoded {
+        event: DomainEvent::Order(event),
+        format: Format::Json,
+        fingerprint,
+    }
+}
+
+async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
+    let store = Store::new(db.pool.clone(), Duration::from_secs(5));
+    let d = decoded(event);
+    store
+        .persist(&[Persistable {
+            decoded: &d,
+            topic: "orders",
+            partition: 1,
+            offset,
+        }])
+        .await
+        .expect("persisted");
+}
+
+async fn reject(db: &TestDatabase, subject: Subject, class: FailureClass, offset: i64) {
+    let store = Store::new(db.pool.clone(), Duration::from_secs(5));
+    let failure = Failure::permanent(class, "the reason");
+    store
+        .record_rejection(&Rejection {
+            group: "order-consumer",
+            topic: "orders",
+            partition: 2,
+            offset,
+            subject,
+            failure: &failure,
+            dlq_topic: "orders-dlq".into(),
+            stored: Some(Stored {
+                partition: 2,
+                offset: 40 + offset,
+            }),
+        })
+        .await
+        .expect("recorded");
+}
+
+#[tokio::test]
+async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    let event = harness::events::order_event(3);
+    let id = event.order_id;
+    let event_id = event.metadata.event_id;
+
+    let (status, body) = app.json(&format!("/orders/{id}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["reason"], "no_acceptance_time",
+        "a client's own id: {body}"
+    );
+
+    reject(
+        &db,
+        Subject {
+            domain: Domain::Orders,
+            aggregate_id: id.to_string(),
+            event_id: Some(event_id),
+        },
+        FailureClass::Validation,
+        7,
+    )
+    .await;
+    let (status, body) = app.json(&format!("/orders/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "rejected");
+    assert_eq!(body["error_class"], "validation");
+    assert_eq!(body["error_kind"], "permanent");
+    assert_eq!(body["event_id"], event_id.to_string());
+    assert_eq!(body["dead_letter"]["topic"], "orders-dlq");
+    assert_eq!(body["dead_letter"]["offset"], 47);
+    assert!(body.get("order").is_none(), "no customer data: {body}");
+    assert!(
+        !body.to_string().contains("the reason"),
+        "the failure's message stays in the DLQ: {body}"
+    );
+    let (status, events) = app.json(&format!("/orders/{id}/events")).await;
+    assert_eq!(
+        (status, events["events"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+
+    // A replay stores it: the answer turns to persisted.
+    let email = event.customer.email.clone();
+    store(&db, event, 12).await;
+    let response = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert_eq!(etag, format!("\"{event_id}\""));
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "persisted");
+    assert_eq!(body["order_id"], id.to_string());
+    assert_eq!(body["order"]["customer"]["email"], email);
+    assert_eq!(body["order"]["items"][0]["sku"], "SKU-1", "{body}");
+    assert!(
+        body["order"]["totals"]["total"].is_string(),
+        "money is never a float: {body}"
+    );
+
+    let revalidated = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .header("if-none-match", format!("W/\"x\", {etag}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(revalidated.status(), 304);
+    let other = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(other.status(), 200);
+
+    let (status, events) = app.json(&format!("/orders/{id}/events")).await;
+    assert_eq!(status, 200);
+    let listed = events["events"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["event_id"], event_id.to_string());
+    assert_eq!(
+        (
+            &listed[0]["source_topic"],
+            &listed[0]["source_partition"],
+            &listed[0]["source_offset"]
+        ),
+        (&Value::from("orders"), &Value::from(1), &Value::from(12))
+    );
+    app.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_server_assigned_id_is_pending_within_the_window_and_unknown_after() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[("PENDING_WINDOW_SECS", "60")]).await;
+    let fresh = contract::ids::derive::<Uuid>(Domain::Orders, None, None).aggregate;
+    let response = app.get(&format!("/orders/{fresh}")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "pending", "{body}");
+    assert!(body["accepted_at"].is_string());
+
+    let at = |seconds_ago: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        let then = now.as_secs() as i64 - seconds_ago as i64;
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, then as u64, 0))
+    };
+    let (status, body) = app.json(&format!("/orders/{}", at(120))).await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (StatusCode::NOT_FOUND, &Value::from("past_pending_window"))
+    );
+    let future = Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        4_000_000_000,
+        0,
+    ));
+    let (status, body) = app.json(&format!("/orders/{future}")).await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (StatusCode::NOT_FOUND, &Value::from("not_assigned_yet"))
+    );
+    let (status, _) = app.json(&format!("/orders/{}/events", at(120))).await;
+    assert_eq!(status, 404);
+
+    let user = contract::ids::derive::<String>(Domain::Users, None, None).aggregate;
+    let (status, body) = app.json(&format!("/users/{user}")).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &Value::from("pending"))
+    );
+    let (status, body) = app.json("/users/u-42").await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (StatusCode::NOT_FOUND, &Value::from("no_acceptance_time"))
+    );
+
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains(r#"query_lookups_total{resource="order",status="pending"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ids_get_400_and_name_the_rule() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    for path in [
+        "/orders/not-a-uuid",
+        "/orders/%FF%FE",
+        "/orders/0193a5a0-7c1e-7d2a-9b1e-3f4c5d6e7f8",
+        "/users/a%2Fb",
+        "/users/%C3%A9",
+    ] {
+        let (status, body) = app.json(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_id", "{path}");
+    }
+    let (status, _) = app.json(&format!("/users/{}", "u".repeat(65))).await;
+    assert_eq!(status, 400);
+    let (status, body) = app.json("/orders/not-a-uuid/events").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &Value::from("invalid_id"))
+    );
+
+    // Generated segments: never a server error, always one of the answers
+    // the API documents, and a 400 exactly when the id breaks its rule.
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let segments = proptest::collection::vec(any::<u8>(), 1..80);
+    runner
+        .run(&segments, |bytes| {
+            let encoded: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+            let text = String::from_utf8(bytes.clone()).ok();
+            let (status, body) = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(app.json(&format!("/users/{encoded}")))
+            });
+            let valid = text
+                .as_deref()
+                .is_some_and(|t| contract::ids::parse(Domain::Users, t).is_ok());
+            prop_assert!(
+                matches!(status.as_u16(), 200 | 400 | 404),
+                "{status} {body}"
+            );
+            prop_assert_eq!(status == 400, !valid, "{:?}: {}", text, body);
+            Ok(())
+        })
+        .expect("every generated id");
+    app.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_token_guards_reads_but_not_the_probes() {
+    let db = migrated().await;
+    let token = "read-token-0123456789";
+    let app = App::start(&db.url, &[("API_TOKEN", token)]).await;
+    let path = format!("/orders/{}", Uuid::new_v4());
+    let refused = app.get(&path).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let wrong = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .bearer_auth("read-token-0123456780")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(wrong.status(), 401);
+    let right = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(right.status(), 404);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_database_not_migrated_down_or_stuck_answers_503_and_readiness_says_why() {
+    // Not migrated: not ready, naming the schema.
+    let bare = TestDatabase::create().await;
+    let app = App::start(&bare.url, &[]).await;
+    let (status, body) = app.json("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("migrations")),
+        "{body}"
+    );
+    let response = app.get(&format!("/orders/{}", Uuid::new_v4())).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    app.stop().await;
+    bare.drop().await;
+
+    // Nobody listening: 503 at once, not a hang.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let app = App::start(
+        &format!("postgres://postgres@127.0.0.1:{port}/nothing"),
+        &[("QUERY_STATEMENT_TIMEOUT_MS", "500")],
+    )
+    .await;
+    let (status, body) = app.json(&format!("/orders/{}", Uuid::new_v4())).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Value::from("database_unavailable")
+        )
+    );
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    app.stop().await;
+
+    // A lookup that never gets its answer (the table locked): bounded by
+    // the statement timeout; and with one lookup allowed at a time, a
+    // second one is refused at once rather than queued.
+    let db = migrated().await;
+    let mut lock = db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let app = App::start(
+        &db.url,
+        &[
+            ("QUERY_STATEMENT_TIMEOUT_MS", "1500"),
+            ("QUERY_MAX_IN_FLIGHT", "1"),
+        ],
+    )
+    .await;
+    let id = Uuid::new_v4();
+    let path = format!("/orders/{id}");
+    let slow = app.get(&path);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.json(&format!("/orders/{id}")).await
+    };
+    let (slow, (status, body)) = tokio::join!(slow, second);
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &Value::from("overloaded"))
+    );
+    assert_eq!(slow.status(), 503);
+    let body: Value = slow.json().await.expect("json");
+    assert_eq!(body["error"], "database_unavailable", "{body}");
+    lock.rollback().await.expect("unlock");
+    let (status, _) = app.json(&format!("/orders/{id}")).await;
+    assert_eq!(status, 404, "answers again once the lock is gone");
+    app.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_read() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    let (status, doc) = app.json("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/orders/{order_id}",
+        "/orders/{order_id}/events",
+        "/users/{user_id}",
+        "/users/{user_id}/events",
+    ] {
+        assert!(
+            doc["paths"][path]["get"]["responses"]["404"].is_object(),
+            "{path}"
+        );
+    }
+    app.stop().await;
+    db.drop().await;
+}
