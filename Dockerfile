@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 
-# One image, three binaries: `producer`, `consumer` and the operator tool
-# `pubsubkafka` (DLQ replay, lag exporter). Pick one with the container command.
+# One image, four binaries: `producer`, `consumer`, `query` (the read side) and
+# the operator tool `pubsubkafka` (DLQ replay, lag exporter). Pick one with the
+# container command.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -23,9 +24,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p producer -p consumer -p ops \
+    cargo build --release --locked -p producer -p consumer -p query -p ops \
  && install -D -m 0755 -t /out \
-        target/release/producer target/release/consumer target/release/pubsubkafka
+        target/release/producer target/release/consumer target/release/query \
+        target/release/pubsubkafka
 
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -41,10 +43,10 @@ RUN apt-get update \
 COPY --from=builder /out/ /usr/local/bin/
 
 LABEL org.opencontainers.image.title="pubsubkafka" \
-      org.opencontainers.image.description="Kafka order pipeline: producer, consumer and the pubsubkafka operator tool" \
+      org.opencontainers.image.description="Kafka order pipeline: producer, consumer, query and the pubsubkafka operator tool" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 USER 10001:10001
-# producer API, consumer ops port, lag exporter
-EXPOSE 8080 8081 9090
+# producer API, consumer ops port, query API, lag exporter
+EXPOSE 8080 8081 8082 9090
 CMD ["producer"]

@@ -85,12 +85,15 @@ producer:
 consumer:
   pdb: {enabled: false}
   keda: {enabled: true}
+query: {enabled: false}
 lagExporter: {enabled: false}
 dlqReplay: {enabled: false}
 networkPolicy: {enabled: false}
 YAML
 # Every setting away from its default, the other branches on: TLS with the
-# system CAs, restricted API callers, an Ingress, circuit-aware autoscaling.
+# system CAs, restricted API callers, an Ingress (writes to the producer, reads
+# to the query service), the query service on its own database Secret at a
+# fixed replica count, circuit-aware autoscaling.
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
 topics: {orders: shop.orders, users: shop.users}
@@ -103,7 +106,7 @@ database: {secretName: orders-db, secretKey: url}
 log: {level: "info,consumer=debug", format: text}
 otel:
   endpoint: "http://otel-collector.observability:4318"
-  serviceNames: {producer: order-api, consumer: order-writer, lagExporter: order-lag, dlqReplay: order-replay}
+  serviceNames: {producer: order-api, consumer: order-writer, query: order-read, lagExporter: order-lag, dlqReplay: order-replay}
 extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
 producer:
   messageFormat: avro
@@ -137,6 +140,16 @@ consumer:
   containerPort: 9081
   shutdownTimeoutSecs: 20
   keda: {enabled: true, prometheus: {serverAddress: "http://prometheus.monitoring:9090", lagSecondsThreshold: 60}}
+query:
+  replicaCount: 3
+  database: {secretName: orders-db-replica, secretKey: url, poolSize: 4, statementTimeoutMs: 1500}
+  maxInFlight: 128
+  pendingWindowSecs: 600
+  containerPort: 9082
+  service: {port: 9082}
+  terminationGracePeriodSeconds: 40
+  hpa: {enabled: false}
+  nodeSelector: {kubernetes.io/os: linux}
 dlqReplay:
   group: order-replay
   topics: [shop.orders-dlq]
@@ -186,6 +199,8 @@ refused() {
 }
 run "values refused: a grace period shorter than the shutdown" \
     refused "consumer: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
+run "values refused: a query grace period shorter than its shutdown" \
+    refused "query: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
 run "values refused: an API token under 16 characters" \
     refused "producer: {apiToken: {value: short}}" "/producer/apiToken/value"
 run "values refused: a setting out of the service's range" \
