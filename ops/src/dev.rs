@@ -24,6 +24,9 @@ pub struct DevArgs {
     /// Address of the consumer's health and metrics.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub consumer_addr: String,
+    /// Address of the read side (`GET /orders/{id}`).
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub query_addr: String,
     /// Partitions per topic on the in-process broker.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
@@ -80,12 +83,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
         ("PRODUCER_HTTP_ADDR".to_owned(), args.producer_addr.clone()),
         ("CONSUMER_HTTP_ADDR".to_owned(), args.consumer_addr.clone()),
+        ("QUERY_HTTP_ADDR".to_owned(), args.query_addr.clone()),
     ]);
     let env = Env::from_pairs(vars);
     let producer_config =
         producer::ProducerConfig::from_env(&env).context("producer configuration")?;
     let consumer_config =
         consumer::ConsumerConfig::from_env(&env).context("consumer configuration")?;
+    let query_config = query::QueryConfig::from_env(&env).context("query configuration")?;
     let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
         .context("telemetry configuration")?;
     let _telemetry = platform::telemetry::init(&telemetry)?;
@@ -99,13 +104,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let consumer = consumer::Application::build(consumer_config, prometheus::Registry::new())
         .await
         .context("starting the consumer")?;
+    let reads = query::Application::build(query_config, prometheus::Registry::new())
+        .await
+        .context("starting the query service")?;
     let api = producer.local_addr()?;
     let ops = consumer.local_addr()?;
+    let read = reads.local_addr()?;
     let producer_task = tokio::spawn(producer.run(stop.clone()));
     let consumer_task = tokio::spawn(consumer.run(stop.clone()));
+    let query_task = tokio::spawn(reads.run(stop.clone()));
 
     println!(
-        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, database {}\n",
+        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {}\n",
         if cluster.is_some() { " (in process)" } else { "" },
         redact(&database_url),
     );
@@ -121,7 +131,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  curl -i -X POST http://{api}/orders -H 'content-type: application/json' -d '{body}'\n"
     );
     println!(
-        "then see it in PostgreSQL:\n\n  psql '{}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n",
+        "follow it (the answer's Location, on the query service):\n\n  curl -i http://{read}/orders/<order_id>\n  pubsubkafka order <order_id>\n"
+    );
+    println!(
+        "and see it in PostgreSQL:\n\n  psql '{}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n",
         redact(&database_url)
     );
     println!("Metrics: http://{api}/metrics and http://{ops}/metrics. Ctrl-C stops everything.\n");
@@ -129,6 +142,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     wait_until_stopped(&stop).await;
     let _ = producer_task.await;
     let _ = consumer_task.await;
+    let _ = query_task.await;
     drop(cluster);
     println!("stopped");
     Ok(())

@@ -6,5 +6,6 @@ pub mod dead_letters;
 pub mod dev;
 pub mod dlq;
 pub mod lag;
+pub mod order;
 pub mod serve;
 pub mod verdict;

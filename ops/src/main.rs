@@ -33,6 +33,9 @@ enum Command {
     Dlq(DlqCommand),
     /// Consumer lag of a group, from the broker (works while the consumer is down).
     Lag(LagArgs),
+    /// What became of one order (or user): status, events and where each
+    /// sits in Kafka, dead letters and where they sit in the DLQ.
+    Order(ops::order::OrderArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +239,19 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
         Command::Lag(args) => lag(kafka()?, args).await,
+        Command::Order(args) => {
+            let story = ops::order::story(&args).await?;
+            if args.json {
+                print_json(&story)?;
+            } else {
+                emit(|out| ops::order::print(out, &story))?;
+            }
+            Ok(if story.status == "not_found" {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
     }
 }
 
