@@ -25,7 +25,7 @@ pub fn order_body() -> anyhow::Result<Bytes> {
 }
 
 /// Orders per batch request.
-const BATCH: usize = 500;
+pub const BATCH: usize = 500;
 
 /// Clients sending batches at saturation: enough to keep the producer
 /// busy while each waits for its acknowledgements.
@@ -33,7 +33,7 @@ const BATCH_CLIENTS: usize = 8;
 
 /// A `POST /orders/batch` body of [`BATCH`] orders, the same as
 /// [`order_body`], each a new order (no idempotency key).
-fn batch_body() -> anyhow::Result<Bytes> {
+pub fn batch_body() -> anyhow::Result<Bytes> {
     let item = serde_json::json!({ "order": harness::load::order_body(1) });
     Ok(serde_json::to_vec(&serde_json::json!({ "orders": vec![item; BATCH] }))?.into())
 }

@@ -3,13 +3,14 @@
 //! hide the requests it delayed (no coordinated omission). Closed loop: a
 //! fixed number of clients send back to back, to find the saturation rate.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 
-/// Where and what to post.
+/// Where and what to post, or which URLs to read.
 #[derive(Clone)]
 pub struct Target {
     client: reqwest::Client,
@@ -17,6 +18,8 @@ pub struct Target {
     body: Bytes,
     correlation_id: Option<Arc<str>>,
     accepted_status: u16,
+    /// When set, requests are `GET`s of these, in turn.
+    reads: Option<(Arc<[String]>, Arc<AtomicUsize>)>,
 }
 
 impl Target {
@@ -32,7 +35,17 @@ impl Target {
             body,
             correlation_id: None,
             accepted_status: 202,
+            reads: None,
         })
+    }
+
+    /// `GET`s each of `urls` in turn (answered `200`: accepted) over a
+    /// client pooling up to `connections`.
+    pub fn reading(urls: Vec<String>, connections: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(!urls.is_empty(), "nothing to read");
+        let mut target = Self::new(&urls[0], Bytes::new(), connections)?.accepted_with(200);
+        target.reads = Some((urls.into(), Arc::new(AtomicUsize::new(0))));
+        Ok(target)
     }
 
     /// Counts answers with `status` as accepted instead of `202` (a batch
@@ -49,7 +62,14 @@ impl Target {
     }
 
     /// One request; true when it was answered as accepted.
-    pub async fn post(&self) -> bool {
+    pub async fn send(&self) -> bool {
+        if let Some((urls, next)) = &self.reads {
+            let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
+            return match self.client.get(url).send().await {
+                Ok(r) => r.status().as_u16() == self.accepted_status && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+        }
         let mut request = self
             .client
             .post(&*self.url)
@@ -115,7 +135,7 @@ pub async fn open_loop(target: &Target, rate: f64, duration: Duration) -> Run {
         }
         let target = target.clone();
         in_flight.push(tokio::spawn(async move {
-            let ok = target.post().await;
+            let ok = target.send().await;
             (ok, due.elapsed().as_secs_f64())
         }));
     }
@@ -141,7 +161,7 @@ pub async fn closed_loop(target: &Target, clients: usize, duration: Duration) ->
                 let (mut latencies, mut failed) = (Vec::new(), 0usize);
                 while start.elapsed() < duration {
                     let sent = Instant::now();
-                    if target.post().await {
+                    if target.send().await {
                         latencies.push(sent.elapsed().as_secs_f64());
                     } else {
                         failed += 1;

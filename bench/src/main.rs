@@ -6,6 +6,7 @@ mod end_to_end;
 mod ingest;
 mod load;
 mod persist;
+mod read;
 mod report;
 mod services;
 mod stats;
@@ -46,7 +47,7 @@ struct Cli {
     /// End-to-end rate as a fraction of the run's ingest saturation.
     #[arg(long, default_value_t = 0.3)]
     e2e_fraction: f64,
-    /// Benchmarks to run (ingest, end-to-end, persist); all by default.
+    /// Benchmarks to run (ingest, end-to-end, persist, read); all by default.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Part>,
     /// Longest the naive consumer runs, seconds.
@@ -63,6 +64,7 @@ pub enum Part {
     Ingest,
     EndToEnd,
     Persist,
+    Read,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +184,10 @@ async fn bench(settings: &Settings, smoke: bool) -> anyhow::Result<()> {
         if settings.runs_part(Part::Persist) {
             eprintln!("run {run} of {}: persist", settings.runs);
             persist::run(settings, &mut report).await?;
+        }
+        if settings.runs_part(Part::Read) {
+            eprintln!("run {run} of {}: read side", settings.runs);
+            read::run(settings, &mut report).await?;
         }
     }
     println!(

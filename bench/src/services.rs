@@ -70,6 +70,14 @@ pub async fn consumer(
     service
 }
 
+/// The read side on `database_url`, with the service's defaults.
+pub async fn query(database_url: &str) -> Service {
+    let env = with_service_env(vec![("DATABASE_URL", database_url.to_owned())]);
+    let mut service = Service::start("query", "QUERY_HTTP_ADDR", &env);
+    service.wait_ready("/readyz", READY).await;
+    service
+}
+
 /// This binary's `bare-http` command as a process of its own.
 pub async fn bare_http() -> Service {
     let addr = format!("127.0.0.1:{}", harness::free_port());
