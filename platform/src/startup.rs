@@ -36,6 +36,9 @@ pub enum StartError {
     /// We refused the broker's certificate.
     #[error("Kafka TLS handshake failed (check KAFKA_SSL_CA_LOCATION: the brokers' certificate must be signed by that CA and name the address used): {0}")]
     Tls(String),
+    /// A database the service needs could not be prepared.
+    #[error("database: {0}")]
+    Database(String),
 }
 
 /// What the client of `context` refused or was refused, if anything.

@@ -13,6 +13,7 @@ use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
 
+use crate::outbox::RelaySettings;
 use crate::rate_limit::RateLimitConfig;
 
 /// Everything the producer service needs to start.
@@ -47,8 +48,26 @@ pub struct ProducerConfig {
     pub api_token: Option<String>,
     /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful drain.
     pub shutdown_timeout: Duration,
+    /// `PRODUCER_MODE=outbox`: accepted events go to an outbox table and a
+    /// relay publishes them; `None` (`direct`, the default): `202` after the
+    /// broker's acknowledgement.
+    pub outbox: Option<OutboxConfig>,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+}
+
+/// The settings of outbox mode.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// `OUTBOX_DATABASE_URL` (else `DATABASE_URL`): where the outbox table is.
+    pub database_url: String,
+    /// `OUTBOX_DB_POOL_SIZE` (default 16): connections, for requests and relay.
+    pub pool_size: u32,
+    /// `OUTBOX_WRITE_TIMEOUT_MS` (default 2000): longest a request waits for
+    /// its outbox transaction (then `503`).
+    pub write_timeout: Duration,
+    /// `OUTBOX_RELAY_*`: how the relay publishes.
+    pub relay: RelaySettings,
 }
 
 impl ProducerConfig {
@@ -59,6 +78,7 @@ impl ProducerConfig {
             .parse::<Format>()
             .map_err(|e| ConfigError::new("MESSAGE_FORMAT", &e.0, "json, protobuf or avro"))?;
         let rate_limit = rate_limit(env)?;
+        let outbox = outbox(env)?;
         let api_token = env.api_token()?;
         let metrics_addr = match env.get("METRICS_ADDR") {
             None => None,
@@ -89,9 +109,51 @@ impl ProducerConfig {
             rate_limit,
             api_token,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
+            outbox,
             telemetry: TelemetryConfig::from_env(env, "producer")?,
         })
     }
+}
+
+/// `PRODUCER_MODE` (`direct`, the default, or `outbox`) and, for outbox
+/// mode, its database and relay settings.
+fn outbox(env: &Env) -> Result<Option<OutboxConfig>, ConfigError> {
+    match env.string("PRODUCER_MODE", "direct").trim() {
+        "direct" => return Ok(None),
+        "outbox" => {}
+        other => return Err(ConfigError::new("PRODUCER_MODE", other, "direct or outbox")),
+    }
+    let Some(database_url) = env
+        .get("OUTBOX_DATABASE_URL")
+        .or_else(|| env.get("DATABASE_URL"))
+    else {
+        return Err(ConfigError::new(
+            "OUTBOX_DATABASE_URL",
+            "",
+            "the PostgreSQL URL of the outbox table (or DATABASE_URL) when PRODUCER_MODE=outbox",
+        ));
+    };
+    let concurrency: usize = env.number("OUTBOX_RELAY_CONCURRENCY", 4, 1..=64)?;
+    let pool_size: u32 = env.number("OUTBOX_DB_POOL_SIZE", 16, 2..=1_000)?;
+    if pool_size as usize <= concurrency {
+        return Err(ConfigError::new(
+            "OUTBOX_DB_POOL_SIZE",
+            &pool_size.to_string(),
+            format!(
+                "more than OUTBOX_RELAY_CONCURRENCY ({concurrency}): requests need connections too"
+            ),
+        ));
+    }
+    Ok(Some(OutboxConfig {
+        database_url: database_url.to_owned(),
+        pool_size,
+        write_timeout: env.millis("OUTBOX_WRITE_TIMEOUT_MS", 2_000, 10..=60_000)?,
+        relay: RelaySettings {
+            batch: env.number("OUTBOX_RELAY_BATCH", 500, 1..=10_000)?,
+            concurrency,
+            poll: env.millis("OUTBOX_RELAY_POLL_MS", 50, 1..=60_000)?,
+        },
+    }))
 }
 
 /// `RATE_LIMIT_RPS` (0, the default: off), `RATE_LIMIT_BURST` (default: a
@@ -158,6 +220,38 @@ mod tests {
             ]))
             .unwrap_err();
             assert_eq!(err.variable, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn outbox_mode_needs_a_database_and_leaves_the_relay_connections() {
+        assert!(ProducerConfig::from_env(&Env::default())
+            .unwrap()
+            .outbox
+            .is_none());
+        let c = ProducerConfig::from_env(&Env::from_pairs([
+            ("PRODUCER_MODE", "outbox"),
+            ("DATABASE_URL", "postgres://db/orders"),
+        ]))
+        .unwrap()
+        .outbox
+        .expect("outbox mode");
+        assert_eq!(c.database_url, "postgres://db/orders");
+        assert_eq!((c.pool_size, c.relay.concurrency), (16, 4));
+        for (pairs, variable) in [
+            (vec![("PRODUCER_MODE", "both")], "PRODUCER_MODE"),
+            (vec![("PRODUCER_MODE", "outbox")], "OUTBOX_DATABASE_URL"),
+            (
+                vec![
+                    ("PRODUCER_MODE", "outbox"),
+                    ("OUTBOX_DATABASE_URL", "postgres://db/o"),
+                    ("OUTBOX_DB_POOL_SIZE", "4"),
+                ],
+                "OUTBOX_DB_POOL_SIZE",
+            ),
+        ] {
+            let e = ProducerConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert_eq!(e.variable, variable);
         }
     }
 

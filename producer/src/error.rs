@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 503: the broker did not acknowledge the write.
     #[error("event not accepted: {0}")]
     Unavailable(#[from] PublishError),
+    /// 503: the outbox transaction did not commit (outbox mode).
+    #[error("event not accepted: {0}")]
+    OutboxUnavailable(#[from] crate::outbox::OutboxUnavailable),
     /// 500: a bug; the details stay in the logs.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -97,6 +100,9 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "producer_queue_full")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            ApiError::OutboxUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "outbox_unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -125,7 +131,7 @@ impl IntoResponse for ApiError {
         };
         let retry_after = match &self {
             ApiError::TooManyRequests(decision) => Some(decision.reset_seconds),
-            ApiError::Unavailable(_) => Some(1),
+            ApiError::Unavailable(_) | ApiError::OutboxUnavailable(_) => Some(1),
             _ => None,
         };
         let mut response = (

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::admission::header_text;
 use crate::error::ApiError;
+use crate::outbox::Entry;
 use crate::publish::Delivered;
 use crate::routes::AppState;
 
@@ -194,43 +195,69 @@ fn metadata<E: Event>(event_id: Uuid, correlation_id: String, trace: &Trace) -> 
     }
 }
 
-/// Encodes and publishes `event` with its envelope and the trace context.
-async fn publish<E: Event>(
-    state: &AppState,
+/// The message of `event`: its topic, key, encoded value, envelope
+/// headers and the trace context.
+fn message<'a, E: Event>(
+    state: &'a AppState,
     event: &E,
-    trace: &Trace,
-) -> Result<Delivered, ApiError> {
-    let payload = event.encode(state.format)?;
-    let envelope = Envelope::of(event, state.format).headers();
-    let headers = envelope
+    trace: &'a Trace,
+) -> Result<Entry<'a>, ApiError> {
+    let value = event.encode(state.format)?;
+    let mut headers: Vec<(&'a str, String)> = Envelope::of(event, state.format).headers();
+    headers.extend(trace.headers.iter().map(|(name, v)| (*name, v.clone())));
+    Ok(Entry {
+        topic: state.topics.topic(E::DOMAIN),
+        key: event.key(),
+        headers,
+        value,
+    })
+}
+
+/// Publishes `entry` and waits for the broker's acknowledgement.
+async fn publish(state: &AppState, entry: &Entry<'_>) -> Result<Delivered, ApiError> {
+    let headers = entry
+        .headers
         .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .chain(
-            trace
-                .headers
-                .iter()
-                .map(|(name, value)| (*name, value.as_str())),
-        );
-    let topic = state.topics.topic(E::DOMAIN);
+        .map(|(name, value)| (*name, value.as_str()));
     let delivered = state
         .publisher
         .publish(
-            topic,
-            &event.key(),
-            &payload,
+            entry.topic,
+            &entry.key,
+            &entry.value,
             platform::kafka::owned_headers(headers),
         )
         .await?;
     // Debug: a line per request would cost more than the request's own
     // work at high rates; metrics count every outcome.
     tracing::debug!(
-        topic,
+        topic = entry.topic,
         partition = delivered.partition,
         offset = delivered.offset,
-        trace_id = event.metadata().trace_id.as_deref().unwrap_or(""),
         "event published"
     );
     Ok(delivered)
+}
+
+/// Stores `entries`: in the outbox (one transaction) in outbox mode, else
+/// published, each awaited. Each entry's broker position when published.
+async fn store(
+    state: &AppState,
+    entries: &[Entry<'_>],
+) -> Result<Vec<Result<Option<Delivered>, ApiError>>, ApiError> {
+    if let Some(outbox) = &state.outbox {
+        outbox.write(entries).await?;
+        return Ok(entries.iter().map(|_| Ok(None)).collect());
+    }
+    // Every send is queued before any acknowledgement is awaited, so the
+    // producer batches them as it batches concurrent requests.
+    Ok(
+        futures::future::join_all(entries.iter().map(|entry| publish(state, entry)))
+            .await
+            .into_iter()
+            .map(|r| r.map(Some))
+            .collect(),
+    )
 }
 
 /// Accepts a valid request of `R`: its ids, its event, the broker's
@@ -253,7 +280,11 @@ pub async fn accept<R: Answer>(
         ids.aggregate,
         metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
     );
-    publish(&state, &event, &trace).await?;
+    let entry = message(&state, &event, &trace)?;
+    match &state.outbox {
+        Some(outbox) => outbox.write(std::slice::from_ref(&entry)).await?,
+        None => drop(publish(&state, &entry).await?),
+    }
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, value);
@@ -305,10 +336,11 @@ where
             ),
         ));
     }
-    // Every send is queued before any acknowledgement is awaited, so the
-    // producer batches them as it batches concurrent requests.
-    let delivered =
-        futures::future::join_all(events.iter().map(|event| publish(&state, event, &trace))).await;
+    let entries = events
+        .iter()
+        .map(|event| message(&state, event, &trace))
+        .collect::<Result<Vec<_>, _>>()?;
+    let delivered = store(&state, &entries).await?;
     let (status, answer) = settle(outcomes, delivered)?;
     let failed = answer.failed;
     let mut response = (status, Json(answer)).into_response();
@@ -327,14 +359,14 @@ where
 /// all were stored, `207` when some were, the first error when none was.
 fn settle(
     mut outcomes: Vec<ItemOutcome>,
-    delivered: Vec<Result<Delivered, ApiError>>,
+    delivered: Vec<Result<Option<Delivered>, ApiError>>,
 ) -> Result<(StatusCode, BatchAnswer), ApiError> {
     let mut first_error = None;
     for (outcome, result) in outcomes.iter_mut().zip(delivered) {
         match result {
             Ok(at) => {
-                outcome.partition = Some(at.partition);
-                outcome.offset = Some(at.offset);
+                outcome.partition = at.map(|a| a.partition);
+                outcome.offset = at.map(|a| a.offset);
                 outcome.location = match (&outcome.order_id, &outcome.user_id) {
                     (Some(order), _) => Some(ids::location(Domain::Orders, &order.to_string())),
                     (None, Some(user)) => Some(ids::location(Domain::Users, user)),
@@ -391,14 +423,14 @@ mod tests {
         }
     }
 
-    fn stored(offset: i64) -> Result<Delivered, ApiError> {
-        Ok(Delivered {
+    fn stored(offset: i64) -> Result<Option<Delivered>, ApiError> {
+        Ok(Some(Delivered {
             partition: 1,
             offset,
-        })
+        }))
     }
 
-    fn refused() -> Result<Delivered, ApiError> {
+    fn refused() -> Result<Option<Delivered>, ApiError> {
         Err(ApiError::Unavailable(PublishError::QueueFull))
     }
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod intake;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub rate_limit: Option<Arc<RateLimit>>,
     /// Bearer token required on write endpoints.
     pub api_token: Option<String>,
+    /// Outbox mode: where accepted events are written instead of the broker.
+    pub outbox: Option<crate::outbox::Outbox>,
 }
 
 /// Answer of an accepted order.

@@ -18,10 +18,11 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::admission;
-use crate::config::ProducerConfig;
+use crate::config::{OutboxConfig, ProducerConfig};
 use crate::events;
 use crate::metrics::ProducerMetrics;
 use crate::openapi::ApiDoc;
+use crate::outbox::{Outbox, OutboxMetrics, Relay};
 use crate::publish::Publisher;
 use crate::rate_limit::RateLimit;
 use crate::routes::{self, AppState};
@@ -38,22 +39,32 @@ pub struct Application {
     limits: HttpLimits,
     connections: ConnectionMetrics,
     publisher: Publisher,
+    relay: Option<Relay>,
     shutdown_timeout: Duration,
 }
 
-/// Ready while the brokers answer a metadata request for the orders topic.
+/// Direct mode: ready while the brokers answer a metadata request for the
+/// orders topic. Outbox mode: ready while the outbox table answers (a
+/// broker outage must not take the replicas out of service: that is what
+/// the mode is for).
 #[derive(Clone)]
-struct BrokersReady {
-    publisher: Publisher,
-    topic: String,
+enum Ready {
+    Brokers { publisher: Publisher, topic: String },
+    Outbox(Outbox),
 }
 
-impl Readiness for BrokersReady {
+impl Readiness for Ready {
     async fn check(&self) -> Result<(), NotReady> {
-        self.publisher
-            .ready(&self.topic, Duration::from_secs(2))
-            .await
-            .map_err(|e| NotReady::new("brokers", e))
+        match self {
+            Ready::Brokers { publisher, topic } => publisher
+                .ready(topic, Duration::from_secs(2))
+                .await
+                .map_err(|e| NotReady::new("brokers", e)),
+            Ready::Outbox(outbox) => outbox
+                .ready()
+                .await
+                .map_err(|e| NotReady::new("outbox database", e)),
+        }
     }
 }
 
@@ -67,6 +78,14 @@ impl Application {
         let connections = ConnectionMetrics::register(&registry)?;
         let publisher = Publisher::new(&config.kafka, config.produce_timeout, metrics)?;
         check_credentials(&publisher, &config.topics.orders).await?;
+        let outbox = match &config.outbox {
+            None => None,
+            Some(c) => Some(open_outbox(c, &registry).await?),
+        };
+        let relay = outbox
+            .as_ref()
+            .zip(config.outbox.as_ref())
+            .map(|(o, c)| Relay::new(o.clone(), publisher.clone(), c.relay));
 
         let rate_limit = config
             .rate_limit
@@ -83,10 +102,14 @@ impl Application {
             body_timeout: config.http_limits.body_timeout,
             rate_limit,
             api_token: config.api_token.clone(),
+            outbox: outbox.clone(),
         });
-        let ready = BrokersReady {
-            publisher: publisher.clone(),
-            topic: config.topics.orders.clone(),
+        let ready = match outbox {
+            Some(outbox) => Ready::Outbox(outbox),
+            None => Ready::Brokers {
+                publisher: publisher.clone(),
+                topic: config.topics.orders.clone(),
+            },
         };
         let admitted = |max_body_bytes| {
             middleware::from_fn_with_state(
@@ -143,6 +166,7 @@ impl Application {
             limits: config.http_limits,
             connections,
             publisher,
+            relay,
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -172,6 +196,9 @@ impl Application {
                 stop.clone(),
             ))
         });
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(stop.clone())));
         let serving = server::serve(
             self.listener,
             self.router,
@@ -196,6 +223,15 @@ impl Application {
                 .is_err()
         {
             tracing::warn!("in-flight requests still running at the shutdown deadline");
+        }
+        if let Some(relay) = relay {
+            // It finishes the shards it is publishing (bounded by the
+            // produce timeout); what waits is published by another replica
+            // or after the restart.
+            let left = self.shutdown_timeout.saturating_sub(since.elapsed());
+            if tokio::time::timeout(left, relay).await.is_err() {
+                tracing::warn!("outbox relay still publishing at the shutdown deadline");
+            }
         }
         let left = self
             .shutdown_timeout
@@ -238,6 +274,26 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         span.record("trace_id", trace_id.as_str());
     }
     span
+}
+
+/// The outbox of `config`, its table created if missing. A database that
+/// cannot be reached or refuses the table stops start-up, saying which.
+async fn open_outbox(config: &OutboxConfig, registry: &Registry) -> Result<Outbox, StartupError> {
+    let metrics = OutboxMetrics::register(registry)?;
+    let outbox = Outbox::new(
+        &config.database_url,
+        config.pool_size,
+        config.write_timeout,
+        metrics,
+    )
+    .map_err(|e| StartupError::Database(format!("OUTBOX_DATABASE_URL: {e}")))?;
+    outbox.prepare().await.map_err(|e| {
+        StartupError::Database(format!(
+            "cannot create the outbox table (is the database up, and may this role create \
+             tables?): {e}"
+        ))
+    })?;
+    Ok(outbox)
 }
 
 /// A wrong password fails start-up with a message that says so; a broker
