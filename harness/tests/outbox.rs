@@ -1,0 +1,241 @@
+//! Outbox mode end to end, every part a process: two producer replicas in
+//! outbox mode, the consumer, a Tansu broker reached through a proxy, the
+//! local PostgreSQL. With the broker unreachable for a minute under load,
+//! every order gets `202` at once and, once the broker is back, is
+//! persisted exactly once in per-partition order, relayed by both replicas
+//! without a row published twice; a relay killed with `kill -9` in the
+//! middle of its batches loses nothing and persists nothing twice.
+
+use std::time::{Duration, Instant};
+
+use harness::broker::{Broker, Tansu};
+use harness::database::{wait_for_count, TestDatabase};
+use harness::kafka::read_topic_with;
+use harness::load::{post_orders, LoadReport};
+use harness::process::Service;
+use harness::proxy::Proxy;
+use harness::stack::{consumer_env, producer_env, Stack, DRAIN, READY};
+
+/// Tansu behind a proxy every client connection crosses, so that the
+/// broker can be made unreachable without losing what it holds (a memory
+/// broker stopped would).
+fn broker_behind_proxy() -> (Broker, Proxy) {
+    let port = harness::free_port();
+    let front: std::net::SocketAddr = format!("127.0.0.1:{}", harness::free_port())
+        .parse()
+        .expect("address");
+    let proxy = Proxy::start_on(front, format!("127.0.0.1:{port}").parse().expect("address"));
+    let tansu = Tansu::start_advertising(port, front);
+    let broker = Broker {
+        bootstrap: tansu.bootstrap.clone(),
+        topics: Broker::tansu_topics(),
+        tansu: Some(tansu),
+        cluster: None,
+    };
+    (broker, proxy)
+}
+
+fn outbox_producer_env(broker: &Broker, db: &TestDatabase) -> Vec<(&'static str, String)> {
+    let mut env = producer_env(broker);
+    env.extend([
+        ("PRODUCER_MODE", "outbox".to_owned()),
+        ("OUTBOX_DATABASE_URL", db.url.clone()),
+        ("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()),
+    ]);
+    env
+}
+
+fn merge(a: LoadReport, b: LoadReport) -> LoadReport {
+    let mut all = a;
+    all.sent += b.sent;
+    all.accepted.extend(b.accepted);
+    all.gave_up += b.gave_up;
+    all.attempts += b.attempts;
+    for (code, n) in b.statuses {
+        *all.statuses.entry(code).or_default() += n;
+    }
+    all.longest_wait = all.longest_wait.max(b.longest_wait);
+    all
+}
+
+async fn metric(service: &Service, name: &str) -> f64 {
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn waiting(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_each_once() {
+    let (broker, proxy) = broker_behind_proxy();
+    let db = TestDatabase::create().await;
+    let mut consumer = consumer_env(&broker, &db.url);
+    consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
+    let producer = outbox_producer_env(&broker, &db);
+    let stack = Stack::launch(db, broker, &consumer, &producer).await;
+    let mut second = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer);
+    second.wait_ready("/readyz", READY).await;
+    let urls = [stack.producer.url("/orders"), second.url("/orders")];
+    let split = |count: usize| {
+        let urls = urls.clone();
+        async move {
+            let (a, b) = tokio::join!(
+                post_orders(&urls[0], count, 4, Duration::from_secs(120)),
+                post_orders(&urls[1], count, 4, Duration::from_secs(120))
+            );
+            merge(a, b)
+        }
+    };
+
+    let before = split(200).await;
+    let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 400, DRAIN).await;
+    assert_eq!(persisted, 400, "the pipeline runs before the fault");
+
+    proxy.cut();
+    let cut = Instant::now();
+    println!("broker unreachable");
+    let during = split(1000).await;
+    println!(
+        "{during} while the broker was unreachable ({:?})",
+        cut.elapsed()
+    );
+    let backlog = waiting(&stack.db).await;
+    assert!(backlog > 0, "the accepted orders wait in the outbox");
+    let ready = reqwest::get(stack.producer.url("/readyz"))
+        .await
+        .expect("answer");
+    assert_eq!(ready.status(), 200, "ready while the outbox answers");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let age = metric(&stack.producer, "outbox_oldest_age_seconds").await;
+    assert!(age > 0.0, "the backlog's age is measured");
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(cut.elapsed())).await;
+    let stored_during = stack.count("SELECT count(*) FROM orders").await;
+    println!(
+        "after {:?} without the broker: {backlog} rows waited at the end of the load, {stored_during} orders stored",
+        cut.elapsed()
+    );
+    proxy.restore();
+    println!("broker reachable again");
+
+    let report = merge(before, during);
+    assert_eq!(
+        report.statuses.keys().copied().collect::<Vec<_>>(),
+        vec![202],
+        "every request answered 202 at its first try: {report}"
+    );
+    stack
+        .assert_exactly_once("outbox, broker away a minute", &report)
+        .await;
+    let deadline = Instant::now() + DRAIN;
+    while waiting(&stack.db).await > 0 {
+        assert!(Instant::now() < deadline, "the outbox drains");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let relayed = (
+        metric(&stack.producer, "outbox_relayed_total").await,
+        metric(&second, "outbox_relayed_total").await,
+    );
+    let published = read_topic_with(
+        stack.broker.client(),
+        &stack.broker.topics.orders,
+        report.accepted.len(),
+        Duration::from_secs(10),
+    )
+    .len();
+    println!(
+        "relayed {} by one replica, {} by the other; {published} messages on the topic",
+        relayed.0, relayed.1
+    );
+    assert_eq!(
+        relayed.0 + relayed.1,
+        report.accepted.len() as f64,
+        "each row relayed once"
+    );
+    assert_eq!(published, report.accepted.len(), "no row published twice");
+    second.sigterm(Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
+    let (broker, proxy) = broker_behind_proxy();
+    let db = TestDatabase::create().await;
+    let mut consumer = consumer_env(&broker, &db.url);
+    consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
+    let mut producer = outbox_producer_env(&broker, &db);
+    producer.push(("OUTBOX_WRITE_TIMEOUT_MS", "20000".to_owned()));
+    let mut stack = Stack::launch(db, broker, &consumer, &producer).await;
+
+    proxy.cut();
+    let report = post_orders(
+        &stack.producer.url("/orders"),
+        3000,
+        8,
+        Duration::from_secs(60),
+    )
+    .await;
+    let backlog = waiting(&stack.db).await;
+    println!("{report}; {backlog} rows waiting");
+    assert_eq!(backlog as usize, report.accepted.len());
+    // Rows may be read and published, not deleted: the relay's batches stop
+    // between the broker's acknowledgement and their delete.
+    let mut hold = stack.db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE outbox IN SHARE MODE")
+        .execute(&mut *hold)
+        .await
+        .expect("lock");
+    proxy.restore();
+    let deadline = Instant::now() + DRAIN;
+    let in_flight = loop {
+        let published = read_topic_with(
+            stack.broker.client(),
+            &stack.broker.topics.orders,
+            1,
+            Duration::from_millis(500),
+        )
+        .len();
+        if published > 0 {
+            break published;
+        }
+        assert!(Instant::now() < deadline, "the relay never published");
+    };
+    stack.producer.kill9();
+    hold.rollback().await.expect("unlock");
+    let left = waiting(&stack.db).await;
+    println!("relay killed -9 mid-batch: its batches published, {left} of {backlog} rows left");
+    assert_eq!(left, backlog, "killed before any batch was deleted");
+    assert!(in_flight > 0);
+    stack.producer.restart();
+    stack.producer.wait_ready("/readyz", READY).await;
+    stack
+        .assert_exactly_once("outbox relay killed -9", &report)
+        .await;
+    let published = read_topic_with(
+        stack.broker.client(),
+        &stack.broker.topics.orders,
+        report.accepted.len() + 1,
+        Duration::from_secs(10),
+    )
+    .len();
+    println!(
+        "{published} messages for {} orders: {} published twice, stored once",
+        report.accepted.len(),
+        published - report.accepted.len()
+    );
+    assert!(
+        published > report.accepted.len(),
+        "the killed batches were published again"
+    );
+}
