@@ -212,6 +212,25 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
         assert!(Instant::now() < deadline, "the relay never published");
     };
     stack.producer.kill9();
+    // The lag tool shows the backlog beside the consumer group's lag.
+    let group = stack
+        .consumer
+        .env_value("KAFKA_CONSUMER_GROUP")
+        .expect("a group")
+        .to_owned();
+    let lag = std::process::Command::new(harness::process::binary("pubsubkafka"))
+        .args(["lag", "--group", &group, "--allow-new-group", "--json"])
+        .args(["--outbox", &stack.db.url])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.broker.bootstrap)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .expect("run pubsubkafka lag");
+    let shown: serde_json::Value = serde_json::from_slice(&lag.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&lag.stderr)));
+    println!("lag --outbox: {}", shown["outbox"]);
+    assert_eq!(shown["outbox"]["rows"], backlog, "{shown}");
+    assert!(shown["outbox"]["oldest_seconds"].as_f64() > Some(0.0));
+    assert_eq!(shown["groups"][0]["group"], group.as_str());
     hold.rollback().await.expect("unlock");
     let left = waiting(&stack.db).await;
     println!("relay killed -9 mid-batch: its batches published, {left} of {backlog} rows left");

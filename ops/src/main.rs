@@ -113,6 +113,10 @@ struct LagArgs {
     /// consumers not started yet) instead of refusing it as unknown.
     #[arg(long)]
     allow_new_group: bool,
+    /// Also report the producers' outbox (outbox mode): rows waiting and
+    /// the oldest one's age, from this database.
+    #[arg(long, env = "OUTBOX_DATABASE_URL", value_name = "URL")]
+    outbox: Option<String>,
 }
 
 /// The tool's environment, with `--bootstrap-server` over
@@ -255,6 +259,34 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The outbox's backlog, for `lag --outbox`.
+#[derive(Debug, serde::Serialize)]
+struct OutboxBacklog {
+    rows: i64,
+    oldest_seconds: f64,
+}
+
+async fn outbox_backlog(url: &str) -> anyhow::Result<OutboxBacklog> {
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .context("OUTBOX_DATABASE_URL is not a PostgreSQL URL")?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
+    let (rows, oldest_seconds) = producer::outbox::backlog(&pool).await.with_context(|| {
+        format!(
+            "reading the outbox at {} (is it the database of PRODUCER_MODE=outbox?)",
+            ops::dev::redact(url)
+        )
+    })?;
+    pool.close().await;
+    Ok(OutboxBacklog {
+        rows,
+        oldest_seconds,
+    })
+}
+
 async fn lag(kafka: KafkaSettings, args: LagArgs) -> anyhow::Result<ExitCode> {
     let groups = args
         .groups
@@ -308,10 +340,27 @@ async fn lag(kafka: KafkaSettings, args: LagArgs) -> anyhow::Result<ExitCode> {
         taken += 1;
         tokio::time::sleep(left.min(interval)).await;
     }
-    match (args.json, reports.as_slice()) {
-        (true, [one]) => print_json(one)?,
-        (true, many) => print_json(&many)?,
-        (false, many) => {
+    let outbox = match &args.outbox {
+        Some(url) => Some(outbox_backlog(url).await?),
+        None => None,
+    };
+    match (args.json, reports.as_slice(), &outbox) {
+        (true, many, Some(outbox)) => {
+            print_json(&serde_json::json!({ "groups": many, "outbox": outbox }))?
+        }
+        (true, [one], None) => print_json(one)?,
+        (true, many, None) => print_json(&many)?,
+        (false, many, _) => {
+            if let Some(o) = &outbox {
+                emit(|out| {
+                    use std::io::Write;
+                    writeln!(
+                        out,
+                        "outbox: {} row(s) waiting, the oldest {:.0} s old\n",
+                        o.rows, o.oldest_seconds
+                    )
+                })?;
+            }
             emit(|out| {
                 many.iter()
                     .try_for_each(|report| ops::lag::print(out, report))

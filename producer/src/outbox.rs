@@ -253,13 +253,18 @@ impl Outbox {
 
     /// Rows waiting and the oldest one's age, seconds.
     pub async fn backlog(&self) -> Result<(i64, f64), sqlx::Error> {
-        sqlx::query_as(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-             FROM outbox",
-        )
-        .fetch_one(&self.pool)
-        .await
+        backlog(&self.pool).await
     }
+}
+
+/// Rows waiting in the outbox of `pool` and the oldest one's age, seconds.
+pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+         FROM outbox",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// How the relay works.
