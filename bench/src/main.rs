@@ -5,6 +5,7 @@
 mod end_to_end;
 mod ingest;
 mod load;
+mod outbox;
 mod persist;
 mod read;
 mod report;
@@ -47,7 +48,7 @@ struct Cli {
     /// End-to-end rate as a fraction of the run's ingest saturation.
     #[arg(long, default_value_t = 0.3)]
     e2e_fraction: f64,
-    /// Benchmarks to run (ingest, end-to-end, persist, read); all by default.
+    /// Benchmarks to run (ingest, end-to-end, persist, read, outbox); all by default.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Part>,
     /// Longest the naive consumer runs, seconds.
@@ -65,6 +66,7 @@ pub enum Part {
     EndToEnd,
     Persist,
     Read,
+    Outbox,
 }
 
 #[derive(Subcommand)]
@@ -188,6 +190,13 @@ async fn bench(settings: &Settings, smoke: bool) -> anyhow::Result<()> {
         if settings.runs_part(Part::Read) {
             eprintln!("run {run} of {}: read side", settings.runs);
             read::run(settings, &mut report).await?;
+        }
+        if settings.runs_part(Part::Outbox) {
+            eprintln!(
+                "run {run} of {}: outbox mode beside direct mode",
+                settings.runs
+            );
+            outbox::run(settings, &mut report).await?;
         }
     }
     println!(

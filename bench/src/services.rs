@@ -42,10 +42,17 @@ fn with_service_env(mut base: Vec<(&str, String)>) -> Vec<(&str, String)> {
 /// A producer on `bootstrap`, with the service's defaults but for the rate
 /// limit (off: the load is the point).
 pub async fn producer(bootstrap: &str) -> Service {
-    let env = with_service_env(vec![
+    producer_with(bootstrap, &[]).await
+}
+
+/// As [`producer`], with `extra` settings.
+pub async fn producer_with(bootstrap: &str, extra: &[(&'static str, String)]) -> Service {
+    let mut env = vec![
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
-    ]);
+    ];
+    env.extend(extra.iter().cloned());
+    let env = with_service_env(env);
     let mut service = Service::start("producer", "PRODUCER_HTTP_ADDR", &env);
     service.wait_ready("/readyz", READY).await;
     service
