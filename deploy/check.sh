@@ -93,7 +93,8 @@ YAML
 # Every setting away from its default, the other branches on: TLS with the
 # system CAs, restricted API callers, an Ingress (writes to the producer, reads
 # to the query service), the query service on its own database Secret at a
-# fixed replica count, circuit-aware autoscaling.
+# fixed replica count, circuit-aware autoscaling, the producer in outbox mode
+# on its own database Secret.
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
 topics: {orders: shop.orders, users: shop.users}
@@ -109,6 +110,8 @@ otel:
   serviceNames: {producer: order-api, consumer: order-writer, query: order-read, lagExporter: order-lag, dlqReplay: order-replay}
 extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
 producer:
+  mode: outbox
+  outbox: {secretName: orders-outbox-db, secretKey: url, poolSize: 12, writeTimeoutMs: 1500, relayBatch: 200, relayConcurrency: 6, relayPollMs: 100}
   messageFormat: avro
   produceTimeoutMs: 8000
   maxBodyBytes: 131072
@@ -158,6 +161,11 @@ networkPolicy:
   producerIngressFrom:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
 YAML
+# Outbox mode with its defaults: the producer on the main database Secret.
+cat >"$OUT/values-outbox.yaml" <<'YAML'
+producer:
+  mode: outbox
+YAML
 run "helm lint --strict + render, default values" \
     "$PY" deploy/manifests.py render "$chart" -o "$OUT/helm-default.yaml"
 run "helm lint --strict + render, values-prod.yaml" \
@@ -168,11 +176,14 @@ forbid_custom=()
 for kind in "${CUSTOM_KINDS[@]}"; do forbid_custom+=(--forbid "$kind"); done
 run "helm lint --strict + render, options set" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
+run "helm lint --strict + render, producer.mode=outbox" \
+    "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-outbox.yaml" -o "$OUT/helm-outbox.yaml"
 run "default render: valid, no custom resources, Kafka security as tested, settings at the README's defaults" \
     "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --settings README.md --settings-mode defaults \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
-    --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}"
+    --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}" \
+    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require ScaledObject --require TriggerAuthentication --require ServiceMonitor \
@@ -186,7 +197,12 @@ run "minimal render: valid, toggled parts absent" \
 run "options render: valid, every setting of the README's table set from the values" \
     "$PY" deploy/manifests.py validate "$OUT/helm-options.yaml" "${KUBE_VERSIONS[@]}" \
     --settings README.md --settings-mode all \
-    --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret
+    --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret \
+    --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+run "outbox render: valid, Kafka security as tested, outbox settings at the README's defaults, egress to PostgreSQL" \
+    "$PY" deploy/manifests.py validate "$OUT/helm-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
+    --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
+    --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 
 # refused VALUES MESSAGE: the chart must refuse these values with MESSAGE.
 refused() {
@@ -205,6 +221,10 @@ run "values refused: an API token under 16 characters" \
     refused "producer: {apiToken: {value: short}}" "/producer/apiToken/value"
 run "values refused: a setting out of the service's range" \
     refused "consumer: {batchSize: 0}" "batchSize"
+run "values refused: an unknown producer mode" \
+    refused "producer: {mode: both}" "/producer/mode"
+run "values refused: an outbox pool no larger than the relay's concurrency" \
+    refused "producer: {mode: outbox, outbox: {poolSize: 4}}" "must exceed relayConcurrency"
 
 section "kustomize k8s/overlays"
 for overlay in dev prod; do
@@ -214,11 +234,30 @@ done
 run "dev overlay: valid, topics 3/1/1, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/kustomize-dev.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Namespace --require ScaledObject --require KafkaUser \
-    --rules "$chart/files/alerts.yml" --topics 3/1/1
+    --rules "$chart/files/alerts.yml" --topics 3/1/1 \
+    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 run "prod overlay: valid, topics 12/3/2, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/kustomize-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require Namespace --require ScaledObject --require KafkaUser \
-    --rules "$chart/files/alerts.yml" --topics 12/3/2
+    --rules "$chart/files/alerts.yml" --topics 12/3/2 \
+    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+# The optional outbox component, included as an overlay would include it.
+rm -rf "$OUT/kustomize-outbox" && mkdir -p "$OUT/kustomize-outbox"
+cat >"$OUT/kustomize-outbox/kustomization.yaml" <<'YAML'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: pubsubkafka
+resources:
+  - ../../../k8s/overlays/prod
+components:
+  - ../../../k8s/components/outbox
+YAML
+run "kubectl kustomize k8s/overlays/prod + k8s/components/outbox" \
+    bash -c "'$KUBECTL' kustomize '$OUT/kustomize-outbox' >'$OUT/kustomize-prod-outbox.yaml'"
+run "prod overlay in outbox mode: valid, Kafka security as tested, outbox settings at the README's defaults, egress to PostgreSQL" \
+    "$PY" deploy/manifests.py validate "$OUT/kustomize-prod-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
+    --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
+    --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 
 section "custom resources: CRDs of Strimzi 1.2.0, KEDA 2.20.2, Prometheus Operator 0.93.0 (deploy/crds)"
 run "objects that must be refused are refused, each with its error (deploy/testdata/refused.yaml)" \

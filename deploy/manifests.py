@@ -369,11 +369,14 @@ def settings_table(readme: str) -> list[tuple[str, str | None, set[str]]]:
     return settings
 
 
-def settings(documents: list[tuple[str, dict]], readme: str, mode: str) -> list[str]:
+def settings(documents: list[tuple[str, dict]], readme: str, mode: str,
+             expected: dict[str, str] | None = None) -> list[str]:
     """mode "defaults": every setting the chart renders has the README's
-    default. mode "all": every setting of the README is rendered for every
+    default, or the value `expected` names for it (which must then be
+    rendered). mode "all": every setting of the README is rendered for every
     container that reads it, with a value other than the default (proof
     that it comes from the values, not from the template)."""
+    expected = expected or {}
     config_maps = {
         d.get("metadata", {}).get("name"): d.get("data", {})
         for _, d in documents
@@ -391,6 +394,10 @@ def settings(documents: list[tuple[str, dict]], readme: str, mode: str) -> list[
         for container in sorted(containers):
             for where, env in environments.get(container, []):
                 value = env.get(name)
+                if mode == "defaults" and name in expected:
+                    if value != expected[name]:
+                        errors.append(f"{where}: {name} is {value!r}, expected {expected[name]!r}")
+                    continue
                 if mode == "all" and value is None:
                     errors.append(f"{where}: {name} is not set (README: used by {container}); add a chart value for it")
                 elif mode == "all" and default is not None and value == default:
@@ -449,6 +456,13 @@ def validate(args: argparse.Namespace) -> int:
     for kind in args.forbid:
         if kind in kinds:
             errors.append(f"found a {kind}, expected none (its toggle is off)")
+    names = {name_of(d) for _, d in documents}
+    for name in args.require_object:
+        if name not in names:
+            errors.append(f"expected {name}, not found")
+    for name in args.forbid_object:
+        if name in names:
+            errors.append(f"found {name}, expected none (its toggle is off)")
 
     if args.topics:
         partitions, replicas, min_isr = (int(n) for n in args.topics.split("/"))
@@ -475,7 +489,8 @@ def validate(args: argparse.Namespace) -> int:
             errors.extend(kafka_security(documents, args.kafka_security, tested_users(args.tested_users)))
 
     if args.settings:
-        errors.extend(settings(documents, args.settings, args.settings_mode))
+        expected = dict(e.split("=", 1) for e in args.settings_expect)
+        errors.extend(settings(documents, args.settings, args.settings_mode, expected))
 
     if args.expect_errors:
         return expected_errors(args.files, errors)
@@ -526,6 +541,8 @@ def main() -> int:
                    help="the CustomResourceDefinitions custom resources are checked against")
     v.add_argument("--require", action="append", default=[], metavar="KIND")
     v.add_argument("--forbid", action="append", default=[], metavar="KIND")
+    v.add_argument("--require-object", action="append", default=[], metavar="KIND/NAME")
+    v.add_argument("--forbid-object", action="append", default=[], metavar="KIND/NAME")
     v.add_argument("--rules", help="rule file every PrometheusRule's spec must equal")
     v.add_argument("--topics", metavar="P/R/M", help="partitions/replicas/min.insync.replicas of every KafkaTopic")
     v.add_argument("--kafka-security", metavar="PROTOCOL/MECHANISM",
@@ -535,6 +552,8 @@ def main() -> int:
     v.add_argument("--settings-mode", choices=("defaults", "all"), default="defaults",
                    help="defaults: rendered settings have the README's defaults; "
                         "all: every setting is rendered, none at its default")
+    v.add_argument("--settings-expect", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --settings-mode defaults: NAME must be rendered with VALUE, not its default")
     v.add_argument("--expect-errors", action="store_true",
                    help="the files must be refused with exactly the errors on their '# expect:' lines")
     v.add_argument("--tested-users", metavar="FILE", help="the harness file naming the users the suite logs in as")
