@@ -21,6 +21,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use platform::metrics::register;
@@ -133,12 +134,53 @@ impl OutboxMetrics {
     }
 }
 
+/// Transactions writing requests' rows at once: each takes every request
+/// waiting when it starts (group commit), so the cost of a commit is shared
+/// by the requests that arrived during the previous one.
+const WRITERS: usize = 4;
+
+/// Most rows one group-commit transaction takes.
+const MAX_GROUP_ROWS: usize = 2_000;
+
+/// One request's rows, owned, with where to say how their commit went.
+struct Job {
+    rows: Vec<Row>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// One row to insert.
+struct Row {
+    shard: i32,
+    topic: String,
+    key: String,
+    headers: serde_json::Value,
+    value: Vec<u8>,
+}
+
+impl From<&Entry<'_>> for Row {
+    fn from(e: &Entry<'_>) -> Self {
+        Self {
+            shard: shard_of(&e.key),
+            topic: e.topic.to_owned(),
+            key: e.key.clone(),
+            headers: serde_json::Value::Array(
+                e.headers
+                    .iter()
+                    .map(|(k, v)| serde_json::json!([k, v]))
+                    .collect(),
+            ),
+            value: e.value.clone(),
+        }
+    }
+}
+
 /// The outbox table: where requests write.
 #[derive(Clone)]
 pub struct Outbox {
     pool: PgPool,
     timeout: Duration,
     metrics: OutboxMetrics,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Outbox {
@@ -158,10 +200,16 @@ impl Outbox {
             .max_connections(size)
             .acquire_timeout(timeout)
             .connect_lazy_with(options);
+        let (jobs, queue) = mpsc::channel(MAX_GROUP_ROWS * WRITERS);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_groups(pool.clone(), Arc::clone(&queue)));
+        }
         Ok(Self {
             pool,
             timeout,
             metrics,
+            jobs,
         })
     }
 
@@ -188,14 +236,28 @@ impl Outbox {
         tx.commit().await
     }
 
-    /// Writes `entries` in one transaction: all or none.
+    /// Writes `entries` in one transaction (with other requests' rows):
+    /// all or none, within the write timeout.
     pub async fn write(&self, entries: &[Entry<'_>]) -> Result<(), OutboxUnavailable> {
-        let result = tokio::time::timeout(self.timeout, self.insert(entries)).await;
-        let outcome = match result {
+        let (done, committed) = oneshot::channel();
+        let job = Job {
+            rows: entries.iter().map(Row::from).collect(),
+            done,
+        };
+        let queued_and_committed = async {
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| "the outbox writers stopped".to_owned())?;
+            committed
+                .await
+                .map_err(|_| "the outbox writer stopped".to_owned())?
+        };
+        let outcome = match tokio::time::timeout(self.timeout, queued_and_committed).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(OutboxUnavailable(e.to_string())),
+            Ok(Err(e)) => Err(OutboxUnavailable(e)),
             Err(_) => Err(OutboxUnavailable(format!(
-                "no answer within {:?}",
+                "no commit within {:?}",
                 self.timeout
             ))),
         };
@@ -205,39 +267,6 @@ impl Outbox {
             .with_label_values(&[label])
             .inc_by(entries.len() as u64);
         outcome
-    }
-
-    async fn insert(&self, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
-        let mut shards = Vec::with_capacity(entries.len());
-        let mut topics = Vec::with_capacity(entries.len());
-        let mut keys = Vec::with_capacity(entries.len());
-        let mut headers = Vec::with_capacity(entries.len());
-        let mut values = Vec::with_capacity(entries.len());
-        for e in entries {
-            shards.push(shard_of(&e.key));
-            topics.push(e.topic);
-            keys.push(e.key.as_str());
-            headers.push(serde_json::Value::Array(
-                e.headers
-                    .iter()
-                    .map(|(k, v)| serde_json::json!([k, v]))
-                    .collect(),
-            ));
-            values.push(e.value.as_slice());
-        }
-        // One statement is one transaction: every row or none.
-        sqlx::query(
-            "INSERT INTO outbox (shard, topic, key, headers, value)
-             SELECT * FROM UNNEST($1::int[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])",
-        )
-        .bind(&shards)
-        .bind(&topics)
-        .bind(&keys)
-        .bind(&headers)
-        .bind(&values)
-        .execute(&self.pool)
-        .await
-        .map(drop)
     }
 
     /// Whether the table answers.
@@ -265,6 +294,63 @@ pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
     )
     .fetch_one(pool)
     .await
+}
+
+/// One writer: takes the jobs waiting (at least one), inserts all their
+/// rows in one statement (one transaction), and tells each job.
+async fn write_groups(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut group = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut rows = first.rows.len();
+            group.push(first);
+            while rows < MAX_GROUP_ROWS {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        rows += job.rows.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        // A job whose request gave up (timed out) is still written: its
+        // client may have seen 503 and send it again, which the consumer's
+        // deduplication makes harmless.
+        let result = insert(&pool, group.iter().flat_map(|j| &j.rows)).await;
+        let result = result.map_err(|e| e.to_string());
+        for job in group {
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+async fn insert<'a>(
+    pool: &PgPool,
+    rows: impl Iterator<Item = &'a Row> + Clone,
+) -> Result<(), sqlx::Error> {
+    let shards: Vec<i32> = rows.clone().map(|r| r.shard).collect();
+    let topics: Vec<&str> = rows.clone().map(|r| r.topic.as_str()).collect();
+    let keys: Vec<&str> = rows.clone().map(|r| r.key.as_str()).collect();
+    let headers: Vec<&serde_json::Value> = rows.clone().map(|r| &r.headers).collect();
+    let values: Vec<&[u8]> = rows.map(|r| r.value.as_slice()).collect();
+    // One statement is one transaction: every row or none.
+    sqlx::query(
+        "INSERT INTO outbox (shard, topic, key, headers, value)
+         SELECT * FROM UNNEST($1::int[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])",
+    )
+    .bind(&shards)
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&headers)
+    .bind(&values)
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// How the relay works.
@@ -427,6 +513,12 @@ impl Relay {
                 .failures
                 .with_label_values(&["publish"])
                 .inc_by(failed);
+        }
+        if done.is_empty() {
+            // Nothing acknowledged: nothing to delete (and no table lock to
+            // wait for).
+            tx.rollback().await?;
+            return Ok(0);
         }
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
             .bind(&done)
