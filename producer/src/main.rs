@@ -4,6 +4,11 @@ use anyhow::Context;
 use platform::Env;
 use producer::{Application, ProducerConfig};
 
+/// mimalloc rather than glibc's allocator: a request allocates and frees
+/// many small buffers across threads, which glibc's arenas serve slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ProducerConfig::from_env(&Env::from_process()).context("configuration")?;
