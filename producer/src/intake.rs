@@ -202,30 +202,24 @@ fn message<'a, E: Event>(
     event: &E,
     trace: &'a Trace,
 ) -> Result<Entry<'a>, ApiError> {
-    let value = event.encode(state.format)?;
-    let mut headers: Vec<(&'a str, String)> = Envelope::of(event, state.format).headers();
-    headers.extend(trace.headers.iter().map(|(name, v)| (*name, v.clone())));
     Ok(Entry {
         topic: state.topics.topic(E::DOMAIN),
         key: event.key(),
-        headers,
-        value,
+        headers: Envelope::of(event, state.format).headers(),
+        trace: &trace.headers,
+        value: event.encode(state.format)?,
     })
 }
 
 /// Publishes `entry` and waits for the broker's acknowledgement.
 async fn publish(state: &AppState, entry: &Entry<'_>) -> Result<Delivered, ApiError> {
-    let headers = entry
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()));
     let delivered = state
         .publisher
         .publish(
             entry.topic,
             &entry.key,
             &entry.value,
-            platform::kafka::owned_headers(headers),
+            platform::kafka::owned_headers(entry.all_headers()),
         )
         .await?;
     // Debug: a line per request would cost more than the request's own
@@ -281,9 +275,8 @@ pub async fn accept<R: Answer>(
         metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
     );
     let entry = message(&state, &event, &trace)?;
-    match &state.outbox {
-        Some(outbox) => outbox.write(std::slice::from_ref(&entry)).await?,
-        None => drop(publish(&state, &entry).await?),
+    for stored in store(&state, std::slice::from_ref(&entry)).await? {
+        stored?;
     }
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -69,10 +69,23 @@ pub struct Entry<'a> {
     pub topic: &'a str,
     /// Its key.
     pub key: String,
-    /// Its headers, in order.
-    pub headers: Vec<(&'a str, String)>,
+    /// Its envelope headers, in order.
+    pub headers: Vec<(&'static str, String)>,
+    /// The request's trace-context headers, after them (shared by every
+    /// event of a request, not copied into each).
+    pub trace: &'a [(&'static str, String)],
     /// Its encoded value.
     pub value: Vec<u8>,
+}
+
+impl Entry<'_> {
+    /// Every header, envelope then trace context.
+    pub fn all_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.headers
+            .iter()
+            .chain(self.trace)
+            .map(|(name, value)| (*name, value.as_str()))
+    }
 }
 
 /// The outbox's metrics.
@@ -164,8 +177,7 @@ impl From<&Entry<'_>> for Row {
             topic: e.topic.to_owned(),
             key: e.key.clone(),
             headers: serde_json::Value::Array(
-                e.headers
-                    .iter()
+                e.all_headers()
                     .map(|(k, v)| serde_json::json!([k, v]))
                     .collect(),
             ),
