@@ -147,7 +147,6 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     pool.close().await;
     let status = lookup::status_of(
         &found,
-        domain,
         &id,
         Utc::now(),
         Duration::from_secs(args.pending_window),

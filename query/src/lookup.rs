@@ -338,20 +338,13 @@ impl Status {
     }
 }
 
-/// The status of `id` (as parsed) of `domain` at `now`.
-pub fn status_of(
-    found: &Found,
-    domain: Domain,
-    id: &str,
-    now: DateTime<Utc>,
-    window: Duration,
-) -> Status {
-    let assigned_at = match domain {
-        Domain::Orders | Domain::Users => id
-            .parse::<Uuid>()
-            .ok()
-            .and_then(|u| contract::ids::assigned_at(&u)),
-    };
+/// The status of `id` (as parsed; an order's or a server-assigned user's
+/// id is a UUID) at `now`.
+pub fn status_of(found: &Found, id: &str, now: DateTime<Utc>, window: Duration) -> Status {
+    let assigned_at = id
+        .parse::<Uuid>()
+        .ok()
+        .and_then(|u| contract::ids::assigned_at(&u));
     Status::of(found, assigned_at, now, window)
 }
 
@@ -417,20 +410,20 @@ mod tests {
         let now = Utc::now();
         let id = contract::ids::derive::<Uuid>(Domain::Orders, None, None).aggregate;
         let found = Found::default();
-        let status = status_of(&found, Domain::Orders, &id.to_string(), now, WINDOW);
+        let status = status_of(&found, &id.to_string(), now, WINDOW);
         assert!(matches!(status, Status::Pending { .. }), "{status:?}");
         let later = now + chrono::Duration::seconds(301);
         assert_eq!(
-            status_of(&found, Domain::Orders, &id.to_string(), later, WINDOW),
+            status_of(&found, &id.to_string(), later, WINDOW),
             Status::Unknown(Unknown::TooOld)
         );
         let keyed = contract::ids::derive::<Uuid>(Domain::Orders, None, Some("k")).aggregate;
         assert_eq!(
-            status_of(&found, Domain::Orders, &keyed.to_string(), now, WINDOW),
+            status_of(&found, &keyed.to_string(), now, WINDOW),
             Status::Unknown(Unknown::NoAcceptanceTime)
         );
         assert_eq!(
-            status_of(&found, Domain::Users, "u-42", now, WINDOW),
+            status_of(&found, "u-42", now, WINDOW),
             Status::Unknown(Unknown::NoAcceptanceTime)
         );
     }
@@ -446,7 +439,7 @@ mod tests {
             let millis = u64::try_from(claimed.timestamp_millis()).unwrap_or(0);
             let ts = uuid::Timestamp::from_unix(uuid::NoContext, millis / 1000, u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000);
             let id = Uuid::new_v7(ts);
-            let status = status_of(&Found::default(), Domain::Orders, &id.to_string(), now, WINDOW);
+            let status = status_of(&Found::default(), &id.to_string(), now, WINDOW);
             let age_ms = -offset_ms;
             let pending = (-60_000..=300_000).contains(&age_ms);
             // A millisecond of truncation either side of each edge.

@@ -199,7 +199,6 @@ pub async fn admit(State(state): State<Arc<AppState>>, request: Request, next: N
         }
     }
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        state.metrics.database_error("overloaded");
         return QueryError::Overloaded.into_response();
     };
     state.metrics.in_flight.inc();
@@ -250,7 +249,7 @@ fn classify(error: &sqlx::Error) -> &'static str {
 /// The status of `id`, with its stored record when persisted.
 async fn status(state: &AppState, domain: Domain, id: &str) -> Result<(Status, Found), QueryError> {
     let found = bounded(state, domain, lookup::find(&state.pool, domain, id)).await?;
-    let status = lookup::status_of(&found, domain, id, Utc::now(), state.pending_window);
+    let status = lookup::status_of(&found, id, Utc::now(), state.pending_window);
     state.metrics.lookup(singular(domain), status.label());
     Ok((status, found))
 }
@@ -297,11 +296,12 @@ fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
 
 /// The answer: `304` when the client holds this version already, the
 /// body with an `ETag` when persisted, `Retry-After` while pending.
-fn answer(status: Status, found: &Found, headers: &HeaderMap, body: impl Serialize) -> Response {
-    let etag = match (status, &found.record) {
-        (Status::Persisted, Some(r)) => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
-        _ => None,
-    };
+fn answer(
+    status: Status,
+    etag: Option<HeaderValue>,
+    headers: &HeaderMap,
+    body: impl Serialize,
+) -> Response {
     if let Some(etag) = &etag {
         let held = headers
             .get_all(header::IF_NONE_MATCH)
@@ -334,6 +334,31 @@ fn answer(status: Status, found: &Found, headers: &HeaderMap, body: impl Seriali
     response
 }
 
+/// The status answer of the id in `raw`, its body made by `body` from the
+/// status label, the id, the outcome and the stored record.
+async fn read_status<B: Serialize>(
+    state: &AppState,
+    domain: Domain,
+    headers: &HeaderMap,
+    raw: Result<Path<String>, PathRejection>,
+    body: impl FnOnce(&'static str, String, Outcome, Option<Value>) -> B,
+) -> Result<Response, QueryError> {
+    let id = parse(domain, raw)?;
+    let (status, found) = status(state, domain, &id).await?;
+    let outcome = outcome(status, &found)?;
+    let etag = match (status, &found.record) {
+        (Status::Persisted, Some(r)) => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
+        _ => None,
+    };
+    let record = found.record.map(|r| r.body);
+    Ok(answer(
+        status,
+        etag,
+        headers,
+        body(status.label(), id, outcome, record),
+    ))
+}
+
 /// What became of an order.
 #[utoipa::path(
     get, path = "/orders/{order_id}", tag = "orders",
@@ -355,15 +380,19 @@ pub async fn get_order(
     headers: HeaderMap,
     raw: Result<Path<String>, PathRejection>,
 ) -> Result<Response, QueryError> {
-    let id = parse(Domain::Orders, raw)?;
-    let (status, found) = status(&state, Domain::Orders, &id).await?;
-    let body = OrderStatus {
-        status: status.label(),
-        outcome: outcome(status, &found)?,
-        order: found.record.as_ref().map(|r| r.body.clone()),
-        order_id: id,
-    };
-    Ok(answer(status, &found, &headers, body))
+    read_status(
+        &state,
+        Domain::Orders,
+        &headers,
+        raw,
+        |status, id, outcome, order| OrderStatus {
+            status,
+            order_id: id,
+            outcome,
+            order,
+        },
+    )
+    .await
 }
 
 /// What became of a user.
@@ -387,15 +416,19 @@ pub async fn get_user(
     headers: HeaderMap,
     raw: Result<Path<String>, PathRejection>,
 ) -> Result<Response, QueryError> {
-    let id = parse(Domain::Users, raw)?;
-    let (status, found) = status(&state, Domain::Users, &id).await?;
-    let body = UserStatus {
-        status: status.label(),
-        outcome: outcome(status, &found)?,
-        user: found.record.as_ref().map(|r| r.body.clone()),
-        user_id: id,
-    };
-    Ok(answer(status, &found, &headers, body))
+    read_status(
+        &state,
+        Domain::Users,
+        &headers,
+        raw,
+        |status, id, outcome, user| UserStatus {
+            status,
+            user_id: id,
+            outcome,
+            user,
+        },
+    )
+    .await
 }
 
 async fn list_events(
