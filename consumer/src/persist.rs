@@ -13,8 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use contract::{Domain, DomainEvent};
@@ -158,9 +157,8 @@ impl Store {
         &self.pool
     }
 
-    /// Runs `work` on a pooled connection within `deadline`; past it the
-    /// connection is closed (a connection that swallowed a request may
-    /// answer it later, or never: it must not be reused).
+    /// Runs `work` on a pooled connection within `deadline` (see
+    /// [`platform::db::within`]).
     async fn with_connection<T>(
         &self,
         deadline: Duration,
@@ -168,21 +166,7 @@ impl Store {
     ) -> Result<T, PersistError> {
         let unavailable =
             || PersistError::new(PersistErrorKind::Unavailable, DeadlineExceeded(deadline));
-        let started = tokio::time::Instant::now();
-        let mut conn: PoolConnection<Postgres> =
-            match tokio::time::timeout(deadline, self.pool.acquire()).await {
-                Ok(conn) => conn.map_err(classify)?,
-                Err(_) => return Err(unavailable()),
-            };
-        let left = deadline.saturating_sub(started.elapsed());
-        let result = tokio::time::timeout(left, work(&mut *conn)).await;
-        match result {
-            Ok(done) => done,
-            Err(_) => {
-                conn.close_on_drop();
-                Err(unavailable())
-            }
-        }
+        platform::db::within(&self.pool, deadline, classify, unavailable, work).await
     }
 
     /// Whether the database answers at all.
