@@ -274,12 +274,14 @@ async fn outbox_backlog(url: &str) -> anyhow::Result<OutboxBacklog> {
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
-    let (rows, oldest_seconds) = producer::outbox::backlog(&pool).await.with_context(|| {
-        format!(
-            "reading the outbox at {} (is it the database of PRODUCER_MODE=outbox?)",
-            ops::dev::redact(url)
-        )
-    })?;
+    let (rows, oldest_seconds) = producer::outbox::backlog(&pool, Duration::from_secs(10))
+        .await
+        .with_context(|| {
+            format!(
+                "reading the outbox at {} (is it the database of PRODUCER_MODE=outbox?)",
+                ops::dev::redact(url)
+            )
+        })?;
     pool.close().await;
     Ok(OutboxBacklog {
         rows,

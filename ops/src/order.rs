@@ -119,6 +119,20 @@ fn summary(domain: Domain, body: &Value) -> String {
     }
 }
 
+/// Longest one read of the database may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `read` within [`DEADLINE`]: a database that never answers ends the
+/// command with an error instead of a hang.
+async fn bounded<T>(
+    read: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(DEADLINE, read).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("no answer from the database within {DEADLINE:?}"),
+    }
+}
+
 /// Reads the story of `args.id`.
 pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     let domain = if args.user {
@@ -136,14 +150,21 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options.options([("default_transaction_read_only", "on")]));
-    let found = lookup::find(&pool, domain, &id).await.with_context(|| {
+    let reading = || {
         format!(
             "reading {} (is the database up, and migrated by the consumer?)",
             crate::dev::redact(&args.database_url)
         )
-    })?;
-    let events = lookup::events(&pool, domain, &id, LIMIT).await?;
-    let dead_letters = lookup::rejections(&pool, domain, &id, LIMIT).await?;
+    };
+    let found = bounded(lookup::find(&pool, domain, &id))
+        .await
+        .with_context(reading)?;
+    let events = bounded(lookup::events(&pool, domain, &id, LIMIT))
+        .await
+        .with_context(reading)?;
+    let dead_letters = bounded(lookup::rejections(&pool, domain, &id, LIMIT))
+        .await
+        .with_context(reading)?;
     pool.close().await;
     let status = lookup::status_of(
         &found,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS outbox_shard_idx ON outbox (shard, id);";
+
+/// The error of a call that got no answer within `deadline`.
+fn no_answer(deadline: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer from the outbox database within {deadline:?}"),
+    ))
+}
+
+/// Runs `work` on a connection of `pool` within `deadline` (see
+/// [`platform::db::within`]).
+async fn within<T>(
+    pool: &PgPool,
+    deadline: Duration,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    platform::db::within(pool, deadline, |e| e, || no_answer(deadline), work).await
+}
 
 /// The shard of `key`: FNV-1a, stable across builds and machines.
 pub fn shard_of(key: &str) -> i32 {
@@ -215,7 +233,7 @@ impl Outbox {
         let (jobs, queue) = mpsc::channel(MAX_GROUP_ROWS * WRITERS);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..WRITERS {
-            tokio::spawn(write_groups(pool.clone(), Arc::clone(&queue)));
+            tokio::spawn(write_groups(pool.clone(), timeout, Arc::clone(&queue)));
         }
         Ok(Self {
             pool,
@@ -283,34 +301,42 @@ impl Outbox {
 
     /// Whether the table answers.
     pub async fn ready(&self) -> Result<(), sqlx::Error> {
-        tokio::time::timeout(
-            self.timeout,
-            sqlx::query("SELECT 1 FROM outbox LIMIT 0").execute(&self.pool),
-        )
+        within(&self.pool, self.timeout, async |conn| {
+            sqlx::query("SELECT 1 FROM outbox LIMIT 0")
+                .execute(conn)
+                .await
+                .map(drop)
+        })
         .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?
-        .map(drop)
     }
 
     /// Rows waiting and the oldest one's age, seconds.
     pub async fn backlog(&self) -> Result<(i64, f64), sqlx::Error> {
-        backlog(&self.pool).await
+        backlog(&self.pool, self.timeout).await
     }
 }
 
-/// Rows waiting in the outbox of `pool` and the oldest one's age, seconds.
-pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-         FROM outbox",
-    )
-    .fetch_one(pool)
+/// Rows waiting in the outbox of `pool` and the oldest one's age, seconds,
+/// within `deadline`.
+pub async fn backlog(pool: &PgPool, deadline: Duration) -> Result<(i64, f64), sqlx::Error> {
+    within(pool, deadline, async |conn| {
+        sqlx::query_as(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+             FROM outbox",
+        )
+        .fetch_one(conn)
+        .await
+    })
     .await
 }
 
 /// One writer: takes the jobs waiting (at least one), inserts all their
 /// rows in one statement (one transaction), and tells each job.
-async fn write_groups(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+async fn write_groups(
+    pool: PgPool,
+    timeout: Duration,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+) {
     loop {
         let mut group = Vec::new();
         {
@@ -333,7 +359,8 @@ async fn write_groups(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver
         // A job whose request gave up (timed out) is still written: its
         // client may have seen 503 and send it again, which the consumer's
         // deduplication makes harmless.
-        let result = insert(&pool, group.iter().flat_map(|j| &j.rows)).await;
+        let rows = group.iter().flat_map(|j| &j.rows);
+        let result = within(&pool, timeout, async |conn| insert(conn, rows).await).await;
         let result = result.map_err(|e| e.to_string());
         for job in group {
             let _ = job.done.send(result.clone());
@@ -342,7 +369,7 @@ async fn write_groups(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver
 }
 
 async fn insert<'a>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     rows: impl Iterator<Item = &'a Row> + Clone,
 ) -> Result<(), sqlx::Error> {
     let shards: Vec<i32> = rows.clone().map(|r| r.shard).collect();
@@ -360,7 +387,7 @@ async fn insert<'a>(
     .bind(&keys)
     .bind(&headers)
     .bind(&values)
-    .execute(pool)
+    .execute(conn)
     .await
     .map(drop)
 }
@@ -473,7 +500,20 @@ impl Relay {
     /// Publishes up to a batch of `shard`'s rows if no other relay holds
     /// it; returns how many were acknowledged and deleted.
     async fn relay_shard(&self, shard: i32) -> Result<usize, sqlx::Error> {
-        let mut conn = self.outbox.pool.acquire().await?;
+        // Its statements, each bounded by the server's statement timeout,
+        // and the publishing, bounded by the producer's.
+        let deadline = self.outbox.timeout * 4 + self.publisher.timeout() + Duration::from_secs(1);
+        within(&self.outbox.pool, deadline, async |conn| {
+            self.publish_shard(conn, shard).await
+        })
+        .await
+    }
+
+    async fn publish_shard(
+        &self,
+        conn: &mut PgConnection,
+        shard: i32,
+    ) -> Result<usize, sqlx::Error> {
         let mut tx = conn.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
             .bind(LOCK_CLASS)

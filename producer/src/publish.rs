@@ -160,6 +160,11 @@ impl Publisher {
         }
     }
 
+    /// The bound on each write (`PRODUCE_TIMEOUT_MS`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// What librdkafka last reported on its own, for start-up diagnostics.
     pub fn context(&self) -> &ObservedContext {
         &self.context
