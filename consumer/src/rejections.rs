@@ -123,4 +123,50 @@ mod tests {
             Some("u-42".to_owned())
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a dead-lettered message holds (any key, any bytes, a
+        /// valid event cut anywhere, any content type), reading who it is
+        /// about never panics, and a subject it names is an id of its
+        /// domain in stored form.
+        #[test]
+        fn any_message_names_a_well_formed_subject_or_none(
+            key in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            cut in 0usize..2000,
+            content_type in proptest::sample::select(vec![
+                "application/json", "application/x-protobuf", "application/avro", "text/xml", "",
+            ]),
+            use_event in proptest::prelude::any::<bool>(),
+            users in proptest::prelude::any::<bool>(),
+        ) {
+            let event = harness::events::order_event(1);
+            let valid = harness::events::order_message(&event, contract::Format::Json);
+            let payload = if use_event {
+                valid.value[..cut.min(valid.value.len())].to_vec()
+            } else {
+                junk
+            };
+            let m = message(key.as_deref(), Some(&payload), &[
+                ("content-type", content_type),
+                ("schema-version", "2"),
+                ("event-type", "order.created"),
+            ]);
+            let domain = if users { Domain::Users } else { Domain::Orders };
+            if let Some(found) = subject(&m, domain) {
+                proptest::prop_assert_eq!(found.domain, domain);
+                proptest::prop_assert_eq!(
+                    contract::ids::parse(domain, &found.aggregate_id),
+                    Ok(found.aggregate_id.clone())
+                );
+            }
+            if use_event && !users && cut >= valid.value.len() && content_type == "application/json" {
+                proptest::prop_assert_eq!(
+                    subject(&m, domain).map(|s| s.event_id),
+                    Some(Some(event.metadata.event_id)),
+                    "a whole event is known by its own ids"
+                );
+            }
+        }
+    }
 }
