@@ -310,17 +310,43 @@ async fn bad_ids_get_400_and_name_the_rule() {
         failure_persistence: None,
         ..Default::default()
     });
-    let segments = proptest::collection::vec(any::<u8>(), 1..80);
+    // Random bytes, or a UUID's text cut anywhere; either resource; any
+    // visible If-None-Match.
+    let uuid_text = (any::<u128>(), 1usize..40).prop_map(|(n, cut)| {
+        let text = Uuid::from_u128(n).to_string();
+        text.as_bytes()[..cut.min(text.len())].to_vec()
+    });
+    let segments = (
+        prop_oneof![proptest::collection::vec(any::<u8>(), 1..80), uuid_text],
+        any::<bool>(),
+        proptest::collection::vec(0x20u8..0x7f, 0..100),
+    );
     runner
-        .run(&segments, |bytes| {
+        .run(&segments, |(bytes, orders, held)| {
             let encoded: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
             let text = String::from_utf8(bytes.clone()).ok();
+            let (domain, resource) = if orders {
+                (Domain::Orders, "orders")
+            } else {
+                (Domain::Users, "users")
+            };
+            let held = String::from_utf8(held).unwrap_or_default();
             let (status, body) = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(app.json(&format!("/users/{encoded}")))
+                tokio::runtime::Handle::current().block_on(async {
+                    let response = app
+                        .http
+                        .get(format!("{}/{resource}/{encoded}", app.base))
+                        .header("if-none-match", held.as_str())
+                        .send()
+                        .await
+                        .expect("an answer");
+                    let status = response.status();
+                    (status, response.json::<Value>().await.expect("a JSON body"))
+                })
             });
             let valid = text
                 .as_deref()
-                .is_some_and(|t| contract::ids::parse(Domain::Users, t).is_ok());
+                .is_some_and(|t| contract::ids::parse(domain, t).is_ok());
             prop_assert!(
                 matches!(status.as_u16(), 200 | 400 | 404),
                 "{status} {body}"
