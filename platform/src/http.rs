@@ -2,7 +2,7 @@
 //! `/metrics`) and the HTTP request metrics middleware.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -150,26 +150,39 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
+impl HttpMetrics {
+    /// Counts and times one answered request under its route template and
+    /// known method.
+    pub fn observe(&self, route: &str, method: &'static str, status: StatusCode, took: Duration) {
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(took.as_secs_f64());
+        self.requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+    }
+}
+
+/// The `route` label of `request`: its route template (not its raw path),
+/// so no client can add label values.
+pub fn route_label(request: &Request) -> Option<MatchedPath> {
+    request.extensions().get::<MatchedPath>().cloned()
+}
+
 /// Middleware: counts and times each request under its route template (not
 /// its raw path) and a known method (not the raw token), so no client can
 /// add label values.
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_label(&request);
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics
-        .duration
-        .with_label_values(&[&route, method])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .with_label_values(&[&route, method, response.status().as_str()])
-        .inc();
+    metrics.observe(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status(),
+        started.elapsed(),
+    );
     response
 }
 

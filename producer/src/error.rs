@@ -162,7 +162,7 @@ impl IntoResponse for ApiError {
 }
 
 /// What a refused request leaves on its response for the logging middleware
-/// ([`crate::events::log_refusals`]).
+/// ([`crate::events::observe`]).
 #[derive(Debug, Clone)]
 pub struct Refusal {
     /// The stable code of the answer, such as `validation_failed`.

@@ -14,7 +14,6 @@ use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::admission;
@@ -142,19 +141,10 @@ impl Application {
                 None
             }
         };
-        let router = router
-            .layer(middleware::from_fn(events::log_refusals))
-            .layer(middleware::from_fn_with_state(
-                http_metrics.clone(),
-                http::track,
-            ))
-            // Failures are counted and logged once per kind elsewhere: the
-            // default logs an error line for every 5xx, a flood in an outage.
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    .on_failure(()),
-            );
+        let router = router.layer(middleware::from_fn_with_state(
+            http_metrics.clone(),
+            events::observe,
+        ));
         let ops = ops.map(|(listener, ops)| {
             let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
             (listener, ops)
@@ -246,34 +236,6 @@ impl Application {
         }
         Ok(())
     }
-}
-
-/// A span per request that continues the caller's W3C trace, if any; the
-/// handlers record the order or user id, the correlation id and a batch's
-/// size on it (one span per request: each costs the log and trace layers
-/// work whether or not anything is logged in it).
-fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let span = tracing::info_span!(
-        "http_request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        trace_id = tracing::field::Empty,
-        order_id = tracing::field::Empty,
-        user_id = tracing::field::Empty,
-        correlation_id = tracing::field::Empty,
-        items = tracing::field::Empty,
-    );
-    platform::trace::continue_from(&span, |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    if let Some((trace_id, _)) = platform::trace::ids(&span) {
-        span.record("trace_id", trace_id.as_str());
-    }
-    span
 }
 
 /// The outbox of `config`, its table created if missing. A database that
