@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+mod span_fields;
 pub mod startup;
 pub mod telemetry;
 pub mod throttle;

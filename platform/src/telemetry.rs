@@ -144,6 +144,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(crate::span_fields::AppendJsonFields)
             .with_writer(writer)
             .boxed()
     } else {
@@ -152,7 +153,14 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     tracing_subscriber::registry()
         .with(TelemetryFilter { logs: filter })
         .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        // Busy/idle timings and thread attributes would cost every span
+        // work on each enter and exit; no alert or runbook reads them.
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_tracer(tracer),
+        )
         .try_init()
         .map_err(TelemetryError::AlreadySet)?;
     Ok(Telemetry { provider })

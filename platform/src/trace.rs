@@ -1,41 +1,49 @@
 //! W3C trace context across process boundaries: into and out of HTTP and
 //! Kafka headers, so one trace runs HTTP -> Kafka -> consumer -> PostgreSQL.
+//!
+//! Read once per request or message: [`context`] asks the span for its
+//! OpenTelemetry context once and gives both its ids (for logs and event
+//! metadata) and the W3C headers to send onwards, written as
+//! `TraceContextPropagator` writes them, without a map per call.
 
-use std::collections::HashMap;
-
-use opentelemetry::propagation::Injector;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-struct Map<'a>(&'a mut HashMap<String, String>);
-
-impl Injector for Map<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
+/// The trace context of a span: its ids, and the W3C headers that carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// 16 lower-case hex digits.
+    pub span_id: String,
+    /// The `traceparent` header value.
+    pub traceparent: String,
+    /// The `tracestate` header value, when the trace carries one.
+    pub tracestate: Option<String>,
 }
 
-/// `traceparent` (and `tracestate` when set) of `span`, to send onwards.
-pub fn inject(span: &Span) -> HashMap<String, String> {
-    let mut headers = HashMap::new();
+/// The trace context of `span`, if it is being traced.
+pub fn context(span: &Span) -> Option<TraceContext> {
     let context = span.context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&context, &mut Map(&mut headers))
-    });
-    headers
-}
-
-/// Makes `span` a child of the trace context found by `lookup`, if any.
-pub fn continue_from(span: &Span, lookup: impl Fn(&str) -> Option<String>) {
-    let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), lookup(name)?)))
-        .collect();
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    let span_ref = context.span();
+    let sc = span_ref.span_context();
+    if !sc.is_valid() {
+        return None;
     }
+    let trace_id = sc.trace_id().to_string();
+    let span_id = sc.span_id().to_string();
+    let flags = sc.trace_flags() & TraceFlags::SAMPLED;
+    let traceparent = format!("00-{trace_id}-{span_id}-{:02x}", flags.to_u8());
+    let tracestate = Some(sc.trace_state().header()).filter(|s| !s.is_empty());
+    Some(TraceContext {
+        trace_id,
+        span_id,
+        traceparent,
+        tracestate,
+    })
 }
 
 /// The W3C trace id and span id of `span`, if it is being traced.
@@ -45,4 +53,150 @@ pub fn ids(span: &Span) -> Option<(String, String)> {
     let sc = span_ref.span_context();
     sc.is_valid()
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// The two W3C headers, as found by a lookup.
+struct Carrier {
+    traceparent: String,
+    tracestate: Option<String>,
+}
+
+impl Extractor for Carrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(&self.traceparent),
+            "tracestate" => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        let mut keys = vec!["traceparent"];
+        if self.tracestate.is_some() {
+            keys.push("tracestate");
+        }
+        keys
+    }
+}
+
+/// Makes `span` a child of the trace context found by `lookup`, if any.
+/// Nothing is parsed when there is no `traceparent`.
+pub fn continue_from(span: &Span, lookup: impl Fn(&str) -> Option<String>) {
+    let Some(traceparent) = lookup("traceparent") else {
+        return;
+    };
+    let carrier = Carrier {
+        traceparent,
+        tracestate: lookup("tracestate"),
+    };
+    let parent = opentelemetry::propagation::TextMapPropagator::extract(
+        &TraceContextPropagator::new(),
+        &carrier,
+    );
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TracerProvider as _;
+    use proptest::prelude::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Runs `work` under a subscriber that traces as the services do.
+    fn traced<T>(work: impl FnOnce() -> T) -> T {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, work)
+    }
+
+    /// What the W3C propagator itself writes for `span`.
+    fn propagated(span: &Span) -> HashMap<String, String> {
+        let mut headers = HashMap::new();
+        TraceContextPropagator::new().inject_context(&span.context(), &mut headers);
+        headers
+    }
+
+    fn lookup<'a>(headers: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn a_caller_s_trace_continues_with_its_state() {
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+        let (context, written) = traced(|| {
+            let span = tracing::info_span!("request");
+            continue_from(
+                &span,
+                lookup(&[("traceparent", &parent), ("tracestate", "vendor=opaque-7")]),
+            );
+            (context(&span).expect("traced"), propagated(&span))
+        });
+        assert_eq!(context.trace_id, trace_id);
+        assert_ne!(context.span_id, "00f067aa0ba902b7", "a span of its own");
+        assert_eq!(Some(&context.traceparent), written.get("traceparent"));
+        assert_eq!(context.tracestate.as_deref(), Some("vendor=opaque-7"));
+        assert_eq!(
+            context.tracestate.as_ref(),
+            written.get("tracestate"),
+            "as the propagator writes it"
+        );
+    }
+
+    #[test]
+    fn without_a_caller_a_new_trace_starts() {
+        let (context, written) = traced(|| {
+            let span = tracing::info_span!("request");
+            continue_from(&span, lookup(&[("tracestate", "ignored=1")]));
+            (context(&span).expect("traced"), propagated(&span))
+        });
+        assert_eq!(context.trace_id.len(), 32);
+        assert_eq!(Some(&context.traceparent), written.get("traceparent"));
+        assert_eq!(context.tracestate, None, "no state without a caller");
+    }
+
+    proptest! {
+        /// Whatever a caller sends as `traceparent` and `tracestate`, the
+        /// span's headers are the ones the W3C propagator would write, and
+        /// a valid caller's trace id is kept.
+        #[test]
+        fn any_caller_header_gives_the_propagator_s_headers(
+            traceparent in prop_oneof![
+                any::<String>(),
+                "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]",
+                "[0-9a-f]{2}-[0-9a-fA-F]{30,33}-[0-9a-f]{15,17}-[0-9a-f]{1,3}",
+            ],
+            tracestate in prop_oneof![any::<String>(), "[a-z]{1,8}=[a-z0-9]{1,8}(,[a-z]{1,8}=[a-z0-9]{1,8}){0,3}"],
+        ) {
+            let (context, written) = traced(|| {
+                let span = tracing::info_span!("request");
+                continue_from(&span, lookup(&[("traceparent", &traceparent), ("tracestate", &tracestate)]));
+                (context(&span), propagated(&span))
+            });
+            let context = context.expect("every span is traced");
+            prop_assert_eq!(Some(&context.traceparent), written.get("traceparent"));
+            let written_state = written.get("tracestate").filter(|s| !s.is_empty());
+            prop_assert_eq!(context.tracestate.as_ref(), written_state);
+            let caller = TraceContextPropagator::new().extract(&Carrier {
+                traceparent: traceparent.clone(),
+                tracestate: Some(tracestate.clone()),
+            });
+            let caller = caller.span().span_context().clone();
+            if caller.is_valid() {
+                prop_assert_eq!(context.trace_id, caller.trace_id().to_string());
+            }
+        }
+    }
 }

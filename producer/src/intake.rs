@@ -161,23 +161,21 @@ struct Trace {
 
 impl Trace {
     fn current() -> Self {
-        let span = Span::current();
-        let headers = platform::trace::inject(&span)
-            .into_iter()
-            .filter_map(|(name, value)| {
-                // The propagator writes only the W3C names.
-                [
-                    contract::headers::TRACEPARENT,
-                    contract::headers::TRACESTATE,
-                ]
-                .into_iter()
-                .find(|known| *known == name)
-                .map(|known| (known, value))
-            })
-            .collect();
-        Self {
-            ids: platform::trace::ids(&span),
-            headers,
+        match platform::trace::context(&Span::current()) {
+            None => Self {
+                ids: None,
+                headers: Vec::new(),
+            },
+            Some(c) => {
+                let mut headers = vec![(contract::headers::TRACEPARENT, c.traceparent)];
+                if let Some(state) = c.tracestate {
+                    headers.push((contract::headers::TRACESTATE, state));
+                }
+                Self {
+                    ids: Some((c.trace_id, c.span_id)),
+                    headers,
+                }
+            }
         }
     }
 }
