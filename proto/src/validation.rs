@@ -2,7 +2,7 @@
 //! the consumer. Each violation names the field path at fault, so that a `422`
 //! lists them all at once.
 
-use std::fmt;
+use std::fmt::{self, Display};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -118,33 +118,42 @@ pub fn currency_exponent(code: &str) -> Option<u32> {
 }
 
 /// Checks a required free-text field.
-pub fn text(errors: &mut ValidationErrors, path: &str, value: &str, max: usize) {
+pub fn text(errors: &mut ValidationErrors, path: impl Display, value: &str, max: usize) {
     if value.trim().is_empty() {
-        errors.add(path, "must not be empty");
+        errors.add(path.to_string(), "must not be empty");
     } else if value.chars().count() > max {
-        errors.add(path, format!("must be at most {max} characters"));
+        errors.add(
+            path.to_string(),
+            format!("must be at most {max} characters"),
+        );
     } else if value.chars().any(char::is_control) {
-        errors.add(path, "must not contain control characters");
+        errors.add(path.to_string(), "must not contain control characters");
     }
 }
 
 /// Checks an identifier: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-pub fn identifier(errors: &mut ValidationErrors, path: &str, value: &str) {
+pub fn identifier(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     if value.is_empty() {
-        errors.add(path, "must not be empty");
+        errors.add(path.to_string(), "must not be empty");
     } else if value.len() > MAX_ID {
-        errors.add(path, format!("must be at most {MAX_ID} characters"));
+        errors.add(
+            path.to_string(),
+            format!("must be at most {MAX_ID} characters"),
+        );
     } else if !value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        errors.add(path, "may contain only letters, digits, '.', '_' and '-'");
+        errors.add(
+            path.to_string(),
+            "may contain only letters, digits, '.', '_' and '-'",
+        );
     }
 }
 
 /// Checks an e-mail address: one `@`, a non-empty local part of at most 64
 /// characters, a dotted domain of letters, digits and hyphens, 254 in all.
-pub fn email(errors: &mut ValidationErrors, path: &str, value: &str) {
+pub fn email(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     let reason = if value.len() > 254 {
         Some("must be at most 254 characters")
     } else {
@@ -173,33 +182,39 @@ pub fn email(errors: &mut ValidationErrors, path: &str, value: &str) {
         }
     };
     if let Some(reason) = reason {
-        errors.add(path, reason);
+        errors.add(path.to_string(), reason);
     }
 }
 
 /// Checks an ISO 3166-1 alpha-2 country code (two upper-case letters).
-pub fn country(errors: &mut ValidationErrors, path: &str, value: &str) {
+pub fn country(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
         errors.add(
-            path,
+            path.to_string(),
             "must be an ISO 3166-1 alpha-2 code of two upper-case letters",
         );
     }
 }
 
 /// Checks a currency code; returns its minor-unit digits when it is supported.
-pub fn currency(errors: &mut ValidationErrors, path: &str, value: &str) -> Option<u32> {
+pub fn currency(errors: &mut ValidationErrors, path: impl Display, value: &str) -> Option<u32> {
     let exponent = currency_exponent(value);
     if exponent.is_none() {
-        errors.add(path, "must be a supported ISO 4217 code such as EUR or USD");
+        errors.add(
+            path.to_string(),
+            "must be a supported ISO 4217 code such as EUR or USD",
+        );
     }
     exponent
 }
 
 /// Checks a quantity: a whole number from 1 to [`MAX_QUANTITY`].
-pub fn quantity(errors: &mut ValidationErrors, path: &str, value: i64) -> Option<u32> {
+pub fn quantity(errors: &mut ValidationErrors, path: impl Display, value: i64) -> Option<u32> {
     if !(1..=MAX_QUANTITY).contains(&value) {
-        errors.add(path, format!("must be from 1 to {MAX_QUANTITY}"));
+        errors.add(
+            path.to_string(),
+            format!("must be from 1 to {MAX_QUANTITY}"),
+        );
         return None;
     }
     u32::try_from(value).ok()
@@ -209,14 +224,17 @@ pub fn quantity(errors: &mut ValidationErrors, path: &str, value: i64) -> Option
 /// than the currency's minor unit (when the currency is known).
 pub fn unit_price(
     errors: &mut ValidationErrors,
-    path: &str,
+    path: impl Display,
     value: Decimal,
     exponent: Option<u32>,
 ) {
     if value <= Decimal::ZERO {
-        errors.add(path, "must be greater than 0");
+        errors.add(path.to_string(), "must be greater than 0");
     } else if value > MAX_UNIT_PRICE {
-        errors.add(path, format!("must be at most {MAX_UNIT_PRICE}"));
+        errors.add(
+            path.to_string(),
+            format!("must be at most {MAX_UNIT_PRICE}"),
+        );
     } else {
         scale(errors, path, value, exponent);
     }
@@ -225,11 +243,16 @@ pub fn unit_price(
 /// Checks that an amount is written with no more decimal places than the
 /// currency's minor unit has (when the currency is known): `"19.990"` is
 /// refused in EUR, as `"1.5"` is in JPY.
-pub fn scale(errors: &mut ValidationErrors, path: &str, value: Decimal, exponent: Option<u32>) {
+pub fn scale(
+    errors: &mut ValidationErrors,
+    path: impl Display,
+    value: Decimal,
+    exponent: Option<u32>,
+) {
     if let Some(digits) = exponent {
         if value.scale() > digits {
             errors.add(
-                path,
+                path.to_string(),
                 format!("must have at most {digits} decimal places in this currency"),
             );
         }
@@ -237,18 +260,23 @@ pub fn scale(errors: &mut ValidationErrors, path: &str, value: Decimal, exponent
 }
 
 /// Checks an address.
-pub fn address(errors: &mut ValidationErrors, path: &str, a: &Address) {
-    text(errors, &format!("{path}.line1"), &a.line1, MAX_TEXT);
+pub fn address(errors: &mut ValidationErrors, path: impl Display, a: &Address) {
+    text(errors, format_args!("{path}.line1"), &a.line1, MAX_TEXT);
     if let Some(line2) = &a.line2 {
-        text(errors, &format!("{path}.line2"), line2, MAX_TEXT);
+        text(errors, format_args!("{path}.line2"), line2, MAX_TEXT);
     }
-    text(errors, &format!("{path}.city"), &a.city, MAX_TEXT);
-    text(errors, &format!("{path}.postal_code"), &a.postal_code, 16);
-    country(errors, &format!("{path}.country"), &a.country);
+    text(errors, format_args!("{path}.city"), &a.city, MAX_TEXT);
+    text(
+        errors,
+        format_args!("{path}.postal_code"),
+        &a.postal_code,
+        16,
+    );
+    country(errors, format_args!("{path}.country"), &a.country);
 }
 
 /// Checks a promotion code: 1 to 32 of `A-Z 0-9 -`.
-pub fn promotion_code(errors: &mut ValidationErrors, path: &str, value: &str) {
+pub fn promotion_code(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     if value.is_empty()
         || value.len() > 32
         || !value
@@ -256,7 +284,7 @@ pub fn promotion_code(errors: &mut ValidationErrors, path: &str, value: &str) {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
     {
         errors.add(
-            path,
+            path.to_string(),
             "must be 1 to 32 of upper-case letters, digits and '-'",
         );
     }
@@ -314,20 +342,25 @@ pub fn order_content(errors: &mut ValidationErrors, e: &OrderEvent) {
         errors.add("items", format!("must hold 1 to {MAX_ITEMS} items"));
     }
     for (n, item) in e.items.iter().enumerate() {
-        let path = format!("items[{n}]");
-        identifier(errors, &format!("{path}.sku"), &item.sku);
+        // Paths are written only for a field at fault.
+        identifier(errors, format_args!("items[{n}].sku"), &item.sku);
         if e.items[..n].iter().any(|earlier| earlier.sku == item.sku) {
-            errors.add(format!("{path}.sku"), "appears twice in the order");
+            errors.add(format!("items[{n}].sku"), "appears twice in the order");
         }
-        text(errors, &format!("{path}.name"), &item.name, MAX_TEXT);
+        text(
+            errors,
+            format_args!("items[{n}].name"),
+            &item.name,
+            MAX_TEXT,
+        );
         quantity(
             errors,
-            &format!("{path}.quantity"),
+            format_args!("items[{n}].quantity"),
             i64::from(item.quantity),
         );
         unit_price(
             errors,
-            &format!("{path}.unit_price"),
+            format_args!("items[{n}].unit_price"),
             item.unit_price,
             exponent,
         );
