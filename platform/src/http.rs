@@ -2,7 +2,7 @@
 //! `/metrics`) and the HTTP request metrics middleware.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -150,39 +150,47 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// A request's labels and start, taken before it is handled: its route
+/// template (not its raw path) and a known method (not the raw token), so
+/// no client can add label values.
+pub struct Observed {
+    route: Option<MatchedPath>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl Observed {
+    /// The labels of `request`, timed from now.
+    pub fn start(request: &Request) -> Self {
+        Self {
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: method_label(request.method()),
+            started: Instant::now(),
+        }
+    }
+}
+
 impl HttpMetrics {
-    /// Counts and times one answered request under its route template and
-    /// known method.
-    pub fn observe(&self, route: &str, method: &'static str, status: StatusCode, took: Duration) {
+    /// Counts and times one request answered with `status`.
+    pub fn observe(&self, observed: Observed, status: StatusCode) {
+        let route = observed
+            .route
+            .as_ref()
+            .map_or("unmatched", MatchedPath::as_str);
         self.duration
-            .with_label_values(&[route, method])
-            .observe(took.as_secs_f64());
+            .with_label_values(&[route, observed.method])
+            .observe(observed.started.elapsed().as_secs_f64());
         self.requests
-            .with_label_values(&[route, method, status.as_str()])
+            .with_label_values(&[route, observed.method, status.as_str()])
             .inc();
     }
 }
 
-/// The `route` label of `request`: its route template (not its raw path),
-/// so no client can add label values.
-pub fn route_label(request: &Request) -> Option<MatchedPath> {
-    request.extensions().get::<MatchedPath>().cloned()
-}
-
-/// Middleware: counts and times each request under its route template (not
-/// its raw path) and a known method (not the raw token), so no client can
-/// add label values.
+/// Middleware: counts and times each request (see [`Observed`]).
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let route = route_label(&request);
-    let method = method_label(request.method());
-    let started = Instant::now();
+    let observed = Observed::start(&request);
     let response = next.run(request).await;
-    metrics.observe(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        method,
-        response.status(),
-        started.elapsed(),
-    );
+    metrics.observe(observed, response.status());
     response
 }
 

@@ -81,18 +81,9 @@ pub async fn observe(
 ) -> axum::response::Response {
     use tracing::Instrument;
     let span = request_span(&request);
-    let route = platform::http::route_label(&request);
-    let method = platform::http::method_label(request.method());
-    let started = Instant::now();
+    let observed = platform::http::Observed::start(&request);
     let response = next.run(request).instrument(span.clone()).await;
-    metrics.observe(
-        route
-            .as_ref()
-            .map_or("unmatched", axum::extract::MatchedPath::as_str),
-        method,
-        response.status(),
-        started.elapsed(),
-    );
+    metrics.observe(observed, response.status());
     if let Some(refusal) = response.extensions().get::<Refusal>() {
         span.in_scope(|| RequestRefused { refusal }.emit());
     }
