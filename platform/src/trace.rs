@@ -7,7 +7,7 @@
 //! `TraceContextPropagator` writes them, without a map per call.
 
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -25,34 +25,36 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
-/// The trace context of `span`, if it is being traced.
-pub fn context(span: &Span) -> Option<TraceContext> {
+/// `read` of the span context of `span`, if it is being traced.
+fn with_span_context<T>(span: &Span, read: impl FnOnce(&SpanContext) -> T) -> Option<T> {
     let context = span.context();
     let span_ref = context.span();
     let sc = span_ref.span_context();
-    if !sc.is_valid() {
-        return None;
-    }
-    let trace_id = sc.trace_id().to_string();
-    let span_id = sc.span_id().to_string();
-    let flags = sc.trace_flags() & TraceFlags::SAMPLED;
-    let traceparent = format!("00-{trace_id}-{span_id}-{:02x}", flags.to_u8());
-    let tracestate = Some(sc.trace_state().header()).filter(|s| !s.is_empty());
-    Some(TraceContext {
-        trace_id,
-        span_id,
-        traceparent,
-        tracestate,
+    sc.is_valid().then(|| read(sc))
+}
+
+/// The trace context of `span`, if it is being traced.
+pub fn context(span: &Span) -> Option<TraceContext> {
+    with_span_context(span, |sc| {
+        let trace_id = sc.trace_id().to_string();
+        let span_id = sc.span_id().to_string();
+        let flags = sc.trace_flags() & TraceFlags::SAMPLED;
+        let traceparent = format!("00-{trace_id}-{span_id}-{:02x}", flags.to_u8());
+        let tracestate = Some(sc.trace_state().header()).filter(|s| !s.is_empty());
+        TraceContext {
+            trace_id,
+            span_id,
+            traceparent,
+            tracestate,
+        }
     })
 }
 
 /// The W3C trace id and span id of `span`, if it is being traced.
 pub fn ids(span: &Span) -> Option<(String, String)> {
-    let context = span.context();
-    let span_ref = context.span();
-    let sc = span_ref.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    with_span_context(span, |sc| {
+        (sc.trace_id().to_string(), sc.span_id().to_string())
+    })
 }
 
 /// The two W3C headers, as found by a lookup.
@@ -168,17 +170,27 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever a caller sends as `traceparent` and `tracestate`, the
-        /// span's headers are the ones the W3C propagator would write, and
-        /// a valid caller's trace id is kept.
+        /// Whatever a caller sends as `traceparent` and `tracestate` (of
+        /// any length, truncated, extended, repeated members), the span's
+        /// headers are the ones the W3C propagator would write, and a
+        /// valid caller's trace id is kept.
         #[test]
         fn any_caller_header_gives_the_propagator_s_headers(
             traceparent in prop_oneof![
                 any::<String>(),
+                "(?s).{100,8000}",
                 "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]",
+                "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01](-[0-9a-z]{0,40})?",
                 "[0-9a-f]{2}-[0-9a-fA-F]{30,33}-[0-9a-f]{15,17}-[0-9a-f]{1,3}",
             ],
-            tracestate in prop_oneof![any::<String>(), "[a-z]{1,8}=[a-z0-9]{1,8}(,[a-z]{1,8}=[a-z0-9]{1,8}){0,3}"],
+            // Up to 40 members (the W3C limit is 32), members repeated, values
+            // long, or any text.
+            tracestate in prop_oneof![
+                any::<String>(),
+                "(?s).{100,8000}",
+                "[a-z]{1,8}=[a-z0-9]{1,8}(,[a-z]{1,8}=[a-z0-9]{1,8}){0,39}",
+                "(k=[a-z0-9]{1,200},){1,10}k=v",
+            ],
         ) {
             let (context, written) = traced(|| {
                 let span = tracing::info_span!("request");
