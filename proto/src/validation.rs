@@ -41,10 +41,11 @@ impl fmt::Display for FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
-    /// Records that `path` broke a rule.
-    pub fn add(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    /// Records that `path` broke a rule. The path may be any `Display`
+    /// (such as `format_args!`), so a valid field costs no string.
+    pub fn add(&mut self, path: impl Display, reason: impl Into<String>) {
         self.0.push(FieldError {
-            path: path.into(),
+            path: path.to_string(),
             reason: reason.into(),
         });
     }
@@ -120,34 +121,25 @@ pub fn currency_exponent(code: &str) -> Option<u32> {
 /// Checks a required free-text field.
 pub fn text(errors: &mut ValidationErrors, path: impl Display, value: &str, max: usize) {
     if value.trim().is_empty() {
-        errors.add(path.to_string(), "must not be empty");
+        errors.add(path, "must not be empty");
     } else if value.chars().count() > max {
-        errors.add(
-            path.to_string(),
-            format!("must be at most {max} characters"),
-        );
+        errors.add(path, format!("must be at most {max} characters"));
     } else if value.chars().any(char::is_control) {
-        errors.add(path.to_string(), "must not contain control characters");
+        errors.add(path, "must not contain control characters");
     }
 }
 
 /// Checks an identifier: 1 to 64 of `A-Z a-z 0-9 . _ -`.
 pub fn identifier(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     if value.is_empty() {
-        errors.add(path.to_string(), "must not be empty");
+        errors.add(path, "must not be empty");
     } else if value.len() > MAX_ID {
-        errors.add(
-            path.to_string(),
-            format!("must be at most {MAX_ID} characters"),
-        );
+        errors.add(path, format!("must be at most {MAX_ID} characters"));
     } else if !value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        errors.add(
-            path.to_string(),
-            "may contain only letters, digits, '.', '_' and '-'",
-        );
+        errors.add(path, "may contain only letters, digits, '.', '_' and '-'");
     }
 }
 
@@ -182,7 +174,7 @@ pub fn email(errors: &mut ValidationErrors, path: impl Display, value: &str) {
         }
     };
     if let Some(reason) = reason {
-        errors.add(path.to_string(), reason);
+        errors.add(path, reason);
     }
 }
 
@@ -190,7 +182,7 @@ pub fn email(errors: &mut ValidationErrors, path: impl Display, value: &str) {
 pub fn country(errors: &mut ValidationErrors, path: impl Display, value: &str) {
     if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
         errors.add(
-            path.to_string(),
+            path,
             "must be an ISO 3166-1 alpha-2 code of two upper-case letters",
         );
     }
@@ -200,10 +192,7 @@ pub fn country(errors: &mut ValidationErrors, path: impl Display, value: &str) {
 pub fn currency(errors: &mut ValidationErrors, path: impl Display, value: &str) -> Option<u32> {
     let exponent = currency_exponent(value);
     if exponent.is_none() {
-        errors.add(
-            path.to_string(),
-            "must be a supported ISO 4217 code such as EUR or USD",
-        );
+        errors.add(path, "must be a supported ISO 4217 code such as EUR or USD");
     }
     exponent
 }
@@ -211,10 +200,7 @@ pub fn currency(errors: &mut ValidationErrors, path: impl Display, value: &str) 
 /// Checks a quantity: a whole number from 1 to [`MAX_QUANTITY`].
 pub fn quantity(errors: &mut ValidationErrors, path: impl Display, value: i64) -> Option<u32> {
     if !(1..=MAX_QUANTITY).contains(&value) {
-        errors.add(
-            path.to_string(),
-            format!("must be from 1 to {MAX_QUANTITY}"),
-        );
+        errors.add(path, format!("must be from 1 to {MAX_QUANTITY}"));
         return None;
     }
     u32::try_from(value).ok()
@@ -229,12 +215,9 @@ pub fn unit_price(
     exponent: Option<u32>,
 ) {
     if value <= Decimal::ZERO {
-        errors.add(path.to_string(), "must be greater than 0");
+        errors.add(path, "must be greater than 0");
     } else if value > MAX_UNIT_PRICE {
-        errors.add(
-            path.to_string(),
-            format!("must be at most {MAX_UNIT_PRICE}"),
-        );
+        errors.add(path, format!("must be at most {MAX_UNIT_PRICE}"));
     } else {
         scale(errors, path, value, exponent);
     }
@@ -252,7 +235,7 @@ pub fn scale(
     if let Some(digits) = exponent {
         if value.scale() > digits {
             errors.add(
-                path.to_string(),
+                path,
                 format!("must have at most {digits} decimal places in this currency"),
             );
         }
@@ -284,7 +267,7 @@ pub fn promotion_code(errors: &mut ValidationErrors, path: impl Display, value: 
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
     {
         errors.add(
-            path.to_string(),
+            path,
             "must be 1 to 32 of upper-case letters, digits and '-'",
         );
     }
@@ -345,7 +328,7 @@ pub fn order_content(errors: &mut ValidationErrors, e: &OrderEvent) {
         // Paths are written only for a field at fault.
         identifier(errors, format_args!("items[{n}].sku"), &item.sku);
         if e.items[..n].iter().any(|earlier| earlier.sku == item.sku) {
-            errors.add(format!("items[{n}].sku"), "appears twice in the order");
+            errors.add(format_args!("items[{n}].sku"), "appears twice in the order");
         }
         text(
             errors,
@@ -377,12 +360,19 @@ fn order_figures(errors: &mut ValidationErrors, e: &OrderEvent) {
     let mut subtotal = Decimal::ZERO;
     let mut count: u64 = 0;
     for (n, item) in e.items.iter().enumerate() {
-        let line_total = format!("items[{n}].line_total");
         match item.unit_price.checked_mul(Decimal::from(item.quantity)) {
             Some(expected) if expected == item.line_total => {}
-            _ => errors.add(&line_total, "must equal quantity * unit_price"),
+            _ => errors.add(
+                format_args!("items[{n}].line_total"),
+                "must equal quantity * unit_price",
+            ),
         }
-        scale(errors, &line_total, item.line_total, exponent);
+        scale(
+            errors,
+            format_args!("items[{n}].line_total"),
+            item.line_total,
+            exponent,
+        );
         subtotal = subtotal
             .checked_add(item.line_total)
             .unwrap_or(Decimal::MAX);
