@@ -231,6 +231,24 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `lines` lines of output above debug level, each librdkafka
+    /// complaint only when first seen (not its throttled repeats).
+    pub fn notable_lines(&self, lines: usize) -> String {
+        let all = self.logs();
+        let notable: Vec<&str> = all
+            .lines()
+            .filter(|l| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                    return true;
+                };
+                let level = v["level"].as_str().unwrap_or("");
+                let repeat = v["fields"]["suppressed"].as_u64().is_some_and(|n| n > 0);
+                level != "DEBUG" && level != "TRACE" && !repeat
+            })
+            .collect();
+        notable[notable.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The last `lines` lines of output.
     pub fn log_tail(&self, lines: usize) -> String {
         let all = self.logs();

@@ -150,12 +150,35 @@ impl Stack {
              {} duplicated events, {dead} dead-lettered",
             events - persisted
         );
+        if persisted < accepted {
+            self.explain_shortfall().await;
+        }
         assert_eq!(report.gave_up, 0, "every order was eventually accepted");
         assert_eq!(persisted, accepted, "every 202 is in PostgreSQL");
         assert_eq!(events, accepted, "each accepted order was recorded once");
         assert_eq!(rows, accepted, "no row without a 202");
         assert_eq!(dead, 0, "no valid order was dead-lettered");
         self.assert_partition_order(scenario).await;
+    }
+
+    /// Prints what the consumer says of itself when orders are missing:
+    /// its readiness, its lag and the notable lines of its log. Printed
+    /// with the test's own output, which a truncated failure report keeps.
+    async fn explain_shortfall(&self) {
+        let ready = match reqwest::get(self.consumer.url("/readyz")).await {
+            Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => format!("no answer: {e}"),
+        };
+        let metrics = match reqwest::get(self.consumer.url("/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let lag = crate::metrics::sum(&metrics, "kafka_consumer_lag", &[]);
+        println!("consumer /readyz: {ready}; lag {lag:?}");
+        println!(
+            "consumer's notable log lines, last 40:\n{}",
+            self.consumer.notable_lines(40)
+        );
     }
 
     /// Checks that each partition's events were stored in offset order
