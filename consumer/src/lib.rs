@@ -4,6 +4,7 @@
 pub mod circuit;
 pub mod config;
 pub mod context;
+pub mod copy;
 pub mod db;
 pub mod dead_letter;
 pub mod decode;

@@ -292,9 +292,9 @@ async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, Persi
     Ok(known)
 }
 
-/// A writer that committed some of these events between our read and our
-/// write (another member during a rebalance): the whole batch is retried and
-/// will then see them as stored.
+/// Another writer (a member during a rebalance) stored some of these
+/// events between our read and our write: the whole batch is retried and
+/// will then find them stored.
 #[derive(Debug, thiserror::Error)]
 #[error("{table}: {written} of {expected} rows written; another writer stored the rest first")]
 struct ConcurrentWrite {
@@ -317,6 +317,20 @@ fn all_written(table: &'static str, written: usize, expected: usize) -> Result<(
     ))
 }
 
+/// Sorts an error of a write of rows found new: a unique violation means
+/// another writer stored one of them meanwhile (worth another try, which
+/// finds it stored); anything else as [`classify`] does.
+pub(crate) fn written(error: sqlx::Error) -> PersistError {
+    let unique_violation = matches!(
+        &error,
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505")
+    );
+    if unique_violation {
+        return PersistError::new(PersistErrorKind::Transient, error);
+    }
+    classify(error)
+}
+
 async fn write(
     tx: &mut PgConnection,
     batch: &[Persistable<'_>],
@@ -328,6 +342,7 @@ async fn write(
     let mut orders = OrderRows::default();
     let mut items = ItemRows::default();
     let mut users = UserRows::default();
+    let mut item_count = 0;
     let mut counts: HashMap<&'static str, usize> = HashMap::new();
     for (p, decision) in batch.iter().zip(&decisions) {
         if *decision != Decision::Store {
@@ -339,6 +354,7 @@ async fn write(
             DomainEvent::Order(o) => {
                 orders.push(o, fingerprint)?;
                 items.push(o)?;
+                item_count += o.items.len();
                 *counts.entry("orders").or_default() += 1;
             }
             DomainEvent::User(u) => {
@@ -355,7 +371,7 @@ async fn write(
         expected("event_store"),
     )?;
     all_written("orders", orders.insert(tx).await?, expected("orders"))?;
-    items.insert(tx).await?;
+    all_written("order_items", items.insert(tx).await?, item_count)?;
     all_written("users", users.insert(tx).await?, expected("users"))?;
 
     Ok(decisions

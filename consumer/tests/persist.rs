@@ -51,20 +51,11 @@ fn user(pick: Pick) -> UserEvent {
 }
 
 fn decoded(pick: Pick) -> Decoded {
-    let event = if pick.user {
+    decoded_event(if pick.user {
         DomainEvent::User(user(pick))
     } else {
         DomainEvent::Order(order(pick))
-    };
-    let fingerprint = match &event {
-        DomainEvent::Order(e) => fingerprint::order(e),
-        DomainEvent::User(e) => fingerprint::user(e),
-    };
-    Decoded {
-        event,
-        format: Format::Json,
-        fingerprint,
-    }
+    })
 }
 
 fn batches() -> impl Strategy<Value = Vec<Pick>> {
@@ -194,5 +185,162 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
         "Conflict(IdReused)",
     ] {
         assert!(seen.contains_key(kind), "no case produced {kind}: {seen:?}");
+    }
+}
+
+/// Text that needs escaping on the way to the server: tabs, newlines,
+/// carriage returns, backslashes, `\N` and `\.` spelled out, any Unicode.
+fn awkward_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[\\\\\t\n\r.N a-z]{1,16}",
+        "\\PC{1,40}",
+        Just("\\N".to_owned()),
+        Just("\\.".to_owned()),
+    ]
+    .prop_filter("PostgreSQL text holds no NUL", |s| !s.contains('\0'))
+}
+
+/// What the database holds of one order and one user, as text.
+async fn stored_text(db: &TestDatabase, order: &OrderEvent, user: &UserEvent) -> Vec<String> {
+    let order_row: (String, String, String, Option<String>, bool, bool) = sqlx::query_as(
+        "SELECT o.customer_name, o.customer_email, o.correlation_id, o.promotion_code,
+                o.shipping_address = $2::jsonb, e.payload = $3::jsonb
+         FROM orders o JOIN event_store e ON e.event_id = o.event_id
+         WHERE o.order_id = $1",
+    )
+    .bind(order.order_id)
+    .bind(serde_json::to_value(&order.customer.address).expect("address"))
+    .bind(serde_json::to_value(order).expect("payload"))
+    .fetch_one(&db.pool)
+    .await
+    .expect("order row");
+    let items: Vec<(String, String)> =
+        sqlx::query_as("SELECT sku, name FROM order_items WHERE order_id = $1 ORDER BY line_no")
+            .bind(order.order_id)
+            .fetch_all(&db.pool)
+            .await
+            .expect("items");
+    let user_row: (String, String, Option<String>) = sqlx::query_as(
+        "SELECT u.name, u.email, e.trace_id FROM users u
+         JOIN event_store e ON e.event_id = u.event_id WHERE u.user_id = $1",
+    )
+    .bind(&user.user_id)
+    .fetch_one(&db.pool)
+    .await
+    .expect("user row");
+    let mut text = vec![
+        order_row.0,
+        order_row.1,
+        order_row.2,
+        format!("{:?}", order_row.3),
+        format!("address as sent: {}", order_row.4),
+        format!("payload as sent: {}", order_row.5),
+    ];
+    for (sku, name) in items {
+        text.push(sku);
+        text.push(name);
+    }
+    text.extend([user_row.0, user_row.1, format!("{:?}", user_row.2)]);
+    text
+}
+
+#[test]
+fn any_text_is_stored_exactly_as_it_was_read() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(async {
+        let db = TestDatabase::create().await;
+        consumer::db::migrate(&db.pool).await.expect("migrations");
+        db
+    });
+    let store = Store::new(db.pool.clone(), Duration::from_secs(30));
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    let strategy = (
+        proptest::collection::vec(awkward_text(), 8),
+        proptest::option::of(awkward_text()),
+    );
+    let result = runner.run(&strategy, |(texts, optional)| {
+        runtime.block_on(async {
+            let mut order = harness::events::order_event(0);
+            order.customer.name = texts[0].clone();
+            order.customer.email = texts[1].clone();
+            order.metadata.correlation_id = texts[2].clone();
+            order.promotion_code = optional.clone();
+            order.customer.address.line1 = texts[3].clone();
+            order.items[0].sku = texts[4].clone();
+            order.items[0].name = texts[5].clone();
+            let mut user = harness::events::user_event(0);
+            user.name = texts[6].clone();
+            user.email = texts[7].clone();
+            user.metadata.trace_id = optional.clone();
+            let events = [
+                decoded_event(DomainEvent::Order(order.clone())),
+                decoded_event(DomainEvent::User(user.clone())),
+            ];
+            let outcomes = store
+                .persist(&persistables(&events))
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(outcomes, vec![Outcome::Stored, Outcome::Stored]);
+            let mut expected = vec![
+                order.customer.name.clone(),
+                order.customer.email.clone(),
+                order.metadata.correlation_id.clone(),
+                format!("{:?}", order.promotion_code),
+                "address as sent: true".to_owned(),
+                "payload as sent: true".to_owned(),
+            ];
+            for item in &order.items {
+                expected.push(item.sku.clone());
+                expected.push(item.name.clone());
+            }
+            expected.extend([
+                user.name.clone(),
+                user.email.clone(),
+                format!("{:?}", user.metadata.trace_id),
+            ]);
+            prop_assert_eq!(stored_text(&db, &order, &user).await, expected);
+            Ok(())
+        })
+    });
+    runtime.block_on(db.drop());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A NUL in a text field (PostgreSQL text cannot hold one) fails the
+/// write as a permanent error, not a retry and not a panic.
+#[test]
+fn a_nul_in_text_is_a_permanent_error() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let db = TestDatabase::create().await;
+        consumer::db::migrate(&db.pool).await.expect("migrations");
+        let store = Store::new(db.pool.clone(), Duration::from_secs(30));
+        let mut order = harness::events::order_event(0);
+        order.customer.name = "Ada\0Lovelace".to_owned();
+        let events = [decoded_event(DomainEvent::Order(order))];
+        let error = store
+            .persist(&persistables(&events))
+            .await
+            .expect_err("a NUL is refused");
+        assert_eq!(
+            error.kind,
+            consumer::persist::PersistErrorKind::Permanent,
+            "{error}"
+        );
+        db.drop().await;
+    });
+}
+
+fn decoded_event(event: DomainEvent) -> Decoded {
+    let fingerprint = match &event {
+        DomainEvent::Order(e) => fingerprint::order(e),
+        DomainEvent::User(e) => fingerprint::user(e),
+    };
+    Decoded {
+        event,
+        format: Format::Json,
+        fingerprint,
     }
 }
