@@ -1,5 +1,5 @@
 //! Persisting events: the current state (`orders` + `order_items`, `users`)
-//! and the event-store row, in one transaction per batch, with bulk inserts.
+//! and the event-store row, in one transaction per batch, one `COPY` per table.
 //! Idempotent and conflict-aware: what the database already holds is read
 //! first, [`crate::identity::decide`] sorts the batch into new events,
 //! redeliveries and conflicts, and only the new ones are written.

@@ -344,3 +344,61 @@ fn decoded_event(event: DomainEvent) -> Decoded {
         fingerprint,
     }
 }
+
+/// Two members writing the same new events at once (a rebalance hands a
+/// partition over while its old owner still writes): one stores them, the
+/// other's write fails as transient (a unique violation or a lock wait,
+/// never permanent, which would dead-letter valid events), and its retry
+/// finds them stored.
+#[test]
+fn two_writers_of_the_same_events_store_them_once() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let db = TestDatabase::create().await;
+        consumer::db::migrate(&db.pool).await.expect("migrations");
+        let (a, b) = (
+            Store::new(db.pool.clone(), Duration::from_secs(30)),
+            Store::new(db.pool.clone(), Duration::from_secs(30)),
+        );
+        let mut raced = 0;
+        for round in 0..10 {
+            let events: Vec<Decoded> = (0..50)
+                .map(|n| decoded_event(DomainEvent::Order(harness::events::order_event(n))))
+                .collect();
+            let items = persistables(&events);
+            let (first, second) = tokio::join!(a.persist(&items), b.persist(&items));
+            let mut stored = 0;
+            for result in [first, second] {
+                match result {
+                    Ok(outcomes) if outcomes.iter().all(|o| *o == Outcome::Stored) => stored += 1,
+                    Ok(outcomes) => assert!(
+                        outcomes.iter().all(|o| *o == Outcome::Duplicate),
+                        "round {round}: {outcomes:?}"
+                    ),
+                    Err(e) => {
+                        raced += 1;
+                        assert_eq!(
+                            e.kind,
+                            consumer::persist::PersistErrorKind::Transient,
+                            "round {round}: {e}"
+                        );
+                        let retried = a.persist(&items).await.expect("retry");
+                        assert!(retried.iter().all(|o| *o == Outcome::Duplicate));
+                    }
+                }
+            }
+            assert_eq!(stored, 1, "round {round}: one writer stores the events");
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM event_store")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 500, "every event stored once");
+        println!("rounds where the second writer collided with the first: {raced} of 10");
+        assert!(
+            raced > 0,
+            "the writers never overlapped: the race was not tried"
+        );
+        db.drop().await;
+    });
+}
