@@ -5,53 +5,109 @@
 //! PostgreSQL manual, "Text Format").
 
 use std::fmt::{self, Display, Write as _};
+use std::io;
 
 /// The rows of one `COPY`, encoded as they are added.
 #[derive(Debug, Default)]
 pub struct CopyRows {
     data: Vec<u8>,
     rows: usize,
-    /// Whether the current row has a field yet (the next one needs a tab).
-    in_row: bool,
 }
 
-/// Writes what it is given into `data`, escaped for the text format.
+/// The row being written: its fields go straight into the rows' data.
+#[derive(Debug)]
+pub struct Row<'a> {
+    data: &'a mut Vec<u8>,
+    /// Whether the row has a field yet (the next one needs a tab).
+    started: bool,
+}
+
+/// Appends `bytes` to `data`, escaped for the text format. The escaped
+/// bytes are ASCII, never part of a multi-byte UTF-8 sequence, so UTF-8
+/// text may be escaped byte by byte.
+fn escape(data: &mut Vec<u8>, mut bytes: &[u8]) {
+    while let Some(at) = bytes
+        .iter()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        data.extend_from_slice(&bytes[..at]);
+        data.extend_from_slice(match bytes[at] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        bytes = &bytes[at + 1..];
+    }
+    data.extend_from_slice(bytes);
+}
+
+/// Writes what it is given into the data, escaped.
 struct Escaped<'a>(&'a mut Vec<u8>);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s.as_bytes();
-        while let Some(at) = rest
-            .iter()
-            .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-        {
-            self.0.extend_from_slice(&rest[..at]);
-            self.0.extend_from_slice(match rest[at] {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                _ => b"\\r",
-            });
-            rest = &rest[at + 1..];
-        }
-        self.0.extend_from_slice(rest);
+        escape(self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
+impl io::Write for Escaped<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        escape(self.0, bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
 
 impl CopyRows {
+    /// Adds one row, its fields written by `fill`. If `fill` fails, the
+    /// fields it wrote are taken back: the rows hold whole rows only.
+    pub fn row<E>(&mut self, fill: impl FnOnce(&mut Row<'_>) -> Result<(), E>) -> Result<(), E> {
+        let start = self.data.len();
+        let mut row = Row {
+            data: &mut self.data,
+            started: false,
+        };
+        match fill(&mut row) {
+            Ok(()) => {
+                self.data.push(b'\n');
+                self.rows += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The encoded rows.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Row<'_> {
     fn separate(&mut self) {
-        if self.in_row {
+        if self.started {
             self.data.push(b'\t');
         }
-        self.in_row = true;
+        self.started = true;
     }
 
     /// Adds a field: `value` as it displays.
     pub fn field(&mut self, value: impl Display) -> &mut Self {
         self.separate();
         // Writing into a Vec cannot fail.
-        let _ = write!(Escaped(&mut self.data), "{value}");
+        let _ = write!(Escaped(self.data), "{value}");
         self
     }
 
@@ -67,21 +123,11 @@ impl CopyRows {
         }
     }
 
-    /// Ends the current row.
-    pub fn end_row(&mut self) {
-        self.data.push(b'\n');
-        self.rows += 1;
-        self.in_row = false;
-    }
-
-    /// Rows ended so far.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// The encoded rows.
-    pub fn data(&self) -> &[u8] {
-        &self.data
+    /// Adds a field: `value` as JSON, serialised straight into the row.
+    pub fn json(&mut self, value: &impl serde::Serialize) -> Result<&mut Self, serde_json::Error> {
+        self.separate();
+        serde_json::to_writer(Escaped(self.data), value)?;
+        Ok(self)
     }
 }
 
@@ -124,19 +170,44 @@ mod tests {
         rows
     }
 
+    fn ok(row: &mut Row<'_>) -> Result<(), ()> {
+        let _ = row;
+        Ok(())
+    }
+
     #[test]
     fn separators_and_escapes() {
         let mut rows = CopyRows::default();
-        rows.field("a\tb")
-            .field(12)
-            .optional(None::<&str>)
-            .end_row();
-        rows.field("back\\slash\nline\r").end_row();
+        let filled = rows.row(|r| {
+            r.field("a\tb").field(12).optional(None::<&str>);
+            ok(r)
+        });
+        assert_eq!(filled, Ok(()));
+        let filled = rows.row(|r| {
+            r.field("back\\slash\nline\r")
+                .json(&["tab\there"])
+                .map_err(drop)?;
+            ok(r)
+        });
+        assert_eq!(filled, Ok(()));
         assert_eq!(
             rows.data(),
-            b"a\\tb\t12\t\\N\nback\\\\slash\\nline\\r\n".as_slice()
+            b"a\\tb\t12\t\\N\nback\\\\slash\\nline\\r\t[\"tab\\\\there\"]\n".as_slice()
         );
         assert_eq!(rows.rows(), 2);
+    }
+
+    #[test]
+    fn a_row_that_fails_is_taken_back_whole() {
+        let mut rows = CopyRows::default();
+        assert_eq!(rows.row(|r| ok(r.field("kept"))), Ok(()));
+        let failed = rows.row(|r| {
+            r.field("half").field("written");
+            Err("a field could not be had")
+        });
+        assert_eq!(failed, Err("a field could not be had"));
+        assert_eq!(rows.data(), b"kept\n".as_slice());
+        assert_eq!(rows.rows(), 1);
     }
 
     proptest! {
@@ -158,11 +229,20 @@ mod tests {
             )
         ) {
             let mut rows = CopyRows::default();
-            for row in &table {
-                for field in row {
-                    rows.optional(field.as_deref());
-                }
-                rows.end_row();
+            for (n, row) in table.iter().enumerate() {
+                let filled = rows.row(|r| {
+                    for field in row {
+                        r.optional(field.as_deref());
+                    }
+                    ok(r)
+                });
+                prop_assert_eq!(filled, Ok(()));
+                // A failing row between any two leaves no trace.
+                let failed = rows.row(|r| {
+                    r.field(n).optional(row[0].as_deref());
+                    Err(())
+                });
+                prop_assert_eq!(failed, Err(()));
             }
             prop_assert_eq!(rows.rows(), table.len());
             prop_assert_eq!(parse(rows.data()), table);

@@ -4,46 +4,62 @@
 //! events [`crate::identity::decide`] found new are written; one stored
 //! meanwhile by another writer (a member during a rebalance) fails the
 //! whole `COPY` with a unique violation, and the batch is retried (see
-//! [`crate::persist::written`]). Each `COPY` answers how many rows it took,
-//! so the caller can prove none was left out.
+//! [`crate::persist::written`]). Each `COPY` answers how many rows it
+//! took, and anything but all of them fails the batch.
 
 use std::fmt::Display;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use contract::{OrderEvent, UserEvent};
 use sqlx::PgConnection;
 
 use crate::copy::CopyRows;
-use crate::persist::{written, PersistError, Persistable};
+use crate::persist::{written, PersistError, PersistErrorKind, Persistable};
 
 /// A `u32` of the contract as a PostgreSQL `integer`.
 fn integer(n: u32, what: &'static str) -> Result<i32, PersistError> {
     i32::try_from(n).map_err(|_| PersistError::permanent(format!("{what} {n} is too large")))
 }
 
-fn json(value: &impl serde::Serialize) -> Result<String, PersistError> {
-    serde_json::to_string(value).map_err(PersistError::permanent)
-}
-
 /// A time as PostgreSQL reads it, to the microsecond it keeps (cut, not
-/// rounded, as a bound parameter would be).
-fn timestamp(at: &DateTime<Utc>) -> impl Display {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+/// rounded, as a bound parameter would be), formatted as it is written.
+fn timestamp(at: &DateTime<Utc>) -> impl Display + '_ {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
 }
 
-/// Sends `rows` with `statement`; how many rows the server took.
+/// The server took fewer or more rows than were sent: never expected of a
+/// `COPY`, so the batch is not taken as written.
+#[derive(Debug, thiserror::Error)]
+#[error("{statement}: the server took {taken} of {sent} rows")]
+struct RowsNotTaken {
+    statement: &'static str,
+    taken: u64,
+    sent: usize,
+}
+
+/// Sends `rows` with `statement` and checks the server took every one.
 async fn copy_in(
     tx: &mut PgConnection,
-    statement: &str,
+    statement: &'static str,
     rows: &CopyRows,
-) -> Result<usize, PersistError> {
+) -> Result<(), PersistError> {
     if rows.rows() == 0 {
-        return Ok(0);
+        return Ok(());
     }
     let mut copy = tx.copy_in_raw(statement).await.map_err(written)?;
     copy.send(rows.data()).await.map_err(written)?;
     let taken = copy.finish().await.map_err(written)?;
-    Ok(usize::try_from(taken).unwrap_or(usize::MAX))
+    if usize::try_from(taken).ok() != Some(rows.rows()) {
+        return Err(PersistError::new(
+            PersistErrorKind::Transient,
+            RowsNotTaken {
+                statement,
+                taken,
+                sent: rows.rows(),
+            },
+        ));
+    }
+    Ok(())
 }
 
 const COPY_EVENTS: &str = "COPY event_store (event_id, event_type, aggregate_id, schema_version, \
@@ -59,27 +75,28 @@ impl EventRows {
     pub fn push(&mut self, p: &Persistable<'_>) -> Result<(), PersistError> {
         let event = &p.decoded.event;
         let meta = event.metadata();
-        let payload = event.to_json().map_err(PersistError::permanent)?;
-        self.0
-            .field(meta.event_id)
-            .field(&meta.event_type)
-            .field(event.aggregate_id())
-            .field(integer(meta.schema_version, "schema_version")?)
-            .field(p.decoded.format.content_type())
-            .field(payload)
-            .field(p.topic)
-            .field(p.partition)
-            .field(p.offset)
-            .field(timestamp(&meta.occurred_at))
-            .field(&meta.correlation_id)
-            .optional(meta.trace_id.as_deref())
-            .field(p.decoded.fingerprint.as_str())
-            .end_row();
-        Ok(())
+        let version = integer(meta.schema_version, "schema_version")?;
+        self.0.row(|r| {
+            r.field(meta.event_id)
+                .field(&meta.event_type)
+                .field(event.aggregate_id())
+                .field(version)
+                .field(p.decoded.format.content_type())
+                .json(event)
+                .map_err(PersistError::permanent)?
+                .field(p.topic)
+                .field(p.partition)
+                .field(p.offset)
+                .field(timestamp(&meta.occurred_at))
+                .field(&meta.correlation_id)
+                .optional(meta.trace_id.as_deref())
+                .field(p.decoded.fingerprint.as_str());
+            Ok(())
+        })
     }
 
-    /// Writes the rows; how many were written.
-    pub async fn insert(&self, tx: &mut PgConnection) -> Result<usize, PersistError> {
+    /// Writes the rows, every one or none.
+    pub async fn insert(&self, tx: &mut PgConnection) -> Result<(), PersistError> {
         copy_in(tx, COPY_EVENTS, &self.0).await
     }
 }
@@ -95,28 +112,31 @@ pub struct OrderRows(CopyRows);
 impl OrderRows {
     /// Adds the row of `o`.
     pub fn push(&mut self, o: &OrderEvent, fingerprint: &str) -> Result<(), PersistError> {
-        self.0
-            .field(o.order_id)
-            .field(&o.customer.id)
-            .field(&o.customer.name)
-            .field(&o.customer.email)
-            .field(json(&o.customer.address)?)
-            .field(&o.currency)
-            .field(o.totals.subtotal)
-            .field(o.totals.total)
-            .field(integer(o.totals.item_count, "item_count")?)
-            .optional(o.promotion_code.as_deref())
-            .field(o.metadata.event_id)
-            .field(integer(o.metadata.schema_version, "schema_version")?)
-            .field(timestamp(&o.metadata.occurred_at))
-            .field(&o.metadata.correlation_id)
-            .field(fingerprint)
-            .end_row();
-        Ok(())
+        let item_count = integer(o.totals.item_count, "item_count")?;
+        let version = integer(o.metadata.schema_version, "schema_version")?;
+        self.0.row(|r| {
+            r.field(o.order_id)
+                .field(&o.customer.id)
+                .field(&o.customer.name)
+                .field(&o.customer.email)
+                .json(&o.customer.address)
+                .map_err(PersistError::permanent)?
+                .field(&o.currency)
+                .field(o.totals.subtotal)
+                .field(o.totals.total)
+                .field(item_count)
+                .optional(o.promotion_code.as_deref())
+                .field(o.metadata.event_id)
+                .field(version)
+                .field(timestamp(&o.metadata.occurred_at))
+                .field(&o.metadata.correlation_id)
+                .field(fingerprint);
+            Ok(())
+        })
     }
 
-    /// Writes the rows; how many were written.
-    pub async fn insert(&self, tx: &mut PgConnection) -> Result<usize, PersistError> {
+    /// Writes the rows, every one or none.
+    pub async fn insert(&self, tx: &mut PgConnection) -> Result<(), PersistError> {
         copy_in(tx, COPY_ORDERS, &self.0).await
     }
 }
@@ -132,22 +152,25 @@ impl ItemRows {
     /// Adds the rows of the items of `o`.
     pub fn push(&mut self, o: &OrderEvent) -> Result<(), PersistError> {
         for (line, item) in o.items.iter().enumerate() {
-            self.0
-                .field(o.order_id)
-                .field(i32::try_from(line).map_err(PersistError::permanent)?)
-                .field(&item.sku)
-                .field(&item.name)
-                .field(integer(item.quantity, "quantity")?)
-                .field(item.unit_price)
-                .field(item.line_total)
-                .field(item.inventory_status.as_str())
-                .end_row();
+            let line = i32::try_from(line).map_err(PersistError::permanent)?;
+            let quantity = integer(item.quantity, "quantity")?;
+            self.0.row(|r| {
+                r.field(o.order_id)
+                    .field(line)
+                    .field(&item.sku)
+                    .field(&item.name)
+                    .field(quantity)
+                    .field(item.unit_price)
+                    .field(item.line_total)
+                    .field(item.inventory_status.as_str());
+                Ok::<_, PersistError>(())
+            })?;
         }
         Ok(())
     }
 
-    /// Writes the rows; how many were written.
-    pub async fn insert(&self, tx: &mut PgConnection) -> Result<usize, PersistError> {
+    /// Writes the rows, every one or none.
+    pub async fn insert(&self, tx: &mut PgConnection) -> Result<(), PersistError> {
         copy_in(tx, COPY_ITEMS, &self.0).await
     }
 }
@@ -162,21 +185,23 @@ pub struct UserRows(CopyRows);
 impl UserRows {
     /// Adds the row of `u`.
     pub fn push(&mut self, u: &UserEvent, fingerprint: &str) -> Result<(), PersistError> {
-        self.0
-            .field(&u.user_id)
-            .field(&u.name)
-            .field(&u.email)
-            .optional(u.address.as_ref().map(json).transpose()?)
+        let version = integer(u.metadata.schema_version, "schema_version")?;
+        self.0.row(|r| {
+            r.field(&u.user_id).field(&u.name).field(&u.email);
+            match &u.address {
+                Some(address) => r.json(address).map_err(PersistError::permanent)?,
+                None => r.optional(None::<&str>),
+            }
             .field(u.metadata.event_id)
-            .field(integer(u.metadata.schema_version, "schema_version")?)
+            .field(version)
             .field(timestamp(&u.metadata.occurred_at))
-            .field(fingerprint)
-            .end_row();
-        Ok(())
+            .field(fingerprint);
+            Ok(())
+        })
     }
 
-    /// Writes the rows; how many were written.
-    pub async fn insert(&self, tx: &mut PgConnection) -> Result<usize, PersistError> {
+    /// Writes the rows, every one or none.
+    pub async fn insert(&self, tx: &mut PgConnection) -> Result<(), PersistError> {
         copy_in(tx, COPY_USERS, &self.0).await
     }
 }

@@ -135,9 +135,4 @@ impl DomainEvent {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         each!(self, e => e.validate())
     }
-
-    /// The event as JSON (as the event store keeps it).
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        each!(self, e => serde_json::to_string(e))
-    }
 }
