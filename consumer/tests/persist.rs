@@ -220,11 +220,16 @@ async fn stored_text(db: &TestDatabase, order: &OrderEvent, user: &UserEvent) ->
             .fetch_all(&db.pool)
             .await
             .expect("items");
-    let user_row: (String, String, Option<String>) = sqlx::query_as(
-        "SELECT u.name, u.email, e.trace_id FROM users u
-         JOIN event_store e ON e.event_id = u.event_id WHERE u.user_id = $1",
+    let user_row: (String, String, Option<String>, bool) = sqlx::query_as(
+        "SELECT u.name, u.email, e.trace_id, u.address IS NOT DISTINCT FROM $2::jsonb
+         FROM users u JOIN event_store e ON e.event_id = u.event_id WHERE u.user_id = $1",
     )
     .bind(&user.user_id)
+    .bind(
+        user.address
+            .as_ref()
+            .map(|a| serde_json::to_value(a).expect("address")),
+    )
     .fetch_one(&db.pool)
     .await
     .expect("user row");
@@ -240,25 +245,36 @@ async fn stored_text(db: &TestDatabase, order: &OrderEvent, user: &UserEvent) ->
         text.push(sku);
         text.push(name);
     }
-    text.extend([user_row.0, user_row.1, format!("{:?}", user_row.2)]);
+    text.extend([
+        user_row.0,
+        user_row.1,
+        format!("{:?}", user_row.2),
+        format!("user address as sent: {}", user_row.3),
+    ]);
+    let (price, at): (String, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT i.unit_price::text, o.occurred_at FROM order_items i
+         JOIN orders o USING (order_id) WHERE order_id = $1 AND line_no = 0",
+    )
+    .bind(order.order_id)
+    .fetch_one(&db.pool)
+    .await
+    .expect("price and time");
+    text.extend([price, format!("{at:?}")]);
     text
 }
 
 #[test]
 fn any_text_is_stored_exactly_as_it_was_read() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(async {
-        let db = TestDatabase::create().await;
-        consumer::db::migrate(&db.pool).await.expect("migrations");
-        db
-    });
+    let (runtime, db) = migrated();
     let store = Store::new(db.pool.clone(), Duration::from_secs(30));
     let mut runner = TestRunner::new(Config::with_cases(64));
     let strategy = (
         proptest::collection::vec(awkward_text(), 8),
         proptest::option::of(awkward_text()),
+        (1i64..=i64::MAX, 0u32..=18),
+        (0i64..=253_402_300_799, 0u32..1_000_000_000),
     );
-    let result = runner.run(&strategy, |(texts, optional)| {
+    let result = runner.run(&strategy, |(texts, optional, price, at)| {
         runtime.block_on(async {
             let mut order = harness::events::order_event(0);
             order.customer.name = texts[0].clone();
@@ -268,10 +284,20 @@ fn any_text_is_stored_exactly_as_it_was_read() {
             order.customer.address.line1 = texts[3].clone();
             order.items[0].sku = texts[4].clone();
             order.items[0].name = texts[5].clone();
+            // Any positive price of up to 18 decimals, any time of years
+            // 1970 to 9999 to the nanosecond (the database keeps micros).
+            order.items[0].unit_price = Decimal::new(price.0, price.1);
+            order.metadata.occurred_at =
+                chrono::DateTime::from_timestamp(at.0, at.1).expect("in range");
             let mut user = harness::events::user_event(0);
             user.name = texts[6].clone();
             user.email = texts[7].clone();
             user.metadata.trace_id = optional.clone();
+            user.address = optional.clone().map(|line1| {
+                let mut address = order.customer.address.clone();
+                address.line1 = line1;
+                address
+            });
             let events = [
                 decoded_event(DomainEvent::Order(order.clone())),
                 decoded_event(DomainEvent::User(user.clone())),
@@ -297,6 +323,12 @@ fn any_text_is_stored_exactly_as_it_was_read() {
                 user.name.clone(),
                 user.email.clone(),
                 format!("{:?}", user.metadata.trace_id),
+                "user address as sent: true".to_owned(),
+                order.items[0].unit_price.to_string(),
+                format!(
+                    "{:?}",
+                    chrono::DateTime::from_timestamp(at.0, at.1 / 1000 * 1000).expect("in range")
+                ),
             ]);
             prop_assert_eq!(stored_text(&db, &order, &user).await, expected);
             Ok(())
@@ -312,10 +344,8 @@ fn any_text_is_stored_exactly_as_it_was_read() {
 /// write as a permanent error, not a retry and not a panic.
 #[test]
 fn a_nul_in_text_is_a_permanent_error() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (runtime, db) = migrated();
     runtime.block_on(async {
-        let db = TestDatabase::create().await;
-        consumer::db::migrate(&db.pool).await.expect("migrations");
         let store = Store::new(db.pool.clone(), Duration::from_secs(30));
         let mut order = harness::events::order_event(0);
         order.customer.name = "Ada\0Lovelace".to_owned();
@@ -331,6 +361,17 @@ fn a_nul_in_text_is_a_permanent_error() {
         );
         db.drop().await;
     });
+}
+
+/// A runtime and a migrated database of the test's own.
+fn migrated() -> (tokio::runtime::Runtime, TestDatabase) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(async {
+        let db = TestDatabase::create().await;
+        consumer::db::migrate(&db.pool).await.expect("migrations");
+        db
+    });
+    (runtime, db)
 }
 
 fn decoded_event(event: DomainEvent) -> Decoded {
@@ -352,10 +393,8 @@ fn decoded_event(event: DomainEvent) -> Decoded {
 /// finds them stored.
 #[test]
 fn two_writers_of_the_same_events_store_them_once() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (runtime, db) = migrated();
     runtime.block_on(async {
-        let db = TestDatabase::create().await;
-        consumer::db::migrate(&db.pool).await.expect("migrations");
         let (a, b) = (
             Store::new(db.pool.clone(), Duration::from_secs(30)),
             Store::new(db.pool.clone(), Duration::from_secs(30)),
