@@ -165,11 +165,16 @@ impl Stack {
     /// its readiness, its lag and the notable lines of its log. Printed
     /// with the test's own output, which a truncated failure report keeps.
     async fn explain_shortfall(&self) {
-        let ready = match reqwest::get(self.consumer.url("/readyz")).await {
+        // A stalled consumer may not answer either: each ask has a deadline.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        let ready = match client.get(self.consumer.url("/readyz")).send().await {
             Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
             Err(e) => format!("no answer: {e}"),
         };
-        let metrics = match reqwest::get(self.consumer.url("/metrics")).await {
+        let metrics = match client.get(self.consumer.url("/metrics")).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
