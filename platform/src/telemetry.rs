@@ -126,8 +126,9 @@ fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, TelemetryErro
 }
 
 /// Installs the global subscriber and propagator. Spans always get W3C trace
-/// ids (so context flows through Kafka headers); they leave the process only
-/// when an OTLP endpoint is configured.
+/// ids (so context flows through Kafka headers); they are built as
+/// OpenTelemetry spans and leave the process only when an OTLP endpoint is
+/// configured.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = provider(config)?;
@@ -150,17 +151,21 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     } else {
         tracing_subscriber::fmt::layer().with_writer(writer).boxed()
     };
+    // Spans go through OpenTelemetry's layer only when they are exported;
+    // otherwise they keep just their W3C context (see `trace::ContextLayer`).
+    let exported = config.otlp_endpoint.is_some();
     tracing_subscriber::registry()
         .with(TelemetryFilter { logs: filter })
         .with(logs)
         // Busy/idle timings and thread attributes would cost every span
         // work on each enter and exit; no alert or runbook reads them.
-        .with(
+        .with(exported.then(|| {
             tracing_opentelemetry::layer()
                 .with_tracked_inactivity(false)
                 .with_threads(false)
-                .with_tracer(tracer),
-        )
+                .with_tracer(tracer)
+        }))
+        .with((!exported).then(crate::trace::ContextLayer::default))
         .try_init()
         .map_err(TelemetryError::AlreadySet)?;
     Ok(Telemetry { provider })

@@ -76,11 +76,19 @@ impl RequestRefused<'_> {
 /// layer costs every request a boxed future and a cloned service.
 pub async fn observe(
     axum::extract::State(metrics): axum::extract::State<platform::http::HttpMetrics>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
     let span = request_span(&request);
+    // Read once here, for the span's field and the handler's events.
+    let trace = platform::trace::context(&span);
+    if let Some(trace) = &trace {
+        span.record("trace_id", trace.trace_id.as_str());
+    }
+    request
+        .extensions_mut()
+        .insert(crate::intake::Trace::from(trace));
     let observed = platform::http::Observed::start(&request);
     let response = next.run(request).instrument(span.clone()).await;
     metrics.observe(observed, response.status());
@@ -112,8 +120,5 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    if let Some((trace_id, _)) = platform::trace::ids(&span) {
-        span.record("trace_id", trace_id.as_str());
-    }
     span
 }

@@ -30,24 +30,42 @@ use crate::routes::AppState;
 /// Written into every event's metadata.
 const PRODUCER: &str = concat!("producer/", env!("CARGO_PKG_VERSION"));
 
-/// A request body of `R`, parsed and valid.
-pub struct Validated<R: Intake>(pub Valid<R>);
+/// A request body of `R`, parsed and valid, and the rest of its request.
+pub struct Validated<R: Intake>(pub Valid<R>, pub Received);
+
+/// What a handler needs of a request besides its body: its headers (moved
+/// out of the request, not copied) and its trace context as the
+/// middleware read it (see [`crate::events::observe`]).
+pub struct Received {
+    headers: HeaderMap,
+    trace: Trace,
+}
 
 /// The body of `request`, which the admission layer has read whole within
-/// its limits already.
-async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
+/// its limits already, and the rest of it.
+async fn body<S: Send + Sync>(
+    mut request: Request,
+    state: &S,
+) -> Result<(Bytes, Received), ApiError> {
+    let received = Received {
+        headers: std::mem::take(request.headers_mut()),
+        trace: match request.extensions_mut().remove::<Trace>() {
+            Some(trace) => trace,
+            None => Trace::current(),
+        },
+    };
+    let body = Bytes::from_request(request, state)
         .await
-        .map_err(|e| ApiError::Malformed(e.body_text()))
+        .map_err(|e| ApiError::Malformed(e.body_text()))?;
+    Ok((body, received))
 }
 
 impl<R: Intake, S: Send + Sync> FromRequest<S> for Validated<R> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(Self(
-            parse_json::<R>(&body(request, state).await?)?.validate()?,
-        ))
+        let (body, received) = body(request, state).await?;
+        Ok(Self(parse_json::<R>(&body)?.validate()?, received))
     }
 }
 
@@ -64,17 +82,16 @@ pub trait Answer: Intake {
 }
 
 /// A batch body of `B`, parsed, every item valid and given its ids.
-pub struct ValidatedBatch<B: Batch>(pub Vec<ValidItem<B::Request>>);
+pub struct ValidatedBatch<B: Batch>(pub Vec<ValidItem<B::Request>>, pub Received);
 
 impl<B: Batch> FromRequest<Arc<AppState>> for ValidatedBatch<B> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let batch = parse_json::<B>(&body(request, state).await?)?;
-        Ok(Self(contract::batch::validate(
-            batch,
-            state.max_batch_items,
-        )?))
+        let (body, received) = body(request, state).await?;
+        let batch = parse_json::<B>(&body)?;
+        let items = contract::batch::validate(batch, state.max_batch_items)?;
+        Ok(Self(items, received))
     }
 }
 
@@ -154,14 +171,21 @@ fn correlation_id(headers: &HeaderMap) -> String {
 /// The request's trace context, read once per request (a batch's events
 /// all carry it): its ids for the events' metadata, its W3C headers for
 /// the messages.
-struct Trace {
+#[derive(Debug, Clone)]
+pub struct Trace {
     ids: Option<(String, String)>,
     headers: Vec<(&'static str, String)>,
 }
 
 impl Trace {
     fn current() -> Self {
-        match platform::trace::context(&Span::current()) {
+        Self::from(platform::trace::context(&Span::current()))
+    }
+}
+
+impl From<Option<platform::trace::TraceContext>> for Trace {
+    fn from(context: Option<platform::trace::TraceContext>) -> Self {
+        match context {
             None => Self {
                 ids: None,
                 headers: Vec::new(),
@@ -256,9 +280,9 @@ async fn store(
 /// acknowledgement, then `202`.
 pub async fn accept<R: Answer>(
     state: Arc<AppState>,
-    headers: HeaderMap,
-    valid: Valid<R>,
+    Validated(valid, received): Validated<R>,
 ) -> Result<Response, ApiError> {
+    let Received { headers, trace } = received;
     let key = idempotency_key(&headers)?;
     let ids = ids::derive(R::Event::DOMAIN, valid.client_id.clone(), key);
     let correlation_id = correlation_id(&headers);
@@ -267,7 +291,6 @@ pub async fn accept<R: Answer>(
     span.record("correlation_id", correlation_id.as_str());
     let body = R::answer(&ids);
     let location = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
-    let trace = Trace::current();
     let event = valid.into_event(
         ids.aggregate,
         metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
@@ -292,15 +315,14 @@ pub async fn accept<R: Answer>(
 /// single request (`503`) when none was.
 pub async fn accept_batch<B: Batch>(
     state: Arc<AppState>,
-    headers: HeaderMap,
-    items: Vec<ValidItem<B::Request>>,
+    ValidatedBatch(items, received): ValidatedBatch<B>,
 ) -> Result<Response, ApiError>
 where
     B::Request: Answer,
 {
+    let Received { headers, trace } = received;
     let correlation_id = correlation_id(&headers);
     Span::current().record("correlation_id", correlation_id.as_str());
-    let trace = Trace::current();
     let mut outcomes = Vec::with_capacity(items.len());
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {

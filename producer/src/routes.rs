@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use contract::batch::{OrderBatch, UserBatch};
 use contract::ids::EventIds;
@@ -86,10 +85,9 @@ pub struct AcceptedUser {
 )]
 pub async fn create_order(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Validated(valid): Validated<CreateOrderRequest>,
+    request: Validated<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
-    intake::accept(state, headers, valid).await
+    intake::accept(state, request).await
 }
 
 impl Answer for CreateOrderRequest {
@@ -132,11 +130,10 @@ macro_rules! batch_path {
         )]
         pub async fn $name(
             State(state): State<Arc<AppState>>,
-            headers: HeaderMap,
-            ValidatedBatch(items): ValidatedBatch<$body>,
+            request: ValidatedBatch<$body>,
         ) -> Result<Response, ApiError> {
-            tracing::Span::current().record("items", items.len());
-            intake::accept_batch::<$body>(state, headers, items).await
+            tracing::Span::current().record("items", request.0.len());
+            intake::accept_batch::<$body>(state, request).await
         }
     };
 }
@@ -173,10 +170,9 @@ batch_path!(create_users, "/users/batch", "users", UserBatch, "users");
 )]
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Validated(valid): Validated<CreateUserRequest>,
+    request: Validated<CreateUserRequest>,
 ) -> Result<Response, ApiError> {
-    intake::accept(state, headers, valid).await
+    intake::accept(state, request).await
 }
 
 impl Answer for CreateUserRequest {
