@@ -155,7 +155,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     // otherwise they keep just their W3C context (see `trace::ContextLayer`).
     let exported = config.otlp_endpoint.is_some();
     tracing_subscriber::registry()
-        .with(TelemetryFilter { logs: filter })
+        .with(TelemetryFilter::new(filter, &config.log_filter))
         .with(logs)
         // Busy/idle timings and thread attributes would cost every span
         // work on each enter and exit; no alert or runbook reads them.
@@ -178,6 +178,20 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
 /// emitted from a librdkafka callback in between was seen to disable spans.)
 struct TelemetryFilter {
     logs: EnvFilter,
+    /// Whether `logs` has span directives, the only ones that need to know
+    /// which spans exist and are entered (each call takes its locks).
+    follows_spans: bool,
+}
+
+impl TelemetryFilter {
+    fn new(logs: EnvFilter, directives: &str) -> Self {
+        Self {
+            logs,
+            // Only a directive naming a span or its fields (`target[span]`)
+            // makes the filter follow spans; without one it is told nothing.
+            follows_spans: directives.contains('['),
+        }
+    }
 }
 
 fn always_traced(metadata: &tracing::Metadata<'_>) -> bool {
@@ -192,10 +206,13 @@ where
         &self,
         metadata: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
+        // The log filter sees every callsite, spans too: it learns there
+        // which spans its span directives match.
+        let logs = Layer::<S>::register_callsite(&self.logs, metadata);
         if always_traced(metadata) {
             tracing::subscriber::Interest::always()
         } else {
-            Layer::<S>::register_callsite(&self.logs, metadata)
+            logs
         }
     }
 
@@ -219,7 +236,9 @@ where
         id: &tracing::span::Id,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        Layer::<S>::on_new_span(&self.logs, attrs, id, ctx);
+        if self.follows_spans {
+            Layer::<S>::on_new_span(&self.logs, attrs, id, ctx);
+        }
     }
 
     fn on_record(
@@ -228,19 +247,27 @@ where
         values: &tracing::span::Record<'_>,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        Layer::<S>::on_record(&self.logs, id, values, ctx);
+        if self.follows_spans {
+            Layer::<S>::on_record(&self.logs, id, values, ctx);
+        }
     }
 
     fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        Layer::<S>::on_enter(&self.logs, id, ctx);
+        if self.follows_spans {
+            Layer::<S>::on_enter(&self.logs, id, ctx);
+        }
     }
 
     fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        Layer::<S>::on_exit(&self.logs, id, ctx);
+        if self.follows_spans {
+            Layer::<S>::on_exit(&self.logs, id, ctx);
+        }
     }
 
     fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        Layer::<S>::on_close(&self.logs, id, ctx);
+        if self.follows_spans {
+            Layer::<S>::on_close(&self.logs, id, ctx);
+        }
     }
 }
 
@@ -269,5 +296,20 @@ mod tests {
             TelemetryConfig::from_env(&bad, "p").unwrap_err().variable,
             "LOG_LEVEL"
         );
+    }
+    /// A directive for lines inside a span still sees the span, though
+    /// the filter is told of spans only when it has such directives.
+    #[test]
+    fn span_directives_follow_spans() {
+        let directives = "warn,[checkout]=debug";
+        let filter = TelemetryFilter::new(EnvFilter::new(directives), directives);
+        let subscriber = tracing_subscriber::registry().with(filter);
+        let (inside, outside) = tracing::subscriber::with_default(subscriber, || {
+            let inside = tracing::info_span!("checkout")
+                .in_scope(|| tracing::enabled!(tracing::Level::DEBUG));
+            (inside, tracing::enabled!(tracing::Level::DEBUG))
+        });
+        assert!(inside, "debug lines inside the span are on");
+        assert!(!outside, "and off outside it");
     }
 }
