@@ -1,7 +1,11 @@
 //! The producer's metrics, registered once; handlers only increment.
 
 use platform::metrics::{register, LATENCY_BUCKETS};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::Arc;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Outcome label of `kafka_producer_messages_total`.
 #[derive(Debug, Clone, Copy)]
@@ -24,20 +28,47 @@ impl Outcome {
     }
 }
 
+/// The series every acknowledged write of one topic touches, looked up
+/// once: a label lookup hashes its values and takes a lock, on every
+/// request otherwise.
+struct TopicSeries {
+    topic: String,
+    acked: IntCounter,
+    seconds: Histogram,
+}
+
 /// Every metric of the producer.
 #[derive(Clone)]
 pub struct ProducerMetrics {
     messages: IntCounterVec,
     produce_duration: HistogramVec,
+    hot: Arc<[TopicSeries]>,
     replaced: IntCounterVec,
     /// Messages handed to librdkafka and not yet acknowledged.
     pub queue_depth: IntGauge,
 }
 
 impl ProducerMetrics {
-    /// Registers the metrics in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// Registers the metrics in `registry`, with the series of `topics`
+    /// (the ones written to) ready.
+    pub fn register(registry: &Registry, topics: &[&str]) -> Result<Self, prometheus::Error> {
+        let mut metrics = Self::register_all(registry)?;
+        metrics.hot = topics
+            .iter()
+            .map(|topic| TopicSeries {
+                topic: (*topic).to_owned(),
+                acked: metrics
+                    .messages
+                    .with_label_values(&[topic, Outcome::Acked.label()]),
+                seconds: metrics.produce_duration.with_label_values(&[topic]),
+            })
+            .collect();
+        Ok(metrics)
+    }
+
+    fn register_all(registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(Self {
+            hot: Arc::from([]),
             messages: register(
                 registry,
                 IntCounterVec::new(
@@ -87,17 +118,29 @@ impl ProducerMetrics {
             .inc();
     }
 
+    fn hot(&self, topic: &str) -> Option<&TopicSeries> {
+        self.hot.iter().find(|s| s.topic == topic)
+    }
+
     /// Counts one message of `topic`.
     pub fn message(&self, topic: &str, outcome: Outcome) {
-        self.messages
-            .with_label_values(&[topic, outcome.label()])
-            .inc();
+        match (outcome, self.hot(topic)) {
+            (Outcome::Acked, Some(series)) => series.acked.inc(),
+            _ => self
+                .messages
+                .with_label_values(&[topic, outcome.label()])
+                .inc(),
+        }
     }
 
     /// Records the time one acknowledged write took.
     pub fn produce_seconds(&self, topic: &str, seconds: f64) {
-        self.produce_duration
-            .with_label_values(&[topic])
-            .observe(seconds);
+        match self.hot(topic) {
+            Some(series) => series.seconds.observe(seconds),
+            None => self
+                .produce_duration
+                .with_label_values(&[topic])
+                .observe(seconds),
+        }
     }
 }

@@ -72,7 +72,8 @@ impl Application {
     /// not fatal (`/readyz` says so and requests get 503); wrong credentials
     /// are, once the broker has said so.
     pub async fn build(config: ProducerConfig, registry: Registry) -> Result<Self, StartupError> {
-        let metrics = ProducerMetrics::register(&registry)?;
+        let metrics =
+            ProducerMetrics::register(&registry, &[&config.topics.orders, &config.topics.users])?;
         let http_metrics = HttpMetrics::register(&registry)?;
         let connections = ConnectionMetrics::register(&registry)?;
         let publisher = Publisher::new(&config.kafka, config.produce_timeout, metrics)?;
