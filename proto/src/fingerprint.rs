@@ -45,11 +45,13 @@ impl Fingerprint {
         let mut hashing = Hashing(Sha256::new());
         // Serialising plain structs of strings and integers cannot fail.
         let _ = serde_json::to_writer(&mut hashing, canonical);
-        let digest = hashing.0.finalize();
-        let mut text = String::with_capacity(VERSION.len() + 1 + 2 * digest.len());
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits, which are ASCII.
+        let _ = hex::encode_to_slice(hashing.0.finalize(), &mut hex);
+        let mut text = String::with_capacity(VERSION.len() + 1 + hex.len());
         text.push_str(VERSION);
         text.push(':');
-        text.push_str(&hex::encode(digest));
+        text.push_str(std::str::from_utf8(&hex).unwrap_or_default());
         Self(text)
     }
 }
