@@ -62,14 +62,14 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         ("load generator", Source::Pid(me)),
     ]);
     let bare_sat = load::closed_loop(&limit, settings.clients, phase).await;
-    crate::system::record_cpu(report, "bare axum saturation", &cpu);
+    let bare_cores = crate::system::record_cpu(report, "bare axum saturation", &cpu);
     let cpu = CpuMeter::start(&[
         ("producer", Source::Pid(producer.pid())),
         ("tansu", Source::Pid(tansu.pid())),
         ("load generator", Source::Pid(me)),
     ]);
     let service_sat = load::closed_loop(&service, settings.clients, phase).await;
-    crate::system::record_cpu(report, "POST /orders saturation", &cpu);
+    let service_cores = crate::system::record_cpu(report, "POST /orders saturation", &cpu);
     ensure!(
         service_sat.accepted > 0 && bare_sat.accepted > 0,
         "no request accepted at saturation (producer: {} failed, bare: {} failed)",
@@ -94,6 +94,30 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         "POST /orders not accepted at saturation",
         "req",
         service_sat.failed as f64,
+    );
+    // CPU per answered request, in microseconds: what the producer's own
+    // work costs beside the HTTP server's.
+    let per_request = |cores: f64, rate: f64| cores / rate * 1e6;
+    let service_us = per_request(
+        crate::system::cores_of(&service_cores, "producer"),
+        service_sat.throughput(),
+    );
+    let bare_us = per_request(
+        crate::system::cores_of(&bare_cores, "bare axum"),
+        bare_sat.throughput(),
+    );
+    report.record(
+        "cpu",
+        "POST /orders: producer CPU per request",
+        "us",
+        service_us,
+    );
+    report.record("cpu", "bare axum: CPU per request", "us", bare_us);
+    report.record(
+        "ratio",
+        "producer CPU per request / bare handler's",
+        "x",
+        service_us / bare_us,
     );
 
     for &rate in &settings.rates {

@@ -89,11 +89,26 @@ impl CpuMeter {
     }
 }
 
-/// Records the cores each source of `meter` used during `phase`.
-pub fn record_cpu(report: &mut crate::report::Report, phase: &str, meter: &CpuMeter) {
-    for (label, cores) in meter.cores() {
-        report.record("cpu", &format!("{phase}: {label}"), "cores", cores);
+/// Records the cores each source of `meter` used during `phase`; returns
+/// them, by label.
+pub fn record_cpu(
+    report: &mut crate::report::Report,
+    phase: &str,
+    meter: &CpuMeter,
+) -> Vec<(&'static str, f64)> {
+    let cores = meter.cores();
+    for &(label, used) in &cores {
+        report.record("cpu", &format!("{phase}: {label}"), "cores", used);
     }
+    cores
+}
+
+/// The cores of `label` among `cores` (0 when it is not there).
+pub fn cores_of(cores: &[(&'static str, f64)], label: &str) -> f64 {
+    cores
+        .iter()
+        .find(|(l, _)| *l == label)
+        .map_or(0.0, |&(_, c)| c)
 }
 
 /// CPU model and count, for the report's heading.
