@@ -42,9 +42,14 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
 
     let db = TestDatabase::create().await;
     consumer::db::migrate(&db.pool).await?;
+    let cpu = CpuMeter::start(&[
+        ("load generator", Source::Pid(Some(std::process::id()))),
+        ("postgres", Source::Named("postgres")),
+    ]);
     let started = Instant::now();
     copy_rows(&db.pool, &events).await?;
     let copy = events.len() as f64 / started.elapsed().as_secs_f64();
+    crate::system::record_cpu(report, "bare COPY", &cpu);
     db.drop().await;
     report.record(
         SECTION,
@@ -108,11 +113,14 @@ async fn drain(
 ) -> anyhow::Result<f64> {
     let db = TestDatabase::create().await;
     let consumer = services::consumer(bootstrap, &db.url, "bench-drain", &[]).await;
-    let cpu = CpuMeter::start(&[
+    let sources = [
         ("consumer", Source::Pid(consumer.pid())),
         ("tansu", Source::Pid(tansu_pid)),
         ("postgres", Source::Named("postgres")),
-    ]);
+    ];
+    // Counted from the first row, as the rate is: the group join before it
+    // would dilute the cores with seconds of waiting.
+    let mut cpu = None;
     // Progress comes from the consumer's own counter: counting rows in the
     // database while it drains would load the server being measured.
     let client = reqwest::Client::new();
@@ -124,6 +132,7 @@ async fn drain(
         let now = Instant::now();
         if n > 0 && first.is_none() {
             first = Some((now, n));
+            cpu = Some(CpuMeter::start(&sources));
         }
         if n as usize >= expected {
             let (t0, n0) = first.unwrap_or((now, 0));
@@ -140,6 +149,9 @@ async fn drain(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    if let Some(cpu) = &cpu {
+        crate::system::record_cpu(report, "consumer drain", cpu);
+    }
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&db.pool)
         .await?;
@@ -147,7 +159,6 @@ async fn drain(
         rows as usize == expected,
         "consumer drain: {rows} rows for {expected} orders"
     );
-    crate::system::record_cpu(report, "consumer drain", &cpu);
     report.record(
         "memory",
         "consumer peak RSS (drain)",
