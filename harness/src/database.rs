@@ -1,8 +1,18 @@
 //! A fresh database per test on the local PostgreSQL server (or on the
 //! durable brokers' storage server).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+
+/// The prefix of every test database's name.
+const PREFIX: &str = "pubsubkafka_test_";
+
+/// How long a test database left behind (by a failed test, for study) is
+/// kept before a later run drops it.
+const KEPT_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The server tests create their databases on.
 pub fn server_url() -> String {
@@ -19,7 +29,7 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates `pubsubkafka_test_<random>`; fails with how to start the
+    /// Creates `pubsubkafka_test_<secs>_<random>`; fails with how to start the
     /// server when it is not running.
     pub async fn create() -> Self {
         Self::create_on(
@@ -30,15 +40,28 @@ impl TestDatabase {
         .await
     }
 
-    /// Creates `pubsubkafka_test_<random>` on `server`; fails saying
-    /// `how_to_start` when it is not running.
+    /// Creates `pubsubkafka_test_<secs>_<random>` on `server` (`secs`: its
+    /// creation, in seconds since the epoch); fails saying `how_to_start`
+    /// when it is not running. The first call of a process drops the test
+    /// databases left on the server over a day ago.
     pub async fn create_on(server: &str, how_to_start: &str) -> Self {
         let mut admin = PgConnection::connect(&format!("{server}/postgres"))
             .await
             .unwrap_or_else(|e| {
                 panic!("cannot reach PostgreSQL at {server} ({e}). {how_to_start}")
             });
-        let name = format!("pubsubkafka_test_{}", uuid::Uuid::new_v4().simple());
+        static SWEPT: AtomicBool = AtomicBool::new(false);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if !SWEPT.swap(true, Ordering::SeqCst) {
+            sweep(&mut admin, now).await;
+        }
+        let name = format!(
+            "{PREFIX}{}_{}",
+            now.as_secs(),
+            uuid::Uuid::new_v4().simple()
+        );
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await
@@ -68,6 +91,38 @@ impl TestDatabase {
             .execute(&mut admin)
             .await;
         }
+    }
+}
+
+/// Whether the test database `name` was made more than [`KEPT_FOR`] before
+/// `now`. Names without a creation time are of the form before it: stale.
+fn stale(name: &str, now: Duration) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    match rest
+        .split_once('_')
+        .and_then(|(secs, _)| secs.parse::<u64>().ok())
+    {
+        Some(made) => now.as_secs().saturating_sub(made) > KEPT_FOR.as_secs(),
+        None => true,
+    }
+}
+
+/// Drops the stale test databases (best effort).
+async fn sweep(admin: &mut PgConnection, now: Duration) {
+    let Ok(names) = sqlx::query_scalar::<_, String>(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'pubsubkafka\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    else {
+        return;
+    };
+    for name in names.into_iter().filter(|n| stale(n, now)) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await;
     }
 }
 
@@ -110,4 +165,27 @@ pub async fn lock_order(
     .await
     .expect("lock row");
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_test_databases_over_a_day_old_are_stale() {
+        let now = Duration::from_secs(1_800_000_000);
+        let made = |secs: u64| format!("{PREFIX}{secs}_0123456789abcdef0123456789abcdef");
+        assert!(!stale(&made(now.as_secs() - 60), now), "an hour's is kept");
+        assert!(stale(&made(now.as_secs() - 25 * 3600), now));
+        assert!(
+            !stale(&made(now.as_secs() + 5), now),
+            "a clock behind is not stale"
+        );
+        assert!(stale(
+            &format!("{PREFIX}0123456789abcdef0123456789abcdef"),
+            now
+        ));
+        assert!(!stale("pubsubkafka", now), "not a test database");
+        assert!(!stale("tansu_storage", now));
+    }
 }
