@@ -31,28 +31,12 @@ impl Fingerprint {
     }
 
     fn of(canonical: &impl Serialize) -> Self {
-        /// The canonical JSON goes straight into the hash, not a buffer.
-        struct Hashing(Sha256);
-        impl std::io::Write for Hashing {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.update(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut hashing = Hashing(Sha256::new());
-        // Serialising plain structs of strings and integers cannot fail.
-        let _ = serde_json::to_writer(&mut hashing, canonical);
-        let mut hex = [0u8; 64];
-        // 32 bytes always fit 64 hex digits, which are ASCII.
-        let _ = hex::encode_to_slice(hashing.0.finalize(), &mut hex);
-        let mut text = String::with_capacity(VERSION.len() + 1 + hex.len());
-        text.push_str(VERSION);
-        text.push(':');
-        text.push_str(std::str::from_utf8(&hex).unwrap_or_default());
-        Self(text)
+        // The canonical JSON goes straight into the hash (a `Sha256` is an
+        // `io::Write`), not into a buffer first. Serialising plain structs
+        // of strings and integers cannot fail.
+        let mut hash = Sha256::new();
+        let _ = serde_json::to_writer(&mut hash, canonical);
+        Self(format!("{VERSION}:{:x}", hash.finalize()))
     }
 }
 
