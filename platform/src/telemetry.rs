@@ -165,7 +165,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 .with_threads(false)
                 .with_tracer(tracer)
         }))
-        .with((!exported).then(crate::trace::ContextLayer::default))
+        .with((!exported).then_some(crate::trace::ContextLayer))
         .try_init()
         .map_err(TelemetryError::AlreadySet)?;
     Ok(Telemetry { provider })

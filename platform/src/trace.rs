@@ -115,9 +115,7 @@ fn descend(parent: Option<&SpanContext>, span_id: SpanId) -> SpanContext {
 /// Gives every span a W3C context when spans are not exported (see
 /// [`descend`]); nothing else is kept or done per span.
 #[derive(Debug, Default)]
-pub struct ContextLayer {
-    ids: RandomIdGenerator,
-}
+pub struct ContextLayer;
 
 impl<S> tracing_subscriber::Layer<S> for ContextLayer
 where
@@ -127,7 +125,7 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let span_id = self.ids.new_span_id();
+        let span_id = RandomIdGenerator::default().new_span_id();
         let kept = match span.parent() {
             Some(parent) => descend(parent.extensions().get::<Kept>().map(|k| &k.0), span_id),
             None => descend(None, span_id),
