@@ -14,6 +14,9 @@ const PREFIX: &str = "pubsubkafka_test_";
 /// kept before a later run drops it.
 const KEPT_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Longest the sweep of stale test databases may take.
+const SWEEP_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The server tests create their databases on.
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER")
@@ -55,7 +58,8 @@ impl TestDatabase {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         if !SWEPT.swap(true, Ordering::SeqCst) {
-            sweep(&mut admin, now).await;
+            // Best effort, and never what holds a test up.
+            let _ = tokio::time::timeout(SWEEP_DEADLINE, sweep(&mut admin, now)).await;
         }
         let name = format!(
             "{PREFIX}{}_{}",
@@ -112,8 +116,9 @@ fn stale(name: &str, now: Duration) -> bool {
 /// Drops the stale test databases (best effort).
 async fn sweep(admin: &mut PgConnection, now: Duration) {
     let Ok(names) = sqlx::query_scalar::<_, String>(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'pubsubkafka\\_test\\_%'",
+        "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
     )
+    .bind(PREFIX)
     .fetch_all(&mut *admin)
     .await
     else {
