@@ -52,44 +52,39 @@ impl ProducerMetrics {
     /// Registers the metrics in `registry`, with the series of `topics`
     /// (the ones written to) ready.
     pub fn register(registry: &Registry, topics: &[&str]) -> Result<Self, prometheus::Error> {
-        let mut metrics = Self::register_all(registry)?;
-        metrics.hot = topics
+        let messages = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kafka_producer_messages_total",
+                    "Messages published, by topic and outcome",
+                ),
+                &["topic", "outcome"],
+            )?,
+        )?;
+        let produce_duration = register(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "kafka_producer_produce_duration_seconds",
+                    "Time from send to the broker's acknowledgement",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["topic"],
+            )?,
+        )?;
+        let hot = topics
             .iter()
             .map(|topic| TopicSeries {
                 topic: (*topic).to_owned(),
-                acked: metrics
-                    .messages
-                    .with_label_values(&[topic, Outcome::Acked.label()]),
-                seconds: metrics.produce_duration.with_label_values(&[topic]),
+                acked: messages.with_label_values(&[topic, Outcome::Acked.label()]),
+                seconds: produce_duration.with_label_values(&[topic]),
             })
             .collect();
-        Ok(metrics)
-    }
-
-    fn register_all(registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            hot: Arc::from([]),
-            messages: register(
-                registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "kafka_producer_messages_total",
-                        "Messages published, by topic and outcome",
-                    ),
-                    &["topic", "outcome"],
-                )?,
-            )?,
-            produce_duration: register(
-                registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "kafka_producer_produce_duration_seconds",
-                        "Time from send to the broker's acknowledgement",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["topic"],
-                )?,
-            )?,
+            messages,
+            produce_duration,
+            hot,
             replaced: register(
                 registry,
                 IntCounterVec::new(
