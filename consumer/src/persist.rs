@@ -1,8 +1,12 @@
 //! Persisting events: the current state (`orders` + `order_items`, `users`)
 //! and the event-store row, in one transaction per batch, one `COPY` per table.
-//! Idempotent and conflict-aware: what the database already holds is read
-//! first, [`crate::identity::decide`] sorts the batch into new events,
-//! redeliveries and conflicts, and only the new ones are written.
+//! Idempotent and conflict-aware: [`crate::identity::decide`] sorts the batch
+//! into new events, redeliveries and conflicts over what the database
+//! already holds, and only the new ones are written.
+//!
+//! Most batches are wholly new, so they are first written without reading
+//! anything (see [`Store::persist`]); the read is made only when the batch
+//! repeats itself or the write finds one of its ids stored.
 //!
 //! Every call has a deadline measured here, not only the server's
 //! `statement_timeout`: behind a path that swallows packets (a dead NAT, a
@@ -99,6 +103,13 @@ impl PersistError {
         }
     }
 
+    /// Whether the write failed because one of its ids is stored already.
+    pub fn is_unique_violation(&self) -> bool {
+        self.source
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(unique_violation)
+    }
+
     /// A permanent error described by `reason`.
     pub fn permanent(reason: impl std::fmt::Display) -> Self {
         Self::new(PersistErrorKind::Permanent, reason.to_string())
@@ -182,15 +193,42 @@ impl Store {
 
     /// Persists `batch` in one transaction: every new event, or none. Returns
     /// what happened to each event, in order.
+    ///
+    /// A batch whose events are all new among themselves is written first
+    /// as if the database held none of them: every event id, order id and
+    /// user id of it is then a primary key written, so if the database holds
+    /// any of them the write fails with a unique violation, changes nothing,
+    /// and the batch is decided again over what is read (the outcomes are
+    /// those the read would have given; `tests/persist.rs` compares them
+    /// with one-by-one processing). If it holds none, the read would have
+    /// found nothing and decided the same, so it is skipped: two round trips
+    /// and an index probe per id less for every new batch.
     pub async fn persist(&self, batch: &[Persistable<'_>]) -> Result<Vec<Outcome>, PersistError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let identities: Vec<Identity> = batch.iter().map(Persistable::identity).collect();
         self.with_connection(self.deadline, async |conn| {
+            let unread = identity::decide(&identities, Known::default());
+            if unread.iter().all(|d| *d == Decision::Store) {
+                let mut tx = conn.begin().await.map_err(classify)?;
+                match write(&mut tx, batch, &unread).await {
+                    Ok(()) => {
+                        tx.commit().await.map_err(classify)?;
+                        return Ok(outcomes(unread));
+                    }
+                    Err(e) if e.is_unique_violation() => {
+                        tracing::debug!("a batch holds stored ids; deciding it over what is read");
+                        tx.rollback().await.map_err(classify)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let mut tx = conn.begin().await.map_err(classify)?;
-            let outcomes = write(&mut tx, batch).await?;
+            let decisions = identity::decide(&identities, known(&mut tx, &identities).await?);
+            write(&mut tx, batch, &decisions).await?;
             tx.commit().await.map_err(classify)?;
-            Ok(outcomes)
+            Ok(outcomes(decisions))
         })
         .await
     }
@@ -291,32 +329,33 @@ async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, Persi
     Ok(known)
 }
 
+/// Whether `error` is PostgreSQL's unique violation.
+fn unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 /// Sorts an error of a write of rows found new: a unique violation means
-/// another writer stored one of them meanwhile (worth another try, which
-/// finds it stored); anything else as [`classify`] does.
+/// one of them is stored already (by another writer meanwhile, when the
+/// batch was decided over what was read: worth another try, which finds it
+/// stored); anything else as [`classify`] does.
 pub(crate) fn written(error: sqlx::Error) -> PersistError {
-    let unique_violation = matches!(
-        &error,
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505")
-    );
-    if unique_violation {
+    if unique_violation(&error) {
         return PersistError::new(PersistErrorKind::Transient, error);
     }
     classify(error)
 }
 
+/// Writes the events of `batch` decided [`Decision::Store`].
 async fn write(
     tx: &mut PgConnection,
     batch: &[Persistable<'_>],
-) -> Result<Vec<Outcome>, PersistError> {
-    let identities: Vec<Identity> = batch.iter().map(Persistable::identity).collect();
-    let decisions = identity::decide(&identities, known(tx, &identities).await?);
-
+    decisions: &[Decision],
+) -> Result<(), PersistError> {
     let mut events = EventRows::default();
     let mut orders = OrderRows::default();
     let mut items = ItemRows::default();
     let mut users = UserRows::default();
-    for (p, decision) in batch.iter().zip(&decisions) {
+    for (p, decision) in batch.iter().zip(decisions) {
         if *decision != Decision::Store {
             continue;
         }
@@ -333,14 +372,16 @@ async fn write(
     events.insert(tx).await?;
     orders.insert(tx).await?;
     items.insert(tx).await?;
-    users.insert(tx).await?;
+    users.insert(tx).await
+}
 
-    Ok(decisions
+fn outcomes(decisions: Vec<Decision>) -> Vec<Outcome> {
+    decisions
         .into_iter()
         .map(|d| match d {
             Decision::Store => Outcome::Stored,
             Decision::Duplicate => Outcome::Duplicate,
             Decision::Conflict(c) => Outcome::Conflict(c),
         })
-        .collect())
+        .collect()
 }

@@ -2,10 +2,11 @@
 //! the batch is read ([`crate::copy`]), then sent with one `COPY … FROM
 //! STDIN` per table, the cheapest way to hand PostgreSQL many rows. Only
 //! events [`crate::identity::decide`] found new are written; one stored
-//! meanwhile by another writer (a member during a rebalance) fails the
-//! whole `COPY` with a unique violation, and the batch is retried (see
-//! [`crate::persist::written`]). Each `COPY` answers how many rows it
-//! took, and anything but all of them fails the batch.
+//! already (before the batch, or meanwhile by another writer: a member
+//! during a rebalance) fails the whole `COPY` with a unique violation, and
+//! the batch is decided again or retried (see [`crate::persist`]). Each
+//! `COPY` answers how many rows it took, and anything but all of them fails
+//! the batch.
 
 use std::fmt::Display;
 
