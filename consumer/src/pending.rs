@@ -94,6 +94,15 @@ impl<M: Placed> Pending<M> {
         self.bytes
     }
 
+    /// Whether more may be read: room for a full next batch of each of
+    /// `max_in_flight` partitions (at least two) while their batches are
+    /// written, so a partition that comes free starts its next batch at
+    /// once; the bytes waiting stay within two batches' whatever the
+    /// messages' size.
+    pub fn has_room(&self, limits: &BatchLimits, max_in_flight: usize) -> bool {
+        self.len < limits.messages * max_in_flight.max(2) && self.bytes < limits.bytes * 2
+    }
+
     fn lane(&self, topic: &str, partition: i32) -> Option<usize> {
         self.lanes
             .iter()
@@ -375,6 +384,33 @@ mod tests {
         freed.finished(&[("orders".to_owned(), 0)], later);
         assert!(!freed.should_cut(&limits(10, 1000), later + Duration::from_millis(4)));
         assert!(freed.should_cut(&limits(10, 1000), later + Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn reading_stops_at_a_next_batch_per_partition_in_flight_or_two_batches_of_bytes() {
+        let now = Instant::now();
+        let lim = limits(3, 100);
+        let mut p = Pending::default();
+        for offset in 0..5 {
+            p.push(m(0, offset, now));
+        }
+        assert!(p.has_room(&lim, 2), "5 of 6 messages waiting");
+        assert!(
+            p.has_room(&lim, 1),
+            "one in flight still gets two batches' room"
+        );
+        p.push(m(1, 0, now));
+        assert!(!p.has_room(&lim, 2), "a next batch for each of 2 in flight");
+        assert!(p.has_room(&lim, 4), "room for 4 in flight: 12 messages");
+        // Bytes bound the room whatever the count allows.
+        let mut big = Pending::default();
+        big.push(M {
+            bytes: 199,
+            ..m(0, 0, now)
+        });
+        assert!(big.has_room(&lim, 4));
+        big.push(m(0, 1, now));
+        assert!(!big.has_room(&lim, 4), "209 bytes of 200 allowed");
     }
 
     #[test]

@@ -228,11 +228,7 @@ impl Worker {
                 let batch = pending.cut(&self.limits);
                 in_flight.push(self.write(batch, &stop));
             }
-            // Room for a full next batch of each partition written while
-            // the others are written, so a partition that comes free starts
-            // its next batch at once; the bytes stay within two batches'.
-            let room = pending.len() < self.limits.messages * self.max_in_flight.max(2)
-                && pending.bytes() < self.limits.bytes * 2;
+            let room = pending.has_room(&self.limits, self.max_in_flight);
             let due = if dlq_ok && in_flight.len() < self.max_in_flight {
                 pending.due_at(&self.limits)
             } else {
