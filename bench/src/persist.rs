@@ -37,7 +37,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     let bootstrap = tansu.bootstrap.clone();
     tokio::task::spawn_blocking(move || preload(&bootstrap, &messages)).await??;
 
-    let rate = drain(&tansu.bootstrap, tansu.pid(), events.len(), report).await?;
+    let (rate, drained) = drain(&tansu.bootstrap, tansu.pid(), events.len(), report).await?;
     report.record(SECTION, "consumer drain", "rows/s", rate);
 
     let db = TestDatabase::create().await;
@@ -50,6 +50,8 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     copy_rows(&db.pool, &events).await?;
     let copy = events.len() as f64 / started.elapsed().as_secs_f64();
     crate::system::record_cpu(report, "bare COPY", &cpu);
+    same_rows(&drained, &db).await?;
+    drained.drop().await;
     db.drop().await;
     report.record(
         SECTION,
@@ -103,14 +105,32 @@ fn preload(bootstrap: &str, messages: &[Outgoing]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bare COPY is the limit only if it writes what the consumer writes:
+/// every column the consumer fills, so rows of the same width (within a
+/// few bytes: offsets, times and ids differ in their digits).
+async fn same_rows(drained: &TestDatabase, copied: &TestDatabase) -> anyhow::Result<()> {
+    for table in ["event_store", "orders", "order_items"] {
+        let sql = format!("SELECT avg(pg_column_size(t.*))::float8 FROM {table} t");
+        let d: f64 = sqlx::query_scalar(&sql).fetch_one(&drained.pool).await?;
+        let c: f64 = sqlx::query_scalar(&sql).fetch_one(&copied.pool).await?;
+        ensure!(
+            (d - c).abs() <= d * 0.02,
+            "bare COPY writes {table} rows of {c:.0} bytes, the consumer {d:.0}: \
+             the baseline must write every column the consumer does"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the consumer over the preloaded topic; rows per second from the
-/// first row to the last (the group join is not persistence).
+/// first row to the last (the group join is not persistence). Gives back
+/// the database it filled.
 async fn drain(
     bootstrap: &str,
     tansu_pid: Option<u32>,
     expected: usize,
     report: &mut Report,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, TestDatabase)> {
     let db = TestDatabase::create().await;
     let consumer = services::consumer(bootstrap, &db.url, "bench-drain", &[]).await;
     let sources = [
@@ -166,8 +186,7 @@ async fn drain(
         consumer.pid().and_then(peak_rss_mib).unwrap_or(f64::NAN),
     );
     drop(consumer);
-    db.drop().await;
-    Ok(rate)
+    Ok((rate, db))
 }
 
 /// The consumer's count of persisted `orders` messages, from its metrics.
@@ -230,6 +249,7 @@ async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
             let (event_id, order_id) = (m.event_id.to_string(), e.order_id.to_string());
             let occurred = m.occurred_at.to_rfc3339();
             let payload = serde_json::to_string(e)?;
+            let fingerprint = contract::fingerprint::order(e);
             let offset = i.to_string();
             let version = m.schema_version.to_string();
             row(
@@ -247,6 +267,7 @@ async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
                     Some(&occurred),
                     Some(&m.correlation_id),
                     m.trace_id.as_deref(),
+                    Some(fingerprint.as_str()),
                 ],
             );
             let address = serde_json::to_string(&e.customer.address)?;
@@ -269,6 +290,7 @@ async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
                     Some(&version),
                     Some(&occurred),
                     Some(&m.correlation_id),
+                    Some(fingerprint.as_str()),
                 ],
             );
             for (line, item) in e.items.iter().enumerate() {
@@ -294,13 +316,14 @@ async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
         for (statement, data) in [
             (
                 "COPY event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload, \
-                 source_topic, source_partition, source_offset, occurred_at, correlation_id, trace_id) FROM STDIN",
+                 source_topic, source_partition, source_offset, occurred_at, correlation_id, trace_id, \
+                 content_fingerprint) FROM STDIN",
                 store,
             ),
             (
                 "COPY orders (order_id, customer_id, customer_name, customer_email, shipping_address, currency, \
-                 subtotal, total, item_count, promotion_code, event_id, schema_version, occurred_at, correlation_id) \
-                 FROM STDIN",
+                 subtotal, total, item_count, promotion_code, event_id, schema_version, occurred_at, correlation_id, \
+                 content_fingerprint) FROM STDIN",
                 orders,
             ),
             (
