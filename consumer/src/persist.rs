@@ -201,8 +201,8 @@ impl Store {
     /// and the batch is decided again over what is read (the outcomes are
     /// those the read would have given; `tests/persist.rs` compares them
     /// with one-by-one processing). If it holds none, the read would have
-    /// found nothing and decided the same, so it is skipped: two round trips
-    /// and an index probe per id less for every new batch.
+    /// found nothing and decided the same, so it is skipped: its two or three
+    /// round trips and an index probe per id, for every new batch.
     pub async fn persist(&self, batch: &[Persistable<'_>]) -> Result<Vec<Outcome>, PersistError> {
         if batch.is_empty() {
             return Ok(Vec::new());
