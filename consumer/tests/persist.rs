@@ -72,6 +72,18 @@ fn batches() -> impl Strategy<Value = Vec<Pick>> {
     )
 }
 
+/// Whether no two events of `batch` share an event id or an order or user
+/// id: a batch the store writes without reading first.
+fn new_to_itself(batch: &[Persistable<'_>]) -> bool {
+    let mut events = std::collections::HashSet::new();
+    let mut aggregates = std::collections::HashSet::new();
+    batch.iter().all(|p| {
+        let event = &p.decoded.event;
+        events.insert(event.metadata().event_id)
+            && aggregates.insert((event.domain(), event.aggregate_id()))
+    })
+}
+
 /// Every row the pipeline keeps, in a comparable order.
 async fn rows(db: &TestDatabase) -> Vec<String> {
     sqlx::query_scalar(
@@ -140,14 +152,22 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
     let mut runner = TestRunner::new(Config::with_cases(48));
     let seen = std::cell::RefCell::new(std::collections::BTreeMap::<String, usize>::new());
     // Two batches one after the other: the second meets what the first
-    // stored, as a redelivered or overlapping batch does.
-    let result = runner.run(&(batches(), 0_usize..16), |(picks, cut)| {
+    // stored, as a redelivered or overlapping batch does. Half the cases
+    // cut off a tail of at most three, which seldom repeats itself and so
+    // is written without reading first.
+    let cuts = (0_usize..16, any::<bool>());
+    let result = runner.run(&(batches(), cuts), |(picks, (at, tail))| {
         runtime.block_on(async {
             empty(&whole).await;
             empty(&single).await;
             let events: Vec<Decoded> = picks.iter().copied().map(decoded).collect();
             let items = persistables(&events);
-            let (first, second) = items.split_at(cut.min(items.len()));
+            let cut = if tail {
+                items.len().saturating_sub(at % 4)
+            } else {
+                at.min(items.len())
+            };
+            let (first, second) = items.split_at(cut);
             let mut together = Vec::new();
             for batch in [first, second] {
                 together.extend(
@@ -156,6 +176,19 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
                         .await
                         .map_err(|e| TestCaseError::fail(e.to_string()))?,
                 );
+            }
+            // A second batch that repeats nothing of its own is written
+            // without reading first; an outcome other than stored means it
+            // met the first batch's rows: the case the fallback is for.
+            let collided = new_to_itself(second)
+                && together[first.len()..]
+                    .iter()
+                    .any(|o| *o != Outcome::Stored);
+            if collided {
+                *seen
+                    .borrow_mut()
+                    .entry("second batch new to itself met stored rows".into())
+                    .or_default() += 1;
             }
             let mut alone: Vec<Outcome> = Vec::new();
             for item in &items {
@@ -193,6 +226,7 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
         "Duplicate",
         "Conflict(EventIdReused)",
         "Conflict(IdReused)",
+        "second batch new to itself met stored rows",
     ] {
         assert!(seen.contains_key(kind), "no case produced {kind}: {seen:?}");
     }
