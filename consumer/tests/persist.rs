@@ -384,6 +384,29 @@ fn any_text_is_stored_exactly_as_it_was_read() {
     }
 }
 
+/// Returns once a backend of `db` waits on a lock (the store's write,
+/// blocked by another writer's uncommitted rows); fails after 10 s.
+async fn waiting_on_a_lock(db: &TestDatabase) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the store's write never waited for the other writer's rows"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A NUL in a text field (PostgreSQL text cannot hold one) fails the
 /// write as a permanent error, not a retry and not a panic.
 #[test]
@@ -480,9 +503,9 @@ fn two_writers_of_the_same_events_store_them_once() {
 }
 
 /// A batch written without reading first (all its events new to it) whose
-/// rows another writer holds uncommitted: its write waits for the other's
-/// commit, collides, and the batch is decided again over what is stored, so
-/// every event is a duplicate and nothing fails.
+/// rows another writer holds uncommitted: its write waits on their locks
+/// until the other commits, collides, and the batch is decided again over
+/// what is stored, so every event is a duplicate and nothing fails.
 #[test]
 fn a_batch_whose_events_another_writer_commits_first_finds_them_stored() {
     let (runtime, db) = migrated();
@@ -513,7 +536,7 @@ fn a_batch_whose_events_another_writer_commits_first_finds_them_stored() {
         rows.1.insert(&mut tx).await.expect("orders");
         rows.2.insert(&mut tx).await.expect("items");
         let (outcomes, ()) = tokio::join!(store.persist(&items), async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            waiting_on_a_lock(&db).await;
             tx.commit().await.expect("the other writer commits");
         });
         let outcomes = outcomes.expect("the collision is decided again, not failed");
