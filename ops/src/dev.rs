@@ -2,6 +2,12 @@
 //! Kafka-protocol broker (librdkafka's mock cluster) unless `--broker` names
 //! a real one, the topics, the database (created if missing, migrated by the
 //! consumer), the producer and the consumer. Ctrl-C stops it all.
+//!
+//! The database is DATABASE_URL's; when that is not set and the default one
+//! is not usable, a private PostgreSQL started here (see [`postgres`]), which
+//! is stopped and deleted on exit.
+
+pub mod postgres;
 
 use std::time::Duration;
 
@@ -9,6 +15,7 @@ use anyhow::Context;
 use platform::Env;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -40,27 +47,156 @@ pub const TOPICS: [&str; 4] = [
     contract::topics::USERS_DLQ,
 ];
 
-/// Creates the database named in `url` if it does not exist yet.
-pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_URL")?;
+/// Why `dev` cannot use a PostgreSQL server.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("DATABASE_URL is not a PostgreSQL URL")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot use PostgreSQL at {url}: {hint}")]
+    Connect {
+        url: String,
+        hint: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("PostgreSQL at {url} did not answer within {} s: check its host and port", .waited.as_secs())]
+    Timeout { url: String, waited: Duration },
+    #[error("creating database {name} at {url}: {hint}")]
+    Create {
+        name: String,
+        url: String,
+        hint: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the database named in `url` if it does not exist yet (connecting
+/// to the server's `postgres` database to do so).
+pub async fn ensure_database(url: &str) -> Result<(), DatabaseError> {
+    let options: PgConnectOptions = url.parse().map_err(DatabaseError::Url)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
-    if PgConnection::connect_with(&options).await.is_ok() {
-        return Ok(());
+    match connect(&options, url).await {
+        Ok(connection) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Err(DatabaseError::Connect { source, .. }) if is_missing_database(&source) => {}
+        Err(other) => return Err(other),
     }
-    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
-        .await
-        .with_context(|| {
-            "cannot reach PostgreSQL (DATABASE_URL). Start the local server with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        })?;
+    let mut admin = connect(&options.clone().database("postgres"), url).await?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    sqlx::query(&format!("CREATE DATABASE {quoted}"))
+    let created = sqlx::query(&format!("CREATE DATABASE {quoted}"))
         .execute(&mut admin)
-        .await
-        .with_context(|| format!("creating database {name}"))?;
-    println!("created database {name}");
+        .await;
+    let _ = admin.close().await;
+    match created {
+        Ok(_) => println!("created database {name}"),
+        // Created meanwhile by someone else: as good.
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}
+        Err(source) => {
+            return Err(DatabaseError::Create {
+                hint: hint(&source, &options),
+                name,
+                url: redact(url),
+                source,
+            })
+        }
+    }
     Ok(())
 }
+
+async fn connect(options: &PgConnectOptions, url: &str) -> Result<PgConnection, DatabaseError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(source)) => Err(DatabaseError::Connect {
+            url: redact(url),
+            hint: hint(&source, options),
+            source,
+        }),
+        Err(_) => Err(DatabaseError::Timeout {
+            url: redact(url),
+            waited: CONNECT_TIMEOUT,
+        }),
+    }
+}
+
+fn is_missing_database(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000")
+}
+
+/// What to check for a failed connection or `CREATE DATABASE`.
+fn hint(error: &sqlx::Error, options: &PgConnectOptions) -> String {
+    let user = options.get_username();
+    let (host, port) = (options.get_host(), options.get_port());
+    match error {
+        sqlx::Error::Io(_) => format!(
+            "no server answers at {host}:{port}: check that it runs and that this is its host and port"
+        ),
+        sqlx::Error::Database(e) => match e.code().as_deref() {
+            Some("28000") if e.message().contains("pg_hba.conf") => format!(
+                "the server's pg_hba.conf has no line that lets role {user:?} in from this client"
+            ),
+            Some("28000") => format!("the role {user:?} does not exist on the server"),
+            Some("28P01") => format!(
+                "the server wants a password for role {user:?} and the URL's is missing or wrong"
+            ),
+            Some("42501") => format!(
+                "role {user:?} may not create databases: create it (CREATE DATABASE ... OWNER \"{user}\") or give the role CREATEDB"
+            ),
+            _ => e.message().to_owned(),
+        },
+        _ => "check the host, port, role and password of the URL".to_owned(),
+    }
+}
+
+/// The database `dev` uses: the one DATABASE_URL names, the default one when
+/// it is usable, or one on a private server of its own.
+struct DevDatabase {
+    url: String,
+    private: Option<postgres::PrivateServer>,
+}
+
+impl DevDatabase {
+    /// `configured` is DATABASE_URL or its default; `explicit` says which.
+    /// An explicit URL must work. The default one (the OS user's role on the
+    /// local server) is used when it lets `dev` in and the database exists
+    /// or may be created; anything else there (no server, no such role, a
+    /// password asked for, no right to create the database) counts as no
+    /// server, and `dev` starts a private one.
+    async fn prepare(configured: &str, explicit: bool) -> anyhow::Result<Self> {
+        let fallback = match ensure_database(configured).await {
+            Ok(()) => {
+                return Ok(Self {
+                    url: configured.to_owned(),
+                    private: None,
+                })
+            }
+            Err(e) if explicit => {
+                return Err(anyhow::Error::new(e).context(
+                    "DATABASE_URL is set, so `dev` uses that server; unset it to have `dev` run a private one",
+                ))
+            }
+            Err(e) => e,
+        };
+        println!("{fallback}; DATABASE_URL is not set, so `dev` starts a private PostgreSQL");
+        let server = postgres::PrivateServer::start()
+            .await
+            .context("starting a private PostgreSQL")?;
+        let url = server.url(DATABASE);
+        ensure_database(&url).await?;
+        Ok(Self {
+            url,
+            private: Some(server),
+        })
+    }
+}
+
+/// The database's name on a private server.
+const DATABASE: &str = "pubsubkafka";
 
 /// Runs the pipeline until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -86,18 +222,29 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("QUERY_HTTP_ADDR".to_owned(), args.query_addr.clone()),
     ]);
     let env = Env::from_pairs(vars);
+    let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
+        .context("telemetry configuration")?;
+    let _telemetry = platform::telemetry::init(&telemetry)?;
+    // Before the database: a Ctrl-C while a private server starts must
+    // still stop and delete it.
+    let stop = platform::shutdown::on_signal();
+    let configured = consumer::ConsumerConfig::from_env(&env)
+        .context("consumer configuration")?
+        .database_url;
+    let database = DevDatabase::prepare(&configured, env.get("DATABASE_URL").is_some()).await?;
+    if stop.is_cancelled() {
+        drop(database);
+        println!("stopped");
+        return Ok(());
+    }
+    let database_url = database.url.clone();
+    let env = env.with("DATABASE_URL", &database_url);
     let producer_config =
         producer::ProducerConfig::from_env(&env).context("producer configuration")?;
     let consumer_config =
         consumer::ConsumerConfig::from_env(&env).context("consumer configuration")?;
     let query_config = query::QueryConfig::from_env(&env).context("query configuration")?;
-    let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
-        .context("telemetry configuration")?;
-    let _telemetry = platform::telemetry::init(&telemetry)?;
-    ensure_database(&consumer_config.database_url).await?;
 
-    let database_url = consumer_config.database_url.clone();
-    let stop = platform::shutdown::on_signal();
     let producer = producer::Application::build(producer_config, prometheus::Registry::new())
         .await
         .context("starting the producer")?;
@@ -115,10 +262,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let query_task = tokio::spawn(reads.run(stop.clone()));
 
     println!(
-        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {}\n",
+        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {}{}\n",
         if cluster.is_some() { " (in process)" } else { "" },
         redact(&database_url),
+        if database.private.is_some() { " (private)" } else { "" },
     );
+    if let Some(server) = &database.private {
+        println!(
+            "The database is a private, temporary PostgreSQL ({}, data in {}): it and its data are removed on exit.\n",
+            redact(&database_url),
+            server.dir().display()
+        );
+    }
     println!(
         "For the operator tool in another shell:\n\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
     );
@@ -144,6 +299,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let _ = consumer_task.await;
     let _ = query_task.await;
     drop(cluster);
+    if let Some(server) = database.private {
+        println!(
+            "removing the private PostgreSQL ({})",
+            server.dir().display()
+        );
+        drop(server);
+    }
     println!("stopped");
     Ok(())
 }
