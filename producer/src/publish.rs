@@ -36,13 +36,33 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// The current producer, its generation (bumped on each rebuild), and when
-/// it was built and last had a write acknowledged.
+/// The current producer, its generation (bumped on each rebuild), when it
+/// was built and last had a write acknowledged, and the last write the
+/// brokers failed (timed out or refused).
 struct Current {
     generation: u64,
     producer: FutureProducer<ObservedContext>,
     built: Instant,
     last_ack: Instant,
+    last_failure: Option<(Instant, String)>,
+}
+
+/// How long a write the brokers failed keeps the service not ready, unless
+/// a write is acknowledged since: long enough for a load balancer's probe
+/// to see it, short enough that a replica all traffic was taken from is
+/// tried again.
+pub const FAILED_WRITE_HOLD: Duration = Duration::from_secs(30);
+
+/// The brokers failed the last write and acknowledged none since: a
+/// cluster that answers metadata requests may still take no write (two of
+/// three replicas down, say), and only a write tells.
+#[derive(Debug, thiserror::Error)]
+#[error("the last write, {ago:?} ago, failed ({cause}) and none was acknowledged since")]
+pub struct LastWriteFailed {
+    /// How long ago.
+    pub ago: Duration,
+    /// Why it failed.
+    pub cause: String,
 }
 
 /// One long-lived producer shared by every request. An idempotent producer
@@ -92,6 +112,7 @@ impl Publisher {
                 producer,
                 built: Instant::now(),
                 last_ack: Instant::now(),
+                last_failure: None,
             })),
             settings: settings.clone(),
             context,
@@ -157,6 +178,29 @@ impl Publisher {
     fn acknowledged(&self) {
         if let Ok(mut current) = self.current.write() {
             current.last_ack = Instant::now();
+            current.last_failure = None;
+        }
+    }
+
+    fn broker_failed(&self, error: &PublishError) {
+        if let Ok(mut current) = self.current.write() {
+            current.last_failure = Some((Instant::now(), error.to_string()));
+        }
+    }
+
+    /// `Err` while the last write the brokers failed is under
+    /// [`FAILED_WRITE_HOLD`] old and no write was acknowledged since.
+    pub fn writes_succeed(&self) -> Result<(), LastWriteFailed> {
+        let current = match self.current.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match &current.last_failure {
+            Some((at, cause)) if at.elapsed() < FAILED_WRITE_HOLD => Err(LastWriteFailed {
+                ago: at.elapsed(),
+                cause: cause.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -171,8 +215,7 @@ impl Publisher {
     }
 
     /// Sends one message and waits for its acknowledgement, never longer
-    /// than the configured timeout (plus a second of slack for librdkafka's
-    /// own timer to fire first).
+    /// than the configured timeout (`PRODUCE_TIMEOUT_MS`).
     pub async fn publish(
         &self,
         topic: &str,
@@ -210,7 +253,10 @@ impl Publisher {
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));
-        let outcome = tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await;
+        // librdkafka scans for timed-out messages about once a second, so
+        // its own report may come up to a second after message.timeout.ms:
+        // the request's bound is this timer, not librdkafka's.
+        let outcome = tokio::time::timeout(self.timeout, delivery).await;
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));
@@ -245,6 +291,9 @@ impl Publisher {
                 }
                 .emit(&self.metrics);
                 let broker_failed = matches!(e, PublishError::Timeout(_) | PublishError::Broker(_));
+                if broker_failed {
+                    self.broker_failed(e);
+                }
                 self.replace_if_stuck(generation, &producer, broker_failed);
             }
         }

@@ -43,7 +43,8 @@ pub struct Application {
 }
 
 /// Direct mode: ready while the brokers answer a metadata request for the
-/// orders topic. Outbox mode: ready while the outbox table answers (a
+/// orders topic and have not failed the last write (see
+/// [`crate::publish::FAILED_WRITE_HOLD`]). Outbox mode: ready while the outbox table answers (a
 /// broker outage must not take the replicas out of service: that is what
 /// the mode is for).
 #[derive(Clone)]
@@ -55,10 +56,15 @@ enum Ready {
 impl Readiness for Ready {
     async fn check(&self) -> Result<(), NotReady> {
         match self {
-            Ready::Brokers { publisher, topic } => publisher
-                .ready(topic, Duration::from_secs(2))
-                .await
-                .map_err(|e| NotReady::new("brokers", e)),
+            Ready::Brokers { publisher, topic } => {
+                publisher
+                    .writes_succeed()
+                    .map_err(|e| NotReady::new("brokers", e))?;
+                publisher
+                    .ready(topic, Duration::from_secs(2))
+                    .await
+                    .map_err(|e| NotReady::new("brokers", e))
+            }
             Ready::Outbox(outbox) => outbox
                 .ready()
                 .await

@@ -423,6 +423,43 @@ async fn a_stopped_broker_gives_503_within_the_bound_and_recovery_needs_no_resta
     app.shutdown().await;
 }
 
+/// Brokers that answer metadata but take no write (two of three replicas
+/// down: NOT_ENOUGH_REPLICAS on every produce) make every request a 503,
+/// and readiness must say so: a metadata request alone would call the
+/// service ready. The first acknowledged write makes it ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_that_answer_metadata_but_take_no_write_make_the_service_not_ready() {
+    let mut app = TestApp::spawn(&[]).await;
+    assert_eq!(app.post_order().await, 202);
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+    );
+    assert_eq!(app.post_order().await, 503, "no write is acknowledged");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let status = ready.status();
+    let body = ready.text().await.unwrap();
+    assert_eq!(status, 503, "not ready while writes fail: {body}");
+    assert!(body.contains("the last write"), "says why: {body}");
+
+    app.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let started = Instant::now();
+    while app.post_order().await != 202 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "writes are acknowledged again once the brokers take them"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "ready again after an acknowledged write"
+    );
+    app.shutdown().await;
+}
+
 /// A broker that refuses every write of the producer (as Tansu does, with
 /// UNKNOWN_SERVER_ERROR, for an idempotent producer whose state it lost in a
 /// restart) must not leave the service answering 503 until someone restarts
