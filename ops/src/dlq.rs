@@ -34,12 +34,21 @@ pub struct Source {
 }
 
 fn reader_config(kafka: &KafkaSettings, group: &str) -> ClientConfig {
-    kafka.client_config(&[
-        ("group.id", group),
-        ("client.id", "pubsubkafka-dlq"),
-        ("enable.auto.commit", "false"),
-        ("enable.partition.eof", "false"),
-    ])
+    kafka.reader_config("pubsubkafka-dlq", group)
+}
+
+/// The replay job's consumer group unless told otherwise.
+pub const DEFAULT_REPLAY_GROUP: &str = "dlq-replay";
+
+/// The group `dlq list` and `dlq inspect` read as. They never join it or
+/// commit to it, but librdkafka looks up its coordinator, and a broker
+/// enforcing ACLs refuses that unless the principal may describe the group:
+/// so it is the replay job's group, which the replay principal has rights on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReaderGroup {
+    /// Consumer group to read as (nothing is committed to it).
+    #[arg(long = "reader-group", env = "DLQ_REPLAY_GROUP", default_value = DEFAULT_REPLAY_GROUP)]
+    pub name: String,
 }
 
 /// Summary of a `list`.
@@ -113,6 +122,7 @@ pub fn list(
     filter: &Filter,
     limit: usize,
     group: Option<&str>,
+    reader: &ReaderGroup,
 ) -> Result<Listing, DlqError> {
     filter.validate()?;
     let reached = match group {
@@ -123,7 +133,7 @@ pub fn list(
         None => None,
     };
     let messages = Snapshot::open(
-        &reader_config(kafka, "pubsubkafka-dlq-list"),
+        &reader_config(kafka, &reader.name),
         &source.topic,
         None,
         TIMEOUT,
@@ -283,8 +293,9 @@ pub fn inspect(
     topic: &str,
     partition: i32,
     offset: i64,
+    reader: &ReaderGroup,
 ) -> Result<serde_json::Value, DlqError> {
-    let consumer: BaseConsumer = reader_config(kafka, "pubsubkafka-dlq-inspect").create()?;
+    let consumer: BaseConsumer = reader_config(kafka, &reader.name).create()?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;
@@ -338,7 +349,7 @@ pub struct ReplayArgs {
     /// Consumer group that remembers how far replays got. Use a new one per
     /// campaign when filters differ: messages a filter passes over are
     /// passed over for good by that group.
-    #[arg(long, env = "DLQ_REPLAY_GROUP", default_value = "dlq-replay")]
+    #[arg(long, env = "DLQ_REPLAY_GROUP", default_value = DEFAULT_REPLAY_GROUP)]
     pub group: String,
 }
 

@@ -96,32 +96,70 @@ impl GroupSpec {
     }
 }
 
+/// A client of `group` that reads its offsets and messages of partitions it
+/// assigns itself; it never joins the group or commits.
 fn reader(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
-    kafka
-        .client_config(&[
-            ("group.id", group),
-            ("client.id", "pubsubkafka-lag"),
-            ("enable.auto.commit", "false"),
-        ])
-        .create()
+    kafka.reader_config("pubsubkafka-lag", group).create()
 }
 
-/// Timestamp (ms) of the message at `offset`, read with an assigned reader.
-fn timestamp_at(reader: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+/// Longest the time-lag reader waits for the message at a committed offset.
+const TIME_LAG_WAIT: Duration = Duration::from_secs(5);
+
+/// Timestamp (ms) of the message at `offset`, read with an assigned reader;
+/// `Ok(None)` when the broker keeps no timestamp for it. A refusal (no
+/// `Read` on the topic) or no message within [`TIME_LAG_WAIT`] is an error:
+/// the time lag is then not known, which is not the same as 0.
+fn timestamp_at(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<i64>, LagError> {
+    let failed = |cause: String| LagError::TimeLag {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        cause,
+    };
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-        .ok()?;
-    reader.assign(&tpl).ok()?;
+        .map_err(|e| failed(e.to_string()))?;
+    reader.assign(&tpl).map_err(|e| failed(e.to_string()))?;
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            return match m.timestamp() {
-                Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
-                Timestamp::NotAvailable => None,
-            };
+    let mut last_error = None;
+    while started.elapsed() < TIME_LAG_WAIT {
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                return Ok(match m.timestamp() {
+                    Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+                    Timestamp::NotAvailable => None,
+                })
+            }
+            Some(Err(e)) if refused(&e) => return Err(failed(e.to_string())),
+            // A broker moving or a connection dropping may pass; the
+            // deadline decides.
+            Some(Err(e)) => last_error = Some(e.to_string()),
+            None => {}
         }
     }
-    None
+    Err(failed(last_error.unwrap_or_else(|| {
+        format!("no message read within {TIME_LAG_WAIT:?}")
+    })))
+}
+
+/// Whether `e` is the broker refusing the reader (it will not pass).
+fn refused(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::SaslAuthenticationFailed
+                | Code::Authentication
+        )
+    )
 }
 
 /// Why the lag could not be measured.
@@ -138,6 +176,23 @@ pub enum LagError {
         topic: String,
         /// What the broker said.
         error: String,
+    },
+    /// The age of the oldest unconsumed message could not be read: without
+    /// `Read` on the topic (the lag exporter's ACLs), or with no message at
+    /// the committed offset in time. Never reported as 0 seconds.
+    #[error(
+        "cannot read the message at {topic}[{partition}] offset {offset} to date the time lag \
+         ({cause}); the lag exporter's principal needs Describe and Read on the topic"
+    )]
+    TimeLag {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The committed offset (the oldest unconsumed message).
+        offset: i64,
+        /// What the broker or the client said.
+        cause: String,
     },
     /// The group has no member and never committed on these topics: a
     /// typo, another cluster, or consumers that have not started yet.
@@ -161,7 +216,9 @@ pub fn measure(
     topics: &[String],
 ) -> Result<GroupLag, LagError> {
     let consumer = reader(kafka, group)?;
-    let probe = reader(kafka, &format!("{group}-lag-probe"))?;
+    // Of the same group: the only groups the exporter may describe are the
+    // ones it measures.
+    let probe = reader(kafka, group)?;
     let mut tpl = TopicPartitionList::new();
     let mut highs = Vec::new();
     for topic in topics {
@@ -205,7 +262,7 @@ pub fn measure(
         let position = committed_offset.unwrap_or(low).max(low);
         let lag = (high - position).max(0);
         let lag_seconds = if lag > 0 {
-            timestamp_at(&probe, &topic, partition, position)
+            timestamp_at(&probe, &topic, partition, position)?
                 .map(|ts| ((now_ms - ts) / 1000).max(0))
                 .unwrap_or(0)
         } else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ops::dead_letters::Filter;
-use ops::dlq::{ReplayArgs, Source};
+use ops::dlq::{ReaderGroup, ReplayArgs, Source};
 use ops::lag::{GroupSpec, History, LagError};
 use platform::kafka::KafkaSettings;
 use platform::Env;
@@ -53,6 +53,8 @@ enum DlqCommand {
         /// its replays) or done (replayed, parked or passed over).
         #[arg(long)]
         group: Option<String>,
+        #[command(flatten)]
+        reader: ReaderGroup,
     },
     /// Show one dead letter in full, its payload decoded where possible.
     Inspect {
@@ -65,6 +67,8 @@ enum DlqCommand {
         /// Offset of the dead letter in the DLQ.
         #[arg(long)]
         offset: i64,
+        #[command(flatten)]
+        reader: ReaderGroup,
     },
     /// Republish selected dead letters to their original topic.
     Replay {
@@ -180,8 +184,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             filter,
             limit,
             group,
+            reader,
         }) => {
-            let listing = ops::dlq::list(&kafka()?, &source, &filter, limit, group.as_deref())?;
+            let listing = ops::dlq::list(
+                &kafka()?,
+                &source,
+                &filter,
+                limit,
+                group.as_deref(),
+                &reader,
+            )?;
             if source.json {
                 print_json(&listing)?;
             } else {
@@ -193,6 +205,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             topic,
             partition,
             offset,
+            reader,
         }) => {
             let domains = ops::dlq::domains(&env);
             print_json(&ops::dlq::inspect(
@@ -201,6 +214,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 &topic,
                 partition,
                 offset,
+                &reader,
             )?)?;
             Ok(ExitCode::SUCCESS)
         }

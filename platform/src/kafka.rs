@@ -74,6 +74,21 @@ impl KafkaSettings {
         config
     }
 
+    /// Settings of an operator tool's reader, `client_id`, which never
+    /// commits by a timer. librdkafka assigns partitions only to a client
+    /// of a group, and looks up that group's coordinator even when the
+    /// client never joins it: a broker enforcing ACLs refuses that unless
+    /// the principal may describe the group, so `group` must be one it has
+    /// rights on.
+    pub fn reader_config(&self, client_id: &str, group: &str) -> ClientConfig {
+        self.client_config(&[
+            ("group.id", group),
+            ("client.id", client_id),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+        ])
+    }
+
     /// The environment variable that sets librdkafka `property`, for error
     /// messages about properties librdkafka refused.
     pub fn variable_of(property: &str) -> String {
