@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project, setting up what the tests need on this
-# machine first: the local PostgreSQL server (started if it is down), the
-# Tansu brokers of the end-to-end suite and the benchmark smoke run (memory
-# storage, and a PostgreSQL-storage build with its own storage server), and
-# the tools of the deployment and monitoring checks (installed under
-# .tools/).
+# machine first: a PostgreSQL server on 127.0.0.1:5432 (a private one,
+# installed and started when none answers), the brokers of the end-to-end
+# suite (Apache Kafka from Maven Central, and the Tansu memory broker of the
+# fast tier and the benchmark smoke run), and the tools of the deployment
+# and monitoring checks (installed under .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +19,11 @@ cargo fmt --all --check
 section "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-section "Tansu broker for the end-to-end suite"
-./scripts/install-tansu.sh
+section "Apache Kafka for the end-to-end suite (from Maven Central)"
+./scripts/install-kafka.sh
 
-section "durable Tansu cluster: PostgreSQL-storage build, its storage server on 127.0.0.1:5433, stunnel"
-./scripts/install-durable-tansu.sh
-./scripts/tansu-storage.sh
+section "Tansu memory broker for the fast tier of the end-to-end suite"
+./scripts/install-tansu.sh
 
 section "service binaries for the end-to-end suite and the benchmark smoke run"
 cargo build --locked --bins

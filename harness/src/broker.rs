@@ -1,7 +1,8 @@
-//! A Tansu broker as a separate process on loopback, with the pipeline's
-//! topics: the prebuilt memory-storage build (found through `TANSU_BIN` or
-//! at `.tools/tansu/tansu`, installed by `scripts/install-tansu.sh`), or the
-//! durable PostgreSQL-storage build of [`crate::cluster`].
+//! The broker of a scenario: a Tansu broker as a separate process on
+//! loopback, with the pipeline's topics (the prebuilt memory-storage build,
+//! found through `TANSU_BIN` or at `.tools/tansu/tansu`, installed by
+//! `scripts/install-tansu.sh`), an Apache Kafka cluster of
+//! [`crate::cluster`], or a broker named by `KAFKA_BOOTSTRAP_SERVERS`.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -32,8 +33,6 @@ pub struct Tansu {
     /// The address the broker tells clients to use (its own, or a proxy's).
     advertised: String,
     binary: PathBuf,
-    /// Its storage engine's URL, when not memory.
-    storage: Option<String>,
     /// Whether clients must log in (SASL).
     pub authentication: bool,
     extra_args: Vec<String>,
@@ -67,7 +66,6 @@ impl Tansu {
             port,
             advertised,
             binary: tansu_binary(),
-            storage: None,
             authentication: false,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log: None,
@@ -78,28 +76,6 @@ impl Tansu {
             broker.create_topics();
         }
         broker
-    }
-
-    /// A broker of `binary` on `port`, advertising `advertised`, storing in
-    /// `storage` (a durable engine's URL), logging to `log`; not started.
-    pub fn durable(
-        binary: PathBuf,
-        port: u16,
-        advertised: String,
-        storage: String,
-        log: PathBuf,
-    ) -> Self {
-        Self {
-            bootstrap: advertised.clone(),
-            port,
-            advertised,
-            binary,
-            storage: Some(storage),
-            authentication: false,
-            extra_args: Vec::new(),
-            log: Some(log),
-            child: None,
-        }
     }
 
     /// Starts the process (again) and waits until it listens.
@@ -117,9 +93,6 @@ impl Tansu {
             ])
             .args(["--cluster-id", "pubsubkafka-test"])
             .args(&self.extra_args);
-        if let Some(storage) = &self.storage {
-            command.args(["--storage-engine", storage]);
-        }
         if self.authentication {
             command.arg("--authentication");
         }
@@ -204,7 +177,7 @@ impl Tansu {
     }
 
     /// Kills the broker process with SIGKILL (memory storage: its data is
-    /// gone; durable storage keeps it).
+    /// gone).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -217,7 +190,7 @@ impl Tansu {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
-        if self.storage.is_none() && self.extra_args.is_empty() {
+        if self.extra_args.is_empty() {
             self.create_topics();
         }
     }
@@ -256,12 +229,38 @@ impl Topics {
     pub fn all(&self) -> [&str; 4] {
         [&self.orders, &self.orders_dlq, &self.users, &self.users_dlq]
     }
+
+    /// Creates all four, [`PARTITIONS`] partitions and `replication`
+    /// replicas each, through a client configured as `config`; fails naming
+    /// the broker and the topic it refused.
+    pub async fn create(&self, config: rdkafka::ClientConfig, replication: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
+        let admin: AdminClient<_> = config.create().expect("admin client");
+        let new: Vec<NewTopic<'_>> = self
+            .all()
+            .into_iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
+            .collect();
+        let results = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot create topics on {bootstrap}: {e}"));
+        for result in results {
+            if let Err((topic, e)) = result {
+                panic!("cannot create topic {topic} on {bootstrap}: {e}");
+            }
+        }
+    }
 }
 
 /// The broker of one end-to-end scenario: another broker when
 /// `KAFKA_BOOTSTRAP_SERVERS` is set (with topics of the scenario's own, so
 /// scenarios do not see each other's messages), else a Tansu process of its
-/// own with the standard topic names, or a durable cluster of its own.
+/// own with the standard topic names, or an Apache Kafka cluster of its own.
 pub struct Broker {
     /// For `KAFKA_BOOTSTRAP_SERVERS`.
     pub bootstrap: String,
@@ -269,7 +268,7 @@ pub struct Broker {
     pub topics: Topics,
     /// The process, when the suite started one memory broker.
     pub tansu: Option<Tansu>,
-    /// The cluster, when the suite started a durable one.
+    /// The cluster, when the scenario started an Apache Kafka one.
     pub cluster: Option<crate::cluster::Cluster>,
 }
 
@@ -293,12 +292,21 @@ impl Broker {
         }
     }
 
-    /// A test client of this broker (logged in as the operator when the
-    /// broker is secured).
+    /// A test client of this broker (logged in as the harness's super user
+    /// when the broker is secured: no ACL limits what the test itself does).
     pub fn client(&self) -> rdkafka::ClientConfig {
-        match self.security() {
-            Some(security) => security.client(&self.bootstrap, crate::cluster::Role::Operator),
+        match &self.cluster {
+            Some(cluster) => cluster.admin_config(),
             None => crate::kafka::client(&self.bootstrap),
+        }
+    }
+
+    /// The consumer group of the scenario's consumer: on a secured cluster
+    /// the one the ACLs grant, else one of its own.
+    pub fn consumer_group(&self) -> String {
+        match self.security() {
+            Some(_) => crate::cluster::CONSUMER_GROUP.to_owned(),
+            None => format!("e2e-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
@@ -307,12 +315,13 @@ impl Broker {
         self.cluster.as_ref().and_then(|c| c.security.as_ref())
     }
 
-    /// A durable cluster of the scenario's own (see [`crate::cluster`]).
-    pub async fn cluster(brokers: usize, secured: bool) -> Self {
-        let cluster = crate::cluster::Cluster::start(brokers, secured).await;
+    /// An Apache Kafka cluster of `nodes` nodes of the scenario's own (see
+    /// [`crate::cluster`]).
+    pub async fn cluster(nodes: usize, secured: bool) -> Self {
+        let cluster = crate::cluster::Cluster::start(nodes, secured).await;
         Self {
             bootstrap: cluster.bootstrap.clone(),
-            topics: Self::tansu_topics(),
+            topics: cluster.topics.clone(),
             tansu: None,
             cluster: Some(cluster),
         }
@@ -324,36 +333,15 @@ impl Broker {
     }
 
     async fn external(bootstrap: String) -> Self {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let id = uuid::Uuid::new_v4().simple().to_string();
         let topics = Topics::named(&format!("orders-{id}"), &format!("users-{id}"));
         let replication: i32 = std::env::var("E2E_REPLICATION_FACTOR")
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(1);
-        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .expect("admin client");
-        let new: Vec<NewTopic<'_>> = topics
-            .all()
-            .into_iter()
-            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
-            .collect();
-        let results = admin
-            .create_topics(
-                &new,
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap_or_else(|e| {
-                panic!("cannot create topics on {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
-            });
-        for result in results {
-            if let Err((topic, e)) = result {
-                panic!("cannot create topic {topic} on {bootstrap}: {e}");
-            }
-        }
+        topics
+            .create(crate::kafka::client(&bootstrap), replication)
+            .await;
         Self {
             bootstrap,
             topics,

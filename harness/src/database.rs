@@ -1,5 +1,5 @@
-//! A fresh database per test on the local PostgreSQL server (or on the
-//! durable brokers' storage server).
+//! A fresh database per test on the local PostgreSQL server (or the one
+//! `TEST_DATABASE_SERVER` names).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

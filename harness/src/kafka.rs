@@ -131,25 +131,34 @@ pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
 /// The offsets `group` has committed on each partition of `topic` (the
 /// next message it will read), read with a client outside the group.
 pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<Option<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    try_committed(client(bootstrap), group, topic, Duration::from_secs(10))
+        .expect("committed offsets")
+}
+
+/// [`committed`] through a client configured as `config`, or the error of
+/// a broker that did not answer within `wait` (its group coordinator gone,
+/// say).
+pub fn try_committed(
+    mut config: ClientConfig,
+    group: &str,
+    topic: &str,
+    wait: Duration,
+) -> Result<Vec<Option<i64>>, KafkaError> {
+    let consumer: BaseConsumer = config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()
-        .expect("offsets reader");
+        .create()?;
     let mut partitions = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         partitions.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..PARTITIONS)
+    let committed = consumer.committed_offsets(partitions, wait)?;
+    Ok((0..PARTITIONS)
         .map(
             |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
                 Some(rdkafka::Offset::Offset(o)) => Some(o),
                 _ => None,
             },
         )
-        .collect()
+        .collect())
 }

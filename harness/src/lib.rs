@@ -1,7 +1,8 @@
 //! What the integration tests, the end-to-end suite and the benchmarks need
 //! to run the real thing: a fresh PostgreSQL database per test, a Tansu
-//! broker process, the service binaries as processes, a TCP proxy that can
-//! cut a connection, and plain Kafka clients to write and read topics.
+//! broker process, an Apache Kafka cluster, the service binaries as
+//! processes, a TCP proxy that can cut a connection, and plain Kafka
+//! clients to write and read topics.
 //! Nothing here imitates a broker or a database.
 
 pub mod broker;

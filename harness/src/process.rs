@@ -39,6 +39,24 @@ pub fn signal(child: &Child, signal: i32) {
     }
 }
 
+/// SIGTERM to `child`, then waits up to `timeout` for its exit; `None` if
+/// it did not exit in time (then it is killed).
+pub fn terminate(mut child: Child, timeout: Duration) -> Option<ExitStatus> {
+    signal(&child, libc::SIGTERM);
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A service process.
 pub struct Service {
     name: String,
@@ -188,20 +206,7 @@ impl Service {
     /// SIGTERM, then waits up to `timeout` for the exit; `None` if it did
     /// not exit in time (then it is killed).
     pub fn sigterm(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        signal(&child, libc::SIGTERM);
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if started.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(self.child.take()?, timeout)
     }
 
     /// Waits for the process to exit by itself (for start-up failures).

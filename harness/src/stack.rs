@@ -1,5 +1,5 @@
 //! The whole pipeline as users run it, for the end-to-end scenarios: a
-//! database, a broker (of any kind: a memory Tansu, a durable cluster,
+//! database, a broker (of any kind: a memory Tansu, an Apache Kafka cluster,
 //! another broker), the built `producer` and `consumer` binaries as
 //! processes, and the checks every scenario makes.
 
@@ -53,10 +53,7 @@ pub fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, S
         ("ORDERS_TOPIC", broker.topics.orders.clone()),
         ("USERS_TOPIC", broker.topics.users.clone()),
         ("DATABASE_URL", database_url.to_owned()),
-        (
-            "KAFKA_CONSUMER_GROUP",
-            format!("e2e-{}", Uuid::new_v4().simple()),
-        ),
+        ("KAFKA_CONSUMER_GROUP", broker.consumer_group()),
         ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
         ("RETRY_BACKOFF_MS", "200".to_owned()),
         ("CIRCUIT_PROBE_MS", "250".to_owned()),

@@ -9,10 +9,10 @@
 //! topics of its own); the broker-restart and SASL scenarios always start
 //! their own Tansu. Tansu here is its memory-storage build: a broker restart
 //! loses its topics and messages (the scenario recreates the topics and says
-//! so). The scenarios of [`durable`] and [`secured`] run on a durable
-//! two-broker cluster of their own (see `harness::cluster`).
+//! so). The scenarios of [`apache_kafka`] and [`secured`] run on a three-node
+//! Apache Kafka cluster of their own (see `harness::cluster`).
 
-mod durable;
+mod apache_kafka;
 mod secured;
 
 use std::time::{Duration, Instant};
@@ -126,10 +126,16 @@ async fn kill_9_of_the_consumer(broker: Broker) {
 /// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_under_load_keep_each_partition_in_order_and_lose_nothing() {
-    let stack = Stack::start(TestDatabase::create().await, None).await;
+    rebalances_under_load(Broker::for_scenario().await, 1).await;
+}
+
+/// On `broker`: `joining` more consumers join the group mid-stream, then
+/// the first is killed -9.
+async fn rebalances_under_load(broker: Broker, joining: usize) {
+    let stack = Stack::start_on(broker, TestDatabase::create().await, None).await;
     let url = stack.producer.url("/orders");
     let load =
-        tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(90)).await });
+        tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(120)).await });
     let count = "SELECT count(*) FROM orders";
     let mut env = consumer_env(&stack.broker, &stack.db.url);
     let group = stack
@@ -143,14 +149,22 @@ async fn rebalances_under_load_keep_each_partition_in_order_and_lose_nothing() {
         }
     }
     let joined_at = wait_for_count(&stack.db.pool, count, 300, DRAIN).await;
-    let mut second = Service::start("consumer", "CONSUMER_HTTP_ADDR", &env);
-    second.wait_ready("/readyz", READY).await;
-    println!("a second consumer joined with {joined_at} orders persisted");
+    let mut others = Vec::new();
+    for _ in 0..joining {
+        let mut other = Service::start("consumer", "CONSUMER_HTTP_ADDR", &env);
+        other.wait_ready("/readyz", READY).await;
+        others.push(other);
+    }
+    println!(
+        "{joining} more consumer(s) joined with {joined_at} orders persisted: {} members",
+        joining + 1
+    );
     let mut first = stack.consumer;
     let killed_at = wait_for_count(&stack.db.pool, count, joined_at + 600, DRAIN).await;
     first.kill9();
     println!("the first consumer killed -9 with {killed_at} orders persisted");
     let report = load.await.expect("load");
+    let second = others.remove(0);
     let stack = Stack {
         db: stack.db,
         broker: stack.broker,
@@ -158,7 +172,10 @@ async fn rebalances_under_load_keep_each_partition_in_order_and_lose_nothing() {
         consumer: second,
     };
     stack
-        .assert_exactly_once("rebalances under load", &report)
+        .assert_exactly_once(
+            &format!("rebalances under load, {} members", joining + 1),
+            &report,
+        )
         .await;
 }
 

@@ -1,13 +1,19 @@
-//! Over SASL_SSL, as the design requires in production: SCRAM-SHA-512
-//! logins (a user each for the producer, the consumer and the operator
-//! tool) and TLS whose CA the clients verify, on a durable two-broker
-//! cluster.
+//! Over SASL_SSL, as the design requires in production, on a three-node
+//! Apache Kafka cluster: SCRAM-SHA-512 logins (a user each for the
+//! producer, the consumer, the replay job and the lag exporter) over
+//! Kafka's own TLS, whose CA the clients verify, and the ACLs of
+//! `helm/pubsubkafka/files/acls.json` enforced.
 
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use harness::broker::Broker;
-use harness::cluster::{Role, Security};
+use harness::cluster::{Cluster, Role, Security};
 use harness::database::TestDatabase;
 use harness::events::{order_event, order_message, Outgoing};
 use harness::kafka::{header, publish_with, read_topic_with};
@@ -35,16 +41,23 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_sasl_ssl_orders_dead_letters_replay_and_lag_all_work() {
+/// The pipeline on a secured cluster of its own, what its clients need to
+/// log in, and where they connect.
+async fn secured_stack() -> (Stack, Security, String) {
     let stack = Stack::start_on(
-        Broker::cluster(2, true).await,
+        Broker::cluster(harness::cluster::NODES, true).await,
         TestDatabase::create().await,
         None,
     )
     .await;
     let security = stack.broker.security().expect("secured").clone();
     let bootstrap = stack.broker.bootstrap.clone();
+    (stack, security, bootstrap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_sasl_ssl_orders_dead_letters_replay_and_lag_all_work() {
+    let (stack, security, bootstrap) = secured_stack().await;
 
     let report = post_orders(
         &stack.producer.url("/orders"),
@@ -79,9 +92,36 @@ async fn over_sasl_ssl_orders_dead_letters_replay_and_lag_all_work() {
         &bootstrap,
         &security,
         Role::Operator,
-        &["dlq", "replay", "--group", "secured-replay", "--json"],
+        &[
+            "dlq",
+            "replay",
+            "--group",
+            harness::cluster::REPLAY_GROUP,
+            "--json",
+        ],
     ));
     assert_eq!(replay["replayed"], 1, "{replay}");
+    // What the replay committed, as Kafka's own group tool reads it: the
+    // group's position moved past every dead letter the replay read (the
+    // replayed poison fails again and is dead-lettered anew, after it).
+    let cluster = stack.broker.cluster.as_ref().expect("a cluster");
+    let described = cluster.kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--describe", "--group", harness::cluster::REPLAY_GROUP],
+    );
+    let table = String::from_utf8_lossy(&described.stdout).into_owned();
+    assert!(described.status.success(), "kafka-consumer-groups: {table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 6 && f[0] == harness::cluster::REPLAY_GROUP && f[1] == "orders-dlq")
+        .collect();
+    let committed: i64 = rows.iter().filter_map(|f| f[3].parse::<i64>().ok()).sum();
+    assert_eq!(
+        Some(committed),
+        replay["read"].as_i64(),
+        "the replay committed past each dead letter it read ({replay}):\n{table}"
+    );
     let group = stack
         .consumer
         .env_value("KAFKA_CONSUMER_GROUP")
@@ -165,4 +205,370 @@ async fn a_wrong_password_or_a_wrong_ca_stops_each_service_with_its_cause() {
             &security.password(Role::Producer),
         );
     }
+}
+
+/// Whether `e` is the broker refusing for want of an ACL.
+fn unauthorized(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+        )
+    )
+}
+
+/// Writes one message to `topic` as `config` logs in (not idempotent, so
+/// that only the topic's ACL is asked); the broker's answer.
+fn write(mut config: ClientConfig, topic: &str) -> Result<(), KafkaError> {
+    let producer: FutureProducer = config
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    let record = FutureRecord::to(topic).key("k").payload("v");
+    futures::executor::block_on(producer.send(record, Duration::from_secs(10)))
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}
+
+/// Reads `topic` as `config` logs in, from the beginning; the messages it
+/// got, or the broker's refusal.
+fn read(mut config: ClientConfig, group: &str, topic: &str) -> Result<usize, KafkaError> {
+    let consumer: BaseConsumer = config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..harness::kafka::PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment)?;
+    let mut read = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => read += 1,
+            Some(Err(e)) if unauthorized(&e) => return Err(e),
+            _ if read > 0 => break,
+            _ => {}
+        }
+    }
+    Ok(read)
+}
+
+/// Commits `group`'s offsets on `topic` (one the principal may read, so
+/// that only the group is in question) with Kafka's own group tool logged
+/// in as `role`: what it printed when the broker refused, `Ok` when it
+/// committed.
+fn commit(cluster: &Cluster, role: Role, group: &str, topic: &str) -> Result<(), String> {
+    let output = cluster.kafka_tool_as(
+        Some(role),
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--reset-offsets",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && !said.contains("Error") {
+        Ok(())
+    } else {
+        Err(said)
+    }
+}
+
+/// Least privilege, both halves: each principal does its job (the
+/// scenario above) and is refused what it must not do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_principal_is_refused_what_its_acls_do_not_grant() {
+    let broker = Broker::cluster(harness::cluster::NODES, true).await;
+    let security = broker.security().expect("secured").clone();
+    let topics = broker.topics.clone();
+    // Something to read, written by the harness's super user.
+    publish_with(
+        broker.client(),
+        &[order_message(&order_event(1), contract::Format::Json)],
+    );
+    let consumer_group = harness::cluster::CONSUMER_GROUP;
+    let replay_group = harness::cluster::REPLAY_GROUP;
+    let bootstrap = broker.bootstrap.clone();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let as_role = |role| security.client(&bootstrap, role);
+        let mut outcomes: Vec<(String, Result<(), KafkaError>)> = Vec::new();
+        outcomes.push((
+            "the producer reading orders".into(),
+            read(as_role(Role::Producer), consumer_group, &topics.orders).map(|_| ()),
+        ));
+        outcomes.push((
+            "the consumer writing orders".into(),
+            write(as_role(Role::Consumer), &topics.orders),
+        ));
+        outcomes.push((
+            "the consumer writing users".into(),
+            write(as_role(Role::Consumer), &topics.users),
+        ));
+        for topic in topics.all() {
+            outcomes.push((
+                format!("the lag exporter writing {topic}"),
+                write(as_role(Role::LagExporter), topic),
+            ));
+        }
+        outcomes.push((
+            "the replay job reading orders".into(),
+            read(as_role(Role::Operator), replay_group, &topics.orders).map(|_| ()),
+        ));
+        // And what each may do, so a refusal above is the ACL's and not a
+        // broken login: the consumer reads orders in its own group.
+        let allowed = read(as_role(Role::Consumer), consumer_group, &topics.orders);
+        (outcomes, allowed)
+    });
+    let (outcomes, consumer_read) = blocking.await.expect("clients");
+    let mut refusals = Vec::new();
+    for (what, outcome) in outcomes {
+        match outcome {
+            Err(e) if unauthorized(&e) => refusals.push(format!("{what}: {e}")),
+            other => panic!("{what} must be refused for want of an ACL, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        consumer_read.expect("the consumer may read orders"),
+        1,
+        "the consumer reads the message"
+    );
+    // No principal commits another's group (each on a topic it may read,
+    // so that only the group is in question), asked with Kafka's own tool.
+    let cluster = broker.cluster.as_ref().expect("a cluster");
+    let topics = &broker.topics;
+    for (role, group, topic) in [
+        (Role::Consumer, replay_group, &topics.orders),
+        (Role::Operator, consumer_group, &topics.orders_dlq),
+        (Role::LagExporter, consumer_group, &topics.orders),
+    ] {
+        let what = format!("{} committing group {group}", role.user());
+        match commit(cluster, role, group, topic) {
+            Err(said) if said.contains("GroupAuthorizationException") => {
+                refusals.push(format!("{what}: GroupAuthorizationException"));
+            }
+            other => panic!("{what} must be refused for want of an ACL, got {other:?}"),
+        }
+    }
+    commit(cluster, Role::Operator, replay_group, &topics.orders_dlq)
+        .expect("the replay job may commit its own group");
+    println!(
+        "refused, each for want of an ACL:\n  {}",
+        refusals.join("\n  ")
+    );
+}
+
+/// The time lag needs `Read` on the topics: the exporter reads the message
+/// at each committed offset to date it. With the ACLs of `acls.json` it is
+/// measured; without `Read` (what the Terraform module once granted) the
+/// measurement fails with that cause, and never reads 0 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() {
+    let (mut stack, security, bootstrap) = secured_stack().await;
+    let group = harness::cluster::CONSUMER_GROUP;
+    let first = post_orders(
+        &stack.producer.url("/orders"),
+        6,
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    stack.assert_exactly_once("before the lag", &first).await;
+    stack
+        .consumer
+        .sigterm(Duration::from_secs(30))
+        .expect("the consumer stops");
+    let behind = post_orders(
+        &stack.producer.url("/orders"),
+        6,
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(behind.accepted.len(), 6, "orders wait for the consumer");
+    let lag_as_exporter = || {
+        tool(
+            &bootstrap,
+            &security,
+            Role::LagExporter,
+            &["lag", "--json", "--group", group],
+        )
+    };
+    // Every partition behind must be dated at least a second old.
+    let dated = |lag: &serde_json::Value| -> Option<bool> {
+        let partitions = lag["partitions"].as_array()?;
+        let behind: Vec<&serde_json::Value> = partitions
+            .iter()
+            .filter(|p| p["lag"].as_i64().unwrap_or(0) > 0)
+            .collect();
+        if behind.is_empty() {
+            return None;
+        }
+        Some(
+            behind
+                .iter()
+                .all(|p| p["lag_seconds"].as_i64().unwrap_or(0) >= 1),
+        )
+    };
+    let started = Instant::now();
+    let measured = loop {
+        let lag = json(&lag_as_exporter());
+        if dated(&lag) == Some(true) {
+            break lag;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the lag is dated with the granted ACLs: {lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "with Read: total lag {}, dated {}",
+        measured["total"], measured["partitions"]
+    );
+    // Kafka's own tool says the same, partition by partition.
+    let cluster = stack.broker.cluster.as_ref().expect("a cluster");
+    let described = cluster.kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--describe", "--group", group],
+    );
+    let table = String::from_utf8_lossy(&described.stdout).into_owned();
+    assert!(
+        described.status.success(),
+        "kafka-consumer-groups: {table}{}",
+        String::from_utf8_lossy(&described.stderr)
+    );
+    let mut compared = 0;
+    for p in measured["partitions"].as_array().expect("partitions") {
+        let (topic, partition) = (
+            p["topic"].as_str().expect("topic"),
+            p["partition"].as_i64().expect("partition"),
+        );
+        let row: Option<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| {
+                f.len() >= 6 && f[0] == group && f[1] == topic && f[2] == partition.to_string()
+            });
+        // Kafka's tool lists a group without members only where it
+        // committed; `lag` lists every partition (the log as lag where
+        // nothing was committed).
+        let Some(row) = row else {
+            assert!(
+                p["committed"].is_null(),
+                "kafka-consumer-groups lists {topic}[{partition}], which has a commit:\n{table}"
+            );
+            continue;
+        };
+        let theirs = |column: usize| row[column].parse::<i64>().ok();
+        assert_eq!(
+            (
+                p["committed"].as_i64(),
+                p["high"].as_i64(),
+                p["lag"].as_i64()
+            ),
+            (theirs(3), theirs(4), theirs(5)),
+            "{topic}[{partition}]: pubsubkafka lag and kafka-consumer-groups agree:\n{table}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 0, "some partition was compared:\n{table}");
+    println!("pubsubkafka lag equals kafka-consumer-groups --describe on {compared} partitions");
+
+    // The old Terraform grants: Describe only.
+    let read_grants: Vec<_> =
+        harness::cluster::grants(&stack.broker.topics, group, harness::cluster::REPLAY_GROUP)
+            .into_iter()
+            .filter(|g| {
+                g.principal == format!("User:{}", Role::LagExporter.user())
+                    && g.resource_type == "TOPIC"
+                    && g.operation == "READ"
+            })
+            .collect();
+    assert_eq!(read_grants.len(), 4, "Read on the four topics is granted");
+    stack
+        .broker
+        .cluster
+        .as_ref()
+        .expect("a cluster")
+        .change_acls(false, &read_grants);
+    let started = Instant::now();
+    let refusal = loop {
+        let output = lag_as_exporter();
+        if output.status.success() {
+            let lag: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+            assert_ne!(
+                dated(&lag),
+                Some(false),
+                "a lag that cannot be dated is never reported as 0 seconds: {lag}"
+            );
+        } else {
+            break String::from_utf8_lossy(&output.stderr).into_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "without Read the measurement fails"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("without Read: {}", refusal.trim());
+    assert!(
+        refusal.contains("to date the time lag") && refusal.contains("needs Describe and Read"),
+        "the failure says why: {refusal}"
+    );
+
+    // Serving, the same failure is the exporter's readiness and a metric.
+    let addr = format!("127.0.0.1:{}", harness::free_port());
+    let mut env = security.env(Role::LagExporter);
+    env.push(("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()));
+    let exporter = Service::start_command(
+        "pubsubkafka",
+        &["lag", "--serve", &addr, "--group", group, "--interval", "1"],
+        &env,
+        &addr,
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("HTTP client");
+    let up = format!("group=\"{group}\"");
+    let started = Instant::now();
+    let (ready, metric) = loop {
+        let ready = match client.get(exporter.url("/readyz")).send().await {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(_) => None,
+        };
+        let metrics = match client.get(exporter.url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let metric = harness::metrics::sum(&metrics, "kafka_lag_exporter_up", &[&up]);
+        if ready == Some(503) && metric == Some(0.0) {
+            break (ready, metric);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the exporter is not ready and says its group is down: /readyz {ready:?}, \
+             kafka_lag_exporter_up {metric:?}\n{}",
+            exporter.log_tail(10)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("serving without Read: /readyz {ready:?}, kafka_lag_exporter_up {metric:?}");
 }
