@@ -293,6 +293,16 @@ section "docker-compose.yml"
 run "docker compose config" \
     bash -c "'$VENV/bin/docker-compose' -f docker-compose.yml config --format json >'$OUT/compose.json'"
 run "mounted files and their configs" "$PY" deploy/compose_files.py "$OUT/compose.json"
+# The broker the end-to-end suite runs (scripts/install-kafka.sh) is the one
+# compose runs: every apache/kafka image has its version.
+kafka_version=$(sed -n 's/^version=//p' scripts/install-kafka.sh)
+same_kafka() {
+    local images others
+    images=$(grep -E '^\s*image: apache/kafka:' docker-compose.yml)
+    others=$(grep -v ":$kafka_version\$" <<<"$images" || true)
+    [[ -n $images && -z $others ]] || { echo "  not $kafka_version: ${others:-no apache/kafka image}" >&2; return 1; }
+}
+run "docker-compose.yml runs Apache Kafka $kafka_version, the version the suite tests" same_kafka
 # promtool resolves rule_files relative to the config, as Prometheus does in
 # the container: stage the same layout.
 rm -rf "$OUT/prometheus" && mkdir -p "$OUT/prometheus/rules"
