@@ -318,7 +318,11 @@ impl Broker {
     /// An Apache Kafka cluster of `nodes` nodes of the scenario's own (see
     /// [`crate::cluster`]).
     pub async fn cluster(nodes: usize, secured: bool) -> Self {
-        let cluster = crate::cluster::Cluster::start(nodes, secured).await;
+        Self::with_cluster(crate::cluster::Cluster::start(nodes, secured).await)
+    }
+
+    /// The scenario's own `cluster`.
+    pub fn with_cluster(cluster: crate::cluster::Cluster) -> Self {
         Self {
             bootstrap: cluster.bootstrap.clone(),
             topics: cluster.topics.clone(),

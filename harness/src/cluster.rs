@@ -449,6 +449,9 @@ pub struct Cluster {
     pub security: Option<Security>,
     /// The pipeline's topics on it.
     pub topics: Topics,
+    /// With [`Self::start_proxied`]: the proxy every client connection to
+    /// that node crosses.
+    pub proxy: Option<crate::proxy::Proxy>,
     home: PathBuf,
     dir: PathBuf,
     nodes: Vec<Node>,
@@ -458,6 +461,14 @@ impl Cluster {
     /// Starts `nodes` KRaft nodes with the pipeline's topics; secured: with
     /// SASL_SSL, SCRAM users and the ACLs of `acls.json` enforced.
     pub async fn start(nodes: usize, secured: bool) -> Self {
+        Self::start_proxied(nodes, secured, None).await
+    }
+
+    /// [`Self::start`], with node `proxied` (0-based) advertising a proxy
+    /// in front of its client listener, so that every client connection to
+    /// it can be cut or black-holed ([`Self::proxy`]) while the nodes still
+    /// reach each other.
+    pub async fn start_proxied(nodes: usize, secured: bool, proxied: Option<usize>) -> Self {
         assert!(nodes > 0, "a cluster has a node");
         let home = kafka_home();
         let dir =
@@ -486,8 +497,14 @@ impl Cluster {
              password=\"{internal_password}\" user_{SUPER_USER}=\"{internal_password}\";"
         );
         let mut members = Vec::new();
+        let front: Option<(usize, u16)> = proxied.map(|n| (n, crate::free_port()));
+        let advertised = |n: usize, client: u16| match front {
+            Some((proxied, port)) if proxied == n => port,
+            _ => client,
+        };
         for (n, [client, internal, controller]) in ports.iter().copied().enumerate() {
             let id = n as i32 + 1;
+            let advertised_port = advertised(n, client);
             let data = dir.join(format!("node-{id}"));
             let client_protocol = if secured { "SASL_SSL" } else { "PLAINTEXT" };
             let mut config = format!(
@@ -495,7 +512,7 @@ impl Cluster {
                  node.id={id}\n\
                  controller.quorum.voters={voters}\n\
                  listeners=CLIENT://127.0.0.1:{client},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=CLIENT://127.0.0.1:{client},INTERNAL://127.0.0.1:{internal}\n\
+                 advertised.listeners=CLIENT://127.0.0.1:{advertised_port},INTERNAL://127.0.0.1:{internal}\n\
                  listener.security.protocol.map=CLIENT:{client_protocol},INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
                  inter.broker.listener.name=INTERNAL\n\
                  controller.listener.names=CONTROLLER\n\
@@ -560,13 +577,21 @@ impl Cluster {
         });
         let bootstrap = members
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .enumerate()
+            .map(|(n, node)| format!("127.0.0.1:{}", advertised(n, node.client_port)))
             .collect::<Vec<_>>()
             .join(",");
+        let proxy = front.map(|(n, port)| {
+            crate::proxy::Proxy::start_on(
+                ([127, 0, 0, 1], port).into(),
+                ([127, 0, 0, 1], members[n].client_port).into(),
+            )
+        });
         let mut cluster = Self {
             bootstrap,
             security,
             topics: crate::broker::Broker::tansu_topics(),
+            proxy,
             home,
             dir,
             nodes: members,
