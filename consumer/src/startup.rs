@@ -96,9 +96,27 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
+/// Settings of the classic group protocol, which KIP-848's protocol
+/// (`KAFKA_GROUP_PROTOCOL=consumer`) leaves to the broker: librdkafka
+/// refuses them there.
+const CLASSIC_PROTOCOL_ONLY: [&str; 3] = [
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+];
+
 /// Consumer settings for at-least-once delivery; each can be overridden by
-/// its `KAFKA_*` variable.
-fn consumer_defaults(group: &str) -> [(&'static str, &str); 13] {
+/// its `KAFKA_*` variable. Under the `consumer` group protocol the classic
+/// protocol's own settings are left out.
+fn consumer_defaults<'a>(group: &'a str, protocol: Option<&str>) -> Vec<(&'static str, &'a str)> {
+    let mut defaults = classic_defaults(group).to_vec();
+    if protocol == Some("consumer") {
+        defaults.retain(|(key, _)| !CLASSIC_PROTOCOL_ONLY.contains(key));
+    }
+    defaults
+}
+
+fn classic_defaults(group: &str) -> [(&'static str, &str); 13] {
     [
         ("group.id", group),
         ("client.id", "pubsubkafka-consumer"),
@@ -153,7 +171,14 @@ impl Application {
         let context = GroupContext::new(metrics.clone(), &config.group_id, progress.clone());
         let consumer: GroupConsumer = config
             .kafka
-            .client_config(&consumer_defaults(&config.group_id))
+            .client_config(&consumer_defaults(
+                &config.group_id,
+                config
+                    .kafka
+                    .properties
+                    .get("group.protocol")
+                    .map(String::as_str),
+            ))
             .create_with_context(context.clone())?;
         let consumer = Arc::new(consumer);
         check_credentials(&consumer, &context).await?;
@@ -262,4 +287,23 @@ async fn check_credentials(
     };
     startup::check_credentials(probe, || startup::refusal(&context.observed)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_group_protocol_leaves_the_classic_settings_to_the_broker() {
+        let classic = consumer_defaults("g", None);
+        for key in CLASSIC_PROTOCOL_ONLY {
+            assert!(classic.iter().any(|(k, _)| *k == key), "{key} by default");
+        }
+        assert_eq!(consumer_defaults("g", Some("classic")), classic);
+        let kip848 = consumer_defaults("g", Some("consumer"));
+        for key in CLASSIC_PROTOCOL_ONLY {
+            assert!(!kip848.iter().any(|(k, _)| *k == key), "no {key}");
+        }
+        assert_eq!(kip848.len(), classic.len() - CLASSIC_PROTOCOL_ONLY.len());
+    }
 }

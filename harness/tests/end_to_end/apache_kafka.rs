@@ -432,7 +432,15 @@ async fn a_consumer_stopped_during_its_first_join_and_started_again_consumes_wit
 /// first is killed -9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_rebalancing_under_load_on_apache_kafka_keep_order_and_lose_nothing() {
-    super::rebalances_under_load(Broker::cluster(NODES, true).await, 2).await;
+    super::rebalances_under_load(Broker::cluster(NODES, true).await, 2, None).await;
+}
+
+/// The same with KIP-848's group protocol (`KAFKA_GROUP_PROTOCOL=consumer`),
+/// which Apache Kafka 4.1 serves: the broker assigns the partitions and
+/// owns the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_rebalancing_under_load_with_kip_848_keep_order_and_lose_nothing() {
+    super::rebalances_under_load(Broker::cluster(NODES, true).await, 2, Some("consumer")).await;
 }
 
 /// The path from the clients to one node goes dark under load (packets

@@ -126,28 +126,27 @@ async fn kill_9_of_the_consumer(broker: Broker) {
 /// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_under_load_keep_each_partition_in_order_and_lose_nothing() {
-    rebalances_under_load(Broker::for_scenario().await, 1).await;
+    rebalances_under_load(Broker::for_scenario().await, 1, None).await;
 }
 
 /// On `broker`: `joining` more consumers join the group mid-stream, then
-/// the first is killed -9.
-async fn rebalances_under_load(broker: Broker, joining: usize) {
-    let stack = Stack::start_on(broker, TestDatabase::create().await, None).await;
+/// the first is killed -9; every consumer speaks the group `protocol`
+/// (`KAFKA_GROUP_PROTOCOL`; librdkafka's default, the classic one, when
+/// `None`).
+async fn rebalances_under_load(broker: Broker, joining: usize, protocol: Option<&str>) {
+    let db = TestDatabase::create().await;
+    let mut env = consumer_env(&broker, &db.url);
+    if let Some(protocol) = protocol {
+        // The broker owns the session timeout under KIP-848's protocol.
+        env.retain(|(name, _)| *name != "KAFKA_SESSION_TIMEOUT_MS");
+        env.push(("KAFKA_GROUP_PROTOCOL", protocol.to_owned()));
+    }
+    let producer = producer_env(&broker);
+    let stack = Stack::launch(db, broker, &env, &producer).await;
     let url = stack.producer.url("/orders");
     let load =
         tokio::spawn(async move { post_orders(&url, 3000, 32, Duration::from_secs(120)).await });
     let count = "SELECT count(*) FROM orders";
-    let mut env = consumer_env(&stack.broker, &stack.db.url);
-    let group = stack
-        .consumer
-        .env_value("KAFKA_CONSUMER_GROUP")
-        .expect("the stack's group")
-        .to_owned();
-    for (name, value) in &mut env {
-        if *name == "KAFKA_CONSUMER_GROUP" {
-            value.clone_from(&group);
-        }
-    }
     let joined_at = wait_for_count(&stack.db.pool, count, 300, DRAIN).await;
     let mut others = Vec::new();
     for _ in 0..joining {
@@ -156,8 +155,10 @@ async fn rebalances_under_load(broker: Broker, joining: usize) {
         others.push(other);
     }
     println!(
-        "{joining} more consumer(s) joined with {joined_at} orders persisted: {} members",
-        joining + 1
+        "{joining} more consumer(s) joined with {joined_at} orders persisted: {} members, \
+         group protocol {}",
+        joining + 1,
+        protocol.unwrap_or("classic")
     );
     let mut first = stack.consumer;
     let killed_at = wait_for_count(&stack.db.pool, count, joined_at + 600, DRAIN).await;
