@@ -153,10 +153,11 @@ impl Application {
         let pool = crate::db::pool(
             &config.database_url,
             config.db_pool_size,
-            crate::db::SessionLimits {
+            platform::db::SessionGuards {
                 statement: config.db_statement_timeout,
-                lock: config.db_lock_timeout,
+                lock: Some(config.db_lock_timeout),
                 idle_in_transaction: config.db_transaction_timeout,
+                read_only: false,
             },
         )?;
         crate::db::migrate(&pool)

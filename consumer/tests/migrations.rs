@@ -71,10 +71,11 @@ async fn consumer_sessions_carry_their_server_side_bounds() {
     let pool = consumer::db::pool(
         &db.url,
         1,
-        consumer::db::SessionLimits {
+        platform::db::SessionGuards {
             statement: std::time::Duration::from_millis(1234),
-            lock: std::time::Duration::from_millis(567),
+            lock: Some(std::time::Duration::from_millis(567)),
             idle_in_transaction: std::time::Duration::from_millis(8910),
+            read_only: false,
         },
     )
     .expect("pool");
@@ -107,11 +108,7 @@ async fn set_up_mistakes_get_advice_naming_the_role_and_the_database() {
 
     let db = support::TestDatabase::create().await;
     let base: PgConnectOptions = db.url.parse().expect("test database URL");
-    let limits = consumer::db::SessionLimits {
-        statement: std::time::Duration::from_secs(5),
-        lock: std::time::Duration::from_secs(5),
-        idle_in_transaction: std::time::Duration::from_secs(5),
-    };
+    let limits = platform::db::SessionGuards::for_statements(std::time::Duration::from_secs(5));
     let start = |options: PgConnectOptions| async move {
         let url = options.to_url_lossy().to_string();
         let pool = consumer::db::pool(&url, 1, limits).expect("a well-formed URL");

@@ -4,7 +4,10 @@
 //! every order gets `202` at once and, once the broker is back, is
 //! persisted exactly once in per-partition order, relayed by both replicas
 //! without a row published twice; a relay killed with `kill -9` in the
-//! middle of its batches loses nothing and persists nothing twice.
+//! middle of its batches loses nothing and persists nothing twice; one
+//! killed while its path to the database is black-holed (its sessions left
+//! open on the server, holding its shards) has its shards published by
+//! another replica within the relay's deadline.
 
 use std::time::{Duration, Instant};
 
@@ -256,4 +259,108 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
         published > report.accepted.len(),
         "the killed batches were published again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_its_deadline() {
+    let (broker, kafka_path) = broker_behind_proxy();
+    let db = TestDatabase::create().await;
+    // The first replica reaches PostgreSQL through a path that can be
+    // black-holed: a lost host, a pooler or a NAT keeps the server's side
+    // of its connections open after it is gone.
+    let server: sqlx::postgres::PgConnectOptions = db.url.parse().expect("test database URL");
+    let server_addr = format!("{}:{}", server.get_host(), server.get_port());
+    let db_path = Proxy::start(
+        tokio::net::lookup_host(&server_addr)
+            .await
+            .expect("resolve the database server")
+            .next()
+            .expect("an address"),
+    );
+    let cut_off_url = db.url.replacen(&server_addr, &db_path.addr.to_string(), 1);
+    assert_ne!(cut_off_url, db.url, "the proxied URL names the proxy");
+    let mut consumer = consumer_env(&broker, &db.url);
+    consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
+    let mut replica = outbox_producer_env(&broker, &db);
+    replica.extend([
+        ("OUTBOX_WRITE_TIMEOUT_MS", "5000".to_owned()),
+        ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
+    ]);
+    let mut first = replica.clone();
+    first.retain(|(k, _)| *k != "OUTBOX_DATABASE_URL");
+    first.push(("OUTBOX_DATABASE_URL", cut_off_url));
+    let mut stack = Stack::launch(db, broker, &consumer, &first).await;
+
+    kafka_path.cut();
+    let report = post_orders(
+        &stack.producer.url("/orders"),
+        1000,
+        8,
+        Duration::from_secs(60),
+    )
+    .await;
+    let backlog = waiting(&stack.db).await;
+    println!("{report}; {backlog} rows waiting");
+    assert_eq!(backlog as usize, report.accepted.len());
+    // The relay's batches stop between the broker's acknowledgement and
+    // their delete, inside the transactions holding their shards.
+    let mut hold = stack.db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE outbox IN SHARE MODE")
+        .execute(&mut *hold)
+        .await
+        .expect("lock");
+    kafka_path.restore();
+    let deadline = Instant::now() + DRAIN;
+    let acked = r#"kafka_producer_messages_total{outcome="acked",topic="orders"}"#;
+    while metric(&stack.producer, acked).await == 0.0 {
+        assert!(Instant::now() < deadline, "the relay never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db_path.black_hole();
+    stack.producer.kill9();
+    hold.rollback().await.expect("unlock");
+    let cut_off = Instant::now();
+    let holding: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'pubsubkafka-producer'
+           AND state IN ('idle in transaction', 'active') AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&stack.db.pool)
+    .await
+    .expect("sessions");
+    println!("the dead relay left {holding} sessions in their transactions");
+    assert!(holding > 0, "the dead relay's sessions outlive it");
+
+    let mut second = Service::start("producer", "PRODUCER_HTTP_ADDR", &replica);
+    second.wait_ready("/readyz", READY).await;
+    // What the README promises: the relay's deadline (of the replicas'
+    // OUTBOX_WRITE_TIMEOUT_MS and PRODUCE_TIMEOUT_MS) plus a poll; a few
+    // seconds more for the second replica's start on a loaded machine.
+    let relay_deadline =
+        producer::outbox::relay_deadline(Duration::from_millis(5000), Duration::from_millis(3000));
+    let bound = relay_deadline + Duration::from_secs(10);
+    let mut held = 0.0;
+    loop {
+        held = metric(&second, "outbox_shards_held_total").await.max(held);
+        if waiting(&stack.db).await == 0 {
+            break;
+        }
+        assert!(
+            cut_off.elapsed() < bound,
+            "{} rows still wait {:?} after the relay was cut off ({held} held passes)",
+            waiting(&stack.db).await,
+            cut_off.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let freed = cut_off.elapsed();
+    println!(
+        "relay cut off and killed mid-batch: the other replica emptied the outbox {freed:?} after, \
+         {held} passes found a shard held"
+    );
+    assert!(held > 0.0, "the held shards were counted");
+    stack
+        .assert_exactly_once("outbox relay cut off and killed", &report)
+        .await;
+    second.sigterm(Duration::from_secs(30));
 }

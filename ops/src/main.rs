@@ -281,13 +281,17 @@ struct OutboxBacklog {
 }
 
 async fn outbox_backlog(url: &str) -> anyhow::Result<OutboxBacklog> {
-    let options: sqlx::postgres::PgConnectOptions = url
-        .parse()
-        .context("OUTBOX_DATABASE_URL is not a PostgreSQL URL")?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
+    let pool = platform::db::pool(
+        url,
+        platform::db::PoolSpec {
+            application: "pubsubkafka-lag",
+            max_connections: 1,
+            acquire: Duration::from_secs(5),
+            guards: platform::db::SessionGuards::for_statements(Duration::from_secs(10))
+                .read_only(),
+        },
+    )
+    .context("OUTBOX_DATABASE_URL is not a PostgreSQL URL")?;
     let (rows, oldest_seconds) = producer::outbox::backlog(&pool, Duration::from_secs(10))
         .await
         .with_context(|| {

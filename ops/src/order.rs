@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use contract::Domain;
+use platform::db::{PoolSpec, SessionGuards};
 use query::lookup::{self, RejectionRecord, Status, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// Most events and dead letters listed.
 const LIMIT: i64 = 1_000;
@@ -142,14 +142,16 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     };
     let id = contract::ids::parse(domain, args.id.trim())
         .map_err(|rule| anyhow::anyhow!("{:?} is not an id: {rule}", args.id))?;
-    let options: PgConnectOptions = args
-        .database_url
-        .parse()
-        .context("DATABASE_URL is not a PostgreSQL URL")?;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.options([("default_transaction_read_only", "on")]));
+    let pool = platform::db::pool(
+        &args.database_url,
+        PoolSpec {
+            application: "pubsubkafka-order",
+            max_connections: 1,
+            acquire: Duration::from_secs(5),
+            guards: SessionGuards::for_statements(Duration::from_secs(10)).read_only(),
+        },
+    )
+    .context("DATABASE_URL is not a PostgreSQL URL")?;
     let reading = || {
         format!(
             "reading {} (is the database up, and migrated by the consumer?)",

@@ -10,16 +10,22 @@
 //! and deletes them before the lock goes with the commit. So one relay at
 //! a time publishes a key, and the next one starts after every row the
 //! previous one published was acknowledged and deleted. A relay killed
-//! mid-batch leaves its rows (its transaction dies with it): the next
-//! holder publishes them again, and the consumer's event-id deduplication
-//! makes the copies harmless.
+//! mid-batch, or cut off from the database, leaves its rows: the server
+//! ends its transaction, and with it the shard's lock, within
+//! [`relay_deadline`] of its last statement (the session's
+//! `idle_in_transaction_session_timeout`, even when the path to the dead
+//! relay still answers the server's keepalives, as a pooler or proxy
+//! does). The next holder publishes the rows again, and the consumer's
+//! event-id deduplication makes the copies harmless. Meanwhile other relays
+//! count the shard as held (`outbox_shards_held_total`) and the age of its
+//! oldest row grows (`outbox_oldest_age_seconds`, alerted on).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use platform::db::{PoolSpec, SessionGuards};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +39,7 @@ use crate::publish::Publisher;
 pub const SHARDS: i32 = 32;
 
 /// The advisory-lock class of outbox shards (`pg_try_advisory_xact_lock(class, shard)`).
-const LOCK_CLASS: i32 = 0x0b0c;
+pub const LOCK_CLASS: i32 = 0x0b0c;
 
 /// The table, created at start-up if missing (one replica at a time).
 const SCHEMA: &str = "
@@ -47,6 +53,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS outbox_shard_idx ON outbox (shard, id);";
+
+/// Longest a relay's pass over one shard takes when it gets answers: its
+/// statements (each within `write_timeout`, the sessions' statement
+/// timeout) and the broker's acknowledgements (within `produce_timeout`).
+/// It is also how long the server lets a relay's session sit idle in its
+/// transaction, so a dead relay's shard is free again within this of its
+/// last statement.
+pub fn relay_deadline(write_timeout: Duration, produce_timeout: Duration) -> Duration {
+    write_timeout * 4 + produce_timeout + Duration::from_secs(1)
+}
 
 /// The error of a call that got no answer within `deadline`.
 fn no_answer(deadline: Duration) -> sqlx::Error {
@@ -115,6 +131,7 @@ pub struct OutboxMetrics {
     pub oldest_age: Gauge,
     written: IntCounterVec,
     relayed: IntCounter,
+    held: IntCounter,
     failures: IntCounterVec,
 }
 
@@ -148,6 +165,15 @@ impl OutboxMetrics {
                 IntCounter::new(
                     "outbox_relayed_total",
                     "Outbox rows published, acknowledged and deleted",
+                )?,
+            )?,
+            held: register(
+                registry,
+                IntCounter::new(
+                    "outbox_shards_held_total",
+                    "Relay passes that skipped a shard because another session held its lock \
+                     (another replica relaying it, or a dead relay's session the database has \
+                     not ended yet)",
                 )?,
             )?,
             failures: register(
@@ -215,21 +241,29 @@ pub struct Outbox {
 
 impl Outbox {
     /// A lazily connecting pool to `url` of `size` connections; every write
-    /// is bounded by `timeout` (then `503`).
+    /// is bounded by `timeout` (then `503`). The server ends a session idle
+    /// in a transaction for `relay_pause` (see [`relay_deadline`]): a relay's
+    /// transaction pauses while the broker acknowledges its batch, and
+    /// nothing else pauses inside one.
     pub fn new(
         url: &str,
         size: u32,
         timeout: Duration,
+        relay_pause: Duration,
         metrics: OutboxMetrics,
     ) -> Result<Self, sqlx::Error> {
-        let options: PgConnectOptions = url.parse()?;
-        let options = options
-            .application_name("pubsubkafka-producer")
-            .options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
-        let pool = PgPoolOptions::new()
-            .max_connections(size)
-            .acquire_timeout(timeout)
-            .connect_lazy_with(options);
+        let pool = platform::db::pool(
+            url,
+            PoolSpec {
+                application: "pubsubkafka-producer",
+                max_connections: size,
+                acquire: timeout,
+                guards: SessionGuards {
+                    idle_in_transaction: relay_pause,
+                    ..SessionGuards::for_statements(timeout)
+                },
+            },
+        )?;
         let (jobs, queue) = mpsc::channel(MAX_GROUP_ROWS * WRITERS);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..WRITERS {
@@ -502,7 +536,7 @@ impl Relay {
     async fn relay_shard(&self, shard: i32) -> Result<usize, sqlx::Error> {
         // Its statements, each bounded by the server's statement timeout,
         // and the publishing, bounded by the producer's.
-        let deadline = self.outbox.timeout * 4 + self.publisher.timeout() + Duration::from_secs(1);
+        let deadline = relay_deadline(self.outbox.timeout, self.publisher.timeout());
         within(&self.outbox.pool, deadline, async |conn| {
             self.publish_shard(conn, shard).await
         })
@@ -522,6 +556,7 @@ impl Relay {
             .await?;
         if !locked {
             tx.rollback().await?;
+            self.outbox.metrics.held.inc();
             return Ok(0);
         }
         let rows: Vec<Waiting> = sqlx::query_as(

@@ -86,7 +86,7 @@ impl Application {
         check_credentials(&publisher, &config.topics.orders).await?;
         let outbox = match &config.outbox {
             None => None,
-            Some(c) => Some(open_outbox(c, &registry).await?),
+            Some(c) => Some(open_outbox(c, config.produce_timeout, &registry).await?),
         };
         let relay = outbox
             .as_ref()
@@ -247,12 +247,17 @@ impl Application {
 
 /// The outbox of `config`, its table created if missing. A database that
 /// cannot be reached or refuses the table stops start-up, saying which.
-async fn open_outbox(config: &OutboxConfig, registry: &Registry) -> Result<Outbox, StartupError> {
+async fn open_outbox(
+    config: &OutboxConfig,
+    produce_timeout: Duration,
+    registry: &Registry,
+) -> Result<Outbox, StartupError> {
     let metrics = OutboxMetrics::register(registry)?;
     let outbox = Outbox::new(
         &config.database_url,
         config.pool_size,
         config.write_timeout,
+        crate::outbox::relay_deadline(config.write_timeout, produce_timeout),
         metrics,
     )
     .map_err(|e| StartupError::Database(format!("OUTBOX_DATABASE_URL: {e}")))?;

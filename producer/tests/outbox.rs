@@ -267,3 +267,68 @@ async fn two_replicas_relay_one_outbox_without_a_duplicate_or_a_reordered_key() 
     first.shutdown().await;
     db.drop().await;
 }
+
+/// The regression of a relay that vanished mid-batch: its session, left
+/// open by whatever sits between it and the server, held its shard's lock
+/// until the server's keepalives gave up (hours). Every outbox session now
+/// tells the server to end a transaction left idle for the relay's
+/// deadline, and a connection whose data goes unacknowledged as long.
+#[tokio::test]
+async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
+    use producer::outbox::{relay_deadline, Outbox, OutboxMetrics, LOCK_CLASS};
+
+    let db = TestDatabase::create().await;
+    let metrics = OutboxMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let write = Duration::from_millis(1500);
+    let pause = relay_deadline(write, Duration::from_millis(3000));
+    assert_eq!(pause, Duration::from_millis(10_000));
+    let outbox = Outbox::new(&db.url, 2, write, pause, metrics.clone()).expect("outbox");
+    outbox.prepare().await.expect("table");
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings WHERE name IN
+           ('statement_timeout', 'idle_in_transaction_session_timeout',
+            'tcp_keepalives_idle', 'tcp_user_timeout')",
+    )
+    .fetch_all(outbox.pool())
+    .await
+    .expect("settings");
+    let got: HashMap<_, _> = settings.into_iter().collect();
+    assert_eq!(got["statement_timeout"], "1500");
+    assert_eq!(got["idle_in_transaction_session_timeout"], "10000");
+    assert_eq!(got["tcp_user_timeout"], "10000");
+    assert_eq!(got["tcp_keepalives_idle"], "30");
+
+    // A relay that took shard 7's lock and went away without a word: the
+    // lock is free again once the server ended its session.
+    let short =
+        Outbox::new(&db.url, 1, write, Duration::from_millis(300), metrics).expect("outbox");
+    let mut abandoned = short.pool().acquire().await.expect("connection");
+    sqlx::query("BEGIN")
+        .execute(&mut *abandoned)
+        .await
+        .expect("begin");
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 7)")
+        .bind(LOCK_CLASS)
+        .fetch_one(&mut *abandoned)
+        .await
+        .expect("lock");
+    assert!(taken);
+    let free = || async {
+        sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1, 7)")
+            .bind(LOCK_CLASS)
+            .fetch_one(&db.pool)
+            .await
+            .expect("try lock")
+    };
+    assert!(!free().await, "held while its session lives");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !free().await {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned transaction still holds the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(abandoned);
+    db.drop().await;
+}

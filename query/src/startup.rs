@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{middleware, Json, Router};
+use platform::db::{PoolSpec, SessionGuards};
 use platform::http::{self, HttpMetrics, NotReady, Readiness};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{bind, StartError};
 use prometheus::Registry;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -89,21 +89,16 @@ impl Readiness for DatabaseReady {
 /// and the lookups say so; it does not stop the service), whose sessions
 /// are read-only and bounded by the statement timeout on the server too.
 pub fn pool(config: &QueryConfig) -> Result<PgPool, StartupError> {
-    let options: PgConnectOptions = config
-        .database_url
-        .parse()
-        .map_err(StartupError::DatabaseUrl)?;
-    let options = options.application_name("pubsubkafka-query").options([
-        (
-            "statement_timeout",
-            format!("{}ms", config.statement_timeout.as_millis()),
-        ),
-        ("default_transaction_read_only", "on".to_owned()),
-    ]);
-    Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
-        .acquire_timeout(config.statement_timeout)
-        .connect_lazy_with(options))
+    platform::db::pool(
+        &config.database_url,
+        PoolSpec {
+            application: "pubsubkafka-query",
+            max_connections: config.pool_size,
+            acquire: config.statement_timeout,
+            guards: SessionGuards::for_statements(config.statement_timeout).read_only(),
+        },
+    )
+    .map_err(StartupError::DatabaseUrl)
 }
 
 impl Application {
