@@ -8,4 +8,5 @@ pub mod dlq;
 pub mod lag;
 pub mod order;
 pub mod serve;
+pub mod terminal;
 pub mod verdict;

@@ -136,10 +136,12 @@ fn environment(bootstrap: Option<&str>) -> Env {
 /// Writes the result to standard output. A reader that went away (`| head`)
 /// is not an error: there is nobody left to tell.
 fn emit(
-    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+    write: impl FnOnce(&mut ops::terminal::Escaped<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    // What the tool prints comes in part from messages: escaped, so that
+    // none of it drives the terminal.
+    let mut out = ops::terminal::Escaped::new(std::io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         result => Ok(result?),
