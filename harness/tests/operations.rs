@@ -1059,3 +1059,121 @@ async fn the_exporter_judges_each_partition_and_withdraws_what_it_cannot_measure
     assert_eq!(ready.status(), 503, "not ready while measurements fail");
     exporter.sigterm(Duration::from_secs(10));
 }
+
+/// Dead letters written straight into `orders-dlq` by whoever may write it
+/// (the consumer's credentials may) name where they want to go: `users`, a
+/// topic of someone else, a topic that does not exist, or nowhere, the
+/// header repeated with the forged value first. A replay publishes only to
+/// `orders`, the topic `orders-dlq` belongs to: the forged ones are parked
+/// and reported, never published, and the good dead letters after them in
+/// the same partition are replayed and persisted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_header_says() {
+    let broker = Tansu::start();
+    let db = TestDatabase::create().await;
+    let mut service = consumer(&broker.bootstrap, &db, "order-consumer", &[]);
+    service.wait_ready("/readyz", WAIT).await;
+    let aiming = |n: usize, topics: &[&str]| {
+        let mut m = dead_letter(n);
+        m.partition = Some(0);
+        m.headers.retain(|(k, _)| k != "dlq-original-topic");
+        for (i, topic) in topics.iter().enumerate() {
+            m.headers
+                .insert(i, ("dlq-original-topic".to_owned(), (*topic).to_owned()));
+        }
+        m
+    };
+    let mut hostile_key = aiming(0, &["users"]);
+    hostile_key.key = b"\x1b]0;owned\x07\x1b[2J\x1b[HDLQ empty\xc2\x9b31m\xe2\x80\xae".to_vec();
+    let letters = vec![
+        hostile_key,
+        aiming(1, &["payments"]),
+        aiming(2, &["auto-created-by-a-replay"]),
+        aiming(3, &[]),
+        aiming(4, &["users", "orders"]),
+        aiming(5, &["orders"]),
+        aiming(6, &["orders"]),
+    ];
+    publish_each(&broker.bootstrap, &letters);
+
+    // A key holding escape sequences is shown, not obeyed.
+    let listed = tool(&broker.bootstrap, &["dlq", "list"]);
+    let shown = String::from_utf8(listed.stdout).expect("UTF-8");
+    assert!(listed.status.success(), "{shown}");
+    assert!(
+        !shown
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains(r"\u001b]0;owned\u0007\u001b[2J"), "{shown}");
+
+    let out = tool(&broker.bootstrap, &["dlq", "replay", "--json"]);
+    let summary = json(&out);
+    println!("replay of forged dead letters: {summary}");
+    assert!(out.status.success(), "{summary}");
+    assert_eq!(summary["destination"], "orders");
+    assert_eq!(
+        (summary["replayed"].as_u64(), summary["parked"].as_u64()),
+        (Some(2), Some(5)),
+        "{summary}"
+    );
+    let reasons: Vec<&str> = summary["parked_letters"]
+        .as_array()
+        .expect("parked letters")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        reasons[0].contains(r#"dlq-original-topic "users" is not orders"#),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains("no dlq-original-topic header"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[4].contains(r#""users""#),
+        "the first of a repeated header counts: {reasons:?}"
+    );
+
+    let copies = replayed_copies(&broker.bootstrap, 2);
+    assert_eq!(
+        copies.len(),
+        2,
+        "only the two good dead letters reached orders"
+    );
+    let persisted = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 2, WAIT).await;
+    assert_eq!(persisted, 2);
+    let elsewhere = read_topic(&broker.bootstrap, "users", 1, Duration::from_secs(3));
+    assert!(elsewhere.is_empty(), "nothing was published to users");
+    let admin: rdkafka::consumer::BaseConsumer = harness::kafka::client(&broker.bootstrap)
+        .create()
+        .expect("metadata client");
+    let listed: Vec<String> = rdkafka::consumer::Consumer::fetch_metadata(&admin, None, WAIT)
+        .expect("metadata")
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    assert!(
+        !listed
+            .iter()
+            .any(|t| t == "auto-created-by-a-replay" || t == "payments"),
+        "no topic was created or written by a header: {listed:?}"
+    );
+
+    // A DLQ that is not the DLQ of a configured topic is refused at once.
+    let refused = tool(
+        &broker.bootstrap,
+        &["dlq", "replay", "--topic", "payments-dlq"],
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("not the dead-letter topic of a configured topic"),
+        "{said}"
+    );
+    service.sigterm(Duration::from_secs(30));
+    db.drop().await;
+}

@@ -124,25 +124,21 @@ pub fn fingerprint(class: Option<&str>, message: Option<&str>) -> String {
 impl DeadLetter {
     /// Parses the `dlq-*` headers of `message`.
     pub fn of(message: &OwnedMessage) -> Self {
-        let headers: BTreeMap<String, String> = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|x| {
-                        let text = x
-                            .value
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_default();
-                        let text = if x.key == h::DLQ_ERROR_MESSAGE {
-                            scrub(&text)
-                        } else {
-                            text
-                        };
-                        (x.key.to_owned(), text)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // A repeated header counts by its first occurrence, as everywhere
+        // (`platform::kafka::header`).
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for x in message.headers().iter().flat_map(|hs| hs.iter()) {
+            let text = x
+                .value
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let text = if x.key == h::DLQ_ERROR_MESSAGE {
+                scrub(&text)
+            } else {
+                text
+            };
+            headers.entry(x.key.to_owned()).or_insert(text);
+        }
         let get = |name: &str| headers.get(name).cloned();
         let error_message = get(h::DLQ_ERROR_MESSAGE);
         Self {

@@ -360,7 +360,8 @@ pub struct ReplaySummary {
     pub read: usize,
     /// Republished and acknowledged (or would be, in a dry run).
     pub replayed: usize,
-    /// Passed over: replayed too often already.
+    /// Passed over for good and reported: replayed too often already, or
+    /// naming another original topic than the one this DLQ belongs to.
     pub parked: usize,
     /// Passed over: not selected by the filter.
     pub skipped: usize,
@@ -376,6 +377,12 @@ pub struct ReplaySummary {
     pub replayed_from: Vec<String>,
     /// Each failure, with its reason.
     pub failures: Vec<String>,
+    /// The first parked dead letters (at most 1000), with why:
+    /// `partition/offset: reason`.
+    pub parked_letters: Vec<String>,
+    /// Where the replay publishes: the topic this DLQ belongs to, by
+    /// configuration (`ORDERS_TOPIC`, `USERS_TOPIC`).
+    pub destination: String,
 }
 
 /// The headers of a replayed copy: the original ones without this
@@ -524,15 +531,49 @@ fn commit(member: &Holder, topic: &str, partition: i32, next: i64) -> Result<(),
     }
 }
 
-/// `dlq replay`.
+/// Where a replay of `dlq` publishes: the configured topic whose DLQ it
+/// is. Never a dead letter's own `dlq-original-topic`, which whoever may
+/// write to the DLQ chooses.
+pub fn destination<'a>(domains: &'a Domains, dlq: &str) -> Result<&'a str, DlqError> {
+    domains.dead_lettered_by(dlq).ok_or_else(|| {
+        DlqError::BadArgument(format!(
+            "{dlq:?} is not the dead-letter topic of a configured topic: a replay publishes to the \
+             topic a DLQ belongs to, {:?} (ORDERS_TOPIC) or {:?} (USERS_TOPIC)",
+            contract::topics::dlq_of(&domains.orders),
+            contract::topics::dlq_of(&domains.users)
+        ))
+    })
+}
+
+/// Why `letter`, selected for a replay to `destination`, must not be
+/// published, if it must not.
+fn parking_reason(letter: &DeadLetter, destination: &str, max_replays: u32) -> Option<String> {
+    if letter.replay_count >= max_replays {
+        return Some(format!("replayed {} times already", letter.replay_count));
+    }
+    match letter.original_topic.as_deref() {
+        Some(topic) if topic == destination => None,
+        Some(topic) => Some(format!(
+            "its dlq-original-topic {topic:?} is not {destination}, the topic this DLQ belongs to"
+        )),
+        None => Some(format!(
+            "no dlq-original-topic header (not written by the consumer of {destination})"
+        )),
+    }
+}
+
+/// `dlq replay`: republishes the selected dead letters of `source` to the
+/// topic it is the DLQ of (`domains`).
 pub async fn replay(
     kafka: &KafkaSettings,
+    domains: &Domains,
     source: &Source,
     filter: &Filter,
     args: &ReplayArgs,
     stop: &CancellationToken,
 ) -> Result<ReplaySummary, DlqError> {
     filter.validate()?;
+    let target = destination(domains, &source.topic)?.to_owned();
     if args.rate.is_nan() || args.rate <= 0.0 {
         return Err(DlqError::BadArgument(
             "--rate must be greater than 0".into(),
@@ -552,6 +593,7 @@ pub async fn replay(
         .create()?;
     let mut summary = ReplaySummary {
         dry_run: args.dry_run,
+        destination: target.clone(),
         ..ReplaySummary::default()
     };
     let pace = Duration::from_secs_f64(1.0 / args.rate);
@@ -568,27 +610,15 @@ pub async fn replay(
         let done = if !filter.matches(&letter) {
             summary.skipped += 1;
             true
-        } else if letter.replay_count >= args.max_replays {
+        } else if let Some(reason) = parking_reason(&letter, &target, args.max_replays) {
             summary.parked += 1;
-            eprintln!(
-                "parked {}/{} (key {}): replayed {} times already",
-                m.partition(),
-                m.offset(),
-                letter.key.as_deref().unwrap_or("-"),
-                letter.replay_count
-            );
+            if summary.parked_letters.len() < MAX_LISTED {
+                summary
+                    .parked_letters
+                    .push(format!("{}/{}: {reason}", m.partition(), m.offset()));
+            }
             true
         } else {
-            let Some(target) = letter.original_topic.clone() else {
-                summary.failed += 1;
-                summary.failures.push(format!(
-                    "{}/{}: no dlq-original-topic header",
-                    m.partition(),
-                    m.offset()
-                ));
-                blocked.insert(m.partition());
-                continue;
-            };
             if !args.dry_run {
                 let paced = Instant::now();
                 let mut record: FutureRecord<'_, [u8], [u8]> =

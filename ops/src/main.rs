@@ -226,7 +226,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             args,
         }) => {
             let stop = platform::shutdown::on_signal();
-            let summary = ops::dlq::replay(&kafka()?, &source, &filter, &args, &stop).await?;
+            let domains = ops::dlq::domains(&env);
+            let summary =
+                ops::dlq::replay(&kafka()?, &domains, &source, &filter, &args, &stop).await?;
             if source.json {
                 print_json(&summary)?;
             } else {
@@ -245,6 +247,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                     )?;
                     for line in summary.replayed_from.iter().filter(|_| summary.dry_run) {
                         writeln!(out, "  would replay {line}")?;
+                    }
+                    for parked in &summary.parked_letters {
+                        writeln!(out, "  parked {parked}")?;
                     }
                     for failure in &summary.failures {
                         writeln!(out, "  failed {failure}")?;

@@ -96,7 +96,9 @@ impl KafkaSettings {
     }
 }
 
-/// The UTF-8 text of header `name` of `message` (the first, if repeated).
+/// The UTF-8 text of header `name` of `message`. A repeated header counts by
+/// its first occurrence: the one rule for repeated headers, everywhere a
+/// message is read (the services never write a header twice).
 pub fn header<'a, M: rdkafka::message::Message>(message: &'a M, name: &str) -> Option<&'a str> {
     use rdkafka::message::Headers;
     message

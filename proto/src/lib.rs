@@ -79,6 +79,15 @@ pub mod topics {
             }
         }
 
+        /// The topic whose dead letters `dlq` holds (the one `dlq` is the
+        /// [`dlq_of`]), if it is one of ours: where a replay of `dlq`
+        /// publishes, whatever a dead letter's headers say.
+        pub fn dead_lettered_by(&self, dlq: &str) -> Option<&str> {
+            [self.orders.as_str(), self.users.as_str()]
+                .into_iter()
+                .find(|topic| dlq_of(topic) == dlq)
+        }
+
         /// The topic of `domain`.
         pub fn topic(&self, domain: crate::Domain) -> &str {
             match domain {
