@@ -19,7 +19,6 @@ use apache_avro::Schema;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::redact::scrub;
 use crate::validation::MAX_ITEMS;
 
 /// The order schemas, index 0 is version 1.
@@ -116,7 +115,7 @@ pub fn decode<T: DeserializeOwned>(
     reader: &Compiled,
 ) -> Result<T, DecodeError> {
     check_datum(bytes, writer)?;
-    let avro = |e: apache_avro::Error| DecodeError::Avro(scrub(&e.to_string()));
+    let avro = |e: apache_avro::Error| DecodeError::Avro(crate::redact::reason(&e.to_string()));
     let mut rest = bytes;
     let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(&reader.schema))
         .map_err(avro)?;

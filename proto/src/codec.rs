@@ -11,7 +11,7 @@ use crate::avro;
 use crate::error::{DecodeError, EncodeError};
 use crate::model::{OrderEvent, UserEvent, ORDER_SCHEMA_VERSION, USER_SCHEMA_VERSION};
 use crate::protobuf;
-use crate::redact::scrub;
+use crate::redact;
 
 /// Encoding of a message value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,8 +98,8 @@ fn json_encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 
 fn json_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let error = |path: String, e: &serde_json::Error| DecodeError::Json {
-        path,
-        reason: scrub(&e.to_string()),
+        path: redact::path(&path),
+        reason: redact::reason(&e.to_string()),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)
@@ -138,7 +138,7 @@ impl EventCodec for OrderEvent {
             Format::Protobuf => {
                 protobuf::check_item_count(bytes)?;
                 protobuf::v2::OrderEvent::decode(bytes)
-                    .map_err(|e| DecodeError::Protobuf(scrub(&e.to_string())))?
+                    .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
                     .try_into()
             }
             Format::Avro => {
@@ -175,7 +175,7 @@ impl EventCodec for UserEvent {
         match format {
             Format::Json => json_decode(bytes),
             Format::Protobuf => protobuf::v2::UserEvent::decode(bytes)
-                .map_err(|e| DecodeError::Protobuf(scrub(&e.to_string())))?
+                .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
                 .try_into(),
             Format::Avro => {
                 let latest = Self::SCHEMA_VERSION;

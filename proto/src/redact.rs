@@ -1,9 +1,15 @@
 //! Keeping customer data out of error texts. Decoder errors (serde, Avro,
 //! uuid) quote the value they choked on, and that value may be a name or an
 //! address; error texts end up in logs and in `dlq-error-message` headers.
-//! [`scrub`] replaces every quoted value with `…`, keeping only the names of
-//! the contract's own fields and enum symbols, so an error still says
-//! *where* and *which rule*, never *what*.
+//! [`reason`] rebuilds a decoder's error from what it may say: the words
+//! decoders use to name a rule, the contract's own field names and enum
+//! symbols, and positions; every other word is a fragment of the value and
+//! becomes `…`. So an error says *where* and *which rule*, never *what*,
+//! however the value is quoted (a value holding backticks or quotes cannot
+//! end a quotation early and put the rest of itself in clear).
+//! [`scrub`] is for the errors of the database and the broker, whose texts
+//! are not built from customer values but may quote one: it replaces every
+//! quoted value with `…`.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -40,6 +46,303 @@ fn collect(value: &serde_json::Value, names: &mut HashSet<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, names)),
         _ => {}
     }
+}
+
+/// Words decoders (serde, serde_json, prost, apache-avro, uuid, chrono and
+/// the contract's own checks) use to name what is wrong. Lower case; a word
+/// of an error is kept when its lower case is here.
+const VOCABULARY: &[&str] = &[
+    "a",
+    "after",
+    "all",
+    "an",
+    "and",
+    "any",
+    "are",
+    "array",
+    "at",
+    "be",
+    "before",
+    "bool",
+    "boolean",
+    "buffer",
+    "but",
+    "byte",
+    "bytes",
+    "can",
+    "cannot",
+    "char",
+    "character",
+    "characters",
+    "colon",
+    "column",
+    "comma",
+    "contains",
+    "control",
+    "could",
+    "data",
+    "decimal",
+    "decode",
+    "delimited",
+    "digit",
+    "digits",
+    "double",
+    "duplicate",
+    "empty",
+    "encoded",
+    "end",
+    "enum",
+    "eof",
+    "error",
+    "escape",
+    "exceeded",
+    "expected",
+    "failed",
+    "field",
+    "fields",
+    "find",
+    "fixed",
+    "float",
+    "floating",
+    "for",
+    "found",
+    "from",
+    "group",
+    "hex",
+    "i32",
+    "i64",
+    "ident",
+    "in",
+    "index",
+    "input",
+    "int",
+    "integer",
+    "invalid",
+    "is",
+    "key",
+    "leading",
+    "length",
+    "limit",
+    "line",
+    "list",
+    "long",
+    "lone",
+    "map",
+    "match",
+    "matching",
+    "message",
+    "missing",
+    "must",
+    "negative",
+    "newtype",
+    "no",
+    "not",
+    "null",
+    "number",
+    "object",
+    "of",
+    "one",
+    "option",
+    "or",
+    "out",
+    "overflow",
+    "parse",
+    "parsing",
+    "point",
+    "range",
+    "read",
+    "reached",
+    "record",
+    "recursion",
+    "resolve",
+    "schema",
+    "sequence",
+    "size",
+    "string",
+    "struct",
+    "surrogate",
+    "tag",
+    "the",
+    "timestamp",
+    "too",
+    "trailing",
+    "tuple",
+    "type",
+    "u32",
+    "u64",
+    "underflow",
+    "unexpected",
+    "union",
+    "unit",
+    "unknown",
+    "utf",
+    "utf8",
+    "uuid",
+    "value",
+    "values",
+    "variant",
+    "variants",
+    "varint",
+    "was",
+    "while",
+    "wire",
+    "with",
+    "zero",
+    "json",
+    "protobuf",
+    "avro",
+    "to",
+    "as",
+    "on",
+    "by",
+    "has",
+    "have",
+    "than",
+    "more",
+    "less",
+    "only",
+    "non",
+    "valid",
+    "without",
+    "within",
+    "into",
+    "does",
+    "did",
+    "this",
+    "that",
+    "it",
+    "its",
+    "when",
+    "between",
+    "mismatch",
+    "required",
+    "allowed",
+    "exceeds",
+    "greater",
+    "smaller",
+    "maximum",
+    "minimum",
+    "max",
+    "min",
+    "precision",
+    "scale",
+    "rfc",
+    "such",
+    "optional",
+    "prefix",
+    "followed",
+    "premature",
+    "invalid_type",
+    "i8",
+    "i16",
+    "u8",
+    "u16",
+    "f32",
+    "f64",
+    "str",
+    "vec",
+    "some",
+    "none",
+    "true",
+    "false",
+    "lengthdelimited",
+    "sixtyfourbit",
+    "thirtytwobit",
+    "startgroup",
+    "endgroup",
+];
+
+/// Words after which a number is a position or a size, not a value.
+const POSITIONS: &[&str] = &[
+    "line", "column", "length", "index", "limit", "tag", "position",
+];
+
+/// Whether `word` may appear in an error: a decoder's word or the
+/// contract's identifier.
+fn allowed(word: &str) -> bool {
+    VOCABULARY.contains(&word.to_ascii_lowercase().as_str()) || identifiers().contains(word)
+}
+
+/// A decoder's error `text` rebuilt from its rule words, the contract's
+/// identifiers and its positions: a double-quoted value goes whole, and
+/// every other word that is not a rule word or identifier (a fragment of a
+/// value, however quoted) is `…`, runs of them one `…`. Punctuation stays
+/// (it says nothing of the value); any other character goes. A value in
+/// backticks, which decoders do not escape, can keep a word of
+/// [`VOCABULARY`] or an identifier in clear, never anything else.
+pub fn reason(text: &str) -> String {
+    // Values in double quotes (escaped inside, so they cannot end early)
+    // go whole first, vocabulary words and all.
+    let text = scrub(text);
+    let text = text.as_str();
+    let mut out = String::with_capacity(text.len());
+    // Punctuation and spaces after a hidden word: written only if a kept
+    // word follows, so that a value's own quotes and spaces vanish with it.
+    let mut pending = String::new();
+    let mut hiding = false;
+    let mut previous = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if c == '…' {
+            if !hiding {
+                out.push('…');
+            }
+            pending.clear();
+            hiding = true;
+            previous.clear();
+            continue;
+        }
+        if !(c.is_alphanumeric() || c == '_') {
+            if c.is_ascii_punctuation() || c == ' ' {
+                if hiding {
+                    pending.push(c);
+                } else {
+                    out.push(c);
+                }
+            }
+            continue;
+        }
+        let mut end = at + c.len_utf8();
+        while let Some(&(i, n)) = chars.peek() {
+            if !(n.is_alphanumeric() || n == '_') {
+                break;
+            }
+            end = i + n.len_utf8();
+            chars.next();
+        }
+        let word = &text[at..end];
+        let keep = if word.bytes().all(|b| b.is_ascii_digit()) {
+            !hiding && (POSITIONS.contains(&previous.as_str()) || out.ends_with('['))
+        } else {
+            allowed(word)
+        };
+        if keep {
+            out.push_str(&pending);
+            pending.clear();
+            out.push_str(word);
+            hiding = false;
+            previous = word.to_ascii_lowercase();
+        } else {
+            if !hiding {
+                out.push('…');
+            }
+            pending.clear();
+            hiding = true;
+            previous.clear();
+        }
+    }
+    out.push_str(&pending);
+    out
+}
+
+/// A field path of a decoder's error (`customer.address.city`,
+/// `items[2].sku`): segments that are contract identifiers or indices stay,
+/// any other (a key the sender chose) is `…`.
+pub fn path(text: &str) -> String {
+    if text == "." {
+        return text.to_owned();
+    }
+    reason(text)
 }
 
 /// `text` with every `"…"` quoted value, every `` `…` `` quoted value that is
@@ -111,6 +414,36 @@ fn is_byte_list(inner: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decoders_error_keeps_its_rule_and_field_names_and_loses_the_value() {
+        assert_eq!(
+            reason("unknown variant `q`Ada Lovelace`q`, expected one of `unknown`, `in_stock`"),
+            "unknown variant `…`, expected one of `unknown`, `in_stock`"
+        );
+        assert_eq!(
+            reason(
+                r#"invalid type: string "Ada \"the\" Countess", expected u32 at line 1 column 52"#
+            ),
+            r#"invalid type: string "…", expected u32 at line 1 column 52"#
+        );
+        assert_eq!(
+            reason("missing field `sku` at items[0]"),
+            "missing field `sku` at items[0]"
+        );
+        assert_eq!(
+            reason("invalid value: integer `5551234`, expected a string"),
+            "invalid value: integer `…`, expected a string"
+        );
+        assert_eq!(
+            reason("failed to decode Protobuf message: OrderEvent.customer: invalid wire type: ThirtyTwoBit (expected LengthDelimited)"),
+            "failed to decode Protobuf message: OrderEvent.customer: invalid wire type: ThirtyTwoBit (expected LengthDelimited)"
+        );
+        assert_eq!(path("customer.address.city"), "customer.address.city");
+        assert_eq!(path("items[3].sku"), "items[3].sku");
+        assert_eq!(path("customer.AdaLovelace"), "customer.…");
+        assert_eq!(path("."), ".");
+    }
 
     #[test]
     fn quoted_values_go_and_contract_names_stay() {
