@@ -123,6 +123,7 @@ producer:
   rateLimitBurst: 4000
   rateLimitClientHeader: X-Forwarded-For
   rateLimitMaxClients: 50000
+  rateLimitTrustedProxies: 2
   apiToken: {existingSecret: order-api-token, secretKey: token, value: ""}
   containerPort: 9080
   metricsPort: 9464

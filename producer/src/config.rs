@@ -157,7 +157,8 @@ fn outbox(env: &Env) -> Result<Option<OutboxConfig>, ConfigError> {
 }
 
 /// `RATE_LIMIT_RPS` (0, the default: off), `RATE_LIMIT_BURST` (default: a
-/// second's worth), `RATE_LIMIT_CLIENT_HEADER`, `RATE_LIMIT_MAX_CLIENTS`.
+/// second's worth), `RATE_LIMIT_CLIENT_HEADER`, `RATE_LIMIT_TRUSTED_PROXIES`
+/// (default 1), `RATE_LIMIT_MAX_CLIENTS`.
 fn rate_limit(env: &Env) -> Result<Option<RateLimitConfig>, ConfigError> {
     let rps: u32 = env.number("RATE_LIMIT_RPS", 0, 0..=10_000_000)?;
     let Some(per_second) = NonZeroU32::new(rps) else {
@@ -178,6 +179,7 @@ fn rate_limit(env: &Env) -> Result<Option<RateLimitConfig>, ConfigError> {
         per_second,
         burst: NonZeroU32::new(burst).unwrap_or(per_second),
         client_header,
+        trusted_proxies: env.number("RATE_LIMIT_TRUSTED_PROXIES", 1, 1..=16)?,
         max_clients: env.number("RATE_LIMIT_MAX_CLIENTS", 100_000, 1..=10_000_000)?,
     }))
 }

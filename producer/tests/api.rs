@@ -294,6 +294,38 @@ async fn over_the_rate_limit_requests_get_429_with_retry_after() {
     app.shutdown().await;
 }
 
+/// Behind a proxy that adds its own `X-Forwarded-For` line after the
+/// client's (HAProxy's `option forwardfor`), a client writing a new first
+/// line on every request is still one client: 3 admitted of 6 against a
+/// burst of 3 (all 6 were, when the first line counted).
+#[tokio::test]
+async fn a_forged_forwarded_for_line_does_not_make_a_new_client() {
+    let mut app = TestApp::spawn(&[
+        ("RATE_LIMIT_RPS", "1"),
+        ("RATE_LIMIT_BURST", "3"),
+        ("RATE_LIMIT_CLIENT_HEADER", "X-Forwarded-For"),
+    ])
+    .await;
+    let answers = futures::future::join_all((0..6).map(|n| {
+        app.post("/orders")
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .header("x-forwarded-for", "203.0.113.7:51234")
+            .json(&order_body())
+            .send()
+    }))
+    .await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("answer").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        3,
+        "one client, a burst of 3: {statuses:?}"
+    );
+    app.shutdown().await;
+}
+
 /// The limit is per client: one client over its rate gets 429 while
 /// another, from another address, is still admitted; without a setting
 /// there is no limit at all.
