@@ -86,12 +86,16 @@ impl Envelope {
             Domain::Orders => (OrderEvent::NAME, OrderEvent::SCHEMA_VERSION),
             Domain::Users => (UserEvent::NAME, UserEvent::SCHEMA_VERSION),
         };
+        // A version this reader does not know is refused in every encoding:
+        // JSON and Protobuf readers could read it (they skip and default),
+        // but what it means is not this build's to guess.
         let schema_version = match header(h::SCHEMA_VERSION) {
             None => latest,
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| DecodeError::unsupported_version(name, v, latest))?,
+            Some(v) => Some(v.trim())
+                .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse().ok())
+                .filter(|n| (1..=latest).contains(n))
+                .ok_or_else(|| DecodeError::unsupported_version(name, v, latest))?,
         };
         Ok(Self {
             format,
@@ -127,6 +131,33 @@ mod tests {
     fn read(headers: &[(&str, &str)], topic: Option<Domain>) -> Result<Envelope, DecodeError> {
         let map: BTreeMap<&str, &str> = headers.iter().copied().collect();
         Envelope::read(|name| map.get(name).copied(), topic)
+    }
+
+    #[test]
+    fn a_schema_version_this_reader_does_not_know_is_refused_in_every_encoding() {
+        for content_type in [
+            "application/json",
+            "application/x-protobuf",
+            "application/avro",
+        ] {
+            for version in ["0", "3", "+2", "-1", "4294967295", " 7 "] {
+                let got = read(
+                    &[("content-type", content_type), ("schema-version", version)],
+                    Some(Domain::Orders),
+                );
+                assert!(
+                    matches!(got, Err(DecodeError::UnsupportedSchemaVersion { .. })),
+                    "{content_type} v{version:?}: {got:?}"
+                );
+            }
+            for version in ["1", "2", " 2"] {
+                let got = read(
+                    &[("content-type", content_type), ("schema-version", version)],
+                    Some(Domain::Orders),
+                );
+                assert!(got.is_ok(), "{content_type} v{version}: {got:?}");
+            }
+        }
     }
 
     #[test]
