@@ -145,6 +145,10 @@ pub struct BatchAnswer {
     pub results: Vec<ItemOutcome>,
 }
 
+/// Why a batch refuses an `Idempotency-Key` header.
+pub const BATCH_KEY_RULE: &str =
+    "not taken on a batch: give each item its own idempotency_key (items[].idempotency_key)";
+
 /// The `Idempotency-Key`, if the client sent a usable one.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     match headers.get("idempotency-key") {
@@ -321,6 +325,13 @@ where
     B::Request: Answer,
 {
     let Received { headers, trace } = received;
+    if headers.contains_key("idempotency-key") {
+        // One key cannot name many orders, and ignoring it would store
+        // every order of a retried batch twice.
+        let mut errors = ValidationErrors::default();
+        errors.add("header:Idempotency-Key", BATCH_KEY_RULE);
+        return Err(ApiError::Invalid(errors));
+    }
     let correlation_id = correlation_id(&headers);
     Span::current().record("correlation_id", correlation_id.as_str());
     let mut outcomes = Vec::with_capacity(items.len());

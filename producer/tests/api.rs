@@ -1003,6 +1003,27 @@ async fn a_batch_with_one_bad_item_publishes_nothing_and_names_the_item() {
         {"idempotency_key": "k", "order": order_body()},
         {"idempotency_key": "k", "order": order_body()}]});
     assert_eq!(send(twice).await.unwrap().status(), 422, "one key twice");
+    // A key for the whole batch would have been ignored, and a retried
+    // batch stored twice: refused, naming the per-item keys.
+    let keyed = app
+        .post("/orders/batch")
+        .header("idempotency-key", "batch-1")
+        .json(&serde_json::json!({"orders": [{"order": order_body()}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 422);
+    let body: serde_json::Value = keyed.json().await.unwrap();
+    assert_eq!(
+        body["fields"][0]["path"], "header:Idempotency-Key",
+        "{body}"
+    );
+    assert!(
+        body["fields"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("items[].idempotency_key")),
+        "{body}"
+    );
     let mut large = order_body();
     large["customer"]["name"] = serde_json::json!("x".repeat(5000));
     let answer = send(serde_json::json!({"orders": [{"order": large}]}))
