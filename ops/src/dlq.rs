@@ -453,6 +453,18 @@ fn hold(config: &ClientConfig, topic: &str, group: &str) -> Result<Holder, DlqEr
         .set("session.timeout.ms", "10000")
         .create_with_context(Membership::default())?;
     let partitions = crate::dead_letters::watermarks(&member, topic, TIMEOUT)?.len();
+    // Asked before joining: a member joining would make the group take
+    // partitions from the running replay mid-commit. (Two runs starting at
+    // the same moment both get here; the assignment below settles that.)
+    if let Some(members) = members_of(&member, group) {
+        if members > 0 {
+            return Err(DlqError::Busy(format!(
+                "another replay of {topic} runs with --group {group} (the group has {members} \
+                 member{}): wait for it to end, or use another --group",
+                if members == 1 { "" } else { "s" }
+            )));
+        }
+    }
     member.subscribe(&[topic])?;
     let started = Instant::now();
     while !member
@@ -480,6 +492,24 @@ fn hold(config: &ClientConfig, topic: &str, group: &str) -> Result<Holder, DlqEr
         )));
     }
     Ok(member)
+}
+
+/// How many members `group` has now, if the broker says (it may not let
+/// this principal describe the group: then the join decides).
+fn members_of(client: &Holder, group: &str) -> Option<usize> {
+    match client.fetch_group_list(Some(group), TIMEOUT) {
+        Ok(list) => Some(
+            list.groups()
+                .iter()
+                .filter(|g| g.name() == group && g.state() != "Dead" && g.state() != "Empty")
+                .map(|g| g.members().len())
+                .sum(),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, group, "cannot describe the replay group; joining it");
+            None
+        }
+    }
 }
 
 /// Serves the holder's group duties (a rebalance when another replay tries
