@@ -97,7 +97,11 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
         .to_owned();
     let answer: Value = accepted.json().await.expect("json");
     let order_id = answer["order_id"].as_str().expect("an id").to_owned();
-    assert_eq!(location, format!("/orders/{order_id}"));
+    let resource = format!("/orders/{order_id}");
+    assert!(
+        location.starts_with(&format!("{resource}?content=v1:")),
+        "{location}"
+    );
 
     let (code, pending) = get(&reads.url(&location)).await;
     assert_eq!(
@@ -105,7 +109,7 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
         (200, &json!("pending")),
         "{pending}"
     );
-    let (code, events) = get(&reads.url(&format!("{location}/events"))).await;
+    let (code, events) = get(&reads.url(&format!("{resource}/events"))).await;
     assert_eq!((code, &events["events"]), (200, &json!([])));
     let story = tool(&db, &broker.bootstrap, &["order", &order_id, "--json"]);
     assert_eq!(json_of(&story)["status"], "pending");
@@ -129,7 +133,7 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
         body["items"].as_array().map(Vec::len)
     );
 
-    let (code, events) = get(&reads.url(&format!("{location}/events"))).await;
+    let (code, events) = get(&reads.url(&format!("{resource}/events"))).await;
     assert_eq!(code, 200);
     assert_eq!(events["events"][0]["event_id"], answer["event_id"]);
     assert_eq!(events["events"][0]["source_topic"], "orders");
@@ -150,6 +154,43 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
         !text.contains(body["customer"]["email"].as_str().unwrap_or("@")),
         "no customer data: {text}"
     );
+
+    // Pre-emption: someone posts first under a key the victim will use.
+    // Both get 202 and the same order id; the victim's Location names its
+    // own content, so it answers 409 id_taken, not the first one's order.
+    let post_keyed = |email: &'static str| {
+        let mut order = body.clone();
+        order["customer"]["email"] = json!(email);
+        reqwest::Client::new()
+            .post(producer.url("/orders"))
+            .header("idempotency-key", "guessable-key-1")
+            .json(&order)
+            .send()
+    };
+    let first = post_keyed("first@example.com").await.expect("answer");
+    let second = post_keyed("second@example.com").await.expect("answer");
+    let where_of =
+        |r: &reqwest::Response| r.headers()["location"].to_str().expect("text").to_owned();
+    let (first_at, second_at) = (where_of(&first), where_of(&second));
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (202, 202)
+    );
+    assert_eq!(
+        first_at.split('?').next(),
+        second_at.split('?').next(),
+        "one id"
+    );
+    let stored = poll_until(&reads.url(&first_at), "persisted").await;
+    assert_eq!(stored["order"]["customer"]["email"], "first@example.com");
+    let (code, taken) = get(&reads.url(&second_at)).await;
+    println!("the second request's Location: {code} {taken}");
+    assert_eq!(
+        (code, &taken["error"]),
+        (409, &json!("id_taken")),
+        "{taken}"
+    );
+    assert!(!taken.to_string().contains("first@example.com"));
 
     // Never accepted, or not an id at all.
     let (code, unknown) = get(&reads.url(&format!("/orders/{}", Uuid::new_v4()))).await;

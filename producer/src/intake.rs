@@ -299,6 +299,7 @@ pub async fn accept<R: Answer>(
         ids.aggregate,
         metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
     );
+    let location = ids::with_content(&location, &event.fingerprint());
     let entry = message(&state, &event, &trace)?;
     for stored in store(&state, std::slice::from_ref(&entry)).await? {
         stored?;
@@ -365,7 +366,12 @@ where
         .map(|event| message(&state, event, &trace))
         .collect::<Result<Vec<_>, _>>()?;
     let delivered = store(&state, &entries).await?;
-    let (status, answer) = settle(outcomes, delivered)?;
+    let (status, mut answer) = settle(outcomes, delivered)?;
+    for (result, event) in answer.results.iter_mut().zip(&events) {
+        if let Some(location) = &mut result.location {
+            *location = ids::with_content(location, &event.fingerprint());
+        }
+    }
     let failed = answer.failed;
     let mut response = (status, Json(answer)).into_response();
     if failed > 0 {

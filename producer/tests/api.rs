@@ -31,7 +31,12 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "accepted");
         let order_id = body["order_id"].as_str().unwrap().to_owned();
-        assert_eq!(location, format!("/orders/{order_id}"), "where to poll");
+        // Where to poll, naming the content this request carried (the
+        // read side answers 409 there if the id holds other content).
+        let fingerprint_param = location
+            .strip_prefix(&format!("/orders/{order_id}?content="))
+            .unwrap_or_else(|| panic!("where to poll: {location}"))
+            .to_owned();
         let assigned = contract::ids::assigned_at(&order_id.parse().unwrap())
             .expect("a server-assigned order id carries its acceptance time");
         assert!((chrono::Utc::now() - assigned).num_seconds().abs() < 60);
@@ -47,6 +52,11 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
         assert_eq!(header(m, "schema-version").as_deref(), Some("2"));
         assert_eq!(header(m, "event-type").as_deref(), Some("order.created"));
         assert_eq!(header(m, "correlation-id").as_deref(), Some("corr-123"));
+        assert_eq!(
+            header(m, "content-fingerprint").as_deref(),
+            Some(fingerprint_param.as_str()),
+            "the Location names the content that was published"
+        );
         let traceparent = header(m, "traceparent").expect("traceparent header");
         assert!(
             traceparent.contains(trace_id),
@@ -89,7 +99,11 @@ async fn accepted_users_are_published_to_the_users_topic() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    assert_eq!(response.headers()["location"], "/users/u-42");
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("/users/u-42?content=v1:"),
+        "{location}"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user_id"], "u-42");
     let messages = app.read_topic("users", 1);

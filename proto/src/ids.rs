@@ -117,6 +117,43 @@ pub fn location(domain: Domain, id: &str) -> String {
     }
 }
 
+/// The query parameter of a `Location` that names the content its request
+/// carried (its [`crate::fingerprint`]).
+pub const CONTENT_PARAM: &str = "content";
+
+/// `location` (see [`location`]) naming the content its request carried.
+/// An id is whoever's first stored it: a later request under the same
+/// `Idempotency-Key` or client id with other content is refused by the
+/// consumer (a `conflict` dead letter), and its `Location` then answers
+/// `409 id_taken` rather than the other request's content.
+pub fn with_content(location: &str, content: &crate::fingerprint::Fingerprint) -> String {
+    format!("{location}?{CONTENT_PARAM}={content}")
+}
+
+/// The content a `Location`'s query names, from the raw query string:
+/// `Ok(None)` when it names none, `Err` when the parameter is not a
+/// fingerprint (`v1:` and 64 lowercase hex digits; `:` may be escaped).
+pub fn content_of(query: Option<&str>) -> Result<Option<String>, &'static str> {
+    let Some(query) = query else { return Ok(None) };
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != CONTENT_PARAM {
+            continue;
+        }
+        if found.is_some() {
+            return Err("content is given once");
+        }
+        let value = value.replacen("%3A", ":", 1).replacen("%3a", ":", 1);
+        let hex = value.strip_prefix("v1:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err("content is a fingerprint: v1: and 64 lowercase hex digits");
+        }
+        found = Some(value);
+    }
+    Ok(found)
+}
+
 /// When the producer assigned `id`, if it is a UUIDv7 (an id the producer
 /// made for a request without a key or a client id); `None` for any other
 /// id, whose acceptance time nobody knows.
@@ -131,6 +168,27 @@ pub fn assigned_at(id: &Uuid) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_names_its_content_and_only_a_fingerprint_is_read_back() {
+        let fp = format!("v1:{}", "0a".repeat(32));
+        assert_eq!(
+            content_of(Some(&format!("content={fp}"))),
+            Ok(Some(fp.clone()))
+        );
+        let escaped = format!("content={}", fp.replace(':', "%3A"));
+        assert_eq!(content_of(Some(&escaped)), Ok(Some(fp.clone())));
+        assert_eq!(content_of(None), Ok(None));
+        assert_eq!(content_of(Some("other=1")), Ok(None));
+        for bad in [
+            "content=",
+            "content=v1:XYZ",
+            "content=v2:00",
+            &format!("{escaped}&{escaped}"),
+        ] {
+            assert!(content_of(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn retries_get_the_same_ids_and_the_derivation_never_changes() {

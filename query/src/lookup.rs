@@ -27,6 +27,9 @@ pub struct Record {
     pub persisted_at: DateTime<Utc>,
     /// The order (customer, items, totals) or user, as stored.
     pub body: Value,
+    /// The fingerprint of the content stored (`None` for rows stored before
+    /// fingerprints were kept).
+    pub fingerprint: Option<String>,
 }
 
 /// One time a message about this order or user was dead-lettered.
@@ -100,7 +103,7 @@ pub struct StoredEvent {
 }
 
 const ORDER: &str = "
-SELECT o.event_id, o.persisted_at,
+SELECT o.event_id, o.persisted_at, o.content_fingerprint,
        CASE WHEN o.order_id IS NULL THEN NULL ELSE jsonb_build_object(
            'order_id', o.order_id,
            'customer', jsonb_build_object('id', o.customer_id, 'name', o.customer_name,
@@ -129,7 +132,7 @@ LEFT JOIN LATERAL (
     ORDER BY rejected_at DESC LIMIT 1) r ON true";
 
 const USER: &str = "
-SELECT u.event_id, u.persisted_at,
+SELECT u.event_id, u.persisted_at, u.content_fingerprint,
        CASE WHEN u.user_id IS NULL THEN NULL ELSE jsonb_build_object(
            'user_id', u.user_id, 'name', u.name, 'email', u.email, 'address', u.address,
            'occurred_at', u.occurred_at, 'schema_version', u.schema_version) END AS body,
@@ -146,6 +149,7 @@ LEFT JOIN LATERAL (
 struct FoundRow {
     event_id: Option<Uuid>,
     persisted_at: Option<DateTime<Utc>>,
+    content_fingerprint: Option<String>,
     body: Option<Value>,
     r_event_id: Option<Uuid>,
     error_kind: Option<String>,
@@ -167,6 +171,7 @@ impl FoundRow {
                 event_id,
                 persisted_at,
                 body,
+                fingerprint: self.content_fingerprint,
             }),
             _ => None,
         };
@@ -358,6 +363,7 @@ mod tests {
             event_id: Uuid::nil(),
             persisted_at: Utc::now(),
             body: Value::Null,
+            fingerprint: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -51,6 +51,18 @@ pub enum QueryError {
     /// 404: not known.
     #[error("not found: {}", .0.explain())]
     NotFound(Unknown),
+    /// 400: the `content` parameter is not a fingerprint.
+    #[error("invalid content parameter: {0}")]
+    BadContent(&'static str),
+    /// 409: the id holds other content than the request whose `Location`
+    /// this is: another request under the same `Idempotency-Key` or id was
+    /// stored first, and this one was refused.
+    #[error(
+        "this id holds other content than your request's: another request under the same \
+         Idempotency-Key or id was stored first, and yours was refused (a conflict dead letter); \
+         send it again under a key of its own"
+    )]
+    Taken,
     /// 401: missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -65,8 +77,8 @@ pub enum QueryError {
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable code: `invalid_id`, `not_found`, `unauthorized`, `overloaded`,
-    /// `database_unavailable`.
+    /// Stable code: `invalid_id`, `invalid_content`, `id_taken`, `not_found`,
+    /// `unauthorized`, `overloaded`, `database_unavailable`.
     pub error: &'static str,
     /// For people.
     pub message: String,
@@ -80,6 +92,8 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let (status, code, reason) = match &self {
             QueryError::BadId(_) => (StatusCode::BAD_REQUEST, "invalid_id", None),
+            QueryError::BadContent(_) => (StatusCode::BAD_REQUEST, "invalid_content", None),
+            QueryError::Taken => (StatusCode::CONFLICT, "id_taken", None),
             QueryError::NotFound(why) => (StatusCode::NOT_FOUND, "not_found", Some(why.code())),
             QueryError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             QueryError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", None),
@@ -341,10 +355,20 @@ async fn read_status<B: Serialize>(
     domain: Domain,
     headers: &HeaderMap,
     raw: Result<Path<String>, PathRejection>,
+    query: Option<&str>,
     body: impl FnOnce(&'static str, String, Outcome, Option<Value>) -> B,
 ) -> Result<Response, QueryError> {
     let id = parse(domain, raw)?;
+    let expected = contract::ids::content_of(query).map_err(QueryError::BadContent)?;
     let (status, found) = status(state, domain, &id).await?;
+    if let (Some(expected), Some(stored)) = (
+        expected,
+        found.record.as_ref().and_then(|r| r.fingerprint.as_deref()),
+    ) {
+        if expected != stored {
+            return Err(QueryError::Taken);
+        }
+    }
     let outcome = outcome(status, &found)?;
     let etag = match (status, &found.record) {
         (Status::Persisted, Some(r)) => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
@@ -364,6 +388,7 @@ async fn read_status<B: Serialize>(
     get, path = "/orders/{order_id}", tag = "orders",
     params(
         ("order_id" = String, Path, description = "the order_id of the 202 answer"),
+        ("content" = Option<String>, Query, description = "the fingerprint the 202's Location names: 409 when the id holds other content"),
         ("If-None-Match" = Option<String>, Header, description = "an ETag held: 304 when unchanged"),
     ),
     responses(
@@ -372,6 +397,7 @@ async fn read_status<B: Serialize>(
         (status = 400, description = "not a UUID", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token (API_TOKEN)", body = ErrorBody),
         (status = 404, description = "not known: never accepted, past the pending window, or a client-chosen id not stored yet (see reason)", body = ErrorBody),
+        (status = 409, description = "id_taken: the id holds other content than the one `content` names (another request under the same key or id was stored first; this one was refused)", body = ErrorBody),
         (status = 503, description = "the database cannot answer now, or too many lookups at once; see Retry-After", body = ErrorBody),
     )
 )]
@@ -379,12 +405,14 @@ pub async fn get_order(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     raw: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, QueryError> {
     read_status(
         &state,
         Domain::Orders,
         &headers,
         raw,
+        query.as_deref(),
         |status, id, outcome, order| OrderStatus {
             status,
             order_id: id,
@@ -400,6 +428,7 @@ pub async fn get_order(
     get, path = "/users/{user_id}", tag = "users",
     params(
         ("user_id" = String, Path, description = "the user_id of the 202 answer"),
+        ("content" = Option<String>, Query, description = "the fingerprint the 202's Location names: 409 when the id holds other content"),
         ("If-None-Match" = Option<String>, Header, description = "an ETag held: 304 when unchanged"),
     ),
     responses(
@@ -408,6 +437,7 @@ pub async fn get_order(
         (status = 400, description = "not a user id", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token (API_TOKEN)", body = ErrorBody),
         (status = 404, description = "not known (see reason)", body = ErrorBody),
+        (status = 409, description = "id_taken: the id holds other content than the one `content` names", body = ErrorBody),
         (status = 503, description = "the database cannot answer now, or too many lookups at once; see Retry-After", body = ErrorBody),
     )
 )]
@@ -415,12 +445,14 @@ pub async fn get_user(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     raw: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, QueryError> {
     read_status(
         &state,
         Domain::Users,
         &headers,
         raw,
+        query.as_deref(),
         |status, id, outcome, user| UserStatus {
             status,
             user_id: id,

@@ -488,3 +488,66 @@ async fn the_openapi_document_lists_every_read() {
     app.stop().await;
     db.drop().await;
 }
+
+/// An id is whoever's first stored it. The `Location` of a later request
+/// under the same id (the same `Idempotency-Key`, or a client-chosen id)
+/// with other content names that content: it answers `409 id_taken`,
+/// never the first request's order as if it were its own; the first
+/// request's `Location` answers its order.
+#[tokio::test]
+async fn a_location_naming_other_content_than_the_stored_answers_409_without_it() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    let first = harness::events::order_event(5);
+    let id = first.order_id;
+    let mine = fingerprint::order(&first);
+    let mut second = first.clone();
+    second.customer.email = "victim@example.com".into();
+    let theirs = fingerprint::order(&second);
+    assert_ne!(mine, theirs);
+    let email = first.customer.email.clone();
+    store(&db, first, 3).await;
+
+    let location = |fp: &contract::fingerprint::Fingerprint| {
+        contract::ids::with_content(
+            &contract::ids::location(Domain::Orders, &id.to_string()),
+            fp,
+        )
+    };
+    let (status, body) = app.json(&location(&mine)).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &serde_json::json!("persisted")),
+        "{body}"
+    );
+    assert_eq!(body["order"]["customer"]["email"], email);
+
+    let (status, body) = app.json(&location(&theirs)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "id_taken");
+    assert!(
+        !body.to_string().contains(&email) && body.get("order").is_none(),
+        "not the other request's content: {body}"
+    );
+    let escaped = location(&theirs).replace(':', "%3A");
+    assert_eq!(app.get(&escaped).await.status(), StatusCode::CONFLICT);
+    for bad in [
+        "?content=v1:nothex",
+        "?content=",
+        "?content=v1:ab&content=v1:ab",
+    ] {
+        let (status, body) = app.json(&format!("/orders/{id}{bad}")).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!("invalid_content")
+            ),
+            "{bad}: {body}"
+        );
+    }
+    // Without the parameter (an id read by itself): the stored order.
+    assert_eq!(app.json(&format!("/orders/{id}")).await.0, StatusCode::OK);
+    app.stop().await;
+    db.drop().await;
+}
