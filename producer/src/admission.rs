@@ -75,9 +75,10 @@ pub async fn admit(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let announced = announces_body(request.headers());
     let decision = match check(&state, request.headers(), peer) {
         Ok(decision) => decision,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return closing(refused.into_response(), announced),
     };
     let (parts, body) = request.into_parts();
     let mut response = match read_body(body, max_body_bytes, state.body_timeout).await {
@@ -85,10 +86,30 @@ pub async fn admit(
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(refused) => refused.into_response(),
+        Err(refused) => closing(refused.into_response(), announced),
     };
     if let Some(decision) = decision {
         decision.write_headers(response.headers_mut());
+    }
+    response
+}
+
+/// Whether the request says a body follows.
+fn announces_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || header_text(headers, header::CONTENT_LENGTH.as_str()).is_some_and(|n| n != "0")
+}
+
+/// A refusal sent before the body was read whole: the server cannot read
+/// the next request on this connection, so it closes it, and says so
+/// (`Connection: close`) rather than leave a keep-alive client to find out
+/// on its next request.
+fn closing(mut response: Response, body_unread: bool) -> Response {
+    if body_unread {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }

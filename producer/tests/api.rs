@@ -288,6 +288,11 @@ async fn over_the_rate_limit_requests_get_429_with_retry_after() {
                 limited += 1;
                 let h = answer.headers();
                 assert!(h.contains_key("retry-after"));
+                assert_eq!(
+                    h.get("connection").map(|v| v.as_bytes()),
+                    Some(&b"close"[..]),
+                    "refused before its body was read: the connection closes, and says so"
+                );
                 assert_eq!(h["ratelimit-limit"], "1");
                 assert_eq!(h["ratelimit-remaining"], "0");
                 assert!(h.contains_key("ratelimit-reset"));
