@@ -100,7 +100,7 @@ YAML
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
 topics: {orders: shop.orders, users: shop.users}
-http: {headerTimeoutMs: 5000, bodyTimeoutMs: 20000, idleTimeoutMs: 120000, maxConnections: 2048}
+http: {headerTimeoutMs: 5000, bodyTimeoutMs: 20000, idleTimeoutMs: 120000, maxConnections: 2048, maxConnectionsPerClient: 1536}
 kafka:
   bootstrapServers: kafka-0.kafka:9093,kafka-1.kafka:9093
   caSecret: {name: "", key: ca.crt}

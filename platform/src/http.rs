@@ -17,6 +17,24 @@ use serde_json::json;
 
 use crate::metrics::{register, LATENCY_BUCKETS};
 
+/// The part of a client's address that names its host: all of IPv4, the
+/// /64 prefix of IPv6 (one host is usually given a whole /64, so counting
+/// its addresses apart would let it be many clients). What the rate limit
+/// and the per-client connection cap count by.
+pub fn host_of(ip: std::net::IpAddr) -> [u8; 8] {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            [4, 0, 0, 0, a, b, c, d]
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut prefix = [0; 8];
+            prefix.copy_from_slice(&v6.octets()[..8]);
+            prefix
+        }
+    }
+}
+
 /// Why a service cannot do its work now.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {source}")]

@@ -4,8 +4,10 @@
 //! connection may wait `HTTP_IDLE_TIMEOUT_MS` for its next request, a
 //! response write may stall `HTTP_BODY_TIMEOUT_MS` (the body read has the
 //! same bound, applied where bodies are read), and at most
-//! `HTTP_MAX_CONNECTIONS` connections are open: past it, new ones are closed
-//! at once. HTTP/1.1 only.
+//! `HTTP_MAX_CONNECTIONS` connections are open, at most
+//! `HTTP_MAX_CONNECTIONS_PER_CLIENT` from one host (so one client cannot
+//! take every connection, the probes' and the scraper's included): past
+//! either, new ones are closed at once. HTTP/1.1 only.
 
 use std::future::Future;
 use std::io;
@@ -43,6 +45,10 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// `HTTP_MAX_CONNECTIONS`: most connections open at once.
     pub max_connections: usize,
+    /// `HTTP_MAX_CONNECTIONS_PER_CLIENT` (default: half of
+    /// `HTTP_MAX_CONNECTIONS`): most connections open at once from one
+    /// host (IPv4 address, IPv6 /64).
+    pub max_connections_per_client: usize,
 }
 
 impl Default for HttpLimits {
@@ -52,6 +58,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_connections: 4096,
+            max_connections_per_client: 2048,
         }
     }
 }
@@ -61,6 +68,8 @@ impl HttpLimits {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let d = Self::default();
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let max_connections =
+            env.number("HTTP_MAX_CONNECTIONS", d.max_connections, 1..=1_000_000)?;
         Ok(Self {
             header_timeout: env.millis(
                 "HTTP_HEADER_TIMEOUT_MS",
@@ -77,10 +86,11 @@ impl HttpLimits {
                 millis(d.idle_timeout),
                 100..=3_600_000,
             )?,
-            max_connections: env.number(
-                "HTTP_MAX_CONNECTIONS",
-                d.max_connections,
-                1..=1_000_000,
+            max_connections,
+            max_connections_per_client: env.number(
+                "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                (max_connections / 2).max(1),
+                1..=max_connections,
             )?,
         })
     }
@@ -134,6 +144,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = PerClient::new(limits.max_connections_per_client);
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -148,6 +159,15 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let Some(held) = per_client.take(peer.ip()) else {
+            metrics.refused.inc();
+            tracing::debug!(
+                peer = %peer.ip(),
+                "connection closed at once: HTTP_MAX_CONNECTIONS_PER_CLIENT from this host"
+            );
+            drop(stream);
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.refused.inc();
@@ -170,7 +190,7 @@ pub async fn serve(
         let stop = stop.clone();
         let open = metrics.open.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, held);
             open.inc();
             let mut builder = http1::Builder::new();
             builder.header_read_timeout(None);
@@ -192,6 +212,61 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Connections open per client host, each bounded.
+#[derive(Clone)]
+struct PerClient {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 8], usize>>>,
+}
+
+/// One connection of a host, counted until dropped.
+struct Held {
+    host: [u8; 8],
+    open: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 8], usize>>>,
+}
+
+impl PerClient {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a connection from `ip`, unless its host holds the limit.
+    fn take(&self, ip: std::net::IpAddr) -> Option<Held> {
+        let host = crate::http::host_of(ip);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(host).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            host,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.host);
+            }
+        }
+    }
 }
 
 /// Where a connection is in its request cycle.

@@ -29,6 +29,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use platform::http::host_of;
 
 /// How often idle clients' buckets are dropped.
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
@@ -249,22 +250,6 @@ fn parse_address(bytes: &[u8]) -> Option<IpAddr> {
         return Some(socket.ip());
     }
     text.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
-}
-
-/// The part of an address that names a host: all of IPv4, the /64 prefix
-/// of IPv6 (one host is usually given a whole /64).
-fn host_of(ip: IpAddr) -> [u8; 8] {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            [4, 0, 0, 0, a, b, c, d]
-        }
-        IpAddr::V6(v6) => {
-            let mut prefix = [0; 8];
-            prefix.copy_from_slice(&v6.octets()[..8]);
-            prefix
-        }
-    }
 }
 
 #[cfg(test)]

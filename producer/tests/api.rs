@@ -844,7 +844,11 @@ async fn slow_clients_neither_starve_real_requests_nor_hold_connections_past_the
 
 #[tokio::test]
 async fn past_the_connection_cap_new_connections_are_closed_at_once() {
-    let mut app = TestApp::spawn(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    let mut app = TestApp::spawn(&[
+        ("HTTP_MAX_CONNECTIONS", "4"),
+        ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "4"),
+    ])
+    .await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(raw(&app).await);
@@ -869,6 +873,54 @@ async fn past_the_connection_cap_new_connections_are_closed_at_once() {
         harness::metrics::sample(&metrics, "http_connections_refused_total"),
         Some(1.0)
     );
+    app.shutdown().await;
+}
+
+/// One client holding idle sockets takes at most half the connections
+/// (`HTTP_MAX_CONNECTIONS_PER_CLIENT`'s default): another host, such as
+/// the kubelet probing or Prometheus scraping, is still served. (One
+/// client could take them all, the consumer's health port included.)
+#[tokio::test]
+async fn one_client_cannot_take_every_connection_from_the_probes() {
+    let mut app = TestApp::spawn(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    // As many idle sockets as the service takes, from one host.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(raw(&app).await);
+    }
+    let other_host = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let metrics = other_host
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("another host is served")
+            .text()
+            .await
+            .expect("text");
+        let refused = harness::metrics::sample(&metrics, "http_connections_refused_total");
+        if refused.is_some_and(|n| n >= 2.0) {
+            break refused;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host's sockets past its share were never refused: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("one host's sockets past its share refused: {refused:?}");
+    let status = other_host
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the probe's host is served");
+    drop(held);
     app.shutdown().await;
 }
 
