@@ -170,9 +170,16 @@ YAML
 cat >"$OUT/values-outbox.yaml" <<'YAML'
 producer:
   mode: outbox
+  apiToken: {value: "a-token-of-16-characters-or-more"}
 YAML
-run "helm lint --strict + render, default values" \
-    "$PY" deploy/manifests.py render "$chart" -o "$OUT/helm-default.yaml"
+# The default values with the one choice they leave: an API token (the query
+# service answers customer data, so the chart refuses it without a token).
+cat >"$OUT/values-token.yaml" <<'YAML'
+producer:
+  apiToken: {value: "a-token-of-16-characters-or-more"}
+YAML
+run "helm lint --strict + render, default values and a token" \
+    "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-token.yaml" -o "$OUT/helm-default.yaml"
 run "helm lint --strict + render, values-prod.yaml" \
     "$PY" deploy/manifests.py render "$chart" -f "$chart/values-prod.yaml" -o "$OUT/helm-prod.yaml"
 run "helm lint --strict + render, optional parts off" \
@@ -222,6 +229,8 @@ run "values refused: a grace period shorter than the shutdown" \
     refused "consumer: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
 run "values refused: a query grace period shorter than its shutdown" \
     refused "query: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
+run "values refused: the query service without a token or anonymous reads allowed" \
+    refused "{}" "does not start without a token"
 run "values refused: an API token under 16 characters" \
     refused "producer: {apiToken: {value: short}}" "/producer/apiToken/value"
 run "values refused: a setting out of the service's range" \

@@ -26,8 +26,31 @@ fn query(db: &TestDatabase) -> Service {
         &[
             ("DATABASE_URL", db.url.clone()),
             ("LOG_LEVEL", "info".to_owned()),
+            ("QUERY_ALLOW_ANONYMOUS", "true".to_owned()),
         ],
     )
+}
+
+/// The read side answers customer data: without a token, and without
+/// anonymous reads allowed in so many words, it does not start.
+#[tokio::test]
+async fn the_query_service_does_not_start_without_a_token_unless_told_reads_are_anonymous() {
+    let db = TestDatabase::create().await;
+    let mut refused = Service::start(
+        "query",
+        "QUERY_HTTP_ADDR",
+        &[("DATABASE_URL", db.url.clone())],
+    );
+    let status = refused
+        .wait_exit(Duration::from_secs(30))
+        .expect("it stops at once");
+    assert!(!status.success());
+    let said = refused.logs();
+    assert!(
+        said.contains("API_TOKEN") && said.contains("QUERY_ALLOW_ANONYMOUS=true"),
+        "{said}"
+    );
+    db.drop().await;
 }
 
 fn tool(db: &TestDatabase, bootstrap: &str, args: &[&str]) -> Output {

@@ -221,6 +221,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("CONSUMER_HTTP_ADDR".to_owned(), args.consumer_addr.clone()),
         ("QUERY_HTTP_ADDR".to_owned(), args.query_addr.clone()),
     ]);
+    // On a laptop, reads need no token unless one is given; said below.
+    let anonymous_reads = std::env::var_os("API_TOKEN").is_none()
+        && std::env::var_os("QUERY_ALLOW_ANONYMOUS").is_none();
+    if anonymous_reads {
+        vars.push(("QUERY_ALLOW_ANONYMOUS".to_owned(), "true".to_owned()));
+    }
     let env = Env::from_pairs(vars);
     let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
         .context("telemetry configuration")?;
@@ -267,6 +273,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         redact(&database_url),
         if database.private.is_some() { " (private)" } else { "" },
     );
+    if anonymous_reads {
+        println!(
+            "Reads on http://{read} need no token here (QUERY_ALLOW_ANONYMOUS=true, for this laptop \
+             only: deployed, the query service does not start without API_TOKEN).\n"
+        );
+    }
     if let Some(server) = &database.private {
         println!(
             "The database is a private, temporary PostgreSQL ({}, data in {}): it and its data are removed on exit.\n",

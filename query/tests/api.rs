@@ -34,6 +34,7 @@ impl App {
             ("QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("DATABASE_URL".to_owned(), database_url.to_owned()),
             ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+            ("QUERY_ALLOW_ANONYMOUS".to_owned(), "true".to_owned()),
         ];
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = QueryConfig::from_env(&Env::from_pairs(pairs)).expect("config");

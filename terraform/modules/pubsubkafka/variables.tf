@@ -158,9 +158,9 @@ variable "kafka_ca_secret_name" {
 }
 
 variable "api_token_secret_name" {
-  description = "Secret (key API_TOKEN) with the bearer token POST requests must carry; empty: no token."
+  description = "Secret (key API_TOKEN) with the bearer token requests must carry. The query service answers customer data and the chart refuses it without a token; empty: no token, for reads behind a gateway that authenticates (then pass query.allowAnonymous=true in extra_values)."
   type        = string
-  default     = ""
+  default     = "pubsubkafka-api-token"
 }
 
 variable "database_secret_name" {
