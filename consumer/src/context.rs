@@ -89,7 +89,10 @@ impl ClientContext for GroupContext {
                         .lag
                         .with_label_values(&[&self.group, topic, &partition.to_string()])
                         .set(p.consumer_lag);
-                    total += p.consumer_lag;
+                    // A held partition's messages wait on purpose: no stall.
+                    if !self.progress.is_held(topic, *partition) {
+                        total += p.consumer_lag;
+                    }
                 }
             }
         }

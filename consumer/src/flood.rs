@@ -49,7 +49,7 @@ pub struct Tripped {
     pub window: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Partition {
     /// Recent outcomes, `true` for a dead letter.
     recent: VecDeque<bool>,
@@ -59,7 +59,7 @@ struct Partition {
 }
 
 /// The guard's memory of each partition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FloodGuard {
     limits: FloodLimits,
     partitions: HashMap<(String, i32), Partition>,
@@ -132,6 +132,30 @@ impl FloodGuard {
         p.held_until.take().is_some()
     }
 
+    /// Where this guard would hold a batch whose messages, in order, are
+    /// `(topic, partition, fails)` (`fails`: known to be dead-lettered, such
+    /// as undecodable; the others counted as handled): the index of the first
+    /// failing message it would not admit. Advances the guard as settling
+    /// the messages before it would; call it on a copy, to decide how much of
+    /// a batch to write before the worker's own guard settles it.
+    pub fn first_held<'a>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'a str, i32, bool)>,
+    ) -> Option<usize> {
+        let now = Instant::now();
+        for (i, (topic, partition, fails)) in messages.into_iter().enumerate() {
+            if fails {
+                if self.admit(topic, partition, now).is_err() {
+                    return Some(i);
+                }
+                self.dead_lettered(topic, partition);
+            } else {
+                self.handled(topic, partition);
+            }
+        }
+        None
+    }
+
     /// The held partitions whose wait is over, to try one message again.
     /// They stay marked as held until a message of theirs is handled.
     pub fn due(&mut self, now: Instant) -> Vec<(String, i32)> {
@@ -164,6 +188,28 @@ impl FloodGuard {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_batch_is_cut_where_the_guard_would_hold_and_the_guard_itself_is_left_alone() {
+        let guard = FloodGuard::new(limits(2, 100, 100));
+        let batch = [
+            ("orders", 0, false),
+            ("orders", 0, true),
+            ("orders", 1, true),
+            ("orders", 0, true),
+            ("orders", 0, true),
+            ("orders", 0, false),
+        ];
+        assert_eq!(
+            guard.clone().first_held(batch),
+            Some(4),
+            "the third in a row on 0"
+        );
+        assert_eq!(guard.clone().first_held(batch[..4].iter().copied()), None);
+        assert!(guard.held().is_empty(), "a copy was asked");
+        let off = FloodGuard::new(FloodLimits::OFF);
+        assert_eq!(off.clone().first_held(batch), None);
+    }
 
     /// Dead-letters one message if the guard admits it.
     fn send(

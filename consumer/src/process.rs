@@ -14,6 +14,7 @@ use contract::topics::Domains;
 
 use crate::decode::{self, Decoded};
 use crate::failure::{ErrorKind, Failure, FailureClass};
+use crate::flood::FloodGuard;
 use crate::persist::{Outcome, PersistError, PersistErrorKind, Persistable, Store};
 use crate::retry::RetryPolicy;
 
@@ -115,16 +116,30 @@ async fn is_outage(store: &impl EventStore, error: &PersistError) -> bool {
     error.kind == PersistErrorKind::Unavailable && store.probe().await.is_err()
 }
 
-/// Processes `batch` (messages in the order they were read).
+/// Processes `batch` (messages in the order they were read). `flood` is a
+/// copy of the worker's flood guard: nothing past a message it would hold
+/// is written (the outcome stops at that message, and the worker reads the
+/// rest again), so a held partition is stored in offset order.
 pub async fn process_batch(
     store: &impl EventStore,
     policy: RetryPolicy,
     topics: &Domains,
     batch: &[&OwnedMessage],
+    mut flood: FloodGuard,
     stop: &CancellationToken,
 ) -> BatchOutcome {
-    let decoded: Vec<Result<Decoded, Failure>> =
+    let mut decoded: Vec<Result<Decoded, Failure>> =
         batch.iter().map(|m| decode_message(m, topics)).collect();
+    let upto = flood
+        .first_held(
+            batch
+                .iter()
+                .zip(&decoded)
+                .map(|(m, d)| (m.topic(), m.partition(), d.is_err())),
+        )
+        .map_or(batch.len(), |held| held + 1);
+    let batch = &batch[..upto];
+    decoded.truncate(upto);
     let valid: Vec<Persistable<'_>> = batch
         .iter()
         .zip(&decoded)
@@ -267,6 +282,7 @@ mod tests {
     use rdkafka::Timestamp;
 
     use super::*;
+    use crate::flood::FloodLimits;
     use crate::identity::Conflict;
 
     /// Answers each `persist` call with the next scripted answer (the
@@ -350,6 +366,7 @@ mod tests {
             policy(retries),
             &Domains::default(),
             &batch,
+            FloodGuard::new(FloodLimits::OFF),
             &CancellationToken::new(),
         )
         .await
@@ -384,6 +401,53 @@ mod tests {
         );
         assert_eq!(store.calls(), [3], "one transaction for the valid three");
         assert!(outcome.halted.is_none());
+    }
+
+    /// The regression of a held partition stored out of offset order: the
+    /// orders after the message the flood guard holds were written with the
+    /// batch while the held offsets stayed uncommitted.
+    #[tokio::test]
+    async fn nothing_past_the_message_the_flood_guard_holds_is_written() {
+        let store = Scripted::new(vec![Ok(vec![Outcome::Stored, Outcome::Stored])], true);
+        let messages = [
+            valid(0),
+            poison(1),
+            poison(2),
+            poison(3),
+            valid(4),
+            valid(5),
+        ];
+        let batch: Vec<&OwnedMessage> = messages.iter().collect();
+        let guard = FloodGuard::new(FloodLimits {
+            max_in_row: 2,
+            window: 100,
+            max_percent: 100,
+            retry_after: Duration::from_secs(60),
+        });
+        let outcome = process_batch(
+            &store,
+            policy(0),
+            &Domains::default(),
+            &batch,
+            guard,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            verdicts(&outcome),
+            [
+                "persisted",
+                "dead:decode:0",
+                "dead:decode:0",
+                "dead:decode:0"
+            ],
+            "the outcome stops at the held message"
+        );
+        assert_eq!(
+            store.calls(),
+            [1],
+            "only the order before the poison was written"
+        );
     }
 
     #[tokio::test]
@@ -470,7 +534,15 @@ mod tests {
             max_retries: 3,
             initial_backoff: Duration::from_secs(60),
         };
-        let outcome = process_batch(&store, policy, &Domains::default(), &batch, &stop).await;
+        let outcome = process_batch(
+            &store,
+            policy,
+            &Domains::default(),
+            &batch,
+            FloodGuard::new(FloodLimits::OFF),
+            &stop,
+        )
+        .await;
         assert_eq!(verdicts(&outcome), ["persisted"], "the first is done");
         assert!(matches!(outcome.halted, Some(Halt::Stopping)));
     }

@@ -19,8 +19,12 @@ struct Inner {
     origin: Instant,
     /// Milliseconds after `origin` of the last finished batch.
     last: AtomicU64,
-    /// Messages behind, over every assigned partition (librdkafka's view).
+    /// Messages behind, over every assigned partition not held by the
+    /// flood guard (librdkafka's view).
     lag: AtomicI64,
+    /// Partitions the flood guard holds: their messages wait on purpose
+    /// (alerted on by their own metric), so they are no stall.
+    held: std::sync::Mutex<std::collections::HashSet<(String, i32)>>,
 }
 
 /// Why the consumer is not ready.
@@ -47,6 +51,7 @@ impl Progress {
                 origin: now,
                 last: AtomicU64::new(0),
                 lag: AtomicI64::new(0),
+                held: std::sync::Mutex::default(),
             }),
         }
     }
@@ -63,7 +68,30 @@ impl Progress {
             .fetch_max(self.millis(now), Ordering::Relaxed);
     }
 
-    /// The group is `lag` messages behind.
+    /// Marks `topic`/`partition` as held by the flood guard, or not.
+    pub fn set_held(&self, topic: &str, partition: i32, held: bool) {
+        let mut set = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held {
+            set.insert((topic.to_owned(), partition));
+        } else {
+            set.remove(&(topic.to_owned(), partition));
+        }
+    }
+
+    /// Whether the flood guard holds `topic`/`partition`.
+    pub fn is_held(&self, topic: &str, partition: i32) -> bool {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&(topic.to_owned(), partition))
+    }
+
+    /// The group is `lag` messages behind (held partitions left out).
     pub fn set_lag(&self, lag: i64) {
         self.inner.lag.store(lag, Ordering::Relaxed);
     }
@@ -105,5 +133,15 @@ mod tests {
         assert_eq!(p.check(later, limit), Ok(()), "progress 20 s ago");
         p.advanced(start + Duration::from_secs(10));
         assert_eq!(p.check(later, limit), Ok(()), "progress never goes back");
+    }
+
+    #[test]
+    fn held_partitions_are_remembered_until_released() {
+        let p = Progress::default();
+        assert!(!p.is_held("orders", 0));
+        p.set_held("orders", 0, true);
+        assert!(p.is_held("orders", 0) && !p.is_held("orders", 1));
+        p.set_held("orders", 0, false);
+        assert!(!p.is_held("orders", 0));
     }
 }

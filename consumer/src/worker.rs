@@ -286,6 +286,7 @@ impl Worker {
         let store = self.store.clone();
         let policy = self.policy;
         let topics = self.topics.clone();
+        let flood = self.flood.clone();
         let stop = stop.clone();
         let firsts: Vec<((String, i32), i64)> = offsets::bounds(batch.iter().map(|r| &r.message))
             .into_iter()
@@ -294,7 +295,7 @@ impl Worker {
         let task = tokio::spawn(async move {
             let outcome = {
                 let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
-                process_batch(&store, policy, &topics, &messages, &stop).await
+                process_batch(&store, policy, &topics, &messages, flood, &stop).await
             };
             (batch, outcome)
         });
@@ -376,6 +377,7 @@ impl Worker {
                         .emit(&self.metrics);
                     });
                     self.hold(topic, partition, true);
+                    self.progress.set_held(topic, partition, true);
                     // The rest of the batch is read again (what it stored
                     // is found stored); the held partition's from here.
                     break;
@@ -396,6 +398,7 @@ impl Worker {
                 _ => self.flood.handled(topic, partition),
             };
             if released {
+                self.progress.set_held(topic, partition, false);
                 events::FloodReleased { topic, partition }.emit(&self.metrics);
             }
         }

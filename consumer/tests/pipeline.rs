@@ -710,10 +710,12 @@ async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_n
 /// A stream that turns to poison (a bad producer deploy) is held, not
 /// emptied into its DLQ: past DLQ_FLOOD_MAX_IN_ROW dead letters in a row
 /// the partition stops where it is, its committed offset on the first
-/// message not dead-lettered, while other partitions go on. Retries after
-/// DLQ_FLOOD_RETRY_SECS hold it again while it still fails; a consumer
-/// started with the guard off (or with the fix) takes it from there and
-/// loses nothing.
+/// message not dead-lettered, while other partitions go on. Nothing after
+/// the held message is stored before it (offset order), and the hold is no
+/// stall: the consumer stays ready (other partitions go on; the hold has its
+/// own alert). Retries after DLQ_FLOOD_RETRY_SECS hold it again while it
+/// still fails; a consumer started with the guard off (or with the fix)
+/// takes it from there and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopped() {
     let cluster = cluster();
@@ -737,13 +739,12 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
         ("DLQ_FLOOD_MAX_IN_ROW", "3"),
         ("DLQ_FLOOD_RETRY_SECS", "1"),
         ("MAX_RETRIES", "0"),
+        ("STALL_TIMEOUT_SECS", "5"),
     ];
     let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &guarded);
-    // The 2 orders before the poison and the other partition's 3; the 2
-    // after it may be stored too when they were in the held batch (they are
-    // found stored when read again).
+    // The 2 orders before the poison and the other partition's 3.
     let stored = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 5, WAIT).await;
-    assert!((5..=7).contains(&stored), "{stored} orders stored");
+    assert_eq!(stored, 5, "{stored} orders stored");
     assert_eq!(read_topic(&bootstrap, "orders-dlq", 3, WAIT).len(), 3);
     // Retries every second find the same poison: held again each time.
     let started = std::time::Instant::now();
@@ -755,7 +756,9 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
             .unwrap_or(0)
     };
     let mut metrics = consumer.metrics();
-    while trips(&metrics) < 3 && started.elapsed() < WAIT {
+    // Seven trips a second apart: held past STALL_TIMEOUT_SECS since the
+    // last batch finished.
+    while trips(&metrics) < 7 && started.elapsed() < WAIT {
         tokio::time::sleep(Duration::from_millis(200)).await;
         metrics = consumer.metrics();
     }
@@ -767,13 +770,23 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
             .collect::<Vec<_>>()
     );
     assert!(
-        trips(&metrics) >= 3,
+        trips(&metrics) >= 7,
         "held, then held again on each retry:\n{metrics}"
     );
     assert!(
         metrics.contains("kafka_consumer_dlq_flood_held{partition=\"0\",topic=\"orders\"} 1"),
         "{metrics}"
     );
+    // Held for six retries (over STALL_TIMEOUT_SECS with messages
+    // waiting): the orders after the poison are not stored before it, and
+    // the hold is not a stall.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 5, "nothing after the held message is stored");
+    let (ready, said) = consumer.readiness();
+    assert_eq!(ready, 200, "held is not stalled: {said}");
     consumer.stop();
     assert_eq!(
         read_topic(&bootstrap, "orders-dlq", 4, Duration::from_secs(3)).len(),

@@ -77,6 +77,23 @@ impl RunningConsumer {
         }
     }
 
+    /// The status of `/readyz`, and its body.
+    pub fn readiness(&self) -> (u16, String) {
+        let url = format!("http://{}/readyz", self.addr);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let answer = reqwest::get(url).await.unwrap();
+                (answer.status().as_u16(), answer.text().await.unwrap())
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
     pub fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.addr);
         std::thread::spawn(move || {
