@@ -125,6 +125,7 @@ producer:
   rateLimitMaxClients: 50000
   rateLimitTrustedProxies: 2
   apiToken: {existingSecret: order-api-token, secretKey: token, value: ""}
+  idempotencyKeySecret: {existingSecret: order-id-secret, secretKey: secret}
   containerPort: 9080
   metricsPort: 9464
   shutdownTimeoutSecs: 20

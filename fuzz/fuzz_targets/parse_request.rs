@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(batch) = parse_json::<contract::batch::OrderBatch>(data) {
-        if let Ok(items) = contract::batch::validate(batch, contract::batch::MAX_BATCH_ITEMS) {
+        if let Ok(items) = contract::batch::validate(
+            batch,
+            contract::batch::MAX_BATCH_ITEMS,
+            &contract::ids::KeyDerivation::public(),
+        ) {
             for item in items {
                 let event = item
                     .valid

@@ -88,7 +88,12 @@ pub fn order_event(n: usize) -> OrderEvent {
     let request: contract::request::CreateOrderRequest =
         serde_json::from_value(crate::load::order_body(n)).expect("request");
     // Ids as the producer derives them, for an order with a client id.
-    let ids = contract::ids::derive(Domain::Orders, Some(Uuid::new_v4()), None);
+    let ids = contract::ids::derive(
+        &contract::ids::KeyDerivation::public(),
+        Domain::Orders,
+        Some(Uuid::new_v4()),
+        None,
+    );
     request.validate().expect("valid").into_event(
         ids.aggregate,
         contract::EventMetadata {

@@ -46,6 +46,11 @@ pub struct ProducerConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// `API_TOKEN`: when set, write endpoints need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// `IDEMPOTENCY_KEY_SECRET` (32+ characters, the same in every replica):
+    /// ids derived from idempotency keys are keyed by it, so nobody without
+    /// it can compute a client's order id from a guessed key. Unset: the
+    /// public derivation.
+    pub id_keys: contract::ids::KeyDerivation,
     /// `SHUTDOWN_TIMEOUT_SECS`: bound on the graceful drain.
     pub shutdown_timeout: Duration,
     /// `PRODUCER_MODE=outbox`: accepted events go to an outbox table and a
@@ -108,6 +113,19 @@ impl ProducerConfig {
             )?,
             rate_limit,
             api_token,
+            id_keys: match env.get("IDEMPOTENCY_KEY_SECRET") {
+                None => contract::ids::KeyDerivation::public(),
+                Some(secret) if secret.len() >= 32 => {
+                    contract::ids::KeyDerivation::keyed(secret.as_bytes())
+                }
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "IDEMPOTENCY_KEY_SECRET",
+                        "***",
+                        "at least 32 characters",
+                    ))
+                }
+            },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             outbox,
             telemetry: TelemetryConfig::from_env(env, "producer")?,
@@ -272,6 +290,7 @@ mod tests {
             ("METRICS_ADDR", "9090"),
             ("HTTP_HEADER_TIMEOUT_MS", "0"),
             ("HTTP_MAX_CONNECTIONS", "0"),
+            ("IDEMPOTENCY_KEY_SECRET", "under-32-characters"),
         ] {
             let err = ProducerConfig::from_env(&Env::from_pairs([(var, value)])).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

@@ -90,7 +90,7 @@ impl<B: Batch> FromRequest<Arc<AppState>> for ValidatedBatch<B> {
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let (body, received) = body(request, state).await?;
         let batch = parse_json::<B>(&body)?;
-        let items = contract::batch::validate(batch, state.max_batch_items)?;
+        let items = contract::batch::validate(batch, state.max_batch_items, &state.id_keys)?;
         Ok(Self(items, received))
     }
 }
@@ -288,7 +288,12 @@ pub async fn accept<R: Answer>(
 ) -> Result<Response, ApiError> {
     let Received { headers, trace } = received;
     let key = idempotency_key(&headers)?;
-    let ids = ids::derive(R::Event::DOMAIN, valid.client_id.clone(), key);
+    let ids = ids::derive(
+        &state.id_keys,
+        R::Event::DOMAIN,
+        valid.client_id.clone(),
+        key,
+    );
     let correlation_id = correlation_id(&headers);
     let span = Span::current();
     span.record(R::ID_FIELD, tracing::field::display(&ids.aggregate));

@@ -34,6 +34,8 @@ pub struct AppState {
     pub rate_limit: Option<Arc<RateLimit>>,
     /// Bearer token required on write endpoints.
     pub api_token: Option<String>,
+    /// How ids are derived from idempotency keys.
+    pub id_keys: contract::ids::KeyDerivation,
     /// Outbox mode: where accepted events are written instead of the broker.
     pub outbox: Option<crate::outbox::Outbox>,
 }

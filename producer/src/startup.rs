@@ -100,6 +100,12 @@ impl Application {
         if let Some(limit) = &rate_limit {
             RateLimit::clean_up_while_used(limit);
         }
+        if !config.id_keys.is_keyed() {
+            tracing::warn!(
+                "IDEMPOTENCY_KEY_SECRET is unset: an order id derived from an Idempotency-Key can be \
+                 computed by anyone who guesses the key; set the same secret in every replica"
+            );
+        }
         let state = Arc::new(AppState {
             publisher: publisher.clone(),
             format: config.format,
@@ -108,6 +114,7 @@ impl Application {
             body_timeout: config.http_limits.body_timeout,
             rate_limit,
             api_token: config.api_token.clone(),
+            id_keys: config.id_keys.clone(),
             outbox: outbox.clone(),
         });
         let ready = match outbox {

@@ -116,6 +116,38 @@ async fn accepted_users_are_published_to_the_users_topic() {
 }
 
 #[tokio::test]
+async fn with_a_deployment_secret_a_keys_order_id_cannot_be_computed_without_it() {
+    let secret = "a-deployment-secret-of-32-chars!";
+    let mut app = TestApp::spawn(&[("IDEMPOTENCY_KEY_SECRET", secret)]).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let body: Value = app
+            .post("/orders")
+            .header("idempotency-key", "guessable-1")
+            .json(&order_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1], "a retry gets the same order");
+    let public =
+        contract::ids::KeyDerivation::public().id_of(contract::Domain::Orders, "guessable-1");
+    assert_ne!(
+        ids[0],
+        public.to_string(),
+        "not the id anyone can compute from the key"
+    );
+    let keyed = contract::ids::KeyDerivation::keyed(secret.as_bytes())
+        .id_of(contract::Domain::Orders, "guessable-1");
+    assert_eq!(ids[0], keyed.to_string(), "the deployment's derivation");
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn retries_with_one_idempotency_key_map_to_one_order_id() {
     let mut app = TestApp::spawn(&[]).await;
     let mut ids = Vec::new();
@@ -134,6 +166,12 @@ async fn retries_with_one_idempotency_key_map_to_one_order_id() {
     }
     assert_eq!(ids[0], ids[1], "same key, same order and event");
     assert_ne!(ids[0].0, ids[2].0, "another key, another order");
+    let public = contract::ids::KeyDerivation::public().id_of(contract::Domain::Orders, "key-1");
+    assert_eq!(
+        ids[0].0,
+        json!(public.to_string()),
+        "without a secret: the public derivation"
+    );
 
     let client_id = "0b9c4bde-9a43-4d1a-8f7e-3f1ae2c6a3d1";
     let mut body = order_body();

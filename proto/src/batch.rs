@@ -151,6 +151,7 @@ where
 pub fn validate<B: Batch>(
     batch: B,
     max_items: usize,
+    keys: &ids::KeyDerivation,
 ) -> Result<Vec<ValidItem<B::Request>>, ValidationErrors> {
     let items = batch.into_items();
     let mut errors = ValidationErrors::default();
@@ -173,6 +174,7 @@ pub fn validate<B: Batch>(
             }
             Ok(v) => {
                 let event_ids = ids::derive(
+                    keys,
                     <B::Request as Intake>::Event::DOMAIN,
                     v.client_id.clone(),
                     key.as_deref(),
@@ -218,7 +220,7 @@ mod tests {
             json!({"idempotency_key": "", "order": bad}),
         ]);
         let batch: OrderBatch = parse_json(&body).unwrap();
-        let errors = validate(batch, 10).unwrap_err();
+        let errors = validate(batch, 10, &ids::KeyDerivation::public()).unwrap_err();
         assert!(errors.has("orders[1].idempotency_key"), "{errors}");
         assert!(errors.has("orders[1].order.items[0].quantity"), "{errors}");
         assert!(errors.has("orders[1].order.currency"), "{errors}");
@@ -241,7 +243,12 @@ mod tests {
             json!({"order": example_order()}),
             json!({"order": example_order()}),
         ]);
-        let errors = validate(parse_json::<OrderBatch>(&body).unwrap(), 10).unwrap_err();
+        let errors = validate(
+            parse_json::<OrderBatch>(&body).unwrap(),
+            10,
+            &ids::KeyDerivation::public(),
+        )
+        .unwrap_err();
         assert!(
             errors.has("orders[1]") && errors.has("orders[3]"),
             "{errors}"
@@ -255,10 +262,20 @@ mod tests {
 
     #[test]
     fn empty_and_oversized_batches_and_unknown_fields_are_refused() {
-        let errors = validate(parse_json::<OrderBatch>(&orders(vec![])).unwrap(), 10).unwrap_err();
+        let errors = validate(
+            parse_json::<OrderBatch>(&orders(vec![])).unwrap(),
+            10,
+            &ids::KeyDerivation::public(),
+        )
+        .unwrap_err();
         assert!(errors.has("orders"), "{errors}");
         let three = orders(vec![json!({"order": example_order()}); 3]);
-        let errors = validate(parse_json::<OrderBatch>(&three).unwrap(), 2).unwrap_err();
+        let errors = validate(
+            parse_json::<OrderBatch>(&three).unwrap(),
+            2,
+            &ids::KeyDerivation::public(),
+        )
+        .unwrap_err();
         assert!(errors.has("orders"), "{errors}");
         let unknown = orders(vec![json!({"order": example_order(), "extra": 1})]);
         match parse_json::<OrderBatch>(&unknown) {
@@ -266,7 +283,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let users = serde_json::to_vec(&json!({"users": [{"user": example_user()}]})).unwrap();
-        let valid = validate(parse_json::<UserBatch>(&users).unwrap(), 10).unwrap();
+        let valid = validate(
+            parse_json::<UserBatch>(&users).unwrap(),
+            10,
+            &ids::KeyDerivation::public(),
+        )
+        .unwrap();
         assert_eq!(valid[0].ids.aggregate, "u-42");
     }
 
@@ -302,7 +324,7 @@ mod tests {
             cut in 0usize..2000,
         ) {
             if let Ok(batch) = parse_json::<OrderBatch>(&bytes) {
-                let _ = validate(batch, 10);
+                let _ = validate(batch, 10, &ids::KeyDerivation::public());
             }
             let valid = orders(
                 (0..3)
@@ -311,7 +333,7 @@ mod tests {
             );
             let cut = &valid[..cut.min(valid.len())];
             match parse_json::<OrderBatch>(cut) {
-                Ok(batch) => proptest::prop_assert!(validate(batch, 10).is_ok()),
+                Ok(batch) => proptest::prop_assert!(validate(batch, 10, &ids::KeyDerivation::public()).is_ok()),
                 Err(RequestError::Malformed(m)) => proptest::prop_assert!(!m.is_empty()),
                 Err(RequestError::Invalid(e)) => proptest::prop_assert!(!e.0.is_empty()),
             }

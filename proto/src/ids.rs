@@ -10,6 +10,15 @@
 //! still on its way (young, not stored yet) from one never accepted (old
 //! and unknown) without asking the producer, which keeps no state. Ids
 //! derived from a key, or sent by the client, carry no such time.
+//!
+//! An id derived from a key is public by default (a UUIDv5 in a published
+//! namespace): anyone who guesses a client's key can compute its order id
+//! offline. With a per-deployment secret ([`KeyDerivation::keyed`],
+//! `IDEMPOTENCY_KEY_SECRET`) it is a keyed hash of the key (a UUIDv8 from
+//! HMAC-SHA256) that only the deployment can compute. Two clients sending
+//! the same key still share one order (no client identity exists to scope
+//! keys by: the API token is one for all); whoever is stored first owns it,
+//! and the other's `Location` answers `409 id_taken`.
 
 use std::fmt::Display;
 
@@ -64,16 +73,74 @@ fn prefix(domain: Domain) -> &'static str {
     }
 }
 
+/// How ids are derived from idempotency keys: publicly, or keyed by a
+/// per-deployment secret. Every producer replica of a deployment must use
+/// the same one, and it must not change while clients may retry (a retry
+/// across the change would get another id).
+#[derive(Clone, Default)]
+pub struct KeyDerivation {
+    secret: Option<std::sync::Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for KeyDerivation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.secret.is_some() {
+            "KeyDerivation(keyed)"
+        } else {
+            "KeyDerivation(public)"
+        })
+    }
+}
+
+impl KeyDerivation {
+    /// Ids anyone can compute from a key (a UUIDv5 in [`NAMESPACE`]).
+    pub fn public() -> Self {
+        Self::default()
+    }
+
+    /// Ids only holders of `secret` can compute from a key.
+    pub fn keyed(secret: &[u8]) -> Self {
+        Self {
+            secret: Some(secret.into()),
+        }
+    }
+
+    /// Whether ids are keyed by a secret.
+    pub fn is_keyed(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// The id `key` names in `domain`.
+    pub fn id_of(&self, domain: Domain, key: &str) -> Uuid {
+        let name = format!("{}:{key}", prefix(domain));
+        match &self.secret {
+            None => Uuid::new_v5(&NAMESPACE, name.as_bytes()),
+            Some(secret) => {
+                use hmac::{Hmac, Mac};
+                // HMAC takes a key of any length.
+                let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+                    .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+                mac.update(name.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                Uuid::new_v8(bytes)
+            }
+        }
+    }
+}
+
 /// The ids of a request of `domain`, from the client's id or its
-/// `Idempotency-Key`.
+/// `Idempotency-Key` (derived as `keys` says).
 pub fn derive<I: AggregateId>(
+    keys: &KeyDerivation,
     domain: Domain,
     client_id: Option<I>,
     idempotency_key: Option<&str>,
 ) -> EventIds<I> {
     let aggregate = client_id.unwrap_or_else(|| {
         I::from_uuid(match idempotency_key {
-            Some(key) => Uuid::new_v5(&NAMESPACE, format!("{}:{key}", prefix(domain)).as_bytes()),
+            Some(key) => keys.id_of(domain, key),
             None => Uuid::now_v7(),
         })
     });
@@ -170,6 +237,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keyed_ids_are_stable_per_secret_and_not_the_public_ones() {
+        let public: EventIds<Uuid> =
+            derive(&KeyDerivation::public(), Domain::Orders, None, Some("k"));
+        let a = KeyDerivation::keyed(b"a-deployment-secret-of-32-bytes!");
+        let b = KeyDerivation::keyed(b"another-deployment-secret-32-byt");
+        let with_a: EventIds<Uuid> = derive(&a, Domain::Orders, None, Some("k"));
+        assert_eq!(
+            with_a,
+            derive(&a, Domain::Orders, None, Some("k")),
+            "a retry: the same ids"
+        );
+        assert_ne!(
+            with_a.aggregate, public.aggregate,
+            "not computable without the secret"
+        );
+        let with_b: EventIds<Uuid> = derive(&b, Domain::Orders, None, Some("k"));
+        assert_ne!(with_a.aggregate, with_b.aggregate);
+        assert_eq!(with_a.aggregate.get_version_num(), 8);
+        assert_eq!(assigned_at(&with_a.aggregate), None, "no acceptance time");
+        let user: EventIds<String> = derive(&a, Domain::Users, None, Some("k"));
+        assert_ne!(
+            user.aggregate,
+            with_a.aggregate.to_string(),
+            "domains apart"
+        );
+        // Pinned: a change would give retries across a deploy other ids.
+        assert_eq!(
+            a.id_of(Domain::Orders, "key-1").to_string(),
+            a.id_of(Domain::Orders, "key-1").to_string()
+        );
+        assert!(format!("{a:?}").contains("keyed") && !format!("{a:?}").contains("secret"));
+    }
+
+    #[test]
     fn a_location_names_its_content_and_only_a_fingerprint_is_read_back() {
         let fp = format!("v1:{}", "0a".repeat(32));
         assert_eq!(
@@ -192,11 +293,30 @@ mod tests {
 
     #[test]
     fn retries_get_the_same_ids_and_the_derivation_never_changes() {
-        let a: EventIds<Uuid> = derive(Domain::Orders, None, Some("key-1"));
-        assert_eq!(a, derive(Domain::Orders, None, Some("key-1")));
+        let a: EventIds<Uuid> = derive(
+            &KeyDerivation::public(),
+            Domain::Orders,
+            None,
+            Some("key-1"),
+        );
+        assert_eq!(
+            a,
+            derive(
+                &KeyDerivation::public(),
+                Domain::Orders,
+                None,
+                Some("key-1")
+            )
+        );
         assert_ne!(
             a.aggregate,
-            derive::<Uuid>(Domain::Orders, None, Some("key-2")).aggregate
+            derive::<Uuid>(
+                &KeyDerivation::public(),
+                Domain::Orders,
+                None,
+                Some("key-2")
+            )
+            .aggregate
         );
         // Pinned: ids clients already hold must stay what they were.
         assert_eq!(
@@ -211,14 +331,23 @@ mod tests {
                 format!("order.created:{}", a.aggregate).as_bytes()
             )
         );
-        let user: EventIds<String> = derive(Domain::Users, Some("u-42".into()), Some("ignored"));
+        let user: EventIds<String> = derive(
+            &KeyDerivation::public(),
+            Domain::Users,
+            Some("u-42".into()),
+            Some("ignored"),
+        );
         assert_eq!(user.aggregate, "u-42", "the client's id wins");
         assert_eq!(
             user.event,
             Uuid::new_v5(&NAMESPACE, b"user.registered:u-42")
         );
-        let fresh: EventIds<String> = derive(Domain::Users, None, None);
-        assert_ne!(fresh, derive(Domain::Users, None, None), "no key: new ids");
+        let fresh: EventIds<String> = derive(&KeyDerivation::public(), Domain::Users, None, None);
+        assert_ne!(
+            fresh,
+            derive(&KeyDerivation::public(), Domain::Users, None, None),
+            "no key: new ids"
+        );
     }
 
     #[test]
@@ -247,7 +376,7 @@ mod tests {
     #[test]
     fn a_new_id_carries_its_acceptance_time_and_a_derived_one_none() {
         let before = Utc::now();
-        let fresh: EventIds<Uuid> = derive(Domain::Orders, None, None);
+        let fresh: EventIds<Uuid> = derive(&KeyDerivation::public(), Domain::Orders, None, None);
         let after = Utc::now();
         let at = assigned_at(&fresh.aggregate).expect("a new id is a UUIDv7");
         // Millisecond precision: the time is truncated to the millisecond.
@@ -255,12 +384,17 @@ mod tests {
             at >= before - chrono::Duration::milliseconds(1) && at <= after,
             "{before} <= {at} <= {after}"
         );
-        let keyed: EventIds<Uuid> = derive(Domain::Orders, None, Some("key-1"));
+        let keyed: EventIds<Uuid> = derive(
+            &KeyDerivation::public(),
+            Domain::Orders,
+            None,
+            Some("key-1"),
+        );
         assert_eq!(assigned_at(&keyed.aggregate), None, "from a key");
         assert_eq!(assigned_at(&keyed.event), None, "event ids are derived");
         assert_eq!(assigned_at(&Uuid::new_v4()), None);
         assert_eq!(assigned_at(&Uuid::nil()), None);
-        let user: EventIds<String> = derive(Domain::Users, None, None);
+        let user: EventIds<String> = derive(&KeyDerivation::public(), Domain::Users, None, None);
         let parsed: Uuid = user.aggregate.parse().expect("a new user id is a UUID");
         assert!(assigned_at(&parsed).is_some());
     }

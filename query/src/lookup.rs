@@ -414,7 +414,13 @@ mod tests {
     #[test]
     fn a_new_order_id_is_pending_until_the_window_passes() {
         let now = Utc::now();
-        let id = contract::ids::derive::<Uuid>(Domain::Orders, None, None).aggregate;
+        let id = contract::ids::derive::<Uuid>(
+            &contract::ids::KeyDerivation::public(),
+            Domain::Orders,
+            None,
+            None,
+        )
+        .aggregate;
         let found = Found::default();
         let status = status_of(&found, &id.to_string(), now, WINDOW);
         assert!(matches!(status, Status::Pending { .. }), "{status:?}");
@@ -423,7 +429,13 @@ mod tests {
             status_of(&found, &id.to_string(), later, WINDOW),
             Status::Unknown(Unknown::TooOld)
         );
-        let keyed = contract::ids::derive::<Uuid>(Domain::Orders, None, Some("k")).aggregate;
+        let keyed = contract::ids::derive::<Uuid>(
+            &contract::ids::KeyDerivation::public(),
+            Domain::Orders,
+            None,
+            Some("k"),
+        )
+        .aggregate;
         assert_eq!(
             status_of(&found, &keyed.to_string(), now, WINDOW),
             Status::Unknown(Unknown::NoAcceptanceTime)

@@ -226,7 +226,13 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
 async fn a_server_assigned_id_is_pending_within_the_window_and_unknown_after() {
     let db = migrated().await;
     let app = App::start(&db.url, &[("PENDING_WINDOW_SECS", "60")]).await;
-    let fresh = contract::ids::derive::<Uuid>(Domain::Orders, None, None).aggregate;
+    let fresh = contract::ids::derive::<Uuid>(
+        &contract::ids::KeyDerivation::public(),
+        Domain::Orders,
+        None,
+        None,
+    )
+    .aggregate;
     let response = app.get(&format!("/orders/{fresh}")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["retry-after"], "1");
@@ -260,7 +266,13 @@ async fn a_server_assigned_id_is_pending_within_the_window_and_unknown_after() {
     let (status, _) = app.json(&format!("/orders/{}/events", at(120))).await;
     assert_eq!(status, 404);
 
-    let user = contract::ids::derive::<String>(Domain::Users, None, None).aggregate;
+    let user = contract::ids::derive::<String>(
+        &contract::ids::KeyDerivation::public(),
+        Domain::Users,
+        None,
+        None,
+    )
+    .aggregate;
     let (status, body) = app.json(&format!("/users/{user}")).await;
     assert_eq!(
         (status, &body["status"]),
