@@ -169,6 +169,7 @@ fn reduced<'a>(
     value_bytes: usize,
 ) -> Reduced<'a> {
     let mut headers = OwnedHeaders::new();
+    let mut dropped = 0usize;
     if let Some(original) = message.headers() {
         for header in original.iter() {
             let small = header.value.is_none_or(|v| v.len() <= REDUCED_HEADER_BYTES);
@@ -178,18 +179,32 @@ fn reduced<'a>(
                     key: header.key,
                     value: header.value,
                 });
+            } else if !header.key.starts_with("dlq-") || h::kept_across_replays(header.key) {
+                // (An earlier failure's dlq-* headers are replaced, as in a
+                // whole dead letter: not counted as lost.)
+                dropped += 1;
             }
         }
     }
     let original = message.payload().unwrap_or_default();
     let value = message.payload().map(|v| cut(v, value_bytes));
+    let key = message.key().map(|k| cut(k, REDUCED_KEY_BYTES));
     let mut added = dlq_headers(message, group, failure);
     if value.map_or(0, <[u8]>::len) < original.len() {
         added.push((h::DLQ_VALUE_TRUNCATED, "true".to_owned()));
         added.push((h::DLQ_ORIGINAL_VALUE_BYTES, original.len().to_string()));
     }
+    // What else was left out is said too, never silently lost.
+    let original_key = message.key().unwrap_or_default();
+    if key.map_or(0, <[u8]>::len) < original_key.len() {
+        added.push((h::DLQ_KEY_TRUNCATED, "true".to_owned()));
+        added.push((h::DLQ_ORIGINAL_KEY_BYTES, original_key.len().to_string()));
+    }
+    if dropped > 0 {
+        added.push((h::DLQ_HEADERS_DROPPED, dropped.to_string()));
+    }
     Reduced {
-        key: message.key().map(|k| cut(k, REDUCED_KEY_BYTES)),
+        key,
         value,
         headers: with_headers(headers, &added),
     }
@@ -399,6 +414,10 @@ mod tests {
             [value.len().to_string()]
         );
         assert_eq!(get(&r.headers, "dlq-original-offset"), ["9"]);
+        // What was left out is said: the key's tail, the two headers.
+        assert_eq!(get(&r.headers, "dlq-key-truncated"), ["true"]);
+        assert_eq!(get(&r.headers, "dlq-original-key-bytes"), ["5000"]);
+        assert_eq!(get(&r.headers, "dlq-headers-dropped"), ["2"]);
 
         let bare = reduced(&message, "g", &failure(), 0);
         assert_eq!(bare.value.map(<[u8]>::len), Some(0));

@@ -143,6 +143,14 @@ pub mod headers {
     pub const DLQ_VALUE_TRUNCATED: &str = "dlq-value-truncated";
     /// Size in bytes of the original value, on a truncated dead letter.
     pub const DLQ_ORIGINAL_VALUE_BYTES: &str = "dlq-original-value-bytes";
+    /// `true` on a reduced dead letter whose key is only the start of the
+    /// original key.
+    pub const DLQ_KEY_TRUNCATED: &str = "dlq-key-truncated";
+    /// Size in bytes of the original key, on a dead letter whose key was cut.
+    pub const DLQ_ORIGINAL_KEY_BYTES: &str = "dlq-original-key-bytes";
+    /// How many of the original headers a reduced dead letter left out
+    /// (custom headers, and envelope headers too large to keep).
+    pub const DLQ_HEADERS_DROPPED: &str = "dlq-headers-dropped";
 
     /// Prefix of the first failure's headers on a message that failed again
     /// after a replay: `dlq-first-original-topic` and so on, copied from
