@@ -105,16 +105,27 @@ fn reader(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, rdkafka::e
 /// Longest the time-lag reader waits for the message at a committed offset.
 const TIME_LAG_WAIT: Duration = Duration::from_secs(5);
 
-/// Timestamp (ms) of the message at `offset`, read with an assigned reader;
-/// `Ok(None)` when the broker keeps no timestamp for it. A refusal (no
-/// `Read` on the topic) or no message within [`TIME_LAG_WAIT`] is an error:
-/// the time lag is then not known, which is not the same as 0.
+/// When a message was written, in ms since the epoch, or why it is not
+/// known (a message of the pre-0.10 format carries no timestamp).
+fn written_at(timestamp: Timestamp) -> Result<i64, String> {
+    match timestamp {
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Ok(ms),
+        Timestamp::NotAvailable => {
+            Err("the message carries no timestamp (an old message format)".to_owned())
+        }
+    }
+}
+
+/// Timestamp (ms) of the message at `offset`, read with an assigned reader.
+/// A refusal (no `Read` on the topic), no message within [`TIME_LAG_WAIT`]
+/// or a message without a timestamp is an error: the time lag is then not
+/// known, which is not the same as 0.
 fn timestamp_at(
     reader: &BaseConsumer,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> Result<Option<i64>, LagError> {
+) -> Result<i64, LagError> {
     let failed = |cause: String| LagError::TimeLag {
         topic: topic.to_owned(),
         partition,
@@ -129,12 +140,7 @@ fn timestamp_at(
     let mut last_error = None;
     while started.elapsed() < TIME_LAG_WAIT {
         match reader.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                return Ok(match m.timestamp() {
-                    Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
-                    Timestamp::NotAvailable => None,
-                })
-            }
+            Some(Ok(m)) => return written_at(m.timestamp()).map_err(failed),
             Some(Err(e)) if refused(&e) => return Err(failed(e.to_string())),
             // A broker moving or a connection dropping may pass; the
             // deadline decides.
@@ -262,9 +268,8 @@ pub fn measure(
         let position = committed_offset.unwrap_or(low).max(low);
         let lag = (high - position).max(0);
         let lag_seconds = if lag > 0 {
-            timestamp_at(&probe, &topic, partition, position)?
-                .map(|ts| ((now_ms - ts) / 1000).max(0))
-                .unwrap_or(0)
+            let ts = timestamp_at(&probe, &topic, partition, position)?;
+            ((now_ms - ts) / 1000).max(0)
         } else {
             0
         };
@@ -708,6 +713,13 @@ impl LagMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_a_timestamp_is_an_unknown_time_lag_not_zero() {
+        assert_eq!(written_at(Timestamp::CreateTime(5)), Ok(5));
+        assert_eq!(written_at(Timestamp::LogAppendTime(7)), Ok(7));
+        assert!(written_at(Timestamp::NotAvailable).is_err());
+    }
 
     #[test]
     fn group_specs_name_their_topics_or_take_the_default_ones() {
