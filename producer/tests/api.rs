@@ -882,35 +882,66 @@ async fn slow_clients_neither_starve_real_requests_nor_hold_connections_past_the
 
 #[tokio::test]
 async fn past_the_connection_cap_new_connections_are_closed_at_once() {
+    // Metrics on a listener of their own, so they can be read while the API
+    // holds every connection it takes.
     let mut app = TestApp::spawn(&[
         ("HTTP_MAX_CONNECTIONS", "4"),
         ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "4"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
     ])
     .await;
+    let ops = app.metrics_addr.expect("a metrics address");
+    let client = reqwest::Client::new();
+    let sample = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let text = client
+                .get(format!("http://{ops}/metrics"))
+                .send()
+                .await
+                .expect("metrics answer")
+                .text()
+                .await
+                .expect("text");
+            harness::metrics::sample(&text, name).unwrap_or(0.0)
+        }
+    };
+    // Waits until `open` API connections are accepted (the scrape's own,
+    // on the metrics listener, counts too).
+    let until_open = |wanted: f64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let open = sample("http_connections_open").await;
+            if open == wanted + 1.0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{open} open, not {wanted} and the scrape"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(raw(&app).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_open(4.0).await;
     let mut extra = raw(&app).await;
     assert!(
         closed_within(&mut extra, Duration::from_secs(2)).await,
         "the fifth connection is closed"
     );
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_open(0.0).await;
     let status = reqwest::Client::new()
-        .get(app.url("/healthz"))
+        .get(app.url("/openapi.json"))
         .send()
         .await
         .unwrap()
         .status();
     assert_eq!(status, 200, "served again once connections are free");
-    let metrics = app.metrics().await;
-    assert_eq!(
-        harness::metrics::sample(&metrics, "http_connections_refused_total"),
-        Some(1.0)
-    );
+    assert_eq!(sample("http_connections_refused_total").await, 1.0);
     app.shutdown().await;
 }
 
