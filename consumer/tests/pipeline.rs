@@ -68,12 +68,26 @@ async fn valid_messages_in_every_encoding_land_exactly_once_and_redelivery_adds_
     // the start: every one is a redelivery.
     publish(&bootstrap, &messages);
     let other = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let metrics = other.metrics();
-    assert!(
-        metrics.contains("kafka_consumer_messages_total{outcome=\"duplicate\""),
-        "{metrics}"
-    );
+    // The new group reads both copies of every message: each a duplicate.
+    let duplicates = |metrics: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("kafka_consumer_messages_total{outcome=\"duplicate\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let expected = 2.0 * messages.len() as f64;
+    let mut metrics = other.metrics();
+    while duplicates(&metrics) < expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {expected} read as duplicates:\n{metrics}",
+            duplicates(&metrics)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = other.metrics();
+    }
     other.stop();
     consumer.stop();
     assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 30);
