@@ -187,7 +187,17 @@ async fn sigterm_of_each_service_under_load_drains_gracefully_and_loses_nothing(
     let load =
         tokio::spawn(async move { post_orders(&url, 2000, 32, Duration::from_secs(90)).await });
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under load: orders flow end to end before each service is stopped.
+    let pool = stack.db.pool.clone();
+    let flowing = |at_least: i64| {
+        let pool = pool.clone();
+        async move {
+            let n = wait_for_count(&pool, "SELECT count(*) FROM orders", at_least, DRAIN).await;
+            assert!(n >= at_least, "orders stopped flowing at {n}");
+            n
+        }
+    };
+    let before = flowing(50).await;
     let started = Instant::now();
     let status = stack
         .producer
@@ -205,7 +215,7 @@ async fn sigterm_of_each_service_under_load_drains_gracefully_and_loses_nothing(
     stack.producer.restart();
     stack.producer.wait_ready("/readyz", READY).await;
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    flowing(before + 50).await;
     let started = Instant::now();
     let status = stack
         .consumer
@@ -245,7 +255,9 @@ async fn postgres_unavailable_for_a_while(broker: Broker) {
     let load =
         tokio::spawn(async move { post_orders(&url, 2000, 32, Duration::from_secs(90)).await });
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Orders flow before the cut.
+    let flowed = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 50, DRAIN).await;
+    assert!(flowed >= 50, "orders never flowed: {flowed}");
     proxy.cut();
     println!("PostgreSQL cut off from the consumer");
     let opened = circuit_opened(&stack.consumer).await;
