@@ -626,18 +626,22 @@ impl Cluster {
         let started = Instant::now();
         let config = self.admin_config();
         loop {
+            // The last answer, or why there was none: said if the deadline
+            // passes, never swallowed.
             let seen = {
                 let config = config.clone();
-                tokio::task::spawn_blocking(move || -> Option<usize> {
-                    let client: BaseConsumer = config.create().ok()?;
-                    let metadata = client.fetch_metadata(None, Duration::from_secs(2)).ok()?;
-                    Some(metadata.brokers().len())
+                tokio::task::spawn_blocking(move || -> Result<usize, String> {
+                    let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+                    let metadata = client
+                        .fetch_metadata(None, Duration::from_secs(2))
+                        .map_err(|e| e.to_string())?;
+                    Ok(metadata.brokers().len())
                 })
                 .await
-                .ok()
-                .flatten()
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
             };
-            if seen == Some(count) {
+            if seen == Ok(count) {
                 return;
             }
             for node in &mut self.nodes {
@@ -672,26 +676,28 @@ impl Cluster {
         let config = self.admin_config();
         loop {
             let config = config.clone();
-            let lagging = tokio::task::spawn_blocking(move || -> Option<Vec<String>> {
-                let client: BaseConsumer = config.create().ok()?;
-                let metadata = client.fetch_metadata(None, Duration::from_secs(5)).ok()?;
-                Some(
-                    metadata
-                        .topics()
-                        .iter()
-                        .flat_map(|t| {
-                            t.partitions()
-                                .iter()
-                                .filter(|p| p.isr().len() < p.replicas().len() || p.leader() < 0)
-                                .map(move |p| format!("{}[{}]", t.name(), p.id()))
-                        })
-                        .collect(),
-                )
+            // The partitions behind, or why they could not be read: said if
+            // the deadline passes, never swallowed.
+            let lagging = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+                let metadata = client
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map_err(|e| e.to_string())?;
+                Ok(metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions()
+                            .iter()
+                            .filter(|p| p.isr().len() < p.replicas().len() || p.leader() < 0)
+                            .map(move |p| format!("{}[{}]", t.name(), p.id()))
+                    })
+                    .collect())
             })
             .await
-            .ok()
-            .flatten();
-            if lagging.as_ref().is_some_and(Vec::is_empty) {
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            if lagging.as_ref().is_ok_and(Vec::is_empty) {
                 return;
             }
             assert!(
