@@ -858,6 +858,58 @@ impl Cluster {
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         run_java(&self.home, &all, "")
     }
+
+    /// What Kafka's own group tool (`kafka-consumer-groups --describe`)
+    /// says of `group`: a row per partition it lists, and the table as
+    /// printed (for failure messages). Panics, with what it printed, when
+    /// the tool fails.
+    pub fn describe_group(&self, group: &str) -> (Vec<GroupOffsets>, String) {
+        let described = self.kafka_tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &["--describe", "--group", group],
+        );
+        let table = String::from_utf8_lossy(&described.stdout).into_owned();
+        assert!(
+            described.status.success(),
+            "kafka-consumer-groups --describe --group {group}: {table}{}",
+            String::from_utf8_lossy(&described.stderr)
+        );
+        (group_offsets(&table, group), table)
+    }
+}
+
+/// One partition's row of `kafka-consumer-groups --describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffsets {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `CURRENT-OFFSET`: the committed offset (`None`: `-`).
+    pub committed: Option<i64>,
+    /// `LOG-END-OFFSET`.
+    pub log_end: Option<i64>,
+    /// `LAG`.
+    pub lag: Option<i64>,
+}
+
+/// The rows of `group` in the table `kafka-consumer-groups --describe`
+/// prints (`GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...`).
+pub fn group_offsets(table: &str, group: &str) -> Vec<GroupOffsets> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 6 && f[0] == group)
+        .filter_map(|f| {
+            Some(GroupOffsets {
+                topic: f[1].to_owned(),
+                partition: f[2].parse().ok()?,
+                committed: f[3].parse().ok(),
+                log_end: f[4].parse().ok(),
+                lag: f[5].parse().ok(),
+            })
+        })
+        .collect()
 }
 
 impl Drop for Cluster {
@@ -936,6 +988,27 @@ fn run_java(home: &Path, args: &[&str], input: &str) -> std::process::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_group_tools_table_is_read_row_by_row() {
+        let table = "\nGROUP      TOPIC      PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG  CONSUMER-ID  HOST  CLIENT-ID\n\
+                     dlq-replay orders-dlq 0          3               5               2    -            -     -\n\
+                     dlq-replay orders-dlq 1          -               4               -    -            -     -\n\
+                     other      orders     0          1               1               0    -            -     -\n";
+        let rows = group_offsets(table, "dlq-replay");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            GroupOffsets {
+                topic: "orders-dlq".into(),
+                partition: 0,
+                committed: Some(3),
+                log_end: Some(5),
+                lag: Some(2)
+            }
+        );
+        assert_eq!((rows[1].committed, rows[1].lag), (None, None));
+    }
 
     #[test]
     fn cluster_ids_are_sixteen_bytes_of_url_safe_base64() {

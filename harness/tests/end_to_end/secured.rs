@@ -105,18 +105,12 @@ async fn over_sasl_ssl_orders_dead_letters_replay_and_lag_all_work() {
     // group's position moved past every dead letter the replay read (the
     // replayed poison fails again and is dead-lettered anew, after it).
     let cluster = stack.broker.cluster.as_ref().expect("a cluster");
-    let described = cluster.kafka_tool(
-        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-        &["--describe", "--group", harness::cluster::REPLAY_GROUP],
-    );
-    let table = String::from_utf8_lossy(&described.stdout).into_owned();
-    assert!(described.status.success(), "kafka-consumer-groups: {table}");
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() >= 6 && f[0] == harness::cluster::REPLAY_GROUP && f[1] == "orders-dlq")
-        .collect();
-    let committed: i64 = rows.iter().filter_map(|f| f[3].parse::<i64>().ok()).sum();
+    let (rows, table) = cluster.describe_group(harness::cluster::REPLAY_GROUP);
+    let committed: i64 = rows
+        .iter()
+        .filter(|r| r.topic == "orders-dlq")
+        .filter_map(|r| r.committed)
+        .sum();
     assert_eq!(
         Some(committed),
         replay["read"].as_i64(),
@@ -444,28 +438,16 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
     );
     // Kafka's own tool says the same, partition by partition.
     let cluster = stack.broker.cluster.as_ref().expect("a cluster");
-    let described = cluster.kafka_tool(
-        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-        &["--describe", "--group", group],
-    );
-    let table = String::from_utf8_lossy(&described.stdout).into_owned();
-    assert!(
-        described.status.success(),
-        "kafka-consumer-groups: {table}{}",
-        String::from_utf8_lossy(&described.stderr)
-    );
+    let (rows, table) = cluster.describe_group(group);
     let mut compared = 0;
     for p in measured["partitions"].as_array().expect("partitions") {
         let (topic, partition) = (
             p["topic"].as_str().expect("topic"),
             p["partition"].as_i64().expect("partition"),
         );
-        let row: Option<Vec<&str>> = table
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|f| {
-                f.len() >= 6 && f[0] == group && f[1] == topic && f[2] == partition.to_string()
-            });
+        let row = rows
+            .iter()
+            .find(|r| r.topic == topic && i64::from(r.partition) == partition);
         // Kafka's tool lists a group without members only where it
         // committed; `lag` lists every partition (the log as lag where
         // nothing was committed).
@@ -476,14 +458,13 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
             );
             continue;
         };
-        let theirs = |column: usize| row[column].parse::<i64>().ok();
         assert_eq!(
             (
                 p["committed"].as_i64(),
                 p["high"].as_i64(),
                 p["lag"].as_i64()
             ),
-            (theirs(3), theirs(4), theirs(5)),
+            (row.committed, row.log_end, row.lag),
             "{topic}[{partition}]: pubsubkafka lag and kafka-consumer-groups agree:\n{table}"
         );
         compared += 1;
