@@ -334,7 +334,8 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
         (second["parked"].as_u64(), second["replayed"].as_u64()),
         (Some(1), Some(0))
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Both runs have ended, so whatever they published is acknowledged;
+    // reading for a second copy waits as long as it is worth waiting.
     assert_eq!(
         replayed_copies(&broker.bootstrap, 2).len(),
         1,
@@ -404,10 +405,20 @@ async fn an_interrupted_replay_resumes_without_duplicates() {
         &broker.bootstrap,
         &["--rate", "10", "--group", "resume", "--json"],
     );
-    progress
-        .recv_timeout(WAIT)
-        .expect("the replay reports progress");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Interrupted once its progress says some dead letters were replayed.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let line = progress
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the replay reports progress");
+        let reported: Value = serde_json::from_str(&line).unwrap_or_default();
+        if reported["progress"]["replayed"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+        {
+            break;
+        }
+    }
     harness::process::signal(&slow, libc::SIGINT);
     let interrupted = slow.wait_with_output().unwrap();
     let first = json(&interrupted);
