@@ -288,9 +288,20 @@ impl Outbox {
     }
 
     /// Creates the table if it is missing (under an advisory lock, so that
-    /// replicas starting together do not race).
+    /// replicas starting together do not race). When it is there, no DDL
+    /// runs: `CREATE INDEX IF NOT EXISTS` locks the table before it finds the
+    /// index, and would wait behind the row locks of a dead relay's open
+    /// transaction until the server ends it, failing this replica's start.
     pub async fn prepare(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
+        let present: bool = sqlx::query_scalar(
+            "SELECT to_regclass('outbox') IS NOT NULL AND to_regclass('outbox_shard_idx') IS NOT NULL",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if present {
+            return Ok(());
+        }
         let mut tx = conn.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, -1)")
             .bind(LOCK_CLASS)

@@ -332,3 +332,30 @@ async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
     drop(abandoned);
     db.drop().await;
 }
+
+/// A replica starting while a dead relay's transaction still holds row
+/// locks on the table (until the server ends it) starts: with the table
+/// there, start-up runs no DDL, which would wait for those locks and fail.
+#[tokio::test]
+async fn a_replica_starts_while_a_dead_relays_transaction_holds_the_table() {
+    use producer::outbox::{Outbox, OutboxMetrics};
+
+    let db = TestDatabase::create().await;
+    let metrics = OutboxMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let write = Duration::from_millis(500);
+    let first =
+        Outbox::new(&db.url, 2, write, Duration::from_secs(30), metrics.clone()).expect("outbox");
+    first.prepare().await.expect("table");
+    let mut dead = db.pool.begin().await.expect("begin");
+    sqlx::query("DELETE FROM outbox WHERE id = -1")
+        .execute(&mut *dead)
+        .await
+        .expect("row-exclusive lock");
+    let second = Outbox::new(&db.url, 2, write, Duration::from_secs(30), metrics).expect("outbox");
+    second
+        .prepare()
+        .await
+        .expect("starts while the table is locked for writing");
+    dead.rollback().await.expect("rollback");
+    db.drop().await;
+}
