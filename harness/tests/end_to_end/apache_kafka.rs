@@ -379,14 +379,14 @@ async fn a_consumer_stopped_during_its_first_join_and_started_again_consumes_wit
         mut consumer,
     } = stack;
     // The group the ACLs grant, with no message and no commit yet: the
-    // stack's consumer leaves it before anything is posted. A session far
-    // longer than a join on a loaded machine takes: a successor that had to
-    // wait for the first consumer's session to expire is told apart from
-    // one that found it gone by a margin no scheduling delay covers.
-    let session = Duration::from_secs(30);
-    let mut env = consumer_env(&broker, &db.url);
-    env.retain(|(k, _)| *k != "KAFKA_SESSION_TIMEOUT_MS");
-    env.push(("KAFKA_SESSION_TIMEOUT_MS", session.as_millis().to_string()));
+    // stack's consumer leaves it before anything is posted.
+    let env = consumer_env(&broker, &db.url);
+    let session = Duration::from_millis(
+        env.iter()
+            .find(|(k, _)| *k == "KAFKA_SESSION_TIMEOUT_MS")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("the stack sets KAFKA_SESSION_TIMEOUT_MS"),
+    );
     consumer
         .sigterm(Duration::from_secs(30))
         .expect("the stack's consumer leaves the group");
@@ -412,11 +412,16 @@ async fn a_consumer_stopped_during_its_first_join_and_started_again_consumes_wit
          (session timeout {session:?})"
     );
     assert!(persisted >= 1, "the successor consumes");
-    // Had the first consumer not left, the group would have waited for its
-    // session to expire: about the whole session after these orders.
+    // A consumer stopped while its join is in flight cannot leave: the
+    // coordinator admits it after it is gone, and the group waits for that
+    // member's session to expire (measured: 0.2 s when the join had not
+    // reached the coordinator, the whole session when it had). The bound is
+    // that session and the successor's join after it, not the rebalance
+    // timeout (max.poll.interval.ms, five minutes).
+    let bound = session + Duration::from_secs(10);
     assert!(
-        took < session / 2,
-        "the successor consumes well within the session timeout ({session:?}): took {took:?}"
+        took <= bound,
+        "the successor consumes within the session timeout ({session:?}) and a join: took {took:?}"
     );
     let stack = Stack {
         db,
