@@ -81,6 +81,55 @@ async fn waiting(db: &TestDatabase) -> i64 {
         .expect("count")
 }
 
+/// `orders` posted while `broker_path` is cut (each waits in the outbox),
+/// then the relay's batches stopped between the broker's acknowledgement
+/// and their delete, inside the transactions holding their shards: the
+/// table held in SHARE mode by the returned transaction (roll it back to
+/// let the deletes go on), the broker reachable again, and the producer's
+/// count of acknowledged orders once it is above 0. Also the load's report
+/// and the rows waiting before the relay ran.
+async fn relay_stopped_before_its_deletes(
+    stack: &Stack,
+    broker_path: &Proxy,
+    orders: usize,
+) -> (
+    LoadReport,
+    i64,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    f64,
+) {
+    broker_path.cut();
+    let report = post_orders(
+        &stack.producer.url("/orders"),
+        orders,
+        8,
+        Duration::from_secs(60),
+    )
+    .await;
+    let backlog = waiting(&stack.db).await;
+    println!("{report}; {backlog} rows waiting");
+    assert_eq!(backlog as usize, report.accepted.len());
+    let mut hold = stack.db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE outbox IN SHARE MODE")
+        .execute(&mut *hold)
+        .await
+        .expect("lock");
+    broker_path.restore();
+    let deadline = Instant::now() + DRAIN;
+    // The broker's acknowledgements, as the producer counts them (a fresh
+    // reader of the topic may take longer to join than a loaded machine
+    // gives it).
+    let acked = r#"kafka_producer_messages_total{outcome="acked",topic="orders"}"#;
+    loop {
+        let published = metric(&stack.producer, acked).await;
+        if published > 0.0 {
+            return (report, backlog, hold, published);
+        }
+        assert!(Instant::now() < deadline, "the relay never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_each_once() {
     let (broker, proxy) = broker_behind_proxy();
@@ -181,38 +230,8 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
     producer.push(("OUTBOX_WRITE_TIMEOUT_MS", "20000".to_owned()));
     let mut stack = Stack::launch(db, broker, &consumer, &producer).await;
 
-    proxy.cut();
-    let report = post_orders(
-        &stack.producer.url("/orders"),
-        3000,
-        8,
-        Duration::from_secs(60),
-    )
-    .await;
-    let backlog = waiting(&stack.db).await;
-    println!("{report}; {backlog} rows waiting");
-    assert_eq!(backlog as usize, report.accepted.len());
-    // Rows may be read and published, not deleted: the relay's batches stop
-    // between the broker's acknowledgement and their delete.
-    let mut hold = stack.db.pool.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE outbox IN SHARE MODE")
-        .execute(&mut *hold)
-        .await
-        .expect("lock");
-    proxy.restore();
-    let deadline = Instant::now() + DRAIN;
-    // The broker's acknowledgements, as the producer counts them (a fresh
-    // reader of the topic may take longer to join than a loaded machine
-    // gives it).
-    let acked = r#"kafka_producer_messages_total{outcome="acked",topic="orders"}"#;
-    let in_flight = loop {
-        let published = metric(&stack.producer, acked).await;
-        if published > 0.0 {
-            break published;
-        }
-        assert!(Instant::now() < deadline, "the relay never published");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (report, backlog, hold, in_flight) =
+        relay_stopped_before_its_deletes(&stack, &proxy, 3000).await;
     stack.producer.kill9();
     // The lag tool shows the backlog beside the consumer group's lag.
     let group = stack
@@ -291,31 +310,7 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
     first.push(("OUTBOX_DATABASE_URL", cut_off_url));
     let mut stack = Stack::launch(db, broker, &consumer, &first).await;
 
-    kafka_path.cut();
-    let report = post_orders(
-        &stack.producer.url("/orders"),
-        1000,
-        8,
-        Duration::from_secs(60),
-    )
-    .await;
-    let backlog = waiting(&stack.db).await;
-    println!("{report}; {backlog} rows waiting");
-    assert_eq!(backlog as usize, report.accepted.len());
-    // The relay's batches stop between the broker's acknowledgement and
-    // their delete, inside the transactions holding their shards.
-    let mut hold = stack.db.pool.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE outbox IN SHARE MODE")
-        .execute(&mut *hold)
-        .await
-        .expect("lock");
-    kafka_path.restore();
-    let deadline = Instant::now() + DRAIN;
-    let acked = r#"kafka_producer_messages_total{outcome="acked",topic="orders"}"#;
-    while metric(&stack.producer, acked).await == 0.0 {
-        assert!(Instant::now() < deadline, "the relay never published");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (report, _, hold, _) = relay_stopped_before_its_deletes(&stack, &kafka_path, 1000).await;
     db_path.black_hole();
     stack.producer.kill9();
     hold.rollback().await.expect("unlock");
