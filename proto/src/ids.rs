@@ -270,6 +270,23 @@ mod tests {
         assert!(format!("{a:?}").contains("keyed") && !format!("{a:?}").contains("secret"));
     }
 
+    proptest::proptest! {
+        /// Whatever a query string holds (any text, any length, the
+        /// parameter repeated, cut or escaped), reading it answers, and
+        /// only a well-formed fingerprint is ever taken.
+        #[test]
+        fn any_query_string_is_answered_and_only_a_fingerprint_taken(
+            query in proptest::option::of(".{0,300}"),
+            hex in "[0-9a-f]{0,70}",
+        ) {
+            if let Ok(Some(v)) = content_of(query.as_deref()) {
+                proptest::prop_assert!(v.len() == 67 && v.starts_with("v1:"));
+            }
+            let built = format!("content=v1:{hex}");
+            proptest::prop_assert_eq!(content_of(Some(&built)).is_ok(), hex.len() == 64);
+        }
+    }
+
     #[test]
     fn a_location_names_its_content_and_only_a_fingerprint_is_read_back() {
         let fp = format!("v1:{}", "0a".repeat(32));
