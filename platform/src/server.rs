@@ -146,72 +146,153 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = PerClient::new(limits.max_connections_per_client);
     let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset while
-                    // queued: wait a moment, do not spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(held) = per_client.take(peer.ip()) else {
-            metrics.refused.inc();
-            tracing::debug!(
-                peer = %peer.ip(),
-                "connection closed at once: HTTP_MAX_CONNECTIONS_PER_CLIENT from this host"
-            );
-            drop(stream);
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.refused.inc();
+    while let Some((stream, peer)) = accept(&listener, &stop).await {
+        let Some(slot) = take_slot(&slots, &per_client, &metrics, peer) else {
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(TimedIo::new(stream, limits, metrics.timed_out.clone()));
-        // Handlers may ask for the client's address (`ConnectInfo`), as
-        // with axum's own `serve`.
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        connections.spawn(serve_connection(
+            io,
             router.clone(),
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request
-            },
+            peer,
+            slot,
+            metrics.open.clone(),
+            stop.clone(),
         ));
-        let stop = stop.clone();
-        let open = metrics.open.clone();
-        connections.spawn(async move {
-            let _slot = (slot, held);
-            open.inc();
-            let mut builder = http1::Builder::new();
-            builder.header_read_timeout(None);
-            let connection = builder.serve_connection(io, service);
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            open.dec();
-        });
     }
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// The next connection, or `None` once `stop` is cancelled.
+async fn accept(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset while
+                    // queued: wait a moment, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// A connection's place: one of `HTTP_MAX_CONNECTIONS` and one of its
+/// host's, both given back when it is dropped.
+struct Slot {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    _host: Held,
+}
+
+/// A place for a connection from `peer`, unless its host or the server
+/// holds its limit (then the connection is counted as refused).
+fn take_slot(
+    slots: &Arc<Semaphore>,
+    per_client: &PerClient,
+    metrics: &ConnectionMetrics,
+    peer: std::net::SocketAddr,
+) -> Option<Slot> {
+    let Some(host) = per_client.take(peer.ip()) else {
+        metrics.refused.inc();
+        tracing::debug!(
+            peer = %peer.ip(),
+            "connection closed at once: HTTP_MAX_CONNECTIONS_PER_CLIENT from this host"
+        );
+        return None;
+    };
+    let Ok(total) = slots.clone().try_acquire_owned() else {
+        metrics.refused.inc();
+        return None;
+    };
+    Some(Slot {
+        _total: total,
+        _host: host,
+    })
+}
+
+/// Serves one connection until it ends or, once `stop` is cancelled, until
+/// its request in flight is answered; its slot is held until then.
+async fn serve_connection(
+    io: TokioIo<TimedIo>,
+    router: Router,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    open: IntGauge,
+    stop: CancellationToken,
+) {
+    // Handlers may ask for the client's address (`ConnectInfo`), as
+    // with axum's own `serve`.
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        router,
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            request
+        },
+    ));
+    open.inc();
+    let mut builder = http1::Builder::new();
+    builder.header_read_timeout(None);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    open.dec();
+    drop(slot);
+}
+
+/// Runs `serving` (a [`serve`] future) until `stop` is cancelled, then
+/// gives the requests in flight at most `timeout` to finish, warning that
+/// `what` (say, "lookups") was still running if they did not. Returns when
+/// the drain began, so that a service can spend what is left of the same
+/// shutdown timeout on its own clean-up; `Err` if serving failed before
+/// the stop. One home for the shutdown sequence every service runs.
+pub async fn run_until_drained<F>(
+    serving: F,
+    stop: &CancellationToken,
+    timeout: Duration,
+    what: &str,
+) -> io::Result<Instant>
+where
+    F: Future<Output = io::Result<()>>,
+{
+    tokio::pin!(serving);
+    let finished = tokio::select! {
+        served = serving.as_mut() => {
+            served?;
+            true
+        }
+        () = stop.cancelled() => false,
+    };
+    let since = Instant::now();
+    if !finished
+        && tokio::time::timeout_at(since + timeout, serving)
+            .await
+            .is_err()
+    {
+        tracing::warn!("{what} still running at the shutdown deadline");
+    }
+    Ok(since)
 }
 
 /// Connections open per client host, each bounded.
