@@ -160,21 +160,7 @@ impl Application {
             self.connections,
             stop.clone(),
         );
-        tokio::pin!(serving);
-        let finished = tokio::select! {
-            served = serving.as_mut() => {
-                served?;
-                true
-            }
-            () = stop.cancelled() => false,
-        };
-        if !finished
-            && tokio::time::timeout(self.shutdown_timeout, serving)
-                .await
-                .is_err()
-        {
-            tracing::warn!("lookups still running at the shutdown deadline");
-        }
+        server::run_until_drained(serving, &stop, self.shutdown_timeout, "lookups").await?;
         self.pool.close().await;
         tracing::info!("query stopped");
         Ok(())
