@@ -15,17 +15,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::headers::header_text;
 use crate::rate_limit::Decision;
-use crate::routes::AppState;
-
-/// The trimmed text of header `name`, if present, readable and not empty.
-pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
+use crate::state::AppState;
 
 /// Token, rate, content type: checked before the body is read. The rate
 /// limit's decision, when there is a limit, goes on the answer.

@@ -9,6 +9,7 @@ use contract::{FieldError, ValidationErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::events::Refusal;
 use crate::publish::PublishError;
 
 /// A refused request.
@@ -159,14 +160,4 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(refusal);
         response
     }
-}
-
-/// What a refused request leaves on its response for the logging middleware
-/// ([`crate::events::observe`]).
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    /// The stable code of the answer, such as `validation_failed`.
-    pub code: &'static str,
-    /// What went wrong, for the log (never customer data: rules name fields).
-    pub detail: String,
 }

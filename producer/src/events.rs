@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use platform::throttle::LogThrottle;
 
-use crate::error::Refusal;
 use crate::metrics::{Outcome, ProducerMetrics};
 
 /// The broker acknowledged a write.
@@ -42,6 +41,16 @@ impl WriteFailed<'_> {
     }
 }
 
+/// What a refused request leaves on its response for the logging middleware
+/// ([`crate::middleware::observe`]), which reports it as [`RequestRefused`].
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The stable code of the answer, such as `validation_failed`.
+    pub code: &'static str,
+    /// What went wrong, for the log (never customer data: rules name fields).
+    pub detail: String,
+}
+
 /// A request was refused; logged by the middleware that finds the refusal
 /// on the response (a conversion into a response must not log).
 #[derive(Debug)]
@@ -68,57 +77,4 @@ impl RequestRefused<'_> {
             _ => tracing::debug!(code, error = %detail, "request refused"),
         }
     }
-}
-
-/// Middleware around every request: its span (continuing the caller's W3C
-/// trace, see [`request_span`]), its HTTP metrics, and the log line of the
-/// refusal its answer carries, if any. One layer instead of three: each
-/// layer costs every request a boxed future and a cloned service.
-pub async fn observe(
-    axum::extract::State(metrics): axum::extract::State<platform::http::HttpMetrics>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let span = request_span(&request);
-    // Read once here, for the span's field and the handler's events.
-    let trace = platform::trace::context(&span);
-    if let Some(trace) = &trace {
-        span.record("trace_id", trace.trace_id.as_str());
-    }
-    request
-        .extensions_mut()
-        .insert(crate::intake::Trace::from(trace));
-    let observed = platform::http::Observed::start(&request);
-    let response = next.run(request).instrument(span.clone()).await;
-    metrics.observe(observed, response.status());
-    if let Some(refusal) = response.extensions().get::<Refusal>() {
-        span.in_scope(|| RequestRefused { refusal }.emit());
-    }
-    response
-}
-
-/// A span per request that continues the caller's W3C trace, if any; the
-/// handlers record the order or user id, the correlation id and a batch's
-/// size on it (one span per request: each costs the log and trace layers
-/// work whether or not anything is logged in it).
-fn request_span(request: &axum::extract::Request) -> tracing::Span {
-    let span = tracing::info_span!(
-        "http_request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        trace_id = tracing::field::Empty,
-        order_id = tracing::field::Empty,
-        user_id = tracing::field::Empty,
-        correlation_id = tracing::field::Empty,
-        items = tracing::field::Empty,
-    );
-    platform::trace::continue_from(&span, |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    span
 }

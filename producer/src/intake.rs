@@ -21,11 +21,11 @@ use tracing::Span;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::admission::header_text;
 use crate::error::ApiError;
+use crate::headers::header_text;
 use crate::outbox::Entry;
 use crate::publish::Delivered;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Written into every event's metadata.
 const PRODUCER: &str = concat!("producer/", env!("CARGO_PKG_VERSION"));
@@ -35,7 +35,7 @@ pub struct Validated<R: Intake>(pub Valid<R>, pub Received);
 
 /// What a handler needs of a request besides its body: its headers (moved
 /// out of the request, not copied) and its trace context as the
-/// middleware read it (see [`crate::events::observe`]).
+/// middleware read it (see [`crate::middleware::observe`]).
 pub struct Received {
     headers: HeaderMap,
     trace: Trace,

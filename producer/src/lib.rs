@@ -5,14 +5,17 @@ pub mod admission;
 pub mod config;
 pub mod error;
 pub mod events;
+mod headers;
 pub mod intake;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod outbox;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 
 pub use config::ProducerConfig;
 pub use startup::{Application, StartupError};

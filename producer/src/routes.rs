@@ -8,37 +8,13 @@ use axum::response::Response;
 use contract::batch::{OrderBatch, UserBatch};
 use contract::ids::EventIds;
 use contract::request::{CreateOrderRequest, CreateUserRequest};
-use contract::topics::Domains;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::intake::{self, Answer, BatchAnswer, ItemOutcome, Validated, ValidatedBatch};
-use crate::publish::Publisher;
-use crate::rate_limit::RateLimit;
-
-/// What the handlers share.
-pub struct AppState {
-    /// The one producer.
-    pub publisher: Publisher,
-    /// Encoding of published values.
-    pub format: contract::Format,
-    /// The topic of each domain.
-    pub topics: Domains,
-    /// Most items of a batch request.
-    pub max_batch_items: usize,
-    /// Longest a client may take to send its body (then 408).
-    pub body_timeout: std::time::Duration,
-    /// Per-client rate limit of write requests.
-    pub rate_limit: Option<Arc<RateLimit>>,
-    /// Bearer token required on write endpoints.
-    pub api_token: Option<String>,
-    /// How ids are derived from idempotency keys.
-    pub id_keys: contract::ids::KeyDerivation,
-    /// Outbox mode: where accepted events are written instead of the broker.
-    pub outbox: Option<crate::outbox::Outbox>,
-}
+use crate::state::AppState;
 
 /// Answer of an accepted order.
 #[derive(Debug, Serialize, ToSchema)]

@@ -18,13 +18,13 @@ use utoipa::OpenApi;
 
 use crate::admission;
 use crate::config::{OutboxConfig, ProducerConfig};
-use crate::events;
 use crate::metrics::ProducerMetrics;
 use crate::openapi::ApiDoc;
 use crate::outbox::{Outbox, OutboxMetrics, Relay};
 use crate::publish::Publisher;
 use crate::rate_limit::RateLimit;
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::AppState;
 
 /// Why the service could not start.
 pub type StartupError = StartError;
@@ -157,7 +157,7 @@ impl Application {
         };
         let router = router.layer(middleware::from_fn_with_state(
             http_metrics.clone(),
-            events::observe,
+            crate::middleware::observe,
         ));
         let ops = ops.map(|(listener, ops)| {
             let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
