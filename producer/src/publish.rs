@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use platform::kafka::{KafkaSettings, ObservedContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::events::{WriteAcknowledged, WriteFailed};
@@ -231,25 +231,56 @@ impl Publisher {
         let (generation, producer) = self.producer();
         let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
-            Err((error, _)) => {
-                let queue_full = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-                WriteFailed {
+            Err((error, _)) => return Err(self.not_queued(topic, error, generation, &producer)),
+        };
+        let result = self.acknowledgement(&producer, delivery).await;
+        match &result {
+            Ok(_) => {
+                self.acknowledged();
+                WriteAcknowledged {
                     topic,
-                    outcome: if queue_full {
-                        Outcome::Rejected
-                    } else {
-                        Outcome::Failed
-                    },
+                    took: started.elapsed(),
                 }
                 .emit(&self.metrics);
-                self.replace_if_stuck(generation, &producer, false);
-                return Err(if queue_full {
-                    PublishError::QueueFull
-                } else {
-                    PublishError::Broker(error)
-                });
             }
-        };
+            Err(e) => self.not_acknowledged(topic, e, generation, &producer),
+        }
+        result
+    }
+
+    /// A write librdkafka did not even queue: its local queue is full, or
+    /// the producer failed.
+    fn not_queued(
+        &self,
+        topic: &str,
+        error: KafkaError,
+        generation: u64,
+        producer: &FutureProducer<ObservedContext>,
+    ) -> PublishError {
+        let queue_full = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
+        WriteFailed {
+            topic,
+            outcome: if queue_full {
+                Outcome::Rejected
+            } else {
+                Outcome::Failed
+            },
+        }
+        .emit(&self.metrics);
+        self.replace_if_stuck(generation, producer, false);
+        if queue_full {
+            PublishError::QueueFull
+        } else {
+            PublishError::Broker(error)
+        }
+    }
+
+    /// The broker's answer to a queued write, within the timeout.
+    async fn acknowledgement(
+        &self,
+        producer: &FutureProducer<ObservedContext>,
+        delivery: DeliveryFuture,
+    ) -> Result<Delivered, PublishError> {
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));
@@ -260,7 +291,7 @@ impl Publisher {
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));
-        let result = match outcome {
+        match outcome {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),
             Ok(Ok(Err((error, _)))) => Err(
@@ -274,30 +305,28 @@ impl Publisher {
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
-        };
-        match &result {
-            Ok(_) => {
-                self.acknowledged();
-                WriteAcknowledged {
-                    topic,
-                    took: started.elapsed(),
-                }
-                .emit(&self.metrics);
-            }
-            Err(e) => {
-                WriteFailed {
-                    topic,
-                    outcome: Outcome::Failed,
-                }
-                .emit(&self.metrics);
-                let broker_failed = matches!(e, PublishError::Timeout(_) | PublishError::Broker(_));
-                if broker_failed {
-                    self.broker_failed(e);
-                }
-                self.replace_if_stuck(generation, &producer, broker_failed);
-            }
         }
-        result
+    }
+
+    /// Records a queued write the brokers did not acknowledge, and replaces
+    /// the producer if that shows it stuck.
+    fn not_acknowledged(
+        &self,
+        topic: &str,
+        error: &PublishError,
+        generation: u64,
+        producer: &FutureProducer<ObservedContext>,
+    ) {
+        WriteFailed {
+            topic,
+            outcome: Outcome::Failed,
+        }
+        .emit(&self.metrics);
+        let broker_failed = matches!(error, PublishError::Timeout(_) | PublishError::Broker(_));
+        if broker_failed {
+            self.broker_failed(error);
+        }
+        self.replace_if_stuck(generation, producer, broker_failed);
     }
 
     /// Whether the brokers answer a metadata request for `topic` in time.
