@@ -13,6 +13,7 @@ use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
@@ -92,77 +93,17 @@ impl Application {
             .as_ref()
             .zip(config.outbox.as_ref())
             .map(|(o, c)| Relay::new(o.clone(), publisher.clone(), c.relay));
-
-        let rate_limit = config
-            .rate_limit
-            .clone()
-            .map(|c| Arc::new(RateLimit::new(c)));
-        if let Some(limit) = &rate_limit {
-            RateLimit::clean_up_while_used(limit);
-        }
-        if !config.id_keys.is_keyed() {
-            tracing::warn!(
-                "IDEMPOTENCY_KEY_SECRET is unset: an order id derived from an Idempotency-Key can be \
-                 computed by anyone who guesses the key; set the same secret in every replica"
-            );
-        }
-        let state = Arc::new(AppState {
-            publisher: publisher.clone(),
-            format: config.format,
-            topics: config.topics.clone(),
-            max_batch_items: config.max_batch_items,
-            body_timeout: config.http_limits.body_timeout,
-            rate_limit,
-            api_token: config.api_token.clone(),
-            id_keys: config.id_keys.clone(),
-            outbox: outbox.clone(),
-        });
-        let ready = match outbox {
-            Some(outbox) => Ready::Outbox(outbox),
+        let ready = match &outbox {
+            Some(outbox) => Ready::Outbox(outbox.clone()),
             None => Ready::Brokers {
                 publisher: publisher.clone(),
                 topic: config.topics.orders.clone(),
             },
         };
-        let admitted = |max_body_bytes| {
-            middleware::from_fn_with_state(
-                admission::Admission {
-                    state: state.clone(),
-                    max_body_bytes,
-                },
-                admission::admit,
-            )
-        };
-        let single = Router::new()
-            .route("/orders", post(routes::create_order))
-            .route("/users", post(routes::create_user))
-            .route_layer(admitted(config.max_body_bytes))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes));
-        let batches = Router::new()
-            .route("/orders/batch", post(routes::create_orders))
-            .route("/users/batch", post(routes::create_users))
-            .route_layer(admitted(config.max_batch_body_bytes))
-            .layer(DefaultBodyLimit::max(config.max_batch_body_bytes));
-        let api = single.merge(batches).with_state(state.clone());
+        let state = Arc::new(app_state(&config, publisher.clone(), outbox));
+        let api = api_router(&config, state);
         let ops = http::ops_router(registry, ready);
-        let mut router = Router::new()
-            .merge(api)
-            .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
-        let ops = match config.metrics_addr {
-            Some(addr) => Some((bind(addr).await?, ops)),
-            None => {
-                router = router.merge(ops);
-                None
-            }
-        };
-        let router = router.layer(middleware::from_fn_with_state(
-            http_metrics.clone(),
-            crate::middleware::observe,
-        ));
-        let ops = ops.map(|(listener, ops)| {
-            let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
-            (listener, ops)
-        });
+        let (router, ops) = observed(&config, api, ops, http_metrics).await?;
         Ok(Self {
             listener: bind(config.http_addr).await?,
             router,
@@ -210,32 +151,13 @@ impl Application {
             self.connections,
             stop.clone(),
         );
-        tokio::pin!(serving);
         // Serve until the stop, then give in-flight requests what is left of
         // the shutdown timeout, and the flush the rest.
-        let finished = tokio::select! {
-            served = serving.as_mut() => {
-                served?;
-                true
-            }
-            () = stop.cancelled() => false,
-        };
-        let since = tokio::time::Instant::now();
-        if !finished
-            && tokio::time::timeout_at(since + self.shutdown_timeout, serving)
-                .await
-                .is_err()
-        {
-            tracing::warn!("in-flight requests still running at the shutdown deadline");
-        }
+        let since =
+            server::run_until_drained(serving, &stop, self.shutdown_timeout, "in-flight requests")
+                .await?;
         if let Some(relay) = relay {
-            // It finishes the shards it is publishing (bounded by the
-            // produce timeout); what waits is published by another replica
-            // or after the restart.
-            let left = self.shutdown_timeout.saturating_sub(since.elapsed());
-            if tokio::time::timeout(left, relay).await.is_err() {
-                tracing::warn!("outbox relay still publishing at the shutdown deadline");
-            }
+            wait_for_relay(relay, self.shutdown_timeout.saturating_sub(since.elapsed())).await;
         }
         let left = self
             .shutdown_timeout
@@ -250,6 +172,101 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Lets the outbox relay finish the shards it is publishing (bounded by
+/// the produce timeout), within `left`; what waits is published by another
+/// replica or after the restart.
+async fn wait_for_relay(relay: JoinHandle<()>, left: Duration) {
+    if tokio::time::timeout(left, relay).await.is_err() {
+        tracing::warn!("outbox relay still publishing at the shutdown deadline");
+    }
+}
+
+/// What the handlers share, from `config`: the rate limiter (cleaned up in
+/// the background while used) and the id derivation, with a warning when
+/// ids derived from idempotency keys can be guessed.
+fn app_state(config: &ProducerConfig, publisher: Publisher, outbox: Option<Outbox>) -> AppState {
+    let rate_limit = config
+        .rate_limit
+        .clone()
+        .map(|c| Arc::new(RateLimit::new(c)));
+    if let Some(limit) = &rate_limit {
+        RateLimit::clean_up_while_used(limit);
+    }
+    if !config.id_keys.is_keyed() {
+        tracing::warn!(
+            "IDEMPOTENCY_KEY_SECRET is unset: an order id derived from an Idempotency-Key can be \
+             computed by anyone who guesses the key; set the same secret in every replica"
+        );
+    }
+    AppState {
+        publisher,
+        format: config.format,
+        topics: config.topics.clone(),
+        max_batch_items: config.max_batch_items,
+        body_timeout: config.http_limits.body_timeout,
+        rate_limit,
+        api_token: config.api_token.clone(),
+        id_keys: config.id_keys.clone(),
+        outbox,
+    }
+}
+
+/// The write routes, each group behind an admission layer with its own
+/// body limit (a batch may be larger), and `/openapi.json`.
+fn api_router(config: &ProducerConfig, state: Arc<AppState>) -> Router {
+    let admitted = |max_body_bytes| {
+        middleware::from_fn_with_state(
+            admission::Admission {
+                state: state.clone(),
+                max_body_bytes,
+            },
+            admission::admit,
+        )
+    };
+    let single = Router::new()
+        .route("/orders", post(routes::create_order))
+        .route("/users", post(routes::create_user))
+        .route_layer(admitted(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let batches = Router::new()
+        .route("/orders/batch", post(routes::create_orders))
+        .route("/users/batch", post(routes::create_users))
+        .route_layer(admitted(config.max_batch_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_batch_body_bytes));
+    let api = single.merge(batches).with_state(state.clone());
+    Router::new()
+        .merge(api)
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+}
+
+/// The service's router, observed ([`crate::middleware::observe`]), and the
+/// operations routes: merged into it, or, when `METRICS_ADDR` is set, on
+/// their own listener with only their HTTP metrics.
+async fn observed(
+    config: &ProducerConfig,
+    api: Router,
+    ops: Router,
+    http_metrics: HttpMetrics,
+) -> Result<(Router, Option<(TcpListener, Router)>), StartupError> {
+    let mut router = api;
+    let ops = match config.metrics_addr {
+        Some(addr) => Some((bind(addr).await?, ops)),
+        None => {
+            router = router.merge(ops);
+            None
+        }
+    };
+    let router = router.layer(middleware::from_fn_with_state(
+        http_metrics.clone(),
+        crate::middleware::observe,
+    ));
+    let ops = ops.map(|(listener, ops)| {
+        let ops = ops.layer(middleware::from_fn_with_state(http_metrics, http::track));
+        (listener, ops)
+    });
+    Ok((router, ops))
 }
 
 /// The outbox of `config`, its table created if missing. A database that
