@@ -15,7 +15,7 @@ use chrono::Utc;
 use contract::batch::{Batch, ValidItem};
 use contract::ids::{self, EventIds};
 use contract::request::{parse_json, Intake, Valid};
-use contract::{Domain, Envelope, Event, EventMetadata, ValidationErrors};
+use contract::{Envelope, Event, EventMetadata, ValidationErrors};
 use serde::Serialize;
 use tracing::Span;
 use utoipa::ToSchema;
@@ -95,6 +95,27 @@ impl<B: Batch> FromRequest<Arc<AppState>> for ValidatedBatch<B> {
     }
 }
 
+/// Whether one item of a batch was stored, as its answer spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// Stored by the broker (or, in outbox mode, the outbox).
+    Accepted,
+    /// Not stored: send the item again, with its idempotency key.
+    Failed,
+}
+
+/// What became of a batch as a whole, as its answer spells it (a batch of
+/// which no item was stored gets the error of a single request instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    /// Every item stored (`200`).
+    Accepted,
+    /// Some items stored, the others failed (`207`).
+    Partial,
+}
+
 /// What became of one item of a batch.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemOutcome {
@@ -102,8 +123,7 @@ pub struct ItemOutcome {
     pub index: usize,
     /// `accepted` (stored by the broker) or `failed` (not stored: send the
     /// item again, with its idempotency key).
-    #[schema(example = "accepted")]
-    pub status: &'static str,
+    pub status: ItemStatus,
     /// The order's id (order batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
@@ -135,8 +155,7 @@ pub struct ItemOutcome {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchAnswer {
     /// `accepted` (every item, `200`) or `partial` (some failed, `207`).
-    #[schema(example = "accepted")]
-    pub status: &'static str,
+    pub status: BatchStatus,
     /// Items stored by the broker.
     pub accepted: usize,
     /// Items not stored.
@@ -331,52 +350,74 @@ where
     B::Request: Answer,
 {
     let Received { headers, trace } = received;
-    if headers.contains_key("idempotency-key") {
-        // One key cannot name many orders, and ignoring it would store
-        // every order of a retried batch twice.
-        let mut errors = ValidationErrors::default();
-        errors.add("header:Idempotency-Key", BATCH_KEY_RULE);
-        return Err(ApiError::Invalid(errors));
-    }
+    refuse_batch_key(&headers)?;
     let correlation_id = correlation_id(&headers);
     Span::current().record("correlation_id", correlation_id.as_str());
-    let mut outcomes = Vec::with_capacity(items.len());
-    let mut events = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let mut outcome = ItemOutcome {
-            index,
-            status: "accepted",
-            order_id: None,
-            user_id: None,
-            event_id: item.ids.event,
-            location: None,
-            partition: None,
-            offset: None,
-            error: None,
-            message: None,
-        };
-        B::Request::identify(&item.ids, &mut outcome);
-        outcomes.push(outcome);
-        events.push(item.valid.into_event(
-            item.ids.aggregate,
-            metadata::<<B::Request as Intake>::Event>(
-                item.ids.event,
-                correlation_id.clone(),
-                &trace,
-            ),
-        ));
-    }
+    let (outcomes, events) = prepare::<B::Request>(items, &correlation_id, &trace);
     let entries = events
         .iter()
         .map(|event| message(&state, event, &trace))
         .collect::<Result<Vec<_>, _>>()?;
     let delivered = store(&state, &entries).await?;
-    let (status, mut answer) = settle(outcomes, delivered)?;
-    for (result, event) in answer.results.iter_mut().zip(&events) {
-        if let Some(location) = &mut result.location {
-            *location = ids::with_content(location, &event.fingerprint());
+    let (status, answer) = settle(outcomes, delivered)?;
+    Ok(batch_response(status, answer, &correlation_id))
+}
+
+/// Refuses an `Idempotency-Key` header on a batch: one key cannot name
+/// many orders, and ignoring it would store every order of a retried batch
+/// twice.
+fn refuse_batch_key(headers: &HeaderMap) -> Result<(), ApiError> {
+    if !headers.contains_key("idempotency-key") {
+        return Ok(());
+    }
+    let mut errors = ValidationErrors::default();
+    errors.add("header:Idempotency-Key", BATCH_KEY_RULE);
+    Err(ApiError::Invalid(errors))
+}
+
+/// Each item's event, and its outcome should it be stored: its ids and
+/// where its status is read.
+fn prepare<R: Answer>(
+    items: Vec<ValidItem<R>>,
+    correlation_id: &str,
+    trace: &Trace,
+) -> (Vec<ItemOutcome>, Vec<R::Event>) {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, ValidItem { valid, ids })| {
+            let home = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
+            let mut outcome = ItemOutcome::pending(index, ids.event);
+            R::identify(&ids, &mut outcome);
+            let metadata = metadata::<R::Event>(ids.event, correlation_id.to_owned(), trace);
+            let event = valid.into_event(ids.aggregate, metadata);
+            outcome.location = Some(ids::with_content(&home, &event.fingerprint()));
+            (outcome, event)
+        })
+        .unzip()
+}
+
+impl ItemOutcome {
+    /// An item not stored yet, known by its event id only.
+    fn pending(index: usize, event_id: Uuid) -> Self {
+        Self {
+            index,
+            status: ItemStatus::Accepted,
+            order_id: None,
+            user_id: None,
+            event_id,
+            location: None,
+            partition: None,
+            offset: None,
+            error: None,
+            message: None,
         }
     }
+}
+
+/// The answer of a batch of which at least one item was stored, with
+/// `Retry-After` when some failed.
+fn batch_response(status: StatusCode, answer: BatchAnswer, correlation_id: &str) -> Response {
     let failed = answer.failed;
     let mut response = (status, Json(answer)).into_response();
     if failed > 0 {
@@ -384,14 +425,16 @@ where
             .headers_mut()
             .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
     }
-    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+    if let Ok(value) = HeaderValue::from_str(correlation_id) {
         response.headers_mut().insert("x-correlation-id", value);
     }
-    Ok(response)
+    response
 }
 
 /// Each item's outcome from what the broker answered for it: `200` when
 /// all were stored, `207` when some were, the first error when none was.
+/// A stored item keeps its location and gets its place on the broker; a
+/// failed one says why, and has no location to read.
 fn settle(
     mut outcomes: Vec<ItemOutcome>,
     delivered: Vec<Result<Option<Delivered>, ApiError>>,
@@ -402,35 +445,34 @@ fn settle(
             Ok(at) => {
                 outcome.partition = at.map(|a| a.partition);
                 outcome.offset = at.map(|a| a.offset);
-                outcome.location = match (&outcome.order_id, &outcome.user_id) {
-                    (Some(order), _) => Some(ids::location(Domain::Orders, &order.to_string())),
-                    (None, Some(user)) => Some(ids::location(Domain::Users, user)),
-                    (None, None) => None,
-                };
             }
             Err(e) => {
-                outcome.status = "failed";
+                outcome.status = ItemStatus::Failed;
+                outcome.location = None;
                 outcome.error = Some(e.code());
                 outcome.message = Some(e.to_string());
                 first_error.get_or_insert(e);
             }
         }
     }
-    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.status == ItemStatus::Failed)
+        .count();
     let accepted = outcomes.len() - failed;
     match first_error {
         Some(e) if accepted == 0 => return Err(e),
         _ => {}
     }
-    let status = if failed == 0 {
-        StatusCode::OK
+    let (status, batch) = if failed == 0 {
+        (StatusCode::OK, BatchStatus::Accepted)
     } else {
-        StatusCode::MULTI_STATUS
+        (StatusCode::MULTI_STATUS, BatchStatus::Partial)
     };
     Ok((
         status,
         BatchAnswer {
-            status: if failed == 0 { "accepted" } else { "partial" },
+            status: batch,
             accepted,
             failed,
             results: outcomes,
@@ -442,15 +484,18 @@ fn settle(
 mod tests {
     use super::*;
     use crate::publish::PublishError;
+    use contract::Domain;
 
+    /// An order item as [`prepare`] leaves it: its ids and its location.
     fn outcome(index: usize) -> ItemOutcome {
+        let order_id = Uuid::new_v4();
         ItemOutcome {
             index,
-            status: "accepted",
-            order_id: Some(Uuid::new_v4()),
+            status: ItemStatus::Accepted,
+            order_id: Some(order_id),
             user_id: None,
             event_id: Uuid::new_v4(),
-            location: None,
+            location: Some(ids::location(Domain::Orders, &order_id.to_string())),
             partition: None,
             offset: None,
             error: None,
@@ -476,7 +521,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             (answer.status, answer.accepted, answer.failed),
-            ("accepted", 2, 0)
+            (BatchStatus::Accepted, 2, 0)
         );
         assert_eq!(answer.results[1].offset, Some(8));
         let order = answer.results[1].order_id.expect("an order id");
@@ -494,12 +539,12 @@ mod tests {
         assert_eq!(status, StatusCode::MULTI_STATUS);
         assert_eq!(
             (answer.status, answer.accepted, answer.failed),
-            ("partial", 2, 1)
+            (BatchStatus::Partial, 2, 1)
         );
         let failed = &answer.results[1];
         assert_eq!(
             (failed.status, failed.error),
-            ("failed", Some("producer_queue_full"))
+            (ItemStatus::Failed, Some("producer_queue_full"))
         );
         assert_eq!((failed.offset, &failed.location), (None, &None));
         assert!(failed.order_id.is_some(), "its ids, to send it again");
@@ -509,5 +554,62 @@ mod tests {
             none,
             Err(ApiError::Unavailable(PublishError::QueueFull))
         ));
+    }
+
+    /// The statuses are written as the strings they replaced: the JSON of
+    /// a batch answer is the same, byte for byte.
+    #[test]
+    fn a_batch_answer_is_written_as_before() {
+        let mut first = outcome(0);
+        let mut second = outcome(1);
+        for (item, n) in [(&mut first, 1u128), (&mut second, 2)] {
+            item.order_id = Some(Uuid::from_u128(n));
+            item.event_id = Uuid::from_u128(n + 10);
+            item.location = Some(format!("/orders/{}", Uuid::from_u128(n)));
+        }
+        let (_, answer) =
+            settle(vec![first, second], vec![stored(7), refused()]).expect("one stored");
+        assert_eq!(
+            serde_json::to_string(&answer).expect("serialised"),
+            concat!(
+                r#"{"status":"partial","accepted":1,"failed":1,"results":["#,
+                r#"{"index":0,"status":"accepted","order_id":"00000000-0000-0000-0000-000000000001","#,
+                r#""event_id":"00000000-0000-0000-0000-00000000000b","#,
+                r#""location":"/orders/00000000-0000-0000-0000-000000000001","partition":1,"offset":7},"#,
+                r#"{"index":1,"status":"failed","order_id":"00000000-0000-0000-0000-000000000002","#,
+                r#""event_id":"00000000-0000-0000-0000-00000000000c","error":"producer_queue_full","#,
+                r#""message":"event not accepted: producer queue is full"}]}"#
+            )
+        );
+        let (_, all) = settle(vec![outcome(0)], vec![stored(1)]).expect("stored");
+        let all = serde_json::to_value(&all).expect("serialised");
+        assert_eq!(all["status"], "accepted");
+    }
+
+    /// Each prepared item carries its own ids and the location of its own
+    /// content, as the events were built.
+    #[test]
+    fn a_prepared_item_is_located_by_its_own_id_and_content() {
+        let items = (0..2)
+            .map(|n| serde_json::json!({"idempotency_key": format!("k-{n}"), "order": contract::request::example_order()}))
+            .collect::<Vec<_>>();
+        let body = serde_json::json!({ "orders": items }).to_string();
+        let batch = parse_json::<contract::batch::OrderBatch>(body.as_bytes()).expect("parsed");
+        let valid =
+            contract::batch::validate(batch, 10, &ids::KeyDerivation::public()).expect("valid");
+        let trace = Trace::from(None);
+        let (outcomes, events) = prepare(valid, "corr", &trace);
+        assert_eq!(outcomes.len(), 2);
+        for (n, (outcome, event)) in outcomes.iter().zip(&events).enumerate() {
+            let order = outcome.order_id.expect("an order id");
+            assert_eq!((outcome.index, outcome.status), (n, ItemStatus::Accepted));
+            assert_eq!(outcome.event_id, event.metadata.event_id);
+            assert_eq!(order, event.order_id);
+            let home = ids::location(Domain::Orders, &order.to_string());
+            assert_eq!(
+                outcome.location.as_deref(),
+                Some(ids::with_content(&home, &event.fingerprint()).as_str())
+            );
+        }
     }
 }

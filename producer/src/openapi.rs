@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
-use crate::intake::{BatchAnswer, ItemOutcome};
+use crate::intake::{BatchAnswer, BatchStatus, ItemOutcome, ItemStatus};
 use crate::routes::{AcceptedOrder, AcceptedUser};
 use contract::batch::{OrderBatch, OrderBatchItem, UserBatch, UserBatchItem};
 use contract::request::{
@@ -37,7 +37,9 @@ use contract::FieldError;
         UserBatch,
         UserBatchItem,
         BatchAnswer,
+        BatchStatus,
         ItemOutcome,
+        ItemStatus,
         ErrorBody,
         FieldError
     ))
