@@ -41,7 +41,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     report.record(SECTION, "consumer drain", "rows/s", rate);
 
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await?;
+    store::schema::migrate(&db.pool).await?;
     let cpu = CpuMeter::start(&[
         ("load generator", Source::Pid(Some(std::process::id()))),
         ("postgres", Source::Named("postgres")),
@@ -346,7 +346,7 @@ async fn copy_rows(pool: &PgPool, events: &[OrderEvent]) -> anyhow::Result<()> {
 /// version. Rows per second over `limit` at most.
 async fn naive_consumer(bootstrap: &str, available: usize, limit: Duration) -> anyhow::Result<f64> {
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await?;
+    store::schema::migrate(&db.pool).await?;
     let kafka: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-naive")

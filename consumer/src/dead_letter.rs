@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use contract::dead_letter::{self, FailureHeaders, Origin};
 use contract::headers as h;
 use platform::kafka::{KafkaSettings, ObservedContext};
 use rdkafka::error::KafkaError;
@@ -101,23 +102,27 @@ fn dlq_headers(
     failure: &Failure,
 ) -> Vec<(&'static str, String)> {
     let timestamp = match message.timestamp() {
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms.to_string(),
-        Timestamp::NotAvailable => String::new(),
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+        Timestamp::NotAvailable => None,
     };
     // Bounded: a huge error text must not make the dead letter too large.
     let text: String = failure.message.chars().take(MAX_ERROR_TEXT).collect();
-    vec![
-        (h::DLQ_ORIGINAL_TOPIC, message.topic().to_owned()),
-        (h::DLQ_ORIGINAL_PARTITION, message.partition().to_string()),
-        (h::DLQ_ORIGINAL_OFFSET, message.offset().to_string()),
-        (h::DLQ_ORIGINAL_TIMESTAMP, timestamp),
-        (h::DLQ_CONSUMER_GROUP, group.to_owned()),
-        (h::DLQ_ERROR_KIND, failure.kind.as_str().to_owned()),
-        (h::DLQ_ERROR_CLASS, failure.class.as_str().to_owned()),
-        (h::DLQ_ERROR_MESSAGE, text),
-        (h::DLQ_RETRY_COUNT, failure.retries.to_string()),
-        (h::DLQ_FAILED_AT, Utc::now().to_rfc3339()),
-    ]
+    dead_letter::failure_headers(
+        Origin {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp,
+        },
+        FailureHeaders {
+            group,
+            kind: failure.kind,
+            class: failure.class,
+            message: &text,
+            retries: failure.retries,
+            failed_at: Utc::now(),
+        },
+    )
 }
 
 fn with_headers(mut headers: OwnedHeaders, added: &[(&str, String)]) -> OwnedHeaders {
@@ -137,7 +142,7 @@ pub fn dead_letter_headers(message: &OwnedMessage, group: &str, failure: &Failur
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for header in original.iter() {
-            if header.key.starts_with("dlq-") && !h::kept_across_replays(header.key) {
+            if !dead_letter::kept_by_a_new_dead_letter(header.key) {
                 continue;
             }
             headers = headers.insert(Header {
@@ -179,7 +184,7 @@ fn reduced<'a>(
                     key: header.key,
                     value: header.value,
                 });
-            } else if !header.key.starts_with("dlq-") || h::kept_across_replays(header.key) {
+            } else if dead_letter::kept_by_a_new_dead_letter(header.key) {
                 // (An earlier failure's dlq-* headers are replaced, as in a
                 // whole dead letter: not counted as lost.)
                 dropped += 1;

@@ -124,24 +124,11 @@ pub struct DeadlineExceeded(pub Duration);
 /// Sorts a database error by what to do about it (SQLSTATE classes, see the
 /// PostgreSQL manual's appendix A).
 pub fn classify(error: sqlx::Error) -> PersistError {
-    let kind = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => PersistErrorKind::Unavailable,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            match code.as_str() {
-                c if c.starts_with("08") => PersistErrorKind::Unavailable,
-                "57P01" | "57P02" | "57P03" => PersistErrorKind::Unavailable,
-                "40001" | "40P01" | "55P03" | "57014" => PersistErrorKind::Transient,
-                c if c.starts_with("53") => PersistErrorKind::Transient,
-                _ => PersistErrorKind::Permanent,
-            }
-        }
-        _ => PersistErrorKind::Permanent,
+    use store::db::Failure;
+    let kind = match Failure::of(&error) {
+        Failure::NoConnectionInTime | Failure::Connection => PersistErrorKind::Unavailable,
+        Failure::StatementTimeout | Failure::Contention => PersistErrorKind::Transient,
+        Failure::MissingTable | Failure::Refused => PersistErrorKind::Permanent,
     };
     PersistError::new(kind, error)
 }
@@ -168,7 +155,7 @@ impl Store {
     }
 
     /// Runs `work` on a pooled connection within `deadline` (see
-    /// [`platform::db::within`]).
+    /// [`store::db::within`]).
     async fn with_connection<T>(
         &self,
         deadline: Duration,
@@ -176,7 +163,7 @@ impl Store {
     ) -> Result<T, PersistError> {
         let unavailable =
             || PersistError::new(PersistErrorKind::Unavailable, DeadlineExceeded(deadline));
-        platform::db::within(&self.pool, deadline, classify, unavailable, work).await
+        store::db::within(&self.pool, deadline, classify, unavailable, work).await
     }
 
     /// Whether the database answers at all.
@@ -239,34 +226,23 @@ impl Store {
     /// [`crate::rejections`]); a second record of the same message (a
     /// redelivery dead-lettered again) replaces the first.
     pub async fn record_rejection(&self, r: &Rejection<'_>) -> Result<(), PersistError> {
+        let row = store::rejections::NewRejection {
+            group: r.group,
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            domain: r.subject.domain,
+            aggregate_id: &r.subject.aggregate_id,
+            event_id: r.subject.event_id,
+            kind: r.failure.kind,
+            class: r.failure.class,
+            dlq_topic: &r.dlq_topic,
+            dlq_at: r.stored.map(|s| (s.partition, s.offset)),
+        };
         self.with_connection(self.deadline, async |conn| {
-            sqlx::query(
-                "INSERT INTO rejections (consumer_group, source_topic, source_partition,
-                     source_offset, domain, aggregate_id, event_id, error_kind, error_class,
-                     dlq_topic, dlq_partition, dlq_offset)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (consumer_group, source_topic, source_partition, source_offset)
-                 DO UPDATE SET error_kind = EXCLUDED.error_kind,
-                     error_class = EXCLUDED.error_class, dlq_topic = EXCLUDED.dlq_topic,
-                     dlq_partition = EXCLUDED.dlq_partition, dlq_offset = EXCLUDED.dlq_offset,
-                     rejected_at = now()",
-            )
-            .bind(r.group)
-            .bind(r.topic)
-            .bind(r.partition)
-            .bind(r.offset)
-            .bind(r.subject.domain.resource())
-            .bind(&r.subject.aggregate_id)
-            .bind(r.subject.event_id)
-            .bind(r.failure.kind.as_str())
-            .bind(r.failure.class.as_str())
-            .bind(&r.dlq_topic)
-            .bind(r.stored.map(|s| s.partition))
-            .bind(r.stored.map(|s| s.offset))
-            .execute(conn)
-            .await
-            .map(drop)
-            .map_err(classify)
+            store::rejections::record(conn, &row)
+                .await
+                .map_err(classify)
         })
         .await
     }

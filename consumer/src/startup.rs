@@ -153,17 +153,17 @@ impl Application {
         let pool = crate::db::pool(
             &config.database_url,
             config.db_pool_size,
-            platform::db::SessionGuards {
+            store::db::SessionGuards {
                 statement: config.db_statement_timeout,
                 lock: Some(config.db_lock_timeout),
                 idle_in_transaction: config.db_transaction_timeout,
                 read_only: false,
             },
         )?;
-        crate::db::migrate(&pool)
+        store::schema::migrate(&pool)
             .await
             .map_err(|source| StartupError::Migrations {
-                advice: crate::db::advice(&source, &config.database_url),
+                advice: store::schema::advice(&source, &config.database_url),
                 source,
             })?;
         let store = Store::new(pool, config.db_transaction_timeout);

@@ -6,14 +6,14 @@ mod support;
 #[tokio::test]
 async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
     let db = support::TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.expect("first run");
+    store::schema::migrate(&db.pool).await.expect("first run");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(applied as usize, consumer::db::MIGRATOR.iter().count());
+    assert_eq!(applied as usize, store::schema::read_model().iter().count());
 
-    consumer::db::migrate(&db.pool)
+    store::schema::migrate(&db.pool)
         .await
         .expect("second run is a no-op");
     let again: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
@@ -40,7 +40,7 @@ async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
 #[tokio::test]
 async fn event_store_refuses_updates_and_deletes() {
     let db = support::TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.unwrap();
+    store::schema::migrate(&db.pool).await.unwrap();
     sqlx::query(
         "INSERT INTO event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload,
                                   source_topic, source_partition, source_offset, occurred_at, correlation_id)
@@ -71,7 +71,7 @@ async fn consumer_sessions_carry_their_server_side_bounds() {
     let pool = consumer::db::pool(
         &db.url,
         1,
-        platform::db::SessionGuards {
+        store::db::SessionGuards {
             statement: std::time::Duration::from_millis(1234),
             lock: Some(std::time::Duration::from_millis(567)),
             idle_in_transaction: std::time::Duration::from_millis(8910),
@@ -108,15 +108,15 @@ async fn set_up_mistakes_get_advice_naming_the_role_and_the_database() {
 
     let db = support::TestDatabase::create().await;
     let base: PgConnectOptions = db.url.parse().expect("test database URL");
-    let limits = platform::db::SessionGuards::for_statements(std::time::Duration::from_secs(5));
+    let limits = store::db::SessionGuards::for_statements(std::time::Duration::from_secs(5));
     let start = |options: PgConnectOptions| async move {
         let url = options.to_url_lossy().to_string();
         let pool = consumer::db::pool(&url, 1, limits).expect("a well-formed URL");
-        let source = consumer::db::migrate(&pool)
+        let source = store::schema::migrate(&pool)
             .await
             .expect_err("the migration cannot succeed");
         let said = consumer::StartupError::Migrations {
-            advice: consumer::db::advice(&source, &url),
+            advice: store::schema::advice(&source, &url),
             source,
         }
         .to_string();

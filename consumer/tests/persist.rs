@@ -140,7 +140,7 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
         let whole = TestDatabase::create().await;
         let single = TestDatabase::create().await;
         for db in [&whole, &single] {
-            consumer::db::migrate(&db.pool).await.expect("migrations");
+            store::schema::migrate(&db.pool).await.expect("migrations");
         }
         (whole, single)
     });
@@ -435,7 +435,7 @@ fn migrated() -> (tokio::runtime::Runtime, TestDatabase) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let db = runtime.block_on(async {
         let db = TestDatabase::create().await;
-        consumer::db::migrate(&db.pool).await.expect("migrations");
+        store::schema::migrate(&db.pool).await.expect("migrations");
         db
     });
     (runtime, db)

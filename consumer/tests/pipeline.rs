@@ -299,7 +299,7 @@ async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.unwrap();
+    store::schema::migrate(&db.pool).await.unwrap();
     let blocked = order_event(1);
     let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
     let others: Vec<_> = (2..6).map(order_event).collect();
@@ -352,7 +352,7 @@ async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.unwrap();
+    store::schema::migrate(&db.pool).await.unwrap();
     let blocked = order_event(1);
     let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
     let sent = order_message(&blocked, Format::Protobuf);
@@ -840,7 +840,7 @@ async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() 
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.unwrap();
+    store::schema::migrate(&db.pool).await.unwrap();
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger AS $$
          BEGIN RAISE EXCEPTION 'refused for the test'; END; $$ LANGUAGE plpgsql;

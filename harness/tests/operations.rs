@@ -64,7 +64,7 @@ fn replayed_copies(bootstrap: &str, expected: usize) -> Vec<rdkafka::message::Ow
 async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they_are_persisted() {
     let broker = Tansu::start();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.unwrap();
+    store::schema::migrate(&db.pool).await.unwrap();
     let blocked: Vec<_> = (0..3).map(order_event).collect();
     let mut locks = Vec::new();
     for e in &blocked {

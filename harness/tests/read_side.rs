@@ -99,7 +99,7 @@ async fn poll_until(url: &str, wanted: &str) -> Value {
 async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
     let broker = Broker::tansu();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.expect("migrate");
+    store::schema::migrate(&db.pool).await.expect("migrate");
     let mut producer = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer_env(&broker));
     let mut reads = query(&db);
     producer.wait_ready("/readyz", READY).await;
@@ -244,7 +244,7 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
 async fn a_rejected_order_reads_rejected_and_turns_persisted_after_a_fix_and_a_replay() {
     let broker = Broker::tansu();
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.expect("migrate");
+    store::schema::migrate(&db.pool).await.expect("migrate");
     let blocked = order_event(1);
     let lock = lock_order(&db.pool, blocked.order_id).await;
     let poison_event = order_event(2);

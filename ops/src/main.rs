@@ -288,18 +288,17 @@ struct OutboxBacklog {
 }
 
 async fn outbox_backlog(url: &str) -> anyhow::Result<OutboxBacklog> {
-    let pool = platform::db::pool(
+    let pool = store::db::pool(
         url,
-        platform::db::PoolSpec {
+        store::db::PoolSpec {
             application: "pubsubkafka-lag",
             max_connections: 1,
             acquire: Duration::from_secs(5),
-            guards: platform::db::SessionGuards::for_statements(Duration::from_secs(10))
-                .read_only(),
+            guards: store::db::SessionGuards::for_statements(Duration::from_secs(10)).read_only(),
         },
     )
     .context("OUTBOX_DATABASE_URL is not a PostgreSQL URL")?;
-    let (rows, oldest_seconds) = producer::outbox::backlog(&pool, Duration::from_secs(10))
+    let (rows, oldest_seconds) = store::outbox::backlog(&pool, Duration::from_secs(10))
         .await
         .with_context(|| {
             format!(

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use contract::Domain;
-use platform::db::{PoolSpec, SessionGuards};
-use query::lookup::{self, RejectionRecord, Status, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
+use store::db::{PoolSpec, SessionGuards};
+use store::read::{self, Status, StoredEvent};
+use store::rejections::Rejection;
 
 /// Most events and dead letters listed.
 const LIMIT: i64 = 1_000;
@@ -67,7 +68,7 @@ pub struct Story {
     /// Its events in the event store, with where each was read.
     pub events: Vec<EventAt>,
     /// Every dead letter of it.
-    pub dead_letters: Vec<RejectionRecord>,
+    pub dead_letters: Vec<Rejection>,
 }
 
 /// One event and where it sits in Kafka.
@@ -122,15 +123,21 @@ fn summary(domain: Domain, body: &Value) -> String {
 /// Longest one read of the database may take.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// `read` within [`DEADLINE`]: a database that never answers ends the
-/// command with an error instead of a hang.
+/// `read` within [`DEADLINE`], acquiring included (see
+/// [`store::db::within`]): a database that never answers ends the command
+/// with an error instead of a hang.
 async fn bounded<T>(
-    read: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    pool: &sqlx::PgPool,
+    read: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
 ) -> anyhow::Result<T> {
-    match tokio::time::timeout(DEADLINE, read).await {
-        Ok(result) => Ok(result?),
-        Err(_) => anyhow::bail!("no answer from the database within {DEADLINE:?}"),
-    }
+    store::db::within(
+        pool,
+        DEADLINE,
+        anyhow::Error::from,
+        || anyhow::anyhow!("no answer from the database within {DEADLINE:?}"),
+        async |conn| read(conn).await.map_err(anyhow::Error::from),
+    )
+    .await
 }
 
 /// Reads the story of `args.id`.
@@ -142,7 +149,7 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     };
     let id = contract::ids::parse(domain, args.id.trim())
         .map_err(|rule| anyhow::anyhow!("{:?} is not an id: {rule}", args.id))?;
-    let pool = platform::db::pool(
+    let pool = store::db::pool(
         &args.database_url,
         PoolSpec {
             application: "pubsubkafka-order",
@@ -158,17 +165,21 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
             crate::dev::redact(&args.database_url)
         )
     };
-    let found = bounded(lookup::find(&pool, domain, &id))
+    let found = bounded(&pool, async |conn| read::find(conn, domain, &id).await)
         .await
         .with_context(reading)?;
-    let events = bounded(lookup::events(&pool, domain, &id, LIMIT))
-        .await
-        .with_context(reading)?;
-    let dead_letters = bounded(lookup::rejections(&pool, domain, &id, LIMIT))
-        .await
-        .with_context(reading)?;
+    let events = bounded(&pool, async |conn| {
+        read::events(conn, domain, &id, LIMIT).await
+    })
+    .await
+    .with_context(reading)?;
+    let dead_letters = bounded(&pool, async |conn| {
+        store::rejections::of(conn, domain, &id, LIMIT).await
+    })
+    .await
+    .with_context(reading)?;
     pool.close().await;
-    let status = lookup::status_of(
+    let status = read::status_of(
         &found,
         &id,
         Utc::now(),

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use platform::db::{PoolSpec, SessionGuards};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use sqlx::{Connection, PgConnection, PgPool};
+use store::db::{PoolSpec, SessionGuards};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -41,19 +41,6 @@ pub const SHARDS: i32 = 32;
 /// The advisory-lock class of outbox shards (`pg_try_advisory_xact_lock(class, shard)`).
 pub const LOCK_CLASS: i32 = 0x0b0c;
 
-/// The table, created at start-up if missing (one replica at a time).
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS outbox (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    shard       integer     NOT NULL,
-    topic       text        NOT NULL,
-    key         text        NOT NULL,
-    headers     jsonb       NOT NULL,
-    value       bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS outbox_shard_idx ON outbox (shard, id);";
-
 /// Longest a relay's pass over one shard takes when it gets answers: its
 /// statements (each within `write_timeout`, the sessions' statement
 /// timeout) and the broker's acknowledgements (within `produce_timeout`).
@@ -64,22 +51,21 @@ pub fn relay_deadline(write_timeout: Duration, produce_timeout: Duration) -> Dur
     write_timeout * 4 + produce_timeout + Duration::from_secs(1)
 }
 
-/// The error of a call that got no answer within `deadline`.
-fn no_answer(deadline: Duration) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no answer from the outbox database within {deadline:?}"),
-    ))
-}
-
 /// Runs `work` on a connection of `pool` within `deadline` (see
-/// [`platform::db::within`]).
+/// [`store::db::within`]).
 async fn within<T>(
     pool: &PgPool,
     deadline: Duration,
     work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, sqlx::Error> {
-    platform::db::within(pool, deadline, |e| e, || no_answer(deadline), work).await
+    store::db::within(
+        pool,
+        deadline,
+        |e| e,
+        || store::outbox::no_answer(deadline),
+        work,
+    )
+    .await
 }
 
 /// The shard of `key`: FNV-1a, stable across builds and machines.
@@ -252,7 +238,7 @@ impl Outbox {
         relay_pause: Duration,
         metrics: OutboxMetrics,
     ) -> Result<Self, sqlx::Error> {
-        let pool = platform::db::pool(
+        let pool = store::db::pool(
             url,
             PoolSpec {
                 application: "pubsubkafka-producer",
@@ -287,28 +273,9 @@ impl Outbox {
         &self.metrics
     }
 
-    /// Creates the table if it is missing (under an advisory lock, so that
-    /// replicas starting together do not race). When it is there, no DDL
-    /// runs: `CREATE INDEX IF NOT EXISTS` locks the table before it finds the
-    /// index, and would wait behind the row locks of a dead relay's open
-    /// transaction until the server ends it, failing this replica's start.
-    pub async fn prepare(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let present: bool = sqlx::query_scalar(
-            "SELECT to_regclass('outbox') IS NOT NULL AND to_regclass('outbox_shard_idx') IS NOT NULL",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if present {
-            return Ok(());
-        }
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, -1)")
-            .bind(LOCK_CLASS)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-        tx.commit().await
+    /// Creates the table if it is missing (see [`store::outbox::prepare`]).
+    pub async fn prepare(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        store::outbox::prepare(&self.pool).await
     }
 
     /// Writes `entries` in one transaction (with other requests' rows):
@@ -357,22 +324,8 @@ impl Outbox {
 
     /// Rows waiting and the oldest one's age, seconds.
     pub async fn backlog(&self) -> Result<(i64, f64), sqlx::Error> {
-        backlog(&self.pool, self.timeout).await
+        store::outbox::backlog(&self.pool, self.timeout).await
     }
-}
-
-/// Rows waiting in the outbox of `pool` and the oldest one's age, seconds,
-/// within `deadline`.
-pub async fn backlog(pool: &PgPool, deadline: Duration) -> Result<(i64, f64), sqlx::Error> {
-    within(pool, deadline, async |conn| {
-        sqlx::query_as(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-             FROM outbox",
-        )
-        .fetch_one(conn)
-        .await
-    })
-    .await
 }
 
 /// One writer: takes the jobs waiting (at least one), inserts all their

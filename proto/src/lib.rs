@@ -12,6 +12,7 @@ pub mod avro;
 pub mod batch;
 pub mod codec;
 pub mod compat;
+pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod event;

@@ -5,7 +5,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
-pub mod lookup;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

@@ -13,15 +13,16 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use contract::Domain;
 
-use crate::lookup::{self, Found, Status, StoredEvent, Unknown};
 use crate::metrics::QueryMetrics;
+use contract::dead_letter::{ErrorKind, FailureClass};
+use store::read::{self, Found, Status, StoredEvent, Unknown};
 
 /// Most events one answer lists.
 pub const MAX_EVENTS: i64 = 1_000;
@@ -149,11 +150,11 @@ pub struct Outcome {
     pub accepted_at: Option<DateTime<Utc>>,
     /// `permanent` or `transient` (`rejected`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     /// The failure's class, such as `validation` (`rejected`); never
     /// customer data.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<String>,
+    pub error_class: Option<FailureClass>,
     /// When it was dead-lettered (`rejected`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected_at: Option<DateTime<Utc>>,
@@ -228,42 +229,44 @@ fn parse(domain: Domain, raw: Result<Path<String>, PathRejection>) -> Result<Str
     contract::ids::parse(domain, &raw).map_err(QueryError::BadId)
 }
 
-/// Runs one database call within the statement timeout, timing and
-/// counting it.
+/// Runs one database call within the statement timeout (acquiring
+/// included; a connection that does not answer in time is closed, see
+/// [`store::db::within`]), timing and counting it.
 async fn bounded<T>(
     state: &AppState,
     domain: Domain,
-    work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, QueryError> {
     let started = Instant::now();
-    let result = tokio::time::timeout(state.statement_timeout, work).await;
+    // `None`: no answer within the deadline.
+    let result = store::db::within(
+        &state.pool,
+        state.statement_timeout,
+        Some,
+        || None,
+        async |conn| work(conn).await.map_err(Some),
+    )
+    .await;
     state
         .metrics
         .duration(domain.resource(), started.elapsed().as_secs_f64());
     let kind = match result {
-        Ok(Ok(value)) => return Ok(value),
-        Err(_) => "timeout",
-        Ok(Err(e)) => classify(&e),
+        Ok(value) => return Ok(value),
+        Err(None) => "timeout",
+        Err(Some(e)) => store::db::Failure::of(&e).label(),
     };
     state.metrics.database_error(kind);
     tracing::warn!(kind, "lookup failed in the database");
     Err(QueryError::Unavailable(kind))
 }
 
-fn classify(error: &sqlx::Error) -> &'static str {
-    match error {
-        sqlx::Error::PoolTimedOut => "timeout",
-        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => "connection",
-        sqlx::Error::Database(e) if e.code().as_deref() == Some("57014") => "timeout",
-        sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01") => "schema",
-        _ => "other",
-    }
-}
-
 /// The status of `id`, with its stored record when persisted.
 async fn status(state: &AppState, domain: Domain, id: &str) -> Result<(Status, Found), QueryError> {
-    let found = bounded(state, domain, lookup::find(&state.pool, domain, id)).await?;
-    let status = lookup::status_of(&found, id, Utc::now(), state.pending_window);
+    let found = bounded(state, domain, async |conn| {
+        read::find(conn, domain, id).await
+    })
+    .await?;
+    let status = read::status_of(&found, id, Utc::now(), state.pending_window);
     state.metrics.lookup(singular(domain), status.label());
     Ok((status, found))
 }
@@ -288,8 +291,8 @@ fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
         Status::Rejected => match &found.rejection {
             Some(r) => Outcome {
                 event_id: r.event_id,
-                error_kind: Some(r.error_kind.clone()),
-                error_class: Some(r.error_class.clone()),
+                error_kind: Some(r.error_kind),
+                error_class: Some(r.error_class),
                 rejected_at: Some(r.rejected_at),
                 dead_letter: Some(DeadLetterAt {
                     topic: r.dlq_topic.clone(),
@@ -469,11 +472,9 @@ async fn list_events(
     raw: Result<Path<String>, PathRejection>,
 ) -> Result<Response, QueryError> {
     let id = parse(domain, raw)?;
-    let events = bounded(
-        state,
-        domain,
-        lookup::events(&state.pool, domain, &id, MAX_EVENTS),
-    )
+    let events = bounded(state, domain, async |conn| {
+        read::events(conn, domain, &id, MAX_EVENTS).await
+    })
     .await?;
     if events.is_empty() {
         // Known but with nothing stored (pending, rejected), or unknown.

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use platform::db::{PoolSpec, SessionGuards};
 use platform::http::{self, HttpMetrics, NotReady, Readiness};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{bind, StartError};
 use prometheus::Registry;
 use sqlx::PgPool;
+use store::db::{PoolSpec, SessionGuards};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -60,24 +60,30 @@ struct DatabaseReady {
 
 impl Readiness for DatabaseReady {
     async fn check(&self) -> Result<(), NotReady> {
-        let probe = sqlx::query(
-            "SELECT 1 FROM orders, order_items, users, event_store, rejections LIMIT 0",
-        )
-        .execute(&self.pool);
-        match tokio::time::timeout(self.timeout, probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("42P01") => {
+        // `None`: no answer within the deadline.
+        let probe = store::db::within(
+            &self.pool,
+            self.timeout,
+            Some,
+            || None,
+            async |conn| store::read::probe(conn).await.map_err(Some),
+        );
+        match probe.await {
+            Ok(()) => Ok(()),
+            Err(Some(e)) if store::db::Failure::of(&e) == store::db::Failure::MissingTable => {
+                let said = e
+                    .as_database_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned());
                 Err(NotReady::new(
                     "database",
                     format!(
-                        "{}: the schema is not there yet (the consumer applies the migrations \
-                         on start-up)",
-                        e.message()
+                        "{said}: the schema is not there yet (the consumer applies the migrations \
+                         on start-up)"
                     ),
                 ))
             }
-            Ok(Err(e)) => Err(NotReady::new("database", e)),
-            Err(_) => Err(NotReady::new(
+            Err(Some(e)) => Err(NotReady::new("database", e)),
+            Err(None) => Err(NotReady::new(
                 "database",
                 format!("no answer within {:?}", self.timeout),
             )),
@@ -89,7 +95,7 @@ impl Readiness for DatabaseReady {
 /// and the lookups say so; it does not stop the service), whose sessions
 /// are read-only and bounded by the statement timeout on the server too.
 pub fn pool(config: &QueryConfig) -> Result<PgPool, StartupError> {
-    platform::db::pool(
+    store::db::pool(
         &config.database_url,
         PoolSpec {
             application: "pubsubkafka-query",

@@ -74,7 +74,7 @@ impl App {
 
 async fn migrated() -> TestDatabase {
     let db = TestDatabase::create().await;
-    consumer::db::migrate(&db.pool).await.expect("migrate");
+    store::schema::migrate(&db.pool).await.expect("migrate");
     db
 }
 

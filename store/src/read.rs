@@ -1,18 +1,21 @@
-//! What the database says of one order or user: its stored state, the
-//! newest record of it being dead-lettered, its events; and the status that
-//! follows, with what the id itself tells (see [`contract::ids`]). Shared by
-//! the HTTP API and the operator tool.
+//! The read model: what the database says of one order or user, its
+//! stored state, the newest record of it being dead-lettered, its events;
+//! and the status that follows, with what the id itself tells (see
+//! [`contract::ids`]). Shared by the read side's HTTP API and the operator
+//! tool.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use contract::Domain;
+
+use crate::rejections::Rejection;
 
 /// How far ahead of this clock a server-assigned id may be and still count
 /// as just accepted (the producer's clock may run ahead of ours).
@@ -32,42 +35,13 @@ pub struct Record {
     pub fingerprint: Option<String>,
 }
 
-/// One time a message about this order or user was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
-pub struct RejectionRecord {
-    /// The event's id, when the message could be read.
-    pub event_id: Option<Uuid>,
-    /// `permanent` or `transient` (retried, then given up).
-    #[schema(example = "permanent")]
-    pub error_kind: String,
-    /// The failure's class, as in the dead letter's `dlq-error-class`.
-    #[schema(example = "validation")]
-    pub error_class: String,
-    /// When it was dead-lettered.
-    pub rejected_at: DateTime<Utc>,
-    /// The consumer group that dead-lettered it.
-    pub consumer_group: String,
-    /// Where the message was read.
-    pub source_topic: String,
-    /// Its partition there.
-    pub source_partition: i32,
-    /// Its offset there.
-    pub source_offset: i64,
-    /// The dead-letter topic.
-    pub dlq_topic: String,
-    /// Its partition there (absent: refused even reduced, passed over).
-    pub dlq_partition: Option<i32>,
-    /// Its offset there.
-    pub dlq_offset: Option<i64>,
-}
-
 /// What the database holds of one id, read in one statement (one snapshot).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Found {
     /// Its stored state.
     pub record: Option<Record>,
     /// The newest time it was dead-lettered.
-    pub rejection: Option<RejectionRecord>,
+    pub rejection: Option<Rejection>,
 }
 
 /// One event of the event store.
@@ -165,7 +139,9 @@ struct FoundRow {
 }
 
 impl FoundRow {
-    fn into_found(self) -> Found {
+    /// The row as found; a rejection whose kind or class this build does
+    /// not know is an error, never passed over.
+    fn into_found(self) -> Result<Found, sqlx::Error> {
         let record = match (self.event_id, self.persisted_at, self.body) {
             (Some(event_id), Some(persisted_at), Some(body)) => Some(Record {
                 event_id,
@@ -175,11 +151,21 @@ impl FoundRow {
             }),
             _ => None,
         };
+        let (Some(kind), Some(class)) = (self.error_kind, self.error_class) else {
+            return Ok(Found {
+                record,
+                rejection: None,
+            });
+        };
+        let error_kind = kind.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let error_class = class
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let rejection = (|| {
-            Some(RejectionRecord {
+            Some(Rejection {
                 event_id: self.r_event_id,
-                error_kind: self.error_kind?,
-                error_class: self.error_class?,
+                error_kind,
+                error_class,
                 rejected_at: self.rejected_at?,
                 consumer_group: self.consumer_group?,
                 source_topic: self.source_topic?,
@@ -190,24 +176,24 @@ impl FoundRow {
                 dlq_offset: self.dlq_offset,
             })
         })();
-        Found { record, rejection }
+        Ok(Found { record, rejection })
     }
 }
 
 /// What the database holds of `id` (in the form [`contract::ids::parse`]
 /// gives) of `domain`.
-pub async fn find(pool: &PgPool, domain: Domain, id: &str) -> Result<Found, sqlx::Error> {
+pub async fn find(conn: &mut PgConnection, domain: Domain, id: &str) -> Result<Found, sqlx::Error> {
     let sql = match domain {
         Domain::Orders => ORDER,
         Domain::Users => USER,
     };
-    let row: FoundRow = sqlx::query_as(sql).bind(id).fetch_one(pool).await?;
-    Ok(row.into_found())
+    let row: FoundRow = sqlx::query_as(sql).bind(id).fetch_one(conn).await?;
+    row.into_found()
 }
 
 /// The events of `id` in the order they were stored, at most `limit`.
 pub async fn events(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     domain: Domain,
     id: &str,
     limit: i64,
@@ -221,28 +207,18 @@ pub async fn events(
     .bind(id)
     .bind(domain.event_type())
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
-/// Every time `id` was dead-lettered, oldest first, at most `limit`.
-pub async fn rejections(
-    pool: &PgPool,
-    domain: Domain,
-    id: &str,
-    limit: i64,
-) -> Result<Vec<RejectionRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT event_id, error_kind, error_class, rejected_at, consumer_group, source_topic,
-                source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset
-         FROM rejections WHERE domain = $1 AND aggregate_id = $2
-         ORDER BY rejected_at, source_offset LIMIT $3",
-    )
-    .bind(domain.resource())
-    .bind(id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+/// Whether every table the read model reads is there (a missing one is
+/// [`crate::db::Failure::MissingTable`]: the consumer applies the
+/// migrations on start-up).
+pub async fn probe(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM orders, order_items, users, event_store, rejections LIMIT 0")
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Why an id is not known.
@@ -367,11 +343,11 @@ mod tests {
         }
     }
 
-    fn rejection() -> RejectionRecord {
-        RejectionRecord {
+    fn rejection() -> Rejection {
+        Rejection {
             event_id: None,
-            error_kind: "permanent".into(),
-            error_class: "decode".into(),
+            error_kind: contract::dead_letter::ErrorKind::Permanent,
+            error_class: contract::dead_letter::FailureClass::Decode,
             rejected_at: Utc::now(),
             consumer_group: "g".into(),
             source_topic: "orders".into(),

@@ -141,6 +141,66 @@ pub async fn within<T, E>(
     }
 }
 
+/// What kind of failure a database error is: the one reading of
+/// `sqlx` errors and SQLSTATE codes, for retry decisions and for labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection could be had in time (the pool's acquire timeout).
+    NoConnectionInTime,
+    /// The connection failed, closed or was cut, or the server is shutting
+    /// down or starting (SQLSTATE class 08, 57P01-57P03).
+    Connection,
+    /// The statement ran out of time (57014, the server's
+    /// `statement_timeout`).
+    StatementTimeout,
+    /// Contention or exhausted resources: a serialization failure (40001),
+    /// a deadlock (40P01), a lock not available (55P03), class 53.
+    Contention,
+    /// A table is missing (42P01): the schema is not there yet.
+    MissingTable,
+    /// Anything else: the server refused the statement for good.
+    Refused,
+}
+
+impl Failure {
+    /// Reads `error`.
+    pub fn of(error: &sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut => Failure::NoConnectionInTime,
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Failure::Connection,
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                match code.as_str() {
+                    c if c.starts_with("08") => Failure::Connection,
+                    "57P01" | "57P02" | "57P03" => Failure::Connection,
+                    "57014" => Failure::StatementTimeout,
+                    "40001" | "40P01" | "55P03" => Failure::Contention,
+                    c if c.starts_with("53") => Failure::Contention,
+                    "42P01" => Failure::MissingTable,
+                    _ => Failure::Refused,
+                }
+            }
+            _ => Failure::Refused,
+        }
+    }
+
+    /// A metric label: `timeout`, `connection`, `contention`, `schema` or
+    /// `other`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::NoConnectionInTime | Failure::StatementTimeout => "timeout",
+            Failure::Connection => "connection",
+            Failure::Contention => "contention",
+            Failure::MissingTable => "schema",
+            Failure::Refused => "other",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,121 @@
+//! The `rejections` table: what became of each message the consumer
+//! dead-lettered whose order or user id it could read. The consumer
+//! records ([`record`]); the read side and the operator tool read
+//! ([`of`], and [`crate::read::find`]'s newest one).
+
+use chrono::{DateTime, Utc};
+use contract::dead_letter::{ErrorKind, FailureClass};
+use contract::Domain;
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// One time a message about an order or user was dead-lettered, as read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Rejection {
+    /// The event's id, when the message could be read.
+    pub event_id: Option<Uuid>,
+    /// `permanent` or `transient` (retried, then given up).
+    #[sqlx(try_from = "String")]
+    pub error_kind: ErrorKind,
+    /// The failure's class, as in the dead letter's `dlq-error-class`.
+    #[sqlx(try_from = "String")]
+    pub error_class: FailureClass,
+    /// When it was dead-lettered.
+    pub rejected_at: DateTime<Utc>,
+    /// The consumer group that dead-lettered it.
+    pub consumer_group: String,
+    /// Where the message was read.
+    pub source_topic: String,
+    /// Its partition there.
+    pub source_partition: i32,
+    /// Its offset there.
+    pub source_offset: i64,
+    /// The dead-letter topic.
+    pub dlq_topic: String,
+    /// Its partition there (absent: refused even reduced, passed over).
+    pub dlq_partition: Option<i32>,
+    /// Its offset there.
+    pub dlq_offset: Option<i64>,
+}
+
+/// One dead-lettered message to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRejection<'a> {
+    /// The consumer group that dead-lettered it.
+    pub group: &'a str,
+    /// Where it was read.
+    pub topic: &'a str,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The domain of the order or user it is about.
+    pub domain: Domain,
+    /// The order or user id, in the form the tables hold it.
+    pub aggregate_id: &'a str,
+    /// The event's id, when the value could be read.
+    pub event_id: Option<Uuid>,
+    /// Permanent or transient.
+    pub kind: ErrorKind,
+    /// Which failure.
+    pub class: FailureClass,
+    /// The DLQ topic.
+    pub dlq_topic: &'a str,
+    /// Where the DLQ stored it, `(partition, offset)` (`None`: passed over).
+    pub dlq_at: Option<(i32, i64)>,
+}
+
+/// Records `r`. One row per message read (group, topic, partition,
+/// offset): dead-lettering the same message again after a redelivery
+/// updates its row.
+pub async fn record(conn: &mut PgConnection, r: &NewRejection<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rejections (consumer_group, source_topic, source_partition,
+             source_offset, domain, aggregate_id, event_id, error_kind, error_class,
+             dlq_topic, dlq_partition, dlq_offset)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (consumer_group, source_topic, source_partition, source_offset)
+         DO UPDATE SET error_kind = EXCLUDED.error_kind,
+             error_class = EXCLUDED.error_class, dlq_topic = EXCLUDED.dlq_topic,
+             dlq_partition = EXCLUDED.dlq_partition, dlq_offset = EXCLUDED.dlq_offset,
+             rejected_at = now()",
+    )
+    .bind(r.group)
+    .bind(r.topic)
+    .bind(r.partition)
+    .bind(r.offset)
+    .bind(r.domain.resource())
+    .bind(r.aggregate_id)
+    .bind(r.event_id)
+    .bind(r.kind.as_str())
+    .bind(r.class.as_str())
+    .bind(r.dlq_topic)
+    .bind(r.dlq_at.map(|(partition, _)| partition))
+    .bind(r.dlq_at.map(|(_, offset)| offset))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Every time `id` of `domain` was dead-lettered, oldest first, at most
+/// `limit`.
+pub async fn of(
+    conn: &mut PgConnection,
+    domain: Domain,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<Rejection>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_id, error_kind, error_class, rejected_at, consumer_group, source_topic,
+                source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset
+         FROM rejections WHERE domain = $1 AND aggregate_id = $2
+         ORDER BY rejected_at, source_offset LIMIT $3",
+    )
+    .bind(domain.resource())
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
