@@ -4,20 +4,22 @@
 
 use std::time::{Duration, Instant};
 
+use crate::doubling::Doubling;
+
 /// Longest wait between two probes.
 pub const MAX_PROBE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed,
-    Open { next_probe: Instant, wait: Duration },
+    Open { next_probe: Instant },
 }
 
 /// Closed (consuming) or open (paused, probing).
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
     state: State,
-    first_wait: Duration,
+    waits: Doubling,
 }
 
 impl CircuitBreaker {
@@ -25,7 +27,7 @@ impl CircuitBreaker {
     pub fn new(first_wait: Duration) -> Self {
         Self {
             state: State::Closed,
-            first_wait,
+            waits: Doubling::new(first_wait, MAX_PROBE_WAIT),
         }
     }
 
@@ -37,9 +39,9 @@ impl CircuitBreaker {
     /// Opens the breaker (no-op if already open).
     pub fn open(&mut self, now: Instant) {
         if !self.is_open() {
+            self.waits.reset();
             self.state = State::Open {
-                next_probe: now + self.first_wait,
-                wait: self.first_wait,
+                next_probe: now + self.waits.take(),
             };
         }
     }
@@ -48,17 +50,15 @@ impl CircuitBreaker {
     pub fn until_probe(&self, now: Instant) -> Duration {
         match self.state {
             State::Closed => Duration::ZERO,
-            State::Open { next_probe, .. } => next_probe.saturating_duration_since(now),
+            State::Open { next_probe } => next_probe.saturating_duration_since(now),
         }
     }
 
     /// A probe failed: wait twice as long for the next, up to [`MAX_PROBE_WAIT`].
     pub fn probe_failed(&mut self, now: Instant) {
-        if let State::Open { wait, .. } = self.state {
-            let wait = (wait * 2).min(MAX_PROBE_WAIT);
+        if self.is_open() {
             self.state = State::Open {
-                next_probe: now + wait,
-                wait,
+                next_probe: now + self.waits.take(),
             };
         }
     }

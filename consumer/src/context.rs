@@ -16,10 +16,11 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use crate::metrics::ConsumerMetrics;
+use crate::partition::Partition;
 use crate::progress::Progress;
 
-/// A partition (topic, number) revoked, and when.
-pub type Revoked = ((String, i32), Instant);
+/// A partition revoked, and when.
+pub type Revoked = (Partition, Instant);
 
 /// Shared between the loop and librdkafka's callbacks.
 #[derive(Clone)]
@@ -90,7 +91,7 @@ impl ClientContext for GroupContext {
                         .with_label_values(&[&self.group, topic, &partition.to_string()])
                         .set(p.consumer_lag);
                     // A held partition's messages wait on purpose: no stall.
-                    if !self.progress.is_held(topic, *partition) {
+                    if !self.progress.is_held(&Partition::new(topic, *partition)) {
                         total += p.consumer_lag;
                     }
                 }
@@ -120,7 +121,7 @@ impl ConsumerContext for GroupContext {
                     partitions
                         .elements()
                         .iter()
-                        .map(|e| ((e.topic().to_owned(), e.partition()), now)),
+                        .map(|e| (Partition::new(e.topic(), e.partition()), now)),
                 );
             }
             for element in partitions.elements() {

@@ -10,6 +10,7 @@ use tracing::Level;
 use crate::dead_letter::Delivery;
 use crate::failure::{Failure, FailureClass};
 use crate::metrics::{ConsumerMetrics, Outcome};
+use crate::partition::Partition;
 
 /// An event that counts and logs itself.
 pub trait InternalEvent {
@@ -226,21 +227,17 @@ impl InternalEvent for FloodHeld<'_> {
 /// A held partition handled a message without a dead letter: it goes on.
 #[derive(Debug)]
 pub struct FloodReleased<'a> {
-    /// The partition's topic.
-    pub topic: &'a str,
     /// The partition.
-    pub partition: i32,
+    pub partition: &'a Partition,
 }
 
 impl InternalEvent for FloodReleased<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
-        metrics
-            .flood_held
-            .with_label_values(&[self.topic, &self.partition.to_string()])
-            .set(0);
+        let Partition { topic, index } = self.partition;
+        metrics.flood_release(topic, *index);
         tracing::warn!(
-            topic = self.topic,
-            partition = self.partition,
+            topic,
+            partition = index,
             "a held partition handled a message again: the DLQ flood guard lets it go on"
         );
     }

@@ -13,6 +13,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::partition::Partition;
+
 /// When the guard holds a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FloodLimits {
@@ -49,8 +51,9 @@ pub struct Tripped {
     pub window: usize,
 }
 
+/// What the guard remembers of one partition.
 #[derive(Debug, Clone, Default)]
-struct Partition {
+struct Recent {
     /// Recent outcomes, `true` for a dead letter.
     recent: VecDeque<bool>,
     dead_in_window: usize,
@@ -62,7 +65,7 @@ struct Partition {
 #[derive(Debug, Clone)]
 pub struct FloodGuard {
     limits: FloodLimits,
-    partitions: HashMap<(String, i32), Partition>,
+    partitions: HashMap<Partition, Recent>,
 }
 
 impl FloodGuard {
@@ -74,13 +77,16 @@ impl FloodGuard {
         }
     }
 
-    fn partition(&mut self, topic: &str, partition: i32) -> &mut Partition {
-        self.partitions
-            .entry((topic.to_owned(), partition))
-            .or_default()
+    /// How long a held partition waits before one message is tried again.
+    pub fn retry_after(&self) -> Duration {
+        self.limits.retry_after
     }
 
-    fn push(limits: &FloodLimits, p: &mut Partition, dead: bool) {
+    fn recent(&mut self, partition: &Partition) -> &mut Recent {
+        self.partitions.entry(partition.clone()).or_default()
+    }
+
+    fn push(limits: &FloodLimits, p: &mut Recent, dead: bool) {
         p.recent.push_back(dead);
         p.dead_in_window += usize::from(dead);
         while p.recent.len() > limits.window {
@@ -90,13 +96,13 @@ impl FloodGuard {
         }
     }
 
-    /// Asks to dead-letter one more message of `topic`/`partition`: `Ok`
+    /// Asks to dead-letter one more message of `partition`: `Ok`
     /// when it may go (count it with [`FloodGuard::dead_lettered`] once it
     /// went), `Err` when the partition is to be held instead, until
     /// `now + retry_after`.
-    pub fn admit(&mut self, topic: &str, partition: i32, now: Instant) -> Result<(), Tripped> {
+    pub fn admit(&mut self, partition: &Partition, now: Instant) -> Result<(), Tripped> {
         let limits = self.limits;
-        let p = self.partition(topic, partition);
+        let p = self.recent(partition);
         let too_many_in_row = limits.max_in_row > 0 && p.in_row >= limits.max_in_row;
         // Would this one make the share of the window too large?
         let leaving = p.recent.len() >= limits.window && p.recent.front() == Some(&true);
@@ -114,43 +120,43 @@ impl FloodGuard {
         Ok(())
     }
 
-    /// Counts a dead letter of `topic`/`partition` that was written.
-    pub fn dead_lettered(&mut self, topic: &str, partition: i32) {
+    /// Counts a dead letter of `partition` that was written.
+    pub fn dead_lettered(&mut self, partition: &Partition) {
         let limits = self.limits;
-        let p = self.partition(topic, partition);
+        let p = self.recent(partition);
         Self::push(&limits, p, true);
         p.in_row += 1;
     }
 
-    /// Records a message of `topic`/`partition` handled without a dead
-    /// letter; returns whether the partition was held until now.
-    pub fn handled(&mut self, topic: &str, partition: i32) -> bool {
+    /// Records a message of `partition` handled without a dead letter;
+    /// returns whether the partition was held until now.
+    pub fn handled(&mut self, partition: &Partition) -> bool {
         let limits = self.limits;
-        let p = self.partition(topic, partition);
+        let p = self.recent(partition);
         Self::push(&limits, p, false);
         p.in_row = 0;
         p.held_until.take().is_some()
     }
 
     /// Where this guard would hold a batch whose messages, in order, are
-    /// `(topic, partition, fails)` (`fails`: known to be dead-lettered, such
+    /// `(partition, fails)` (`fails`: known to be dead-lettered, such
     /// as undecodable; the others counted as handled): the index of the first
     /// failing message it would not admit. Advances the guard as settling
     /// the messages before it would; call it on a copy, to decide how much of
     /// a batch to write before the worker's own guard settles it.
-    pub fn first_held<'a>(
+    pub fn first_held(
         &mut self,
-        messages: impl IntoIterator<Item = (&'a str, i32, bool)>,
+        messages: impl IntoIterator<Item = (Partition, bool)>,
     ) -> Option<usize> {
         let now = Instant::now();
-        for (i, (topic, partition, fails)) in messages.into_iter().enumerate() {
+        for (i, (partition, fails)) in messages.into_iter().enumerate() {
             if fails {
-                if self.admit(topic, partition, now).is_err() {
+                if self.admit(&partition, now).is_err() {
                     return Some(i);
                 }
-                self.dead_lettered(topic, partition);
+                self.dead_lettered(&partition);
             } else {
-                self.handled(topic, partition);
+                self.handled(&partition);
             }
         }
         None
@@ -158,12 +164,12 @@ impl FloodGuard {
 
     /// The held partitions whose wait is over, to try one message again.
     /// They stay marked as held until a message of theirs is handled.
-    pub fn due(&mut self, now: Instant) -> Vec<(String, i32)> {
+    pub fn due(&mut self, now: Instant) -> Vec<Partition> {
         let mut due = Vec::new();
-        for ((topic, partition), p) in &mut self.partitions {
+        for (partition, p) in &mut self.partitions {
             if p.held_until.is_some_and(|until| until <= now) {
                 p.held_until = Some(now + self.limits.retry_after);
-                due.push((topic.clone(), *partition));
+                due.push(partition.clone());
             }
         }
         due
@@ -175,7 +181,7 @@ impl FloodGuard {
     }
 
     /// The partitions held now.
-    pub fn held(&self) -> Vec<(String, i32)> {
+    pub fn held(&self) -> Vec<Partition> {
         self.partitions
             .iter()
             .filter(|(_, p)| p.held_until.is_some())
@@ -193,22 +199,26 @@ mod tests {
     fn a_batch_is_cut_where_the_guard_would_hold_and_the_guard_itself_is_left_alone() {
         let guard = FloodGuard::new(limits(2, 100, 100));
         let batch = [
-            ("orders", 0, false),
-            ("orders", 0, true),
-            ("orders", 1, true),
-            ("orders", 0, true),
-            ("orders", 0, true),
-            ("orders", 0, false),
+            (p("orders", 0), false),
+            (p("orders", 0), true),
+            (p("orders", 1), true),
+            (p("orders", 0), true),
+            (p("orders", 0), true),
+            (p("orders", 0), false),
         ];
         assert_eq!(
-            guard.clone().first_held(batch),
+            guard.clone().first_held(batch.clone()),
             Some(4),
             "the third in a row on 0"
         );
-        assert_eq!(guard.clone().first_held(batch[..4].iter().copied()), None);
+        assert_eq!(guard.clone().first_held(batch[..4].iter().cloned()), None);
         assert!(guard.held().is_empty(), "a copy was asked");
         let off = FloodGuard::new(FloodLimits::OFF);
         assert_eq!(off.clone().first_held(batch), None);
+    }
+
+    fn p(topic: &str, index: i32) -> Partition {
+        Partition::new(topic, index)
     }
 
     /// Dead-letters one message if the guard admits it.
@@ -218,8 +228,9 @@ mod tests {
         partition: i32,
         now: Instant,
     ) -> Result<(), Tripped> {
-        guard.admit(topic, partition, now)?;
-        guard.dead_lettered(topic, partition);
+        let partition = p(topic, partition);
+        guard.admit(&partition, now)?;
+        guard.dead_lettered(&partition);
         Ok(())
     }
 
@@ -241,14 +252,14 @@ mod tests {
         }
         let tripped = send(&mut guard, "orders", 0, now).unwrap_err();
         assert_eq!(tripped.in_row, 3);
-        assert_eq!(guard.held(), [("orders".to_owned(), 0)]);
+        assert_eq!(guard.held(), [p("orders", 0)]);
         // Other partitions are not affected.
         assert!(send(&mut guard, "orders", 1, now).is_ok());
         // Still failing after the wait: held again; a success releases it.
         assert!(guard.due(now + Duration::from_secs(5)).is_empty());
         assert_eq!(guard.due(now + Duration::from_secs(10)).len(), 1);
         assert!(send(&mut guard, "orders", 0, now).is_err());
-        assert!(guard.handled("orders", 0), "the success ends the hold");
+        assert!(guard.handled(&p("orders", 0)), "the success ends the hold");
         assert!(guard.held().is_empty());
         assert!(send(&mut guard, "orders", 0, now).is_ok());
     }
@@ -262,7 +273,7 @@ mod tests {
             if n % 2 == 0 {
                 assert!(send(&mut guard, "users", 2, now).is_ok(), "{n}");
             } else {
-                guard.handled("users", 2);
+                guard.handled(&p("users", 2));
             }
         }
         // 5 of the last 10: one more, with a dead letter leaving the
@@ -298,7 +309,7 @@ mod tests {
                 let sent = if fails {
                     send(&mut guard, "t", partition, now).is_ok()
                 } else {
-                    guard.handled("t", partition);
+                    guard.handled(&p("t", partition));
                     false
                 };
                 if fails && !sent {

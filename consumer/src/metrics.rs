@@ -52,7 +52,7 @@ pub struct ConsumerMetrics {
     /// Messages behind the high watermark, per partition (librdkafka's view).
     pub lag: IntGaugeVec,
     /// 1 while the DLQ flood guard holds the partition.
-    pub flood_held: IntGaugeVec,
+    flood_held: IntGaugeVec,
     flood_trips: IntCounterVec,
 }
 
@@ -166,6 +166,13 @@ impl ConsumerMetrics {
         self.flood_held
             .with_label_values(&[topic, &partition.to_string()])
             .set(1);
+    }
+
+    /// Records the flood guard letting `topic`/`partition` go on.
+    pub fn flood_release(&self, topic: &str, partition: i32) {
+        self.flood_held
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(0);
     }
 
     /// Counts `n` messages of `topic` with `outcome`.

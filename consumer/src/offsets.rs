@@ -3,68 +3,56 @@
 //! the next read starts exactly where the work stopped.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::Offset;
 
-/// The lowest and highest offset per (topic, partition) among `messages`.
+use crate::member::Member;
+use crate::partition::Partition;
+
+/// The lowest and highest offset per partition among `messages`.
 pub fn bounds<'a>(
     messages: impl IntoIterator<Item = &'a OwnedMessage>,
-) -> BTreeMap<(String, i32), (i64, i64)> {
-    let mut bounds = BTreeMap::new();
-    for m in messages {
-        let (first, last) = bounds
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert((m.offset(), m.offset()));
-        *first = (*first).min(m.offset());
-        *last = (*last).max(m.offset());
-    }
-    bounds
+) -> BTreeMap<Partition, (i64, i64)> {
+    spans(messages.into_iter().map(|m| (Partition::of(m), m.offset())))
 }
 
-/// Stores the offsets of `done` for the next commit, each partition on its
-/// own: one that was revoked meanwhile (its next owner reads it again from
-/// the committed offset) does not keep the others from being stored.
-pub fn store<'a, C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    done: impl IntoIterator<Item = &'a OwnedMessage>,
-) {
-    for ((topic, partition), (_, offset)) in bounds(done) {
-        // librdkafka stores offset + 1: the next message to read.
-        if let Err(e) = consumer.store_offset(&topic, partition, offset) {
-            tracing::warn!(topic, partition, offset, error = %e, "cannot store the offset (partition revoked?)");
-        }
+/// The lowest and highest offset per partition among `positions`.
+pub fn spans(
+    positions: impl IntoIterator<Item = (Partition, i64)>,
+) -> BTreeMap<Partition, (i64, i64)> {
+    let mut spans = BTreeMap::new();
+    for (partition, offset) in positions {
+        let (first, last) = spans.entry(partition).or_insert((offset, offset));
+        *first = (*first).min(offset);
+        *last = (*last).max(offset);
+    }
+    spans
+}
+
+/// Stores `offset`, the last done of `partition`, for the next commit. A
+/// partition revoked meanwhile (its next owner reads it again from the
+/// committed offset) is only logged, so it does not keep the others from
+/// being stored.
+pub fn store(member: &impl Member, partition: &Partition, offset: i64) {
+    // librdkafka stores offset + 1: the next message to read.
+    if let Err(e) = member.store_offset(partition, offset) {
+        tracing::warn!(topic = partition.topic, partition = partition.index, offset, error = %e, "cannot store the offset (partition revoked?)");
     }
 }
 
 /// Seeks every partition of `undone` back to its first message in it.
-pub fn rewind<'a, C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    undone: impl IntoIterator<Item = &'a OwnedMessage>,
-) {
-    for ((topic, partition), (offset, _)) in bounds(undone) {
-        seek(consumer, &topic, partition, offset);
+pub fn rewind<'a>(member: &impl Member, undone: impl IntoIterator<Item = &'a OwnedMessage>) {
+    for (partition, (offset, _)) in bounds(undone) {
+        seek(member, &partition, offset);
     }
 }
 
-/// Seeks `topic`/`partition` to `offset`, the next message to read.
-pub fn seek<C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) {
-    if let Err(e) = consumer.seek(
-        topic,
-        partition,
-        Offset::Offset(offset),
-        Duration::from_secs(5),
-    ) {
+/// Seeks `partition` to `offset`, the next message to read.
+pub fn seek(member: &impl Member, partition: &Partition, offset: i64) {
+    if let Err(e) = member.seek(partition, offset) {
         // The partition may have been revoked meanwhile: its next owner
         // starts from the committed offset, which is not past `offset`.
-        tracing::warn!(topic, partition, offset, error = %e, "cannot rewind partition");
+        tracing::warn!(topic = partition.topic, partition = partition.index, offset, error = %e, "cannot rewind partition");
     }
 }
 
@@ -95,11 +83,11 @@ mod tests {
             m("orders", 0, 7),
         ];
         let all = bounds(&batch);
-        assert_eq!(all[&("orders".to_owned(), 0)], (5, 7));
-        assert_eq!(all[&("orders".to_owned(), 1)], (9, 9));
-        assert_eq!(all[&("users".to_owned(), 0)], (1, 1));
+        assert_eq!(all[&Partition::new("orders", 0)], (5, 7));
+        assert_eq!(all[&Partition::new("orders", 1)], (9, 9));
+        assert_eq!(all[&Partition::new("users", 0)], (1, 1));
         let rest = bounds(&batch[2..]);
-        assert_eq!(rest[&("orders".to_owned(), 0)], (6, 7));
+        assert_eq!(rest[&Partition::new("orders", 0)], (6, 7));
         assert_eq!(rest.len(), 2);
     }
 }

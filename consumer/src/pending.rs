@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::partition::Partition;
+
 /// A message as far as batching cares.
 pub trait Placed {
     /// Its topic.
@@ -23,9 +25,6 @@ pub trait Placed {
 /// bounded whatever size the messages are.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// A partition, by topic and number.
-pub type PartitionKey = (String, i32);
-
 /// How batches are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
@@ -40,7 +39,7 @@ pub struct BatchLimits {
 /// The messages of one partition waiting for a batch, oldest first.
 #[derive(Debug)]
 struct Lane<M> {
-    key: PartitionKey,
+    key: Partition,
     queue: VecDeque<M>,
     /// Bytes of the messages in `queue`.
     bytes: usize,
@@ -104,9 +103,7 @@ impl<M: Placed> Pending<M> {
     }
 
     fn lane(&self, topic: &str, partition: i32) -> Option<usize> {
-        self.lanes
-            .iter()
-            .position(|l| l.key.1 == partition && l.key.0 == topic)
+        self.lanes.iter().position(|l| l.key.is(topic, partition))
     }
 
     /// Adds a message just read.
@@ -117,7 +114,7 @@ impl<M: Placed> Pending<M> {
             Some(at) => at,
             None => {
                 self.lanes.push(Lane {
-                    key: (m.topic().to_owned(), m.partition()),
+                    key: Partition::new(m.topic(), m.partition()),
                     queue: VecDeque::new(),
                     bytes: 0,
                     busy: false,
@@ -200,11 +197,11 @@ impl<M: Placed> Pending<M> {
     /// batched again.
     pub fn finished<'a>(
         &mut self,
-        partitions: impl IntoIterator<Item = &'a PartitionKey>,
+        partitions: impl IntoIterator<Item = &'a Partition>,
         now: Instant,
     ) {
         for key in partitions {
-            if let Some(at) = self.lane(&key.0, key.1) {
+            if let Some(at) = self.lane(&key.topic, key.index) {
                 self.lanes[at].busy = false;
                 self.lanes[at].freed_at = Some(now);
             }
@@ -230,16 +227,16 @@ impl<M: Placed> Pending<M> {
 
     /// Drops every waiting message of `partition` (it is rewound, or no
     /// longer ours).
-    pub fn drop_partition(&mut self, partition: &PartitionKey) {
-        if let Some(at) = self.lane(&partition.0, partition.1) {
+    pub fn drop_partition(&mut self, partition: &Partition) {
+        if let Some(at) = self.lane(&partition.topic, partition.index) {
             self.remove_where(at, |_| true);
         }
     }
 
     /// Drops the waiting messages of `partition` read before `at` (it was
     /// revoked then).
-    pub fn drop_read_before(&mut self, partition: &PartitionKey, at: Instant) {
-        if let Some(lane) = self.lane(&partition.0, partition.1) {
+    pub fn drop_read_before(&mut self, partition: &Partition, at: Instant) {
+        if let Some(lane) = self.lane(&partition.topic, partition.index) {
             self.remove_where(lane, |m| m.read_at() < at);
         }
     }
@@ -276,8 +273,8 @@ mod tests {
         lanes_agree && len == p.len() && bytes == p.bytes()
     }
 
-    fn key_of<M: Placed>(m: &M) -> PartitionKey {
-        (m.topic().to_owned(), m.partition())
+    fn key_of<M: Placed>(m: &M) -> Partition {
+        Partition::new(m.topic(), m.partition())
     }
 
     #[derive(Debug, Clone, PartialEq)]
@@ -349,7 +346,7 @@ mod tests {
             p.cut(&limits(10, 1000)).is_empty(),
             "every partition is busy"
         );
-        p.finished(&[("orders".to_owned(), 0)], now);
+        p.finished(&[Partition::new("orders", 0)], now);
         assert_eq!(p.cut(&limits(10, 1000))[0].offset, 3);
     }
 
@@ -381,7 +378,7 @@ mod tests {
         let _ = freed.cut(&limits(10, 1000));
         freed.push(m(0, 2, now));
         let later = now + Duration::from_millis(20);
-        freed.finished(&[("orders".to_owned(), 0)], later);
+        freed.finished(&[Partition::new("orders", 0)], later);
         assert!(!freed.should_cut(&limits(10, 1000), later + Duration::from_millis(4)));
         assert!(freed.should_cut(&limits(10, 1000), later + Duration::from_millis(5)));
     }
@@ -420,7 +417,7 @@ mod tests {
         for (partition, offset) in [(0, 4), (1, 1), (0, 5)] {
             p.push(m(partition, offset, now));
         }
-        p.drop_partition(&("orders".to_owned(), 0));
+        p.drop_partition(&Partition::new("orders", 0));
         assert_eq!((p.len(), p.bytes()), (1, 10));
         assert!(consistent(&p));
         p.push(m(2, 9, now));
@@ -439,7 +436,7 @@ mod tests {
         p.push(m(1, 1, then));
         // Assigned again in the same poll: read after the revocation.
         p.push(m(0, 1, revoked + Duration::from_millis(1)));
-        p.drop_read_before(&("orders".to_owned(), 0), revoked);
+        p.drop_read_before(&Partition::new("orders", 0), revoked);
         assert_eq!(p.len(), 2);
         assert_eq!(p.bytes(), 20);
         let batch = p.cut(&limits(10, 1000));
@@ -508,7 +505,7 @@ mod tests {
                             continue;
                         }
                         let done = in_flight.remove(0);
-                        let keys: Vec<PartitionKey> = done.iter().map(key_of).collect();
+                        let keys: Vec<Partition> = done.iter().map(key_of).collect();
                         for m in &done {
                             left.entry(m.partition).or_default().push(m.offset);
                         }

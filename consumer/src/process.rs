@@ -15,6 +15,7 @@ use contract::topics::Domains;
 use crate::decode::{self, Decoded};
 use crate::failure::{ErrorKind, Failure, FailureClass};
 use crate::flood::FloodGuard;
+use crate::partition::Partition;
 use crate::persist::{Outcome, PersistError, PersistErrorKind, Persistable, Store};
 use crate::retry::RetryPolicy;
 
@@ -125,19 +126,12 @@ pub async fn process_batch(
     policy: RetryPolicy,
     topics: &Domains,
     batch: &[&OwnedMessage],
-    mut flood: FloodGuard,
+    flood: FloodGuard,
     stop: &CancellationToken,
 ) -> BatchOutcome {
     let mut decoded: Vec<Result<Decoded, Failure>> =
         batch.iter().map(|m| decode_message(m, topics)).collect();
-    let upto = flood
-        .first_held(
-            batch
-                .iter()
-                .zip(&decoded)
-                .map(|(m, d)| (m.topic(), m.partition(), d.is_err())),
-        )
-        .map_or(batch.len(), |held| held + 1);
+    let upto = flood_cut(batch, &decoded, flood);
     let batch = &batch[..upto];
     decoded.truncate(upto);
     let valid: Vec<Persistable<'_>> = batch
@@ -147,37 +141,73 @@ pub async fn process_batch(
         .collect();
     let batch_error = match store.persist(&valid).await {
         Ok(outcomes) => {
-            let mut outcomes = outcomes.into_iter();
-            let handled = decoded
-                .into_iter()
-                .map(|d| Handled {
-                    verdict: match d {
-                        Ok(_) => outcomes.next().map_or(Verdict::Persisted, verdict),
-                        Err(failure) => Verdict::DeadLetter(failure),
-                    },
-                    retries: 0,
-                })
-                .collect();
             return BatchOutcome {
-                handled,
+                handled: all_handled(decoded, outcomes),
                 halted: None,
-            };
+            }
         }
         Err(error) => error,
     };
-    let mut outcome = BatchOutcome {
-        handled: Vec::with_capacity(batch.len()),
-        halted: None,
-    };
     if is_outage(store, &batch_error).await {
-        outcome.halted = Some(Halt::Outage(batch_error));
-        return outcome;
+        return BatchOutcome {
+            handled: Vec::new(),
+            halted: Some(Halt::Outage(batch_error)),
+        };
     }
     tracing::warn!(
         error = %scrub(&batch_error.to_string()),
         size = batch.len(),
         "batch failed; persisting one by one"
     );
+    one_by_one(store, policy, batch, decoded, stop).await
+}
+
+/// How many of `batch` to write: up to and including the first message
+/// `flood` (a copy of the worker's guard) would hold, or all.
+fn flood_cut(
+    batch: &[&OwnedMessage],
+    decoded: &[Result<Decoded, Failure>],
+    mut flood: FloodGuard,
+) -> usize {
+    flood
+        .first_held(
+            batch
+                .iter()
+                .zip(decoded)
+                .map(|(m, d)| (Partition::of(*m), d.is_err())),
+        )
+        .map_or(batch.len(), |held| held + 1)
+}
+
+/// The verdicts of a batch written in one transaction: the undecodable
+/// ones dead-lettered, the others as `outcomes` (in order) say.
+fn all_handled(decoded: Vec<Result<Decoded, Failure>>, outcomes: Vec<Outcome>) -> Vec<Handled> {
+    let mut outcomes = outcomes.into_iter();
+    decoded
+        .into_iter()
+        .map(|d| Handled {
+            verdict: match d {
+                Ok(_) => outcomes.next().map_or(Verdict::Persisted, verdict),
+                Err(failure) => Verdict::DeadLetter(failure),
+            },
+            retries: 0,
+        })
+        .collect()
+}
+
+/// The fallback after a failed batch: each message on its own, retried,
+/// until the end or a halt.
+async fn one_by_one(
+    store: &impl EventStore,
+    policy: RetryPolicy,
+    batch: &[&OwnedMessage],
+    decoded: Vec<Result<Decoded, Failure>>,
+    stop: &CancellationToken,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome {
+        handled: Vec::with_capacity(batch.len()),
+        halted: None,
+    };
     for (message, decoded) in batch.iter().zip(decoded) {
         let handled = match decoded {
             Err(failure) => Handled {
@@ -199,6 +229,29 @@ pub async fn process_batch(
         outcome.handled.push(handled);
     }
     outcome
+}
+
+/// What a failed write of one message means: its failure kind and class,
+/// and the wait before the next try (`None`: no more tries, from `delays`).
+fn sort_failure(
+    error: &PersistError,
+    delays: &mut impl Iterator<Item = std::time::Duration>,
+) -> (ErrorKind, FailureClass, Option<std::time::Duration>) {
+    match error.kind {
+        PersistErrorKind::Permanent => {
+            (ErrorKind::Permanent, FailureClass::DatabaseConstraint, None)
+        }
+        PersistErrorKind::Transient => (
+            ErrorKind::Transient,
+            FailureClass::DatabaseTransient,
+            delays.next(),
+        ),
+        PersistErrorKind::Unavailable => (
+            ErrorKind::Transient,
+            FailureClass::DatabaseUnavailable,
+            delays.next(),
+        ),
+    }
 }
 
 /// One message: retried on transient errors with backoff, dead-lettered
@@ -227,21 +280,7 @@ async fn persist_with_retries(
         if is_outage(store, &error).await {
             return Err(Halt::Outage(error));
         }
-        let (kind, class, delay) = match error.kind {
-            PersistErrorKind::Permanent => {
-                (ErrorKind::Permanent, FailureClass::DatabaseConstraint, None)
-            }
-            PersistErrorKind::Transient => (
-                ErrorKind::Transient,
-                FailureClass::DatabaseTransient,
-                delays.next(),
-            ),
-            PersistErrorKind::Unavailable => (
-                ErrorKind::Transient,
-                FailureClass::DatabaseUnavailable,
-                delays.next(),
-            ),
-        };
+        let (kind, class, delay) = sort_failure(&error, &mut delays);
         let Some(delay) = delay else {
             return Ok(Handled {
                 verdict: Verdict::DeadLetter(Failure {

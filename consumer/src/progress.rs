@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::partition::Partition;
+
 /// Shared between the loop, the statistics callback and the readiness check.
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -24,7 +26,7 @@ struct Inner {
     lag: AtomicI64,
     /// Partitions the flood guard holds: their messages wait on purpose
     /// (alerted on by their own metric), so they are no stall.
-    held: std::sync::Mutex<std::collections::HashSet<(String, i32)>>,
+    held: std::sync::Mutex<std::collections::HashSet<Partition>>,
 }
 
 /// Why the consumer is not ready.
@@ -68,27 +70,26 @@ impl Progress {
             .fetch_max(self.millis(now), Ordering::Relaxed);
     }
 
-    /// Marks `topic`/`partition` as held by the flood guard, or not.
-    pub fn set_held(&self, topic: &str, partition: i32, held: bool) {
-        let mut set = self
-            .inner
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held {
-            set.insert((topic.to_owned(), partition));
-        } else {
-            set.remove(&(topic.to_owned(), partition));
-        }
-    }
-
-    /// Whether the flood guard holds `topic`/`partition`.
-    pub fn is_held(&self, topic: &str, partition: i32) -> bool {
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Partition>> {
         self.inner
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&(topic.to_owned(), partition))
+    }
+
+    /// Marks `partition` as held by the flood guard.
+    pub fn hold(&self, partition: &Partition) {
+        self.held().insert(partition.clone());
+    }
+
+    /// Marks `partition` as no longer held by the flood guard.
+    pub fn release(&self, partition: &Partition) {
+        self.held().remove(partition);
+    }
+
+    /// Whether the flood guard holds `partition`.
+    pub fn is_held(&self, partition: &Partition) -> bool {
+        self.held().contains(partition)
     }
 
     /// The group is `lag` messages behind (held partitions left out).
@@ -138,10 +139,11 @@ mod tests {
     #[test]
     fn held_partitions_are_remembered_until_released() {
         let p = Progress::default();
-        assert!(!p.is_held("orders", 0));
-        p.set_held("orders", 0, true);
-        assert!(p.is_held("orders", 0) && !p.is_held("orders", 1));
-        p.set_held("orders", 0, false);
-        assert!(!p.is_held("orders", 0));
+        let (zero, one) = (Partition::new("orders", 0), Partition::new("orders", 1));
+        assert!(!p.is_held(&zero));
+        p.hold(&zero);
+        assert!(p.is_held(&zero) && !p.is_held(&one));
+        p.release(&zero);
+        assert!(!p.is_held(&zero));
     }
 }

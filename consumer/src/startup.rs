@@ -170,21 +170,7 @@ impl Application {
         let progress = Progress::default();
 
         let context = GroupContext::new(metrics.clone(), &config.group_id, progress.clone());
-        let consumer: GroupConsumer = config
-            .kafka
-            .client_config(&consumer_defaults(
-                &config.group_id,
-                config
-                    .kafka
-                    .properties
-                    .get("group.protocol")
-                    .map(String::as_str),
-            ))
-            .create_with_context(context.clone())?;
-        let consumer = Arc::new(consumer);
-        check_credentials(&consumer, &context).await?;
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        let consumer = join_group(&config, context).await?;
         let dead_letters =
             DeadLetterer::new(&config.kafka, &config.group_id, Duration::from_secs(10))?;
 
@@ -199,27 +185,7 @@ impl Application {
             http::track,
         ));
         let listener = bind(config.http_addr).await?;
-        let worker = Worker {
-            consumer,
-            store,
-            dead_letters,
-            policy: config.retry,
-            topics: config.domains.clone(),
-            limits: crate::pending::BatchLimits {
-                messages: config.batch_size,
-                bytes: crate::pending::MAX_BATCH_BYTES,
-                wait: config.batch_wait,
-            },
-            max_in_flight: config.max_in_flight,
-            metrics,
-            breaker: CircuitBreaker::new(config.circuit_probe),
-            progress,
-            dlq_wait: Duration::from_secs(1),
-            dlq_backoff_until: None,
-            log_throttle: platform::throttle::LogThrottle::default(),
-            flood: crate::flood::FloodGuard::new(config.flood),
-            flood_retry: config.flood.retry_after,
-        };
+        let worker = worker(&config, consumer, store, dead_letters, metrics, progress);
         Ok(Self {
             listener,
             router,
@@ -256,6 +222,61 @@ impl Application {
         http_stop.cancel();
         let _ = server.await;
         Ok(())
+    }
+}
+
+/// Creates the group member, checks its credentials and subscribes it to
+/// the configured topics.
+async fn join_group(
+    config: &ConsumerConfig,
+    context: GroupContext,
+) -> Result<Arc<GroupConsumer>, StartupError> {
+    let consumer: GroupConsumer = config
+        .kafka
+        .client_config(&consumer_defaults(
+            &config.group_id,
+            config
+                .kafka
+                .properties
+                .get("group.protocol")
+                .map(String::as_str),
+        ))
+        .create_with_context(context.clone())?;
+    let consumer = Arc::new(consumer);
+    check_credentials(&consumer, &context).await?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+/// The consumer loop as configured, over what [`Application::build`]
+/// connected.
+fn worker(
+    config: &ConsumerConfig,
+    consumer: Arc<GroupConsumer>,
+    store: Store,
+    dead_letters: DeadLetterer,
+    metrics: ConsumerMetrics,
+    progress: Progress,
+) -> Worker {
+    Worker {
+        consumer,
+        store,
+        dead_letters,
+        policy: config.retry,
+        topics: config.domains.clone(),
+        limits: crate::pending::BatchLimits {
+            messages: config.batch_size,
+            bytes: crate::pending::MAX_BATCH_BYTES,
+            wait: config.batch_wait,
+        },
+        max_in_flight: config.max_in_flight,
+        metrics,
+        breaker: CircuitBreaker::new(config.circuit_probe),
+        progress,
+        dlq_backoff: crate::settlement::DlqBackoff::default(),
+        log_throttle: platform::throttle::LogThrottle::default(),
+        flood: crate::flood::FloodGuard::new(config.flood),
     }
 }
 

@@ -20,34 +20,34 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Timestamp, TopicPartitionList};
+use rdkafka::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use platform::throttle::LogThrottle;
 
 use crate::circuit::CircuitBreaker;
-use crate::context::{commit, GroupContext};
+use crate::context::GroupContext;
 use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
 use crate::events::{self, At, InternalEvent};
 use crate::failure::Failure;
 use crate::flood::FloodGuard;
+use crate::member::{self, Member};
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
+use crate::partition::Partition;
 use crate::pending::{BatchLimits, Pending, Placed};
 use crate::persist::{PersistError, Store};
 use crate::rejections::{self, Rejection};
+use crate::settlement::{self, DlqBackoff, Settlement, Stopped, Walked};
 use contract::topics::Domains;
 
-use crate::process::{process_batch, BatchOutcome, Halt, Handled, Verdict};
+use crate::process::{process_batch, BatchOutcome, Handled, Verdict};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 
 /// The Kafka consumer of the service.
 pub type GroupConsumer = StreamConsumer<GroupContext>;
-
-/// Longest wait before writing to an unavailable DLQ again.
-const MAX_DLQ_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the loop needs.
 pub struct Worker {
@@ -71,16 +71,13 @@ pub struct Worker {
     pub breaker: CircuitBreaker,
     /// Marked after each batch, for readiness.
     pub progress: Progress,
-    /// Wait before the next try while the DLQ is unavailable.
-    pub dlq_wait: Duration,
-    /// No batch is started before this while the DLQ is unavailable.
-    pub dlq_backoff_until: Option<Instant>,
+    /// While the DLQ is unavailable, no batch starts before its wait is
+    /// over.
+    pub dlq_backoff: DlqBackoff,
     /// Keeps a failing broker from flooding the log.
     pub log_throttle: LogThrottle,
     /// Holds a partition whose messages would flood its DLQ.
     pub flood: FloodGuard,
-    /// How long a held partition waits before one message is tried again.
-    pub flood_retry: Duration,
 }
 
 /// Why a message could not be settled now; it waits and is read again.
@@ -152,7 +149,7 @@ type Written = (Vec<Received>, BatchOutcome);
 
 /// A batch whose task ended without an outcome (a bug: it panicked): where
 /// each of its partitions must be read again from.
-struct Lost(Vec<((String, i32), i64)>);
+struct Lost(Vec<(Partition, i64)>);
 
 /// What woke the loop.
 enum Wake {
@@ -198,45 +195,15 @@ impl Worker {
         loop {
             self.forget_revoked(&mut pending);
             if self.breaker.is_open() {
-                // Let the batches out finish (they halt or fail fast), then
-                // put back what waits and probe until the database answers.
-                if let Some(written) = in_flight.next().await {
-                    self.finish_or_recover(written, &mut pending).await;
+                if self.outage_turn(&mut in_flight, &mut pending, &stop).await {
                     continue;
                 }
-                self.put_back(&mut pending);
-                if stop.is_cancelled() {
-                    break;
-                }
-                self.wait_out_outage(&stop).await;
-                continue;
+                break;
             }
-            for (topic, partition) in self.flood.due(Instant::now()) {
-                tracing::info!(
-                    topic,
-                    partition,
-                    "DLQ flood guard: trying one message of the held partition again"
-                );
-                self.hold(&topic, partition, false);
-            }
+            self.retry_due_holds();
             let now = Instant::now();
-            let dlq_ok = self.dlq_backoff_until.is_none_or(|until| until <= now);
-            while dlq_ok
-                && in_flight.len() < self.max_in_flight
-                && pending.should_cut(&self.limits, now)
-            {
-                let batch = pending.cut(&self.limits);
-                in_flight.push(self.write(batch, &stop));
-            }
+            let timer = self.start_batches(&mut in_flight, &mut pending, &stop, now);
             let room = pending.has_room(&self.limits, self.max_in_flight);
-            let due = if dlq_ok && in_flight.len() < self.max_in_flight {
-                pending.due_at(&self.limits)
-            } else {
-                None
-            };
-            let backoff = self.dlq_backoff_until.filter(|until| *until > now);
-            let timer = earliest(earliest(due, self.flood.next_due()), backoff)
-                .map(tokio::time::Instant::from_std);
             let wake = tokio::select! {
                 biased;
                 () = stop.cancelled() => Wake::Stop,
@@ -246,29 +213,106 @@ impl Worker {
                 next = self.consumer.recv(), if room => Wake::Read(next.map(|m| m.detach())),
                 () = sleep_until(timer) => Wake::Timer,
             };
-            match wake {
-                Wake::Stop => break,
-                Wake::Finished(written) => self.finish_or_recover(written, &mut pending).await,
-                Wake::Read(Ok(message)) => {
-                    events::Consumed {
-                        topic: message.topic(),
-                    }
-                    .emit(&self.metrics);
-                    pending.push(received(message));
-                }
-                Wake::Read(Err(e)) => {
-                    self.consumer_error(&e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Wake::Timer => {}
+            if !self.on_wake(wake, &mut pending).await {
+                break;
             }
         }
-        // Stopping: the batches out halt at their next retry wait; what
-        // they finished is stored before the final commit.
+        self.leave(in_flight, pending).await;
+    }
+
+    /// One turn of the loop while the circuit is open: let the batches out
+    /// finish (they halt or fail fast), then put back what waits and probe
+    /// until the database answers. `false` when the loop is to stop.
+    async fn outage_turn(
+        &mut self,
+        in_flight: &mut FuturesUnordered<InFlight>,
+        pending: &mut Pending<Received>,
+        stop: &CancellationToken,
+    ) -> bool {
+        if let Some(written) = in_flight.next().await {
+            self.finish_or_recover(written, pending).await;
+            return true;
+        }
+        self.put_back(pending);
+        if stop.is_cancelled() {
+            return false;
+        }
+        self.wait_out_outage(stop).await;
+        true
+    }
+
+    /// Resumes each held partition whose wait is over, to try one of its
+    /// messages again.
+    fn retry_due_holds(&mut self) {
+        for partition in self.flood.due(Instant::now()) {
+            tracing::info!(
+                topic = partition.topic,
+                partition = partition.index,
+                "DLQ flood guard: trying one message of the held partition again"
+            );
+            member::resume_held(self.consumer.as_ref(), &partition);
+        }
+    }
+
+    /// Starts the batches that are due (unless the DLQ backoff runs);
+    /// returns when the loop must wake up next without a message or a
+    /// finished batch.
+    fn start_batches(
+        &self,
+        in_flight: &mut FuturesUnordered<InFlight>,
+        pending: &mut Pending<Received>,
+        stop: &CancellationToken,
+        now: Instant,
+    ) -> Option<tokio::time::Instant> {
+        let backoff = self.dlq_backoff.blocks_until(now);
+        let dlq_ok = backoff.is_none();
+        while dlq_ok
+            && in_flight.len() < self.max_in_flight
+            && pending.should_cut(&self.limits, now)
+        {
+            let batch = pending.cut(&self.limits);
+            in_flight.push(self.write(batch, stop));
+        }
+        let due = if dlq_ok && in_flight.len() < self.max_in_flight {
+            pending.due_at(&self.limits)
+        } else {
+            None
+        };
+        earliest(earliest(due, self.flood.next_due()), backoff).map(tokio::time::Instant::from_std)
+    }
+
+    /// Acts on what woke the loop; `false` when it is to stop.
+    async fn on_wake(&mut self, wake: Wake, pending: &mut Pending<Received>) -> bool {
+        match wake {
+            Wake::Stop => return false,
+            Wake::Finished(written) => self.finish_or_recover(written, pending).await,
+            Wake::Read(Ok(message)) => {
+                events::Consumed {
+                    topic: message.topic(),
+                }
+                .emit(&self.metrics);
+                pending.push(received(message));
+            }
+            Wake::Read(Err(e)) => {
+                self.consumer_error(&e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Wake::Timer => {}
+        }
+        true
+    }
+
+    /// Stopping: the batches out halt at their next retry wait; what they
+    /// finished is stored before the final commit; then leaves the group.
+    async fn leave(
+        mut self,
+        mut in_flight: FuturesUnordered<InFlight>,
+        mut pending: Pending<Received>,
+    ) {
         while let Some(written) = in_flight.next().await {
             self.finish_or_recover(written, &mut pending).await;
         }
-        match commit(self.consumer.as_ref(), CommitMode::Sync) {
+        match Member::commit(self.consumer.as_ref(), CommitMode::Sync) {
             Ok(()) => tracing::info!("final offsets committed"),
             Err(e) => {
                 tracing::error!(error = %e, "final commit failed; uncommitted messages will be redelivered")
@@ -288,7 +332,7 @@ impl Worker {
         let topics = self.topics.clone();
         let flood = self.flood.clone();
         let stop = stop.clone();
-        let firsts: Vec<((String, i32), i64)> = offsets::bounds(batch.iter().map(|r| &r.message))
+        let firsts: Vec<(Partition, i64)> = offsets::bounds(batch.iter().map(|r| &r.message))
             .into_iter()
             .map(|(partition, (first, _))| (partition, first))
             .collect();
@@ -315,7 +359,7 @@ impl Worker {
                 tracing::error!("a batch ended without an outcome; its partitions are read again");
                 for (partition, offset) in &firsts {
                     pending.drop_partition(partition);
-                    offsets::seek(self.consumer.as_ref(), &partition.0, partition.1, *offset);
+                    offsets::seek(self.consumer.as_ref(), partition, *offset);
                 }
                 pending.finished(firsts.iter().map(|(p, _)| p), Instant::now());
             }
@@ -346,107 +390,149 @@ impl Worker {
         }
     }
 
-    /// Settles a written batch in order: dead letters sent, flood guard
-    /// asked, offsets stored for what is done; the rest of each unfinished
-    /// partition rewound, with what waits of it dropped (it is read again).
+    /// Settles a written batch in order: dead letters sent and the flood
+    /// guard asked ([`Worker::walk`]); then what that decides
+    /// ([`settlement::settle`]) applied: offsets stored for what is done,
+    /// the rest of each unfinished partition rewound, with what waits of
+    /// it dropped (it is read again).
     async fn finish(
         &mut self,
         batch: Vec<Received>,
         outcome: BatchOutcome,
         pending: &mut Pending<Received>,
     ) {
-        let messages: Vec<&OwnedMessage> = batch.iter().map(|r| &r.message).collect();
-        let mut done = 0;
-        let mut dlq_down = None;
-        for (r, handled) in batch.iter().zip(&outcome.handled) {
-            let (topic, partition) = (r.message.topic(), r.message.partition());
-            if let Verdict::DeadLetter(failure) = &handled.verdict {
-                if let Err(tripped) = self.flood.admit(topic, partition, Instant::now()) {
-                    let at = At {
-                        topic,
-                        partition,
-                        offset: r.message.offset(),
-                    };
-                    r.span.in_scope(|| {
-                        events::FloodHeld {
-                            at,
-                            failure,
-                            tripped,
-                            retry_after: self.flood_retry,
-                        }
-                        .emit(&self.metrics);
-                    });
-                    self.hold(topic, partition, true);
-                    self.progress.set_held(topic, partition, true);
-                    // The rest of the batch is read again (what it stored
-                    // is found stored); the held partition's from here.
-                    break;
+        let (walked, unsettled) = self.walk(&batch, &outcome.handled).await;
+        let positions: Vec<(Partition, i64)> = batch
+            .iter()
+            .map(|r| (Partition::of(&r.message), r.message.offset()))
+            .collect();
+        let settlement = settlement::settle(
+            &positions,
+            &walked,
+            outcome.halted.as_ref(),
+            self.dlq_backoff,
+            Instant::now(),
+        );
+        settlement.apply(self.consumer.as_ref());
+        self.report_flood(&settlement, &walked, &batch, &outcome.handled);
+        self.conclude(settlement, unsettled.as_ref(), pending);
+    }
+
+    /// Settles the messages of `batch` in order, as far as the flood guard
+    /// and the DLQ let it: it stops at a message the guard will not have
+    /// dead-lettered (the rest of the batch is read again, what it stored
+    /// is found stored; the held partition's from there), or one whose dead
+    /// letter cannot be settled now (with why).
+    async fn walk(
+        &mut self,
+        batch: &[Received],
+        handled: &[Handled],
+    ) -> (Walked, Option<Unsettled>) {
+        let mut walked = Walked::default();
+        for (r, handled) in batch.iter().zip(handled) {
+            let partition = Partition::of(&r.message);
+            if let Verdict::DeadLetter(_) = &handled.verdict {
+                if let Err(tripped) = self.flood.admit(&partition, Instant::now()) {
+                    walked.stopped = Some(Stopped::Held { partition, tripped });
+                    return (walked, None);
                 }
             }
-            match self.settle(r, handled).instrument(r.span.clone()).await {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    dlq_down = Some(e);
-                    break;
-                }
+            if let Err(e) = self
+                .settle_message(r, handled)
+                .instrument(r.span.clone())
+                .await
+            {
+                walked.stopped = Some(Stopped::Unsettled);
+                return (walked, Some(e));
             }
+            walked.settled += 1;
             let released = match handled.verdict {
                 Verdict::DeadLetter(_) => {
-                    self.flood.dead_lettered(topic, partition);
+                    self.flood.dead_lettered(&partition);
                     false
                 }
-                _ => self.flood.handled(topic, partition),
+                _ => self.flood.handled(&partition),
             };
             if released {
-                self.progress.set_held(topic, partition, false);
-                events::FloodReleased { topic, partition }.emit(&self.metrics);
+                walked.released.push(partition);
             }
         }
-        offsets::store(self.consumer.as_ref(), messages[..done].iter().copied());
-        if done < messages.len() {
-            let undone = &messages[done..];
-            for partition in offsets::bounds(undone.iter().copied()).keys() {
-                pending.drop_partition(partition);
-            }
-            offsets::rewind(self.consumer.as_ref(), undone.iter().copied());
+        (walked, None)
+    }
+
+    /// Tells readiness and the metrics which partitions the flood guard
+    /// let go and which it holds (the held message's event in its span).
+    fn report_flood(
+        &self,
+        settlement: &Settlement,
+        walked: &Walked,
+        batch: &[Received],
+        handled: &[Handled],
+    ) {
+        for partition in &settlement.release {
+            self.progress.release(partition);
+            events::FloodReleased { partition }.emit(&self.metrics);
         }
-        let partitions: Vec<_> = offsets::bounds(messages.iter().copied())
-            .into_keys()
-            .collect();
-        pending.finished(&partitions, Instant::now());
-        if let Err(e) = commit(self.consumer.as_ref(), CommitMode::Async) {
-            tracing::warn!(error = %e, "commit failed; will commit with the next batch");
+        let Some(Stopped::Held { partition, tripped }) = &walked.stopped else {
+            return;
+        };
+        let held = batch.get(walked.settled).zip(handled.get(walked.settled));
+        if let Some((
+            r,
+            Handled {
+                verdict: Verdict::DeadLetter(failure),
+                ..
+            },
+        )) = held
+        {
+            let at = At {
+                topic: &partition.topic,
+                partition: partition.index,
+                offset: r.message.offset(),
+            };
+            r.span.in_scope(|| {
+                events::FloodHeld {
+                    at,
+                    failure,
+                    tripped: *tripped,
+                    retry_after: self.flood.retry_after(),
+                }
+                .emit(&self.metrics);
+            });
         }
-        if done > 0 {
+        self.progress.hold(partition);
+    }
+
+    /// The worker's side of a settlement: waiting messages of rewound
+    /// partitions dropped, the batch's partitions freed, progress marked,
+    /// the circuit opened or the DLQ backoff moved on.
+    fn conclude(
+        &mut self,
+        settlement: Settlement,
+        unsettled: Option<&Unsettled>,
+        pending: &mut Pending<Received>,
+    ) {
+        for (partition, _) in &settlement.rewind {
+            pending.drop_partition(partition);
+        }
+        pending.finished(&settlement.finished, Instant::now());
+        if settlement.advanced {
             self.progress.advanced(Instant::now());
         }
-        match (outcome.halted, dlq_down) {
-            (Some(Halt::Outage(error)), _) => {
-                if !self.breaker.is_open() {
-                    self.open_circuit(&contract::redact::scrub(&error.to_string()))
-                }
-            }
-            (Some(Halt::Stopping), _) => {}
-            (None, Some(e)) => {
-                tracing::error!(error = %e, wait = ?self.dlq_wait, "dead letter not settled; the message waits");
-                self.dlq_backoff_until = Some(Instant::now() + self.dlq_wait);
-                self.dlq_wait = (self.dlq_wait * 2).min(MAX_DLQ_WAIT);
-            }
-            (None, None) => {
-                if self
-                    .dlq_backoff_until
-                    .is_some_and(|until| until <= Instant::now())
-                {
-                    self.dlq_backoff_until = None;
-                    self.dlq_wait = Duration::from_secs(1);
-                }
+        if let Some(reason) = &settlement.open_circuit {
+            if !self.breaker.is_open() {
+                self.open_circuit(reason);
             }
         }
+        if let (Some(wait), Some(error)) = (settlement.backed_off, unsettled) {
+            tracing::error!(%error, ?wait, "dead letter not settled; the message waits");
+        }
+        self.dlq_backoff = settlement.dlq;
     }
 
     /// Finishes one message: dead-letters it if it must be, then records
     /// its outcome. Runs inside the message's span.
-    async fn settle(&self, r: &Received, handled: &Handled) -> Result<(), Unsettled> {
+    async fn settle_message(&self, r: &Received, handled: &Handled) -> Result<(), Unsettled> {
         let m = &r.message;
         let at = At {
             topic: m.topic(),
@@ -520,7 +606,10 @@ impl Worker {
             .map_err(Unsettled::Record)
     }
 
-    fn set_paused(&self, paused: bool) {
+    /// Sets the flag that keeps newly assigned partitions paused, then
+    /// pauses or resumes the whole assignment; `false` when the assignment
+    /// cannot be read.
+    fn pause_or_resume_assignment(&self, paused: bool) -> bool {
         self.consumer
             .context()
             .paused
@@ -529,43 +618,40 @@ impl Worker {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the assignment");
-                return;
+                return false;
             }
         };
+        let consumer = self.consumer.as_ref();
         let result = if paused {
-            self.consumer.pause(&assignment)
+            Consumer::pause(consumer, &assignment)
         } else {
-            self.consumer.resume(&assignment)
+            Consumer::resume(consumer, &assignment)
         };
         if let Err(e) = result {
             tracing::error!(error = %e, paused, "cannot pause or resume partitions");
         }
-        if !paused {
-            for (topic, partition) in self.flood.held() {
-                self.hold(&topic, partition, true);
-            }
-        }
+        true
     }
 
-    /// Pauses (or resumes) one partition for the flood guard.
-    fn hold(&self, topic: &str, partition: i32, hold: bool) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        let result = if hold {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        if let Err(e) = result {
-            // Not assigned here any more: whoever has it now starts afresh.
-            tracing::warn!(error = %e, topic, partition, hold, "cannot pause or resume the partition");
+    /// Pauses every partition, now and as assigned, while the circuit is
+    /// open.
+    fn pause_all(&self) {
+        self.pause_or_resume_assignment(true);
+    }
+
+    /// Resumes every partition but those the flood guard holds.
+    fn resume_all(&self) {
+        if self.pause_or_resume_assignment(false) {
+            for partition in self.flood.held() {
+                member::hold(self.consumer.as_ref(), &partition);
+            }
         }
     }
 
     fn open_circuit(&mut self, reason: &str) {
         events::CircuitOpened { reason }.emit(&self.metrics);
         self.breaker.open(Instant::now());
-        self.set_paused(true);
+        self.pause_all();
     }
 
     /// Paused: keeps polling (group membership, rebalances) and probes the
@@ -581,7 +667,7 @@ impl Worker {
                 if let Ok(m) = next {
                     let m = m.detach();
                     offsets::rewind(self.consumer.as_ref(), [&m]);
-                    self.set_paused(true);
+                    self.pause_all();
                 }
                 return;
             }
@@ -590,7 +676,7 @@ impl Worker {
             Ok(()) => {
                 events::CircuitClosed.emit(&self.metrics);
                 self.breaker.close();
-                self.set_paused(false);
+                self.resume_all();
             }
             Err(e) => {
                 tracing::warn!(error = %contract::redact::scrub(&e.to_string()), "database still unreachable");
