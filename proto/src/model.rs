@@ -13,6 +13,10 @@ pub const ORDER_SCHEMA_VERSION: u32 = 2;
 /// Schema version written by this build for user events.
 pub const USER_SCHEMA_VERSION: u32 = 1;
 
+/// Most items one order may hold: the readers of every encoding stop past
+/// it, and validation refuses more.
+pub const MAX_ITEMS: usize = 100;
+
 /// `event_type` of an order created through `POST /orders`.
 pub const ORDER_CREATED: &str = "order.created";
 /// `event_type` of a user registered through `POST /users`.
@@ -141,7 +145,7 @@ pub struct OrderEvent {
     pub order_id: Uuid,
     /// The customer, in full.
     pub customer: Customer,
-    /// The items, in full (never more than [`crate::validation::MAX_ITEMS`]
+    /// The items, in full (never more than [`MAX_ITEMS`]
     /// are read).
     #[serde(deserialize_with = "bounded_items")]
     pub items: Vec<OrderItem>,
@@ -170,20 +174,20 @@ pub struct UserEvent {
     pub address: Option<Address>,
 }
 
-/// Reads at most [`crate::validation::MAX_ITEMS`] items: the reader stops at
+/// Reads at most [`MAX_ITEMS`] items: the reader stops at
 /// the first one past the limit instead of building them all.
 fn bounded_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderItem>, D::Error> {
     struct Items;
     impl<'de> serde::de::Visitor<'de> for Items {
         type Value = Vec<OrderItem>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "at most {} items", crate::validation::MAX_ITEMS)
+            write!(f, "at most {MAX_ITEMS} items")
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(
             self,
             mut seq: A,
         ) -> Result<Self::Value, A::Error> {
-            let limit = crate::validation::MAX_ITEMS;
+            let limit = MAX_ITEMS;
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(limit));
             while let Some(item) = seq.next_element()? {
                 if items.len() == limit {

@@ -65,12 +65,12 @@ pub fn check_item_count(mut bytes: &[u8]) -> Result<(), DecodeError> {
             .ok_or_else(|| malformed("a field runs past the end"))?;
         if key >> 3 == ITEMS_FIELD {
             items += 1;
-            if items > crate::validation::MAX_ITEMS {
+            if items > crate::model::MAX_ITEMS {
                 return Err(DecodeError::Field {
                     path: "items".into(),
                     reason: format!(
                         "more than {} items: not an order this contract carries",
-                        crate::validation::MAX_ITEMS
+                        crate::model::MAX_ITEMS
                     ),
                 });
             }

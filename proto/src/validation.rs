@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use crate::model::{Address, EventMetadata, OrderEvent, UserEvent, ORDER_CREATED, USER_REGISTERED};
 
-/// Most items one order may hold.
-pub const MAX_ITEMS: usize = 100;
+/// Most items one order may hold (defined with the model, whose reader
+/// enforces it too).
+pub use crate::model::MAX_ITEMS;
 /// Most units of one item.
 pub const MAX_QUANTITY: i64 = 10_000;
 /// Highest unit price, in any currency.
