@@ -8,7 +8,7 @@
 //! reaches it before [`check_datum`] has walked it against the writer schema
 //! without building anything, proving that every length and count is backed
 //! by bytes actually present, that no array is longer than
-//! [`crate::validation::MAX_ITEMS`], and that the datum ends exactly where
+//! [`crate::model::MAX_ITEMS`], and that the datum ends exactly where
 //! the input ends.
 
 use std::collections::HashMap;
@@ -19,16 +19,9 @@ use apache_avro::Schema;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::validation::MAX_ITEMS;
+use crate::model::MAX_ITEMS;
 
-/// The order schemas, index 0 is version 1.
-pub const ORDER_SCHEMAS: [&str; 2] = [
-    include_str!("../avro/order.v1.avsc"),
-    include_str!("../avro/order.v2.avsc"),
-];
-
-/// The user schemas, index 0 is version 1.
-pub const USER_SCHEMAS: [&str; 1] = [include_str!("../avro/user.v1.avsc")];
+pub use crate::schemas::{ORDER_SCHEMAS, USER_SCHEMAS};
 
 /// Deepest nesting of named types a datum may have.
 const MAX_DEPTH: usize = 32;

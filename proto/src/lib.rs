@@ -23,6 +23,7 @@ pub mod money;
 pub mod protobuf;
 pub mod redact;
 pub mod request;
+mod schemas;
 pub mod validation;
 
 pub use codec::{EventCodec, Format};

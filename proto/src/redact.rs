@@ -20,9 +20,9 @@ fn identifiers() -> &'static HashSet<String> {
     static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
     NAMES.get_or_init(|| {
         let mut names = HashSet::new();
-        for source in crate::avro::ORDER_SCHEMAS
+        for source in crate::schemas::ORDER_SCHEMAS
             .iter()
-            .chain(crate::avro::USER_SCHEMAS.iter())
+            .chain(crate::schemas::USER_SCHEMAS.iter())
         {
             if let Ok(schema) = serde_json::from_str::<serde_json::Value>(source) {
                 collect(&schema, &mut names);
