@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorSet};
+use prost_types::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 
 /// One way a new schema breaks readers or writers of the old one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,39 +136,56 @@ fn compare_message(
                 subject,
                 "field removed without reserving its number",
             )),
-            Some(new_field) => {
-                if new_field.r#type() != old_field.r#type()
-                    || (new_field.r#type() == Type::Message || new_field.r#type() == Type::Enum)
-                        && simple_type_name(new_field.type_name())
-                            != simple_type_name(old_field.type_name())
-                {
-                    found.push(incompatibility(
-                        subject.clone(),
-                        format!(
-                            "type changed from {:?} {} to {:?} {}",
-                            old_field.r#type(),
-                            old_field.type_name(),
-                            new_field.r#type(),
-                            new_field.type_name()
-                        ),
-                    ));
-                }
-                if (new_field.label() == Label::Repeated) != (old_field.label() == Label::Repeated)
-                {
-                    found.push(incompatibility(
-                        subject.clone(),
-                        "changed between repeated and singular",
-                    ));
-                }
-                if new_field.name() != old_field.name() {
-                    found.push(incompatibility(
-                        subject,
-                        format!("renamed to {} (breaks the JSON mapping)", new_field.name()),
-                    ));
-                }
-            }
+            Some(new_field) => compare_field(subject, old_field, new_field, found),
         }
     }
+    added_required(name, old, new, found);
+}
+
+/// What changed in a field kept under its number: its type, whether it
+/// repeats, its name.
+fn compare_field(
+    subject: String,
+    old_field: &FieldDescriptorProto,
+    new_field: &FieldDescriptorProto,
+    found: &mut Vec<Incompatibility>,
+) {
+    if new_field.r#type() != old_field.r#type()
+        || (new_field.r#type() == Type::Message || new_field.r#type() == Type::Enum)
+            && simple_type_name(new_field.type_name()) != simple_type_name(old_field.type_name())
+    {
+        found.push(incompatibility(
+            subject.clone(),
+            format!(
+                "type changed from {:?} {} to {:?} {}",
+                old_field.r#type(),
+                old_field.type_name(),
+                new_field.r#type(),
+                new_field.type_name()
+            ),
+        ));
+    }
+    if (new_field.label() == Label::Repeated) != (old_field.label() == Label::Repeated) {
+        found.push(incompatibility(
+            subject.clone(),
+            "changed between repeated and singular",
+        ));
+    }
+    if new_field.name() != old_field.name() {
+        found.push(incompatibility(
+            subject,
+            format!("renamed to {} (breaks the JSON mapping)", new_field.name()),
+        ));
+    }
+}
+
+/// Fields `new` adds as required, which old writers never set.
+fn added_required(
+    name: &str,
+    old: &DescriptorProto,
+    new: &DescriptorProto,
+    found: &mut Vec<Incompatibility>,
+) {
     for new_field in &new.field {
         let is_new = !old.field.iter().any(|f| f.number() == new_field.number());
         if is_new && new_field.label() == Label::Required {

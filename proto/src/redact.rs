@@ -275,64 +275,102 @@ pub fn reason(text: &str) -> String {
     // go whole first, vocabulary words and all.
     let text = scrub(text);
     let text = text.as_str();
-    let mut out = String::with_capacity(text.len());
-    // Punctuation and spaces after a hidden word: written only if a kept
-    // word follows, so that a value's own quotes and spaces vanish with it.
-    let mut pending = String::new();
-    let mut hiding = false;
-    let mut previous = String::new();
+    let mut rebuilt = Rebuilt::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
         if c == '…' {
-            if !hiding {
-                out.push('…');
-            }
-            pending.clear();
-            hiding = true;
-            previous.clear();
-            continue;
-        }
-        if !(c.is_alphanumeric() || c == '_') {
-            if c.is_ascii_punctuation() || c == ' ' {
-                if hiding {
-                    pending.push(c);
-                } else {
-                    out.push(c);
+            rebuilt.hide();
+        } else if is_word_char(c) {
+            let mut end = at + c.len_utf8();
+            while let Some(&(i, n)) = chars.peek() {
+                if !is_word_char(n) {
+                    break;
                 }
+                end = i + n.len_utf8();
+                chars.next();
             }
-            continue;
+            rebuilt.word(&text[at..end]);
+        } else {
+            rebuilt.punctuation(c);
         }
-        let mut end = at + c.len_utf8();
-        while let Some(&(i, n)) = chars.peek() {
-            if !(n.is_alphanumeric() || n == '_') {
-                break;
+    }
+    rebuilt.finish()
+}
+
+/// Whether `c` belongs to a word (a rule word, an identifier, a number or
+/// a fragment of a value).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// An error text as [`reason`] rebuilds it, word by word.
+struct Rebuilt {
+    out: String,
+    /// Punctuation and spaces after a hidden word: written only if a kept
+    /// word follows, so that a value's own quotes and spaces vanish with it.
+    pending: String,
+    /// Whether the last word was hidden (its `…` written already).
+    hiding: bool,
+    /// The last kept word, in lower case (a number after a position word
+    /// such as `line` stays).
+    previous: String,
+}
+
+impl Rebuilt {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            out: String::with_capacity(capacity),
+            pending: String::new(),
+            hiding: false,
+            previous: String::new(),
+        }
+    }
+
+    /// A hidden word (or a `…` already there): one `…` for a run of them.
+    fn hide(&mut self) {
+        if !self.hiding {
+            self.out.push('…');
+        }
+        self.pending.clear();
+        self.hiding = true;
+        self.previous.clear();
+    }
+
+    /// Punctuation and spaces stay (held back after a hidden word); any
+    /// other character goes.
+    fn punctuation(&mut self, c: char) {
+        if c.is_ascii_punctuation() || c == ' ' {
+            if self.hiding {
+                self.pending.push(c);
+            } else {
+                self.out.push(c);
             }
-            end = i + n.len_utf8();
-            chars.next();
         }
-        let word = &text[at..end];
+    }
+
+    /// Keeps `word` if it is a position, a rule word or an identifier;
+    /// hides it otherwise.
+    fn word(&mut self, word: &str) {
         let keep = if word.bytes().all(|b| b.is_ascii_digit()) {
-            !hiding && (POSITIONS.contains(&previous.as_str()) || out.ends_with('['))
+            !self.hiding && (POSITIONS.contains(&self.previous.as_str()) || self.out.ends_with('['))
         } else {
             allowed(word)
         };
         if keep {
-            out.push_str(&pending);
-            pending.clear();
-            out.push_str(word);
-            hiding = false;
-            previous = word.to_ascii_lowercase();
+            self.out.push_str(&self.pending);
+            self.pending.clear();
+            self.out.push_str(word);
+            self.hiding = false;
+            self.previous = word.to_ascii_lowercase();
         } else {
-            if !hiding {
-                out.push('…');
-            }
-            pending.clear();
-            hiding = true;
-            previous.clear();
+            self.hide();
         }
     }
-    out.push_str(&pending);
-    out
+
+    fn finish(mut self) -> String {
+        self.out.push_str(&self.pending);
+        self.out
+    }
 }
 
 /// A field path of a decoder's error (`customer.address.city`,
