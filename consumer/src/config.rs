@@ -68,57 +68,13 @@ pub struct ConsumerConfig {
 impl ConsumerConfig {
     /// Reads and validates every setting.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let database_url = env.string("DATABASE_URL", "postgres://localhost/pubsubkafka");
-        let postgres_scheme =
-            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
-        if !postgres_scheme
-            || database_url
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .is_err()
-        {
-            // The URL may hold a password: never echo it.
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "***",
-                "a PostgreSQL URL such as postgres://user@host:5432/db",
-            ));
-        }
-        let domains = Domains {
-            orders: env.string("ORDERS_TOPIC", topics::ORDERS),
-            users: env.string("USERS_TOPIC", topics::USERS),
-        };
-        if domains.orders == domains.users {
-            return Err(ConfigError::new(
-                "USERS_TOPIC",
-                &domains.users,
-                "a topic other than ORDERS_TOPIC",
-            ));
-        }
-        let topics: Vec<String> = env
-            .string(
-                "CONSUMER_TOPICS",
-                &format!("{},{}", domains.orders, domains.users),
-            )
-            .split(',')
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if topics.is_empty() || topics.iter().any(|t| domains.domain(t).is_none()) {
-            return Err(ConfigError::new(
-                "CONSUMER_TOPICS",
-                &topics.join(","),
-                format!(
-                    "a comma-separated list of ORDERS_TOPIC ({}) and USERS_TOPIC ({})",
-                    domains.orders, domains.users
-                ),
-            ));
-        }
-        let group_id = env.string("KAFKA_CONSUMER_GROUP", "order-consumer");
+        let database_url = database_url(env)?;
+        let (domains, topics) = domains_and_topics(env)?;
         let config = Self {
             http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
             http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
-            group_id,
+            group_id: env.string("KAFKA_CONSUMER_GROUP", "order-consumer"),
             topics,
             domains,
             database_url,
@@ -140,12 +96,7 @@ impl ConsumerConfig {
             circuit_probe: env.millis("CIRCUIT_PROBE_MS", 1_000, 10..=60_000)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30, 1..=600)?,
             stall_timeout: env.seconds("STALL_TIMEOUT_SECS", 60, 5..=3600)?,
-            flood: FloodLimits {
-                max_in_row: env.number("DLQ_FLOOD_MAX_IN_ROW", 100, 0..=1_000_000)?,
-                window: env.number("DLQ_FLOOD_WINDOW", 200, 1..=100_000)?,
-                max_percent: env.number("DLQ_FLOOD_MAX_PERCENT", 50, 1..=100)?,
-                retry_after: env.seconds("DLQ_FLOOD_RETRY_SECS", 300, 1..=86_400)?,
-            },
+            flood: flood_limits(env)?,
             telemetry: TelemetryConfig::from_env(env, "consumer")?,
         };
         // Each batch in flight holds a connection; a probe needs one too.
@@ -158,6 +109,72 @@ impl ConsumerConfig {
         }
         Ok(config)
     }
+}
+
+/// `DATABASE_URL`, which must be a PostgreSQL URL.
+fn database_url(env: &Env) -> Result<String, ConfigError> {
+    let database_url = env.string("DATABASE_URL", "postgres://localhost/pubsubkafka");
+    let postgres_scheme =
+        database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+    if !postgres_scheme
+        || database_url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .is_err()
+    {
+        // The URL may hold a password: never echo it.
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "***",
+            "a PostgreSQL URL such as postgres://user@host:5432/db",
+        ));
+    }
+    Ok(database_url)
+}
+
+/// `ORDERS_TOPIC` and `USERS_TOPIC` (two topics), and `CONSUMER_TOPICS`,
+/// each one of them.
+fn domains_and_topics(env: &Env) -> Result<(Domains, Vec<String>), ConfigError> {
+    let domains = Domains {
+        orders: env.string("ORDERS_TOPIC", topics::ORDERS),
+        users: env.string("USERS_TOPIC", topics::USERS),
+    };
+    if domains.orders == domains.users {
+        return Err(ConfigError::new(
+            "USERS_TOPIC",
+            &domains.users,
+            "a topic other than ORDERS_TOPIC",
+        ));
+    }
+    let topics: Vec<String> = env
+        .string(
+            "CONSUMER_TOPICS",
+            &format!("{},{}", domains.orders, domains.users),
+        )
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if topics.is_empty() || topics.iter().any(|t| domains.domain(t).is_none()) {
+        return Err(ConfigError::new(
+            "CONSUMER_TOPICS",
+            &topics.join(","),
+            format!(
+                "a comma-separated list of ORDERS_TOPIC ({}) and USERS_TOPIC ({})",
+                domains.orders, domains.users
+            ),
+        ));
+    }
+    Ok((domains, topics))
+}
+
+/// `DLQ_FLOOD_*`.
+fn flood_limits(env: &Env) -> Result<FloodLimits, ConfigError> {
+    Ok(FloodLimits {
+        max_in_row: env.number("DLQ_FLOOD_MAX_IN_ROW", 100, 0..=1_000_000)?,
+        window: env.number("DLQ_FLOOD_WINDOW", 200, 1..=100_000)?,
+        max_percent: env.number("DLQ_FLOOD_MAX_PERCENT", 50, 1..=100)?,
+        retry_after: env.seconds("DLQ_FLOOD_RETRY_SECS", 300, 1..=86_400)?,
+    })
 }
 
 #[cfg(test)]
