@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use contract::dead_letter::{ErrorKind, FailureClass};
 use contract::redact::scrub;
 use contract::topics::Domains;
 use contract::{headers as h, DecodeError, DomainEvent, Envelope};
@@ -199,12 +200,12 @@ pub fn decode_payload(
 /// Which dead letters a command applies to.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Filter {
-    /// Only this error kind (`permanent` or `transient`).
-    #[arg(long)]
-    pub kind: Option<String>,
-    /// Only this error class (e.g. `decode`, `validation`, `database_transient`).
-    #[arg(long)]
-    pub class: Option<String>,
+    /// Only this error kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<ErrorKind>,
+    /// Only this error class.
+    #[arg(long, value_enum)]
+    pub class: Option<FailureClass>,
     /// Only dead letters from this partition of the original topic.
     #[arg(long)]
     pub original_partition: Option<i32>,
@@ -222,13 +223,6 @@ pub struct Filter {
 impl Filter {
     /// Checks the filter's own values.
     pub fn validate(&self) -> Result<(), DlqError> {
-        if let Some(kind) = &self.kind {
-            if kind != "permanent" && kind != "transient" {
-                return Err(DlqError::BadArgument(format!(
-                    "--kind {kind:?}: expected permanent or transient"
-                )));
-            }
-        }
         if let (Some(since), Some(until)) = (self.since, self.until) {
             if since >= until {
                 return Err(DlqError::BadArgument(
@@ -241,12 +235,14 @@ impl Filter {
 
     /// Whether `letter` is selected.
     pub fn matches(&self, letter: &DeadLetter) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        // The letter's own headers are foreign text (any client may write
+        // to a DLQ): compared as names, never parsed into the closed set.
+        let named = |want: Option<&str>, have: &Option<String>| {
+            want.is_none_or(|w| have.as_deref() == Some(w))
         };
-        eq(&self.kind, &letter.error_kind)
-            && eq(&self.class, &letter.error_class)
-            && eq(&self.key, &letter.key)
+        named(self.kind.map(ErrorKind::as_str), &letter.error_kind)
+            && named(self.class.map(FailureClass::as_str), &letter.error_class)
+            && named(self.key.as_deref(), &letter.key)
             && self
                 .original_partition
                 .is_none_or(|p| letter.original_partition == Some(p))
@@ -382,6 +378,57 @@ impl Iterator for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        filter: Filter,
+    }
+
+    fn parse(args: &[&str]) -> Result<Filter, String> {
+        use clap::Parser;
+        Args::try_parse_from(std::iter::once("dlq").chain(args.iter().copied()))
+            .map(|a| a.filter)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kind_and_class_take_the_contract_names_and_refuse_others_listing_them() {
+        let filter = parse(&["--kind", "transient", "--class", "database_transient"]);
+        let filter = filter.unwrap_or_default();
+        assert_eq!(filter.kind, Some(ErrorKind::Transient));
+        assert_eq!(filter.class, Some(FailureClass::DatabaseTransient));
+        for (flag, bad) in [
+            ("--kind", "Permanent"),
+            ("--class", "database-transient"),
+            ("--kind", ""),
+        ] {
+            let said = parse(&[flag, bad]).err().unwrap_or_default();
+            assert!(said.contains("possible values"), "{flag} {bad:?}: {said}");
+        }
+        let said = parse(&["--class", "nope"]).err().unwrap_or_default();
+        for class in FailureClass::ALL {
+            assert!(said.contains(class.as_str()), "{said}");
+        }
+
+        let mut letter = DeadLetter::of(&rdkafka::message::OwnedMessage::new(
+            None,
+            None,
+            "orders-dlq".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        ));
+        letter.error_kind = Some("transient".into());
+        letter.error_class = Some("database_transient".into());
+        assert!(filter.matches(&letter));
+        letter.error_class = Some("DATABASE_TRANSIENT".into());
+        assert!(
+            !filter.matches(&letter),
+            "a forged spelling is not the class"
+        );
+    }
 
     #[test]
     fn fingerprints_ignore_numbers_and_ids_and_stay_short() {
