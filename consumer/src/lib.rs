@@ -19,6 +19,7 @@ pub mod offsets;
 pub mod partition;
 pub mod pending;
 pub mod persist;
+pub mod persistable;
 pub mod process;
 pub mod progress;
 pub mod rejections;

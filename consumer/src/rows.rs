@@ -15,7 +15,7 @@ use contract::{OrderEvent, UserEvent};
 use sqlx::PgConnection;
 
 use crate::copy::CopyRows;
-use crate::persist::{written, PersistError, PersistErrorKind, Persistable};
+use crate::persistable::{written, PersistError, PersistErrorKind, Persistable};
 
 /// A `u32` of the contract as a PostgreSQL `integer`.
 fn integer(n: u32, what: &'static str) -> Result<i32, PersistError> {
