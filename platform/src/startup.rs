@@ -37,8 +37,15 @@ pub enum StartError {
     #[error("Kafka TLS handshake failed (check KAFKA_SSL_CA_LOCATION: the brokers' certificate must be signed by that CA and name the address used): {0}")]
     Tls(String),
     /// A database the service needs could not be prepared.
-    #[error("database: {0}")]
-    Database(String),
+    #[error("database: {what}: {source}")]
+    Database {
+        /// What could not be done, and what to check.
+        what: &'static str,
+        /// What the driver or the database said (its type is the
+        /// service's: platform does not depend on a database driver).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// What the client of `context` refused or was refused, if anything.

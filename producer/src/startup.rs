@@ -284,12 +284,14 @@ async fn open_outbox(
         crate::outbox::relay_deadline(config.write_timeout, produce_timeout),
         metrics,
     )
-    .map_err(|e| StartupError::Database(format!("OUTBOX_DATABASE_URL: {e}")))?;
-    outbox.prepare().await.map_err(|e| {
-        StartupError::Database(format!(
-            "cannot create the outbox table (is the database up, and may this role create \
-             tables?): {e}"
-        ))
+    .map_err(|e| StartupError::Database {
+        what: "OUTBOX_DATABASE_URL",
+        source: Box::new(e),
+    })?;
+    outbox.prepare().await.map_err(|e| StartupError::Database {
+        what: "cannot create the outbox table (is the database up, and may this role create \
+               tables?)",
+        source: Box::new(e),
     })?;
     Ok(outbox)
 }
