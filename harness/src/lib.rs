@@ -16,6 +16,7 @@ pub mod process;
 pub mod proxy;
 pub mod stack;
 pub mod telemetry;
+pub mod wait;
 
 /// The workspace root (where `Cargo.toml` and `.tools/` are).
 pub fn workspace_root() -> std::path::PathBuf {
