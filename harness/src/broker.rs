@@ -202,60 +202,7 @@ impl Drop for Tansu {
     }
 }
 
-/// Topic names of one scenario.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    /// Order events.
-    pub orders: String,
-    /// Their dead letters (`<orders>-dlq`, as the consumer names them).
-    pub orders_dlq: String,
-    /// User events.
-    pub users: String,
-    /// Their dead letters.
-    pub users_dlq: String,
-}
-
-impl Topics {
-    fn named(orders: &str, users: &str) -> Self {
-        Self {
-            orders: orders.to_owned(),
-            orders_dlq: format!("{orders}-dlq"),
-            users: users.to_owned(),
-            users_dlq: format!("{users}-dlq"),
-        }
-    }
-
-    /// All four.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.orders, &self.orders_dlq, &self.users, &self.users_dlq]
-    }
-
-    /// Creates all four, [`PARTITIONS`] partitions and `replication`
-    /// replicas each, through a client configured as `config`; fails naming
-    /// the broker and the topic it refused.
-    pub async fn create(&self, config: rdkafka::ClientConfig, replication: i32) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
-        let admin: AdminClient<_> = config.create().expect("admin client");
-        let new: Vec<NewTopic<'_>> = self
-            .all()
-            .into_iter()
-            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
-            .collect();
-        let results = admin
-            .create_topics(
-                &new,
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("cannot create topics on {bootstrap}: {e}"));
-        for result in results {
-            if let Err((topic, e)) = result {
-                panic!("cannot create topic {topic} on {bootstrap}: {e}");
-            }
-        }
-    }
-}
+pub use crate::kafka::Topics;
 
 /// The broker of one end-to-end scenario: another broker when
 /// `KAFKA_BOOTSTRAP_SERVERS` is set (with topics of the scenario's own, so
@@ -333,7 +280,7 @@ impl Broker {
 
     /// The standard topic names, used on a broker of the scenario's own.
     pub fn tansu_topics() -> Topics {
-        Topics::named("orders", "users")
+        Topics::standard()
     }
 
     async fn external(bootstrap: String) -> Self {

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use crate::broker::Topics;
-use crate::kafka::PARTITIONS;
+use crate::kafka::{Topics, PARTITIONS};
 
 /// Nodes of a cluster as production runs it.
 pub const NODES: usize = 3;
@@ -303,58 +302,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 impl Certificates {
     fn make(dir: &Path) -> Self {
-        let self_signed = |key: &str, cert: &str, name: &str| {
-            let subject = format!("/CN={name}");
-            openssl(
-                dir,
-                &[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", key,
-                    "-out", cert, "-subj", &subject,
-                ],
-            );
-        };
-        self_signed("ca.key", "ca.pem", "pubsubkafka test CA");
-        self_signed("other-ca.key", "other-ca.pem", "another CA");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
-        )
-        .expect("certificate extensions");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                "server.pem",
-                "-extfile",
-                "server.ext",
-            ],
-        );
+        self_signed(dir, "ca.key", "ca.pem", "pubsubkafka test CA");
+        self_signed(dir, "other-ca.key", "other-ca.pem", "another CA");
+        sign_server_certificate(dir);
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
         let keystore = dir.join("keystore.pem");
         std::fs::write(
@@ -368,6 +318,63 @@ impl Certificates {
             keystore,
         }
     }
+}
+
+/// A self-signed CA named `name`: its key and certificate in `dir`.
+fn self_signed(dir: &Path, key: &str, cert: &str, name: &str) {
+    let subject = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", key, "-out",
+            cert, "-subj", &subject,
+        ],
+    );
+}
+
+/// `server.key` and `server.pem` in `dir`: a certificate for 127.0.0.1 and
+/// localhost, signed by the CA `ca.pem`.
+fn sign_server_certificate(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .expect("certificate extensions");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+        ],
+    );
 }
 
 /// A random KRaft cluster id: 16 bytes in URL-safe base64, unpadded.
@@ -441,6 +448,161 @@ impl Node {
     }
 }
 
+/// Where the nodes of a cluster listen: per node its client, internal and
+/// controller ports; and the port of a proxy in front of one node's client
+/// listener, which that node advertises instead of its own.
+struct Layout {
+    ports: Vec<[u16; 3]>,
+    front: Option<(usize, u16)>,
+    /// The super user's password between the nodes.
+    internal_password: String,
+}
+
+impl Layout {
+    fn new(nodes: usize, proxied: Option<usize>) -> Self {
+        let internal_password = uuid::Uuid::new_v4().simple().to_string();
+        let ports: Vec<[u16; 3]> = (0..nodes)
+            .map(|_| [crate::free_port(), crate::free_port(), crate::free_port()])
+            .collect();
+        let front = proxied.map(|n| (n, crate::free_port()));
+        Self {
+            ports,
+            front,
+            internal_password,
+        }
+    }
+
+    /// The client port node `n` tells clients to use.
+    fn advertised(&self, n: usize) -> u16 {
+        match self.front {
+            Some((proxied, port)) if proxied == n => port,
+            _ => self.ports[n][0],
+        }
+    }
+
+    /// Every node's advertised client address, comma-separated.
+    fn bootstrap(&self) -> String {
+        (0..self.ports.len())
+            .map(|n| format!("127.0.0.1:{}", self.advertised(n)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Writes each node's configuration into `dir`.
+    fn write_nodes(&self, dir: &Path, certs: Option<&Certificates>) -> Vec<Node> {
+        (0..self.ports.len())
+            .map(|n| {
+                let id = n as i32 + 1;
+                let path = dir.join(format!("node-{id}.properties"));
+                std::fs::write(&path, self.node_config(n, dir, certs)).expect("node configuration");
+                Node {
+                    id,
+                    client_port: self.ports[n][0],
+                    config: path,
+                    log: dir.join(format!("node-{id}.log")),
+                    child: None,
+                }
+            })
+            .collect()
+    }
+
+    /// The `server.properties` of node `n` (0-based).
+    fn node_config(&self, n: usize, dir: &Path, certs: Option<&Certificates>) -> String {
+        let [client, internal, controller] = self.ports[n];
+        let id = n as i32 + 1;
+        let voters = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(n, [_, _, controller])| format!("{}@127.0.0.1:{controller}", n + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let replication = self.ports.len().min(3);
+        let min_insync = replication.min(2);
+        let plain = format!(
+            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{SUPER_USER}\" \
+             password=\"{password}\" user_{SUPER_USER}=\"{password}\";",
+            password = self.internal_password
+        );
+        let advertised_port = self.advertised(n);
+        let data = dir.join(format!("node-{id}"));
+        let client_protocol = if certs.is_some() {
+            "SASL_SSL"
+        } else {
+            "PLAINTEXT"
+        };
+        let mut config = format!(
+            "process.roles=broker,controller\n\
+             node.id={id}\n\
+             controller.quorum.voters={voters}\n\
+             listeners=CLIENT://127.0.0.1:{client},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=CLIENT://127.0.0.1:{advertised_port},INTERNAL://127.0.0.1:{internal}\n\
+             listener.security.protocol.map=CLIENT:{client_protocol},INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             inter.broker.listener.name=INTERNAL\n\
+             controller.listener.names=CONTROLLER\n\
+             sasl.mechanism.inter.broker.protocol=PLAIN\n\
+             sasl.mechanism.controller.protocol=PLAIN\n\
+             listener.name.internal.sasl.enabled.mechanisms=PLAIN\n\
+             listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+             listener.name.internal.plain.sasl.jaas.config={plain}\n\
+             listener.name.controller.plain.sasl.jaas.config={plain}\n\
+             log.dirs={data}\n\
+             num.partitions={PARTITIONS}\n\
+             default.replication.factor={replication}\n\
+             min.insync.replicas={min_insync}\n\
+             offsets.topic.replication.factor={replication}\n\
+             offsets.topic.num.partitions=6\n\
+             transaction.state.log.replication.factor={replication}\n\
+             transaction.state.log.min.isr={min_insync}\n\
+             unclean.leader.election.enable=false\n\
+             auto.create.topics.enable=false\n\
+             group.initial.rebalance.delay.ms=0\n\
+             broker.session.timeout.ms={broker_session}\n",
+            broker_session = BROKER_SESSION_TIMEOUT.as_millis(),
+            data = data.display(),
+        );
+        if let Some(certs) = certs {
+            config.push_str(&secured_config(certs));
+        }
+        config
+    }
+}
+
+/// What a secured node adds to its configuration: SCRAM logins over TLS on
+/// the client listener, and the authorizer.
+fn secured_config(certs: &Certificates) -> String {
+    format!(
+        "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+         listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.client.ssl.keystore.type=PEM\n\
+         listener.name.client.ssl.keystore.location={keystore}\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+         allow.everyone.if.no.acl.found=false\n\
+         super.users=User:{SUPER_USER}\n",
+        keystore = certs.keystore.display(),
+    )
+}
+
+/// Formats every node's storage for a new cluster id, with the SCRAM users
+/// of a secured cluster (they live in the metadata log: formatting puts
+/// them there before the first start, on every node alike).
+fn format_nodes(home: &Path, members: &[Node], security: Option<&Security>) {
+    let cluster_id = cluster_id();
+    let mut scram = Vec::new();
+    if let Some(security) = security {
+        scram.push((SUPER_USER.to_owned(), security.super_password()));
+        for role in Role::ALL {
+            scram.push((role.user(), security.password(role)));
+        }
+    }
+    std::thread::scope(|scope| {
+        for node in members {
+            let (scram, cluster_id) = (&scram, &cluster_id);
+            scope.spawn(move || format_storage(home, node, cluster_id, scram));
+        }
+    });
+}
+
 /// A running Apache Kafka cluster.
 pub struct Cluster {
     /// Every node's client listener, comma-separated.
@@ -480,117 +642,19 @@ impl Cluster {
             wrong_ca: certs.wrong_ca.clone(),
             password: uuid::Uuid::new_v4().simple().to_string(),
         });
-        let internal_password = uuid::Uuid::new_v4().simple().to_string();
-        let ports: Vec<[u16; 3]> = (0..nodes)
-            .map(|_| [crate::free_port(), crate::free_port(), crate::free_port()])
-            .collect();
-        let voters = ports
-            .iter()
-            .enumerate()
-            .map(|(n, [_, _, controller])| format!("{}@127.0.0.1:{controller}", n + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let replication = nodes.min(3);
-        let min_insync = replication.min(2);
-        let plain = format!(
-            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{SUPER_USER}\" \
-             password=\"{internal_password}\" user_{SUPER_USER}=\"{internal_password}\";"
-        );
-        let mut members = Vec::new();
-        let front: Option<(usize, u16)> = proxied.map(|n| (n, crate::free_port()));
-        let advertised = |n: usize, client: u16| match front {
-            Some((proxied, port)) if proxied == n => port,
-            _ => client,
-        };
-        for (n, [client, internal, controller]) in ports.iter().copied().enumerate() {
-            let id = n as i32 + 1;
-            let advertised_port = advertised(n, client);
-            let data = dir.join(format!("node-{id}"));
-            let client_protocol = if secured { "SASL_SSL" } else { "PLAINTEXT" };
-            let mut config = format!(
-                "process.roles=broker,controller\n\
-                 node.id={id}\n\
-                 controller.quorum.voters={voters}\n\
-                 listeners=CLIENT://127.0.0.1:{client},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=CLIENT://127.0.0.1:{advertised_port},INTERNAL://127.0.0.1:{internal}\n\
-                 listener.security.protocol.map=CLIENT:{client_protocol},INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
-                 inter.broker.listener.name=INTERNAL\n\
-                 controller.listener.names=CONTROLLER\n\
-                 sasl.mechanism.inter.broker.protocol=PLAIN\n\
-                 sasl.mechanism.controller.protocol=PLAIN\n\
-                 listener.name.internal.sasl.enabled.mechanisms=PLAIN\n\
-                 listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
-                 listener.name.internal.plain.sasl.jaas.config={plain}\n\
-                 listener.name.controller.plain.sasl.jaas.config={plain}\n\
-                 log.dirs={data}\n\
-                 num.partitions={PARTITIONS}\n\
-                 default.replication.factor={replication}\n\
-                 min.insync.replicas={min_insync}\n\
-                 offsets.topic.replication.factor={replication}\n\
-                 offsets.topic.num.partitions=6\n\
-                 transaction.state.log.replication.factor={replication}\n\
-                 transaction.state.log.min.isr={min_insync}\n\
-                 unclean.leader.election.enable=false\n\
-                 auto.create.topics.enable=false\n\
-                 group.initial.rebalance.delay.ms=0\n\
-                 broker.session.timeout.ms={broker_session}\n",
-                broker_session = BROKER_SESSION_TIMEOUT.as_millis(),
-                data = data.display(),
-            );
-            if let Some(certs) = &certs {
-                config.push_str(&format!(
-                    "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512\n\
-                     listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
-                     listener.name.client.ssl.keystore.type=PEM\n\
-                     listener.name.client.ssl.keystore.location={keystore}\n\
-                     authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
-                     allow.everyone.if.no.acl.found=false\n\
-                     super.users=User:{SUPER_USER}\n",
-                    keystore = certs.keystore.display(),
-                ));
-            }
-            let path = dir.join(format!("node-{id}.properties"));
-            std::fs::write(&path, config).expect("node configuration");
-            members.push(Node {
-                id,
-                client_port: client,
-                config: path,
-                log: dir.join(format!("node-{id}.log")),
-                child: None,
-            });
-        }
-        let cluster_id = cluster_id();
-        // SCRAM users live in the metadata log: formatting puts them there
-        // before the first start, on every node alike.
-        let mut scram = Vec::new();
-        if let Some(security) = &security {
-            scram.push((SUPER_USER.to_owned(), security.super_password()));
-            for role in Role::ALL {
-                scram.push((role.user(), security.password(role)));
-            }
-        }
-        std::thread::scope(|scope| {
-            for node in &members {
-                let (home, scram, cluster_id) = (&home, &scram, &cluster_id);
-                scope.spawn(move || format_storage(home, node, cluster_id, scram));
-            }
-        });
-        let bootstrap = members
-            .iter()
-            .enumerate()
-            .map(|(n, node)| format!("127.0.0.1:{}", advertised(n, node.client_port)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let proxy = front.map(|(n, port)| {
+        let layout = Layout::new(nodes, proxied);
+        let members = layout.write_nodes(&dir, certs.as_ref());
+        format_nodes(&home, &members, security.as_ref());
+        let proxy = layout.front.map(|(n, port)| {
             crate::proxy::Proxy::start_on(
                 ([127, 0, 0, 1], port).into(),
                 ([127, 0, 0, 1], members[n].client_port).into(),
             )
         });
         let mut cluster = Self {
-            bootstrap,
+            bootstrap: layout.bootstrap(),
             security,
-            topics: crate::broker::Broker::tansu_topics(),
+            topics: Topics::standard(),
             proxy,
             home,
             dir,

@@ -1,4 +1,5 @@
-//! Plain Kafka clients: a mock cluster with the pipeline's topics, a raw
+//! Plain Kafka clients: the pipeline's topics (the standard names, a
+//! scenario's own, and creating them), a mock cluster with them, a raw
 //! publisher (tests control every byte and header), and a reader that reads
 //! a topic from the beginning with a fresh group.
 
@@ -18,7 +19,12 @@ use crate::events::Outgoing;
 pub const PARTITIONS: i32 = 3;
 
 /// The pipeline's topics.
-pub const TOPICS: [&str; 4] = ["orders", "orders-dlq", "users", "users-dlq"];
+pub const TOPICS: [&str; 4] = [
+    contract::topics::ORDERS,
+    contract::topics::ORDERS_DLQ,
+    contract::topics::USERS,
+    contract::topics::USERS_DLQ,
+];
 
 /// librdkafka's in-process mock cluster with the four topics.
 pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
@@ -27,6 +33,67 @@ pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
         cluster.create_topic(topic, PARTITIONS, 1).expect("topic");
     }
     cluster
+}
+
+/// Topic names of one scenario.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Order events.
+    pub orders: String,
+    /// Their dead letters (`<orders>-dlq`, as the consumer names them).
+    pub orders_dlq: String,
+    /// User events.
+    pub users: String,
+    /// Their dead letters.
+    pub users_dlq: String,
+}
+
+impl Topics {
+    /// `orders` and `users` with their DLQs.
+    pub fn named(orders: &str, users: &str) -> Self {
+        Self {
+            orders: orders.to_owned(),
+            orders_dlq: format!("{orders}-dlq"),
+            users: users.to_owned(),
+            users_dlq: format!("{users}-dlq"),
+        }
+    }
+
+    /// The standard names, used on a broker of the scenario's own.
+    pub fn standard() -> Self {
+        Self::named(contract::topics::ORDERS, contract::topics::USERS)
+    }
+
+    /// All four.
+    pub fn all(&self) -> [&str; 4] {
+        [&self.orders, &self.orders_dlq, &self.users, &self.users_dlq]
+    }
+
+    /// Creates all four, [`PARTITIONS`] partitions and `replication`
+    /// replicas each, through a client configured as `config`; fails naming
+    /// the broker and the topic it refused.
+    pub async fn create(&self, config: rdkafka::ClientConfig, replication: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
+        let admin: AdminClient<_> = config.create().expect("admin client");
+        let new: Vec<NewTopic<'_>> = self
+            .all()
+            .into_iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
+            .collect();
+        let results = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot create topics on {bootstrap}: {e}"));
+        for result in results {
+            if let Err((topic, e)) = result {
+                panic!("cannot create topic {topic} on {bootstrap}: {e}");
+            }
+        }
+    }
 }
 
 /// A plain client of `bootstrap`.
