@@ -89,6 +89,60 @@ async fn attempt(client: &reqwest::Client, url: &str, key: &str, n: usize) -> At
     }
 }
 
+/// What became of one logical order: its `order_id` when accepted, the
+/// status of each attempt, and how long it waited for its `202`.
+struct Posted {
+    id: Option<Uuid>,
+    codes: Vec<u16>,
+    waited: Duration,
+}
+
+/// Posts order `n` until it is accepted, refused, or the run (started at
+/// `run_started`) passed `deadline`.
+async fn post_order(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    run_started: Instant,
+    deadline: Duration,
+) -> Posted {
+    let key = Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let mut codes = Vec::new();
+    loop {
+        match attempt(client, url, &key, n).await {
+            Attempt::Accepted(id) => {
+                codes.push(202);
+                let waited = started.elapsed();
+                return Posted {
+                    id: Some(id),
+                    codes,
+                    waited,
+                };
+            }
+            Attempt::Refused(code) => {
+                codes.push(code);
+                return Posted {
+                    id: None,
+                    codes,
+                    waited: Duration::ZERO,
+                };
+            }
+            Attempt::Retry(code) => {
+                codes.push(code);
+                if run_started.elapsed() > deadline {
+                    return Posted {
+                        id: None,
+                        codes,
+                        waited: Duration::ZERO,
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// Posts `count` orders to `url` with `concurrency` in flight, each retried
 /// until accepted or until `deadline` after the run started.
 pub async fn post_orders(
@@ -106,50 +160,32 @@ pub async fn post_orders(
     // that never recovers kept the run going for count / concurrency times
     // the deadline (hours).
     let run_started = Instant::now();
-    let results: Vec<(Option<Uuid>, usize, Vec<u16>, Duration)> = stream::iter(0..count)
+    let results: Vec<Posted> = stream::iter(0..count)
         .map(|n| {
             let client = client.clone();
             let url = url.clone();
-            async move {
-                let key = Uuid::new_v4().to_string();
-                let started = Instant::now();
-                let mut codes = Vec::new();
-                loop {
-                    match attempt(&client, &url, &key, n).await {
-                        Attempt::Accepted(id) => {
-                            codes.push(202);
-                            return (Some(id), codes.len(), codes, started.elapsed());
-                        }
-                        Attempt::Refused(code) => {
-                            codes.push(code);
-                            return (None, codes.len(), codes, Duration::ZERO);
-                        }
-                        Attempt::Retry(code) => {
-                            codes.push(code);
-                            if run_started.elapsed() > deadline {
-                                return (None, codes.len(), codes, Duration::ZERO);
-                            }
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                }
-            }
+            async move { post_order(&client, &url, n, run_started, deadline).await }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    tally(count, results)
+}
+
+/// The report of a run that sent `count` orders.
+fn tally(count: usize, results: Vec<Posted>) -> LoadReport {
     let mut report = LoadReport {
         sent: count,
         ..LoadReport::default()
     };
     let mut seen = std::collections::HashSet::new();
-    for (id, attempts, codes, waited) in results {
-        report.attempts += attempts;
-        report.longest_wait = report.longest_wait.max(waited);
-        for code in codes {
+    for posted in results {
+        report.attempts += posted.codes.len();
+        report.longest_wait = report.longest_wait.max(posted.waited);
+        for code in posted.codes {
             *report.statuses.entry(code).or_default() += 1;
         }
-        match id {
+        match posted.id {
             Some(id) if seen.insert(id) => report.accepted.push(id),
             Some(_) => {}
             None => report.gave_up += 1,
