@@ -45,3 +45,28 @@ use contract::FieldError;
     ))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch statuses are documented as the closed sets they are, in
+    /// the words the answers use.
+    #[test]
+    fn batch_statuses_are_documented_with_their_values() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialised");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ItemStatus"]["enum"],
+            serde_json::json!(["accepted", "failed"])
+        );
+        assert_eq!(
+            schemas["BatchStatus"]["enum"],
+            serde_json::json!(["accepted", "partial"])
+        );
+        assert_eq!(
+            schemas["ItemOutcome"]["properties"]["status"]["$ref"],
+            "#/components/schemas/ItemStatus"
+        );
+    }
+}

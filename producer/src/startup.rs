@@ -152,7 +152,7 @@ impl Application {
             stop.clone(),
         );
         // Serve until the stop, then give in-flight requests what is left of
-        // the shutdown timeout, and the flush the rest.
+        // the shutdown timeout, and the flush whatever remains of it.
         let since =
             server::run_until_drained(serving, &stop, self.shutdown_timeout, "in-flight requests")
                 .await?;
