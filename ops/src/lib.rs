@@ -7,6 +7,5 @@ pub mod dev;
 pub mod dlq;
 pub mod lag;
 pub mod order;
-pub mod serve;
 pub mod terminal;
 pub mod verdict;

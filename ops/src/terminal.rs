@@ -87,6 +87,27 @@ impl<W: Write> Write for Escaped<W> {
     }
 }
 
+/// The tool's standard output, escaped.
+pub type Stdout = Escaped<std::io::StdoutLock<'static>>;
+
+/// Writes a command's result to standard output. A reader that went away
+/// (`| head`) is not an error: there is nobody left to tell.
+pub fn emit(write: impl FnOnce(&mut Stdout) -> std::io::Result<()>) -> anyhow::Result<()> {
+    // What the tool prints comes in part from messages: escaped, so that
+    // none of it drives the terminal.
+    let mut out = Escaped::new(std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
+}
+
+/// Writes `value` to standard output as pretty JSON (see [`emit`]).
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    emit(|out| writeln!(out, "{text}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
