@@ -198,36 +198,100 @@ impl DevDatabase {
 /// The database's name on a private server.
 const DATABASE: &str = "pubsubkafka";
 
-/// Runs the pipeline until Ctrl-C.
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let mut cluster: Option<MockCluster<'static, DefaultProducerContext>> = None;
-    let bootstrap = match &args.broker {
-        Some(broker) => broker.clone(),
+/// The in-process broker, when `dev` runs one.
+type InProcess = MockCluster<'static, DefaultProducerContext>;
+
+/// The broker's bootstrap servers: `--broker`, or an in-process broker
+/// with the pipeline's topics (returned too: it lives as long as that).
+fn start_broker(args: &DevArgs) -> anyhow::Result<(String, Option<InProcess>)> {
+    match &args.broker {
+        Some(broker) => Ok((broker.clone(), None)),
         None => {
             let mock = MockCluster::new(1).context("starting the in-process broker")?;
             for topic in TOPICS {
                 mock.create_topic(topic, args.partitions, 1)
                     .with_context(|| format!("creating topic {topic}"))?;
             }
-            let servers = mock.bootstrap_servers();
-            cluster = Some(mock);
-            servers
+            Ok((mock.bootstrap_servers(), Some(mock)))
         }
-    };
+    }
+}
+
+/// The services' environment: this process's, with the broker and the
+/// addresses of `args`; and whether reads need no token (on a laptop,
+/// unless one is given).
+fn environment(args: &DevArgs, bootstrap: &str) -> (Env, bool) {
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
     vars.extend([
-        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
+        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.to_owned()),
         ("PRODUCER_HTTP_ADDR".to_owned(), args.producer_addr.clone()),
         ("CONSUMER_HTTP_ADDR".to_owned(), args.consumer_addr.clone()),
         ("QUERY_HTTP_ADDR".to_owned(), args.query_addr.clone()),
     ]);
-    // On a laptop, reads need no token unless one is given; said below.
     let anonymous_reads = std::env::var_os("API_TOKEN").is_none()
         && std::env::var_os("QUERY_ALLOW_ANONYMOUS").is_none();
     if anonymous_reads {
         vars.push(("QUERY_ALLOW_ANONYMOUS".to_owned(), "true".to_owned()));
     }
-    let env = Env::from_pairs(vars);
+    (Env::from_pairs(vars), anonymous_reads)
+}
+
+/// The three services, running until `stop`.
+struct Services {
+    api: std::net::SocketAddr,
+    ops: std::net::SocketAddr,
+    read: std::net::SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Services {
+    /// Builds the producer, the consumer and the query service from `env`
+    /// and runs them until `stop`.
+    async fn start(env: &Env, stop: &CancellationToken) -> anyhow::Result<Self> {
+        let producer_config =
+            producer::ProducerConfig::from_env(env).context("producer configuration")?;
+        let consumer_config =
+            consumer::ConsumerConfig::from_env(env).context("consumer configuration")?;
+        let query_config = query::QueryConfig::from_env(env).context("query configuration")?;
+        let producer = producer::Application::build(producer_config, prometheus::Registry::new())
+            .await
+            .context("starting the producer")?;
+        let consumer = consumer::Application::build(consumer_config, prometheus::Registry::new())
+            .await
+            .context("starting the consumer")?;
+        let reads = query::Application::build(query_config, prometheus::Registry::new())
+            .await
+            .context("starting the query service")?;
+        let (api, ops, read) = (
+            producer.local_addr()?,
+            consumer.local_addr()?,
+            reads.local_addr()?,
+        );
+        let tasks = vec![
+            tokio::spawn(producer.run(stop.clone())),
+            tokio::spawn(consumer.run(stop.clone())),
+            tokio::spawn(reads.run(stop.clone())),
+        ];
+        Ok(Self {
+            api,
+            ops,
+            read,
+            tasks,
+        })
+    }
+
+    /// Waits for each service to end.
+    async fn join(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Runs the pipeline until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let (bootstrap, cluster) = start_broker(&args)?;
+    let (env, anonymous_reads) = environment(&args, &bootstrap);
     let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
         .context("telemetry configuration")?;
     let _telemetry = platform::telemetry::init(&telemetry)?;
@@ -243,37 +307,53 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("stopped");
         return Ok(());
     }
-    let database_url = database.url.clone();
-    let env = env.with("DATABASE_URL", &database_url);
-    let producer_config =
-        producer::ProducerConfig::from_env(&env).context("producer configuration")?;
-    let consumer_config =
-        consumer::ConsumerConfig::from_env(&env).context("consumer configuration")?;
-    let query_config = query::QueryConfig::from_env(&env).context("query configuration")?;
+    let env = env.with("DATABASE_URL", &database.url);
+    let services = Services::start(&env, &stop).await?;
+    print_guide(&Guide {
+        bootstrap: &bootstrap,
+        in_process: cluster.is_some(),
+        services: &services,
+        database: &database,
+        anonymous_reads,
+    });
+    wait_until_stopped(&stop).await;
+    services.join().await;
+    drop(cluster);
+    if let Some(server) = database.private {
+        println!(
+            "removing the private PostgreSQL ({})",
+            server.dir().display()
+        );
+        drop(server);
+    }
+    println!("stopped");
+    Ok(())
+}
 
-    let producer = producer::Application::build(producer_config, prometheus::Registry::new())
-        .await
-        .context("starting the producer")?;
-    let consumer = consumer::Application::build(consumer_config, prometheus::Registry::new())
-        .await
-        .context("starting the consumer")?;
-    let reads = query::Application::build(query_config, prometheus::Registry::new())
-        .await
-        .context("starting the query service")?;
-    let api = producer.local_addr()?;
-    let ops = consumer.local_addr()?;
-    let read = reads.local_addr()?;
-    let producer_task = tokio::spawn(producer.run(stop.clone()));
-    let consumer_task = tokio::spawn(consumer.run(stop.clone()));
-    let query_task = tokio::spawn(reads.run(stop.clone()));
+/// What `dev` tells its user once the pipeline runs.
+struct Guide<'a> {
+    bootstrap: &'a str,
+    in_process: bool,
+    services: &'a Services,
+    database: &'a DevDatabase,
+    anonymous_reads: bool,
+}
 
+/// Prints where everything runs and how to try it.
+fn print_guide(guide: &Guide<'_>) {
+    let Guide {
+        bootstrap,
+        services: Services { api, ops, read, .. },
+        database,
+        ..
+    } = guide;
+    let database_url = redact(&database.url);
     println!(
-        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {}{}\n",
-        if cluster.is_some() { " (in process)" } else { "" },
-        redact(&database_url),
+        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {database_url}{}\n",
+        if guide.in_process { " (in process)" } else { "" },
         if database.private.is_some() { " (private)" } else { "" },
     );
-    if anonymous_reads {
+    if guide.anonymous_reads {
         println!(
             "Reads on http://{read} need no token here (QUERY_ALLOW_ANONYMOUS=true, for this laptop \
              only: deployed, the query service does not start without API_TOKEN).\n"
@@ -281,8 +361,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     if let Some(server) = &database.private {
         println!(
-            "The database is a private, temporary PostgreSQL ({}, data in {}): it and its data are removed on exit.\n",
-            redact(&database_url),
+            "The database is a private, temporary PostgreSQL ({database_url}, data in {}): it and its data are removed on exit.\n",
             server.dir().display()
         );
     }
@@ -301,25 +380,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "follow it (the answer's Location, on the query service):\n\n  curl -i http://{read}/orders/<order_id>\n  pubsubkafka order <order_id>\n"
     );
     println!(
-        "and see it in PostgreSQL:\n\n  psql '{}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n",
-        redact(&database_url)
+        "and see it in PostgreSQL:\n\n  psql '{database_url}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n"
     );
     println!("Metrics: http://{api}/metrics and http://{ops}/metrics. Ctrl-C stops everything.\n");
-
-    wait_until_stopped(&stop).await;
-    let _ = producer_task.await;
-    let _ = consumer_task.await;
-    let _ = query_task.await;
-    drop(cluster);
-    if let Some(server) = database.private {
-        println!(
-            "removing the private PostgreSQL ({})",
-            server.dir().display()
-        );
-        drop(server);
-    }
-    println!("stopped");
-    Ok(())
 }
 
 async fn wait_until_stopped(stop: &CancellationToken) {

@@ -95,83 +95,11 @@ impl PrivateServer {
     pub async fn start() -> Result<Self, PrivateServerError> {
         let bin = server_bin()?;
         let scratch = Scratch::create()?;
-        // The directory belongs to whoever runs this: root, exactly when
-        // PostgreSQL needs another user.
-        let root = std::fs::metadata(&scratch.path)
-            .map_err(|source| scratch.error(source))?
-            .uid()
-            == 0;
-        let run_as = if root {
-            let user = RunAs::postgres()?;
-            std::os::unix::fs::chown(&scratch.path, Some(user.uid), Some(user.gid))
-                .map_err(|source| scratch.error(source))?;
-            Some(user)
-        } else {
-            None
-        };
-
+        let run_as = scratch.owner()?;
         let data = scratch.path.join("data");
-        let mut initdb = command(run_as, &bin.join("initdb"), &scratch.path);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ])
-            // Thrown away on exit: no need to wait for the disk.
-            .arg("--no-sync");
-        let output = tokio::process::Command::from(initdb)
-            .output()
-            .await
-            .map_err(|source| {
-                if run_as.is_some() && source.kind() == io::ErrorKind::PermissionDenied {
-                    PrivateServerError::ScratchClosed {
-                        path: scratch.path.clone(),
-                    }
-                } else {
-                    PrivateServerError::Spawn {
-                        program: bin.join("initdb"),
-                        source,
-                    }
-                }
-            })?;
-        if !output.status.success() {
-            let text = String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr);
-            return Err(PrivateServerError::Initdb {
-                status: output.status,
-                output: tail(&text, LOG_TAIL_LINES),
-            });
-        }
-
+        initdb(&bin, run_as, &scratch, &data).await?;
         let port = free_port()?;
-        let log_path = scratch.path.join("server.log");
-        let log = File::create(&log_path).map_err(|source| scratch.error(source))?;
-        let log_err = log.try_clone().map_err(|source| scratch.error(source))?;
-        let mut postgres = command(run_as, &bin.join("postgres"), &scratch.path);
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!(
-                "unix_socket_directories={}",
-                scratch.path.display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let server = postgres
-            .spawn()
-            .map_err(|source| PrivateServerError::Spawn {
-                program: bin.join("postgres"),
-                source,
-            })?;
+        let server = spawn_postgres(&bin, run_as, &scratch, &data, port)?;
         // From here on, an early return stops the server too.
         let mut started = Self {
             server,
@@ -280,6 +208,86 @@ impl Drop for PrivateServer {
     }
 }
 
+/// Makes the cluster in `data` with `initdb`.
+async fn initdb(
+    bin: &Path,
+    run_as: Option<RunAs>,
+    scratch: &Scratch,
+    data: &Path,
+) -> Result<(), PrivateServerError> {
+    let mut initdb = command(run_as, &bin.join("initdb"), &scratch.path);
+    initdb
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ])
+        // Thrown away on exit: no need to wait for the disk.
+        .arg("--no-sync");
+    let output = tokio::process::Command::from(initdb)
+        .output()
+        .await
+        .map_err(|source| {
+            if run_as.is_some() && source.kind() == io::ErrorKind::PermissionDenied {
+                PrivateServerError::ScratchClosed {
+                    path: scratch.path.clone(),
+                }
+            } else {
+                PrivateServerError::Spawn {
+                    program: bin.join("initdb"),
+                    source,
+                }
+            }
+        })?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        return Err(PrivateServerError::Initdb {
+            status: output.status,
+            output: tail(&text, LOG_TAIL_LINES),
+        });
+    }
+    Ok(())
+}
+
+/// Starts the server of the cluster in `data` on 127.0.0.1 and `port`, its
+/// socket in the scratch directory and its output in `server.log` there.
+fn spawn_postgres(
+    bin: &Path,
+    run_as: Option<RunAs>,
+    scratch: &Scratch,
+    data: &Path,
+    port: u16,
+) -> Result<Child, PrivateServerError> {
+    let log_path = scratch.path.join("server.log");
+    let log = File::create(&log_path).map_err(|source| scratch.error(source))?;
+    let log_err = log.try_clone().map_err(|source| scratch.error(source))?;
+    let mut postgres = command(run_as, &bin.join("postgres"), &scratch.path);
+    postgres
+        .arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!(
+            "unix_socket_directories={}",
+            scratch.path.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    postgres
+        .spawn()
+        .map_err(|source| PrivateServerError::Spawn {
+            program: bin.join("postgres"),
+            source,
+        })
+}
+
 /// Whether `child` exits (and is reaped) within `within`.
 fn exits_within(child: &mut Child, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -314,6 +322,23 @@ impl Scratch {
                 source,
             })?;
         Ok(Self { path })
+    }
+
+    /// Who runs the server: this process's user, or, for root (who owns
+    /// the directory exactly when PostgreSQL needs another user), the
+    /// `postgres` user, given the directory.
+    fn owner(&self) -> Result<Option<RunAs>, PrivateServerError> {
+        let root = std::fs::metadata(&self.path)
+            .map_err(|source| self.error(source))?
+            .uid()
+            == 0;
+        if !root {
+            return Ok(None);
+        }
+        let user = RunAs::postgres()?;
+        std::os::unix::fs::chown(&self.path, Some(user.uid), Some(user.gid))
+            .map_err(|source| self.error(source))?;
+        Ok(Some(user))
     }
 
     fn error(&self, source: io::Error) -> PrivateServerError {
