@@ -19,6 +19,9 @@ cargo fmt --all --check
 section "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+section "SQL of the store crate checked against the migrations"
+./scripts/check-queries.sh
+
 section "Apache Kafka for the end-to-end suite (from Maven Central)"
 ./scripts/install-kafka.sh
 

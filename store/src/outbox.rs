@@ -24,12 +24,15 @@ pub async fn backlog(pool: &PgPool, deadline: Duration) -> Result<(i64, f64), sq
         |e| e,
         || no_answer(deadline),
         async |conn| {
-            sqlx::query_as(
-                "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-             FROM outbox",
+            let row = sqlx::query!(
+                r#"SELECT count(*) AS "rows!",
+                          COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+                              AS "oldest_seconds!"
+                   FROM outbox"#
             )
             .fetch_one(conn)
-            .await
+            .await?;
+            Ok((row.rows, row.oldest_seconds))
         },
     )
     .await

@@ -45,7 +45,7 @@ pub struct Found {
 }
 
 /// One event of the event store.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StoredEvent {
     /// The event's id.
     pub event_id: Uuid,
@@ -198,15 +198,16 @@ pub async fn events(
     id: &str,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StoredEvent,
         "SELECT event_id, event_type, schema_version, content_type, occurred_at, recorded_at,
                 correlation_id, trace_id, source_topic, source_partition, source_offset, payload
          FROM event_store WHERE aggregate_id = $1 AND event_type = $2
          ORDER BY stored_seq LIMIT $3",
+        id,
+        domain.event_type(),
+        limit,
     )
-    .bind(id)
-    .bind(domain.event_type())
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -215,8 +216,8 @@ pub async fn events(
 /// [`crate::db::Failure::MissingTable`]: the consumer applies the
 /// migrations on start-up).
 pub async fn probe(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1 FROM orders, order_items, users, event_store, rejections LIMIT 0")
-        .execute(conn)
+    sqlx::query!("SELECT 1 AS one FROM orders, order_items, users, event_store, rejections LIMIT 0")
+        .fetch_optional(conn)
         .await
         .map(drop)
 }

@@ -12,15 +12,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// One time a message about an order or user was dead-lettered, as read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Rejection {
     /// The event's id, when the message could be read.
     pub event_id: Option<Uuid>,
     /// `permanent` or `transient` (retried, then given up).
-    #[sqlx(try_from = "String")]
     pub error_kind: ErrorKind,
     /// The failure's class, as in the dead letter's `dlq-error-class`.
-    #[sqlx(try_from = "String")]
     pub error_class: FailureClass,
     /// When it was dead-lettered.
     pub rejected_at: DateTime<Utc>,
@@ -71,7 +69,7 @@ pub struct NewRejection<'a> {
 /// offset): dead-lettering the same message again after a redelivery
 /// updates its row.
 pub async fn record(conn: &mut PgConnection, r: &NewRejection<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO rejections (consumer_group, source_topic, source_partition,
              source_offset, domain, aggregate_id, event_id, error_kind, error_class,
              dlq_topic, dlq_partition, dlq_offset)
@@ -81,19 +79,19 @@ pub async fn record(conn: &mut PgConnection, r: &NewRejection<'_>) -> Result<(),
              error_class = EXCLUDED.error_class, dlq_topic = EXCLUDED.dlq_topic,
              dlq_partition = EXCLUDED.dlq_partition, dlq_offset = EXCLUDED.dlq_offset,
              rejected_at = now()",
+        r.group,
+        r.topic,
+        r.partition,
+        r.offset,
+        r.domain.resource(),
+        r.aggregate_id,
+        r.event_id,
+        r.kind.as_str(),
+        r.class.as_str(),
+        r.dlq_topic,
+        r.dlq_at.map(|(partition, _)| partition),
+        r.dlq_at.map(|(_, offset)| offset),
     )
-    .bind(r.group)
-    .bind(r.topic)
-    .bind(r.partition)
-    .bind(r.offset)
-    .bind(r.domain.resource())
-    .bind(r.aggregate_id)
-    .bind(r.event_id)
-    .bind(r.kind.as_str())
-    .bind(r.class.as_str())
-    .bind(r.dlq_topic)
-    .bind(r.dlq_at.map(|(partition, _)| partition))
-    .bind(r.dlq_at.map(|(_, offset)| offset))
     .execute(conn)
     .await
     .map(drop)
@@ -107,15 +105,41 @@ pub async fn of(
     id: &str,
     limit: i64,
 ) -> Result<Vec<Rejection>, sqlx::Error> {
-    sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT event_id, error_kind, error_class, rejected_at, consumer_group, source_topic,
                 source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset
          FROM rejections WHERE domain = $1 AND aggregate_id = $2
          ORDER BY rejected_at, source_offset LIMIT $3",
+        domain.resource(),
+        id,
+        limit,
     )
-    .bind(domain.resource())
-    .bind(id)
-    .bind(limit)
     .fetch_all(conn)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Rejection {
+                event_id: row.event_id,
+                error_kind: named(&row.error_kind)?,
+                error_class: named(&row.error_class)?,
+                rejected_at: row.rejected_at,
+                consumer_group: row.consumer_group,
+                source_topic: row.source_topic,
+                source_partition: row.source_partition,
+                source_offset: row.source_offset,
+                dlq_topic: row.dlq_topic,
+                dlq_partition: row.dlq_partition,
+                dlq_offset: row.dlq_offset,
+            })
+        })
+        .collect()
+}
+
+/// A stored kind or class: one this build does not know is an error,
+/// never passed over.
+pub(crate) fn named<T>(stored: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = contract::dead_letter::UnknownName>,
+{
+    stored.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
