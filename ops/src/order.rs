@@ -190,10 +190,7 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
         .ok()
         .and_then(|u| contract::ids::assigned_at(&u));
     Ok(Story {
-        kind: match domain {
-            Domain::Orders => "order",
-            Domain::Users => "user",
-        },
+        kind: domain.noun(),
         status: status.label(),
         reason: match status {
             Status::Unknown(why) => Some(why.code()),

@@ -36,6 +36,15 @@ impl Domain {
         }
     }
 
+    /// One of its things, in the singular (`order`, `user`): metric
+    /// labels, messages, id derivation.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Domain::Orders => "order",
+            Domain::Users => "user",
+        }
+    }
+
     /// The domain whose events are of `event_type`.
     pub fn of_event_type(event_type: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.event_type() == event_type)

@@ -66,13 +66,6 @@ pub struct EventIds<I> {
     pub event: Uuid,
 }
 
-fn prefix(domain: Domain) -> &'static str {
-    match domain {
-        Domain::Orders => "order",
-        Domain::Users => "user",
-    }
-}
-
 /// How ids are derived from idempotency keys: publicly, or keyed by a
 /// per-deployment secret. Every producer replica of a deployment must use
 /// the same one, and it must not change while clients may retry (a retry
@@ -112,7 +105,7 @@ impl KeyDerivation {
 
     /// The id `key` names in `domain`.
     pub fn id_of(&self, domain: Domain, key: &str) -> Uuid {
-        let name = format!("{}:{key}", prefix(domain));
+        let name = format!("{}:{key}", domain.noun());
         match &self.secret {
             None => Uuid::new_v5(&NAMESPACE, name.as_bytes()),
             Some(secret) => {

@@ -267,15 +267,8 @@ async fn status(state: &AppState, domain: Domain, id: &str) -> Result<(Status, F
     })
     .await?;
     let status = read::status_of(&found, id, Utc::now(), state.pending_window);
-    state.metrics.lookup(singular(domain), status.label());
+    state.metrics.lookup(domain.noun(), status.label());
     Ok((status, found))
-}
-
-fn singular(domain: Domain) -> &'static str {
-    match domain {
-        Domain::Orders => "order",
-        Domain::Users => "user",
-    }
 }
 
 fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
