@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use contract::headers as h;
 use contract::topics::Domains;
 use platform::kafka::KafkaSettings;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -73,39 +72,22 @@ pub struct ReplaySummary {
     pub destination: String,
 }
 
-/// The headers of a replayed copy: the original ones without this
-/// failure's `dlq-*`, the replay count, and the first failure (carried
-/// over, or taken from this dead letter when it is the first).
+/// The headers of a replayed copy (see [`contract::dead_letter::replay_headers`]).
 fn replay_headers(message: &OwnedMessage, count: u32) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    let mut first_known = false;
-    if let Some(original) = message.headers() {
-        for x in original.iter() {
-            let first = x.key.starts_with(h::DLQ_FIRST_PREFIX);
-            first_known |= first;
-            if first || !x.key.starts_with("dlq-") {
-                headers = headers.insert(Header {
-                    key: x.key,
-                    value: x.value,
-                });
-            }
-        }
-    }
-    if !first_known {
-        for (first, current) in h::DLQ_FIRST_FAILURE {
-            if let Some(value) = platform::kafka::header(message, current) {
-                headers = headers.insert(Header {
-                    key: first,
-                    value: Some(value),
-                });
-            }
-        }
-    }
-    let count = count.to_string();
-    headers.insert(Header {
-        key: h::DLQ_REPLAY_COUNT,
-        value: Some(count.as_str()),
-    })
+    let original: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .iter()
+        .flat_map(|hs| hs.iter())
+        .map(|x| (x.key, x.value))
+        .collect();
+    contract::dead_letter::replay_headers(&original, count)
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            })
+        })
 }
 
 /// Where a replay of `dlq` publishes: the configured topic whose DLQ it
