@@ -22,6 +22,7 @@ pub mod persist;
 pub mod persistable;
 pub mod process;
 pub mod progress;
+mod received;
 pub mod rejections;
 pub mod retry;
 pub mod rows;

@@ -20,9 +20,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::Timestamp;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
 use platform::throttle::LogThrottle;
 
@@ -36,7 +35,7 @@ use crate::member::{self, Member};
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
 use crate::partition::Partition;
-use crate::pending::{BatchLimits, Pending, Placed};
+use crate::pending::{BatchLimits, Pending};
 use crate::persist::{PersistError, Store};
 use crate::rejections::{self, Rejection};
 use crate::settlement::{self, DlqBackoff, Settlement, Stopped, Walked};
@@ -44,6 +43,7 @@ use contract::topics::Domains;
 
 use crate::process::{process_batch, BatchOutcome, Handled, Verdict};
 use crate::progress::Progress;
+use crate::received::{age_seconds, received, Received};
 use crate::retry::RetryPolicy;
 
 /// The Kafka consumer of the service.
@@ -91,48 +91,6 @@ enum Unsettled {
     Record(PersistError),
 }
 
-/// One message's span (continuing the producer's trace) and receive time.
-struct Received {
-    message: OwnedMessage,
-    span: Span,
-    trace_id: Option<String>,
-    at: Instant,
-}
-
-fn received(message: OwnedMessage) -> Received {
-    // A root span: never the child of whatever happens to be current.
-    let span = tracing::info_span!(
-        parent: None,
-        "consume",
-        topic = message.topic(),
-        partition = message.partition(),
-        offset = message.offset(),
-        trace_id = tracing::field::Empty,
-    );
-    platform::trace::continue_from(&span, |name| {
-        platform::kafka::header(&message, name).map(str::to_owned)
-    });
-    let trace_id = platform::trace::ids(&span).map(|(trace_id, _)| trace_id);
-    if let Some(trace_id) = &trace_id {
-        span.record("trace_id", trace_id.as_str());
-    }
-    Received {
-        message,
-        span,
-        trace_id,
-        at: Instant::now(),
-    }
-}
-
-fn age_seconds(message: &OwnedMessage) -> Option<f64> {
-    match message.timestamp() {
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => {
-            Some((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1000.0)
-        }
-        Timestamp::NotAvailable => None,
-    }
-}
-
 /// Sleeps until `wake`, or forever without one.
 async fn sleep_until(wake: Option<tokio::time::Instant>) {
     match wake {
@@ -157,21 +115,6 @@ enum Wake {
     Finished(Result<Written, Lost>),
     Read(Result<OwnedMessage, rdkafka::error::KafkaError>),
     Timer,
-}
-
-impl Placed for Received {
-    fn topic(&self) -> &str {
-        self.message.topic()
-    }
-    fn partition(&self) -> i32 {
-        self.message.partition()
-    }
-    fn bytes(&self) -> usize {
-        self.message.payload().map_or(0, <[u8]>::len) + self.message.key().map_or(0, <[u8]>::len)
-    }
-    fn read_at(&self) -> Instant {
-        self.at
-    }
 }
 
 /// The earlier of two optional instants.
