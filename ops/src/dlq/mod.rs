@@ -3,8 +3,9 @@
 //! under its own consumer group, committing each one only once the broker
 //! acknowledged the copy: an interrupted replay resumes where it stopped.
 //!
-//! [`read`] lists and inspects, [`replay`] republishes under a
-//! [`ReplayLock`] ([`lock`]), [`print`] writes the results for people.
+//! [`read`] lists and inspects, [`replay`](mod@replay) republishes under
+//! a [`ReplayLock`] ([`lock`]), [`print`](mod@print) writes the results
+//! for people.
 
 pub mod lock;
 pub mod print;

@@ -5,11 +5,11 @@
 //! and, over a window of such measurements, a verdict on each partition's
 //! progress (see [`crate::verdict`]).
 //!
-//! [`measure`] takes the measurements ([`Measurer`], the one loop of
-//! `lag` and of the exporter), [`history`] keeps the window and judges it,
-//! [`print`] writes it for people, [`metrics`] and [`exporter`] serve it to
-//! Prometheus (`--serve`), [`outbox`] adds the producers' outbox
-//! (`--outbox`).
+//! [`measure`](mod@measure) takes the measurements ([`Measurer`], the
+//! one loop of `lag` and of the exporter), [`history`] keeps the window
+//! and judges it, [`print`](mod@print) writes it for people, [`metrics`]
+//! and [`exporter`] serve it to Prometheus (`--serve`), [`outbox`] adds
+//! the producers' outbox (`--outbox`).
 
 pub mod exporter;
 pub mod history;
