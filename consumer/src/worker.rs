@@ -27,24 +27,26 @@ use platform::throttle::LogThrottle;
 
 use crate::circuit::CircuitBreaker;
 use crate::context::GroupContext;
-use crate::dead_letter::{DeadLetterer, Delivery, DlqUnavailable};
+use crate::dead_letter::DeadLetterer;
 use crate::events::{self, At, InternalEvent};
-use crate::failure::Failure;
 use crate::flood::FloodGuard;
 use crate::member::{self, Member};
 use crate::metrics::ConsumerMetrics;
 use crate::offsets;
 use crate::partition::Partition;
 use crate::pending::{BatchLimits, Pending};
-use crate::persist::{PersistError, Store};
-use crate::rejections::{self, Rejection};
+use crate::persist::Store;
 use crate::settlement::{self, DlqBackoff, Settlement, Stopped, Walked};
 use contract::topics::Domains;
 
 use crate::process::{process_batch, BatchOutcome, Handled, Verdict};
 use crate::progress::Progress;
-use crate::received::{age_seconds, received, Received};
+use crate::received::{received, Received};
 use crate::retry::RetryPolicy;
+
+mod message;
+
+use message::Unsettled;
 
 /// The Kafka consumer of the service.
 pub type GroupConsumer = StreamConsumer<GroupContext>;
@@ -78,17 +80,6 @@ pub struct Worker {
     pub log_throttle: LogThrottle,
     /// Holds a partition whose messages would flood its DLQ.
     pub flood: FloodGuard,
-}
-
-/// Why a message could not be settled now; it waits and is read again.
-#[derive(Debug, thiserror::Error)]
-enum Unsettled {
-    /// The DLQ did not take it.
-    #[error(transparent)]
-    Dlq(DlqUnavailable),
-    /// Its rejection could not be recorded.
-    #[error("cannot record the rejection: {0}")]
-    Record(PersistError),
 }
 
 /// Sleeps until `wake`, or forever without one.
@@ -471,82 +462,6 @@ impl Worker {
             tracing::error!(%error, ?wait, "dead letter not settled; the message waits");
         }
         self.dlq_backoff = settlement.dlq;
-    }
-
-    /// Finishes one message: dead-letters it if it must be, then records
-    /// its outcome. Runs inside the message's span.
-    async fn settle_message(&self, r: &Received, handled: &Handled) -> Result<(), Unsettled> {
-        let m = &r.message;
-        let at = At {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-        };
-        match &handled.verdict {
-            Verdict::Persisted => events::Persisted {
-                at,
-                trace_id: r.trace_id.as_deref(),
-            }
-            .emit(&self.metrics),
-            Verdict::Duplicate => events::AlreadyStored { at }.emit(&self.metrics),
-            Verdict::DeadLetter(failure) => {
-                let delivery = self
-                    .dead_letters
-                    .send(m, failure)
-                    .await
-                    .map_err(Unsettled::Dlq)?;
-                events::DeadLettered {
-                    at,
-                    failure,
-                    delivery: &delivery,
-                    bytes: m.payload().map_or(0, <[u8]>::len),
-                }
-                .emit(&self.metrics);
-                self.record_rejection(m, failure, &delivery).await?;
-            }
-        }
-        events::Finished {
-            topic: at.topic,
-            processing: r.at.elapsed(),
-            age_seconds: age_seconds(m),
-            retries: handled.retries,
-        }
-        .emit(&self.metrics);
-        Ok(())
-    }
-
-    /// Records a dead-lettered message for the read side, before its
-    /// offset is stored; a message about nobody it can name is not
-    /// recorded. When the database refuses, the message waits as it does
-    /// for an unavailable DLQ, and is dead-lettered again when read again
-    /// (a second copy in the DLQ, which a replay finds stored or fails
-    /// again).
-    async fn record_rejection(
-        &self,
-        m: &OwnedMessage,
-        failure: &Failure,
-        delivery: &Delivery,
-    ) -> Result<(), Unsettled> {
-        let Some(domain) = self.topics.domain(m.topic()) else {
-            return Ok(());
-        };
-        let Some(subject) = rejections::subject(m, domain) else {
-            return Ok(());
-        };
-        let rejection = Rejection {
-            group: self.dead_letters.group(),
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            subject,
-            failure,
-            dlq_topic: contract::topics::dlq_of(m.topic()),
-            stored: delivery.stored(),
-        };
-        self.store
-            .record_rejection(&rejection)
-            .await
-            .map_err(Unsettled::Record)
     }
 
     /// Sets the flag that keeps newly assigned partitions paused, then
