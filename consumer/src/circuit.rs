@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::doubling::Doubling;
+use platform::backoff::Doubling;
 
 /// Longest wait between two probes.
 pub const MAX_PROBE_WAIT: Duration = Duration::from_secs(30);

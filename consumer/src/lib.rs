@@ -8,7 +8,6 @@ pub mod copy;
 pub mod db;
 pub mod dead_letter;
 pub mod decode;
-pub mod doubling;
 pub mod events;
 pub mod failure;
 pub mod flood;

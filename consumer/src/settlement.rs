@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
 
-use crate::doubling::Doubling;
+use platform::backoff::Doubling;
 use crate::flood::Tripped;
 use crate::member::{self, Member};
 use crate::offsets;

@@ -4,6 +4,7 @@
 //! routes and the shutdown signal.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod kafka;

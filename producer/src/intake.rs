@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::headers::header_text;
-use crate::outbox::Entry;
+use crate::record::Record;
 use crate::publish::Delivered;
 use crate::state::AppState;
 
@@ -246,8 +246,8 @@ fn message<'a, E: Event>(
     state: &'a AppState,
     event: &E,
     trace: &'a Trace,
-) -> Result<Entry<'a>, ApiError> {
-    Ok(Entry {
+) -> Result<Record<'a>, ApiError> {
+    Ok(Record {
         topic: state.topics.topic(E::DOMAIN),
         key: event.key(),
         headers: Envelope::of(event, state.format).headers(),
@@ -257,7 +257,7 @@ fn message<'a, E: Event>(
 }
 
 /// Publishes `entry` and waits for the broker's acknowledgement.
-async fn publish(state: &AppState, entry: &Entry<'_>) -> Result<Delivered, ApiError> {
+async fn publish(state: &AppState, entry: &Record<'_>) -> Result<Delivered, ApiError> {
     let delivered = state
         .publisher
         .publish(
@@ -282,7 +282,7 @@ async fn publish(state: &AppState, entry: &Entry<'_>) -> Result<Delivered, ApiEr
 /// published, each awaited. Each entry's broker position when published.
 async fn store(
     state: &AppState,
-    entries: &[Entry<'_>],
+    entries: &[Record<'_>],
 ) -> Result<Vec<Result<Option<Delivered>, ApiError>>, ApiError> {
     if let Some(outbox) = &state.outbox {
         outbox.write(entries).await?;

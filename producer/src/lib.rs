@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod outbox;
+pub mod record;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;

@@ -1,6 +1,7 @@
 //! A wait that doubles after each failure, up to a ceiling, and starts
-//! over after a success: the circuit breaker's probes and the worker's
-//! retries of an unavailable DLQ both wait this way.
+//! over after a success: the consumer's circuit breaker probes and its
+//! retries of an unavailable DLQ, and the outbox relay after a failed
+//! database round, all wait this way.
 
 use std::time::Duration;
 
