@@ -140,6 +140,13 @@ async fn bounded<T>(
     .await
 }
 
+/// What the database holds of one id.
+struct Read {
+    found: read::Found,
+    events: Vec<StoredEvent>,
+    dead_letters: Vec<Rejection>,
+}
+
 /// Reads the story of `args.id`.
 pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     let domain = if args.user {
@@ -149,38 +156,9 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     };
     let id = contract::ids::parse(domain, args.id.trim())
         .map_err(|rule| anyhow::anyhow!("{:?} is not an id: {rule}", args.id))?;
-    let pool = store::db::pool(
-        &args.database_url,
-        PoolSpec {
-            application: "pubsubkafka-order",
-            max_connections: 1,
-            acquire: Duration::from_secs(5),
-            guards: SessionGuards::for_statements(Duration::from_secs(10)).read_only(),
-        },
-    )
-    .context("DATABASE_URL is not a PostgreSQL URL")?;
-    let reading = || {
-        format!(
-            "reading {} (is the database up, and migrated by the consumer?)",
-            crate::dev::redact(&args.database_url)
-        )
-    };
-    let found = bounded(&pool, async |conn| read::find(conn, domain, &id).await)
-        .await
-        .with_context(reading)?;
-    let events = bounded(&pool, async |conn| {
-        read::events(conn, domain, &id, LIMIT).await
-    })
-    .await
-    .with_context(reading)?;
-    let dead_letters = bounded(&pool, async |conn| {
-        store::rejections::of(conn, domain, &id, LIMIT).await
-    })
-    .await
-    .with_context(reading)?;
-    pool.close().await;
+    let read = read_all(&args.database_url, domain, &id).await?;
     let status = read::status_of(
-        &found,
+        &read.found,
         &id,
         Utc::now(),
         Duration::from_secs(args.pending_window),
@@ -189,6 +167,7 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
         .parse::<uuid::Uuid>()
         .ok()
         .and_then(|u| contract::ids::assigned_at(&u));
+    let record = read.found.record.as_ref();
     Ok(Story {
         kind: domain.noun(),
         status: status.label(),
@@ -197,12 +176,51 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
             _ => None,
         },
         accepted_at: assigned,
-        persisted_at: found.record.as_ref().map(|r| r.persisted_at),
-        event_id: found.record.as_ref().map(|r| r.event_id),
-        summary: found.record.as_ref().map(|r| summary(domain, &r.body)),
-        events: events.into_iter().map(EventAt::from).collect(),
-        dead_letters,
+        persisted_at: record.map(|r| r.persisted_at),
+        event_id: record.map(|r| r.event_id),
+        summary: record.map(|r| summary(domain, &r.body)),
+        events: read.events.into_iter().map(EventAt::from).collect(),
+        dead_letters: read.dead_letters,
         id,
+    })
+}
+
+/// Reads what `database_url` holds of `id`, each read bounded.
+async fn read_all(database_url: &str, domain: Domain, id: &str) -> anyhow::Result<Read> {
+    let pool = store::db::pool(
+        database_url,
+        PoolSpec {
+            application: "pubsubkafka-order",
+            max_connections: 1,
+            acquire: Duration::from_secs(5),
+            guards: SessionGuards::for_statements(DEADLINE).read_only(),
+        },
+    )
+    .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let reading = || {
+        format!(
+            "reading {} (is the database up, and migrated by the consumer?)",
+            crate::dev::redact(database_url)
+        )
+    };
+    let found = bounded(&pool, async |conn| read::find(conn, domain, id).await)
+        .await
+        .with_context(reading)?;
+    let events = bounded(&pool, async |conn| {
+        read::events(conn, domain, id, LIMIT).await
+    })
+    .await
+    .with_context(reading)?;
+    let dead_letters = bounded(&pool, async |conn| {
+        store::rejections::of(conn, domain, id, LIMIT).await
+    })
+    .await
+    .with_context(reading)?;
+    pool.close().await;
+    Ok(Read {
+        found,
+        events,
+        dead_letters,
     })
 }
 
