@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::headers::header_text;
-use crate::record::Record;
 use crate::publish::Delivered;
+use crate::record::Record;
 use crate::state::AppState;
 
 /// Written into every event's metadata.
@@ -256,49 +256,6 @@ fn message<'a, E: Event>(
     })
 }
 
-/// Publishes `entry` and waits for the broker's acknowledgement.
-async fn publish(state: &AppState, entry: &Record<'_>) -> Result<Delivered, ApiError> {
-    let delivered = state
-        .publisher
-        .publish(
-            entry.topic,
-            &entry.key,
-            &entry.value,
-            platform::kafka::owned_headers(entry.all_headers()),
-        )
-        .await?;
-    // Debug: a line per request would cost more than the request's own
-    // work at high rates; metrics count every outcome.
-    tracing::debug!(
-        topic = entry.topic,
-        partition = delivered.partition,
-        offset = delivered.offset,
-        "event published"
-    );
-    Ok(delivered)
-}
-
-/// Stores `entries`: in the outbox (one transaction) in outbox mode, else
-/// published, each awaited. Each entry's broker position when published.
-async fn store(
-    state: &AppState,
-    entries: &[Record<'_>],
-) -> Result<Vec<Result<Option<Delivered>, ApiError>>, ApiError> {
-    if let Some(outbox) = &state.outbox {
-        outbox.write(entries).await?;
-        return Ok(entries.iter().map(|_| Ok(None)).collect());
-    }
-    // Every send is queued before any acknowledgement is awaited, so the
-    // producer batches them as it batches concurrent requests.
-    Ok(
-        futures::future::join_all(entries.iter().map(|entry| publish(state, entry)))
-            .await
-            .into_iter()
-            .map(|r| r.map(Some))
-            .collect(),
-    )
-}
-
 /// Accepts a valid request of `R`: its ids, its event, the broker's
 /// acknowledgement, then `202`.
 pub async fn accept<R: Answer>(
@@ -325,7 +282,7 @@ pub async fn accept<R: Answer>(
     );
     let location = ids::with_content(&location, &event.fingerprint());
     let entry = message(&state, &event, &trace)?;
-    for stored in store(&state, std::slice::from_ref(&entry)).await? {
+    for stored in state.sink.store(std::slice::from_ref(&entry)).await? {
         stored?;
     }
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -358,7 +315,7 @@ where
         .iter()
         .map(|event| message(&state, event, &trace))
         .collect::<Result<Vec<_>, _>>()?;
-    let delivered = store(&state, &entries).await?;
+    let delivered = state.sink.store(&entries).await?;
     let (status, answer) = settle(outcomes, delivered)?;
     Ok(batch_response(status, answer, &correlation_id))
 }

@@ -15,6 +15,7 @@ pub mod record;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;
+pub mod sink;
 pub mod startup;
 pub mod state;
 

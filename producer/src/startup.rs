@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use platform::http::{self, HttpMetrics, NotReady, Readiness};
+use platform::http::{self, HttpMetrics};
 use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
@@ -25,6 +25,7 @@ use crate::outbox::{Outbox, OutboxMetrics, Relay};
 use crate::publish::Publisher;
 use crate::rate_limit::RateLimit;
 use crate::routes;
+use crate::sink::Sink;
 use crate::state::AppState;
 
 /// Why the service could not start.
@@ -41,37 +42,6 @@ pub struct Application {
     publisher: Publisher,
     relay: Option<Relay>,
     shutdown_timeout: Duration,
-}
-
-/// Direct mode: ready while the brokers answer a metadata request for the
-/// orders topic and have not failed the last write (see
-/// [`crate::publish::FAILED_WRITE_HOLD`]). Outbox mode: ready while the outbox table answers (a
-/// broker outage must not take the replicas out of service: that is what
-/// the mode is for).
-#[derive(Clone)]
-enum Ready {
-    Brokers { publisher: Publisher, topic: String },
-    Outbox(Outbox),
-}
-
-impl Readiness for Ready {
-    async fn check(&self) -> Result<(), NotReady> {
-        match self {
-            Ready::Brokers { publisher, topic } => {
-                publisher
-                    .writes_succeed()
-                    .map_err(|e| NotReady::new("brokers", e))?;
-                publisher
-                    .ready(topic, Duration::from_secs(2))
-                    .await
-                    .map_err(|e| NotReady::new("brokers", e))
-            }
-            Ready::Outbox(outbox) => outbox
-                .ready()
-                .await
-                .map_err(|e| NotReady::new("outbox database", e)),
-        }
-    }
 }
 
 impl Application {
@@ -93,16 +63,16 @@ impl Application {
             .as_ref()
             .zip(config.outbox.as_ref())
             .map(|(o, c)| Relay::new(o.clone(), publisher.clone(), c.relay));
-        let ready = match &outbox {
-            Some(outbox) => Ready::Outbox(outbox.clone()),
-            None => Ready::Brokers {
+        let sink = match outbox {
+            Some(outbox) => Sink::Outbox(outbox),
+            None => Sink::Broker {
                 publisher: publisher.clone(),
-                topic: config.topics.orders.clone(),
+                probe_topic: config.topics.orders.clone(),
             },
         };
-        let state = Arc::new(app_state(&config, publisher.clone(), outbox));
+        let state = Arc::new(app_state(&config, sink.clone()));
         let api = api_router(&config, state);
-        let ops = http::ops_router(registry, ready);
+        let ops = http::ops_router(registry, sink);
         let (router, ops) = observed(&config, api, ops, http_metrics).await?;
         Ok(Self {
             listener: bind(config.http_addr).await?,
@@ -186,7 +156,7 @@ async fn wait_for_relay(relay: JoinHandle<()>, left: Duration) {
 /// What the handlers share, from `config`: the rate limiter (cleaned up in
 /// the background while used) and the id derivation, with a warning when
 /// ids derived from idempotency keys can be guessed.
-fn app_state(config: &ProducerConfig, publisher: Publisher, outbox: Option<Outbox>) -> AppState {
+fn app_state(config: &ProducerConfig, sink: Sink) -> AppState {
     let rate_limit = config
         .rate_limit
         .clone()
@@ -201,7 +171,7 @@ fn app_state(config: &ProducerConfig, publisher: Publisher, outbox: Option<Outbo
         );
     }
     AppState {
-        publisher,
+        sink,
         format: config.format,
         topics: config.topics.clone(),
         max_batch_items: config.max_batch_items,
@@ -209,7 +179,6 @@ fn app_state(config: &ProducerConfig, publisher: Publisher, outbox: Option<Outbo
         rate_limit,
         api_token: config.api_token.clone(),
         id_keys: config.id_keys.clone(),
-        outbox,
     }
 }
 

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use contract::topics::Domains;
 
-use crate::outbox::Outbox;
-use crate::publish::Publisher;
 use crate::rate_limit::RateLimit;
+use crate::sink::Sink;
 
 /// What the handlers share.
 pub struct AppState {
-    /// The one producer.
-    pub publisher: Publisher,
+    /// Where accepted events go (the broker, or the outbox).
+    pub sink: Sink,
     /// Encoding of published values.
     pub format: contract::Format,
     /// The topic of each domain.
@@ -28,6 +27,4 @@ pub struct AppState {
     pub api_token: Option<String>,
     /// How ids are derived from idempotency keys.
     pub id_keys: contract::ids::KeyDerivation,
-    /// Outbox mode: where accepted events are written instead of the broker.
-    pub outbox: Option<Outbox>,
 }
