@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use platform::throttle::LogThrottle;
 
-use crate::metrics::{Outcome, ProducerMetrics};
+use crate::metrics::{Delivery, ProducerMetrics};
 
 /// The broker acknowledged a write.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct WriteAcknowledged<'a> {
 impl WriteAcknowledged<'_> {
     /// Records the event.
     pub fn emit(self, metrics: &ProducerMetrics) {
-        metrics.message(self.topic, Outcome::Acked);
+        metrics.message(self.topic, Delivery::Acked);
         metrics.produce_seconds(self.topic, self.took.as_secs_f64());
     }
 }
@@ -31,7 +31,7 @@ pub struct WriteFailed<'a> {
     /// Its topic.
     pub topic: &'a str,
     /// Failed or rejected.
-    pub outcome: Outcome,
+    pub outcome: Delivery,
 }
 
 impl WriteFailed<'_> {

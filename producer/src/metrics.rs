@@ -7,9 +7,9 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
-/// Outcome label of `kafka_producer_messages_total`.
+/// What became of a message: the `outcome` label of `kafka_producer_messages_total`.
 #[derive(Debug, Clone, Copy)]
-pub enum Outcome {
+pub enum Delivery {
     /// The broker acknowledged the write.
     Acked,
     /// The write failed or timed out.
@@ -18,12 +18,12 @@ pub enum Outcome {
     Rejected,
 }
 
-impl Outcome {
+impl Delivery {
     fn label(self) -> &'static str {
         match self {
-            Outcome::Acked => "acked",
-            Outcome::Failed => "failed",
-            Outcome::Rejected => "rejected",
+            Delivery::Acked => "acked",
+            Delivery::Failed => "failed",
+            Delivery::Rejected => "rejected",
         }
     }
 }
@@ -77,7 +77,7 @@ impl ProducerMetrics {
             .iter()
             .map(|topic| TopicSeries {
                 topic: (*topic).to_owned(),
-                acked: messages.with_label_values(&[topic, Outcome::Acked.label()]),
+                acked: messages.with_label_values(&[topic, Delivery::Acked.label()]),
                 seconds: produce_duration.with_label_values(&[topic]),
             })
             .collect();
@@ -118,9 +118,9 @@ impl ProducerMetrics {
     }
 
     /// Counts one message of `topic`.
-    pub fn message(&self, topic: &str, outcome: Outcome) {
+    pub fn message(&self, topic: &str, outcome: Delivery) {
         match (outcome, self.hot(topic)) {
-            (Outcome::Acked, Some(series)) => series.acked.inc(),
+            (Delivery::Acked, Some(series)) => series.acked.inc(),
             _ => self
                 .messages
                 .with_label_values(&[topic, outcome.label()])

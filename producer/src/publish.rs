@@ -11,7 +11,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::events::{WriteAcknowledged, WriteFailed};
-use crate::metrics::{Outcome, ProducerMetrics};
+use crate::metrics::{Delivery, ProducerMetrics};
 
 /// Why a write was not acknowledged. Each one answers 503 with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
@@ -261,9 +261,9 @@ impl Publisher {
         WriteFailed {
             topic,
             outcome: if queue_full {
-                Outcome::Rejected
+                Delivery::Rejected
             } else {
-                Outcome::Failed
+                Delivery::Failed
             },
         }
         .emit(&self.metrics);
@@ -319,7 +319,7 @@ impl Publisher {
     ) {
         WriteFailed {
             topic,
-            outcome: Outcome::Failed,
+            outcome: Delivery::Failed,
         }
         .emit(&self.metrics);
         let broker_failed = matches!(error, PublishError::Timeout(_) | PublishError::Broker(_));

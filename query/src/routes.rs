@@ -137,7 +137,7 @@ pub struct DeadLetterAt {
 
 /// What every status answer says besides the id and the stored record.
 #[derive(Debug, Default, Serialize, ToSchema)]
-pub struct Outcome {
+pub struct Details {
     /// The event it was stored from (`persisted`), or the dead-lettered
     /// event's (`rejected`, when readable).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,7 +173,7 @@ pub struct OrderStatus {
     pub order_id: String,
     /// What else is known.
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: Details,
     /// The order as the consumer stored it (`persisted`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -190,7 +190,7 @@ pub struct UserStatus {
     pub user_id: String,
     /// What else is known.
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: Details,
     /// The user as the consumer stored it (`persisted`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -271,18 +271,18 @@ async fn status(state: &AppState, domain: Domain, id: &str) -> Result<(Status, F
     Ok((status, found))
 }
 
-fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
+fn outcome(status: Status, found: &Found) -> Result<Details, QueryError> {
     Ok(match status {
         Status::Persisted => match &found.record {
-            Some(r) => Outcome {
+            Some(r) => Details {
                 event_id: Some(r.event_id),
                 persisted_at: Some(r.persisted_at),
-                ..Outcome::default()
+                ..Details::default()
             },
-            None => Outcome::default(),
+            None => Details::default(),
         },
         Status::Rejected => match &found.rejection {
-            Some(r) => Outcome {
+            Some(r) => Details {
                 event_id: r.event_id,
                 error_kind: Some(r.error_kind),
                 error_class: Some(r.error_class),
@@ -292,13 +292,13 @@ fn outcome(status: Status, found: &Found) -> Result<Outcome, QueryError> {
                     partition: r.dlq_partition,
                     offset: r.dlq_offset,
                 }),
-                ..Outcome::default()
+                ..Details::default()
             },
-            None => Outcome::default(),
+            None => Details::default(),
         },
-        Status::Pending { since } => Outcome {
+        Status::Pending { since } => Details {
             accepted_at: Some(since),
-            ..Outcome::default()
+            ..Details::default()
         },
         Status::Unknown(why) => return Err(QueryError::NotFound(why)),
     })
@@ -352,7 +352,7 @@ async fn read_status<B: Serialize>(
     headers: &HeaderMap,
     raw: Result<Path<String>, PathRejection>,
     query: Option<&str>,
-    body: impl FnOnce(&'static str, String, Outcome, Option<Value>) -> B,
+    body: impl FnOnce(&'static str, String, Details, Option<Value>) -> B,
 ) -> Result<Response, QueryError> {
     let id = parse(domain, raw)?;
     let expected = contract::ids::content_of(query).map_err(QueryError::BadContent)?;
@@ -532,7 +532,7 @@ pub async fn get_user_events(
     components(schemas(
         OrderStatus,
         UserStatus,
-        Outcome,
+        Details,
         DeadLetterAt,
         EventList,
         StoredEvent,
