@@ -14,6 +14,7 @@ use consumer::decode::{Decoded, DomainEvent};
 use consumer::persist::{Outcome, Persistable, Store};
 use consumer::rows::{EventRows, ItemRows, OrderRows};
 use contract::{fingerprint, Format, OrderEvent, UserEvent};
+use harness::wait::eventually;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rust_decimal::Decimal;
@@ -387,24 +388,22 @@ fn any_text_is_stored_exactly_as_it_was_read() {
 /// Returns once a backend of `db` waits on a lock (the store's write,
 /// blocked by another writer's uncommitted rows); fails after 10 s.
 async fn waiting_on_a_lock(db: &TestDatabase) {
-    let started = std::time::Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("activity");
-        if waiting > 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the store's write never waited for the other writer's rows"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the store's write to wait for the other writer's rows",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .expect("activity");
+            (waiting > 0).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A NUL in a text field (PostgreSQL text cannot hold one) fails the
