@@ -1,17 +1,29 @@
 //! The Kafka seam of the worker: what it does to its group member after a
-//! batch (store offsets, commit, rewind, hold and release a partition),
-//! as a trait. The service's rdkafka consumer implements it; the unit
+//! batch (store offsets, commit, rewind, hold and release a partition) and
+//! during an outage (pause and resume everything), as a trait. The service's rdkafka consumer implements it; the unit
 //! tests of the settlement use a recording fake, so deciding and applying
 //! a batch's settlement is tested without a broker.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::context;
+use crate::context::{self, GroupContext};
 use crate::partition::Partition;
+
+/// Why the whole assignment could not be paused or resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignmentError {
+    /// The assignment could not be read: nothing was paused or resumed.
+    #[error("cannot read the assignment: {0}")]
+    Unread(#[source] KafkaError),
+    /// librdkafka refused to pause or resume it.
+    #[error("cannot pause or resume partitions: {0}")]
+    Refused(#[source] KafkaError),
+}
 
 /// What the worker asks of its consumer-group member.
 pub trait Member {
@@ -26,6 +38,11 @@ pub trait Member {
     fn pause(&self, partition: &Partition) -> KafkaResult<()>;
     /// Fetches `partition` again.
     fn resume(&self, partition: &Partition) -> KafkaResult<()>;
+    /// Pauses every partition assigned, and keeps those assigned later
+    /// paused, until [`Member::resume_all`].
+    fn pause_all(&self) -> Result<(), AssignmentError>;
+    /// Resumes every partition assigned; those assigned later are fetched.
+    fn resume_all(&self) -> Result<(), AssignmentError>;
 }
 
 /// How long a seek may wait for the partition's fetcher.
@@ -37,7 +54,23 @@ fn one(partition: &Partition) -> TopicPartitionList {
     tpl
 }
 
-impl<C: ConsumerContext + 'static> Member for StreamConsumer<C> {
+/// Sets the flag that keeps newly assigned partitions paused, then pauses
+/// or resumes the whole assignment.
+fn pause_or_resume_all(
+    consumer: &StreamConsumer<GroupContext>,
+    paused: bool,
+) -> Result<(), AssignmentError> {
+    consumer.context().paused.store(paused, Ordering::SeqCst);
+    let assignment = consumer.assignment().map_err(AssignmentError::Unread)?;
+    let result = if paused {
+        Consumer::pause(consumer, &assignment)
+    } else {
+        Consumer::resume(consumer, &assignment)
+    };
+    result.map_err(AssignmentError::Refused)
+}
+
+impl Member for StreamConsumer<GroupContext> {
     fn store_offset(&self, partition: &Partition, offset: i64) -> KafkaResult<()> {
         Consumer::store_offset(self, &partition.topic, partition.index, offset)
     }
@@ -62,6 +95,47 @@ impl<C: ConsumerContext + 'static> Member for StreamConsumer<C> {
 
     fn resume(&self, partition: &Partition) -> KafkaResult<()> {
         Consumer::resume(self, &one(partition))
+    }
+
+    fn pause_all(&self) -> Result<(), AssignmentError> {
+        pause_or_resume_all(self, true)
+    }
+
+    fn resume_all(&self) -> Result<(), AssignmentError> {
+        pause_or_resume_all(self, false)
+    }
+}
+
+/// Pauses every partition while the circuit is open; a failure is logged
+/// (the loop probes and pauses again when a message still arrives).
+pub fn pause_everything(member: &impl Member) {
+    match member.pause_all() {
+        Ok(()) => {}
+        Err(AssignmentError::Unread(e)) => {
+            tracing::error!(error = %e, "cannot read the assignment");
+        }
+        Err(AssignmentError::Refused(e)) => {
+            tracing::error!(error = %e, paused = true, "cannot pause or resume partitions");
+        }
+    }
+}
+
+/// Resumes every partition when the circuit closes, then pauses again
+/// those the flood guard holds (`held`).
+pub fn resume_all_but(member: &impl Member, held: &[Partition]) {
+    match member.resume_all() {
+        Ok(()) => {}
+        Err(AssignmentError::Unread(e)) => {
+            // Nothing was resumed: the held partitions are still paused.
+            tracing::error!(error = %e, "cannot read the assignment");
+            return;
+        }
+        Err(AssignmentError::Refused(e)) => {
+            tracing::error!(error = %e, paused = false, "cannot pause or resume partitions");
+        }
+    }
+    for partition in held {
+        hold(member, partition);
     }
 }
 
@@ -89,7 +163,7 @@ pub(crate) mod fake {
     use rdkafka::consumer::CommitMode;
     use rdkafka::error::KafkaResult;
 
-    use super::Member;
+    use super::{AssignmentError, Member};
     use crate::partition::Partition;
 
     /// One request to the member.
@@ -100,6 +174,8 @@ pub(crate) mod fake {
         Commit,
         Pause(Partition),
         Resume(Partition),
+        PauseAll,
+        ResumeAll,
     }
 
     /// Records every call; all succeed.
@@ -138,5 +214,36 @@ pub(crate) mod fake {
         fn resume(&self, partition: &Partition) -> KafkaResult<()> {
             self.record(Call::Resume(partition.clone()))
         }
+        fn pause_all(&self) -> Result<(), AssignmentError> {
+            let _ = self.record(Call::PauseAll);
+            Ok(())
+        }
+        fn resume_all(&self) -> Result<(), AssignmentError> {
+            let _ = self.record(Call::ResumeAll);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{Call, Recording};
+    use super::*;
+
+    #[test]
+    fn closing_the_circuit_resumes_everything_but_what_the_flood_guard_holds() {
+        let member = Recording::default();
+        pause_everything(&member);
+        let held = [Partition::new("orders", 2), Partition::new("users", 0)];
+        resume_all_but(&member, &held);
+        assert_eq!(
+            member.calls(),
+            [
+                Call::PauseAll,
+                Call::ResumeAll,
+                Call::Pause(Partition::new("orders", 2)),
+                Call::Pause(Partition::new("users", 0)),
+            ]
+        );
     }
 }

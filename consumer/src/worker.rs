@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -464,46 +463,15 @@ impl Worker {
         self.dlq_backoff = settlement.dlq;
     }
 
-    /// Sets the flag that keeps newly assigned partitions paused, then
-    /// pauses or resumes the whole assignment; `false` when the assignment
-    /// cannot be read.
-    fn pause_or_resume_assignment(&self, paused: bool) -> bool {
-        self.consumer
-            .context()
-            .paused
-            .store(paused, Ordering::SeqCst);
-        let assignment = match self.consumer.assignment() {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the assignment");
-                return false;
-            }
-        };
-        let consumer = self.consumer.as_ref();
-        let result = if paused {
-            Consumer::pause(consumer, &assignment)
-        } else {
-            Consumer::resume(consumer, &assignment)
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, paused, "cannot pause or resume partitions");
-        }
-        true
-    }
-
     /// Pauses every partition, now and as assigned, while the circuit is
     /// open.
     fn pause_all(&self) {
-        self.pause_or_resume_assignment(true);
+        member::pause_everything(self.consumer.as_ref());
     }
 
     /// Resumes every partition but those the flood guard holds.
     fn resume_all(&self) {
-        if self.pause_or_resume_assignment(false) {
-            for partition in self.flood.held() {
-                member::hold(self.consumer.as_ref(), &partition);
-            }
-        }
+        member::resume_all_but(self.consumer.as_ref(), &self.flood.held());
     }
 
     fn open_circuit(&mut self, reason: &str) {
