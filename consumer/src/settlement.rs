@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use platform::backoff::Doubling;
 use rdkafka::consumer::CommitMode;
 
-use platform::backoff::Doubling;
 use crate::flood::Tripped;
 use crate::member::{self, Member};
 use crate::offsets;
