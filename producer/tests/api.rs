@@ -5,11 +5,28 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use contract::{EventCodec, Format, OrderEvent, UserEvent};
+use contract::{headers, topics, EventCodec, Format, OrderEvent, UserEvent};
+use harness::wait::eventually;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{json, Value};
 use support::{header, key, order_body, TestApp};
+
+/// How long a test waits for an effect before it fails; a passing run goes
+/// on as soon as the effect shows.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Posts orders until one is accepted (202), failing after `deadline`.
+async fn accepted_again(app: &TestApp, deadline: Duration, what: &str) {
+    eventually(deadline, what, || async {
+        match app.post_order().await {
+            202 => Ok(()),
+            status => Err(format!("answered {status}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
 
 #[tokio::test]
 async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
@@ -41,36 +58,42 @@ async fn accepted_orders_are_published_keyed_with_headers_in_every_format() {
             .expect("a server-assigned order id carries its acceptance time");
         assert!((chrono::Utc::now() - assigned).num_seconds().abs() < 60);
 
-        let messages = app.read_topic("orders", 1);
+        let messages = app.read_topic(topics::ORDERS, 1);
         assert_eq!(messages.len(), 1, "{format}: exactly one message");
         let m = &messages[0];
         assert_eq!(key(m), order_id);
         assert_eq!(
-            header(m, "content-type").as_deref(),
+            header(m, headers::CONTENT_TYPE).as_deref(),
             Some(format.content_type())
         );
-        assert_eq!(header(m, "schema-version").as_deref(), Some("2"));
-        assert_eq!(header(m, "event-type").as_deref(), Some("order.created"));
-        assert_eq!(header(m, "correlation-id").as_deref(), Some("corr-123"));
+        assert_eq!(header(m, headers::SCHEMA_VERSION).as_deref(), Some("2"));
         assert_eq!(
-            header(m, "content-fingerprint").as_deref(),
+            header(m, headers::EVENT_TYPE).as_deref(),
+            Some("order.created")
+        );
+        assert_eq!(
+            header(m, headers::CORRELATION_ID).as_deref(),
+            Some("corr-123")
+        );
+        assert_eq!(
+            header(m, headers::CONTENT_FINGERPRINT).as_deref(),
             Some(fingerprint_param.as_str()),
             "the Location names the content that was published"
         );
-        let traceparent = header(m, "traceparent").expect("traceparent header");
+        let traceparent = header(m, headers::TRACEPARENT).expect("traceparent header");
         assert!(
             traceparent.contains(trace_id),
             "trace continues: {traceparent}"
         );
         assert_eq!(
-            header(m, "tracestate").as_deref(),
+            header(m, headers::TRACESTATE).as_deref(),
             Some("vendor=opaque-7"),
             "{format}: the caller's tracestate travels with the trace"
         );
 
         let event = OrderEvent::decode(m.payload().unwrap(), format, 2).expect("decodes");
         assert_eq!(
-            header(m, "content-fingerprint"),
+            header(m, headers::CONTENT_FINGERPRINT),
             Some(contract::fingerprint::order(&event).to_string()),
             "{format}: the fingerprint of the content travels with it"
         );
@@ -106,12 +129,12 @@ async fn accepted_users_are_published_to_the_users_topic() {
     );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user_id"], "u-42");
-    let messages = app.read_topic("users", 1);
+    let messages = app.read_topic(topics::USERS, 1);
     assert_eq!(messages.len(), 1);
     assert_eq!(key(&messages[0]), "u-42");
     let event = UserEvent::decode(messages[0].payload().unwrap(), Format::Avro, 1).unwrap();
     assert_eq!(event.email, "ada@example.com");
-    assert!(app.read_topic("orders", 0).is_empty());
+    assert!(app.read_topic(topics::ORDERS, 0).is_empty());
     app.shutdown().await;
 }
 
@@ -188,7 +211,7 @@ async fn retries_with_one_idempotency_key_map_to_one_order_id() {
     assert_eq!(answer["order_id"], client_id, "a client order_id is kept");
 
     // Every publish carries the same key for the same order: one partition.
-    let messages = app.read_topic("orders", 4);
+    let messages = app.read_topic(topics::ORDERS, 4);
     let same: Vec<_> = messages
         .iter()
         .filter(|m| Some(key(m)) == ids[0].0.as_str().map(str::to_owned))
@@ -298,11 +321,11 @@ async fn every_bad_input_gets_its_status_and_writes_nothing() {
     );
 
     assert!(
-        app.read_topic("orders", 0).is_empty(),
+        app.read_topic(topics::ORDERS, 0).is_empty(),
         "nothing was written to orders"
     );
     assert!(
-        app.read_topic("users", 0).is_empty(),
+        app.read_topic(topics::USERS, 0).is_empty(),
         "nothing was written to users"
     );
     app.shutdown().await;
@@ -344,7 +367,7 @@ async fn over_the_rate_limit_requests_get_429_with_retry_after() {
         "requests over 1/s get 429 ({admitted} admitted)"
     );
     assert_eq!(
-        app.read_topic("orders", admitted).len(),
+        app.read_topic(topics::ORDERS, admitted).len(),
         admitted,
         "only the admitted order was written"
     );
@@ -464,7 +487,7 @@ async fn write_endpoints_need_the_bearer_token_when_one_is_configured() {
         200,
         "probes stay open"
     );
-    assert_eq!(app.read_topic("orders", 1).len(), 1);
+    assert_eq!(app.read_topic(topics::ORDERS, 1).len(), 1);
     app.shutdown().await;
 }
 
@@ -492,23 +515,12 @@ async fn a_stopped_broker_gives_503_within_the_bound_and_recovery_needs_no_resta
     assert_eq!(ready.status(), 503, "not ready while the broker is down");
 
     app.cluster.broker_up(1).unwrap();
-    let mut recovered = false;
-    for _ in 0..20 {
-        if app
-            .post("/orders")
-            .json(&order_body())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 202
-        {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(recovered, "the producer recovers once the broker is back");
+    accepted_again(
+        &app,
+        Duration::from_secs(5),
+        "the producer to recover once the broker is back",
+    )
+    .await;
     app.shutdown().await;
 }
 
@@ -532,14 +544,12 @@ async fn brokers_that_answer_metadata_but_take_no_write_make_the_service_not_rea
     assert!(body.contains("the last write"), "says why: {body}");
 
     app.cluster.clear_request_errors(RDKafkaApiKey::Produce);
-    let started = Instant::now();
-    while app.post_order().await != 202 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "writes are acknowledged again once the brokers take them"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    accepted_again(
+        &app,
+        Duration::from_secs(20),
+        "writes acknowledged again once the brokers take them",
+    )
+    .await;
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(
         ready.status(),
@@ -561,33 +571,37 @@ async fn a_producer_whose_writes_the_broker_keeps_refusing_is_replaced() {
     // machine it can take longer than the 500 ms bound (and even replace the
     // producer), so wait for one acknowledged order before the refusals start
     // and count replacements from there.
-    let warm_up = Instant::now();
-    while app.post_order().await != 202 {
-        assert!(
-            warm_up.elapsed() < Duration::from_secs(30),
-            "no order accepted in 30 s by a healthy mock cluster"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    accepted_again(
+        &app,
+        Duration::from_secs(30),
+        "an order accepted by a healthy mock cluster",
+    )
+    .await;
     let stuck_before = stuck_replacements(&app.metrics().await);
     app.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000],
     );
-    let started = Instant::now();
-    let mut statuses = std::collections::BTreeMap::new();
-    let mut replaced = false;
-    while !replaced && started.elapsed() < Duration::from_secs(10) {
-        *statuses.entry(app.post_order().await).or_insert(0) += 1;
-        replaced = stuck_replacements(&app.metrics().await) > stuck_before;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let statuses = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let replaced = eventually(
+        Duration::from_secs(10),
+        "the producer replaced after two timeouts (1 s) of refused writes",
+        || async {
+            let status = app.post_order().await;
+            *statuses.borrow_mut().entry(status).or_insert(0) += 1;
+            let replacements = stuck_replacements(&app.metrics().await);
+            if replacements > stuck_before {
+                Ok(())
+            } else {
+                Err(format!("{replacements} replacements, answers {statuses:?}"))
+            }
+        },
+    )
+    .await;
+    let statuses = statuses.into_inner();
     println!("answers while every write is refused: {statuses:?}");
     assert!(statuses.keys().all(|&s| s == 503), "{statuses:?}");
-    assert!(
-        replaced,
-        "the producer is replaced after two timeouts (1 s) of refused writes"
-    );
+    replaced.unwrap_or_else(|e| panic!("{e}"));
     app.shutdown().await;
 }
 
@@ -668,7 +682,17 @@ async fn shutdown_finishes_in_flight_requests_and_flushes() {
         .map(|_| app.post("/orders").json(&order_body()).send())
         .collect();
     let in_flight = tokio::spawn(futures::future::join_all(requests));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each of the 20 holds a connection of its own (and the scrape one
+    // more): all accepted, the stop finds them in flight.
+    eventually(WAIT, "the 20 requests' connections accepted", || async {
+        let open = harness::metrics::sample(&app.metrics().await, "http_connections_open");
+        match open {
+            Some(open) if open >= 21.0 => Ok(()),
+            other => Err(format!("{other:?} connections open")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     app.shutdown().await;
     let answers = in_flight.await.unwrap();
@@ -682,7 +706,7 @@ async fn shutdown_finishes_in_flight_requests_and_flushes() {
         "within the shutdown bound"
     );
     assert_eq!(
-        app.read_topic("orders", 20).len(),
+        app.read_topic(topics::ORDERS, 20).len(),
         20,
         "every 202 is on the topic"
     );
@@ -909,18 +933,20 @@ async fn past_the_connection_cap_new_connections_are_closed_at_once() {
     // Waits until `open` API connections are accepted (the scrape's own,
     // on the metrics listener, counts too).
     let until_open = |wanted: f64| async move {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let open = sample("http_connections_open").await;
-            if open == wanted + 1.0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{open} open, not {wanted} and the scrape"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            Duration::from_secs(10),
+            &format!("{wanted} API connections open and the scrape"),
+            || async {
+                let open = sample("http_connections_open").await;
+                if open == wanted + 1.0 {
+                    Ok(())
+                } else {
+                    Err(format!("{open} open"))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     };
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -961,26 +987,28 @@ async fn one_client_cannot_take_every_connection_from_the_probes() {
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .expect("client");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let metrics = other_host
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("another host is served")
-            .text()
-            .await
-            .expect("text");
-        let refused = harness::metrics::sample(&metrics, "http_connections_refused_total");
-        if refused.is_some_and(|n| n >= 2.0) {
-            break refused;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the host's sockets past its share were never refused: {refused:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let refused = eventually(
+        Duration::from_secs(10),
+        "the host's sockets past its share refused",
+        || async {
+            let metrics = other_host
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .expect("another host is served")
+                .text()
+                .await
+                .expect("text");
+            let refused = harness::metrics::sample(&metrics, "http_connections_refused_total");
+            if refused.is_some_and(|n| n >= 2.0) {
+                Ok(refused)
+            } else {
+                Err(format!("{refused:?} refused"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!("one host's sockets past its share refused: {refused:?}");
     let status = other_host
         .get(app.url("/healthz"))
@@ -1059,7 +1087,7 @@ async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
         assert_eq!(r["status"], "accepted");
         assert!(r["partition"].is_number() && r["offset"].is_number(), "{r}");
     }
-    let messages = app.read_topic("orders", 5);
+    let messages = app.read_topic(topics::ORDERS, 5);
     assert_eq!(messages.len(), 5);
     let mut keys: Vec<String> = messages.iter().map(key).collect();
     let mut ids: Vec<String> = results
@@ -1070,7 +1098,7 @@ async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
     ids.sort();
     assert_eq!(keys, ids, "each item is on the topic under its order id");
     for m in &messages {
-        let traceparent = header(m, "traceparent").expect("traceparent header");
+        let traceparent = header(m, headers::TRACEPARENT).expect("traceparent header");
         assert!(
             traceparent.contains(trace_id),
             "trace continues: {traceparent}"
@@ -1106,7 +1134,7 @@ async fn a_batch_of_orders_is_published_item_by_item_with_its_ids() {
         .await
         .unwrap();
     assert_eq!(answer["results"][0]["user_id"], "u-42", "{answer}");
-    assert_eq!(app.read_topic("users", 1).len(), 1);
+    assert_eq!(app.read_topic(topics::USERS, 1).len(), 1);
     app.shutdown().await;
 }
 
@@ -1171,7 +1199,7 @@ async fn a_batch_with_one_bad_item_publishes_nothing_and_names_the_item() {
         .unwrap();
     assert_eq!(answer.status(), 413, "over MAX_BATCH_BODY_BYTES");
     assert!(
-        app.read_topic("orders", 0).is_empty(),
+        app.read_topic(topics::ORDERS, 0).is_empty(),
         "nothing was published"
     );
     app.shutdown().await;

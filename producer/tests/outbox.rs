@@ -9,9 +9,15 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use contract::{headers, topics};
 use harness::database::TestDatabase;
+use harness::wait::eventually;
 use serde_json::{json, Value};
 use support::{header, key, order_body, TestApp};
+
+/// How long a test waits for an effect before it fails; a passing run goes
+/// on as soon as the effect shows.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn outbox_env(db: &TestDatabase) -> Vec<(&'static str, String)> {
     vec![
@@ -33,11 +39,14 @@ async fn waiting(db: &TestDatabase) -> i64 {
 }
 
 async fn drained(db: &TestDatabase, wait: Duration) {
-    let deadline = Instant::now() + wait;
-    while waiting(db).await > 0 {
-        assert!(Instant::now() < deadline, "the outbox never drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(wait, "the outbox to drain", || async {
+        match waiting(db).await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows still waiting")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The correlation ids of `messages` per key, in topic order.
@@ -47,7 +56,7 @@ fn sequences(messages: &[rdkafka::message::OwnedMessage]) -> HashMap<String, Vec
         by_key
             .entry(key(m))
             .or_default()
-            .push(header(m, "correlation-id").unwrap_or_default());
+            .push(header(m, headers::CORRELATION_ID).unwrap_or_default());
     }
     by_key
 }
@@ -107,13 +116,21 @@ async fn a_broker_outage_refuses_nothing_and_every_order_is_published_in_order_o
         14,
         "every accepted order waits in the outbox"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = app.metrics().await;
-    assert!(metrics.contains("outbox_depth 14"), "{metrics}");
+    // The relay reports the depth it finds on its next turn.
+    eventually(WAIT, "the outbox depth of 14 reported", || async {
+        let metrics = app.metrics().await;
+        if harness::metrics::sample(&metrics, "outbox_depth") == Some(14.0) {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     app.cluster.broker_up(1).expect("broker up");
     drained(&db, Duration::from_secs(30)).await;
-    let messages = app.read_topic("orders", 14);
+    let messages = app.read_topic(topics::ORDERS, 14);
     assert_eq!(messages.len(), 14, "each published once");
     let by_key = sequences(&messages);
     for (k, order_id) in keys.iter().enumerate() {
@@ -126,11 +143,11 @@ async fn a_broker_outage_refuses_nothing_and_every_order_is_published_in_order_o
     }
     let m = &messages[0];
     for name in [
-        "content-type",
-        "schema-version",
-        "event-type",
-        "content-fingerprint",
-        "traceparent",
+        headers::CONTENT_TYPE,
+        headers::SCHEMA_VERSION,
+        headers::EVENT_TYPE,
+        headers::CONTENT_FINGERPRINT,
+        headers::TRACEPARENT,
     ] {
         assert!(
             header(m, name).is_some(),
@@ -190,7 +207,7 @@ async fn an_outbox_that_does_not_answer_is_a_503_with_retry_after_and_not_ready(
     );
     drained(&db, Duration::from_secs(30)).await;
     assert_eq!(
-        app.read_topic("orders", 2).len(),
+        app.read_topic(topics::ORDERS, 2).len(),
         2,
         "the refused one was not written"
     );
@@ -235,7 +252,7 @@ async fn two_replicas_relay_one_outbox_without_a_duplicate_or_a_reordered_key() 
     assert_eq!(waiting(&db).await, 200);
     first.cluster.broker_up(1).expect("broker up");
     drained(&db, Duration::from_secs(60)).await;
-    let messages = first.read_topic("orders", 200);
+    let messages = first.read_topic(topics::ORDERS, 200);
     assert_eq!(
         messages.len(),
         200,
@@ -321,14 +338,13 @@ async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
             .expect("try lock")
     };
     assert!(!free().await, "held while its session lives");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !free().await {
-        assert!(
-            Instant::now() < deadline,
-            "the abandoned transaction still holds the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the abandoned transaction to release the lock",
+        || async { free().await.then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     drop(abandoned);
     db.drop().await;
 }
