@@ -11,8 +11,9 @@ use consumer::decode::{Decoded, DomainEvent};
 use consumer::failure::{Failure, FailureClass};
 use consumer::persist::{Persistable, Store};
 use consumer::rejections::{Rejection, Subject};
-use contract::{fingerprint, Domain, Format, OrderEvent};
+use contract::{fingerprint, topics, Domain, Format, OrderEvent};
 use harness::database::TestDatabase;
+use harness::wait::eventually;
 use platform::Env;
 use proptest::prelude::*;
 use query::{Application, QueryConfig};
@@ -93,7 +94,7 @@ async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
     store
         .persist(&[Persistable {
             decoded: &d,
-            topic: "orders",
+            topic: topics::ORDERS,
             partition: 1,
             offset,
         }])
@@ -107,12 +108,12 @@ async fn reject(db: &TestDatabase, subject: Subject, class: FailureClass, offset
     store
         .record_rejection(&Rejection {
             group: "order-consumer",
-            topic: "orders",
+            topic: topics::ORDERS,
             partition: 2,
             offset,
             subject,
             failure: &failure,
-            dlq_topic: "orders-dlq".into(),
+            dlq_topic: topics::ORDERS_DLQ.into(),
             stored: Some(Stored {
                 partition: 2,
                 offset: 40 + offset,
@@ -154,7 +155,7 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
     assert_eq!(body["error_class"], "validation");
     assert_eq!(body["error_kind"], "permanent");
     assert_eq!(body["event_id"], event_id.to_string());
-    assert_eq!(body["dead_letter"]["topic"], "orders-dlq");
+    assert_eq!(body["dead_letter"]["topic"], topics::ORDERS_DLQ);
     assert_eq!(body["dead_letter"]["offset"], 47);
     assert!(body.get("order").is_none(), "no customer data: {body}");
     assert!(
@@ -216,7 +217,11 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
             &listed[0]["source_partition"],
             &listed[0]["source_offset"]
         ),
-        (&Value::from("orders"), &Value::from(1), &Value::from(12))
+        (
+            &Value::from(topics::ORDERS),
+            &Value::from(1),
+            &Value::from(12)
+        )
     );
     app.stop().await;
     db.drop().await;
@@ -463,7 +468,29 @@ async fn a_database_not_migrated_down_or_stuck_answers_503_and_readiness_says_wh
     let path = format!("/orders/{id}");
     let slow = app.get(&path);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the first lookup waits on the lock, it holds the one slot.
+        eventually(
+            Duration::from_secs(10),
+            "the first lookup waiting on the locked table",
+            || async {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&db.pool)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|n| {
+                    if n > 0 {
+                        Ok(())
+                    } else {
+                        Err("no lock wait".to_owned())
+                    }
+                })
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         app.json(&format!("/orders/{id}")).await
     };
     let (slow, (status, body)) = tokio::join!(slow, second);
