@@ -56,6 +56,7 @@ impl InternalEvent for Persisted<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
         metrics.messages(self.at.topic, Outcome::Persisted, 1);
         tracing::debug!(
+            target: platform::telemetry::CONSUMER_MESSAGES,
             topic = self.at.topic,
             partition = self.at.partition,
             offset = self.at.offset,
@@ -76,6 +77,7 @@ impl InternalEvent for AlreadyStored<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
         metrics.messages(self.at.topic, Outcome::Duplicate, 1);
         tracing::debug!(
+            target: platform::telemetry::CONSUMER_MESSAGES,
             topic = self.at.topic,
             partition = self.at.partition,
             offset = self.at.offset,

@@ -38,7 +38,10 @@ pub fn producer_env(broker: &Broker) -> Vec<(&'static str, String)> {
         ("USERS_TOPIC", broker.topics.users.clone()),
         ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
         ("RATE_LIMIT_RPS", "0".to_owned()),
-        ("LOG_LEVEL", "info,producer::intake=debug".to_owned()),
+        (
+            "LOG_LEVEL",
+            format!("info,{}=debug", platform::telemetry::PRODUCER_REQUESTS),
+        ),
     ];
     if let Some(security) = broker.security() {
         env.extend(security.env(Role::Producer));
@@ -57,7 +60,10 @@ pub fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, S
         ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
         ("RETRY_BACKOFF_MS", "200".to_owned()),
         ("CIRCUIT_PROBE_MS", "250".to_owned()),
-        ("LOG_LEVEL", "info,consumer::events=debug".to_owned()),
+        (
+            "LOG_LEVEL",
+            format!("info,{}=debug", platform::telemetry::CONSUMER_MESSAGES),
+        ),
     ];
     if let Some(security) = broker.security() {
         env.extend(security.env(Role::Consumer));

@@ -14,6 +14,15 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ConfigError, Env};
 
+/// The `tracing` target of the producer's debug line per request (the
+/// event published, the request refused): a stable name for `LOG_LEVEL`
+/// (`info,producer::requests=debug`), whichever module writes the line.
+pub const PRODUCER_REQUESTS: &str = "producer::requests";
+
+/// The `tracing` target of the consumer's debug lines per message (stored,
+/// already stored): `info,consumer::messages=debug`.
+pub const CONSUMER_MESSAGES: &str = "consumer::messages";
+
 /// How a service reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {

@@ -74,7 +74,12 @@ impl RequestRefused<'_> {
                     tracing::warn!(error = %detail, suppressed, "event not accepted");
                 }
             }
-            _ => tracing::debug!(code, error = %detail, "request refused"),
+            _ => tracing::debug!(
+                target: platform::telemetry::PRODUCER_REQUESTS,
+                code,
+                error = %detail,
+                "request refused"
+            ),
         }
     }
 }

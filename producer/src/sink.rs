@@ -67,6 +67,7 @@ async fn publish(publisher: &Publisher, record: &Record<'_>) -> Result<Delivered
     // Debug: a line per request would cost more than the request's own
     // work at high rates; metrics count every outcome.
     tracing::debug!(
+        target: platform::telemetry::PRODUCER_REQUESTS,
         topic = record.topic,
         partition = delivered.partition,
         offset = delivered.offset,
