@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use contract::topics;
 use harness::broker::Tansu;
 use harness::events::{order_event, order_message};
 use harness::kafka::{client, publish_each};
@@ -18,7 +19,7 @@ fn a_slow_reader_still_reads_the_whole_snapshot() {
     let messages: Vec<_> = (0..12)
         .map(|n| {
             let mut m = order_message(&order_event(n), contract::Format::Json);
-            m.topic = "orders-dlq".into();
+            m.topic = topics::ORDERS_DLQ.into();
             m
         })
         .collect();
@@ -28,13 +29,15 @@ fn a_slow_reader_still_reads_the_whole_snapshot() {
         .set("group.id", "snapshot-test")
         .set("enable.auto.commit", "false");
     // Bound: six times the timeout, 6 s; the reader takes 12 x 600 ms.
-    let snapshot = Snapshot::open(&config, "orders-dlq", None, Duration::from_secs(1))
+    let snapshot = Snapshot::open(&config, topics::ORDERS_DLQ, None, Duration::from_secs(1))
         .expect("open the snapshot");
     assert_eq!(snapshot.expected(), 12);
     let mut read = 0;
     for message in snapshot {
         message.expect("a message, not an error");
         read += 1;
+        // The reader's own pace (as `--rate` paces a replay), the scenario
+        // under test: not a wait for anything to happen.
         std::thread::sleep(Duration::from_millis(600));
     }
     assert_eq!(read, 12, "every message of the snapshot");
