@@ -74,7 +74,10 @@ impl ConsumerConfig {
             http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
             http_limits: HttpLimits::from_env(env)?,
             kafka: KafkaSettings::from_env(env)?,
-            group_id: env.string("KAFKA_CONSUMER_GROUP", "order-consumer"),
+            group_id: env.string(
+                "KAFKA_CONSUMER_GROUP",
+                contract::topics::DEFAULT_CONSUMER_GROUP,
+            ),
             topics,
             domains,
             database_url,

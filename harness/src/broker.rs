@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::kafka::{PARTITIONS, TOPICS};
+use crate::kafka::PARTITIONS;
 
 /// The Tansu binary; fails with how to install it when it is missing.
 pub fn tansu_binary() -> PathBuf {
@@ -122,7 +122,7 @@ impl Tansu {
     /// Creates the pipeline's topics (memory storage starts empty). A topic a
     /// client's metadata request created first is left as it is.
     pub fn create_topics(&self) {
-        for topic in TOPICS {
+        for topic in contract::topics::ALL {
             self.create_topic(topic, PARTITIONS);
         }
     }

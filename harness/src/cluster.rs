@@ -40,7 +40,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The group the consumer of a secured cluster's scenario joins, and the
 /// replay job's: the names the ACLs grant.
-pub const CONSUMER_GROUP: &str = "order-consumer";
+pub const CONSUMER_GROUP: &str = contract::topics::DEFAULT_CONSUMER_GROUP;
 /// See [`CONSUMER_GROUP`].
 pub const REPLAY_GROUP: &str = "dlq-replay";
 

@@ -18,18 +18,10 @@ use crate::events::Outgoing;
 /// Partitions of every topic in tests.
 pub const PARTITIONS: i32 = 3;
 
-/// The pipeline's topics.
-pub const TOPICS: [&str; 4] = [
-    contract::topics::ORDERS,
-    contract::topics::ORDERS_DLQ,
-    contract::topics::USERS,
-    contract::topics::USERS_DLQ,
-];
-
 /// librdkafka's in-process mock cluster with the four topics.
 pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    for topic in TOPICS {
+    for topic in contract::topics::ALL {
         cluster.create_topic(topic, PARTITIONS, 1).expect("topic");
     }
     cluster

@@ -39,14 +39,6 @@ pub struct DevArgs {
     pub partitions: i32,
 }
 
-/// Topics of the pipeline.
-pub const TOPICS: [&str; 4] = [
-    contract::topics::ORDERS,
-    contract::topics::ORDERS_DLQ,
-    contract::topics::USERS,
-    contract::topics::USERS_DLQ,
-];
-
 /// Why `dev` cannot use a PostgreSQL server.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
@@ -208,7 +200,7 @@ fn start_broker(args: &DevArgs) -> anyhow::Result<(String, Option<InProcess>)> {
         Some(broker) => Ok((broker.clone(), None)),
         None => {
             let mock = MockCluster::new(1).context("starting the in-process broker")?;
-            for topic in TOPICS {
+            for topic in contract::topics::ALL {
                 mock.create_topic(topic, args.partitions, 1)
                     .with_context(|| format!("creating topic {topic}"))?;
             }

@@ -46,6 +46,13 @@ pub mod topics {
     /// Dead letters of [`USERS`].
     pub const USERS_DLQ: &str = "users-dlq";
 
+    /// Every topic of the pipeline, by its default name.
+    pub const ALL: [&str; 4] = [ORDERS, ORDERS_DLQ, USERS, USERS_DLQ];
+
+    /// The consumer's group by default (`KAFKA_CONSUMER_GROUP`): what the
+    /// lag tool and the exporter measure unless told otherwise.
+    pub const DEFAULT_CONSUMER_GROUP: &str = "order-consumer";
+
     /// The dead-letter topic of `topic`.
     pub fn dlq_of(topic: &str) -> String {
         format!("{topic}-dlq")

@@ -168,7 +168,7 @@ pub struct LagArgs {
     #[arg(
         long = "group",
         env = "KAFKA_CONSUMER_GROUP",
-        default_value = "order-consumer",
+        default_value = contract::topics::DEFAULT_CONSUMER_GROUP,
         value_name = "NAME[=TOPIC,...]"
     )]
     pub groups: Vec<String>,
