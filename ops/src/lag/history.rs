@@ -140,23 +140,23 @@ pub(super) mod tests {
         let mut history = History::new(Duration::from_secs(10));
         assert_eq!(
             history.record(&lag(0, Some(5), 10)).verdict.status,
-            crate::verdict::Status::Unknown
+            crate::verdict::Severity::Unknown
         );
         assert_eq!(
             history.record(&lag(5_000, Some(5), 12)).verdict.status,
-            crate::verdict::Status::Stall
+            crate::verdict::Severity::Stall
         );
         // The rewind at 10 s is judged while it is in the window...
         assert_eq!(
             history.record(&lag(10_000, Some(2), 12)).verdict.status,
-            crate::verdict::Status::Rewind
+            crate::verdict::Severity::Rewind
         );
         let report = history.record(&lag(15_000, Some(6), 20));
-        assert_eq!(report.verdict.status, crate::verdict::Status::Rewind);
+        assert_eq!(report.verdict.status, crate::verdict::Severity::Rewind);
         assert_eq!(report.measurements, 3, "0 s fell out of the 10 s window");
         // ... and forgotten once it left it.
         let report = history.record(&lag(25_000, Some(20), 20));
-        assert_eq!(report.verdict.status, crate::verdict::Status::Ok);
+        assert_eq!(report.verdict.status, crate::verdict::Severity::Ok);
         assert_eq!(report.partitions[0].verdict.eta_seconds, Some(0.0));
     }
 }

@@ -9,7 +9,7 @@ use platform::metrics::register;
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
 use super::{PartitionReport, Report};
-use crate::verdict::Status;
+use crate::verdict::Severity;
 
 /// The exporter's metrics. A group whose measurement failed has its series
 /// removed (and `kafka_lag_exporter_up` 0) rather than old values served as
@@ -166,7 +166,7 @@ impl LagMetrics {
         self.eta
             .with_label_values(&labels)
             .set(p.verdict.eta_seconds.unwrap_or(f64::INFINITY));
-        for status in Status::ALL {
+        for status in Severity::ALL {
             self.status
                 .with_label_values(&[group, labels[1], labels[2], status.as_str()])
                 .set(i64::from(status == p.verdict.status));
@@ -178,7 +178,7 @@ impl LagMetrics {
     /// state's series removed when it changed).
     fn set_group(&self, report: &Report, previous: &Exported, now: &Exported) {
         let group = report.group.as_str();
-        for status in Status::ALL {
+        for status in Severity::ALL {
             self.group_status
                 .with_label_values(&[group, status.as_str()])
                 .set(i64::from(status == report.verdict.status));
@@ -217,7 +217,7 @@ impl LagMetrics {
                 let _ = self.state.remove_label_values(&[group, state]);
             }
         }
-        for status in Status::ALL {
+        for status in Severity::ALL {
             let _ = self
                 .group_status
                 .remove_label_values(&[group, status.as_str()]);
@@ -252,7 +252,7 @@ impl LagMetrics {
         if !shared {
             let _ = self.high.remove_label_values(&[topic, partition]);
         }
-        for status in Status::ALL {
+        for status in Severity::ALL {
             let _ = self
                 .status
                 .remove_label_values(&[group, topic, partition, status.as_str()]);
