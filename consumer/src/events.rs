@@ -9,7 +9,7 @@ use tracing::Level;
 
 use crate::dead_letter::Delivery;
 use crate::failure::{Failure, FailureClass};
-use crate::metrics::{ConsumerMetrics, Outcome};
+use crate::metrics::{ConsumerMetrics, Counted};
 use crate::partition::Partition;
 
 /// An event that counts and logs itself.
@@ -38,7 +38,7 @@ pub struct Consumed<'a> {
 
 impl InternalEvent for Consumed<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
-        metrics.messages(self.topic, Outcome::Consumed, 1);
+        metrics.messages(self.topic, Counted::Consumed, 1);
     }
 }
 
@@ -54,7 +54,7 @@ pub struct Persisted<'a> {
 
 impl InternalEvent for Persisted<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
-        metrics.messages(self.at.topic, Outcome::Persisted, 1);
+        metrics.messages(self.at.topic, Counted::Persisted, 1);
         tracing::debug!(
             target: platform::telemetry::CONSUMER_MESSAGES,
             topic = self.at.topic,
@@ -75,7 +75,7 @@ pub struct AlreadyStored<'a> {
 
 impl InternalEvent for AlreadyStored<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
-        metrics.messages(self.at.topic, Outcome::Duplicate, 1);
+        metrics.messages(self.at.topic, Counted::Duplicate, 1);
         tracing::debug!(
             target: platform::telemetry::CONSUMER_MESSAGES,
             topic = self.at.topic,
@@ -128,9 +128,9 @@ impl InternalEvent for DeadLettered<'_> {
             }
         }
         if failure.class == FailureClass::Conflict {
-            metrics.messages(at.topic, Outcome::Conflict, 1);
+            metrics.messages(at.topic, Counted::Conflict, 1);
         }
-        metrics.messages(at.topic, Outcome::DeadLettered, 1);
+        metrics.messages(at.topic, Counted::DeadLettered, 1);
         metrics.dead_letter(at.topic, failure);
         tracing::warn!(
             topic = at.topic,
@@ -160,7 +160,7 @@ pub struct Finished<'a> {
 
 impl InternalEvent for Finished<'_> {
     fn emit(self, metrics: &ConsumerMetrics) {
-        metrics.messages(self.topic, Outcome::Retried, u64::from(self.retries));
+        metrics.messages(self.topic, Counted::Retried, u64::from(self.retries));
         metrics.timings(self.topic, self.processing.as_secs_f64(), self.age_seconds);
     }
 }

@@ -8,9 +8,10 @@ use platform::metrics::{register, LATENCY_BUCKETS};
 
 use crate::failure::Failure;
 
-/// Outcome label of `kafka_consumer_messages_total`.
+/// What a message was counted as: the `outcome` label of
+/// `kafka_consumer_messages_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Counted {
     /// Read from the topic.
     Consumed,
     /// Stored for the first time.
@@ -25,15 +26,15 @@ pub enum Outcome {
     DeadLettered,
 }
 
-impl Outcome {
+impl Counted {
     fn label(self) -> &'static str {
         match self {
-            Outcome::Consumed => "consumed",
-            Outcome::Persisted => "persisted",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Conflict => "conflict",
-            Outcome::Retried => "retried",
-            Outcome::DeadLettered => "dead_lettered",
+            Counted::Consumed => "consumed",
+            Counted::Persisted => "persisted",
+            Counted::Duplicate => "duplicate",
+            Counted::Conflict => "conflict",
+            Counted::Retried => "retried",
+            Counted::DeadLettered => "dead_lettered",
         }
     }
 }
@@ -176,7 +177,7 @@ impl ConsumerMetrics {
     }
 
     /// Counts `n` messages of `topic` with `outcome`.
-    pub fn messages(&self, topic: &str, outcome: Outcome, n: u64) {
+    pub fn messages(&self, topic: &str, outcome: Counted, n: u64) {
         if n > 0 {
             self.messages
                 .with_label_values(&[topic, outcome.label()])

@@ -23,8 +23,8 @@ use contract::{Domain, DomainEvent};
 
 use crate::identity::{self, Conflict, Decision, Identity, Known};
 pub use crate::persistable::{classify, PersistError, PersistErrorKind, Persistable};
-use crate::rejections::Rejection;
 use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
+use store::rejections::NewRejection;
 
 /// What persisting one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,24 +135,9 @@ impl Store {
     /// Records that a message was dead-lettered (see
     /// [`crate::rejections`]); a second record of the same message (a
     /// redelivery dead-lettered again) replaces the first.
-    pub async fn record_rejection(&self, r: &Rejection<'_>) -> Result<(), PersistError> {
-        let row = store::rejections::NewRejection {
-            group: r.group,
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            domain: r.subject.domain,
-            aggregate_id: &r.subject.aggregate_id,
-            event_id: r.subject.event_id,
-            kind: r.failure.kind,
-            class: r.failure.class,
-            dlq_topic: &r.dlq_topic,
-            dlq_at: r.stored.map(|s| (s.partition, s.offset)),
-        };
+    pub async fn record_rejection(&self, row: &NewRejection<'_>) -> Result<(), PersistError> {
         self.with_connection(self.deadline, async |conn| {
-            store::rejections::record(conn, &row)
-                .await
-                .map_err(classify)
+            store::rejections::record(conn, row).await.map_err(classify)
         })
         .await
     }

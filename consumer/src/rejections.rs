@@ -1,14 +1,11 @@
-//! The record of what was dead-lettered, for the read side: who a
-//! dead-lettered message is about (when that can be read at all) and the
-//! row written for it before its offset is stored.
+//! Who a dead-lettered message is about, when that can be read at all:
+//! what its rejection row ([`store::rejections`]) is recorded under before
+//! its offset is stored.
 
 use rdkafka::message::{Message, OwnedMessage};
 use uuid::Uuid;
 
 use contract::{Domain, Envelope};
-
-use crate::dead_letter::Stored;
-use crate::failure::Failure;
 
 /// A dead-lettered message's order or user, as far as it can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,27 +43,6 @@ pub fn subject(message: &OwnedMessage, domain: Domain) -> Option<Subject> {
         aggregate_id,
         event_id: None,
     })
-}
-
-/// The row recorded for one dead-lettered message.
-#[derive(Debug, Clone)]
-pub struct Rejection<'a> {
-    /// The consumer group that dead-lettered it.
-    pub group: &'a str,
-    /// Where it was read.
-    pub topic: &'a str,
-    /// Its partition there.
-    pub partition: i32,
-    /// Its offset there.
-    pub offset: i64,
-    /// Who it is about.
-    pub subject: Subject,
-    /// Why it was dead-lettered.
-    pub failure: &'a Failure,
-    /// The DLQ topic.
-    pub dlq_topic: String,
-    /// Where the DLQ stored it (`None`: passed over).
-    pub stored: Option<Stored>,
 }
 
 #[cfg(test)]

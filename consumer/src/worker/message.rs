@@ -9,7 +9,8 @@ use crate::failure::Failure;
 use crate::persist::PersistError;
 use crate::process::{Handled, Verdict};
 use crate::received::{age_seconds, Received};
-use crate::rejections::{self, Rejection};
+use crate::rejections;
+use store::rejections::NewRejection;
 
 use super::Worker;
 
@@ -89,18 +90,22 @@ impl Worker {
         let Some(subject) = rejections::subject(m, domain) else {
             return Ok(());
         };
-        let rejection = Rejection {
+        let dlq_topic = contract::topics::dlq_of(m.topic());
+        let row = NewRejection {
             group: self.dead_letters.group(),
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
-            subject,
-            failure,
-            dlq_topic: contract::topics::dlq_of(m.topic()),
-            stored: delivery.stored(),
+            domain: subject.domain,
+            aggregate_id: &subject.aggregate_id,
+            event_id: subject.event_id,
+            kind: failure.kind,
+            class: failure.class,
+            dlq_topic: &dlq_topic,
+            dlq_at: delivery.stored().map(|s| (s.partition, s.offset)),
         };
         self.store
-            .record_rejection(&rejection)
+            .record_rejection(&row)
             .await
             .map_err(Unsettled::Record)
     }
