@@ -5,11 +5,13 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use contract::{headers, topics};
 use harness::broker::Tansu;
 use harness::database::{wait_for_count, TestDatabase};
 use harness::events::{order_event, order_message, Outgoing};
 use harness::kafka::{header, publish, publish_each, read_topic};
 use harness::process::{binary, Service};
+use harness::wait::eventually;
 use rdkafka::message::Message;
 use serde_json::Value;
 use uuid::Uuid;
@@ -54,9 +56,9 @@ fn consumer(
 
 /// Orders on the orders topic that carry a replay count.
 fn replayed_copies(bootstrap: &str, expected: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    read_topic(bootstrap, "orders", expected, Duration::from_secs(3))
+    read_topic(bootstrap, topics::ORDERS, expected, Duration::from_secs(3))
         .into_iter()
-        .filter(|m| header(m, "dlq-replay-count").is_some())
+        .filter(|m| header(m, headers::DLQ_REPLAY_COUNT).is_some())
         .collect()
 }
 
@@ -94,7 +96,7 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
     );
     service.wait_ready("/readyz", WAIT).await;
     assert_eq!(
-        read_topic(&broker.bootstrap, "orders-dlq", 5, WAIT).len(),
+        read_topic(&broker.bootstrap, topics::ORDERS_DLQ, 5, WAIT).len(),
         5,
         "3 transient + 2 permanent dead letters"
     );
@@ -218,13 +220,16 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
     );
     assert_eq!(copies.len(), 3, "exactly the chosen dead letters, once");
     for copy in &copies {
-        assert_eq!(header(copy, "dlq-replay-count").as_deref(), Some("1"));
+        assert_eq!(
+            header(copy, headers::DLQ_REPLAY_COUNT).as_deref(),
+            Some("1")
+        );
         assert!(
-            header(copy, "dlq-error-class").is_none(),
+            header(copy, headers::DLQ_ERROR_CLASS).is_none(),
             "error headers are not carried back"
         );
         assert_eq!(
-            header(copy, "content-type").as_deref(),
+            header(copy, headers::CONTENT_TYPE).as_deref(),
             Some("application/json")
         );
     }
@@ -263,7 +268,7 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
     let mut service = consumer(&broker.bootstrap, &db, "order-consumer", &[]);
     service.wait_ready("/readyz", WAIT).await;
     assert_eq!(
-        read_topic(&broker.bootstrap, "orders-dlq", 1, WAIT).len(),
+        read_topic(&broker.bootstrap, topics::ORDERS_DLQ, 1, WAIT).len(),
         1
     );
 
@@ -280,10 +285,10 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
         ],
     ));
     assert_eq!(first["replayed"], 1);
-    let letters = read_topic(&broker.bootstrap, "orders-dlq", 2, WAIT);
+    let letters = read_topic(&broker.bootstrap, topics::ORDERS_DLQ, 2, WAIT);
     assert_eq!(letters.len(), 2, "the replayed copy failed again");
     assert_eq!(
-        header(&letters[1], "dlq-replay-count").as_deref(),
+        header(&letters[1], headers::DLQ_REPLAY_COUNT).as_deref(),
         Some("1"),
         "the replay count travels with it"
     );
@@ -342,7 +347,13 @@ async fn the_loop_guard_parks_a_message_that_keeps_failing() {
         "republished once, then parked"
     );
     assert_eq!(
-        read_topic(&broker.bootstrap, "orders-dlq", 2, Duration::from_secs(2)).len(),
+        read_topic(
+            &broker.bootstrap,
+            topics::ORDERS_DLQ,
+            2,
+            Duration::from_secs(2)
+        )
+        .len(),
         2,
         "no loop"
     );
@@ -648,11 +659,11 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
 async fn hostile_dead_letters_are_listed_and_inspected_without_harm() {
     let broker = Tansu::start();
     let mut bomb =
-        dead_letter(0).with_header("content-type", contract::Format::Avro.content_type());
+        dead_letter(0).with_header(headers::CONTENT_TYPE, contract::Format::Avro.content_type());
     bomb.value = harness::events::avro_item_count_bomb();
     // Written before error texts were scrubbed: it quotes a customer's name.
     let leaky = dead_letter(1).with_header(
-        "dlq-error-message",
+        headers::DLQ_ERROR_MESSAGE,
         r#"invalid type: string "Ada Lovelace", expected u32"#,
     );
     let mut letters = vec![bomb, leaky];
@@ -676,10 +687,15 @@ async fn hostile_dead_letters_are_listed_and_inspected_without_harm() {
         );
     }
 
-    let bomb_at = read_topic(&broker.bootstrap, "orders-dlq", 40, Duration::from_secs(5))
-        .into_iter()
-        .find(|m| m.payload() == Some(letters[0].value.as_slice()))
-        .expect("the bomb in the DLQ");
+    let bomb_at = read_topic(
+        &broker.bootstrap,
+        topics::ORDERS_DLQ,
+        40,
+        Duration::from_secs(5),
+    )
+    .into_iter()
+    .find(|m| m.payload() == Some(letters[0].value.as_slice()))
+    .expect("the bomb in the DLQ");
     let inspected = tool(
         &broker.bootstrap,
         &[
@@ -711,21 +727,26 @@ async fn inspect_reads_a_dead_letter_as_the_consumer_read_it() {
     // A user event without event-type: its original topic says what it is.
     let user = harness::events::user_event(7);
     let mut letter = harness::events::user_message(&user, contract::Format::Avro)
-        .without_header("event-type")
-        .with_header("dlq-original-topic", "users");
+        .without_header(headers::EVENT_TYPE)
+        .with_header(headers::DLQ_ORIGINAL_TOPIC, topics::USERS);
     letter.topic = "users-dlq".into();
     publish_each(&broker.bootstrap, std::slice::from_ref(&letter));
-    let at = read_topic(&broker.bootstrap, "users-dlq", 1, Duration::from_secs(5))
-        .into_iter()
-        .next()
-        .expect("the dead letter");
+    let at = read_topic(
+        &broker.bootstrap,
+        topics::USERS_DLQ,
+        1,
+        Duration::from_secs(5),
+    )
+    .into_iter()
+    .next()
+    .expect("the dead letter");
     let inspected = tool(
         &broker.bootstrap,
         &[
             "dlq",
             "inspect",
             "--topic",
-            "users-dlq",
+            topics::USERS_DLQ,
             "--partition",
             &at.partition().to_string(),
             "--offset",
@@ -961,6 +982,8 @@ async fn wait_for_verdict(
             started.elapsed() < WAIT,
             "no {expected} verdict in {WAIT:?}; seen {seen:?}\n{metrics}"
         );
+        // The pace of `act` (the scenario's traffic between two looks), not
+        // a wait for an effect: the loop ends on the verdict or at WAIT.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -1049,26 +1072,30 @@ async fn the_exporter_judges_each_partition_and_withdraws_what_it_cannot_measure
     assert!(caught_up.contains(&format!("kafka_lag_exporter_up{{group=\"{group}\"}} 1")));
 
     broker.stop();
-    let started = std::time::Instant::now();
-    loop {
-        let metrics = metrics_of(&exporter).await;
-        if metrics.contains(&format!("kafka_lag_exporter_up{{group=\"{group}\"}} 0")) {
-            let stale: Vec<&str> = metrics
-                .lines()
-                .filter(|l| l.starts_with("kafka_consumer_") && l.contains(&group))
-                .collect();
-            assert!(
-                stale.is_empty(),
-                "series served after a failed measurement: {stale:?}"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "the exporter still claims to measure a stopped broker:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let metrics = eventually(
+        WAIT,
+        "the exporter to report a failed measurement",
+        || async {
+            let metrics = metrics_of(&exporter).await;
+            if metrics.contains(&format!("kafka_lag_exporter_up{{group=\"{group}\"}} 0")) {
+                Ok(metrics)
+            } else {
+                Err(format!(
+                    "still claims to measure a stopped broker:\n{metrics}"
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stale: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("kafka_consumer_") && l.contains(&group))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "series served after a failed measurement: {stale:?}"
+    );
     let ready = reqwest::get(exporter.url("/readyz"))
         .await
         .expect("GET /readyz");
@@ -1092,7 +1119,7 @@ async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_head
     let aiming = |n: usize, topics: &[&str]| {
         let mut m = dead_letter(n);
         m.partition = Some(0);
-        m.headers.retain(|(k, _)| k != "dlq-original-topic");
+        m.headers.retain(|(k, _)| k != headers::DLQ_ORIGINAL_TOPIC);
         for (i, topic) in topics.iter().enumerate() {
             m.headers
                 .insert(i, ("dlq-original-topic".to_owned(), (*topic).to_owned()));
@@ -1106,7 +1133,7 @@ async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_head
         aiming(1, &["payments"]),
         aiming(2, &["auto-created-by-a-replay"]),
         aiming(3, &[]),
-        aiming(4, &["users", "orders"]),
+        aiming(4, &[topics::USERS, topics::ORDERS]),
         aiming(5, &["orders"]),
         aiming(6, &["orders"]),
     ];
@@ -1128,7 +1155,7 @@ async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_head
     let summary = json(&out);
     println!("replay of forged dead letters: {summary}");
     assert!(out.status.success(), "{summary}");
-    assert_eq!(summary["destination"], "orders");
+    assert_eq!(summary["destination"], topics::ORDERS);
     assert_eq!(
         (summary["replayed"].as_u64(), summary["parked"].as_u64()),
         (Some(2), Some(5)),
@@ -1161,7 +1188,7 @@ async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_head
     );
     let persisted = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 2, WAIT).await;
     assert_eq!(persisted, 2);
-    let elsewhere = read_topic(&broker.bootstrap, "users", 1, Duration::from_secs(3));
+    let elsewhere = read_topic(&broker.bootstrap, topics::USERS, 1, Duration::from_secs(3));
     assert!(elsewhere.is_empty(), "nothing was published to users");
     let admin: rdkafka::consumer::BaseConsumer = harness::kafka::client(&broker.bootstrap)
         .create()

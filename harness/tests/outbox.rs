@@ -18,6 +18,11 @@ use harness::load::{post_orders, LoadReport};
 use harness::process::Service;
 use harness::proxy::Proxy;
 use harness::stack::{consumer_env, producer_env, Stack, DRAIN, READY};
+use harness::wait::eventually;
+
+/// How long a test waits for an effect before it fails; a passing run goes
+/// on as soon as the effect shows.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Tansu behind a proxy every client connection crosses, so that the
 /// broker can be made unreachable without losing what it holds (a memory
@@ -81,6 +86,18 @@ async fn waiting(db: &TestDatabase) -> i64 {
         .expect("count")
 }
 
+/// Waits until no row waits in the outbox, failing after `wait`.
+async fn drained(db: &TestDatabase, wait: Duration) {
+    eventually(wait, "the outbox to drain", || async {
+        match waiting(db).await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows still waiting")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// `orders` posted while `broker_path` is cut (each waits in the outbox),
 /// then the relay's batches stopped between the broker's acknowledgement
 /// and their delete, inside the transactions holding their shards: the
@@ -115,19 +132,17 @@ async fn relay_stopped_before_its_deletes(
         .await
         .expect("lock");
     broker_path.restore();
-    let deadline = Instant::now() + DRAIN;
     // The broker's acknowledgements, as the producer counts them (a fresh
     // reader of the topic may take longer to join than a loaded machine
     // gives it).
     let acked = r#"kafka_producer_messages_total{outcome="acked",topic="orders"}"#;
-    loop {
+    let published = eventually(DRAIN, "the relay to publish", || async {
         let published = metric(&stack.producer, acked).await;
-        if published > 0.0 {
-            return (report, backlog, hold, published);
-        }
-        assert!(Instant::now() < deadline, "the relay never published");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (published > 0.0).then_some(published)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (report, backlog, hold, published)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,9 +185,14 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
         .await
         .expect("answer");
     assert_eq!(ready.status(), 200, "ready while the outbox answers");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let age = metric(&stack.producer, "outbox_oldest_age_seconds").await;
-    assert!(age > 0.0, "the backlog's age is measured");
+    eventually(WAIT, "the backlog's age measured", || async {
+        let age = metric(&stack.producer, "outbox_oldest_age_seconds").await;
+        (age > 0.0).then_some(age)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The scenario: the broker stays away a whole minute, whatever the
+    // load took (not a wait for an effect).
     tokio::time::sleep(Duration::from_secs(60).saturating_sub(cut.elapsed())).await;
     let stored_during = stack.count("SELECT count(*) FROM orders").await;
     println!(
@@ -191,11 +211,7 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
     stack
         .assert_exactly_once("outbox, broker away a minute", &report)
         .await;
-    let deadline = Instant::now() + DRAIN;
-    while waiting(&stack.db).await > 0 {
-        assert!(Instant::now() < deadline, "the outbox drains");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    drained(&stack.db, DRAIN).await;
     let relayed = (
         metric(&stack.producer, "outbox_relayed_total").await,
         metric(&second, "outbox_relayed_total").await,
@@ -334,20 +350,25 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
     let relay_deadline =
         producer::outbox::relay_deadline(Duration::from_millis(5000), Duration::from_millis(3000));
     let bound = relay_deadline + Duration::from_secs(10);
-    let mut held = 0.0;
-    loop {
-        held = metric(&second, "outbox_shards_held_total").await.max(held);
-        if waiting(&stack.db).await == 0 {
-            break;
-        }
-        assert!(
-            cut_off.elapsed() < bound,
-            "{} rows still wait {:?} after the relay was cut off ({held} held passes)",
-            waiting(&stack.db).await,
-            cut_off.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let held = std::cell::Cell::new(0.0f64);
+    eventually(
+        bound.saturating_sub(cut_off.elapsed()),
+        "the other replica to empty the outbox within the bound from the cut-off",
+        || async {
+            held.set(
+                metric(&second, "outbox_shards_held_total")
+                    .await
+                    .max(held.get()),
+            );
+            match waiting(&stack.db).await {
+                0 => Ok(()),
+                n => Err(format!("{n} rows still wait ({} held passes)", held.get())),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let held = held.get();
     let freed = cut_off.elapsed();
     println!(
         "relay cut off and killed mid-batch: the other replica emptied the outbox {freed:?} after, \

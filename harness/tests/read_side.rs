@@ -6,14 +6,16 @@
 //! after the fault is fixed and its dead letter replayed.
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use contract::topics;
 use harness::broker::Broker;
 use harness::database::{lock_order, TestDatabase};
 use harness::events::{order_event, order_message, Outgoing};
 use harness::kafka::{publish, read_topic};
 use harness::process::{binary, Service};
 use harness::stack::{consumer_env, producer_env, READY};
+use harness::wait::eventually;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -81,18 +83,16 @@ async fn get(url: &str) -> (u16, Value) {
 
 /// Polls `url` until its `status` field is `wanted`; returns the body.
 async fn poll_until(url: &str, wanted: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, &format!("{url} to answer {wanted}"), || async {
         let (code, body) = get(url).await;
         if code == 200 && body["status"] == wanted {
-            return body;
+            Ok(body)
+        } else {
+            Err(format!("{code} {body}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never answered {wanted}: last {code} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +159,7 @@ async fn an_order_is_followed_through_its_location_from_pending_to_persisted() {
     let (code, events) = get(&reads.url(&format!("{resource}/events"))).await;
     assert_eq!(code, 200);
     assert_eq!(events["events"][0]["event_id"], answer["event_id"]);
-    assert_eq!(events["events"][0]["source_topic"], "orders");
+    assert_eq!(events["events"][0]["source_topic"], topics::ORDERS);
 
     let story = tool(&db, &broker.bootstrap, &["order", &order_id]);
     assert!(story.status.success());
@@ -266,7 +266,7 @@ async fn a_rejected_order_reads_rejected_and_turns_persisted_after_a_fix_and_a_r
     consumer.wait_ready("/readyz", READY).await;
     reads.wait_ready("/readyz", READY).await;
     assert_eq!(
-        read_topic(&broker.bootstrap, "orders-dlq", 2, WAIT).len(),
+        read_topic(&broker.bootstrap, topics::ORDERS_DLQ, 2, WAIT).len(),
         2
     );
 
@@ -278,7 +278,7 @@ async fn a_rejected_order_reads_rejected_and_turns_persisted_after_a_fix_and_a_r
         (&json!("transient"), &json!("database_transient"))
     );
     assert_eq!(rejected["event_id"], blocked.metadata.event_id.to_string());
-    assert_eq!(rejected["dead_letter"]["topic"], "orders-dlq");
+    assert_eq!(rejected["dead_letter"]["topic"], topics::ORDERS_DLQ);
     let poisoned = poll_until(
         &reads.url(&format!("/orders/{}", poison_event.order_id)),
         "rejected",
@@ -299,7 +299,7 @@ async fn a_rejected_order_reads_rejected_and_turns_persisted_after_a_fix_and_a_r
         &["order", &blocked.order_id.to_string(), "--json"],
     ));
     assert_eq!(story["status"], "rejected");
-    assert_eq!(story["dead_letters"][0]["dlq_topic"], "orders-dlq");
+    assert_eq!(story["dead_letters"][0]["dlq_topic"], topics::ORDERS_DLQ);
     assert!(story["dead_letters"][0]["dlq_offset"].is_i64(), "{story}");
 
     // The fix, then the replay of what failed transiently.
