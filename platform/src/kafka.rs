@@ -148,57 +148,11 @@ impl fmt::Debug for KafkaSettings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An error librdkafka reported on its own: its code and text.
+pub type ClientError = (rdkafka::types::RDKafkaErrorCode, String);
 
-    #[test]
-    fn kafka_variables_pass_through_as_librdkafka_properties() {
-        let env = Env::from_pairs([
-            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9093"),
-            ("KAFKA_CONSUMER_GROUP", "g"),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
-            ("KAFKA_SASL_PASSWORD", "hunter2"),
-            ("KAFKA_LINGER_MS", "20"),
-        ]);
-        let s = KafkaSettings::from_env(&env).unwrap();
-        assert_eq!(s.bootstrap_servers, "b1:9092,b2:9093");
-        assert_eq!(
-            s.properties.get("sasl.mechanism").map(String::as_str),
-            Some("SCRAM-SHA-512")
-        );
-        assert_eq!(
-            s.properties.get("linger.ms").map(String::as_str),
-            Some("20")
-        );
-        assert!(!s.properties.contains_key("consumer.group"));
-        let config = s.client_config(&[("linger.ms", "5"), ("acks", "all")]);
-        assert_eq!(
-            config.get("linger.ms"),
-            Some("20"),
-            "the operator's value wins"
-        );
-        assert_eq!(config.get("acks"), Some("all"));
-        let shown = format!("{s:?}");
-        assert!(
-            !shown.contains("hunter2") && shown.contains("***"),
-            "{shown}"
-        );
-        assert_eq!(
-            KafkaSettings::variable_of("sasl.mechanism"),
-            "KAFKA_SASL_MECHANISM"
-        );
-    }
-
-    #[test]
-    fn a_bad_broker_list_names_the_variable() {
-        for bad in ["localhost", "host:port", ":9092", "a:1,b"] {
-            let env = Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", bad)]);
-            let err = KafkaSettings::from_env(&env).unwrap_err();
-            assert_eq!(err.variable, "KAFKA_BOOTSTRAP_SERVERS", "{bad}");
-        }
-    }
-}
+/// The latest value of something the client's threads report.
+type Latest<T> = std::sync::Arc<std::sync::Mutex<Option<T>>>;
 
 /// A client context that logs librdkafka's errors and log lines through
 /// `tracing` (one line per kind per ten seconds, with a count of the lines
@@ -207,19 +161,18 @@ mod tests {
 /// broker that is merely down.
 #[derive(Clone, Default)]
 pub struct ObservedContext {
-    last_error:
-        std::sync::Arc<std::sync::Mutex<Option<(rdkafka::types::RDKafkaErrorCode, String)>>>,
+    last_error: Latest<ClientError>,
     /// Kept apart: later "all brokers down" errors must not hide it.
-    authentication: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    authentication: Latest<String>,
     /// A TLS handshake the client refused (the broker's certificate is not
     /// one its CA signed), kept apart likewise.
-    tls: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    tls: Latest<String>,
     throttle: std::sync::Arc<crate::throttle::LogThrottle>,
 }
 
 impl ObservedContext {
     /// The last error librdkafka reported on its own (not through a call).
-    pub fn last_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+    pub fn last_error(&self) -> Option<ClientError> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
@@ -290,3 +243,55 @@ impl rdkafka::producer::ProducerContext for ObservedContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for ObservedContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_variables_pass_through_as_librdkafka_properties() {
+        let env = Env::from_pairs([
+            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9093"),
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_PASSWORD", "hunter2"),
+            ("KAFKA_LINGER_MS", "20"),
+        ]);
+        let s = KafkaSettings::from_env(&env).unwrap();
+        assert_eq!(s.bootstrap_servers, "b1:9092,b2:9093");
+        assert_eq!(
+            s.properties.get("sasl.mechanism").map(String::as_str),
+            Some("SCRAM-SHA-512")
+        );
+        assert_eq!(
+            s.properties.get("linger.ms").map(String::as_str),
+            Some("20")
+        );
+        assert!(!s.properties.contains_key("consumer.group"));
+        let config = s.client_config(&[("linger.ms", "5"), ("acks", "all")]);
+        assert_eq!(
+            config.get("linger.ms"),
+            Some("20"),
+            "the operator's value wins"
+        );
+        assert_eq!(config.get("acks"), Some("all"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
+        assert_eq!(
+            KafkaSettings::variable_of("sasl.mechanism"),
+            "KAFKA_SASL_MECHANISM"
+        );
+    }
+
+    #[test]
+    fn a_bad_broker_list_names_the_variable() {
+        for bad in ["localhost", "host:port", ":9092", "a:1,b"] {
+            let env = Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", bad)]);
+            let err = KafkaSettings::from_env(&env).unwrap_err();
+            assert_eq!(err.variable, "KAFKA_BOOTSTRAP_SERVERS", "{bad}");
+        }
+    }
+}
