@@ -34,7 +34,7 @@ impl QueryMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "query_database_errors_total",
-                        "Lookups that failed in the database (timeout, connection, other)",
+                        "Lookups that failed in the database (timeout, connection, contention, schema, other)",
                     ),
                     &["kind"],
                 )?,
