@@ -14,6 +14,7 @@ use harness::database::{wait_for_count, TestDatabase};
 use harness::load::post_orders;
 use harness::process::Service;
 use harness::stack::{consumer_env, producer_env, wait_for_metric, Stack, DRAIN, READY};
+use harness::wait::eventually;
 
 async fn kafka_stack() -> Stack {
     Stack::start_on(
@@ -183,14 +184,21 @@ async fn the_group_coordinator_killed_under_load_the_group_commits_again_by_itse
     let killed = Instant::now();
     println!("node {coordinator}, coordinator of group {group}, killed -9 with {before} offsets committed");
     under_load(&stack, 3000).await;
-    let mut resumed = None;
-    while killed.elapsed() < BROKER_SESSION_TIMEOUT + 3 * session + Duration::from_secs(30) {
-        if committed_sum(&stack, &group, Duration::from_secs(2)).await > Some(before) {
-            resumed = Some(killed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let resumed = eventually(
+        (BROKER_SESSION_TIMEOUT + 3 * session + Duration::from_secs(30))
+            .saturating_sub(killed.elapsed()),
+        "the group to commit again",
+        || async {
+            let sum = committed_sum(&stack, &group, Duration::from_secs(2)).await;
+            if sum > Some(before) {
+                Ok(killed.elapsed())
+            } else {
+                Err(format!("committed {sum:?}"))
+            }
+        },
+    )
+    .await
+    .ok();
     // No group can commit before the controller fences the dead node (its
     // broker session timeout) and moves its leaderships, the coordinator's
     // among them; then the consumer finds the new coordinator, and this
@@ -297,22 +305,27 @@ async fn two_of_three_nodes_down_answers_503_within_the_produce_timeout_then_res
         );
     }
     println!("with one node of three: {answers:?}");
-    let mut not_ready = None;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        let status = client
-            .get(stack.producer.url("/readyz"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if status == 503 {
-            not_ready = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let not_ready = eventually(
+        Duration::from_secs(30),
+        "the producer's /readyz to turn 503",
+        || async {
+            let status = client
+                .get(stack.producer.url("/readyz"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            if status == 503 {
+                Ok(started.elapsed())
+            } else {
+                Err(format!("answered {status}"))
+            }
+        },
+    )
+    .await
+    .ok();
     println!("producer /readyz turned 503 after {not_ready:?}");
     assert!(not_ready.is_some(), "the producer says it is not ready");
     cluster(&mut stack).restart(1);
@@ -339,29 +352,29 @@ async fn two_of_three_nodes_down_answers_503_within_the_produce_timeout_then_res
 /// Posts order 1 under `key` until it gets its `202`; its order id.
 async fn post_orders_with_key(url: &str, key: &str) -> uuid::Uuid {
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let answer = client
-            .post(url)
-            .header("Idempotency-Key", key)
-            .json(&harness::load::order_body(1))
-            .send()
-            .await;
-        if let Ok(answer) = answer {
-            if answer.status() == 202 {
-                let body: serde_json::Value = answer.json().await.expect("JSON");
-                return body["order_id"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .expect("an order id");
+    eventually(
+        Duration::from_secs(60),
+        "the retried order accepted",
+        || async {
+            let answer = client
+                .post(url)
+                .header("Idempotency-Key", key)
+                .json(&harness::load::order_body(1))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if answer.status() != 202 {
+                return Err(format!("answered {}", answer.status()));
             }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the retried order is accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            let body: serde_json::Value = answer.json().await.expect("JSON");
+            Ok(body["order_id"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .expect("an order id"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An operator's pod restarting during a deploy: a consumer stopped with
@@ -506,14 +519,19 @@ async fn a_black_holed_path_to_one_node_under_load_loses_nothing() {
         logs.lines()
             .any(|l| l.contains(dark.as_str()) && l.contains("imed out"))
     };
-    while !gave_up(&stack.consumer.logs()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the consumer times out its requests to {dark}:\n{}",
-            stack.consumer.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        &format!("the consumer to time out its requests to {dark}"),
+        || {
+            std::future::ready(if gave_up(&stack.consumer.logs()) {
+                Ok(())
+            } else {
+                Err(stack.consumer.log_tail(20))
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!(
         "the consumer timed out its requests to {dark} {:?} later",
         started.elapsed()

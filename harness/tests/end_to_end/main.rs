@@ -15,8 +15,10 @@
 mod apache_kafka;
 mod secured;
 
+use std::future::ready;
 use std::time::{Duration, Instant};
 
+use contract::headers;
 use harness::broker::{Broker, Tansu};
 use harness::database::{wait_for_count, TestDatabase};
 use harness::events::{headers_for, order_event, order_message, Outgoing};
@@ -28,8 +30,13 @@ use harness::stack::{
     circuit_opened, consumer_env, log_lines, producer_env, wait_for_metric, Stack, DRAIN, READY,
     SHUTDOWN_BOUND,
 };
+use harness::wait::eventually;
 use rdkafka::message::Message;
 use uuid::Uuid;
+
+/// How long a test waits for an effect before it fails; a passing run goes
+/// on as soon as the effect shows.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Customer data of every order the harness sends (and of the probe below).
 const PII: [&str; 4] = ["Ada Lovelace", "ada@example.com", "SW1Y 4JH", "pii-probe"];
@@ -262,6 +269,8 @@ async fn postgres_unavailable_for_a_while(broker: Broker) {
     println!("PostgreSQL cut off from the consumer");
     let opened = circuit_opened(&stack.consumer).await;
     assert!(opened.is_some(), "circuit open during the outage");
+    // The outage goes on two seconds with the circuit open and orders
+    // arriving (the scenario), not a wait for an effect.
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     println!("PostgreSQL reachable again");
@@ -339,22 +348,22 @@ async fn a_stopped_broker_gives_503_and_the_producer_recovers_without_restart() 
         .expect("a broker process")
         .restart();
     let started = Instant::now();
-    let mut answer = 0;
-    while started.elapsed() < Duration::from_secs(60) {
-        answer = post("after")
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if answer == 202 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the producer to recover without a restart",
+        || async {
+            match post("after").await.map(|r| r.status().as_u16()) {
+                Ok(202) => Ok(()),
+                other => Err(format!("answered {other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!(
         "broker restarted: producer accepted again after {:?}",
         started.elapsed()
     );
-    assert_eq!(answer, 202, "the producer recovers without a restart");
     let persisted = wait_for_count(&stack.db.pool, "SELECT count(*) FROM orders", 2, DRAIN).await;
     println!("broker restart: sent 3, accepted 2, refused 1 (503), persisted {persisted}");
     assert_eq!(
@@ -426,11 +435,11 @@ async fn poison_from_an_independent_client_reaches_the_dlq_and_never_stalls_its_
             assert_eq!(header(found, k).as_ref(), Some(v));
         }
         assert_eq!(
-            header(found, "dlq-error-kind").as_deref(),
+            header(found, headers::DLQ_ERROR_KIND).as_deref(),
             Some("permanent")
         );
         assert_eq!(
-            header(found, "dlq-original-partition").as_deref(),
+            header(found, headers::DLQ_ORIGINAL_PARTITION).as_deref(),
             Some("0")
         );
     }
@@ -458,19 +467,28 @@ async fn a_trace_started_by_the_http_request_continues_in_the_consumer() {
         .fetch_one(&stack.db.pool)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let producer_lines = stack
-        .producer
-        .logs()
-        .lines()
-        .filter(|l| l.contains(&trace_id))
-        .count();
-    let consumer_lines = stack
-        .consumer
-        .logs()
-        .lines()
-        .filter(|l| l.contains(&trace_id))
-        .count();
+    let lines_of = |service: &Service| {
+        service
+            .logs()
+            .lines()
+            .filter(|l| l.contains(&trace_id))
+            .count()
+    };
+    // The lines may reach the log files a little after the row is stored.
+    let (producer_lines, consumer_lines) =
+        eventually(WAIT, "both services' log lines of the trace", || {
+            let lines = (lines_of(&stack.producer), lines_of(&stack.consumer));
+            ready(if lines.0 >= 1 && lines.1 >= 1 {
+                Ok(lines)
+            } else {
+                Err(format!(
+                    "{lines:?} lines; consumer log:\n{}",
+                    stack.consumer.log_tail(20)
+                ))
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     println!("trace {trace_id}: {producer_lines} producer log lines, {consumer_lines} consumer log lines, event store {stored:?}");
     assert!(producer_lines >= 1, "the producer logged the trace");
     assert!(
@@ -536,6 +554,8 @@ async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_pe
     let ready = reqwest::get(stack.consumer.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready while the database is away");
     lock.rollback().await.unwrap();
+    // The black hole goes on two seconds with the circuit open and orders
+    // arriving (the scenario), not a wait for an effect.
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     println!("PostgreSQL path healed (black-holed connections stay dead)");
@@ -591,7 +611,7 @@ async fn a_reused_idempotency_key_with_another_body_is_dead_lettered_as_a_confli
         "the other body is dead-lettered, the retry is not"
     );
     assert_eq!(
-        header(&dlq[0], "dlq-error-class").as_deref(),
+        header(&dlq[0], headers::DLQ_ERROR_CLASS).as_deref(),
         Some("conflict")
     );
     assert!(
@@ -636,7 +656,20 @@ async fn each_consumer_log_line_and_trace_belongs_to_its_own_message() {
         DRAIN,
     );
     assert_eq!(dlq.len(), 20);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The lines may reach the log file a little after the effects show.
+    eventually(WAIT, "the consumer's 20 + 20 log lines", || {
+        let lines = (
+            log_lines(&stack.consumer, "message dead-lettered").len(),
+            log_lines(&stack.consumer, "event persisted").len(),
+        );
+        ready(if lines.0 >= 20 && lines.1 >= 20 {
+            Ok(())
+        } else {
+            Err(format!("{lines:?} dead-letter and persisted lines"))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let dead = log_lines(&stack.consumer, "message dead-lettered");
     let mut offsets: Vec<i64> = dead
@@ -715,6 +748,8 @@ async fn a_black_holed_broker_gives_503_within_the_bound_and_all_accepted_persis
         took < Duration::from_secs(6),
         "within PRODUCE_TIMEOUT_MS (3 s) and slack: {took:?}"
     );
+    // The black hole goes on eight seconds under load (the scenario), not
+    // a wait for an effect.
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.restore();
     println!("broker path healed (black-holed connections stay dead)");

@@ -20,6 +20,7 @@ use harness::kafka::{header, publish_with, read_topic_with};
 use harness::load::post_orders;
 use harness::process::{binary, Service};
 use harness::stack::{consumer_env, producer_env, Stack, DRAIN};
+use harness::wait::eventually;
 
 /// Runs the operator tool logged in as `role`.
 fn tool(bootstrap: &str, security: &Security, role: Role, args: &[&str]) -> Output {
@@ -420,18 +421,20 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
                 .all(|p| p["lag_seconds"].as_i64().unwrap_or(0) >= 1),
         )
     };
-    let started = Instant::now();
-    let measured = loop {
-        let lag = json(&lag_as_exporter());
-        if dated(&lag) == Some(true) {
-            break lag;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the lag is dated with the granted ACLs: {lag}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let measured = eventually(
+        Duration::from_secs(30),
+        "the lag dated with the granted ACLs",
+        || {
+            let lag = json(&lag_as_exporter());
+            std::future::ready(if dated(&lag) == Some(true) {
+                Ok(lag)
+            } else {
+                Err(lag.to_string())
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!(
         "with Read: total lag {}, dated {}",
         measured["total"], measured["partitions"]
@@ -489,25 +492,26 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
         .as_ref()
         .expect("a cluster")
         .change_acls(false, &read_grants);
-    let started = Instant::now();
-    let refusal = loop {
-        let output = lag_as_exporter();
-        if output.status.success() {
-            let lag: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-            assert_ne!(
-                dated(&lag),
-                Some(false),
-                "a lag that cannot be dated is never reported as 0 seconds: {lag}"
-            );
-        } else {
-            break String::from_utf8_lossy(&output.stderr).into_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "without Read the measurement fails"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let refusal = eventually(
+        Duration::from_secs(30),
+        "the measurement to fail without Read",
+        || {
+            let output = lag_as_exporter();
+            std::future::ready(if output.status.success() {
+                let lag: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+                assert_ne!(
+                    dated(&lag),
+                    Some(false),
+                    "a lag that cannot be dated is never reported as 0 seconds: {lag}"
+                );
+                Err(format!("still measured: {lag}"))
+            } else {
+                Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!("without Read: {}", refusal.trim());
     assert!(
         refusal.contains("to date the time lag") && refusal.contains("needs Describe and Read"),
@@ -529,27 +533,30 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
         .build()
         .expect("HTTP client");
     let up = format!("group=\"{group}\"");
-    let started = Instant::now();
-    let (ready, metric) = loop {
-        let ready = match client.get(exporter.url("/readyz")).send().await {
-            Ok(r) => Some(r.status().as_u16()),
-            Err(_) => None,
-        };
-        let metrics = match client.get(exporter.url("/metrics")).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let metric = harness::metrics::sum(&metrics, "kafka_lag_exporter_up", &[&up]);
-        if ready == Some(503) && metric == Some(0.0) {
-            break (ready, metric);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the exporter is not ready and says its group is down: /readyz {ready:?}, \
-             kafka_lag_exporter_up {metric:?}\n{}",
-            exporter.log_tail(10)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (ready, metric) = eventually(
+        Duration::from_secs(30),
+        "the exporter not ready and saying its group is down",
+        || async {
+            let ready = match client.get(exporter.url("/readyz")).send().await {
+                Ok(r) => Some(r.status().as_u16()),
+                Err(_) => None,
+            };
+            let metrics = match client.get(exporter.url("/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let metric = harness::metrics::sum(&metrics, "kafka_lag_exporter_up", &[&up]);
+            if ready == Some(503) && metric == Some(0.0) {
+                Ok((ready, metric))
+            } else {
+                Err(format!(
+                    "/readyz {ready:?}, kafka_lag_exporter_up {metric:?}\n{}",
+                    exporter.log_tail(10)
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     println!("serving without Read: /readyz {ready:?}, kafka_lag_exporter_up {metric:?}");
 }
