@@ -1,6 +1,5 @@
 //! Fixtures of the consumer's integration tests: the shared harness, and
 //! the consumer service run in a runtime of its own.
-#![allow(dead_code, unused_imports)]
 
 pub mod service;
 

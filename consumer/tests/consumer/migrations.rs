@@ -1,7 +1,7 @@
 //! Migrations apply to a fresh database and re-apply as a no-op, against the
 //! local PostgreSQL (DATABASE_URL's server, default postgres://localhost).
 
-mod support;
+use crate::support;
 
 #[tokio::test]
 async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {

@@ -1,6 +1,5 @@
 //! A producer service running in process against librdkafka's mock cluster,
 //! and an independent Kafka consumer to read back what it published.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -16,7 +16,7 @@ use apache_avro::Schema;
 use contract::{DecodeError, EventCodec, Format, OrderEvent, UserEvent};
 use proptest::prelude::*;
 
-mod fixtures;
+use crate::fixtures;
 
 // ---- allocation accounting, per thread (tests run on several) ----
 

@@ -11,7 +11,7 @@ use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, Value as Field};
 use serde_json::Value;
 
-mod fixtures;
+use crate::fixtures;
 
 /// The value a test plants: the marker wrapped in what un-quotes naive
 /// scrubbers.

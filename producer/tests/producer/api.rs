@@ -1,16 +1,14 @@
 //! The producer's HTTP API against a real Kafka-protocol broker (librdkafka's
 //! mock cluster), driven by a real HTTP client.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{header, key, order_body, TestApp};
 use contract::{headers, topics, EventCodec, Format, OrderEvent, UserEvent};
 use harness::wait::eventually;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{json, Value};
-use support::{header, key, order_body, TestApp};
 
 /// How long a test waits for an effect before it fails; a passing run goes
 /// on as soon as the effect shows.

@@ -6,10 +6,9 @@
 //! in another, leave the same rows and get the same outcomes; and every
 //! stored order's items add up to its totals.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::TestDatabase;
 use consumer::decode::{Decoded, DomainEvent};
 use consumer::persist::{Outcome, Persistable, Store};
 use consumer::rows::{EventRows, ItemRows, OrderRows};
@@ -18,7 +17,6 @@ use harness::wait::eventually;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rust_decimal::Decimal;
-use support::TestDatabase;
 use uuid::Uuid;
 
 /// One generated message: which event id, which order or user id, which body.

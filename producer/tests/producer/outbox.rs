@@ -4,16 +4,14 @@
 //! an outbox that does not answer is a 503; two replicas relay one outbox
 //! without publishing a row twice or reordering a key.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{header, key, order_body, TestApp};
 use contract::{headers, topics};
 use harness::database::TestDatabase;
 use harness::wait::eventually;
 use serde_json::{json, Value};
-use support::{header, key, order_body, TestApp};
 
 /// How long a test waits for an effect before it fails; a passing run goes
 /// on as soon as the effect shows.

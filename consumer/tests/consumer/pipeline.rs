@@ -1,11 +1,11 @@
 //! The delivery invariants, with the real consumer against librdkafka's mock
 //! cluster and the local PostgreSQL. Each test fails if its invariant breaks.
 
-mod support;
-
 use std::future::ready;
 use std::time::Duration;
 
+use crate::support::service::RunningConsumer;
+use crate::support::{wait_for_count, TestDatabase};
 use chrono::{DateTime, Utc};
 use contract::{headers, topics, Domain, Format};
 use harness::events::{
@@ -15,8 +15,6 @@ use harness::kafka::{header, mock_cluster as cluster, publish, read_topic};
 use harness::wait::{eventually, stays_quiet_for};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use support::service::RunningConsumer;
-use support::{wait_for_count, TestDatabase};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

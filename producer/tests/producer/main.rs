@@ -1,0 +1,7 @@
+//! The producer's integration tests, in one binary: the HTTP API in process
+//! against librdkafka's mock cluster, and outbox mode against a real
+//! PostgreSQL.
+
+mod api;
+mod outbox;
+mod support;
