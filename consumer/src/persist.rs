@@ -146,54 +146,40 @@ impl Store {
 /// What the database holds for the events and aggregates of `batch`.
 async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, PersistError> {
     let event_ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
-    let ids_of = |domain: Domain| -> Vec<&str> {
+    let ids_of = |domain: Domain| -> Vec<String> {
         batch
             .iter()
             .filter(|e| e.domain == domain)
-            .map(|e| e.aggregate_id.as_str())
+            .map(|e| e.aggregate_id.clone())
             .collect()
     };
     let mut known = Known::default();
-    let events: Vec<(Uuid, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT event_id, event_type, aggregate_id, content_fingerprint
-         FROM event_store WHERE event_id = ANY($1)",
-    )
-    .bind(&event_ids)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(classify)?;
-    for (id, event_type, aggregate, fingerprint) in events {
-        let domain = if event_type == Domain::Users.event_type() {
-            Domain::Users
-        } else {
-            Domain::Orders
-        };
-        known.events.insert(id, (domain, aggregate, fingerprint));
+    for event in store::write::events(tx, &event_ids)
+        .await
+        .map_err(classify)?
+    {
+        // Only this consumer writes the event store, with the types of the
+        // contract: another type is a store that is not ours to decide on.
+        let domain = Domain::of_event_type(&event.event_type).ok_or_else(|| {
+            PersistError::permanent(format!(
+                "event {} is stored with the unknown type {:?}",
+                event.event_id, event.event_type
+            ))
+        })?;
+        known.events.insert(
+            event.event_id,
+            (domain, event.aggregate_id, event.fingerprint),
+        );
     }
     let orders = ids_of(Domain::Orders);
     if !orders.is_empty() {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT order_id::text, content_fingerprint FROM orders
-             WHERE order_id = ANY($1::text[]::uuid[])",
-        )
-        .bind(&orders)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        for (id, fingerprint) in rows {
+        for (id, fingerprint) in store::write::orders(tx, &orders).await.map_err(classify)? {
             known.aggregates.insert((Domain::Orders, id), fingerprint);
         }
     }
     let users = ids_of(Domain::Users);
     if !users.is_empty() {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT user_id, content_fingerprint FROM users WHERE user_id = ANY($1)",
-        )
-        .bind(&users)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        for (id, fingerprint) in rows {
+        for (id, fingerprint) in store::write::users(tx, &users).await.map_err(classify)? {
             known.aggregates.insert((Domain::Users, id), fingerprint);
         }
     }

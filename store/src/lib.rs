@@ -9,3 +9,4 @@ pub mod outbox;
 pub mod read;
 pub mod rejections;
 pub mod schema;
+pub mod write;
