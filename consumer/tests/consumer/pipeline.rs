@@ -4,46 +4,39 @@
 use std::future::ready;
 use std::time::Duration;
 
-use crate::support::service::RunningConsumer;
-use crate::support::{wait_for_count, TestDatabase};
+use crate::support::context::{inconsistent_orders, new_group};
+use crate::support::{Table, TestContext, WAIT};
 use chrono::{DateTime, Utc};
 use contract::{headers, topics, Domain, Format};
 use harness::events::{
     headers_for, order_event, order_message, user_event, user_message, Outgoing,
 };
-use harness::kafka::{header, mock_cluster as cluster, publish, read_topic};
+use harness::kafka::header;
 use harness::wait::{eventually, stays_quiet_for};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use uuid::Uuid;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// How long a test that saw everything arrive watches for one thing more
 /// (a redelivery, a second dead letter) before it calls the count final.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// The consumer's sessions waiting on a row lock, as a `FROM` clause.
+macro_rules! consumer_lock_waits {
+    () => {
+        " FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'pubsubkafka-consumer' \
+         AND wait_event_type = 'Lock'"
+    };
+}
+
+/// How many of the consumer's sessions wait on a row lock.
+const CONSUMER_LOCK_WAITERS: &str = concat!("SELECT count(*)", consumer_lock_waits!());
+
 /// When the consumer's current wait on a row lock began, if it waits.
-const LOCK_WAIT_STARTED: &str = "SELECT max(query_start) FROM pg_stat_activity \
-     WHERE datname = current_database() AND application_name = 'pubsubkafka-consumer' \
-     AND wait_event_type = 'Lock'";
-
-fn group() -> String {
-    format!("test-group-{}", Uuid::new_v4().simple())
-}
-
-async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&db.pool)
-        .await
-        .expect("count")
-}
+const LOCK_WAIT_STARTED: &str = concat!("SELECT max(query_start)", consumer_lock_waits!());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_messages_in_every_encoding_land_exactly_once_and_redelivery_adds_no_row() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
     let mut messages = Vec::new();
     for (n, format) in Format::ALL.iter().cycle().take(30).enumerate() {
         messages.push(order_message(&order_event(n), *format));
@@ -51,34 +44,27 @@ async fn valid_messages_in_every_encoding_land_exactly_once_and_redelivery_adds_
     for (n, format) in Format::ALL.iter().cycle().take(9).enumerate() {
         messages.push(user_message(&user_event(n), *format));
     }
-    publish(&bootstrap, &messages);
+    ctx.publish(&messages);
 
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 30, WAIT).await,
-        30
-    );
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM users", 9, WAIT).await,
-        9
-    );
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM event_store", 39, WAIT).await,
-        39
-    );
-    assert_eq!(count(&db, "SELECT count(*) FROM order_items").await, 60);
+    let consumer = ctx.start_consumer(&[]);
+    assert_eq!(ctx.wait_for_rows(Table::Orders, 30).await, 30);
+    assert_eq!(ctx.wait_for_rows(Table::Users, 9).await, 9);
+    assert_eq!(ctx.wait_for_rows(Table::EventStore, 39).await, 39);
+    assert_eq!(ctx.rows(Table::OrderItems).await, 60);
     let total: String = sqlx::query_scalar("SELECT sum(total)::text FROM orders")
-        .fetch_one(&db.pool)
+        .fetch_one(&ctx.db.pool)
         .await
         .unwrap();
     assert_eq!(total, "1349.40", "30 orders of 44.98 EUR, exact");
-    let formats: i64 = count(&db, "SELECT count(DISTINCT content_type) FROM event_store").await;
+    let formats: i64 = ctx
+        .count("SELECT count(DISTINCT content_type) FROM event_store")
+        .await;
     assert_eq!(formats, 3);
 
     // The same messages again, and a second group reading everything from
     // the start: every one is a redelivery.
-    publish(&bootstrap, &messages);
-    let other = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
+    ctx.publish(&messages);
+    let other = ctx.start_consumer_in(&new_group(), &[]);
     // The new group reads both copies of every message: each a duplicate.
     let duplicates = |metrics: &str| -> f64 {
         metrics
@@ -103,16 +89,16 @@ async fn valid_messages_in_every_encoding_land_exactly_once_and_redelivery_adds_
     .unwrap_or_else(|e| panic!("{e}"));
     other.stop();
     consumer.stop();
-    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 30);
-    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 9);
-    assert_eq!(count(&db, "SELECT count(*) FROM event_store").await, 39);
-    assert_eq!(count(&db, "SELECT count(*) FROM order_items").await, 60);
+    assert_eq!(ctx.rows(Table::Orders).await, 30);
+    assert_eq!(ctx.rows(Table::Users).await, 9);
+    assert_eq!(ctx.rows(Table::EventStore).await, 39);
+    assert_eq!(ctx.rows(Table::OrderItems).await, 60);
     assert_eq!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ),
+        ctx.topic_size(topics::ORDERS_DLQ),
         0,
         "nothing dead-lettered"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 fn on_partition(mut m: Outgoing, partition: i32) -> Outgoing {
@@ -122,9 +108,7 @@ fn on_partition(mut m: Outgoing, partition: i32) -> Outgoing {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
 
     let valid = |n| on_partition(order_message(&order_event(n), Format::Json), 0);
     let mut invalid_event = order_event(100);
@@ -197,17 +181,17 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
         stream.push(valid(n + 1));
     }
     stream.push(valid(50));
-    publish(&bootstrap, &stream);
+    ctx.publish(&stream);
     let valid_count = (stream.len() - poison.len()) as i64;
 
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
+    let consumer = ctx.start_consumer(&[]);
     assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", valid_count, WAIT).await,
+        ctx.wait_for_rows(Table::Orders, valid_count).await,
         valid_count,
         "every valid order around the poison is persisted"
     );
-    let orders_dlq = read_topic(&bootstrap, topics::ORDERS_DLQ, poison.len() - 1, WAIT);
-    let users_dlq = read_topic(&bootstrap, topics::USERS_DLQ, 1, WAIT);
+    let orders_dlq = ctx.read(topics::ORDERS_DLQ, poison.len() - 1);
+    let users_dlq = ctx.read(topics::USERS_DLQ, 1);
     let metrics = consumer.metrics();
     consumer.stop();
     println!(
@@ -288,7 +272,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
         "SELECT source_topic, source_offset, dlq_topic, dlq_partition, dlq_offset,
                 error_class, aggregate_id FROM rejections",
     )
-    .fetch_all(&db.pool)
+    .fetch_all(&ctx.db.pool)
     .await
     .unwrap();
     assert_eq!(rejections.len(), poison.len(), "{rejections:?}");
@@ -298,7 +282,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
         } else {
             &orders_dlq
         };
-        assert_eq!(dlq_topic, &format!("{topic}-dlq"));
+        assert_eq!(dlq_topic, &topics::dlq_of(topic));
         let letter = dlq
             .iter()
             .find(|m| m.partition() == *dlq_partition && m.offset() == *dlq_offset)
@@ -316,46 +300,29 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
             assert_eq!(&key, aggregate, "the id is the message's");
         }
     }
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM event_store").await,
-        valid_count
-    );
-    db.drop().await;
+    assert_eq!(ctx.rows(Table::EventStore).await, valid_count);
+    ctx.tear_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    store::schema::migrate(&db.pool).await.unwrap();
+    let ctx = TestContext::spawn_migrated().await;
     let blocked = order_event(1);
-    let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
+    let lock = harness::database::lock_order(&ctx.db.pool, blocked.order_id).await;
     let others: Vec<_> = (2..6).map(order_event).collect();
     let mut messages = vec![order_message(&blocked, Format::Json)];
     messages.extend(others.iter().map(|e| order_message(e, Format::Json)));
-    publish(&bootstrap, &messages);
+    ctx.publish(&messages);
 
     // Lock waits of 200 ms, then 0.3 s, 0.6 s, 1.2 s between the tries.
-    let consumer = RunningConsumer::start(
-        &bootstrap,
-        &db.url,
-        &group(),
-        &[
-            ("MAX_RETRIES", "3"),
-            ("RETRY_BACKOFF_MS", "300"),
-            ("DB_LOCK_TIMEOUT_MS", "200"),
-        ],
-    );
+    let consumer = ctx.start_consumer(&[
+        ("MAX_RETRIES", "3"),
+        ("RETRY_BACKOFF_MS", "300"),
+        ("DB_LOCK_TIMEOUT_MS", "200"),
+    ]);
     // Once the consumer is seen waiting on the lock, let it fail at least
     // once more, then release the row.
-    let waiting = wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pubsubkafka-consumer' AND wait_event_type = 'Lock'",
-        1,
-        WAIT,
-    )
-    .await;
+    let waiting = ctx.wait_for_count(CONSUMER_LOCK_WAITERS, 1).await;
     assert_eq!(waiting, 1, "the consumer reached the locked row");
     // Each try waits on the lock anew (a statement of its own): the batch's
     // try, the message's own first try, then a retry after its failure.
@@ -364,7 +331,7 @@ async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
     let waits = std::cell::RefCell::new(std::collections::BTreeSet::new());
     eventually(WAIT, "three tries waiting on the locked row", || async {
         let started: Option<DateTime<Utc>> = sqlx::query_scalar(LOCK_WAIT_STARTED)
-            .fetch_one(&db.pool)
+            .fetch_one(&ctx.db.pool)
             .await
             .map_err(|e| e.to_string())?;
         waits.borrow_mut().extend(started);
@@ -376,10 +343,7 @@ async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     lock.rollback().await.unwrap();
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 5, WAIT).await,
-        5
-    );
+    assert_eq!(ctx.wait_for_rows(Table::Orders, 5).await, 5);
     let metrics = consumer.metrics();
     consumer.stop();
     assert!(
@@ -387,43 +351,30 @@ async fn a_transient_failure_that_heals_within_the_retries_is_persisted() {
         "{metrics}"
     );
     assert!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ) == 0,
+        ctx.topic_size(topics::ORDERS_DLQ) == 0,
         "nothing dead-lettered"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its_retry_count() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    store::schema::migrate(&db.pool).await.unwrap();
+    let ctx = TestContext::spawn_migrated().await;
     let blocked = order_event(1);
-    let lock = harness::database::lock_order(&db.pool, blocked.order_id).await;
+    let lock = harness::database::lock_order(&ctx.db.pool, blocked.order_id).await;
     let sent = order_message(&blocked, Format::Protobuf);
-    publish(
-        &bootstrap,
-        &[sent.clone(), order_message(&order_event(2), Format::Json)],
-    );
+    ctx.publish(&[sent.clone(), order_message(&order_event(2), Format::Json)]);
 
-    let consumer = RunningConsumer::start(
-        &bootstrap,
-        &db.url,
-        &group(),
-        &[
-            ("MAX_RETRIES", "2"),
-            ("RETRY_BACKOFF_MS", "100"),
-            ("DB_LOCK_TIMEOUT_MS", "100"),
-        ],
-    );
-    let dlq = read_topic(&bootstrap, topics::ORDERS_DLQ, 1, WAIT);
+    let consumer = ctx.start_consumer(&[
+        ("MAX_RETRIES", "2"),
+        ("RETRY_BACKOFF_MS", "100"),
+        ("DB_LOCK_TIMEOUT_MS", "100"),
+    ]);
+    let dlq = ctx.read(topics::ORDERS_DLQ, 1);
     assert_eq!(
-        wait_for_count(
-            &db.pool,
+        ctx.wait_for_count(
             "SELECT count(*) FROM orders WHERE correlation_id <> 'lock'",
-            1,
-            WAIT
+            1
         )
         .await,
         1
@@ -453,14 +404,14 @@ async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its
         "the reason is kept"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM orders").await,
+        ctx.rows(Table::Orders).await,
         1,
         "the dead-lettered order is not stored"
     );
     let recorded: (String, Option<uuid::Uuid>, String, String, i64) = sqlx::query_as(
         "SELECT aggregate_id, event_id, error_kind, error_class, dlq_offset FROM rejections",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(&ctx.db.pool)
     .await
     .unwrap();
     assert_eq!(
@@ -474,49 +425,40 @@ async fn a_transient_failure_that_outlasts_the_retries_is_dead_lettered_with_its
         ),
         "recorded for the read side, with where the dead letter sits"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_mid_stream_sends_nothing_to_the_dlq_and_all_persist_once_back() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
     let proxy = harness::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
-    let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let via_proxy = ctx
+        .db
+        .url
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(
-        via_proxy, db.url,
+        via_proxy, ctx.db.url,
         "the test database URL goes through the proxy"
     );
 
     let first: Vec<_> = (0..20)
         .map(|n| order_message(&order_event(n), Format::Json))
         .collect();
-    publish(&bootstrap, &first);
-    let consumer =
-        RunningConsumer::start(&bootstrap, &via_proxy, &group(), &[("MAX_RETRIES", "1")]);
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 20, WAIT).await,
-        20
-    );
+    ctx.publish(&first);
+    let consumer = ctx.start_consumer_via(&via_proxy, &[("MAX_RETRIES", "1")]);
+    assert_eq!(ctx.wait_for_rows(Table::Orders, 20).await, 20);
 
     proxy.cut();
     let second: Vec<_> = (20..120)
         .map(|n| order_message(&order_event(n), Format::Avro))
         .collect();
-    publish(&bootstrap, &second);
+    ctx.publish(&second);
     let started = std::time::Instant::now();
-    let during = eventually(WAIT, "the circuit to open after the cut", || {
-        let metrics = consumer.metrics();
-        let open = harness::metrics::sample(&metrics, "kafka_consumer_circuit_open");
-        ready(if open == Some(1.0) {
-            Ok(metrics)
-        } else {
-            Err(metrics)
+    let during = consumer
+        .wait_for_metrics("the circuit to open after the cut", |metrics| {
+            harness::metrics::sample(metrics, "kafka_consumer_circuit_open") == Some(1.0)
         })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     println!("circuit opened {:?} after the cut", started.elapsed());
     assert_eq!(
         harness::metrics::sample(&during, "kafka_consumer_circuit_open"),
@@ -524,14 +466,14 @@ async fn postgres_unreachable_mid_stream_sends_nothing_to_the_dlq_and_all_persis
         "circuit open during the outage:\n{during}"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM orders").await,
+        ctx.rows(Table::Orders).await,
         20,
         "nothing written while down"
     );
 
     proxy.restore();
     assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 120, WAIT).await,
+        ctx.wait_for_rows(Table::Orders, 120).await,
         120,
         "everything persisted once the database is back"
     );
@@ -542,51 +484,49 @@ async fn postgres_unreachable_mid_stream_sends_nothing_to_the_dlq_and_all_persis
         Some(0.0),
         "{after}"
     );
-    let dead_lettered = topic_size(&bootstrap, topics::ORDERS_DLQ);
+    let dead_lettered = ctx.topic_size(topics::ORDERS_DLQ);
     println!(
         "published 120, persisted {}, dead-lettered {dead_lettered}",
-        count(&db, "SELECT count(*) FROM orders").await,
+        ctx.rows(Table::Orders).await,
     );
     assert_eq!(dead_lettered, 0, "no valid order was dead-lettered");
-    assert_eq!(count(&db, "SELECT count(*) FROM event_store").await, 120);
-    db.drop().await;
+    assert_eq!(ctx.rows(Table::EventStore).await, 120);
+    ctx.tear_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_crashed_without_commit_and_restarted_loses_nothing_and_duplicates_nothing() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    let group = group();
+    let ctx = TestContext::spawn().await;
     let total = 600;
     let messages: Vec<_> = (0..total)
         .map(|n| order_message(&order_event(n), Format::ALL[n % 3]))
         .collect();
-    publish(&bootstrap, &messages[..300]);
+    ctx.publish(&messages[..300]);
 
     // Small batches so the crash lands mid-stream.
     let small = [("BATCH_SIZE", "10"), ("BATCH_WAIT_MS", "5")];
-    let first = RunningConsumer::start(&bootstrap, &db.url, &group, &small);
-    let before_crash = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 50, WAIT).await;
+    let first = ctx.start_consumer(&small);
+    let before_crash = ctx.wait_for_rows(Table::Orders, 50).await;
     assert!(before_crash >= 50);
     first.crash();
-    let at_crash = count(&db, "SELECT count(*) FROM orders").await;
-    publish(&bootstrap, &messages[300..]);
+    let at_crash = ctx.rows(Table::Orders).await;
+    ctx.publish(&messages[300..]);
 
-    let second = RunningConsumer::start(&bootstrap, &db.url, &group, &small);
-    let persisted =
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", total as i64, WAIT).await;
+    let second = ctx.start_consumer(&small);
+    let persisted = ctx.wait_for_rows(Table::Orders, total as i64).await;
     // Redeliveries of what the crash left uncommitted may still be in
     // flight once every order is in: watch a second for an extra event.
     stays_quiet_for(SETTLE, "no event stored twice", || async {
-        let events = count(&db, "SELECT count(*) FROM event_store").await;
+        let events = ctx.rows(Table::EventStore).await;
         (events > total as i64).then_some(events)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     second.stop();
-    let events = count(&db, "SELECT count(*) FROM event_store").await;
-    let distinct = count(&db, "SELECT count(DISTINCT order_id) FROM orders").await;
+    let events = ctx.rows(Table::EventStore).await;
+    let distinct = ctx
+        .count("SELECT count(DISTINCT order_id) FROM orders")
+        .await;
     println!("sent {total}, persisted {at_crash} before the crash, {persisted} in all, {events} events, {} duplicated", events - distinct);
     assert_eq!(persisted, total as i64, "nothing lost");
     assert_eq!(
@@ -595,30 +535,11 @@ async fn a_consumer_crashed_without_commit_and_restarted_loses_nothing_and_dupli
     );
     assert_eq!(distinct, total as i64);
     assert_eq!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ),
+        ctx.topic_size(topics::ORDERS_DLQ),
         0,
         "nothing dead-lettered"
     );
-    db.drop().await;
-}
-
-/// How many messages `topic` holds, read from its partitions' end offsets:
-/// an exact count once its writers have stopped, where reading the topic
-/// for a while could only say "no more arrived in that time". (Nothing is
-/// deleted or compacted in a test's mock cluster, and no writer is
-/// transactional, so every offset is a message.)
-fn topic_size(bootstrap: &str, topic: &str) -> i64 {
-    let reader: BaseConsumer = harness::kafka::client(bootstrap)
-        .create()
-        .expect("a reader");
-    (0..harness::kafka::PARTITIONS)
-        .map(|p| {
-            reader
-                .fetch_watermarks(topic, p, WAIT)
-                .expect("the partition's end offset")
-                .1
-        })
-        .sum()
+    ctx.tear_down().await;
 }
 
 /// Whether the server closed `s`: whatever it said before closing, then the
@@ -634,21 +555,6 @@ async fn closed_by_server(s: &mut tokio::net::TcpStream) -> bool {
         ),
         Err(_) => false,
     }
-}
-
-/// Waits until `group`'s committed offset of `orders` partition 0 is `offset`;
-/// the committed offsets of the topic's partitions.
-async fn committed_to(bootstrap: &str, group: &str, offset: i64) -> Vec<Option<i64>> {
-    eventually(WAIT, "partition 0 committed to its offset", || {
-        let committed = harness::kafka::committed(bootstrap, group, topics::ORDERS);
-        ready(if committed[0] == Some(offset) {
-            Ok(committed)
-        } else {
-            Err(format!("committed {committed:?}, not {offset}"))
-        })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `event` with `items` in place of its own, its totals recomputed.
@@ -676,24 +582,9 @@ fn with_items(
     event
 }
 
-/// Every stored order's items add up to its totals.
-async fn assert_orders_consistent(db: &TestDatabase) {
-    let broken: i64 = count(
-        db,
-        "SELECT count(*) FROM orders o
-         LEFT JOIN (SELECT order_id, sum(line_total) AS sum, sum(quantity) AS qty
-                    FROM order_items GROUP BY order_id) i USING (order_id)
-         WHERE i.sum IS DISTINCT FROM o.subtotal OR i.qty IS DISTINCT FROM o.item_count",
-    )
-    .await;
-    assert_eq!(broken, 0, "an order's items do not add up to its totals");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_id_twice_in_a_batch_stores_the_first_body_and_dead_letters_a_different_second() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
     let first = with_items(order_event(1), &[("SKU-1", 1, "1.00")]);
     // The same order and event id with other items: a reused Idempotency-Key.
     let reused_key = with_items(
@@ -710,44 +601,40 @@ async fn one_event_id_twice_in_a_batch_stores_the_first_body_and_dead_letters_a_
         on_partition(order_message(&other_order, Format::Protobuf), 0),
         on_partition(order_message(&first, Format::Json), 0),
     ];
-    publish(&bootstrap, &messages);
+    ctx.publish(&messages);
 
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group(), &[]);
-    let dlq = read_topic(&bootstrap, topics::ORDERS_DLQ, 2, WAIT);
-    assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 1, WAIT).await,
-        1
-    );
-    let metrics = eventually(WAIT, "both conflicting bodies counted", || {
-        let metrics = consumer.metrics();
-        let conflicts = harness::metrics::sample(
-            &metrics,
-            "kafka_consumer_messages_total{outcome=\"conflict\",topic=\"orders\"}",
-        );
-        ready(if conflicts == Some(2.0) {
-            Ok(metrics)
-        } else {
-            Err(metrics)
+    let consumer = ctx.start_consumer(&[]);
+    let dlq = ctx.read(topics::ORDERS_DLQ, 2);
+    assert_eq!(ctx.wait_for_rows(Table::Orders, 1).await, 1);
+    let metrics = consumer
+        .wait_for_metrics("both conflicting bodies counted", |metrics| {
+            let conflicts = harness::metrics::sample(
+                metrics,
+                "kafka_consumer_messages_total{outcome=\"conflict\",topic=\"orders\"}",
+            );
+            conflicts == Some(2.0)
         })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     consumer.stop();
     println!(
         "one event id, four messages: {} orders, {} dead-lettered",
-        count(&db, "SELECT count(*) FROM orders").await,
+        ctx.rows(Table::Orders).await,
         dlq.len()
     );
-    assert_orders_consistent(&db).await;
-    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM event_store").await, 1);
+    assert_eq!(
+        inconsistent_orders(&ctx.db.pool).await,
+        0,
+        "an order's items do not add up to its totals"
+    );
+    assert_eq!(ctx.rows(Table::Orders).await, 1);
+    assert_eq!(ctx.rows(Table::EventStore).await, 1);
     let stored: String = sqlx::query_scalar("SELECT order_id::text FROM orders")
-        .fetch_one(&db.pool)
+        .fetch_one(&ctx.db.pool)
         .await
         .unwrap();
     assert_eq!(stored, first.order_id.to_string());
     let total: String = sqlx::query_scalar("SELECT total::text FROM orders")
-        .fetch_one(&db.pool)
+        .fetch_one(&ctx.db.pool)
         .await
         .unwrap();
     assert_eq!(total, "1.00", "the first body is the one kept");
@@ -774,15 +661,13 @@ async fn one_event_id_twice_in_a_batch_stores_the_first_body_and_dead_letters_a_
         Some(2.0),
         "{metrics}"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_never_blocks_its_partition(
 ) {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
     let valid = |n| on_partition(order_message(&order_event(n), Format::Json), 0);
     // Near the broker's default limit: accepted as it is, but its dead
     // letter, with the dlq-* headers added, is not.
@@ -791,17 +676,16 @@ async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_n
         ..valid(90)
     };
     let stream = [valid(1), huge.clone(), valid(2), valid(3)];
-    publish(&bootstrap, &stream);
+    ctx.publish(&stream);
 
-    let group = group();
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &[]);
-    let dlq = read_topic(&bootstrap, topics::ORDERS_DLQ, 1, WAIT);
+    let consumer = ctx.start_consumer(&[]);
+    let dlq = ctx.read(topics::ORDERS_DLQ, 1);
     assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 3, WAIT).await,
+        ctx.wait_for_rows(Table::Orders, 3).await,
         3,
         "the orders after it are persisted"
     );
-    let committed = committed_to(&bootstrap, &group, 4).await;
+    let committed = ctx.committed_to(4).await;
     let metrics = consumer.metrics();
     consumer.stop();
     println!(
@@ -843,7 +727,7 @@ async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_n
         Some(1.0),
         "{metrics}"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 /// A stream that turns to poison (a bad producer deploy) is held, not
@@ -857,10 +741,7 @@ async fn a_message_too_large_to_dead_letter_whole_is_dead_lettered_reduced_and_n
 /// takes it from there and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopped() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    let group = group();
+    let ctx = TestContext::spawn().await;
 
     let valid =
         |n, partition| on_partition(order_message(&order_event(n), Format::Json), partition);
@@ -872,7 +753,7 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
     stream.extend((10..18).map(broken));
     stream.extend([valid(2, 0), valid(3, 0)]);
     stream.extend((20..23).map(|n| valid(n, 1)));
-    publish(&bootstrap, &stream);
+    ctx.publish(&stream);
 
     let guarded = [
         ("DLQ_FLOOD_MAX_IN_ROW", "3"),
@@ -880,11 +761,11 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
         ("MAX_RETRIES", "0"),
         ("STALL_TIMEOUT_SECS", "5"),
     ];
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &guarded);
+    let consumer = ctx.start_consumer(&guarded);
     // The 2 orders before the poison and the other partition's 3.
-    let stored = wait_for_count(&db.pool, "SELECT count(*) FROM orders", 5, WAIT).await;
+    let stored = ctx.wait_for_rows(Table::Orders, 5).await;
     assert_eq!(stored, 5, "{stored} orders stored");
-    assert_eq!(read_topic(&bootstrap, topics::ORDERS_DLQ, 3, WAIT).len(), 3);
+    assert_eq!(ctx.read(topics::ORDERS_DLQ, 3).len(), 3);
     // Retries every second find the same poison: held again each time.
     let trips = |metrics: &str| -> u64 {
         metrics
@@ -895,16 +776,9 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
     };
     // Seven trips a second apart: held past STALL_TIMEOUT_SECS since the
     // last batch finished.
-    let metrics = eventually(WAIT, "seven flood trips", || {
-        let metrics = consumer.metrics();
-        ready(if trips(&metrics) >= 7 {
-            Ok(metrics)
-        } else {
-            Err(metrics)
-        })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = consumer
+        .wait_for_metrics("seven flood trips", |metrics| trips(metrics) >= 7)
+        .await;
     println!(
         "held: {:?}",
         metrics
@@ -923,40 +797,37 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
     // Held for six retries (over STALL_TIMEOUT_SECS with messages
     // waiting): the orders after the poison are not stored before it, and
     // the hold is not a stall.
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count");
+    let stored = ctx.rows(Table::Orders).await;
     assert_eq!(stored, 5, "nothing after the held message is stored");
     let (ready, said) = consumer.readiness();
     assert_eq!(ready, 200, "held is not stalled: {said}");
     consumer.stop();
     assert_eq!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ),
+        ctx.topic_size(topics::ORDERS_DLQ),
         3,
         "no dead letter past the limit"
     );
     assert_eq!(
-        harness::kafka::committed(&bootstrap, &group, topics::ORDERS)[0],
+        ctx.committed()[0],
         Some(5),
         "the held partition's position is its first message not dead-lettered"
     );
 
     let off = [("DLQ_FLOOD_MAX_IN_ROW", "0"), ("MAX_RETRIES", "0")];
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &off);
+    let consumer = ctx.start_consumer(&off);
     assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 7, WAIT).await,
+        ctx.wait_for_rows(Table::Orders, 7).await,
         7,
         "the orders after the poison"
     );
-    assert_eq!(read_topic(&bootstrap, topics::ORDERS_DLQ, 8, WAIT).len(), 8);
+    assert_eq!(ctx.read(topics::ORDERS_DLQ, 8).len(), 8);
     consumer.stop();
     assert_eq!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ),
+        ctx.topic_size(topics::ORDERS_DLQ),
         8,
         "each poison message dead-lettered once"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 /// A dead letter whose record for the read side cannot be written (the
@@ -966,17 +837,14 @@ async fn a_partition_that_would_flood_its_dlq_is_held_and_resumes_where_it_stopp
 /// for a message that was dead-lettered and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() {
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    store::schema::migrate(&db.pool).await.unwrap();
+    let ctx = TestContext::spawn_migrated().await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger AS $$
          BEGIN RAISE EXCEPTION 'refused for the test'; END; $$ LANGUAGE plpgsql;
          CREATE TRIGGER refuse BEFORE INSERT ON rejections
              FOR EACH ROW EXECUTE FUNCTION refuse();",
     )
-    .execute(&db.pool)
+    .execute(&ctx.db.pool)
     .await
     .unwrap();
     let poison_event = order_event(1);
@@ -988,10 +856,9 @@ async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() 
         0,
     );
     let after = on_partition(order_message(&order_event(2), Format::Json), 0);
-    publish(&bootstrap, &[poison, after]);
-    let group = group();
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &[]);
-    let dlq = read_topic(&bootstrap, topics::ORDERS_DLQ, 1, WAIT);
+    ctx.publish(&[poison, after]);
+    let consumer = ctx.start_consumer(&[]);
+    let dlq = ctx.read(topics::ORDERS_DLQ, 1);
     assert!(!dlq.is_empty(), "dead-lettered");
     // No event marks "not committed, on purpose": watch the partition's
     // position while the dead letter waits for its record (in that time
@@ -999,25 +866,21 @@ async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() 
     stays_quiet_for(
         Duration::from_secs(2),
         "nothing committed past the unrecorded dead letter",
-        || ready(harness::kafka::committed(&bootstrap, &group, topics::ORDERS)[0]),
+        || ready(ctx.committed()[0]),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM rejections").await,
-        0,
-        "refused"
-    );
+    assert_eq!(ctx.rows(Table::Rejections).await, 0, "refused");
     sqlx::query("DROP TRIGGER refuse ON rejections")
-        .execute(&db.pool)
+        .execute(&ctx.db.pool)
         .await
         .unwrap();
     // The partition goes on once the record is written.
-    committed_to(&bootstrap, &group, 2).await;
-    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 1);
+    ctx.committed_to(2).await;
+    assert_eq!(ctx.rows(Table::Orders).await, 1);
     let recorded: Vec<(String, i64)> =
         sqlx::query_as("SELECT aggregate_id, source_offset FROM rejections")
-            .fetch_all(&db.pool)
+            .fetch_all(&ctx.db.pool)
             .await
             .unwrap();
     assert_eq!(
@@ -1026,7 +889,7 @@ async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() 
         "one record per message read, however often it was dead-lettered"
     );
     consumer.stop();
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 /// A dead letter the DLQ refuses for good even reduced (whole, cut to
@@ -1036,30 +899,27 @@ async fn a_rejection_the_database_refuses_to_record_keeps_its_message_waiting() 
 async fn a_dead_letter_refused_even_reduced_is_counted_and_passed_over() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
+    let ctx = TestContext::spawn().await;
     let valid = |n| on_partition(order_message(&order_event(n), Format::Json), 0);
     let poison = Outgoing {
         value: b"{not json".to_vec(),
         ..valid(50)
     };
-    publish(&bootstrap, &[valid(1), poison, valid(2)]);
+    ctx.publish(&[valid(1), poison, valid(2)]);
     // The next three writes to the cluster, the dead letter's three forms,
     // are refused for good.
-    cluster.request_errors(
+    ctx.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_POLICY_VIOLATION; 3],
     );
 
-    let group = group();
-    let consumer = RunningConsumer::start(&bootstrap, &db.url, &group, &[]);
+    let consumer = ctx.start_consumer(&[]);
     assert_eq!(
-        wait_for_count(&db.pool, "SELECT count(*) FROM orders", 2, WAIT).await,
+        ctx.wait_for_rows(Table::Orders, 2).await,
         2,
         "the orders around it are persisted"
     );
-    let committed = committed_to(&bootstrap, &group, 3).await;
+    let committed = ctx.committed_to(3).await;
     let metrics = consumer.metrics();
     consumer.stop();
     assert_eq!(committed[0], Some(3), "the partition is committed past it");
@@ -1069,10 +929,10 @@ async fn a_dead_letter_refused_even_reduced_is_counted_and_passed_over() {
         "{metrics}"
     );
     assert!(
-        topic_size(&bootstrap, topics::ORDERS_DLQ) == 0,
+        ctx.topic_size(topics::ORDERS_DLQ) == 0,
         "nothing reached the DLQ"
     );
-    db.drop().await;
+    ctx.tear_down().await;
 }
 
 /// The consumer's own HTTP port holds up to what the producer's does: a
@@ -1083,15 +943,8 @@ async fn a_dead_letter_refused_even_reduced_is_counted_and_passed_over() {
 async fn the_consumers_http_port_bounds_labels_and_slow_clients() {
     use tokio::io::AsyncWriteExt;
 
-    let cluster = cluster();
-    let bootstrap = cluster.bootstrap_servers();
-    let db = TestDatabase::create().await;
-    let consumer = RunningConsumer::start(
-        &bootstrap,
-        &db.url,
-        &group(),
-        &[("HTTP_HEADER_TIMEOUT_MS", "1000")],
-    );
+    let ctx = TestContext::spawn().await;
+    let consumer = ctx.start_consumer(&[("HTTP_HEADER_TIMEOUT_MS", "1000")]);
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{}{path}", consumer.addr);
     let series = |metrics: &str| -> std::collections::BTreeSet<String> {
@@ -1178,5 +1031,5 @@ async fn the_consumers_http_port_bounds_labels_and_slow_clients() {
         cut_off.elapsed()
     );
     consumer.stop();
-    db.drop().await;
+    ctx.tear_down().await;
 }

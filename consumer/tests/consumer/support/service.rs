@@ -1,11 +1,15 @@
 //! The consumer service run in its own runtime, so a test can crash it.
 
+use std::future::ready;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use consumer::{Application, ConsumerConfig};
+use harness::wait::eventually;
 use platform::Env;
 use tokio_util::sync::CancellationToken;
+
+use super::context::WAIT;
 
 /// The consumer service, running in a runtime of its own.
 pub struct RunningConsumer {
@@ -94,6 +98,7 @@ impl RunningConsumer {
         .unwrap()
     }
 
+    /// The exposition of `/metrics`.
     pub fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.addr);
         std::thread::spawn(move || {
@@ -105,6 +110,24 @@ impl RunningConsumer {
         })
         .join()
         .unwrap()
+    }
+}
+
+impl RunningConsumer {
+    /// Scrapes `/metrics` until `holds` accepts the exposition, within
+    /// [`WAIT`], and returns that exposition; fails with `what` and the
+    /// last exposition scraped.
+    pub async fn wait_for_metrics(&self, what: &str, holds: impl Fn(&str) -> bool) -> String {
+        eventually(WAIT, what, || {
+            let metrics = self.metrics();
+            ready(if holds(&metrics) {
+                Ok(metrics)
+            } else {
+                Err(metrics)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
