@@ -1,7 +1,7 @@
 //! Migrations apply to a fresh database and re-apply as a no-op, against the
 //! local PostgreSQL (DATABASE_URL's server, default postgres://localhost).
 
-use crate::support;
+use crate::support::{self, Table};
 
 #[tokio::test]
 async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
@@ -28,7 +28,7 @@ async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    for t in ["event_store", "order_items", "orders", "users"] {
+    for t in Table::EVENT_TABLES.map(Table::name) {
         assert!(
             tables.iter().any(|x| x == t),
             "table {t} missing from {tables:?}"
@@ -39,8 +39,7 @@ async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
 
 #[tokio::test]
 async fn event_store_refuses_updates_and_deletes() {
-    let db = support::TestDatabase::create().await;
-    store::schema::migrate(&db.pool).await.unwrap();
+    let db = support::context::migrated_database().await;
     sqlx::query(
         "INSERT INTO event_store (event_id, event_type, aggregate_id, schema_version, content_type, payload,
                                   source_topic, source_partition, source_offset, occurred_at, correlation_id)

@@ -8,11 +8,12 @@
 
 use std::time::Duration;
 
-use crate::support::TestDatabase;
+use crate::support::context::{self, inconsistent_orders, migrated_database};
+use crate::support::{Table, TestDatabase};
 use consumer::decode::{Decoded, DomainEvent};
 use consumer::persist::{Outcome, Persistable, Store};
 use consumer::rows::{EventRows, ItemRows, OrderRows};
-use contract::{fingerprint, Format, OrderEvent, UserEvent};
+use contract::{fingerprint, topics, Format, OrderEvent, UserEvent};
 use harness::wait::eventually;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -100,18 +101,6 @@ async fn rows(db: &TestDatabase) -> Vec<String> {
     .expect("rows")
 }
 
-async fn inconsistent_orders(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM orders o
-         LEFT JOIN (SELECT order_id, sum(line_total) AS sum, sum(quantity) AS qty
-                    FROM order_items GROUP BY order_id) i USING (order_id)
-         WHERE i.sum IS DISTINCT FROM o.subtotal OR i.qty IS DISTINCT FROM o.item_count",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("count")
-}
-
 async fn empty(db: &TestDatabase) {
     sqlx::query("TRUNCATE event_store, order_items, orders, users")
         .execute(&db.pool)
@@ -125,7 +114,7 @@ fn persistables(events: &[Decoded]) -> Vec<Persistable<'_>> {
         .enumerate()
         .map(|(n, decoded)| Persistable {
             decoded,
-            topic: "orders",
+            topic: topics::ORDERS,
             partition: 0,
             offset: n as i64,
         })
@@ -135,14 +124,8 @@ fn persistables(events: &[Decoded]) -> Vec<Persistable<'_>> {
 #[test]
 fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (whole, single) = runtime.block_on(async {
-        let whole = TestDatabase::create().await;
-        let single = TestDatabase::create().await;
-        for db in [&whole, &single] {
-            store::schema::migrate(&db.pool).await.expect("migrations");
-        }
-        (whole, single)
-    });
+    let (whole, single) =
+        runtime.block_on(async { (migrated_database().await, migrated_database().await) });
     let deadline = Duration::from_secs(30);
     let (batch_store, single_store) = (
         Store::new(whole.pool.clone(), deadline),
@@ -207,7 +190,7 @@ fn a_batch_stores_exactly_what_one_message_at_a_time_would() {
                 "rows of {:?}",
                 picks
             );
-            prop_assert_eq!(inconsistent_orders(&whole).await, 0);
+            prop_assert_eq!(inconsistent_orders(&whole.pool).await, 0);
             Ok(())
         })
     });
@@ -430,11 +413,7 @@ fn a_nul_in_text_is_a_permanent_error() {
 /// A runtime and a migrated database of the test's own.
 fn migrated() -> (tokio::runtime::Runtime, TestDatabase) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(async {
-        let db = TestDatabase::create().await;
-        store::schema::migrate(&db.pool).await.expect("migrations");
-        db
-    });
+    let db = runtime.block_on(migrated_database());
     (runtime, db)
 }
 
@@ -490,10 +469,7 @@ fn two_writers_of_the_same_events_store_them_once() {
             }
             assert_eq!(stored, 1, "round {round}: one writer stores the events");
         }
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM event_store")
-            .fetch_one(&db.pool)
-            .await
-            .expect("count");
+        let rows = context::rows(&db.pool, Table::EventStore).await;
         assert_eq!(rows, 500, "every event stored once");
         db.drop().await;
     });

@@ -42,6 +42,14 @@ pub enum Table {
 }
 
 impl Table {
+    /// The tables the migrations create for the pipeline's events.
+    pub const EVENT_TABLES: [Table; 4] = [
+        Table::EventStore,
+        Table::OrderItems,
+        Table::Orders,
+        Table::Users,
+    ];
+
     /// The table's name in the schema.
     pub const fn name(self) -> &'static str {
         match self {
