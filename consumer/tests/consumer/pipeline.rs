@@ -4,7 +4,7 @@
 use std::future::ready;
 use std::time::Duration;
 
-use crate::support::context::{inconsistent_orders, new_group};
+use crate::support::context::{inconsistent_orders, new_group, GROUP_PREFIX};
 use crate::support::{Table, TestContext, WAIT};
 use chrono::{DateTime, Utc};
 use contract::{headers, topics, Domain, Format};
@@ -245,7 +245,7 @@ async fn poison_messages_go_to_the_dlq_intact_without_blocking_their_partition()
             Some(sent.topic.as_str())
         );
         assert_eq!(
-            header(found, headers::DLQ_CONSUMER_GROUP).map(|g| g.starts_with("test-group-")),
+            header(found, headers::DLQ_CONSUMER_GROUP).map(|g| g.starts_with(GROUP_PREFIX)),
             Some(true)
         );
         for name in [

@@ -148,10 +148,13 @@ pub async fn migrated_database() -> TestDatabase {
     db
 }
 
+/// How every test group's name begins (a dead letter names its group).
+pub const GROUP_PREFIX: &str = "test-group-";
+
 /// A fresh consumer group name: each test (and each second group of a test)
 /// reads the topics from the start.
 pub fn new_group() -> String {
-    format!("test-group-{}", Uuid::new_v4().simple())
+    format!("{GROUP_PREFIX}{}", Uuid::new_v4().simple())
 }
 
 /// A test's cluster, database and consumer group.
