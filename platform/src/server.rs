@@ -610,8 +610,8 @@ mod tests {
         let waker = std::task::Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 64];
-        // Let the reactor see the new socket is writable.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Until the reactor has seen the new socket is writable.
+        io.inner.writable().await.unwrap();
         // As hyper does: a request read, a read polled while the handler
         // runs (nothing there), then the response written, and no more
         // polling until something wakes the connection.
@@ -623,11 +623,15 @@ mod tests {
         assert_eq!(io.phase, Phase::Idle);
         flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
 
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(
-            flag.0.load(std::sync::atomic::Ordering::SeqCst),
-            "the idle deadline wakes the connection"
-        );
+        // Polled, within a deadline twenty times the idle limit.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the idle deadline wakes the connection"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut read = ReadBuf::new(&mut buf);
         match Pin::new(&mut io).poll_read(&mut cx, &mut read) {
             Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
