@@ -169,8 +169,11 @@ pub fn read_topic_with(
             Some(Ok(m)) => out.push(m.detach()),
             // A broker of a cluster going away is news, not an end: the
             // client moves to another one and the caller's count decides.
+            // Over TLS a node killed mid-handshake reports an SSL error.
             Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::SSL,
             ))) => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None if out.len() >= expected && started.elapsed() > Duration::from_millis(300) => {
