@@ -139,16 +139,27 @@ pub async fn wait_for_count(
     expected: i64,
     wait: std::time::Duration,
 ) -> i64 {
-    let started = std::time::Instant::now();
-    loop {
+    let last = std::cell::Cell::new(None);
+    let what = format!("`{query}` to reach {expected}");
+    let reached = crate::wait::eventually(wait, &what, || async {
         let n: i64 = sqlx::query_scalar(query)
             .fetch_one(pool)
             .await
-            .expect("count");
-        if n >= expected || started.elapsed() > wait {
-            return n;
+            .map_err(|e| e.to_string())?;
+        last.set(Some(n));
+        if n >= expected {
+            Ok(n)
+        } else {
+            Err(format!("{n}"))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    })
+    .await;
+    match (reached, last.get()) {
+        (Ok(n), _) => n,
+        // Short of it: the count seen last, for the caller's assertion to
+        // say how far short.
+        (Err(_), Some(n)) => n,
+        (Err(e), None) => panic!("the database never answered: {e}"),
     }
 }
 

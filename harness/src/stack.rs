@@ -242,16 +242,22 @@ pub async fn wait_for_metric(
     bound: Duration,
 ) -> Option<Duration> {
     let started = Instant::now();
-    while started.elapsed() < bound {
-        if let Ok(r) = reqwest::get(service.url("/metrics")).await {
-            let text = r.text().await.unwrap_or_default();
-            if crate::metrics::sum(&text, name, labels).is_some_and(|v| v >= at_least) {
-                return Some(started.elapsed());
-            }
+    let what = format!("{name}{labels:?} to reach {at_least}");
+    crate::wait::eventually(bound, &what, || async {
+        let text = reqwest::get(service.url("/metrics"))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        match crate::metrics::sum(&text, name, labels) {
+            Some(v) if v >= at_least => Ok(()),
+            seen => Err(format!("{seen:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    None
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
 }
 
 /// The JSON log lines of `service` with `message`.

@@ -100,29 +100,7 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
 /// message) says what went wrong; only a database that never answered
 /// fails here.
 pub async fn wait_for_count(pool: &PgPool, sql: &str, expected: i64) -> i64 {
-    let last = std::cell::Cell::new(None);
-    let what = format!("`{sql}` to reach {expected}");
-    let reached = eventually(WAIT, &what, || async {
-        let n: i64 = sqlx::query_scalar(sql)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        last.set(Some(n));
-        if n >= expected {
-            Ok(n)
-        } else {
-            Err(format!("{n}"))
-        }
-    })
-    .await;
-    match (reached, last.get()) {
-        (Ok(n), _) => n,
-        (Err(e), Some(n)) => {
-            eprintln!("{e}");
-            n
-        }
-        (Err(e), None) => panic!("{e}"),
-    }
+    harness::database::wait_for_count(pool, sql, expected, WAIT).await
 }
 
 /// How many stored orders' items do not add up to their totals (0 in a
