@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use consumer::dead_letter::Stored;
 use consumer::decode::{Decoded, DomainEvent};
-use consumer::failure::{Failure, FailureClass};
 use consumer::persist::{Persistable, Store};
-use consumer::rejections::{Rejection, Subject};
+use consumer::rejections::Subject;
+use contract::dead_letter::{ErrorKind, FailureClass};
 use contract::{fingerprint, topics, Domain, Format, OrderEvent};
 use harness::database::TestDatabase;
 use harness::wait::eventually;
@@ -19,6 +18,7 @@ use proptest::prelude::*;
 use query::{Application, QueryConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
+use store::rejections::NewRejection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -103,22 +103,21 @@ async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
 }
 
 async fn reject(db: &TestDatabase, subject: Subject, class: FailureClass, offset: i64) {
-    let store = Store::new(db.pool.clone(), Duration::from_secs(5));
-    let failure = Failure::permanent(class, "the reason");
-    store
-        .record_rejection(&Rejection {
-            group: "order-consumer",
-            topic: topics::ORDERS,
-            partition: 2,
-            offset,
-            subject,
-            failure: &failure,
-            dlq_topic: topics::ORDERS_DLQ.into(),
-            stored: Some(Stored {
-                partition: 2,
-                offset: 40 + offset,
-            }),
-        })
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let row = NewRejection {
+        group: "order-consumer",
+        topic: topics::ORDERS,
+        partition: 2,
+        offset,
+        domain: subject.domain,
+        aggregate_id: &subject.aggregate_id,
+        event_id: subject.event_id,
+        kind: ErrorKind::Permanent,
+        class,
+        dlq_topic: topics::ORDERS_DLQ,
+        dlq_at: Some((2, 40 + offset)),
+    };
+    store::rejections::record(&mut conn, &row)
         .await
         .expect("recorded");
 }
