@@ -5,7 +5,7 @@
 //! a database outage does (`503`).
 //!
 //! Order per key, with any number of relays: each row's shard is a hash of
-//! its key (one of [`SHARDS`]), and a relay publishes a shard's rows only
+//! its key (one of [`store::outbox::SHARDS`]), and a relay publishes a shard's rows only
 //! inside a transaction holding that shard's advisory lock, oldest first,
 //! and deletes them before the lock goes with the commit. So one relay at
 //! a time publishes a key, and the next one starts after every row the
@@ -36,13 +36,6 @@ use crate::record::Record;
 pub use metrics::OutboxMetrics;
 pub use relay::{Relay, RelaySettings};
 
-/// Shards of the outbox: how many relays can publish at once. Fixed: a
-/// key's shard must not change while it has rows waiting.
-pub const SHARDS: i32 = 32;
-
-/// The advisory-lock class of outbox shards (`pg_try_advisory_xact_lock(class, shard)`).
-pub const LOCK_CLASS: i32 = 0x0b0c;
-
 /// Longest a relay's pass over one shard takes when it gets answers: its
 /// statements (each within `write_timeout`, the sessions' statement
 /// timeout) and the broker's acknowledgements (within `produce_timeout`).
@@ -68,15 +61,6 @@ async fn within<T>(
         work,
     )
     .await
-}
-
-/// The shard of `key`: FNV-1a, stable across builds and machines.
-pub fn shard_of(key: &str) -> i32 {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    // SHARDS is positive and small: the remainder fits.
-    i32::try_from(hash % SHARDS.unsigned_abs() as u64).unwrap_or(0)
 }
 
 /// The outbox could not take a request's events.
@@ -190,36 +174,11 @@ impl Outbox {
 
     /// Whether the table answers.
     pub async fn ready(&self) -> Result<(), sqlx::Error> {
-        within(&self.pool, self.timeout, async |conn| {
-            sqlx::query("SELECT 1 FROM outbox LIMIT 0")
-                .execute(conn)
-                .await
-                .map(drop)
-        })
-        .await
+        within(&self.pool, self.timeout, store::outbox::probe).await
     }
 
     /// Rows waiting and the oldest one's age, seconds.
     pub async fn backlog(&self) -> Result<(i64, f64), sqlx::Error> {
         store::outbox::backlog(&self.pool, self.timeout).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_always_has_the_same_shard_and_keys_spread_over_all() {
-        assert_eq!(shard_of("order-1"), shard_of("order-1"));
-        // Pinned: a change would reorder keys with rows waiting across a deploy.
-        assert_eq!(shard_of(""), 5);
-        let mut seen = [0usize; SHARDS as usize];
-        for n in 0..3200 {
-            let s = shard_of(&uuid::Uuid::from_u128(n).to_string());
-            assert!((0..SHARDS).contains(&s));
-            seen[s as usize] += 1;
-        }
-        assert!(seen.iter().all(|&n| n > 40), "{seen:?}");
     }
 }

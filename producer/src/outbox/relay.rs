@@ -9,7 +9,9 @@ use platform::throttle::LogThrottle;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use super::{relay_deadline, within, Outbox, LOCK_CLASS, SHARDS};
+use store::outbox::{self, Waiting, SHARDS};
+
+use super::{relay_deadline, within, Outbox};
 use crate::publish::Publisher;
 use platform::backoff::Doubling;
 
@@ -22,16 +24,6 @@ pub struct RelaySettings {
     pub concurrency: usize,
     /// `OUTBOX_RELAY_POLL_MS`: wait after a pass that found nothing.
     pub poll: Duration,
-}
-
-/// One row read for publishing.
-#[derive(sqlx::FromRow)]
-struct Waiting {
-    id: i64,
-    topic: String,
-    key: String,
-    headers: serde_json::Value,
-    value: Vec<u8>,
 }
 
 fn header_pairs(headers: &serde_json::Value) -> Vec<(String, String)> {
@@ -154,24 +146,12 @@ impl Relay {
         shard: i32,
     ) -> Result<usize, sqlx::Error> {
         let mut tx = conn.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(shard)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !locked {
+        if !outbox::try_lock_shard(&mut tx, shard).await? {
             tx.rollback().await?;
             self.outbox.metrics.held.inc();
             return Ok(0);
         }
-        let rows: Vec<Waiting> = sqlx::query_as(
-            "SELECT id, topic, key, headers, value FROM outbox
-             WHERE shard = $1 ORDER BY id LIMIT $2",
-        )
-        .bind(shard)
-        .bind(self.settings.batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = outbox::waiting(&mut tx, shard, self.settings.batch).await?;
         let done = self.publish(&rows).await;
         if done.is_empty() {
             // Nothing read, or nothing acknowledged: nothing to delete
@@ -179,10 +159,7 @@ impl Relay {
             tx.rollback().await?;
             return Ok(0);
         }
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&done)
-            .execute(&mut *tx)
-            .await?;
+        outbox::delete(&mut tx, &done).await?;
         tx.commit().await?;
         self.outbox.metrics.relayed.inc_by(done.len() as u64);
         Ok(done.len())

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{shard_of, within};
+use store::outbox::{shard_of, NewRow};
+
+use super::within;
 use crate::record::Record;
 
 /// Transactions writing requests' rows at once: each takes every request
@@ -79,34 +81,20 @@ pub(super) async fn write_groups(
         // client may have seen 503 and send it again, which the consumer's
         // deduplication makes harmless.
         let rows = group.iter().flat_map(|j| &j.rows);
-        let result = within(&pool, timeout, async |conn| insert(conn, rows).await).await;
+        let rows = rows.map(|r| NewRow {
+            shard: r.shard,
+            topic: &r.topic,
+            key: &r.key,
+            headers: &r.headers,
+            value: &r.value,
+        });
+        let result = within(&pool, timeout, async |conn| {
+            store::outbox::insert(conn, rows).await
+        })
+        .await;
         let result = result.map_err(Arc::new);
         for job in group {
             let _ = job.done.send(result.clone());
         }
     }
-}
-
-async fn insert<'a>(
-    conn: &mut PgConnection,
-    rows: impl Iterator<Item = &'a Row> + Clone,
-) -> Result<(), sqlx::Error> {
-    let shards: Vec<i32> = rows.clone().map(|r| r.shard).collect();
-    let topics: Vec<&str> = rows.clone().map(|r| r.topic.as_str()).collect();
-    let keys: Vec<&str> = rows.clone().map(|r| r.key.as_str()).collect();
-    let headers: Vec<&serde_json::Value> = rows.clone().map(|r| &r.headers).collect();
-    let values: Vec<&[u8]> = rows.map(|r| r.value.as_slice()).collect();
-    // One statement is one transaction: every row or none.
-    sqlx::query(
-        "INSERT INTO outbox (shard, topic, key, headers, value)
-         SELECT * FROM UNNEST($1::int[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])",
-    )
-    .bind(&shards)
-    .bind(&topics)
-    .bind(&keys)
-    .bind(&headers)
-    .bind(&values)
-    .execute(conn)
-    .await
-    .map(drop)
 }

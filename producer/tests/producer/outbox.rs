@@ -290,7 +290,8 @@ async fn two_replicas_relay_one_outbox_without_a_duplicate_or_a_reordered_key() 
 /// deadline, and a connection whose data goes unacknowledged as long.
 #[tokio::test]
 async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
-    use producer::outbox::{relay_deadline, Outbox, OutboxMetrics, LOCK_CLASS};
+    use producer::outbox::{relay_deadline, Outbox, OutboxMetrics};
+    use store::outbox::LOCK_CLASS;
 
     let db = TestDatabase::create().await;
     let metrics = OutboxMetrics::register(&prometheus::Registry::new()).expect("metrics");
