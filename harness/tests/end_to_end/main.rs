@@ -10,15 +10,9 @@
 //! their own Tansu. Tansu here is its memory-storage build: a broker restart
 //! loses its topics and messages (the scenario recreates the topics and says
 //! so). The scenarios of [`apache_kafka`] and [`secured`] run on a three-node
-//! Apache Kafka cluster of their own (see `harness::cluster`). The
-//! operator tool ([`operations`]), outbox mode ([`outbox`]) and the read
-//! side ([`read_side`]) have their modules here too: one test binary for
-//! the harness's suites.
+//! Apache Kafka cluster of their own (see `harness::cluster`).
 
 mod apache_kafka;
-mod operations;
-mod outbox;
-mod read_side;
 mod secured;
 
 use std::future::ready;
