@@ -80,6 +80,10 @@ pub struct Publisher {
     timeout: Duration,
 }
 
+/// How long after `message.timeout.ms` librdkafka may take to report a
+/// message timed out: it scans for them about once a second.
+pub const REPORT_LAG: Duration = Duration::from_millis(1_500);
+
 /// Settings that make `202` mean "stored on every in-sync replica, once".
 /// Each one can be overridden by its `KAFKA_*` variable. Public so that
 /// benchmarks measure the broker's limit with the service's own settings.
@@ -223,6 +227,34 @@ impl Publisher {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<Delivered, PublishError> {
+        self.publish_within(topic, key, payload, headers, self.timeout)
+            .await
+    }
+
+    /// Like [`Publisher::publish`], but waits for librdkafka's own verdict
+    /// on the message (delivered, or timed out after `message.timeout.ms`),
+    /// up to [`REPORT_LAG`] past the timeout. For the outbox relay: a write
+    /// it gave up on at the timeout could still be delivered a moment
+    /// later, and the row, published again, would reach the topic twice.
+    pub async fn publish_until_verdict(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Delivered, PublishError> {
+        self.publish_within(topic, key, payload, headers, self.timeout + REPORT_LAG)
+            .await
+    }
+
+    async fn publish_within(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+        wait: Duration,
+    ) -> Result<Delivered, PublishError> {
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
@@ -233,7 +265,7 @@ impl Publisher {
             Ok(delivery) => delivery,
             Err((error, _)) => return Err(self.not_queued(topic, error, generation, &producer)),
         };
-        let result = self.acknowledgement(&producer, delivery).await;
+        let result = self.acknowledgement(&producer, delivery, wait).await;
         match &result {
             Ok(_) => {
                 self.acknowledged();
@@ -275,19 +307,20 @@ impl Publisher {
         }
     }
 
-    /// The broker's answer to a queued write, within the timeout.
+    /// The broker's answer to a queued write, within `wait`.
     async fn acknowledgement(
         &self,
         producer: &FutureProducer<ObservedContext>,
         delivery: DeliveryFuture,
+        wait: Duration,
     ) -> Result<Delivered, PublishError> {
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));
         // librdkafka scans for timed-out messages about once a second, so
         // its own report may come up to a second after message.timeout.ms:
-        // the request's bound is this timer, not librdkafka's.
-        let outcome = tokio::time::timeout(self.timeout, delivery).await;
+        // a request's bound is this timer, not librdkafka's.
+        let outcome = tokio::time::timeout(wait, delivery).await;
         self.metrics
             .queue_depth
             .set(i64::from(producer.in_flight_count()));

@@ -38,12 +38,13 @@ pub use relay::{Relay, RelaySettings};
 
 /// Longest a relay's pass over one shard takes when it gets answers: its
 /// statements (each within `write_timeout`, the sessions' statement
-/// timeout) and the broker's acknowledgements (within `produce_timeout`).
-/// It is also how long the server lets a relay's session sit idle in its
+/// timeout) and the broker's acknowledgements (librdkafka's verdict,
+/// within `produce_timeout` and [`crate::publish::REPORT_LAG`]). It is
+/// also how long the server lets a relay's session sit idle in its
 /// transaction, so a dead relay's shard is free again within this of its
 /// last statement.
 pub fn relay_deadline(write_timeout: Duration, produce_timeout: Duration) -> Duration {
-    write_timeout * 4 + produce_timeout + Duration::from_secs(1)
+    write_timeout * 4 + produce_timeout + crate::publish::REPORT_LAG + Duration::from_secs(1)
 }
 
 /// Runs `work` on a connection of `pool` within `deadline` (see

@@ -175,7 +175,7 @@ impl Relay {
                 let headers = platform::kafka::owned_headers(header_pairs(&row.headers));
                 let result = self
                     .publisher
-                    .publish(&row.topic, &row.key, &row.value, headers)
+                    .publish_until_verdict(&row.topic, &row.key, &row.value, headers)
                     .await;
                 (row.id, result)
             })

@@ -297,7 +297,7 @@ async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
     let metrics = OutboxMetrics::register(&prometheus::Registry::new()).expect("metrics");
     let write = Duration::from_millis(1500);
     let pause = relay_deadline(write, Duration::from_millis(3000));
-    assert_eq!(pause, Duration::from_millis(10_000));
+    assert_eq!(pause, Duration::from_millis(11_500));
     let outbox = Outbox::new(&db.url, 2, write, pause, metrics.clone()).expect("outbox");
     outbox.prepare().await.expect("table");
     let settings: Vec<(String, String)> = sqlx::query_as(
@@ -310,8 +310,8 @@ async fn a_transaction_left_idle_by_a_vanished_relay_is_ended_by_the_server() {
     .expect("settings");
     let got: HashMap<_, _> = settings.into_iter().collect();
     assert_eq!(got["statement_timeout"], "1500");
-    assert_eq!(got["idle_in_transaction_session_timeout"], "10000");
-    assert_eq!(got["tcp_user_timeout"], "10000");
+    assert_eq!(got["idle_in_transaction_session_timeout"], "11500");
+    assert_eq!(got["tcp_user_timeout"], "11500");
     assert_eq!(got["tcp_keepalives_idle"], "30");
 
     // A relay that took shard 7's lock and went away without a word: the
