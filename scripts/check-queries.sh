@@ -26,6 +26,9 @@ offline_dir=()
 if [ "${1:-}" = --prepare ]; then
     rm -rf .sqlx && mkdir .sqlx
     offline_dir=(SQLX_OFFLINE_DIR="$PWD/.sqlx")
+    # The macros write their data only when they run: make cargo expand
+    # them again even if this build of the crate is up to date.
+    touch store/src/*.rs
 fi
 # The `check-queries` feature gives this check a build of `store` of its
 # own, so the macros run against the database even when the usual build of
@@ -33,5 +36,5 @@ fi
 env SQLX_OFFLINE=false DATABASE_URL="$url" "${offline_dir[@]}" \
     cargo check --locked -p store --features check-queries
 if [ "${1:-}" = --prepare ]; then
-    echo "query data written to .sqlx/ ($(ls .sqlx | wc -l) statements)"
+    echo "query data written to .sqlx/ ($(find .sqlx -name 'query-*.json' | wc -l) statements)"
 fi
