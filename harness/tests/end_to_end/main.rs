@@ -269,8 +269,11 @@ async fn postgres_unavailable_for_a_while(broker: Broker) {
     println!("PostgreSQL cut off from the consumer");
     let opened = circuit_opened(&stack.consumer).await;
     assert!(opened.is_some(), "circuit open during the outage");
-    // The outage goes on two seconds with the circuit open and orders
-    // arriving (the scenario), not a wait for an effect.
+    // The outage is held two seconds more with the circuit open, so that
+    // the breaker's probes (every CIRCUIT_PROBE_MS, 250 ms) meet it several
+    // times: a length of the fault, not a wait for an effect. (The load has
+    // mostly been answered by now: the producer does not wait for the
+    // consumer.)
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     println!("PostgreSQL reachable again");
@@ -554,8 +557,9 @@ async fn a_black_holed_database_opens_the_circuit_within_its_deadline_and_all_pe
     let ready = reqwest::get(stack.consumer.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready while the database is away");
     lock.rollback().await.unwrap();
-    // The black hole goes on two seconds with the circuit open and orders
-    // arriving (the scenario), not a wait for an effect.
+    // The black hole is held two seconds more with the circuit open, so
+    // that the breaker's probes (every CIRCUIT_PROBE_MS, 250 ms) meet it
+    // several times: a length of the fault, not a wait for an effect.
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     println!("PostgreSQL path healed (black-holed connections stay dead)");
