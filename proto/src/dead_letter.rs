@@ -16,6 +16,9 @@ use crate::headers as h;
 /// Every `dlq-*` header starts with this.
 pub const PREFIX: &str = "dlq-";
 
+/// Most characters of a refused name quoted back in the error.
+const MAX_QUOTED: usize = 64;
+
 /// A name that is not one of a closed set's (an error kind or class).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{given:?} is not {what}: expected one of {expected}")]
@@ -53,7 +56,8 @@ macro_rules! names {
 
             fn from_str(given: &str) -> Result<Self, UnknownName> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == given).ok_or_else(|| UnknownName {
-                    given: given.to_owned(),
+                    // Quoted back cut: the text may be anything, of any size.
+                    given: given.chars().take(MAX_QUOTED).collect(),
                     what: $what,
                     expected: Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
                 })
@@ -348,6 +352,37 @@ mod tests {
     }
 
     proptest! {
+        /// Any text (a forged header, a stored value, a command-line
+        /// argument: empty, huge, near misses in case or separators) reads
+        /// as a kind or class exactly when it is one of the names, and back
+        /// as itself; anything else is refused, never mapped to a default.
+        #[test]
+        fn any_text_is_a_name_exactly_when_listed(
+            text in prop_oneof![
+                proptest::sample::select(FailureClass::ALL.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>()),
+                proptest::sample::select(FailureClass::ALL.iter().map(|c| c.as_str().to_uppercase()).collect::<Vec<_>>()),
+                proptest::sample::select(FailureClass::ALL.iter().map(|c| c.as_str().replace('_', "-")).collect::<Vec<_>>()),
+                ".{0,40}",
+                proptest::collection::vec(proptest::prelude::any::<char>(), 0..5000).prop_map(|c| c.into_iter().collect::<String>()),
+            ]
+        ) {
+            let listed = FailureClass::ALL.iter().any(|c| c.as_str() == text);
+            match text.parse::<FailureClass>() {
+                Ok(class) => {
+                    prop_assert!(listed);
+                    prop_assert_eq!(class.as_str(), text.as_str());
+                }
+                Err(e) => {
+                    prop_assert!(!listed);
+                    let said = e.to_string();
+                    prop_assert!(said.contains("expected one of"));
+                    prop_assert!(said.chars().count() < 600, "{} chars", said.chars().count());
+                }
+            }
+            let kind_listed = ErrorKind::ALL.iter().any(|k| k.as_str() == text);
+            prop_assert_eq!(text.parse::<ErrorKind>().is_ok(), kind_listed);
+        }
+
         /// Whatever headers a dead letter holds, its replay carries no
         /// header of this failure, exactly one replay count (the new one),
         /// every non-`dlq-*` header in order, and a new dead letter of it
