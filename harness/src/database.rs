@@ -183,6 +183,27 @@ pub async fn lock_order(
     tx
 }
 
+/// Rows waiting in the outbox of `pool` (through [`store::outbox::backlog`],
+/// within 10 s).
+pub async fn outbox_waiting(pool: &PgPool) -> i64 {
+    let (rows, _) = store::outbox::backlog(pool, std::time::Duration::from_secs(10))
+        .await
+        .expect("the outbox's backlog");
+    rows
+}
+
+/// Waits until no row waits in the outbox of `pool`, failing after `wait`.
+pub async fn outbox_drained(pool: &PgPool, wait: std::time::Duration) {
+    crate::wait::eventually(wait, "the outbox to drain", || async {
+        match outbox_waiting(pool).await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows still waiting")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

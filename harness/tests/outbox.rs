@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use harness::broker::{Broker, Tansu};
-use harness::database::{wait_for_count, TestDatabase};
+use harness::database::{outbox_drained, outbox_waiting, wait_for_count, TestDatabase};
 use harness::kafka::read_topic_with;
 use harness::load::{post_orders, LoadReport};
 use harness::process::Service;
@@ -73,29 +73,19 @@ async fn metric(service: &Service, name: &str) -> f64 {
         .text()
         .await
         .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn waiting(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count")
-}
-
-/// Waits until no row waits in the outbox, failing after `wait`.
-async fn drained(db: &TestDatabase, wait: Duration) {
-    eventually(wait, "the outbox to drain", || async {
-        match waiting(db).await {
-            0 => Ok(()),
-            n => Err(format!("{n} rows still waiting")),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    // `name` may carry labels: `family{a="x",b="y"}`. A labelled series
+    // not created yet counts 0; a family the service does not export is
+    // an error, never a 0.
+    let (family, labels) = match name.split_once('{') {
+        Some((family, rest)) => (family, rest.trim_end_matches('}').split(',').collect()),
+        None => (name, Vec::new()),
+    };
+    assert!(
+        text.contains(&format!("# TYPE {family} ")),
+        "no {family} in the /metrics of {}",
+        service.url("")
+    );
+    harness::metrics::sum(&text, family, &labels).unwrap_or(0.0)
 }
 
 /// `orders` posted while `broker_path` is cut (each waits in the outbox),
@@ -123,7 +113,7 @@ async fn relay_stopped_before_its_deletes(
         Duration::from_secs(60),
     )
     .await;
-    let backlog = waiting(&stack.db).await;
+    let backlog = outbox_waiting(&stack.db.pool).await;
     println!("{report}; {backlog} rows waiting");
     assert_eq!(backlog as usize, report.accepted.len());
     let mut hold = stack.db.pool.begin().await.expect("begin");
@@ -179,7 +169,7 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
         "{during} while the broker was unreachable ({:?})",
         cut.elapsed()
     );
-    let backlog = waiting(&stack.db).await;
+    let backlog = outbox_waiting(&stack.db.pool).await;
     assert!(backlog > 0, "the accepted orders wait in the outbox");
     let ready = reqwest::get(stack.producer.url("/readyz"))
         .await
@@ -211,7 +201,7 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
     stack
         .assert_exactly_once("outbox, broker away a minute", &report)
         .await;
-    drained(&stack.db, DRAIN).await;
+    outbox_drained(&stack.db.pool, DRAIN).await;
     let relayed = (
         metric(&stack.producer, "outbox_relayed_total").await,
         metric(&second, "outbox_relayed_total").await,
@@ -269,7 +259,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
     assert!(shown["outbox"]["oldest_seconds"].as_f64() > Some(0.0));
     assert_eq!(shown["groups"][0]["group"], group.as_str());
     hold.rollback().await.expect("unlock");
-    let left = waiting(&stack.db).await;
+    let left = outbox_waiting(&stack.db.pool).await;
     println!("relay killed -9 mid-batch: its batches published, {left} of {backlog} rows left");
     assert_eq!(left, backlog, "killed before any batch was deleted");
     assert!(in_flight > 0.0);
@@ -360,7 +350,7 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
                     .await
                     .max(held.get()),
             );
-            match waiting(&stack.db).await {
+            match outbox_waiting(&stack.db.pool).await {
                 0 => Ok(()),
                 n => Err(format!("{n} rows still wait ({} held passes)", held.get())),
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{header, key, order_body, TestApp};
 use contract::{headers, topics};
-use harness::database::TestDatabase;
+use harness::database::{outbox_drained, outbox_waiting, TestDatabase};
 use harness::wait::eventually;
 use serde_json::{json, Value};
 
@@ -27,24 +27,6 @@ fn outbox_env(db: &TestDatabase) -> Vec<(&'static str, String)> {
 
 fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-async fn waiting(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count")
-}
-
-async fn drained(db: &TestDatabase, wait: Duration) {
-    eventually(wait, "the outbox to drain", || async {
-        match waiting(db).await {
-            0 => Ok(()),
-            n => Err(format!("{n} rows still waiting")),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The correlation ids of `messages` per key, in topic order.
@@ -110,7 +92,7 @@ async fn a_broker_outage_refuses_nothing_and_every_order_is_published_in_order_o
         .expect("answer");
     assert_eq!(ready.status(), 200, "ready: the outbox answers");
     assert_eq!(
-        waiting(&db).await,
+        outbox_waiting(&db.pool).await,
         14,
         "every accepted order waits in the outbox"
     );
@@ -127,7 +109,7 @@ async fn a_broker_outage_refuses_nothing_and_every_order_is_published_in_order_o
     .unwrap_or_else(|e| panic!("{e}"));
 
     app.cluster.broker_up(1).expect("broker up");
-    drained(&db, Duration::from_secs(30)).await;
+    outbox_drained(&db.pool, Duration::from_secs(30)).await;
     let messages = app.read_topic(topics::ORDERS, 14);
     assert_eq!(messages.len(), 14, "each published once");
     let by_key = sequences(&messages);
@@ -203,7 +185,7 @@ async fn an_outbox_that_does_not_answer_is_a_503_with_retry_after_and_not_ready(
         202,
         "answers again once the outbox does"
     );
-    drained(&db, Duration::from_secs(30)).await;
+    outbox_drained(&db.pool, Duration::from_secs(30)).await;
     assert_eq!(
         app.read_topic(topics::ORDERS, 2).len(),
         2,
@@ -247,9 +229,9 @@ async fn two_replicas_relay_one_outbox_without_a_duplicate_or_a_reordered_key() 
             assert_eq!(answer.expect("answer").status(), 202);
         }
     }
-    assert_eq!(waiting(&db).await, 200);
+    assert_eq!(outbox_waiting(&db.pool).await, 200);
     first.cluster.broker_up(1).expect("broker up");
-    drained(&db, Duration::from_secs(60)).await;
+    outbox_drained(&db.pool, Duration::from_secs(60)).await;
     let messages = first.read_topic(topics::ORDERS, 200);
     assert_eq!(
         messages.len(),
