@@ -146,11 +146,11 @@ impl Store {
 /// What the database holds for the events and aggregates of `batch`.
 async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, PersistError> {
     let event_ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
-    let ids_of = |domain: Domain| -> Vec<String> {
+    let ids_of = |domain: Domain| -> Vec<&str> {
         batch
             .iter()
             .filter(|e| e.domain == domain)
-            .map(|e| e.aggregate_id.clone())
+            .map(|e| e.aggregate_id.as_str())
             .collect()
     };
     let mut known = Known::default();

@@ -36,12 +36,14 @@ pub async fn events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<KnownEv
 /// the form the table gives it, and its content's fingerprint.
 pub async fn orders(
     conn: &mut PgConnection,
-    ids: &[String],
+    ids: &[&str],
 ) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT order_id::text AS "order_id!", content_fingerprint
            FROM orders WHERE order_id = ANY($1::text[]::uuid[])"#,
-        ids
+        // Borrowed ids, unchecked by the macro (it expects owned text):
+        // the batch's ids are not copied for the query.
+        ids as &[&str]
     )
     .fetch_all(conn)
     .await?;
@@ -54,11 +56,11 @@ pub async fn orders(
 /// The users among `ids` that are stored, with their content's fingerprint.
 pub async fn users(
     conn: &mut PgConnection,
-    ids: &[String],
+    ids: &[&str],
 ) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT user_id, content_fingerprint FROM users WHERE user_id = ANY($1)",
-        ids
+        ids as &[&str]
     )
     .fetch_all(conn)
     .await?;
