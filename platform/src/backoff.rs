@@ -24,11 +24,6 @@ impl Doubling {
         }
     }
 
-    /// The wait [`Doubling::take`] gives next.
-    pub fn next(&self) -> Duration {
-        self.next
-    }
-
     /// The wait to use now; the one after it is twice as long (up to the
     /// ceiling).
     pub fn take(&mut self) -> Duration {
@@ -53,7 +48,7 @@ mod tests {
         let waits: Vec<u64> = (0..5).map(|_| d.take().as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 5, 5]);
         d.reset();
-        assert_eq!(d.next(), Duration::from_secs(1));
+        assert_eq!(d.take(), Duration::from_secs(1), "the first wait again");
         let mut large = Doubling::new(Duration::from_secs(60), Duration::from_secs(30));
         assert_eq!(large.take(), Duration::from_secs(60), "the first as given");
         assert_eq!(large.take(), Duration::from_secs(30));
