@@ -446,6 +446,18 @@ impl Node {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// The first lines of its log that say why it failed (errors and
+    /// exceptions): a node that exits logs its whole shutdown after the
+    /// cause, so the tail alone does not show it.
+    fn log_causes(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" FATAL ") || l.contains("Exception"))
+            .take(lines)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// Where the nodes of a cluster listen: per node its client, internal and
@@ -712,8 +724,9 @@ impl Cluster {
                 let alive = node.running();
                 assert!(
                     alive || node.child.is_none(),
-                    "Kafka node {} exited at start-up:\n{}",
+                    "Kafka node {} exited at start-up; why:\n{}\nlast lines:\n{}",
                     node.id,
+                    node.log_causes(15),
                     node.log_tail(30)
                 );
             }
