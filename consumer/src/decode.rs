@@ -128,7 +128,7 @@ mod tests {
             b"{}",
             &[
                 ("content-type", "application/json"),
-                ("event-type", "order.shipped"),
+                ("event-type", "order.refunded"),
             ],
         );
         assert_eq!(class(&m), "unknown_event_type");

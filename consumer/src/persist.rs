@@ -208,6 +208,9 @@ async fn write(
                 items.push(o)?;
             }
             DomainEvent::User(u) => users.push(u, fingerprint)?,
+            DomainEvent::Change(_) => {
+                return Err(PersistError::permanent("order changes are not applied yet"))
+            }
         }
     }
     events.insert(tx).await?;

@@ -16,6 +16,8 @@ pub struct Subject {
     pub aggregate_id: String,
     /// The event's id, when the value could be read.
     pub event_id: Option<Uuid>,
+    /// The event's type, when the value could be read.
+    pub event_type: Option<&'static str>,
 }
 
 /// Who `message` (read from a topic of `domain`) is about: the event's own
@@ -33,6 +35,7 @@ pub fn subject(message: &OwnedMessage, domain: Domain) -> Option<Subject> {
                 domain,
                 aggregate_id,
                 event_id: Some(event.metadata().event_id),
+                event_type: Some(event.event_type()),
             });
         }
     }
@@ -42,6 +45,7 @@ pub fn subject(message: &OwnedMessage, domain: Domain) -> Option<Subject> {
         domain,
         aggregate_id,
         event_id: None,
+        event_type: None,
     })
 }
 
@@ -84,7 +88,8 @@ mod tests {
             Some(Subject {
                 domain: Domain::Orders,
                 aggregate_id: id.to_string(),
-                event_id: None
+                event_id: None,
+                event_type: None,
             }),
             "the key, in the stored form"
         );

@@ -65,6 +65,7 @@ pub fn headers_for(format: Format, domain: Domain, version: u32) -> Vec<(String,
     Envelope {
         format,
         domain,
+        event_type: domain.event_type(),
         schema_version: version,
         correlation_id: Some("test".into()),
         fingerprint: None,

@@ -9,6 +9,9 @@ use prost::Message as _;
 
 use crate::avro;
 use crate::error::{DecodeError, EncodeError};
+use crate::lifecycle::{
+    OrderChange, OrderState, ORDER_CHANGE_SCHEMA_VERSION, ORDER_STATE_SCHEMA_VERSION,
+};
 use crate::model::{OrderEvent, UserEvent, ORDER_SCHEMA_VERSION, USER_SCHEMA_VERSION};
 use crate::protobuf;
 use crate::redact;
@@ -185,6 +188,58 @@ impl EventCodec for UserEvent {
                     .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
                 avro::decode(bytes, writer, reader)
             }
+        }
+    }
+}
+
+impl EventCodec for OrderChange {
+    const NAME: &'static str = "order-change";
+    const SCHEMA_VERSION: u32 = ORDER_CHANGE_SCHEMA_VERSION;
+
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        match format {
+            Format::Json => json_encode(self),
+            Format::Protobuf | Format::Avro => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+        }
+    }
+
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match format {
+            Format::Json => json_decode(bytes),
+            Format::Protobuf | Format::Avro => Err(unsupported(
+                Self::NAME,
+                schema_version,
+                Self::SCHEMA_VERSION,
+            )),
+        }
+    }
+}
+
+impl EventCodec for OrderState {
+    const NAME: &'static str = "order-state";
+    const SCHEMA_VERSION: u32 = ORDER_STATE_SCHEMA_VERSION;
+
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        match format {
+            Format::Json => json_encode(self),
+            Format::Protobuf | Format::Avro => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+        }
+    }
+
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match format {
+            Format::Json => json_decode(bytes),
+            Format::Protobuf | Format::Avro => Err(unsupported(
+                Self::NAME,
+                schema_version,
+                Self::SCHEMA_VERSION,
+            )),
         }
     }
 }

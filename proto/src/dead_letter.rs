@@ -134,6 +134,14 @@ names!(
         DatabaseTransient => "database_transient",
         /// The database refused the row for good.
         DatabaseConstraint => "database_constraint",
+        /// The order's status does not allow the change (or a payment does
+        /// not match the order's total).
+        InvalidTransition => "invalid_transition",
+        /// The change names an order that is not stored.
+        UnknownOrder => "unknown_order",
+        /// The change expects another version of the order than the stored
+        /// one (`If-Match`), or is a replay older than the stored version.
+        VersionConflict => "version_conflict",
     }
 );
 
@@ -376,7 +384,7 @@ mod tests {
                     prop_assert!(!listed);
                     let said = e.to_string();
                     prop_assert!(said.contains("expected one of"));
-                    prop_assert!(said.chars().count() < 600, "{} chars", said.chars().count());
+                    prop_assert!(said.chars().count() < 800, "{} chars", said.chars().count());
                 }
             }
             let kind_listed = ErrorKind::ALL.iter().any(|k| k.as_str() == text);

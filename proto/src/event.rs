@@ -4,6 +4,9 @@
 
 use crate::codec::EventCodec;
 use crate::fingerprint::{self, Fingerprint};
+use crate::lifecycle::{
+    self, OrderChange, ORDER_CANCELLED, ORDER_DELIVERED, ORDER_PAID, ORDER_SHIPPED,
+};
 use crate::model::{EventMetadata, OrderEvent, UserEvent, ORDER_CREATED, USER_REGISTERED};
 use crate::validation::{self, ValidationErrors};
 
@@ -20,7 +23,8 @@ impl Domain {
     /// Every domain.
     pub const ALL: [Domain; 2] = [Domain::Orders, Domain::Users];
 
-    /// The `event-type` of this domain's events.
+    /// The `event-type` of the event that creates one of this domain's
+    /// things (what a message without an `event-type` header is taken for).
     pub fn event_type(self) -> &'static str {
         match self {
             Domain::Orders => ORDER_CREATED,
@@ -47,9 +51,23 @@ impl Domain {
 
     /// The domain whose events are of `event_type`.
     pub fn of_event_type(event_type: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.event_type() == event_type)
+        EVENT_TYPES
+            .into_iter()
+            .find(|(t, _)| *t == event_type)
+            .map(|(_, domain)| domain)
     }
 }
+
+/// Every event type the contract knows, with its domain: what an
+/// `event-type` header may say.
+pub const EVENT_TYPES: [(&str, Domain); 6] = [
+    (ORDER_CREATED, Domain::Orders),
+    (ORDER_PAID, Domain::Orders),
+    (ORDER_SHIPPED, Domain::Orders),
+    (ORDER_DELIVERED, Domain::Orders),
+    (ORDER_CANCELLED, Domain::Orders),
+    (USER_REGISTERED, Domain::Users),
+];
 
 /// An event of the contract.
 pub trait Event: EventCodec {
@@ -57,6 +75,8 @@ pub trait Event: EventCodec {
     const DOMAIN: Domain;
     /// The partitioning key: `order_id` or `user_id`.
     fn key(&self) -> String;
+    /// Its `event-type`: one of [`EVENT_TYPES`].
+    fn event_type(&self) -> &'static str;
     /// What the event says about itself.
     fn metadata(&self) -> &EventMetadata;
     /// The fingerprint of its content.
@@ -69,6 +89,9 @@ impl Event for OrderEvent {
     const DOMAIN: Domain = Domain::Orders;
     fn key(&self) -> String {
         self.order_id.to_string()
+    }
+    fn event_type(&self) -> &'static str {
+        ORDER_CREATED
     }
     fn metadata(&self) -> &EventMetadata {
         &self.metadata
@@ -86,6 +109,9 @@ impl Event for UserEvent {
     fn key(&self) -> String {
         self.user_id.clone()
     }
+    fn event_type(&self) -> &'static str {
+        USER_REGISTERED
+    }
     fn metadata(&self) -> &EventMetadata {
         &self.metadata
     }
@@ -97,6 +123,25 @@ impl Event for UserEvent {
     }
 }
 
+impl Event for OrderChange {
+    const DOMAIN: Domain = Domain::Orders;
+    fn key(&self) -> String {
+        self.order_id.to_string()
+    }
+    fn event_type(&self) -> &'static str {
+        self.change.event_type()
+    }
+    fn metadata(&self) -> &EventMetadata {
+        &self.metadata
+    }
+    fn fingerprint(&self) -> Fingerprint {
+        fingerprint::change(self)
+    }
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        lifecycle::order_change(self)
+    }
+}
+
 /// An event of any domain (serialised as the event itself).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
@@ -105,6 +150,8 @@ pub enum DomainEvent {
     Order(OrderEvent),
     /// A user event.
     User(UserEvent),
+    /// A change of an order's life.
+    Change(OrderChange),
 }
 
 macro_rules! each {
@@ -112,6 +159,7 @@ macro_rules! each {
         match $self {
             DomainEvent::Order($e) => $body,
             DomainEvent::User($e) => $body,
+            DomainEvent::Change($e) => $body,
         }
     };
 }
@@ -120,9 +168,14 @@ impl DomainEvent {
     /// Its domain.
     pub fn domain(&self) -> Domain {
         match self {
-            DomainEvent::Order(_) => Domain::Orders,
+            DomainEvent::Order(_) | DomainEvent::Change(_) => Domain::Orders,
             DomainEvent::User(_) => Domain::Users,
         }
+    }
+
+    /// Its `event-type`.
+    pub fn event_type(&self) -> &'static str {
+        each!(self, e => e.event_type())
     }
 
     /// `order_id` or `user_id`: the key it must have.

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::lifecycle::{Change, OrderChange};
 use crate::model::{Address, InventoryStatus, OrderEvent, UserEvent};
 
 /// Version of the canonical form below; part of every fingerprint, so a
@@ -101,6 +102,34 @@ pub fn order(e: &OrderEvent) -> Fingerprint {
             .collect(),
         currency: &e.currency,
         promotion_code: e.promotion_code.as_deref(),
+    })
+}
+
+#[derive(Serialize)]
+struct CanonicalChange<'a> {
+    kind: &'static str,
+    order_id: String,
+    expected_version: Option<u32>,
+    change: &'a str,
+    data: serde_json::Value,
+}
+
+/// The fingerprint of an order change's content: the order, the change
+/// with its data (amounts by value) and the version it expects.
+pub fn change(e: &OrderChange) -> Fingerprint {
+    let mut data = serde_json::to_value(&e.change).unwrap_or(serde_json::Value::Null);
+    if let (Change::Payment(p), Some(fields)) = (
+        &e.change,
+        data.get_mut("payment").and_then(|v| v.as_object_mut()),
+    ) {
+        fields.insert("amount".into(), amount(p.amount).into());
+    }
+    Fingerprint::of(&CanonicalChange {
+        kind: "order-change",
+        order_id: e.order_id.to_string(),
+        expected_version: e.expected_version,
+        change: e.change.name(),
+        data,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;
+pub mod lifecycle;
 pub mod model;
 pub mod money;
 pub mod protobuf;
@@ -29,7 +30,8 @@ pub mod validation;
 pub use codec::{EventCodec, Format};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EncodeError};
-pub use event::{Domain, DomainEvent, Event};
+pub use event::{Domain, DomainEvent, Event, EVENT_TYPES};
+pub use lifecycle::{Change, OrderChange, OrderState, OrderStatus};
 pub use model::{
     Address, Customer, EventMetadata, InventoryStatus, OrderEvent, OrderItem, Totals, UserEvent,
 };
@@ -45,9 +47,19 @@ pub mod topics {
     pub const USERS: &str = "users";
     /// Dead letters of [`USERS`].
     pub const USERS_DLQ: &str = "users-dlq";
+    /// The full state of each order after each applied change (compacted),
+    /// keyed by `order_id`: what the consumer publishes through its outbox.
+    pub const ORDERS_STATE: &str = "orders-state";
 
     /// Every topic of the pipeline, by its default name.
-    pub const ALL: [&str; 4] = [ORDERS, ORDERS_DLQ, USERS, USERS_DLQ];
+    pub const ALL: [&str; 5] = [ORDERS, ORDERS_DLQ, USERS, USERS_DLQ, ORDERS_STATE];
+
+    /// Whether `topic` (by its default name) is compacted rather than
+    /// deleted by age: only [`ORDERS_STATE`], whose last value per key is
+    /// the order's latest state.
+    pub fn compacted(topic: &str) -> bool {
+        topic == ORDERS_STATE
+    }
 
     /// The consumer's group by default (`KAFKA_CONSUMER_GROUP`): what the
     /// lag tool and the exporter measure unless told otherwise.

@@ -203,7 +203,7 @@ fn bounded_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderItem
 
 /// UUIDs as their canonical text in every encoding: `uuid`'s own serde impl
 /// writes raw bytes to non-human-readable formats such as Avro's.
-mod uuid_text {
+pub(crate) mod uuid_text {
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
     use uuid::Uuid;
 

@@ -279,7 +279,12 @@ pub const MAX_CORRELATION_ID: usize = 128;
 
 /// Checks what an event says about itself: its type, a schema version this
 /// build knows, and ids of a sane size and shape.
-fn metadata(errors: &mut ValidationErrors, m: &EventMetadata, event_type: &str, latest: u32) {
+pub(crate) fn metadata(
+    errors: &mut ValidationErrors,
+    m: &EventMetadata,
+    event_type: &str,
+    latest: u32,
+) {
     if m.event_type != event_type {
         errors.add("metadata.event_type", format!("must be {event_type}"));
     }

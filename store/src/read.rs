@@ -164,6 +164,7 @@ impl FoundRow {
         let rejection = (|| {
             Some(Rejection {
                 event_id: self.r_event_id,
+                event_type: None,
                 error_kind,
                 error_class,
                 rejected_at: self.rejected_at?,
@@ -347,6 +348,7 @@ mod tests {
     fn rejection() -> Rejection {
         Rejection {
             event_id: None,
+            event_type: None,
             error_kind: contract::dead_letter::ErrorKind::Permanent,
             error_class: contract::dead_letter::FailureClass::Decode,
             rejected_at: Utc::now(),

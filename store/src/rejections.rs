@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub struct Rejection {
     /// The event's id, when the message could be read.
     pub event_id: Option<Uuid>,
+    /// The event's type (`order.paid`), when the message could be read.
+    pub event_type: Option<String>,
     /// `permanent` or `transient` (retried, then given up).
     pub error_kind: ErrorKind,
     /// The failure's class, as in the dead letter's `dlq-error-class`.
@@ -55,6 +57,8 @@ pub struct NewRejection<'a> {
     pub aggregate_id: &'a str,
     /// The event's id, when the value could be read.
     pub event_id: Option<Uuid>,
+    /// The event's type, when the value could be read.
+    pub event_type: Option<&'a str>,
     /// Permanent or transient.
     pub kind: ErrorKind,
     /// Which failure.
@@ -72,13 +76,13 @@ pub async fn record(conn: &mut PgConnection, r: &NewRejection<'_>) -> Result<(),
     sqlx::query!(
         "INSERT INTO rejections (consumer_group, source_topic, source_partition,
              source_offset, domain, aggregate_id, event_id, error_kind, error_class,
-             dlq_topic, dlq_partition, dlq_offset)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             dlq_topic, dlq_partition, dlq_offset, event_type)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (consumer_group, source_topic, source_partition, source_offset)
          DO UPDATE SET error_kind = EXCLUDED.error_kind,
              error_class = EXCLUDED.error_class, dlq_topic = EXCLUDED.dlq_topic,
              dlq_partition = EXCLUDED.dlq_partition, dlq_offset = EXCLUDED.dlq_offset,
-             rejected_at = now()",
+             event_type = EXCLUDED.event_type, rejected_at = now()",
         r.group,
         r.topic,
         r.partition,
@@ -91,6 +95,7 @@ pub async fn record(conn: &mut PgConnection, r: &NewRejection<'_>) -> Result<(),
         r.dlq_topic,
         r.dlq_at.map(|(partition, _)| partition),
         r.dlq_at.map(|(_, offset)| offset),
+        r.event_type,
     )
     .execute(conn)
     .await
@@ -106,8 +111,9 @@ pub async fn of(
     limit: i64,
 ) -> Result<Vec<Rejection>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT event_id, error_kind, error_class, rejected_at, consumer_group, source_topic,
-                source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset
+        "SELECT event_id, event_type, error_kind, error_class, rejected_at, consumer_group,
+                source_topic, source_partition, source_offset, dlq_topic, dlq_partition,
+                dlq_offset
          FROM rejections WHERE domain = $1 AND aggregate_id = $2
          ORDER BY rejected_at, source_offset LIMIT $3",
         domain.resource(),
@@ -120,6 +126,7 @@ pub async fn of(
         .map(|row| {
             Ok(Rejection {
                 event_id: row.event_id,
+                event_type: row.event_type,
                 error_kind: named(&row.error_kind)?,
                 error_class: named(&row.error_class)?,
                 rejected_at: row.rejected_at,

@@ -57,6 +57,7 @@ async fn a_rejection_reads_back_typed_and_an_unknown_class_is_an_error() {
         domain: Domain::Orders,
         aggregate_id: &id,
         event_id: None,
+        event_type: None,
         kind: ErrorKind::Permanent,
         class: FailureClass::Validation,
         dlq_topic: "orders-dlq",

@@ -99,6 +99,7 @@ impl Worker {
             domain: subject.domain,
             aggregate_id: &subject.aggregate_id,
             event_id: subject.event_id,
+            event_type: subject.event_type,
             kind: failure.kind,
             class: failure.class,
             dlq_topic: &dlq_topic,

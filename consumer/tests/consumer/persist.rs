@@ -13,7 +13,7 @@ use crate::support::{Table, TestDatabase};
 use consumer::decode::{Decoded, DomainEvent};
 use consumer::persist::{Outcome, Persistable, Store};
 use consumer::rows::{EventRows, ItemRows, OrderRows};
-use contract::{fingerprint, topics, Format, OrderEvent, UserEvent};
+use contract::{topics, Format, OrderEvent, UserEvent};
 use harness::wait::eventually;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -418,10 +418,7 @@ fn migrated() -> (tokio::runtime::Runtime, TestDatabase) {
 }
 
 fn decoded_event(event: DomainEvent) -> Decoded {
-    let fingerprint = match &event {
-        DomainEvent::Order(e) => fingerprint::order(e),
-        DomainEvent::User(e) => fingerprint::user(e),
-    };
+    let fingerprint = event.fingerprint();
     Decoded {
         event,
         format: Format::Json,
