@@ -13,6 +13,11 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::events::{WriteAcknowledged, WriteFailed};
 use crate::metrics::{Delivery, ProducerMetrics};
 
+/// Where an acknowledged message landed, and how long after
+/// `message.timeout.ms` librdkafka may take to report a message timed out:
+/// the outbox relay's, shared with every publisher.
+pub use store::relay::{Delivered, REPORT_LAG};
+
 /// Why a write was not acknowledged. Each one answers 503 with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -25,15 +30,6 @@ pub enum PublishError {
     /// The broker refused the write.
     #[error("broker refused the write: {0}")]
     Broker(KafkaError),
-}
-
-/// Where an acknowledged message landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    /// Partition of the topic.
-    pub partition: i32,
-    /// Offset in the partition.
-    pub offset: i64,
 }
 
 /// The current producer, its generation (bumped on each rebuild), when it
@@ -79,10 +75,6 @@ pub struct Publisher {
     metrics: ProducerMetrics,
     timeout: Duration,
 }
-
-/// How long after `message.timeout.ms` librdkafka may take to report a
-/// message timed out: it scans for them about once a second.
-pub const REPORT_LAG: Duration = Duration::from_millis(1_500);
 
 /// Settings that make `202` mean "stored on every in-sync replica, once".
 /// Each one can be overridden by its `KAFKA_*` variable. Public so that
@@ -383,6 +375,22 @@ impl Publisher {
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .map_err(|_| KafkaError::Canceled)?
+    }
+}
+
+/// The outbox relay publishes through the same producer as the requests,
+/// waiting for librdkafka's verdict on each row.
+impl store::relay::Publish for Publisher {
+    type Error = PublishError;
+
+    async fn deliver(&self, message: store::relay::Message<'_>) -> Result<Delivered, PublishError> {
+        let headers = platform::kafka::owned_headers(message.headers.iter().map(|(k, v)| (k, v)));
+        self.publish_until_verdict(message.topic, message.key, message.value, headers)
+            .await
+    }
+
+    fn verdict_within(&self) -> Duration {
+        self.timeout + REPORT_LAG
     }
 }
 

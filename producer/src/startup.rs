@@ -40,7 +40,7 @@ pub struct Application {
     limits: HttpLimits,
     connections: ConnectionMetrics,
     publisher: Publisher,
-    relay: Option<Relay>,
+    relay: Option<Relay<Publisher>>,
     shutdown_timeout: Duration,
 }
 
@@ -62,7 +62,7 @@ impl Application {
         let relay = outbox
             .as_ref()
             .zip(config.outbox.as_ref())
-            .map(|(o, c)| Relay::new(o.clone(), publisher.clone(), c.relay));
+            .map(|(o, c)| o.relay(publisher.clone(), c.relay));
         let sink = match outbox {
             Some(outbox) => Sink::Outbox(outbox),
             None => Sink::Broker {

@@ -1,67 +1,35 @@
 //! Outbox mode (`PRODUCER_MODE=outbox`): an accepted event is a row of the
 //! `outbox` table, committed before `202`, and a relay in every replica
-//! publishes the rows with the idempotent producer and deletes them once
-//! the broker acknowledged them. A broker outage no longer refuses orders;
-//! a database outage does (`503`).
-//!
-//! Order per key, with any number of relays: each row's shard is a hash of
-//! its key (one of [`store::outbox::SHARDS`]), and a relay publishes a shard's rows only
-//! inside a transaction holding that shard's advisory lock, oldest first,
-//! and deletes them before the lock goes with the commit. So one relay at
-//! a time publishes a key, and the next one starts after every row the
-//! previous one published was acknowledged and deleted. A relay killed
-//! mid-batch, or cut off from the database, leaves its rows: the server
-//! ends its transaction, and with it the shard's lock, within
-//! [`relay_deadline`] of its last statement (the session's
-//! `idle_in_transaction_session_timeout`, even when the path to the dead
-//! relay still answers the server's keepalives, as a pooler or proxy
-//! does). The next holder publishes the rows again, and the consumer's
-//! event-id deduplication makes the copies harmless. Meanwhile other relays
-//! count the shard as held (`outbox_shards_held_total`) and the age of its
-//! oldest row grows (`outbox_oldest_age_seconds`, alerted on).
+//! ([`store::relay`], which says how order per key and a dead relay's rows
+//! are taken care of) publishes the rows with the idempotent producer and
+//! deletes them once the broker acknowledged them. A broker outage no
+//! longer refuses orders; a database outage does (`503`).
 
 mod metrics;
-mod relay;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use store::db::{PoolSpec, SessionGuards};
+use store::relay::within;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::publish::Publisher;
 use crate::record::Record;
 
 pub use metrics::OutboxMetrics;
-pub use relay::{Relay, RelaySettings};
+pub use store::relay::{Relay, RelaySettings};
 
-/// Longest a relay's pass over one shard takes when it gets answers: its
-/// statements (each within `write_timeout`, the sessions' statement
-/// timeout) and the broker's acknowledgements (librdkafka's verdict,
-/// within `produce_timeout` and [`crate::publish::REPORT_LAG`]). It is
-/// also how long the server lets a relay's session sit idle in its
-/// transaction, so a dead relay's shard is free again within this of its
-/// last statement.
+/// Longest a relay's pass over one shard takes when it gets answers (see
+/// [`store::relay::deadline`]): its statements, each within
+/// `write_timeout`, and librdkafka's verdicts, within `produce_timeout`
+/// and [`crate::publish::REPORT_LAG`]. It is also how long the server lets
+/// a relay's session sit idle in its transaction, so a dead relay's shard
+/// is free again within this of its last statement.
 pub fn relay_deadline(write_timeout: Duration, produce_timeout: Duration) -> Duration {
-    write_timeout * 4 + produce_timeout + crate::publish::REPORT_LAG + Duration::from_secs(1)
-}
-
-/// Runs `work` on a connection of `pool` within `deadline` (see
-/// [`store::db::within`]).
-async fn within<T>(
-    pool: &PgPool,
-    deadline: Duration,
-    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
-) -> Result<T, sqlx::Error> {
-    store::db::within(
-        pool,
-        deadline,
-        |e| e,
-        || store::outbox::no_answer(deadline),
-        work,
-    )
-    .await
+    store::relay::deadline(write_timeout, produce_timeout + crate::publish::REPORT_LAG)
 }
 
 /// The outbox could not take a request's events.
@@ -137,6 +105,17 @@ impl Outbox {
     /// The metrics.
     pub fn metrics(&self) -> &OutboxMetrics {
         &self.metrics
+    }
+
+    /// The relay of this outbox, publishing through `publisher`.
+    pub fn relay(&self, publisher: Publisher, settings: RelaySettings) -> Relay<Publisher> {
+        Relay::new(
+            self.pool.clone(),
+            self.timeout,
+            publisher,
+            settings,
+            self.metrics.relay().clone(),
+        )
     }
 
     /// Creates the table if it is missing (see [`store::outbox::prepare`]).
