@@ -3,18 +3,18 @@
     acls.py ACLS_JSON [--name SYMBOL=NAME]... [--terraform DIR]... MANIFEST...
 
 ACLS_JSON gives the grants of each component's principal with symbolic names:
-the topics orders, users, orders-dlq, users-dlq and the groups consumer-group
-and dlq-replay-group. The chart renders its KafkaUsers from it and the
-Terraform module its kafka_acl resources; kustomize has no templating, so
-k8s/base/kafka-users.yaml is written out. The file's shape is checked first
+the topics orders, users, orders-dlq, users-dlq, orders-state and the groups
+consumer-group and dlq-replay-group. The chart renders its KafkaUsers from it
+and the Terraform module its kafka_acl resources; kustomize has no templating,
+so k8s/base/kafka-users.yaml is written out. The file's shape is checked first
 (known types, names and Kafka operations). Then every MANIFEST (a static file
 or a rendered chart) must hold one KafkaUser per component, named
 pubsubkafka-<component> and labelled with it, granting exactly the ACLs the
 file gives that component, no more, no fewer, with the default names: topics
-orders and users, "<topic>-dlq", groups order-consumer and dlq-replay (--name
-changes one; the dead-letter topics follow their topic). With --terraform,
-the module in DIR must read ACLS_JSON and name no Kafka operation itself, so
-an inline list of grants cannot come back.
+orders, users and orders-state, "<topic>-dlq", groups order-consumer and
+dlq-replay (--name changes one; the dead-letter topics follow their topic).
+With --terraform, the module in DIR must read ACLS_JSON and name no Kafka
+operation itself, so an inline list of grants cannot come back.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from pathlib import Path
 
 import yaml
 
-TOPICS = ("orders", "users", "orders-dlq", "users-dlq")
+TOPICS = ("orders", "users", "orders-dlq", "users-dlq", "orders-state")
 GROUPS = ("consumer-group", "dlq-replay-group")
 DEFAULT_NAMES = {
     "orders": "orders",
     "users": "users",
+    "orders-state": "orders-state",
     "consumer-group": "order-consumer",
     "dlq-replay-group": "dlq-replay",
 }

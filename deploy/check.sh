@@ -99,7 +99,7 @@ YAML
 # on its own database Secret, the Strimzi users on other topics and groups.
 cat >"$OUT/values-options.yaml" <<'YAML'
 imagePullSecrets: [{name: registry}]
-topics: {orders: shop.orders, users: shop.users}
+topics: {orders: shop.orders, users: shop.users, ordersState: shop.orders-state}
 http: {headerTimeoutMs: 5000, bodyTimeoutMs: 20000, idleTimeoutMs: 120000, maxConnections: 2048, maxConnectionsPerClient: 1536}
 kafka:
   bootstrapServers: kafka-0.kafka:9093,kafka-1.kafka:9093
@@ -144,6 +144,7 @@ consumer:
   stallTimeoutSecs: 120
   circuitProbeMs: 2000
   dlqFlood: {maxInRow: 500, window: 1000, maxPercent: 80, retrySecs: 60}
+  outbox: {relayBatch: 200, relayConcurrency: 6, relayPollMs: 100}
   containerPort: 9081
   shutdownTimeoutSecs: 20
   keda: {enabled: true, prometheus: {serverAddress: "http://prometheus.monitoring:9090", lagSecondsThreshold: 60}}
@@ -282,7 +283,7 @@ run "the chart's KafkaUsers grant what acls.json gives: prod render" \
     "$PY" "${acls[@]}" "$OUT/helm-prod.yaml"
 run "the chart's KafkaUsers grant what acls.json gives: options render, other topics and groups" \
     "$PY" "${acls[@]}" "$OUT/helm-options.yaml" --name orders=shop.orders --name users=shop.users \
-    --name consumer-group=order-writer --name dlq-replay-group=order-replay
+    --name orders-state=shop.orders-state --name consumer-group=order-writer --name dlq-replay-group=order-replay
 run "the Terraform module's ACLs come from acls.json, no inline grants" \
     "$PY" "${acls[@]}" --terraform terraform/modules/pubsubkafka
 

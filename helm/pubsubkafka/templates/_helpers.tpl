@@ -124,12 +124,14 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* The topics, each with whether it is a dead-letter topic ("<topic>-dlq"). */}}
+{{/* The topics, each with its kind: events (a domain's), dlq (its dead
+  letters, "<topic>-dlq") or state (compacted: each order's latest state). */}}
 {{- define "pubsubkafka.topics" -}}
-{{ .Values.topics.orders }}: false
-{{ .Values.topics.orders }}-dlq: true
-{{ .Values.topics.users }}: false
-{{ .Values.topics.users }}-dlq: true
+{{ .Values.topics.orders }}: events
+{{ .Values.topics.orders }}-dlq: dlq
+{{ .Values.topics.users }}: events
+{{ .Values.topics.users }}-dlq: dlq
+{{ .Values.topics.ordersState }}: state
 {{- end }}
 
 {{/* The topics the consumer reads: consumer.topics, or both domains'. */}}
@@ -140,8 +142,8 @@ affinity:
 {{/* The dead-letter topics to replay: dlqReplay.topics, or every domain's. */}}
 {{- define "pubsubkafka.replayTopics" -}}
 {{- $deadLetters := list }}
-{{- range $topic, $isDlq := include "pubsubkafka.topics" . | fromYaml }}
-{{- if $isDlq }}{{ $deadLetters = append $deadLetters $topic }}{{ end }}
+{{- range $topic, $kind := include "pubsubkafka.topics" . | fromYaml }}
+{{- if eq $kind "dlq" }}{{ $deadLetters = append $deadLetters $topic }}{{ end }}
 {{- end }}
 {{- default $deadLetters .Values.dlqReplay.topics | toJson }}
 {{- end }}

@@ -6,11 +6,16 @@ locals {
     dlq_replay   = "User:${var.principals.dlq_replay}"
   }
 
+  # Each topic's own configuration. orders-state carries each order's full
+  # state, keyed by order_id, for downstream services to read (only the
+  # consumer writes it): compacted, so each order's latest state stays, every
+  # version for at least state_min_compaction_lag_ms.
   topics = {
-    "orders"     = var.retention_ms
-    "orders-dlq" = var.dlq_retention_ms
-    "users"      = var.retention_ms
-    "users-dlq"  = var.dlq_retention_ms
+    "orders"       = { "cleanup.policy" = "delete", "retention.ms" = tostring(var.retention_ms) }
+    "orders-dlq"   = { "cleanup.policy" = "delete", "retention.ms" = tostring(var.dlq_retention_ms) }
+    "users"        = { "cleanup.policy" = "delete", "retention.ms" = tostring(var.retention_ms) }
+    "users-dlq"    = { "cleanup.policy" = "delete", "retention.ms" = tostring(var.dlq_retention_ms) }
+    "orders-state" = { "cleanup.policy" = "compact", "min.compaction.lag.ms" = tostring(var.state_min_compaction_lag_ms) }
   }
 
   # Least privilege: what each component does, and nothing more. The grants
@@ -19,9 +24,9 @@ locals {
   # compares them). Its names are symbolic: here the topics above, the
   # configured groups, and "kafka-cluster" for a cluster grant. The idempotent
   # producers (the producer service, the consumer's dead-letter producer and
-  # the replay job) need IdempotentWrite on brokers before Kafka 3.0; the lag
-  # exporter reads the message at each committed offset (the time lag), so it
-  # may read the topics.
+  # state relay, and the replay job) need IdempotentWrite on brokers before
+  # Kafka 3.0; the lag exporter reads the message at each committed offset
+  # (the time lag), so it may read the topics.
   acl_roles = jsondecode(file("${path.module}/../../../helm/pubsubkafka/files/acls.json")).roles
 
   acl_names = merge(
@@ -61,13 +66,12 @@ resource "kafka_topic" "this" {
   partitions         = var.partitions
   replication_factor = var.replication_factor
 
+  # The compacted topic stays compacted whatever topic_config says.
   config = merge(
-    {
-      "cleanup.policy"      = "delete"
-      "min.insync.replicas" = tostring(var.min_insync_replicas)
-      "retention.ms"        = tostring(each.value)
-    },
+    { "min.insync.replicas" = tostring(var.min_insync_replicas) },
+    each.value,
     var.topic_config,
+    each.value["cleanup.policy"] == "compact" ? { "cleanup.policy" = "compact" } : {},
   )
 }
 

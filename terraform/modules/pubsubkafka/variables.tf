@@ -1,7 +1,7 @@
 # --- Kafka: topics and ACLs ------------------------------------------------
 
 variable "partitions" {
-  description = "Partitions of every topic (orders, orders-dlq, users, users-dlq). Kafka can add partitions but never remove them."
+  description = "Partitions of every topic (orders, orders-dlq, users, users-dlq, orders-state). Kafka can add partitions but never remove them."
   type        = number
   default     = 12
 
@@ -40,8 +40,19 @@ variable "dlq_retention_ms" {
   default     = 1209600000
 }
 
+variable "state_min_compaction_lag_ms" {
+  description = "min.compaction.lag.ms of the compacted orders-state: how long every version of an order's state stays readable before compaction may keep only the latest (default 7 days, as retention_ms)."
+  type        = number
+  default     = 604800000
+
+  validation {
+    condition     = var.state_min_compaction_lag_ms >= 0
+    error_message = "state_min_compaction_lag_ms must be 0 or more."
+  }
+}
+
 variable "topic_config" {
-  description = "More topic configuration for every topic, e.g. { \"compression.type\" = \"producer\" }."
+  description = "More topic configuration for every topic, e.g. { \"compression.type\" = \"producer\" } (orders-state keeps cleanup.policy compact)."
   type        = map(string)
   default     = {}
 }
