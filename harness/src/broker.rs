@@ -119,26 +119,41 @@ impl Tansu {
         }
     }
 
-    /// Creates the pipeline's topics (memory storage starts empty). A topic a
-    /// client's metadata request created first is left as it is.
+    /// Creates the pipeline's topics (memory storage starts empty), the
+    /// compacted one with `cleanup.policy=compact` (Tansu takes it). A topic
+    /// a client's metadata request created first is left as it is.
     pub fn create_topics(&self) {
-        for topic in contract::topics::ALL {
-            self.create_topic(topic, PARTITIONS);
+        let topics = Topics::standard();
+        for topic in topics.all() {
+            let config: &[&str] = if topics.compacted(topic) {
+                &["cleanup.policy=compact"]
+            } else {
+                &[]
+            };
+            self.create_topic_with(topic, PARTITIONS, config);
         }
     }
 
     /// Creates `topic` with `partitions` partitions, unless it exists.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let output = Command::new(&self.binary)
+        self.create_topic_with(topic, partitions, &[]);
+    }
+
+    /// [`Self::create_topic`] with topic configuration (`name=value` each).
+    fn create_topic_with(&self, topic: &str, partitions: i32, config: &[&str]) {
+        let mut command = Command::new(&self.binary);
+        command
             .args([
                 "topic",
                 "create",
                 "--broker",
                 &format!("tcp://127.0.0.1:{}", self.port),
             ])
-            .args(["--partitions", &partitions.to_string(), topic])
-            .output()
-            .expect("tansu topic create");
+            .args(["--partitions", &partitions.to_string()]);
+        for entry in config {
+            command.args(["--config", entry]);
+        }
+        let output = command.arg(topic).output().expect("tansu topic create");
         // Tansu prints its error on stdout ("Topic with this name already
         // exists."), not stderr.
         let said = format!(

@@ -150,6 +150,7 @@ pub fn grants(topics: &Topics, consumer_group: &str, replay_group: &str) -> Vec<
             "orders-dlq" => topics.orders_dlq.clone(),
             "users" => topics.users.clone(),
             "users-dlq" => topics.users_dlq.clone(),
+            "orders-state" => topics.orders_state.clone(),
             "consumer-group" => consumer_group.to_owned(),
             "dlq-replay-group" => replay_group.to_owned(),
             other => panic!("{}: unknown name {other:?}", path.display()),
@@ -1095,6 +1096,28 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(cluster_id(), id);
+    }
+
+    #[test]
+    fn only_the_consumer_writes_the_order_state() {
+        let topics = Topics::named("shop.orders", "shop.users");
+        let on_state: Vec<Grant> = grants(&topics, CONSUMER_GROUP, REPLAY_GROUP)
+            .into_iter()
+            .filter(|g| g.resource_type == "TOPIC" && g.resource == "shop.orders-state")
+            .collect();
+        let consumer = format!("User:{}", Role::Consumer.user());
+        let mut consumers: Vec<&str> = on_state
+            .iter()
+            .filter(|g| g.principal == consumer)
+            .map(|g| g.operation.as_str())
+            .collect();
+        consumers.sort_unstable();
+        assert_eq!(consumers, ["DESCRIBE", "WRITE"]);
+        let others: Vec<&Grant> = on_state
+            .iter()
+            .filter(|g| g.principal != consumer)
+            .collect();
+        assert!(others.is_empty(), "{others:?}");
     }
 
     #[test]

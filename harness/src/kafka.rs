@@ -18,7 +18,8 @@ use crate::events::Outgoing;
 /// Partitions of every topic in tests.
 pub const PARTITIONS: i32 = 3;
 
-/// librdkafka's in-process mock cluster with the four topics.
+/// librdkafka's in-process mock cluster with the pipeline's topics (the mock
+/// takes no topic configuration: it never compacts `orders-state`).
 pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
     for topic in contract::topics::ALL {
@@ -38,16 +39,20 @@ pub struct Topics {
     pub users: String,
     /// Their dead letters.
     pub users_dlq: String,
+    /// Each order's full state (`<orders>-state`, compacted), which the
+    /// consumer publishes (`ORDERS_STATE_TOPIC`).
+    pub orders_state: String,
 }
 
 impl Topics {
-    /// `orders` and `users` with their DLQs.
+    /// `orders` and `users` with their DLQs, and `orders`' state topic.
     pub fn named(orders: &str, users: &str) -> Self {
         Self {
             orders: orders.to_owned(),
             orders_dlq: format!("{orders}-dlq"),
             users: users.to_owned(),
             users_dlq: format!("{users}-dlq"),
+            orders_state: format!("{orders}-state"),
         }
     }
 
@@ -56,14 +61,30 @@ impl Topics {
         Self::named(contract::topics::ORDERS, contract::topics::USERS)
     }
 
-    /// All four.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.orders, &self.orders_dlq, &self.users, &self.users_dlq]
+    /// All of them, in the order of `contract::topics::ALL`.
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.orders,
+            &self.orders_dlq,
+            &self.users,
+            &self.users_dlq,
+            &self.orders_state,
+        ]
     }
 
-    /// Creates all four, [`PARTITIONS`] partitions and `replication`
-    /// replicas each, through a client configured as `config`; fails naming
-    /// the broker and the topic it refused.
+    /// Whether `topic` is compacted (`cleanup.policy=compact`): the one
+    /// that is, by its standard name, `contract::topics::compacted`.
+    pub fn compacted(&self, topic: &str) -> bool {
+        self.all()
+            .iter()
+            .zip(contract::topics::ALL)
+            .any(|(name, standard)| *name == topic && contract::topics::compacted(standard))
+    }
+
+    /// Creates all of them, [`PARTITIONS`] partitions and `replication`
+    /// replicas each, the compacted one with `cleanup.policy=compact`,
+    /// through a client configured as `config`; fails naming the broker and
+    /// the topic it refused.
     pub async fn create(&self, config: rdkafka::ClientConfig, replication: i32) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
@@ -71,7 +92,14 @@ impl Topics {
         let new: Vec<NewTopic<'_>> = self
             .all()
             .into_iter()
-            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication)))
+            .map(|t| {
+                let topic = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication));
+                if self.compacted(t) {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
+            })
             .collect();
         let results = admin
             .create_topics(
@@ -223,4 +251,26 @@ pub fn try_committed(
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_topics_are_the_contracts() {
+        assert_eq!(Topics::standard().all(), contract::topics::ALL);
+    }
+
+    #[test]
+    fn a_scenarios_state_topic_is_its_compacted_one() {
+        let topics = Topics::named("orders-1", "users-1");
+        assert_eq!(topics.orders_state, "orders-1-state");
+        let compacted: Vec<&str> = topics
+            .all()
+            .into_iter()
+            .filter(|t| topics.compacted(t))
+            .collect();
+        assert_eq!(compacted, ["orders-1-state"]);
+    }
 }

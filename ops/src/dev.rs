@@ -195,6 +195,8 @@ type InProcess = MockCluster<'static, DefaultProducerContext>;
 
 /// The broker's bootstrap servers: `--broker`, or an in-process broker
 /// with the pipeline's topics (returned too: it lives as long as that).
+/// The mock takes no topic configuration, so its `orders-state` keeps every
+/// version rather than being compacted, which a laptop's run never needs.
 fn start_broker(args: &DevArgs) -> anyhow::Result<(String, Option<InProcess>)> {
     match &args.broker {
         Some(broker) => Ok((broker.clone(), None)),
