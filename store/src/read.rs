@@ -1,8 +1,9 @@
 //! The read model: what the database says of one order or user, its
-//! stored state, the newest record of it being dead-lettered, its events;
-//! and the status that follows, with what the id itself tells (see
-//! [`contract::ids`]). Shared by the read side's HTTP API and the operator
-//! tool.
+//! stored state (for an order, its status, version and history too), the
+//! newest record of it being dead-lettered, its events (for an order, each
+//! change with what became of it: [`order_events`]); and the status that
+//! follows, with what the id itself tells (see [`contract::ids`]). Shared
+//! by the read side's HTTP API and the operator tool.
 
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use contract::lifecycle::{HistoryEntry, OrderStatus};
 use contract::Domain;
 
-use crate::rejections::Rejection;
+use crate::rejections::{named, Rejection};
 
 /// How far ahead of this clock a server-assigned id may be and still count
 /// as just accepted (the producer's clock may run ahead of ours).
@@ -33,6 +35,23 @@ pub struct Record {
     /// The fingerprint of the content stored (`None` for rows stored before
     /// fingerprints were kept).
     pub fingerprint: Option<String>,
+    /// An order's life since its creation (`None` for a user). The body
+    /// holds it too: `status`, `version`, `changed_at`, each change's data
+    /// (`payment`, `shipment`, `delivery`, `cancellation`) and `history`.
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// Where an order is in its life, read with its row (one snapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    /// Its status.
+    pub status: OrderStatus,
+    /// 1 at creation, one more per applied change: its `ETag`.
+    pub version: u32,
+    /// When the latest applied change was accepted (`None`: none yet).
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Each applied event, its creation first, in version order.
+    pub history: Vec<HistoryEntry>,
 }
 
 /// What the database holds of one id, read in one statement (one snapshot).
@@ -76,8 +95,11 @@ pub struct StoredEvent {
     pub payload: Value,
 }
 
+/// `$1`: the order id; `$2`: the order event types (see
+/// [`order_event_types`]).
 const ORDER: &str = "
 SELECT o.event_id, o.persisted_at, o.content_fingerprint,
+       o.status AS order_status, o.version AS order_version, o.changed_at, h.history,
        CASE WHEN o.order_id IS NULL THEN NULL ELSE jsonb_build_object(
            'order_id', o.order_id,
            'customer', jsonb_build_object('id', o.customer_id, 'name', o.customer_name,
@@ -95,22 +117,38 @@ SELECT o.event_id, o.persisted_at, o.content_fingerprint,
            'promotion_code', o.promotion_code,
            'occurred_at', o.occurred_at,
            'correlation_id', o.correlation_id,
-           'schema_version', o.schema_version) END AS body,
-       r.event_id AS r_event_id, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
+           'schema_version', o.schema_version,
+           'status', o.status,
+           'version', o.version,
+           'changed_at', o.changed_at,
+           'payment', o.payment,
+           'shipment', o.shipment,
+           'delivery', o.delivery,
+           'cancellation', o.cancellation) END AS body,
+       r.event_id AS r_event_id, r.event_type AS r_event_type, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
        r.source_topic, r.source_partition, r.source_offset, r.dlq_topic, r.dlq_partition,
        r.dlq_offset
 FROM (SELECT 1) AS one
 LEFT JOIN orders o ON o.order_id = $1::uuid
+LEFT JOIN LATERAL (
+    SELECT jsonb_agg(jsonb_build_object(
+               'version', COALESCE(e.aggregate_version, 1), 'event_id', e.event_id,
+               'event_type', e.event_type, 'occurred_at', e.occurred_at)
+               ORDER BY COALESCE(e.aggregate_version, 1), e.stored_seq) AS history
+    FROM event_store e
+    WHERE o.order_id IS NOT NULL AND e.aggregate_id = $1 AND e.event_type = ANY($2)) h ON true
 LEFT JOIN LATERAL (
     SELECT * FROM rejections WHERE domain = 'orders' AND aggregate_id = $1
     ORDER BY rejected_at DESC LIMIT 1) r ON true";
 
 const USER: &str = "
 SELECT u.event_id, u.persisted_at, u.content_fingerprint,
+       NULL::text AS order_status, NULL::integer AS order_version,
+       NULL::timestamptz AS changed_at, NULL::jsonb AS history,
        CASE WHEN u.user_id IS NULL THEN NULL ELSE jsonb_build_object(
            'user_id', u.user_id, 'name', u.name, 'email', u.email, 'address', u.address,
            'occurred_at', u.occurred_at, 'schema_version', u.schema_version) END AS body,
-       r.event_id AS r_event_id, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
+       r.event_id AS r_event_id, r.event_type AS r_event_type, r.error_kind, r.error_class, r.rejected_at, r.consumer_group,
        r.source_topic, r.source_partition, r.source_offset, r.dlq_topic, r.dlq_partition,
        r.dlq_offset
 FROM (SELECT 1) AS one
@@ -124,8 +162,13 @@ struct FoundRow {
     event_id: Option<Uuid>,
     persisted_at: Option<DateTime<Utc>>,
     content_fingerprint: Option<String>,
+    order_status: Option<String>,
+    order_version: Option<i32>,
+    changed_at: Option<DateTime<Utc>>,
+    history: Option<Value>,
     body: Option<Value>,
     r_event_id: Option<Uuid>,
+    r_event_type: Option<String>,
     error_kind: Option<String>,
     error_class: Option<String>,
     rejected_at: Option<DateTime<Utc>>,
@@ -143,12 +186,30 @@ impl FoundRow {
     /// not know is an error, never passed over.
     fn into_found(self) -> Result<Found, sqlx::Error> {
         let record = match (self.event_id, self.persisted_at, self.body) {
-            (Some(event_id), Some(persisted_at), Some(body)) => Some(Record {
-                event_id,
-                persisted_at,
-                body,
-                fingerprint: self.content_fingerprint,
-            }),
+            (Some(event_id), Some(persisted_at), Some(mut body)) => {
+                let lifecycle = match (self.order_status, self.order_version) {
+                    (Some(status), Some(version)) => Some(Lifecycle {
+                        status: status.parse().map_err(decode)?,
+                        version: u32::try_from(version).map_err(decode)?,
+                        changed_at: self.changed_at,
+                        history: history(self.history)?,
+                    }),
+                    _ => None,
+                };
+                if let (Some(l), Value::Object(fields)) = (&lifecycle, &mut body) {
+                    fields.insert(
+                        "history".to_owned(),
+                        serde_json::to_value(&l.history).map_err(decode)?,
+                    );
+                }
+                Some(Record {
+                    event_id,
+                    persisted_at,
+                    body,
+                    fingerprint: self.content_fingerprint,
+                    lifecycle,
+                })
+            }
             _ => None,
         };
         let (Some(kind), Some(class)) = (self.error_kind, self.error_class) else {
@@ -157,14 +218,12 @@ impl FoundRow {
                 rejection: None,
             });
         };
-        let error_kind = kind.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let error_class = class
-            .parse()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let error_kind = named(&kind)?;
+        let error_class = named(&class)?;
         let rejection = (|| {
             Some(Rejection {
                 event_id: self.r_event_id,
-                event_type: None,
+                event_type: self.r_event_type,
                 error_kind,
                 error_class,
                 rejected_at: self.rejected_at?,
@@ -181,18 +240,263 @@ impl FoundRow {
     }
 }
 
+/// A value the read model cannot take: an error, never passed over.
+fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+/// One applied event of an order's history, as the statement gives it.
+#[derive(serde::Deserialize)]
+struct HistoryRow {
+    version: u32,
+    event_id: Uuid,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+}
+
+/// An event type that is not one of an order's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an order event type")]
+struct NotAnOrderEvent(String);
+
+/// The history as the statement aggregates it, each step's status the one
+/// its event type brings the order to.
+fn history(aggregated: Option<Value>) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    let Some(aggregated) = aggregated else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<HistoryRow> = serde_json::from_value(aggregated).map_err(decode)?;
+    rows.into_iter()
+        .map(|row| {
+            let status = OrderStatus::of_event_type(&row.event_type)
+                .ok_or_else(|| decode(NotAnOrderEvent(row.event_type.clone())))?;
+            Ok(HistoryEntry {
+                version: row.version,
+                status,
+                event_id: row.event_id,
+                event_type: row.event_type,
+                occurred_at: row.occurred_at,
+            })
+        })
+        .collect()
+}
+
+/// The event types of an order's life, its creation's first: the rows of
+/// the event store that make its history.
+pub fn order_event_types() -> [&'static str; OrderStatus::ALL.len()] {
+    OrderStatus::ALL.map(OrderStatus::event_type)
+}
+
 /// What the database holds of `id` (in the form [`contract::ids::parse`]
 /// gives) of `domain`.
 pub async fn find(conn: &mut PgConnection, domain: Domain, id: &str) -> Result<Found, sqlx::Error> {
-    let sql = match domain {
-        Domain::Orders => ORDER,
-        Domain::Users => USER,
+    let types = order_event_types();
+    let query = match domain {
+        Domain::Orders => sqlx::query_as(ORDER).bind(id).bind(types.as_slice()),
+        Domain::Users => sqlx::query_as(USER).bind(id),
     };
-    let row: FoundRow = sqlx::query_as(sql).bind(id).fetch_one(conn).await?;
+    let row: FoundRow = query.fetch_one(conn).await?;
     row.into_found()
 }
 
-/// The events of `id` in the order they were stored, at most `limit`.
+/// What a client holding an order's `ETag` needs to know it is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderVersion {
+    /// The stored version.
+    pub version: u32,
+    /// The fingerprint of its creation's content.
+    pub fingerprint: Option<String>,
+}
+
+/// The stored version of order `id`, read alone (an index lookup): for
+/// answering a client that polls with `If-None-Match` without reading the
+/// whole order.
+pub async fn order_version(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<OrderVersion>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT version, content_fingerprint FROM orders WHERE order_id = $1::text::uuid",
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(OrderVersion {
+            version: u32::try_from(row.version).map_err(decode)?,
+            fingerprint: row.content_fingerprint,
+        })
+    })
+    .transpose()
+}
+
+/// A change of an order the consumer applied: an event of its history.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Applied {
+    /// The version it made (1: the creation).
+    pub version: u32,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Such as `order.paid`.
+    #[schema(example = "order.paid")]
+    pub event_type: String,
+    /// When it was accepted (the producer's clock).
+    pub occurred_at: DateTime<Utc>,
+    /// When the consumer applied it.
+    pub recorded_at: DateTime<Utc>,
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// Its W3C trace id.
+    pub trace_id: Option<String>,
+    /// Where it was read: topic.
+    pub source_topic: String,
+    /// Partition.
+    pub source_partition: i32,
+    /// Offset.
+    pub source_offset: i64,
+}
+
+/// A change of an order (its creation included) and what became of it.
+/// A refused one says its class, never its content.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OrderEvent {
+    /// Applied: in the event store, and the order's history.
+    Applied(Applied),
+    /// Dead-lettered (`permanent`: refused for good, such as
+    /// `invalid_transition`, `unknown_order`, `version_conflict`;
+    /// `transient`: given up after retries, and replayable).
+    Refused(Rejection),
+}
+
+impl OrderEvent {
+    /// When the consumer applied or dead-lettered it.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            OrderEvent::Applied(a) => a.recorded_at,
+            OrderEvent::Refused(r) => r.rejected_at,
+        }
+    }
+}
+
+/// What became of each change of an order, oldest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Timeline {
+    /// Applied and refused changes, in the order the consumer decided
+    /// them.
+    pub events: Vec<OrderEvent>,
+    /// Whether some were left out: applied ones past the limit (newest
+    /// left out), or refused ones (oldest left out).
+    pub truncated: bool,
+}
+
+/// What became of each change of order `id`: every applied event and
+/// every dead-lettered message about it, oldest first, read in one
+/// statement. At most `limit` of each outcome: its first applied events,
+/// and its newest refused ones (a client sending changes the machine
+/// refuses cannot hide what happened lately).
+pub async fn order_events(
+    conn: &mut PgConnection,
+    id: &str,
+    limit: i64,
+) -> Result<Timeline, sqlx::Error> {
+    let types = order_event_types();
+    let rows = sqlx::query!(
+        r#"SELECT outcome AS "outcome!", version, event_id, event_type, occurred_at,
+                  at AS "at!", correlation_id, trace_id, source_topic AS "source_topic!",
+                  source_partition AS "source_partition!", source_offset AS "source_offset!",
+                  error_kind, error_class, consumer_group, dlq_topic, dlq_partition, dlq_offset
+           FROM ((SELECT 'applied' AS outcome, COALESCE(aggregate_version, 1) AS version,
+                         event_id, event_type, occurred_at, recorded_at AS at, correlation_id,
+                         trace_id, source_topic, source_partition, source_offset,
+                         NULL::text AS error_kind, NULL::text AS error_class,
+                         NULL::text AS consumer_group, NULL::text AS dlq_topic,
+                         NULL::integer AS dlq_partition, NULL::bigint AS dlq_offset
+                  FROM event_store WHERE aggregate_id = $1 AND event_type = ANY($2)
+                  ORDER BY COALESCE(aggregate_version, 1), stored_seq LIMIT $3::bigint + 1)
+                 UNION ALL
+                 (SELECT 'refused', NULL, event_id, event_type, NULL, rejected_at, NULL, NULL,
+                         source_topic, source_partition, source_offset, error_kind,
+                         error_class, consumer_group, dlq_topic, dlq_partition, dlq_offset
+                  FROM rejections WHERE domain = 'orders' AND aggregate_id = $1
+                  ORDER BY rejected_at DESC, source_offset DESC LIMIT $3::bigint + 1)) AS decided
+           ORDER BY at, source_offset"#,
+        id,
+        types.as_slice() as &[&str],
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let (mut applied, mut refused) = (0usize, 0usize);
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let event = if row.outcome == "applied" {
+            let version = required(row.version, "version")?;
+            OrderEvent::Applied(Applied {
+                version: u32::try_from(version).map_err(decode)?,
+                event_id: required(row.event_id, "event_id")?,
+                event_type: required(row.event_type, "event_type")?,
+                occurred_at: required(row.occurred_at, "occurred_at")?,
+                recorded_at: row.at,
+                correlation_id: required(row.correlation_id, "correlation_id")?,
+                trace_id: row.trace_id,
+                source_topic: row.source_topic,
+                source_partition: row.source_partition,
+                source_offset: row.source_offset,
+            })
+        } else {
+            OrderEvent::Refused(Rejection {
+                event_id: row.event_id,
+                event_type: row.event_type,
+                error_kind: named(&required(row.error_kind, "error_kind")?)?,
+                error_class: named(&required(row.error_class, "error_class")?)?,
+                rejected_at: row.at,
+                consumer_group: required(row.consumer_group, "consumer_group")?,
+                source_topic: row.source_topic,
+                source_partition: row.source_partition,
+                source_offset: row.source_offset,
+                dlq_topic: required(row.dlq_topic, "dlq_topic")?,
+                dlq_partition: row.dlq_partition,
+                dlq_offset: row.dlq_offset,
+            })
+        };
+        match event {
+            OrderEvent::Applied(_) => applied += 1,
+            OrderEvent::Refused(_) => refused += 1,
+        }
+        events.push(event);
+    }
+    let truncated = applied > limit || refused > limit;
+    if applied > limit {
+        // The newest applied one read is one past the limit.
+        if let Some(last) = events
+            .iter()
+            .rposition(|e| matches!(e, OrderEvent::Applied(_)))
+        {
+            events.remove(last);
+        }
+    }
+    if refused > limit {
+        // The oldest refused one read is one past the limit.
+        if let Some(first) = events
+            .iter()
+            .position(|e| matches!(e, OrderEvent::Refused(_)))
+        {
+            events.remove(first);
+        }
+    }
+    Ok(Timeline { events, truncated })
+}
+
+/// A column a row of its kind always has.
+fn required<T>(value: Option<T>, column: &'static str) -> Result<T, sqlx::Error> {
+    value.ok_or_else(|| sqlx::Error::Decode(format!("{column} is missing").into()))
+}
+
+/// The events of `id` of the domain's creation type (`order.created`,
+/// `user.created`) in the order they were stored, at most `limit`. An
+/// order's changes too, with what became of each: [`order_events`].
 pub async fn events(
     conn: &mut PgConnection,
     domain: Domain,
@@ -342,6 +646,7 @@ mod tests {
             persisted_at: Utc::now(),
             body: Value::Null,
             fingerprint: None,
+            lifecycle: None,
         }
     }
 
