@@ -1,6 +1,7 @@
 //! Kafka -> PostgreSQL: the consumer-group service.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apply;
 pub mod circuit;
 pub mod config;
 pub mod context;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod failure;
 pub mod flood;
 pub mod identity;
+pub mod lifecycle;
 pub mod member;
 pub mod metrics;
 pub mod offsets;

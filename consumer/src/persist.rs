@@ -21,7 +21,9 @@ use uuid::Uuid;
 
 use contract::{Domain, DomainEvent};
 
+use crate::apply::{self, StateTopic};
 use crate::identity::{self, Conflict, Decision, Identity, Known};
+use crate::lifecycle::Refusal;
 pub use crate::persistable::{classify, PersistError, PersistErrorKind, Persistable};
 use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
 use store::rejections::NewRejection;
@@ -36,6 +38,9 @@ pub enum Outcome {
     /// Its id is recorded with other content: nothing changed; it must be
     /// dead-lettered.
     Conflict(Conflict),
+    /// An order change the state machine refuses: nothing changed; it
+    /// must be dead-lettered.
+    Refused(Refusal),
 }
 
 /// No answer from the database within the client's deadline.
@@ -48,6 +53,7 @@ pub struct DeadlineExceeded(pub Duration);
 pub struct Store {
     pool: PgPool,
     deadline: Duration,
+    state: StateTopic,
 }
 
 /// Longest a probe may take: it only asks `SELECT 1`.
@@ -56,7 +62,17 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 impl Store {
     /// A store over `pool` whose transactions must finish within `deadline`.
     pub fn new(pool: PgPool, deadline: Duration) -> Self {
-        Self { pool, deadline }
+        Self {
+            pool,
+            deadline,
+            state: StateTopic::default(),
+        }
+    }
+
+    /// The same store, publishing order states as `state` says.
+    pub fn with_state_topic(mut self, state: StateTopic) -> Self {
+        self.state = state;
+        self
     }
 
     /// The pool, for tests.
@@ -104,12 +120,22 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        if batch.iter().any(Persistable::is_change) {
+            return self
+                .with_connection(self.deadline, async |conn| {
+                    let mut tx = conn.begin().await.map_err(classify)?;
+                    let outcomes = in_order(&mut tx, batch, &self.state).await?;
+                    tx.commit().await.map_err(classify)?;
+                    Ok(outcomes)
+                })
+                .await;
+        }
         let identities: Vec<Identity> = batch.iter().map(Persistable::identity).collect();
         self.with_connection(self.deadline, async |conn| {
             let unread = identity::decide(&identities, Known::default());
             if unread.iter().all(|d| *d == Decision::Store) {
                 let mut tx = conn.begin().await.map_err(classify)?;
-                match write(&mut tx, batch, &unread).await {
+                match write(&mut tx, batch, &unread, &self.state).await {
                     Ok(()) => {
                         tx.commit().await.map_err(classify)?;
                         return Ok(outcomes(unread));
@@ -123,12 +149,43 @@ impl Store {
             }
             let mut tx = conn.begin().await.map_err(classify)?;
             let decisions = identity::decide(&identities, known(&mut tx, &identities).await?);
-            write(&mut tx, batch, &decisions).await?;
+            write(&mut tx, batch, &decisions, &self.state).await?;
             tx.commit().await.map_err(classify)?;
             Ok(outcomes(decisions))
         })
         .await
     }
+}
+
+/// A batch holding order changes, in one transaction and in offset order:
+/// each run of creations and users decided over what is read and written
+/// in bulk, each change applied on its own (it may depend on a creation
+/// just before it).
+async fn in_order(
+    tx: &mut PgConnection,
+    batch: &[Persistable<'_>],
+    state: &StateTopic,
+) -> Result<Vec<Outcome>, PersistError> {
+    let mut done = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        if let DomainEvent::Change(change) = &first.decoded.event {
+            done.push(apply::change(tx, first, change, state).await?);
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest
+            .iter()
+            .position(Persistable::is_change)
+            .unwrap_or(rest.len());
+        let (bulk, after) = rest.split_at(run);
+        let identities: Vec<Identity> = bulk.iter().map(Persistable::identity).collect();
+        let decisions = identity::decide(&identities, known(tx, &identities).await?);
+        write(tx, bulk, &decisions, state).await?;
+        done.extend(outcomes(decisions));
+        rest = after;
+    }
+    Ok(done)
 }
 
 impl Store {
@@ -186,37 +243,47 @@ async fn known(tx: &mut PgConnection, batch: &[Identity]) -> Result<Known, Persi
     Ok(known)
 }
 
-/// Writes the events of `batch` decided [`Decision::Store`].
+/// Writes the creations and users of `batch` decided [`Decision::Store`],
+/// with the first state of each order created.
 async fn write(
     tx: &mut PgConnection,
     batch: &[Persistable<'_>],
     decisions: &[Decision],
+    state: &StateTopic,
 ) -> Result<(), PersistError> {
     let mut events = EventRows::default();
     let mut orders = OrderRows::default();
     let mut items = ItemRows::default();
     let mut users = UserRows::default();
+    let mut states = Vec::new();
     for (p, decision) in batch.iter().zip(decisions) {
         if *decision != Decision::Store {
             continue;
         }
-        events.push(p)?;
         let fingerprint = p.decoded.fingerprint.as_str();
         match &p.decoded.event {
             DomainEvent::Order(o) => {
+                events.push(p, Some(1))?;
                 orders.push(o, fingerprint)?;
                 items.push(o)?;
+                states.push(state.row(&apply::creation_state(o))?);
             }
-            DomainEvent::User(u) => users.push(u, fingerprint)?,
+            DomainEvent::User(u) => {
+                events.push(p, None)?;
+                users.push(u, fingerprint)?;
+            }
             DomainEvent::Change(_) => {
-                return Err(PersistError::permanent("order changes are not applied yet"))
+                return Err(PersistError::permanent(
+                    "an order change is applied on its own, not written in bulk",
+                ))
             }
         }
     }
     events.insert(tx).await?;
     orders.insert(tx).await?;
     items.insert(tx).await?;
-    users.insert(tx).await
+    users.insert(tx).await?;
+    state.insert(tx, &states).await
 }
 
 fn outcomes(decisions: Vec<Decision>) -> Vec<Outcome> {

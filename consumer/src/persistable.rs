@@ -18,9 +18,17 @@ pub struct Persistable<'a> {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// Whether it came back from a dead-letter topic (it carries
+    /// `dlq-replay-count`): it may be older than what is stored.
+    pub replayed: bool,
 }
 
 impl Persistable<'_> {
+    /// Whether it is an order change (applied on its own, in order).
+    pub fn is_change(&self) -> bool {
+        matches!(self.decoded.event, crate::decode::DomainEvent::Change(_))
+    }
+
     /// What [`crate::identity::decide`] knows the event by.
     pub(crate) fn identity(&self) -> Identity {
         let event = &self.decoded.event;

@@ -98,6 +98,7 @@ fn persistable<'a>(message: &'a OwnedMessage, decoded: &'a Decoded) -> Persistab
         topic: message.topic(),
         partition: message.partition(),
         offset: message.offset(),
+        replayed: platform::kafka::header(message, contract::headers::DLQ_REPLAY_COUNT).is_some(),
     }
 }
 
@@ -107,6 +108,9 @@ fn verdict(outcome: Outcome) -> Verdict {
         Outcome::Duplicate => Verdict::Duplicate,
         Outcome::Conflict(conflict) => {
             Verdict::DeadLetter(Failure::permanent(FailureClass::Conflict, conflict))
+        }
+        Outcome::Refused(refusal) => {
+            Verdict::DeadLetter(Failure::permanent(refusal.class(), refusal))
         }
     }
 }

@@ -65,18 +65,26 @@ async fn copy_in(
 
 const COPY_EVENTS: &str = "COPY event_store (event_id, event_type, aggregate_id, schema_version, \
      content_type, payload, source_topic, source_partition, source_offset, occurred_at, \
-     correlation_id, trace_id, content_fingerprint) FROM STDIN";
+     correlation_id, trace_id, content_fingerprint, aggregate_version) FROM STDIN";
 
 /// Rows of `event_store`.
 #[derive(Default)]
 pub struct EventRows(CopyRows);
 
 impl EventRows {
-    /// Adds the row of `p`.
-    pub fn push(&mut self, p: &Persistable<'_>) -> Result<(), PersistError> {
+    /// Adds the row of `p`, which makes `version` of its order (`None`:
+    /// not an order event).
+    pub fn push(
+        &mut self,
+        p: &Persistable<'_>,
+        aggregate_version: Option<u32>,
+    ) -> Result<(), PersistError> {
         let event = &p.decoded.event;
         let meta = event.metadata();
         let version = integer(meta.schema_version, "schema_version")?;
+        let aggregate_version = aggregate_version
+            .map(|v| integer(v, "aggregate_version"))
+            .transpose()?;
         self.0.row(|r| {
             r.field(meta.event_id)
                 .field(&meta.event_type)
@@ -91,7 +99,8 @@ impl EventRows {
                 .field(timestamp(&meta.occurred_at))
                 .field(&meta.correlation_id)
                 .optional(meta.trace_id.as_deref())
-                .field(p.decoded.fingerprint.as_str());
+                .field(p.decoded.fingerprint.as_str())
+                .optional(aggregate_version);
             Ok(())
         })
     }

@@ -97,6 +97,7 @@ async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
             topic: topics::ORDERS,
             partition: 1,
             offset,
+            replayed: false,
         }])
         .await
         .expect("persisted");

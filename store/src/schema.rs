@@ -1,7 +1,8 @@
 //! The schema, as migrations compiled in: the consumer's tables
 //! (`migrations/read_model`: orders, users, the event store, rejections),
 //! applied by the consumer at start-up, and the outbox
-//! (`migrations/outbox`), applied by the producer in outbox mode. Applied
+//! (`migrations/outbox`), applied by the producer in outbox mode and by the
+//! consumer (whose outbox carries `orders-state`). Applied
 //! migrations are skipped, so a restart is a no-op; concurrent starts
 //! wait for each other (the migrator holds an advisory lock).
 //!
@@ -26,9 +27,12 @@ pub fn outbox() -> Migrator {
     migrator
 }
 
-/// Applies every pending migration of the consumer's tables.
+/// Applies every pending migration of the consumer's tables, and of the
+/// outbox beside them: the consumer publishes each order's state through
+/// it.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    read_model().run(pool).await
+    read_model().run(pool).await?;
+    outbox().run(pool).await
 }
 
 /// What to do about a migration that failed for a common set-up mistake

@@ -2,6 +2,7 @@
 //! and its dependencies): the migrations, persisting against a real
 //! PostgreSQL, and the pipeline in process against librdkafka's mock cluster.
 
+mod lifecycle;
 mod migrations;
 mod persist;
 mod pipeline;

@@ -117,6 +117,7 @@ fn persistables(events: &[Decoded]) -> Vec<Persistable<'_>> {
             topic: topics::ORDERS,
             partition: 0,
             offset: n as i64,
+            replayed: false,
         })
         .collect()
 }
@@ -493,7 +494,7 @@ fn a_batch_whose_events_another_writer_commits_first_finds_them_stored() {
             ItemRows::default(),
         );
         for (item, decoded) in items.iter().zip(&events) {
-            rows.0.push(item).expect("event row");
+            rows.0.push(item, Some(1)).expect("event row");
             let DomainEvent::Order(order) = &decoded.event else {
                 unreachable!("orders only")
             };
