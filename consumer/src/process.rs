@@ -446,6 +446,40 @@ mod tests {
         assert!(outcome.halted.is_none());
     }
 
+    #[tokio::test]
+    async fn a_refused_change_is_dead_lettered_under_its_class() {
+        use crate::lifecycle::Refusal;
+        use contract::lifecycle::OrderStatus;
+        let store = Scripted::new(
+            vec![Ok(vec![
+                Outcome::Refused(Refusal::UnknownOrder),
+                Outcome::Refused(Refusal::Stale { stored: 3 }),
+                Outcome::Refused(Refusal::NotAllowed {
+                    from: OrderStatus::Delivered,
+                    to: OrderStatus::Cancelled,
+                }),
+            ])],
+            true,
+        );
+        let outcome = run(&store, 3, &[valid(0), valid(1), valid(2)]).await;
+        assert_eq!(
+            verdicts(&outcome),
+            [
+                "dead:unknown_order:0",
+                "dead:version_conflict:0",
+                "dead:invalid_transition:0"
+            ]
+        );
+        let Verdict::DeadLetter(failure) = &outcome.handled[2].verdict else {
+            unreachable!("dead-lettered above")
+        };
+        assert_eq!(failure.kind, ErrorKind::Permanent, "refused for good");
+        assert_eq!(
+            failure.message,
+            "an order that is delivered cannot become cancelled"
+        );
+    }
+
     /// The regression of a held partition stored out of offset order: the
     /// orders after the message the flood guard holds were written with the
     /// batch while the held offsets stayed uncommitted.
