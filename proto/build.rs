@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "pubsubkafka/events/v1/events.proto",
         "pubsubkafka/events/v2/events.proto",
+        "pubsubkafka/events/v3/events.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed=protobuf/{file}");

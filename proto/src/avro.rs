@@ -16,12 +16,14 @@ use std::sync::OnceLock;
 
 use apache_avro::schema::{Name, Namespace, RecordSchema};
 use apache_avro::Schema;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::model::MAX_ITEMS;
+use crate::lifecycle::{Cancellation, Change, Delivery, OrderChange, Payment, Shipment};
+use crate::model::{EventMetadata, MAX_ITEMS};
 
-pub use crate::schemas::{ORDER_SCHEMAS, USER_SCHEMAS};
+pub use crate::schemas::{ORDER_CHANGE_SCHEMAS, ORDER_SCHEMAS, ORDER_STATE_SCHEMAS, USER_SCHEMAS};
 
 /// Deepest nesting of named types a datum may have.
 const MAX_DEPTH: usize = 32;
@@ -91,6 +93,98 @@ pub fn order_schema(version: u32) -> Option<&'static Compiled> {
 pub fn user_schema(version: u32) -> Option<&'static Compiled> {
     static PARSED: OnceLock<Vec<Compiled>> = OnceLock::new();
     pick(PARSED.get_or_init(|| compile_all(&USER_SCHEMAS)), version)
+}
+
+/// The order change schema of `version` (1-based), if this build knows it.
+pub fn order_change_schema(version: u32) -> Option<&'static Compiled> {
+    static PARSED: OnceLock<Vec<Compiled>> = OnceLock::new();
+    pick(
+        PARSED.get_or_init(|| compile_all(&ORDER_CHANGE_SCHEMAS)),
+        version,
+    )
+}
+
+/// The order state schema of `version` (1-based), if this build knows it.
+pub fn order_state_schema(version: u32) -> Option<&'static Compiled> {
+    static PARSED: OnceLock<Vec<Compiled>> = OnceLock::new();
+    pick(
+        PARSED.get_or_init(|| compile_all(&ORDER_STATE_SCHEMAS)),
+        version,
+    )
+}
+
+/// The Avro shape of an [`OrderChange`]: the change is a record of four
+/// nullable records, exactly one of them set. (A union of the four would
+/// not stay fully compatible: an old reader cannot resolve a branch it does
+/// not know, while a fifth nullable field is one it skips.)
+#[derive(Serialize, Deserialize)]
+pub(crate) struct OrderChangeRecord {
+    metadata: EventMetadata,
+    #[serde(with = "crate::model::uuid_text")]
+    order_id: Uuid,
+    expected_version: Option<u32>,
+    change: ChangeRecord,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct ChangeRecord {
+    payment: Option<Payment>,
+    shipment: Option<Shipment>,
+    delivery: Option<Delivery>,
+    cancellation: Option<Cancellation>,
+}
+
+impl From<&OrderChange> for OrderChangeRecord {
+    fn from(e: &OrderChange) -> Self {
+        let mut change = ChangeRecord::default();
+        match &e.change {
+            Change::Payment(p) => change.payment = Some(p.clone()),
+            Change::Shipment(s) => change.shipment = Some(s.clone()),
+            Change::Delivery(d) => change.delivery = Some(d.clone()),
+            Change::Cancellation(c) => change.cancellation = Some(c.clone()),
+        }
+        Self {
+            metadata: e.metadata.clone(),
+            order_id: e.order_id,
+            expected_version: e.expected_version,
+            change,
+        }
+    }
+}
+
+impl TryFrom<OrderChangeRecord> for OrderChange {
+    type Error = DecodeError;
+    fn try_from(r: OrderChangeRecord) -> Result<Self, DecodeError> {
+        let c = r.change;
+        let set = [
+            c.payment.map(Change::Payment),
+            c.shipment.map(Change::Shipment),
+            c.delivery.map(Change::Delivery),
+            c.cancellation.map(Change::Cancellation),
+        ];
+        let mut set = set.into_iter().flatten();
+        let change = match (set.next(), set.next()) {
+            (Some(change), None) => change,
+            (None, _) => {
+                return Err(DecodeError::Field {
+                    path: "change".into(),
+                    reason: "holds none of payment, shipment, delivery, cancellation".into(),
+                })
+            }
+            (Some(_), Some(_)) => {
+                return Err(DecodeError::Field {
+                    path: "change".into(),
+                    reason: "holds more than one change".into(),
+                })
+            }
+        };
+        Ok(Self {
+            metadata: r.metadata,
+            order_id: r.order_id,
+            expected_version: r.expected_version,
+            change,
+        })
+    }
 }
 
 /// Encodes `value` as a single Avro datum of `schema` (no container header).

@@ -83,7 +83,7 @@ impl FromStr for Format {
 
 /// An event that can be written and read in every [`Format`].
 pub trait EventCodec: Sized {
-    /// `order` or `user`.
+    /// `order`, `user`, `order-change` or `order-state`.
     const NAME: &'static str;
     /// The schema version this build writes.
     const SCHEMA_VERSION: u32;
@@ -122,7 +122,7 @@ impl EventCodec for OrderEvent {
     fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         match format {
             Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v2::OrderEvent::from(self).encode_to_vec()),
+            Format::Protobuf => Ok(protobuf::v3::OrderEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::order_schema(Self::SCHEMA_VERSION) {
                 Some(schema) => avro::encode(self, schema.schema()),
                 None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
@@ -139,8 +139,8 @@ impl EventCodec for OrderEvent {
             // what is absent, so any version reads.
             Format::Json => json_decode(bytes),
             Format::Protobuf => {
-                protobuf::check_item_count(bytes)?;
-                protobuf::v2::OrderEvent::decode(bytes)
+                protobuf::check_repeated(bytes, &protobuf::ORDER_EVENT_LIMITS)?;
+                protobuf::v3::OrderEvent::decode(bytes)
                     .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
                     .try_into()
             }
@@ -163,7 +163,7 @@ impl EventCodec for UserEvent {
     fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         match format {
             Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v2::UserEvent::from(self).encode_to_vec()),
+            Format::Protobuf => Ok(protobuf::v3::UserEvent::from(self).encode_to_vec()),
             Format::Avro => match avro::user_schema(Self::SCHEMA_VERSION) {
                 Some(schema) => avro::encode(self, schema.schema()),
                 None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
@@ -177,7 +177,7 @@ impl EventCodec for UserEvent {
         }
         match format {
             Format::Json => json_decode(bytes),
-            Format::Protobuf => protobuf::v2::UserEvent::decode(bytes)
+            Format::Protobuf => protobuf::v3::UserEvent::decode(bytes)
                 .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
                 .try_into(),
             Format::Avro => {
@@ -199,7 +199,11 @@ impl EventCodec for OrderChange {
     fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         match format {
             Format::Json => json_encode(self),
-            Format::Protobuf | Format::Avro => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+            Format::Protobuf => Ok(protobuf::v3::OrderChange::from(self).encode_to_vec()),
+            Format::Avro => match avro::order_change_schema(Self::SCHEMA_VERSION) {
+                Some(schema) => avro::encode(&avro::OrderChangeRecord::from(self), schema.schema()),
+                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+            },
         }
     }
 
@@ -209,11 +213,18 @@ impl EventCodec for OrderChange {
         }
         match format {
             Format::Json => json_decode(bytes),
-            Format::Protobuf | Format::Avro => Err(unsupported(
-                Self::NAME,
-                schema_version,
-                Self::SCHEMA_VERSION,
-            )),
+            // No repeated field: prost holds no more than it was sent.
+            Format::Protobuf => protobuf::v3::OrderChange::decode(bytes)
+                .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
+                .try_into(),
+            Format::Avro => {
+                let latest = Self::SCHEMA_VERSION;
+                let writer = avro::order_change_schema(schema_version)
+                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
+                let reader = avro::order_change_schema(latest)
+                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
+                avro::decode::<avro::OrderChangeRecord>(bytes, writer, reader)?.try_into()
+            }
         }
     }
 }
@@ -225,7 +236,11 @@ impl EventCodec for OrderState {
     fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
         match format {
             Format::Json => json_encode(self),
-            Format::Protobuf | Format::Avro => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+            Format::Protobuf => Ok(protobuf::v3::OrderState::from(self).encode_to_vec()),
+            Format::Avro => match avro::order_state_schema(Self::SCHEMA_VERSION) {
+                Some(schema) => avro::encode(self, schema.schema()),
+                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+            },
         }
     }
 
@@ -235,11 +250,20 @@ impl EventCodec for OrderState {
         }
         match format {
             Format::Json => json_decode(bytes),
-            Format::Protobuf | Format::Avro => Err(unsupported(
-                Self::NAME,
-                schema_version,
-                Self::SCHEMA_VERSION,
-            )),
+            Format::Protobuf => {
+                protobuf::check_repeated(bytes, &protobuf::ORDER_STATE_LIMITS)?;
+                protobuf::v3::OrderState::decode(bytes)
+                    .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
+                    .try_into()
+            }
+            Format::Avro => {
+                let latest = Self::SCHEMA_VERSION;
+                let writer = avro::order_state_schema(schema_version)
+                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
+                let reader = avro::order_state_schema(latest)
+                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
+                avro::decode(bytes, writer, reader)
+            }
         }
     }
 }

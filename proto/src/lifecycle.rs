@@ -300,7 +300,9 @@ pub struct OrderState {
     pub status: OrderStatus,
     /// The customer, in full.
     pub customer: Customer,
-    /// The items, in full.
+    /// The items, in full (never more than [`crate::model::MAX_ITEMS`]
+    /// are read).
+    #[serde(deserialize_with = "crate::model::bounded_items")]
     pub items: Vec<OrderItem>,
     /// Totals.
     pub totals: Totals,
@@ -321,10 +323,17 @@ pub struct OrderState {
     /// The cancellation, once cancelled.
     #[serde(default)]
     pub cancellation: Option<Cancellation>,
-    /// Every applied step, oldest first.
+    /// Every applied step, oldest first (never more than [`MAX_HISTORY`]
+    /// are read).
+    #[serde(deserialize_with = "bounded_history")]
     pub history: Vec<HistoryEntry>,
     /// When the latest applied step was accepted.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Reads at most [`MAX_HISTORY`] history entries, in every encoding.
+fn bounded_history<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<HistoryEntry>, D::Error> {
+    crate::model::bounded(d, MAX_HISTORY)
 }
 
 /// The event id of the state message of `order_id` at `version`: the same

@@ -176,29 +176,47 @@ pub struct UserEvent {
 
 /// Reads at most [`MAX_ITEMS`] items: the reader stops at
 /// the first one past the limit instead of building them all.
-fn bounded_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OrderItem>, D::Error> {
-    struct Items;
-    impl<'de> serde::de::Visitor<'de> for Items {
-        type Value = Vec<OrderItem>;
+pub(crate) fn bounded_items<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<OrderItem>, D::Error> {
+    bounded(d, MAX_ITEMS)
+}
+
+/// Reads a sequence of at most `limit` elements: the reader stops at the
+/// first one past the limit instead of building them all, whatever size
+/// the input announces.
+pub(crate) fn bounded<'de, D, T>(d: D, limit: usize) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T> {
+        limit: usize,
+        element: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "at most {MAX_ITEMS} items")
+            write!(f, "a sequence within limit {}", self.limit)
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(
             self,
             mut seq: A,
         ) -> Result<Self::Value, A::Error> {
-            let limit = MAX_ITEMS;
-            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(limit));
-            while let Some(item) = seq.next_element()? {
-                if items.len() == limit {
-                    return Err(serde::de::Error::invalid_length(limit + 1, &self));
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
+            while let Some(element) = seq.next_element()? {
+                if out.len() == self.limit {
+                    return Err(serde::de::Error::invalid_length(self.limit + 1, &self));
                 }
-                items.push(item);
+                out.push(element);
             }
-            Ok(items)
+            Ok(out)
         }
     }
-    d.deserialize_seq(Items)
+    d.deserialize_seq(Bounded {
+        limit,
+        element: std::marker::PhantomData,
+    })
 }
 
 /// UUIDs as their canonical text in every encoding: `uuid`'s own serde impl

@@ -7,6 +7,10 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::error::DecodeError;
+use crate::lifecycle::{
+    Cancellation, CancellationReason, Change, Delivery, HistoryEntry, OrderChange, OrderState,
+    OrderStatus, Payment, Shipment,
+};
 use crate::model::{
     Address, Customer, EventMetadata, InventoryStatus, OrderEvent, OrderItem, Totals, UserEvent,
 };
@@ -17,13 +21,20 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pubsubkafka.events.v1.rs"));
 }
 
-/// Schema version 2 (current).
+/// Schema version 2 (frozen; orders with `promotion_code`, no lifecycle).
 #[allow(missing_docs, clippy::all)]
 pub mod v2 {
     include!(concat!(env!("OUT_DIR"), "/pubsubkafka.events.v2.rs"));
 }
 
-use v2 as pb;
+/// The current package: every v2 message unchanged, plus the order's
+/// changes ([`v3::OrderChange`]) and its full state ([`v3::OrderState`]).
+#[allow(missing_docs, clippy::all)]
+pub mod v3 {
+    include!(concat!(env!("OUT_DIR"), "/pubsubkafka.events.v3.rs"));
+}
+
+use v3 as pb;
 
 fn field(path: &str, reason: impl Into<String>) -> DecodeError {
     DecodeError::Field {
@@ -40,16 +51,44 @@ fn decimal(path: &str, value: &str) -> Result<Decimal, DecodeError> {
     crate::money::parse(value).map_err(|e| field(path, e.to_string()))
 }
 
-/// Field number of `OrderEvent.items` in every version.
-const ITEMS_FIELD: u64 = 4;
+/// A repeated field of a message, and how many of it a reader takes.
+pub struct RepeatedLimit {
+    /// Its field number.
+    pub field: u64,
+    /// Its name, for the error.
+    pub path: &'static str,
+    /// Most elements a message may hold.
+    pub limit: usize,
+}
 
-/// Counts the `items` of an encoded `OrderEvent` from its top-level fields,
-/// before prost builds one: an empty item costs two bytes on the wire and a
-/// few hundred in memory, so an unbounded count is a cheap way to make the
-/// reader allocate far more than it was sent.
-pub fn check_item_count(mut bytes: &[u8]) -> Result<(), DecodeError> {
+/// `OrderEvent.items`, in every version.
+pub const ORDER_EVENT_LIMITS: [RepeatedLimit; 1] = [RepeatedLimit {
+    field: 4,
+    path: "items",
+    limit: crate::model::MAX_ITEMS,
+}];
+
+/// `OrderState.items` and `OrderState.history`.
+pub const ORDER_STATE_LIMITS: [RepeatedLimit; 2] = [
+    RepeatedLimit {
+        field: 4,
+        path: "items",
+        limit: crate::model::MAX_ITEMS,
+    },
+    RepeatedLimit {
+        field: 14,
+        path: "history",
+        limit: crate::lifecycle::MAX_HISTORY,
+    },
+];
+
+/// Counts the elements of each of `limits` from a message's top-level
+/// fields, before prost builds one: an empty element costs two bytes on
+/// the wire and a few hundred in memory, so an unbounded count is a cheap
+/// way to make the reader allocate far more than it was sent.
+pub fn check_repeated(mut bytes: &[u8], limits: &[RepeatedLimit]) -> Result<(), DecodeError> {
     let malformed = |what: &str| DecodeError::Protobuf(format!("malformed message: {what}"));
-    let mut items = 0usize;
+    let mut counts = vec![0usize; limits.len()];
     while !bytes.is_empty() {
         let key = varint(&mut bytes).ok_or_else(|| malformed("bad field key"))?;
         let length = match key & 7 {
@@ -63,14 +102,15 @@ pub fn check_item_count(mut bytes: &[u8]) -> Result<(), DecodeError> {
         bytes = bytes
             .get(length..)
             .ok_or_else(|| malformed("a field runs past the end"))?;
-        if key >> 3 == ITEMS_FIELD {
-            items += 1;
-            if items > crate::model::MAX_ITEMS {
+        let counted = limits.iter().zip(counts.iter_mut());
+        for (repeated, count) in counted.filter(|(r, _)| r.field == key >> 3) {
+            *count += 1;
+            if *count > repeated.limit {
                 return Err(DecodeError::Field {
-                    path: "items".into(),
+                    path: repeated.path.into(),
                     reason: format!(
-                        "more than {} items: not an order this contract carries",
-                        crate::model::MAX_ITEMS
+                        "more than {} {}: not an order this contract carries",
+                        repeated.limit, repeated.path
                     ),
                 });
             }
@@ -98,6 +138,10 @@ fn timestamp(path: &str, value: &str) -> Result<DateTime<Utc>, DecodeError> {
         .map_err(|e| field(path, format!("not an RFC 3339 timestamp: {e}")))
 }
 
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 fn required<T>(path: &str, value: Option<T>) -> Result<T, DecodeError> {
     value.ok_or_else(|| field(path, "is required"))
 }
@@ -108,9 +152,7 @@ impl From<&EventMetadata> for pb::EventMetadata {
             event_id: m.event_id.to_string(),
             event_type: m.event_type.clone(),
             schema_version: m.schema_version,
-            occurred_at: m
-                .occurred_at
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            occurred_at: rfc3339(&m.occurred_at),
             producer: m.producer.clone(),
             correlation_id: m.correlation_id.clone(),
             trace_id: m.trace_id.clone(),
@@ -181,34 +223,84 @@ fn inventory_status(value: i32) -> InventoryStatus {
     }
 }
 
+impl From<&Customer> for pb::Customer {
+    fn from(c: &Customer) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            email: c.email.clone(),
+            address: Some((&c.address).into()),
+        }
+    }
+}
+
+fn customer(c: Option<pb::Customer>) -> Result<Customer, DecodeError> {
+    let c = required("customer", c)?;
+    Ok(Customer {
+        id: c.id,
+        name: c.name,
+        email: c.email,
+        address: required("customer.address", c.address)?.into(),
+    })
+}
+
+impl From<&OrderItem> for pb::OrderItem {
+    fn from(i: &OrderItem) -> Self {
+        Self {
+            sku: i.sku.clone(),
+            name: i.name.clone(),
+            quantity: i.quantity,
+            unit_price: i.unit_price.to_string(),
+            line_total: i.line_total.to_string(),
+            inventory_status: pb::InventoryStatus::from(i.inventory_status) as i32,
+        }
+    }
+}
+
+fn items(items: Vec<pb::OrderItem>) -> Result<Vec<OrderItem>, DecodeError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(n, i)| {
+            Ok(OrderItem {
+                unit_price: decimal(&format!("items[{n}].unit_price"), &i.unit_price)?,
+                line_total: decimal(&format!("items[{n}].line_total"), &i.line_total)?,
+                inventory_status: inventory_status(i.inventory_status),
+                sku: i.sku,
+                name: i.name,
+                quantity: i.quantity,
+            })
+        })
+        .collect()
+}
+
+impl From<&Totals> for pb::Totals {
+    fn from(t: &Totals) -> Self {
+        Self {
+            subtotal: t.subtotal.to_string(),
+            total: t.total.to_string(),
+            item_count: t.item_count,
+        }
+    }
+}
+
+fn totals(t: Option<pb::Totals>) -> Result<Totals, DecodeError> {
+    let t = required("totals", t)?;
+    Ok(Totals {
+        subtotal: decimal("totals.subtotal", &t.subtotal)?,
+        total: decimal("totals.total", &t.total)?,
+        item_count: t.item_count,
+    })
+}
+
 impl From<&OrderEvent> for pb::OrderEvent {
     fn from(e: &OrderEvent) -> Self {
         Self {
             metadata: Some((&e.metadata).into()),
             order_id: e.order_id.to_string(),
-            customer: Some(pb::Customer {
-                id: e.customer.id.clone(),
-                name: e.customer.name.clone(),
-                email: e.customer.email.clone(),
-                address: Some((&e.customer.address).into()),
-            }),
-            items: e
-                .items
-                .iter()
-                .map(|i| pb::OrderItem {
-                    sku: i.sku.clone(),
-                    name: i.name.clone(),
-                    quantity: i.quantity,
-                    unit_price: i.unit_price.to_string(),
-                    line_total: i.line_total.to_string(),
-                    inventory_status: pb::InventoryStatus::from(i.inventory_status) as i32,
-                })
-                .collect(),
-            totals: Some(pb::Totals {
-                subtotal: e.totals.subtotal.to_string(),
-                total: e.totals.total.to_string(),
-                item_count: e.totals.item_count,
-            }),
+            customer: Some((&e.customer).into()),
+            items: e.items.iter().map(Into::into).collect(),
+            totals: Some((&e.totals).into()),
             currency: e.currency.clone(),
             promotion_code: e.promotion_code.clone(),
         }
@@ -218,40 +310,260 @@ impl From<&OrderEvent> for pb::OrderEvent {
 impl TryFrom<pb::OrderEvent> for OrderEvent {
     type Error = DecodeError;
     fn try_from(e: pb::OrderEvent) -> Result<Self, DecodeError> {
-        let customer = required("customer", e.customer)?;
-        let totals = required("totals", e.totals)?;
-        let items = e
-            .items
-            .into_iter()
-            .enumerate()
-            .map(|(n, i)| {
-                Ok(OrderItem {
-                    unit_price: decimal(&format!("items[{n}].unit_price"), &i.unit_price)?,
-                    line_total: decimal(&format!("items[{n}].line_total"), &i.line_total)?,
-                    inventory_status: inventory_status(i.inventory_status),
-                    sku: i.sku,
-                    name: i.name,
-                    quantity: i.quantity,
-                })
-            })
-            .collect::<Result<_, DecodeError>>()?;
         Ok(Self {
             metadata: required("metadata", e.metadata)?.try_into()?,
             order_id: uuid("order_id", &e.order_id)?,
-            customer: Customer {
-                id: customer.id,
-                name: customer.name,
-                email: customer.email,
-                address: required("customer.address", customer.address)?.into(),
-            },
-            items,
-            totals: Totals {
-                subtotal: decimal("totals.subtotal", &totals.subtotal)?,
-                total: decimal("totals.total", &totals.total)?,
-                item_count: totals.item_count,
-            },
+            customer: customer(e.customer)?,
+            items: items(e.items)?,
+            totals: totals(e.totals)?,
             currency: e.currency,
             promotion_code: e.promotion_code,
+        })
+    }
+}
+
+impl From<OrderStatus> for pb::OrderStatus {
+    fn from(s: OrderStatus) -> Self {
+        match s {
+            OrderStatus::Created => Self::Created,
+            OrderStatus::Paid => Self::Paid,
+            OrderStatus::Shipped => Self::Shipped,
+            OrderStatus::Delivered => Self::Delivered,
+            OrderStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// A status is refused when absent (`UNSPECIFIED`) and when it is a number
+/// this reader does not know: no status stands for another.
+fn order_status(path: &str, value: i32) -> Result<OrderStatus, DecodeError> {
+    match pb::OrderStatus::try_from(value) {
+        Ok(pb::OrderStatus::Created) => Ok(OrderStatus::Created),
+        Ok(pb::OrderStatus::Paid) => Ok(OrderStatus::Paid),
+        Ok(pb::OrderStatus::Shipped) => Ok(OrderStatus::Shipped),
+        Ok(pb::OrderStatus::Delivered) => Ok(OrderStatus::Delivered),
+        Ok(pb::OrderStatus::Cancelled) => Ok(OrderStatus::Cancelled),
+        Ok(pb::OrderStatus::Unspecified) => Err(field(path, "is required")),
+        Err(_) => Err(field(path, "is not a status this reader knows")),
+    }
+}
+
+impl From<CancellationReason> for pb::CancellationReason {
+    fn from(r: CancellationReason) -> Self {
+        match r {
+            CancellationReason::CustomerRequest => Self::CustomerRequest,
+            CancellationReason::PaymentFailed => Self::PaymentFailed,
+            CancellationReason::OutOfStock => Self::OutOfStock,
+            CancellationReason::FraudSuspected => Self::FraudSuspected,
+            CancellationReason::Other => Self::Other,
+        }
+    }
+}
+
+/// An absent reason (`UNSPECIFIED`) is refused; a reason number this
+/// reader does not know (written by a newer schema) reads as `Other`, as
+/// the Avro enum's default does.
+fn cancellation_reason(value: i32) -> Result<CancellationReason, DecodeError> {
+    match pb::CancellationReason::try_from(value) {
+        Ok(pb::CancellationReason::CustomerRequest) => Ok(CancellationReason::CustomerRequest),
+        Ok(pb::CancellationReason::PaymentFailed) => Ok(CancellationReason::PaymentFailed),
+        Ok(pb::CancellationReason::OutOfStock) => Ok(CancellationReason::OutOfStock),
+        Ok(pb::CancellationReason::FraudSuspected) => Ok(CancellationReason::FraudSuspected),
+        Ok(pb::CancellationReason::Other) | Err(_) => Ok(CancellationReason::Other),
+        Ok(pb::CancellationReason::Unspecified) => Err(field("cancellation.reason", "is required")),
+    }
+}
+
+impl From<&Payment> for pb::Payment {
+    fn from(p: &Payment) -> Self {
+        Self {
+            reference: p.reference.clone(),
+            amount: p.amount.to_string(),
+            currency: p.currency.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Payment> for Payment {
+    type Error = DecodeError;
+    fn try_from(p: pb::Payment) -> Result<Self, DecodeError> {
+        Ok(Self {
+            amount: decimal("payment.amount", &p.amount)?,
+            reference: p.reference,
+            currency: p.currency,
+        })
+    }
+}
+
+impl From<&Shipment> for pb::Shipment {
+    fn from(s: &Shipment) -> Self {
+        Self {
+            carrier: s.carrier.clone(),
+            tracking_number: s.tracking_number.clone(),
+        }
+    }
+}
+
+impl From<pb::Shipment> for Shipment {
+    fn from(s: pb::Shipment) -> Self {
+        Self {
+            carrier: s.carrier,
+            tracking_number: s.tracking_number,
+        }
+    }
+}
+
+impl From<&Delivery> for pb::Delivery {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            received_by: d.received_by.clone(),
+        }
+    }
+}
+
+impl From<pb::Delivery> for Delivery {
+    fn from(d: pb::Delivery) -> Self {
+        Self {
+            received_by: d.received_by,
+        }
+    }
+}
+
+impl From<&Cancellation> for pb::Cancellation {
+    fn from(c: &Cancellation) -> Self {
+        Self {
+            reason: pb::CancellationReason::from(c.reason) as i32,
+            note: c.note.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Cancellation> for Cancellation {
+    type Error = DecodeError;
+    fn try_from(c: pb::Cancellation) -> Result<Self, DecodeError> {
+        Ok(Self {
+            reason: cancellation_reason(c.reason)?,
+            note: c.note,
+        })
+    }
+}
+
+impl From<&Change> for pb::order_change::Change {
+    fn from(c: &Change) -> Self {
+        match c {
+            Change::Payment(p) => Self::Payment(p.into()),
+            Change::Shipment(s) => Self::Shipment(s.into()),
+            Change::Delivery(d) => Self::Delivery(d.into()),
+            Change::Cancellation(c) => Self::Cancellation(c.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::order_change::Change> for Change {
+    type Error = DecodeError;
+    fn try_from(c: pb::order_change::Change) -> Result<Self, DecodeError> {
+        use pb::order_change::Change as Pb;
+        Ok(match c {
+            Pb::Payment(p) => Change::Payment(p.try_into()?),
+            Pb::Shipment(s) => Change::Shipment(s.into()),
+            Pb::Delivery(d) => Change::Delivery(d.into()),
+            Pb::Cancellation(c) => Change::Cancellation(c.try_into()?),
+        })
+    }
+}
+
+impl From<&OrderChange> for pb::OrderChange {
+    fn from(e: &OrderChange) -> Self {
+        Self {
+            metadata: Some((&e.metadata).into()),
+            order_id: e.order_id.to_string(),
+            expected_version: e.expected_version,
+            change: Some((&e.change).into()),
+        }
+    }
+}
+
+impl TryFrom<pb::OrderChange> for OrderChange {
+    type Error = DecodeError;
+    fn try_from(e: pb::OrderChange) -> Result<Self, DecodeError> {
+        Ok(Self {
+            metadata: required("metadata", e.metadata)?.try_into()?,
+            order_id: uuid("order_id", &e.order_id)?,
+            expected_version: e.expected_version,
+            change: required("change", e.change)?.try_into()?,
+        })
+    }
+}
+
+impl From<&HistoryEntry> for pb::HistoryEntry {
+    fn from(h: &HistoryEntry) -> Self {
+        Self {
+            version: h.version,
+            status: pb::OrderStatus::from(h.status) as i32,
+            event_id: h.event_id.to_string(),
+            event_type: h.event_type.clone(),
+            occurred_at: rfc3339(&h.occurred_at),
+        }
+    }
+}
+
+fn history(history: Vec<pb::HistoryEntry>) -> Result<Vec<HistoryEntry>, DecodeError> {
+    history
+        .into_iter()
+        .enumerate()
+        .map(|(n, h)| {
+            Ok(HistoryEntry {
+                version: h.version,
+                status: order_status(&format!("history[{n}].status"), h.status)?,
+                event_id: uuid(&format!("history[{n}].event_id"), &h.event_id)?,
+                event_type: h.event_type,
+                occurred_at: timestamp(&format!("history[{n}].occurred_at"), &h.occurred_at)?,
+            })
+        })
+        .collect()
+}
+
+impl From<&OrderState> for pb::OrderState {
+    fn from(e: &OrderState) -> Self {
+        Self {
+            metadata: Some((&e.metadata).into()),
+            order_id: e.order_id.to_string(),
+            customer: Some((&e.customer).into()),
+            items: e.items.iter().map(Into::into).collect(),
+            totals: Some((&e.totals).into()),
+            currency: e.currency.clone(),
+            promotion_code: e.promotion_code.clone(),
+            version: e.version,
+            status: pb::OrderStatus::from(e.status) as i32,
+            payment: e.payment.as_ref().map(Into::into),
+            shipment: e.shipment.as_ref().map(Into::into),
+            delivery: e.delivery.as_ref().map(Into::into),
+            cancellation: e.cancellation.as_ref().map(Into::into),
+            history: e.history.iter().map(Into::into).collect(),
+            updated_at: rfc3339(&e.updated_at),
+        }
+    }
+}
+
+impl TryFrom<pb::OrderState> for OrderState {
+    type Error = DecodeError;
+    fn try_from(e: pb::OrderState) -> Result<Self, DecodeError> {
+        Ok(Self {
+            metadata: required("metadata", e.metadata)?.try_into()?,
+            order_id: uuid("order_id", &e.order_id)?,
+            version: e.version,
+            status: order_status("status", e.status)?,
+            customer: customer(e.customer)?,
+            items: items(e.items)?,
+            totals: totals(e.totals)?,
+            currency: e.currency,
+            promotion_code: e.promotion_code,
+            payment: e.payment.map(TryInto::try_into).transpose()?,
+            shipment: e.shipment.map(Into::into),
+            delivery: e.delivery.map(Into::into),
+            cancellation: e.cancellation.map(TryInto::try_into).transpose()?,
+            history: history(e.history)?,
+            updated_at: timestamp("updated_at", &e.updated_at)?,
         })
     }
 }

@@ -20,10 +20,7 @@ fn identifiers() -> &'static HashSet<String> {
     static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
     NAMES.get_or_init(|| {
         let mut names = HashSet::new();
-        for source in crate::schemas::ORDER_SCHEMAS
-            .iter()
-            .chain(crate::schemas::USER_SCHEMAS.iter())
-        {
+        for source in crate::schemas::ALL.iter().flat_map(|list| list.iter()) {
             if let Ok(schema) = serde_json::from_str::<serde_json::Value>(source) {
                 collect(&schema, &mut names);
             }
@@ -481,6 +478,22 @@ mod tests {
         assert_eq!(path("items[3].sku"), "items[3].sku");
         assert_eq!(path("customer.AdaLovelace"), "customer.…");
         assert_eq!(path("."), ".");
+    }
+
+    #[test]
+    fn the_lifecycle_schemas_names_stay() {
+        assert_eq!(
+            reason("missing field `tracking_number` at history[2].occurred_at"),
+            "missing field `tracking_number` at history[2].occurred_at"
+        );
+        assert_eq!(
+            reason("unknown variant `refunded`, expected one of `cancelled`, `fraud_suspected`"),
+            "unknown variant `…`, expected one of `cancelled`, `fraud_suspected`"
+        );
+        assert_eq!(
+            reason("failed to decode Protobuf message: OrderChange.change: Cancellation.reason: invalid varint"),
+            "failed to decode Protobuf message: OrderChange.change: Cancellation.reason: invalid varint"
+        );
     }
 
     #[test]

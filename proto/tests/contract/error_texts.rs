@@ -5,7 +5,9 @@
 //! tool make of it (`scrub`, the `dlq-error-message` header and listings
 //! are built from that text).
 
-use contract::{EventCodec, Format, OrderEvent, UserEvent};
+use contract::avro::Compiled;
+use contract::protobuf::v3;
+use contract::{EventCodec, Format, OrderChange, OrderEvent, OrderState, UserEvent};
 use proptest::prelude::*;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, Value as Field};
@@ -66,22 +68,92 @@ fn objects(value: &Value, at: String, out: &mut Vec<String>) {
     }
 }
 
+/// An event of each kind, as each encoding sees it.
+struct Case {
+    kind: &'static str,
+    /// The event as JSON (the model's serde shape).
+    json: Value,
+    /// The fully qualified name of its Protobuf message, and its encoding.
+    protobuf: (&'static str, Vec<u8>),
+}
+
+fn cases() -> Vec<Case> {
+    let case = |kind, json: Result<Value, _>, protobuf| Case {
+        kind,
+        json: json.expect("fixture as JSON"),
+        protobuf,
+    };
+    let order = fixtures::order();
+    let user = fixtures::user();
+    let state = fixtures::state();
+    let mut cases = vec![
+        case(
+            "order",
+            serde_json::to_value(&order),
+            (
+                "pubsubkafka.events.v3.OrderEvent",
+                v3::OrderEvent::from(&order).encode_to_vec(),
+            ),
+        ),
+        case(
+            "user",
+            serde_json::to_value(&user),
+            (
+                "pubsubkafka.events.v3.UserEvent",
+                v3::UserEvent::from(&user).encode_to_vec(),
+            ),
+        ),
+        case(
+            "state",
+            serde_json::to_value(&state),
+            (
+                "pubsubkafka.events.v3.OrderState",
+                v3::OrderState::from(&state).encode_to_vec(),
+            ),
+        ),
+    ];
+    for change in fixtures::changes() {
+        cases.push(case(
+            "change",
+            serde_json::to_value(&change),
+            (
+                "pubsubkafka.events.v3.OrderChange",
+                v3::OrderChange::from(&change).encode_to_vec(),
+            ),
+        ));
+    }
+    cases
+}
+
 fn decode(kind: &str, bytes: &[u8], format: Format) -> Option<String> {
-    let version = if kind == "order" { 2 } else { 1 };
     let error = match kind {
-        "order" => OrderEvent::decode(bytes, format, version).err(),
-        _ => UserEvent::decode(bytes, format, version).err(),
+        "order" => OrderEvent::decode(bytes, format, 2).err(),
+        "user" => UserEvent::decode(bytes, format, 1).err(),
+        "change" => OrderChange::decode(bytes, format, 1).err(),
+        _ => OrderState::decode(bytes, format, 1).err(),
     }?;
     Some(error.to_string())
 }
 
-/// The event of `kind` as JSON.
-fn event(kind: &str) -> Value {
-    match kind {
-        "order" => serde_json::to_value(fixtures::order()),
-        _ => serde_json::to_value(fixtures::user()),
-    }
-    .expect("fixture as JSON")
+/// The Avro schema a `kind` is written with, and the event's JSON in the
+/// shape of that schema (an order change's change is a record of four
+/// nullable records there).
+fn avro_shape(kind: &str, json: &Value) -> (&'static Compiled, Value) {
+    let mut json = json.clone();
+    let schema = match kind {
+        "order" => contract::avro::order_schema(2),
+        "user" => contract::avro::user_schema(1),
+        "change" => {
+            if let Some(Value::Object(change)) = json.get_mut("change") {
+                for name in ["payment", "shipment", "delivery", "cancellation"] {
+                    change.entry(name).or_insert(Value::Null);
+                }
+            }
+            contract::avro::order_change_schema(1)
+        }
+        _ => contract::avro::order_state_schema(1),
+    };
+    (schema.expect("schema"), json)
 }
 
 fn check(said: Option<String>, marker: &str, at: &str) -> Result<bool, TestCaseError> {
@@ -100,7 +172,7 @@ fn protobuf_pool() -> DescriptorPool {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("protobuf");
     protox::Compiler::new([root])
         .expect("includes")
-        .open_file("pubsubkafka/events/v2/events.proto")
+        .open_file("pubsubkafka/events/v3/events.proto")
         .expect("proto compiles")
         .descriptor_pool()
 }
@@ -162,8 +234,12 @@ proptest! {
         let hostile = planted(&marker, wrapping);
         let pool = protobuf_pool();
         let mut refused = 0usize;
-        for kind in ["order", "user"] {
-            let valid = event(kind);
+        for Case { kind, json: valid, protobuf: (name, bytes) } in cases() {
+            // The Avro shape of the event is right: what is refused below
+            // is refused for the planted value.
+            let (schema, shaped) = avro_shape(kind, &valid);
+            let avro = contract::avro::encode(&shaped, schema.schema()).expect("fits its schema");
+            prop_assert_eq!(decode(kind, &avro, Format::Avro), None, "{} reads", kind);
             // JSON and Avro: every leaf of the event, whatever its type.
             let mut at = Vec::new();
             leaves(&valid, String::new(), &mut at);
@@ -172,13 +248,8 @@ proptest! {
                 *changed.pointer_mut(pointer).expect("a leaf") = Value::String(hostile.clone());
                 let json = serde_json::to_vec(&changed).expect("JSON");
                 refused += usize::from(check(decode(kind, &json, Format::Json), &marker, pointer)?);
-                let schema = if kind == "order" {
-                    contract::avro::order_schema(2)
-                } else {
-                    contract::avro::user_schema(1)
-                }
-                .expect("schema");
-                if let Ok(avro) = contract::avro::encode(&changed, schema.schema()) {
+                let (schema, shaped) = avro_shape(kind, &changed);
+                if let Ok(avro) = contract::avro::encode(&shaped, schema.schema()) {
                     refused += usize::from(check(decode(kind, &avro, Format::Avro), &marker, pointer)?);
                 }
             }
@@ -194,13 +265,6 @@ proptest! {
                 refused += usize::from(check(decode(kind, &json, Format::Json), &marker, pointer)?);
             }
             // Protobuf: every string field, nested and repeated ones too.
-            let (name, bytes) = if kind == "order" {
-                ("pubsubkafka.events.v2.OrderEvent",
-                 contract::protobuf::v2::OrderEvent::from(&fixtures::order()).encode_to_vec())
-            } else {
-                ("pubsubkafka.events.v2.UserEvent",
-                 contract::protobuf::v2::UserEvent::from(&fixtures::user()).encode_to_vec())
-            };
             let descriptor = pool.get_message_by_name(name).expect("message");
             let message = DynamicMessage::decode(descriptor, bytes.as_slice()).expect("decodes");
             each_string_field(&message, &hostile, &mut |path, changed| {

@@ -13,7 +13,9 @@ use std::cell::Cell;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use contract::{DecodeError, EventCodec, Format, OrderEvent, UserEvent};
+use contract::lifecycle::{Change, MAX_HISTORY};
+use contract::model::MAX_ITEMS;
+use contract::{DecodeError, EventCodec, Format, OrderChange, OrderEvent, OrderState, UserEvent};
 use proptest::prelude::*;
 
 use crate::fixtures;
@@ -112,15 +114,81 @@ fn user_with_pii() -> UserEvent {
     e
 }
 
+/// The fixture's changes, their free texts holding customer data.
+fn changes_with_pii() -> Vec<OrderChange> {
+    let mut changes = fixtures::changes();
+    for change in &mut changes {
+        match &mut change.change {
+            Change::Payment(p) => p.reference = PII[6].into(),
+            Change::Shipment(s) => s.tracking_number = PII[5].into(),
+            Change::Delivery(d) => d.received_by = Some(PII[0].into()),
+            Change::Cancellation(c) => c.note = Some(PII[2].into()),
+        }
+    }
+    changes
+}
+
+fn state_with_pii() -> OrderState {
+    let order = order_with_pii();
+    let mut state = fixtures::state();
+    state.customer = order.customer;
+    state.delivery = Some(contract::lifecycle::Delivery {
+        received_by: Some(PII[0].into()),
+    });
+    state
+}
+
+/// What a reader takes a message for: the event its `event-type` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Order,
+    User,
+    Change,
+    State,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Order, Kind::User, Kind::Change, Kind::State];
+
+    fn decode(self, bytes: &[u8], format: Format, version: u32) -> Result<(), DecodeError> {
+        match self {
+            Kind::Order => OrderEvent::decode(bytes, format, version).map(drop),
+            Kind::User => UserEvent::decode(bytes, format, version).map(drop),
+            Kind::Change => OrderChange::decode(bytes, format, version).map(drop),
+            Kind::State => OrderState::decode(bytes, format, version).map(drop),
+        }
+    }
+}
+
 /// Valid encodings of every event kind, format and schema version this
 /// build writes or reads, with the version the reader is told.
-fn valid_messages() -> Vec<(&'static str, Format, u32, Vec<u8>)> {
+fn valid_messages() -> Vec<(Kind, Format, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let order = order_with_pii();
     let user = user_with_pii();
+    let state = state_with_pii();
     for format in Format::ALL {
-        out.push(("order", format, 2, order.encode(format).expect("encodes")));
-        out.push(("user", format, 1, user.encode(format).expect("encodes")));
+        out.push((
+            Kind::Order,
+            format,
+            2,
+            order.encode(format).expect("encodes"),
+        ));
+        out.push((Kind::User, format, 1, user.encode(format).expect("encodes")));
+        out.push((
+            Kind::State,
+            format,
+            1,
+            state.encode(format).expect("encodes"),
+        ));
+        for change in changes_with_pii() {
+            out.push((
+                Kind::Change,
+                format,
+                1,
+                change.encode(format).expect("encodes"),
+            ));
+        }
     }
     let v1 = contract::avro::order_schema(1).expect("v1");
     let mut old = serde_json::to_value(&order).expect("json");
@@ -128,7 +196,7 @@ fn valid_messages() -> Vec<(&'static str, Format, u32, Vec<u8>)> {
         o.remove("promotion_code");
     }
     out.push((
-        "order",
+        Kind::Order,
         Format::Avro,
         1,
         contract::avro::encode(&old, v1.schema()).expect("encodes as v1"),
@@ -138,15 +206,12 @@ fn valid_messages() -> Vec<(&'static str, Format, u32, Vec<u8>)> {
 
 /// Decodes `bytes` as the reader of `kind` would, under every schema
 /// version a header could claim; checks every promise on each answer.
-fn decode_everything(kind: &str, format: Format, bytes: &[u8]) -> Result<(), TestCaseError> {
+fn decode_everything(kind: Kind, format: Format, bytes: &[u8]) -> Result<(), TestCaseError> {
     for version in [0, 1, 2, 3, u32::MAX] {
-        let (result, peak) = peak_allocation(|| match kind {
-            "order" => OrderEvent::decode(bytes, format, version).map(drop),
-            _ => UserEvent::decode(bytes, format, version).map(drop),
-        });
+        let (result, peak) = peak_allocation(|| kind.decode(bytes, format, version));
         prop_assert!(
             peak <= allocation_bound(bytes.len()),
-            "{kind} {format} v{version}: {} input bytes took {peak} bytes",
+            "{kind:?} {format} v{version}: {} input bytes took {peak} bytes",
             bytes.len()
         );
         if let Err(e) = result {
@@ -189,14 +254,15 @@ proptest! {
         bytes in proptest::collection::vec(any::<u8>(), 0..2048),
     ) {
         for format in Format::ALL {
-            decode_everything("order", format, &bytes)?;
-            decode_everything("user", format, &bytes)?;
+            for kind in Kind::ALL {
+                decode_everything(kind, format, &bytes)?;
+            }
         }
     }
 
     #[test]
     fn valid_messages_with_bytes_flipped_spliced_or_duplicated_stay_bounded(
-        which in 0usize..7,
+        which in any::<prop::sample::Index>(),
         at in any::<prop::sample::Index>(),
         edit in prop_oneof![
             any::<u8>().prop_map(|b| vec![b]),
@@ -205,7 +271,7 @@ proptest! {
         mode in 0u8..3,
     ) {
         let messages = valid_messages();
-        let (kind, format, _, valid) = &messages[which % messages.len()];
+        let (kind, format, _, valid) = &messages[which.index(messages.len())];
         let i = at.index(valid.len());
         let mut bytes = valid.clone();
         match mode {
@@ -216,11 +282,12 @@ proptest! {
                 bytes.splice(i..i, copy);
             }
         }
-        decode_everything(kind, *format, &bytes)?;
-        // And as a header could claim it: the other kind, another encoding.
+        decode_everything(*kind, *format, &bytes)?;
+        // And as a header could claim it: another kind, another encoding.
         for claimed in Format::ALL {
-            decode_everything("order", claimed, &bytes)?;
-            decode_everything("user", claimed, &bytes)?;
+            for reader in Kind::ALL {
+                decode_everything(reader, claimed, &bytes)?;
+            }
         }
     }
 }
@@ -232,12 +299,13 @@ proptest! {
 fn valid_messages_read_under_a_wrong_envelope_stay_bounded() {
     for (kind, format, _, valid) in valid_messages() {
         for claimed in Format::ALL {
-            for reader in ["order", "user"] {
+            for reader in Kind::ALL {
                 if (reader, claimed) == (kind, format) {
                     continue;
                 }
-                decode_everything(reader, claimed, &valid)
-                    .unwrap_or_else(|e| panic!("{kind} {format} read as {reader} {claimed}: {e}"));
+                decode_everything(reader, claimed, &valid).unwrap_or_else(|e| {
+                    panic!("{kind:?} {format} read as {reader:?} {claimed}: {e}")
+                });
             }
         }
     }
@@ -248,19 +316,16 @@ fn valid_messages_cut_at_every_offset_stay_bounded() {
     for (kind, format, version, valid) in valid_messages() {
         for end in 0..valid.len() {
             let cut = &valid[..end];
-            let (result, peak) = peak_allocation(|| match kind {
-                "order" => OrderEvent::decode(cut, format, version).map(drop),
-                _ => UserEvent::decode(cut, format, version).map(drop),
-            });
+            let (result, peak) = peak_allocation(|| kind.decode(cut, format, version));
             assert!(
                 peak <= allocation_bound(end),
-                "{kind} {format}: cut at {end} took {peak} bytes"
+                "{kind:?} {format}: cut at {end} took {peak} bytes"
             );
             match result {
                 Err(err) => assert_no_pii(&err).unwrap(),
                 // Protobuf has no end marker: a message cut between two
                 // fields is a shorter valid message (validation judges it).
-                Ok(()) => assert_eq!(format, Format::Protobuf, "{kind} cut at {end} decoded"),
+                Ok(()) => assert_eq!(format, Format::Protobuf, "{kind:?} cut at {end} decoded"),
             }
         }
     }
@@ -360,11 +425,124 @@ fn an_avro_item_count_far_beyond_the_input_is_refused_not_allocated() {
 
 #[test]
 fn the_valid_messages_themselves_decode() {
-    for (kind, format, version, bytes) in valid_messages() {
-        let decoded = match kind {
-            "order" => OrderEvent::decode(&bytes, format, version).map(drop),
-            _ => UserEvent::decode(&bytes, format, version).map(drop),
-        };
-        assert!(decoded.is_ok(), "{kind} {format} v{version}: {decoded:?}");
+    let messages = valid_messages();
+    for kind in Kind::ALL {
+        for format in Format::ALL {
+            let count = messages
+                .iter()
+                .filter(|(k, f, _, _)| (*k, *f) == (kind, format))
+                .count();
+            assert!(count > 0, "no {kind:?} in {format}");
+        }
     }
+    for (kind, format, version, bytes) in messages {
+        let decoded = kind.decode(&bytes, format, version);
+        assert!(decoded.is_ok(), "{kind:?} {format} v{version}: {decoded:?}");
+    }
+}
+
+/// `OrderState.history` (field 14) as a Protobuf key of a length-delimited
+/// field.
+const PROTOBUF_HISTORY_KEY: u8 = 14 << 3 | 2;
+
+#[test]
+fn a_state_holds_no_more_history_or_items_than_allowed_in_any_encoding() {
+    let state = state_with_pii();
+    let entry = state.history[0].clone();
+    let item = state.items[0].clone();
+    let longer = |history: usize, items: usize| {
+        let mut s = state.clone();
+        s.history = vec![entry.clone(); history];
+        s.items = vec![item.clone(); items];
+        s
+    };
+    let cases = [
+        (longer(MAX_HISTORY, MAX_ITEMS), None),
+        (longer(MAX_HISTORY + 1, 1), Some("history")),
+        (longer(1, MAX_ITEMS + 1), Some("items")),
+    ];
+    for (state, refused) in cases {
+        for format in Format::ALL {
+            // The writers do not check (validation does): what a hostile
+            // writer could send.
+            let bytes = state.encode(format).expect("encodes");
+            let (result, peak) = peak_allocation(|| OrderState::decode(&bytes, format, 1));
+            assert!(peak <= allocation_bound(bytes.len()), "{format}: {peak}");
+            match (refused, result) {
+                (None, Ok(read)) => assert_eq!(read, state, "{format}"),
+                (Some(field), Err(err)) => {
+                    assert_no_pii(&err).unwrap();
+                    if format == Format::Protobuf {
+                        assert!(
+                            matches!(&err, DecodeError::Field { path, .. } if path == field),
+                            "{err:?}"
+                        );
+                    }
+                }
+                (refused, result) => panic!("{format}, refusing {refused:?}: {result:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn thousands_of_empty_history_entries_cost_nothing_in_protobuf() {
+    let mut bytes = state_with_pii().encode(Format::Protobuf).expect("encodes");
+    for _ in 0..50_000 {
+        bytes.extend([PROTOBUF_HISTORY_KEY, 0x00]);
+    }
+    let (result, peak) = peak_allocation(|| OrderState::decode(&bytes, Format::Protobuf, 1));
+    let err = result.expect_err("more history than a state may hold");
+    assert!(
+        matches!(&err, DecodeError::Field { path, .. } if path == "history"),
+        "{err:?}"
+    );
+    assert!(peak <= allocation_bound(bytes.len()), "{peak} bytes");
+}
+
+#[test]
+fn an_avro_history_count_far_beyond_the_input_is_refused_not_allocated() {
+    // `history` is the last array of a state, followed only by the
+    // `updated_at` string: an empty history is one 0 byte before it.
+    let mut state = state_with_pii();
+    state.history.clear();
+    let whole = state.encode(Format::Avro).expect("encodes");
+    let updated_at = serde_json::to_value(state.updated_at).expect("json");
+    let updated_at = updated_at.as_str().expect("a string").to_owned();
+    let suffix = avro(&Schema::String, updated_at);
+    let history_at = whole.len() - suffix.len() - 1;
+    assert_eq!(whole[history_at], 0, "an empty history is one 0 byte");
+    for count in [536_870_912_i64, -536_870_912, i64::MAX, 9] {
+        let mut bomb = whole[..history_at].to_vec();
+        bomb.extend(avro(&Schema::Long, count));
+        bomb.extend_from_slice(&suffix);
+        let (result, peak) = peak_allocation(|| OrderState::decode(&bomb, Format::Avro, 1));
+        let err = result.expect_err("cannot be a state");
+        assert!(matches!(err, DecodeError::Avro(_)), "{count}: {err:?}");
+        assert!(
+            peak <= allocation_bound(bomb.len()),
+            "{count}: {peak} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_protobuf_change_repeating_its_fields_stays_bounded_and_reads_the_last() {
+    let changes = changes_with_pii();
+    let mut bytes = Vec::new();
+    // Every change of the fixture, 2 000 times over: singular fields and
+    // oneof members merge or replace, they do not pile up.
+    for _ in 0..2_000 {
+        for change in &changes {
+            bytes.extend(change.encode(Format::Protobuf).expect("encodes"));
+        }
+    }
+    let (result, peak) = peak_allocation(|| OrderChange::decode(&bytes, Format::Protobuf, 1));
+    assert!(peak <= allocation_bound(bytes.len()), "{peak} bytes");
+    let read = result.expect("a protobuf reader merges repeated fields");
+    let last = changes.last().expect("a change");
+    assert_eq!(
+        read.change, last.change,
+        "the last member of the oneof wins"
+    );
 }
