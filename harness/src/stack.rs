@@ -55,6 +55,7 @@ pub fn consumer_env(broker: &Broker, database_url: &str) -> Vec<(&'static str, S
         ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
         ("ORDERS_TOPIC", broker.topics.orders.clone()),
         ("USERS_TOPIC", broker.topics.users.clone()),
+        ("ORDERS_STATE_TOPIC", broker.topics.orders_state.clone()),
         ("DATABASE_URL", database_url.to_owned()),
         ("KAFKA_CONSUMER_GROUP", broker.consumer_group()),
         ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
