@@ -8,6 +8,7 @@ use platform::kafka::KafkaSettings;
 use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
 use platform::{ConfigError, Env};
+use store::relay::RelaySettings;
 
 use crate::flood::FloodLimits;
 use crate::retry::RetryPolicy;
@@ -29,6 +30,12 @@ pub struct ConsumerConfig {
     pub topics: Vec<String>,
     /// `ORDERS_TOPIC` and `USERS_TOPIC`: which domain each topic carries.
     pub domains: Domains,
+    /// `ORDERS_STATE_TOPIC`: where each order's full state goes after each
+    /// applied change, through the outbox.
+    pub orders_state_topic: String,
+    /// `OUTBOX_RELAY_*`: how the outbox relay publishes (as the
+    /// producer's).
+    pub relay: RelaySettings,
     /// `DATABASE_URL`.
     pub database_url: String,
     /// `DB_POOL_SIZE`.
@@ -70,6 +77,7 @@ impl ConsumerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let database_url = database_url(env)?;
         let (domains, topics) = domains_and_topics(env)?;
+        let orders_state_topic = orders_state_topic(env, &domains)?;
         let config = Self {
             http_addr: env.socket_addr("CONSUMER_HTTP_ADDR", "0.0.0.0:8081")?,
             http_limits: HttpLimits::from_env(env)?,
@@ -80,6 +88,8 @@ impl ConsumerConfig {
             ),
             topics,
             domains,
+            orders_state_topic,
+            relay: RelaySettings::from_env(env)?,
             database_url,
             db_pool_size: env.number("DB_POOL_SIZE", 8, 1..=200)?,
             db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 10_000, 100..=600_000)?,
@@ -170,6 +180,23 @@ fn domains_and_topics(env: &Env) -> Result<(Domains, Vec<String>), ConfigError> 
     Ok((domains, topics))
 }
 
+/// `ORDERS_STATE_TOPIC`: never a topic the consumer reads (it would read
+/// its own output as orders or users).
+fn orders_state_topic(env: &Env, domains: &Domains) -> Result<String, ConfigError> {
+    let topic = env.string("ORDERS_STATE_TOPIC", topics::ORDERS_STATE);
+    let read_or_dead_letters = [&domains.orders, &domains.users]
+        .into_iter()
+        .any(|t| topic == *t || topic == topics::dlq_of(t));
+    if read_or_dead_letters {
+        return Err(ConfigError::new(
+            "ORDERS_STATE_TOPIC",
+            &topic,
+            "a topic other than ORDERS_TOPIC, USERS_TOPIC and their dead-letter topics",
+        ));
+    }
+    Ok(topic)
+}
+
 /// `DLQ_FLOOD_*`.
 fn flood_limits(env: &Env) -> Result<FloodLimits, ConfigError> {
     Ok(FloodLimits {
@@ -191,6 +218,12 @@ mod tests {
         assert_eq!(c.group_id, "order-consumer");
         assert_eq!(c.database_url, "postgres://localhost/pubsubkafka");
         assert_eq!(c.topics, ["orders", "users"]);
+        assert_eq!(c.orders_state_topic, "orders-state");
+        assert_eq!(
+            (c.relay.batch, c.relay.concurrency),
+            (500, 4),
+            "the producer's relay defaults"
+        );
         assert_eq!(c.retry.max_retries, 3);
         assert_eq!(c.retry.initial_backoff, Duration::from_secs(1));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
@@ -212,6 +245,12 @@ mod tests {
             ("CONSUMER_TOPICS", "orders-dlq"),
             ("CONSUMER_TOPICS", "payments"),
             ("USERS_TOPIC", "orders"),
+            ("ORDERS_STATE_TOPIC", "orders"),
+            ("ORDERS_STATE_TOPIC", "users"),
+            ("ORDERS_STATE_TOPIC", "orders-dlq"),
+            ("OUTBOX_RELAY_BATCH", "0"),
+            ("OUTBOX_RELAY_CONCURRENCY", "0"),
+            ("OUTBOX_RELAY_POLL_MS", "0"),
             ("DB_TRANSACTION_TIMEOUT_MS", "10"),
             ("STALL_TIMEOUT_SECS", "0"),
             ("DLQ_FLOOD_MAX_PERCENT", "0"),

@@ -25,6 +25,7 @@ pub mod process;
 pub mod progress;
 mod received;
 pub mod rejections;
+pub mod relay;
 pub mod retry;
 pub mod rows;
 pub mod settlement;

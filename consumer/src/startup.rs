@@ -11,9 +11,11 @@ use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
+use store::relay::{Publish, Relay, RelayMetrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::StateTopic;
 use crate::circuit::CircuitBreaker;
 use crate::config::ConsumerConfig;
 use crate::context::GroupContext;
@@ -21,6 +23,7 @@ use crate::dead_letter::DeadLetterer;
 use crate::metrics::ConsumerMetrics;
 use crate::persist::Store;
 use crate::progress::Progress;
+use crate::relay::StatePublisher;
 use crate::worker::{GroupConsumer, Worker};
 
 /// Why the service could not start.
@@ -93,6 +96,7 @@ pub struct Application {
     limits: HttpLimits,
     connections: ConnectionMetrics,
     worker: Worker,
+    relay: Relay<StatePublisher>,
     shutdown_timeout: Duration,
 }
 
@@ -166,7 +170,18 @@ impl Application {
                 advice: store::schema::advice(&source, &config.database_url),
                 source,
             })?;
-        let store = Store::new(pool, config.db_transaction_timeout);
+        // The outbox of the orders' state messages, beside the read model.
+        store::outbox::prepare(&pool)
+            .await
+            .map_err(|source| StartupError::Migrations {
+                advice: store::schema::advice(&source, &config.database_url),
+                source,
+            })?;
+        let relay = relay(&config, &registry)?;
+        let store = Store::new(pool, config.db_transaction_timeout).with_state_topic(StateTopic {
+            topic: config.orders_state_topic.clone(),
+            ..StateTopic::default()
+        });
         let progress = Progress::default();
 
         let context = GroupContext::new(metrics.clone(), &config.group_id, progress.clone());
@@ -192,6 +207,7 @@ impl Application {
             limits: config.http_limits,
             connections,
             worker,
+            relay,
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -201,8 +217,10 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Consumes until `stop` is cancelled; then finishes the batch in hand,
-    /// commits and leaves the group, within the shutdown timeout.
+    /// Consumes and relays the outbox until `stop` is cancelled; then
+    /// finishes the batch in hand, commits and leaves the group, and lets
+    /// the relay finish the shards it is publishing, all within the
+    /// shutdown timeout.
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "consumer listening");
         let http_stop = CancellationToken::new();
@@ -213,16 +231,60 @@ impl Application {
             self.connections,
             http_stop.clone(),
         ));
+        // The relay stops after the loop: what the last batches wrote to
+        // the outbox is still published while they finish.
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let worker = tokio::spawn(self.worker.run(stop.clone()));
         stop.cancelled().await;
+        let since = std::time::Instant::now();
         match tokio::time::timeout(self.shutdown_timeout, worker).await {
             Ok(_) => tracing::info!("consumer stopped cleanly"),
             Err(_) => tracing::error!("consumer did not stop within the shutdown timeout"),
+        }
+        relay_stop.cancel();
+        // What waits then is published by another replica or after the
+        // restart.
+        let left = self.shutdown_timeout.saturating_sub(since.elapsed());
+        if tokio::time::timeout(left, relay).await.is_err() {
+            tracing::warn!("outbox relay still publishing at the shutdown deadline");
         }
         http_stop.cancel();
         let _ = server.await;
         Ok(())
     }
+}
+
+/// The relay of the outbox in the consumer's database: its own producer
+/// and its own connections (one per shard published at once, and one for
+/// the backlog gauges), whose sessions the server ends when idle in a
+/// transaction for the relay's deadline (see [`store::relay`]); its
+/// metrics on the consumer's `/metrics`.
+fn relay(
+    config: &ConsumerConfig,
+    registry: &Registry,
+) -> Result<Relay<StatePublisher>, StartupError> {
+    let publisher = StatePublisher::new(&config.kafka, crate::relay::PRODUCE_TIMEOUT)?;
+    let connections = u32::try_from(config.relay.concurrency + 1).unwrap_or(u32::MAX);
+    let pool = store::db::pool(
+        &config.database_url,
+        store::db::PoolSpec {
+            application: "pubsubkafka-consumer-relay",
+            max_connections: connections,
+            acquire: Duration::from_secs(3),
+            guards: store::relay::session_guards(
+                config.db_statement_timeout,
+                publisher.verdict_within(),
+            ),
+        },
+    )?;
+    Ok(Relay::new(
+        pool,
+        config.db_statement_timeout,
+        publisher,
+        config.relay,
+        RelayMetrics::register(registry)?,
+    ))
 }
 
 /// Creates the group member, checks its credentials and subscribes it to

@@ -4,6 +4,7 @@
 
 mod lifecycle;
 mod migrations;
+mod outbox;
 mod persist;
 mod pipeline;
 mod support;
