@@ -28,7 +28,7 @@ async fn write_rows(ctx: &TestContext, rows: &[(&str, u32)]) {
         let value = format!("{key}/v{version}");
         let mut tx = ctx.db.pool.begin().await.expect("begin");
         store::outbox::insert(
-            &mut *tx,
+            &mut tx,
             std::iter::once(NewRow {
                 shard: shard_of(key),
                 topic: topics::ORDERS_STATE,
