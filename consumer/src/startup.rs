@@ -280,6 +280,7 @@ fn relay(
     )?;
     Ok(Relay::new(
         pool,
+        vec![config.orders_state_topic.clone()],
         config.db_statement_timeout,
         publisher,
         config.relay,

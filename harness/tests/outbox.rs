@@ -8,6 +8,10 @@
 //! killed while its path to the database is black-holed (its sessions left
 //! open on the server, holding its shards) has its shards published by
 //! another replica within the relay's deadline.
+//!
+//! The producers' outbox is a database of its own, as deployed: the
+//! consumer's database holds the consumer's outbox (its order states),
+//! which a test's table lock on the producers' outbox must not stall.
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +101,7 @@ async fn metric(service: &Service, name: &str) -> f64 {
 /// and the rows waiting before the relay ran.
 async fn relay_stopped_before_its_deletes(
     stack: &Stack,
+    outbox: &TestDatabase,
     broker_path: &Proxy,
     orders: usize,
 ) -> (
@@ -113,10 +118,10 @@ async fn relay_stopped_before_its_deletes(
         Duration::from_secs(60),
     )
     .await;
-    let backlog = outbox_waiting(&stack.db.pool).await;
+    let backlog = outbox_waiting(&outbox.pool).await;
     println!("{report}; {backlog} rows waiting");
     assert_eq!(backlog as usize, report.accepted.len());
-    let mut hold = stack.db.pool.begin().await.expect("begin");
+    let mut hold = outbox.pool.begin().await.expect("begin");
     sqlx::query("LOCK TABLE outbox IN SHARE MODE")
         .execute(&mut *hold)
         .await
@@ -138,10 +143,10 @@ async fn relay_stopped_before_its_deletes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_each_once() {
     let (broker, proxy) = broker_behind_proxy();
-    let db = TestDatabase::create().await;
+    let (db, outbox) = (TestDatabase::create().await, TestDatabase::create().await);
     let mut consumer = consumer_env(&broker, &db.url);
     consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
-    let producer = outbox_producer_env(&broker, &db);
+    let producer = outbox_producer_env(&broker, &outbox);
     let stack = Stack::launch(db, broker, &consumer, &producer).await;
     let mut second = Service::start("producer", "PRODUCER_HTTP_ADDR", &producer);
     second.wait_ready("/readyz", READY).await;
@@ -169,7 +174,7 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
         "{during} while the broker was unreachable ({:?})",
         cut.elapsed()
     );
-    let backlog = outbox_waiting(&stack.db.pool).await;
+    let backlog = outbox_waiting(&outbox.pool).await;
     assert!(backlog > 0, "the accepted orders wait in the outbox");
     let ready = reqwest::get(stack.producer.url("/readyz"))
         .await
@@ -201,7 +206,7 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
     stack
         .assert_exactly_once("outbox, broker away a minute", &report)
         .await;
-    outbox_drained(&stack.db.pool, DRAIN).await;
+    outbox_drained(&outbox.pool, DRAIN).await;
     let relayed = (
         metric(&stack.producer, "outbox_relayed_total").await,
         metric(&second, "outbox_relayed_total").await,
@@ -229,15 +234,15 @@ async fn a_minute_without_the_broker_refuses_no_order_and_two_replicas_relay_eac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
     let (broker, proxy) = broker_behind_proxy();
-    let db = TestDatabase::create().await;
+    let (db, outbox) = (TestDatabase::create().await, TestDatabase::create().await);
     let mut consumer = consumer_env(&broker, &db.url);
     consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
-    let mut producer = outbox_producer_env(&broker, &db);
+    let mut producer = outbox_producer_env(&broker, &outbox);
     producer.push(("OUTBOX_WRITE_TIMEOUT_MS", "20000".to_owned()));
     let mut stack = Stack::launch(db, broker, &consumer, &producer).await;
 
     let (report, backlog, hold, in_flight) =
-        relay_stopped_before_its_deletes(&stack, &proxy, 3000).await;
+        relay_stopped_before_its_deletes(&stack, &outbox, &proxy, 3000).await;
     stack.producer.kill9();
     // The lag tool shows the backlog beside the consumer group's lag.
     let group = stack
@@ -247,7 +252,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
         .to_owned();
     let lag = std::process::Command::new(harness::process::binary("pubsubkafka"))
         .args(["lag", "--group", &group, "--allow-new-group", "--json"])
-        .args(["--outbox", &stack.db.url])
+        .args(["--outbox", &outbox.url])
         .env("KAFKA_BOOTSTRAP_SERVERS", &stack.broker.bootstrap)
         .env("LOG_LEVEL", "warn")
         .output()
@@ -259,7 +264,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
     assert!(shown["outbox"]["oldest_seconds"].as_f64() > Some(0.0));
     assert_eq!(shown["groups"][0]["group"], group.as_str());
     hold.rollback().await.expect("unlock");
-    let left = outbox_waiting(&stack.db.pool).await;
+    let left = outbox_waiting(&outbox.pool).await;
     println!("relay killed -9 mid-batch: its batches published, {left} of {backlog} rows left");
     assert_eq!(left, backlog, "killed before any batch was deleted");
     assert!(in_flight > 0.0);
@@ -289,11 +294,11 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_persists_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_its_deadline() {
     let (broker, kafka_path) = broker_behind_proxy();
-    let db = TestDatabase::create().await;
+    let (db, outbox) = (TestDatabase::create().await, TestDatabase::create().await);
     // The first replica reaches PostgreSQL through a path that can be
     // black-holed: a lost host, a pooler or a NAT keeps the server's side
     // of its connections open after it is gone.
-    let server: sqlx::postgres::PgConnectOptions = db.url.parse().expect("test database URL");
+    let server: sqlx::postgres::PgConnectOptions = outbox.url.parse().expect("test database URL");
     let server_addr = format!("{}:{}", server.get_host(), server.get_port());
     let db_path = Proxy::start(
         tokio::net::lookup_host(&server_addr)
@@ -302,11 +307,13 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
             .next()
             .expect("an address"),
     );
-    let cut_off_url = db.url.replacen(&server_addr, &db_path.addr.to_string(), 1);
-    assert_ne!(cut_off_url, db.url, "the proxied URL names the proxy");
+    let cut_off_url = outbox
+        .url
+        .replacen(&server_addr, &db_path.addr.to_string(), 1);
+    assert_ne!(cut_off_url, outbox.url, "the proxied URL names the proxy");
     let mut consumer = consumer_env(&broker, &db.url);
     consumer.push(("KAFKA_SOCKET_TIMEOUT_MS", "10000".to_owned()));
-    let mut replica = outbox_producer_env(&broker, &db);
+    let mut replica = outbox_producer_env(&broker, &outbox);
     replica.extend([
         ("OUTBOX_WRITE_TIMEOUT_MS", "5000".to_owned()),
         ("PRODUCE_TIMEOUT_MS", "3000".to_owned()),
@@ -316,7 +323,8 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
     first.push(("OUTBOX_DATABASE_URL", cut_off_url));
     let mut stack = Stack::launch(db, broker, &consumer, &first).await;
 
-    let (report, _, hold, _) = relay_stopped_before_its_deletes(&stack, &kafka_path, 1000).await;
+    let (report, _, hold, _) =
+        relay_stopped_before_its_deletes(&stack, &outbox, &kafka_path, 1000).await;
     db_path.black_hole();
     stack.producer.kill9();
     hold.rollback().await.expect("unlock");
@@ -326,7 +334,7 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
          WHERE datname = current_database() AND application_name = 'pubsubkafka-producer'
            AND state IN ('idle in transaction', 'active') AND pid <> pg_backend_pid()",
     )
-    .fetch_one(&stack.db.pool)
+    .fetch_one(&outbox.pool)
     .await
     .expect("sessions");
     println!("the dead relay left {holding} sessions in their transactions");
@@ -350,7 +358,7 @@ async fn a_relay_cut_off_from_the_database_and_killed_frees_its_shards_within_it
                     .await
                     .max(held.get()),
             );
-            match outbox_waiting(&stack.db.pool).await {
+            match outbox_waiting(&outbox.pool).await {
                 0 => Ok(()),
                 n => Err(format!("{n} rows still wait ({} held passes)", held.get())),
             }

@@ -59,10 +59,14 @@ impl Application {
             None => None,
             Some(c) => Some(open_outbox(c, config.produce_timeout, &registry).await?),
         };
-        let relay = outbox
-            .as_ref()
-            .zip(config.outbox.as_ref())
-            .map(|(o, c)| o.relay(publisher.clone(), c.relay));
+        let relay = outbox.as_ref().zip(config.outbox.as_ref()).map(|(o, c)| {
+            let topics = [&config.topics.orders, &config.topics.users];
+            o.relay(
+                topics.map(String::clone).to_vec(),
+                publisher.clone(),
+                c.relay,
+            )
+        });
         let sink = match outbox {
             Some(outbox) => Sink::Outbox(outbox),
             None => Sink::Broker {

@@ -1,7 +1,7 @@
 //! The outbox table (`migrations/outbox`): its set-up, its shards, and
 //! every statement on it: the writers' insert, the relay's lock, read and
 //! delete, and what the operator tool and the gauges read. When and how
-//! the rows are written and relayed is the producer's (`producer::outbox`).
+//! the rows are written and relayed is a relay's (`crate::relay`).
 
 use std::time::Duration;
 
@@ -92,18 +92,20 @@ pub struct Waiting {
     pub value: Vec<u8>,
 }
 
-/// The oldest `limit` rows of `shard`, oldest first.
+/// The oldest `limit` rows of `shard` for `topics`, oldest first.
 pub async fn waiting(
     tx: &mut PgConnection,
     shard: i32,
+    topics: &[String],
     limit: i64,
 ) -> Result<Vec<Waiting>, sqlx::Error> {
     sqlx::query_as!(
         Waiting,
         "SELECT id, topic, key, headers, value FROM outbox
-         WHERE shard = $1 ORDER BY id LIMIT $2",
+         WHERE shard = $1 AND topic = ANY($3) ORDER BY id LIMIT $2",
         shard,
-        limit
+        limit,
+        topics
     )
     .fetch_all(tx)
     .await
@@ -137,6 +139,16 @@ pub async fn prepare(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// Rows waiting in the outbox of `pool` and the oldest one's age, seconds,
 /// within `deadline` (see [`crate::db::within`]).
 pub async fn backlog(pool: &PgPool, deadline: Duration) -> Result<(i64, f64), sqlx::Error> {
+    backlog_of(pool, None, deadline).await
+}
+
+/// Like [`backlog`], of the rows for `topics` only (all when `None`): what
+/// one relay publishes, when services share a database.
+pub async fn backlog_of(
+    pool: &PgPool,
+    topics: Option<&[String]>,
+    deadline: Duration,
+) -> Result<(i64, f64), sqlx::Error> {
     crate::db::within(
         pool,
         deadline,
@@ -147,7 +159,8 @@ pub async fn backlog(pool: &PgPool, deadline: Duration) -> Result<(i64, f64), sq
                 r#"SELECT count(*) AS "rows!",
                           COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
                               AS "oldest_seconds!"
-                   FROM outbox"#
+                   FROM outbox WHERE $1::text[] IS NULL OR topic = ANY($1)"#,
+                topics
             )
             .fetch_one(conn)
             .await?;

@@ -213,6 +213,7 @@ fn header_pairs(headers: &serde_json::Value) -> Vec<(String, String)> {
 /// The relay of one replica over the outbox of one database.
 pub struct Relay<P> {
     pool: PgPool,
+    topics: Vec<String>,
     statement_timeout: Duration,
     publisher: P,
     settings: RelaySettings,
@@ -230,12 +231,14 @@ struct Round {
 }
 
 impl<P: Publish> Relay<P> {
-    /// A relay publishing the outbox of `pool` through `publisher`. The
-    /// pool's statement timeout is `statement_timeout`, and its sessions
-    /// may idle in a transaction for [`Relay::deadline`] (see
-    /// [`session_guards`]).
+    /// A relay publishing the rows of the outbox of `pool` for `topics`
+    /// through `publisher` (rows for other topics are another service's,
+    /// when services share a database). The pool's statement timeout is
+    /// `statement_timeout`, and its sessions may idle in a transaction for
+    /// [`Relay::deadline`] (see [`session_guards`]).
     pub fn new(
         pool: PgPool,
+        topics: Vec<String>,
         statement_timeout: Duration,
         publisher: P,
         settings: RelaySettings,
@@ -243,6 +246,7 @@ impl<P: Publish> Relay<P> {
     ) -> Self {
         Self {
             pool,
+            topics,
             statement_timeout,
             publisher,
             settings,
@@ -335,7 +339,7 @@ impl<P: Publish> Relay<P> {
             self.metrics.held.inc();
             return Ok(0);
         }
-        let rows = outbox::waiting(&mut tx, shard, self.settings.batch).await?;
+        let rows = outbox::waiting(&mut tx, shard, &self.topics, self.settings.batch).await?;
         let done = self.publish(&rows).await;
         if done.is_empty() {
             // Nothing read, or nothing acknowledged: nothing to delete
@@ -396,7 +400,7 @@ impl<P: Publish> Relay<P> {
     async fn watch_backlog(self: Arc<Self>, stop: CancellationToken) {
         let warnings = LogThrottle::new(Duration::from_secs(30));
         while !stop.is_cancelled() {
-            match outbox::backlog(&self.pool, self.statement_timeout).await {
+            match outbox::backlog_of(&self.pool, Some(&self.topics), self.statement_timeout).await {
                 Ok((depth, age)) => {
                     self.metrics.depth.set(depth);
                     self.metrics.oldest_age.set(age);

@@ -107,10 +107,17 @@ impl Outbox {
         &self.metrics
     }
 
-    /// The relay of this outbox, publishing through `publisher`.
-    pub fn relay(&self, publisher: Publisher, settings: RelaySettings) -> Relay<Publisher> {
+    /// The relay of this outbox's rows for `topics`, publishing through
+    /// `publisher`.
+    pub fn relay(
+        &self,
+        topics: Vec<String>,
+        publisher: Publisher,
+        settings: RelaySettings,
+    ) -> Relay<Publisher> {
         Relay::new(
             self.pool.clone(),
+            topics,
             self.timeout,
             publisher,
             settings,
