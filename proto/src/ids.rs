@@ -2,7 +2,10 @@
 //! client's own id when it sent one, else one derived from its
 //! `Idempotency-Key` (so a retried request gets the same ids), else a new
 //! one; and one creation event per order or user, whose id is derived from
-//! the order's or user's id. These derivations are part of the contract:
+//! the order's or user's id. A change of an order (payment, shipment, ...)
+//! has an event id derived from the order's id, the change's event type and
+//! the request's `Idempotency-Key` ([`change_event`]). These derivations
+//! are part of the contract:
 //! changing one would give a retry across a deploy other ids.
 //!
 //! A new id is a UUIDv7: it carries the time it was assigned, which is
@@ -105,7 +108,12 @@ impl KeyDerivation {
 
     /// The id `key` names in `domain`.
     pub fn id_of(&self, domain: Domain, key: &str) -> Uuid {
-        let name = format!("{}:{key}", domain.noun());
+        self.uuid_of(&format!("{}:{key}", domain.noun()))
+    }
+
+    /// The id of `name`: a UUIDv5 of it in [`NAMESPACE`], or, keyed, a
+    /// UUIDv8 of its HMAC-SHA256.
+    fn uuid_of(&self, name: &str) -> Uuid {
         match &self.secret {
             None => Uuid::new_v5(&NAMESPACE, name.as_bytes()),
             Some(secret) => {
@@ -142,6 +150,26 @@ pub fn derive<I: AggregateId>(
         format!("{}:{aggregate}", domain.event_type()).as_bytes(),
     );
     EventIds { aggregate, event }
+}
+
+/// The id of the change event of `event_type` (such as `order.paid`) to the
+/// order `order_id`, from the request's `Idempotency-Key` if it sent one,
+/// derived as `keys` says (with the deployment's secret, when it has one),
+/// so a retried request gets the same event id. Without a key the event id
+/// is still the same for every request of that change to that order: an
+/// order is paid, shipped, delivered or cancelled once, and the consumer
+/// takes a repeat for the copy it is. Names never meet an order id's
+/// (`order:{key}`): a change's starts with its event type.
+pub fn change_event(
+    keys: &KeyDerivation,
+    order_id: Uuid,
+    event_type: &str,
+    idempotency_key: Option<&str>,
+) -> Uuid {
+    keys.uuid_of(&match idempotency_key {
+        None => format!("{event_type}:{order_id}"),
+        Some(key) => format!("{event_type}:{order_id}:{key}"),
+    })
 }
 
 /// The order or user id `text` names, in the form the consumer stores it
@@ -358,6 +386,43 @@ mod tests {
             derive(&KeyDerivation::public(), Domain::Users, None, None),
             "no key: new ids"
         );
+    }
+
+    #[test]
+    fn a_change_event_id_is_one_per_order_change_and_key_and_never_changes() {
+        use crate::lifecycle::{ORDER_CANCELLED, ORDER_PAID};
+        let public = KeyDerivation::public();
+        let order = Uuid::from_u128(0x0193_a5a0_7c1e_7d2a_9b1e_3f4c_5d6e_7f80);
+        let other = Uuid::from_u128(1);
+        let paid = change_event(&public, order, ORDER_PAID, Some("k"));
+        assert_eq!(paid, change_event(&public, order, ORDER_PAID, Some("k")));
+        let unkeyed = change_event(&public, order, ORDER_PAID, None);
+        assert_eq!(unkeyed, change_event(&public, order, ORDER_PAID, None));
+        let apart = [
+            paid,
+            unkeyed,
+            change_event(&public, order, ORDER_PAID, Some("k2")),
+            change_event(&public, order, ORDER_CANCELLED, Some("k")),
+            change_event(&public, other, ORDER_PAID, Some("k")),
+            derive::<Uuid>(&public, Domain::Orders, Some(order), None).event,
+        ];
+        let distinct: std::collections::HashSet<_> = apart.iter().collect();
+        assert_eq!(distinct.len(), apart.len(), "{apart:?}");
+        // Pinned: event ids clients already hold must stay what they were.
+        assert_eq!(
+            paid,
+            Uuid::new_v5(&NAMESPACE, format!("order.paid:{order}:k").as_bytes())
+        );
+        assert_eq!(
+            unkeyed,
+            Uuid::new_v5(&NAMESPACE, format!("order.paid:{order}").as_bytes())
+        );
+        let keyed = KeyDerivation::keyed(b"a-deployment-secret-of-32-bytes!");
+        let secret = change_event(&keyed, order, ORDER_PAID, Some("k"));
+        assert_ne!(secret, paid, "not computable without the secret");
+        assert_eq!(secret, change_event(&keyed, order, ORDER_PAID, Some("k")));
+        assert_eq!(secret.get_version_num(), 8);
+        assert_ne!(change_event(&keyed, order, ORDER_PAID, None), unkeyed);
     }
 
     #[test]

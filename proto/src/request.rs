@@ -1,6 +1,7 @@
-//! The bodies of `POST /orders` and `POST /users`, how they are parsed
-//! (unknown fields rejected, every error with its path) and how a valid one
-//! becomes the full ECST event.
+//! The bodies of `POST /orders` and `POST /users`, and of the changes of an
+//! order (`POST /orders/{id}/payment`, `/shipment`, `/delivery`,
+//! `/cancellation`), how they are parsed (unknown fields rejected, every
+//! error with its path) and how a valid one becomes the full ECST event.
 
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
@@ -10,6 +11,9 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::ids::AggregateId;
+use crate::lifecycle::{
+    self, Cancellation, CancellationReason, Change, Delivery, OrderChange, Payment, Shipment,
+};
 use crate::model::{
     Address, Customer, EventMetadata, InventoryStatus, OrderEvent, OrderItem, Totals, UserEvent,
 };
@@ -111,6 +115,100 @@ pub struct CreateUserRequest {
     /// Postal address.
     #[serde(default)]
     pub address: Option<AddressInput>,
+}
+
+/// Body of `POST /orders/{id}/payment`: a payment received for the order
+/// (`order.paid`). Its amount and currency must be the order's total and
+/// currency, which the consumer checks against the stored order.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// The payment provider's reference.
+    #[schema(example = "pay-123")]
+    pub reference: String,
+    /// Exact decimal string, such as "39.98"; never a JSON number.
+    #[schema(example = "39.98")]
+    pub amount: String,
+    /// ISO 4217 code of the amount.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+/// Body of `POST /orders/{id}/shipment`: the order handed to a carrier
+/// (`order.shipped`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentRequest {
+    /// The carrier's name.
+    #[schema(example = "DHL")]
+    pub carrier: String,
+    /// The carrier's tracking number.
+    #[schema(example = "JD0146000000")]
+    pub tracking_number: String,
+}
+
+/// Body of `POST /orders/{id}/delivery`: the order delivered
+/// (`order.delivered`); `{}` when the carrier did not say who took it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRequest {
+    /// Who took the parcel, if the carrier said.
+    #[serde(default)]
+    pub received_by: Option<String>,
+}
+
+/// Body of `POST /orders/{id}/cancellation`: the order cancelled
+/// (`order.cancelled`), from `created` or `paid` only.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancellationRequest {
+    /// Why: one of a closed set.
+    #[schema(schema_with = cancellation_reasons)]
+    pub reason: String,
+    /// More words, if any.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The schema of a cancellation's reason: the contract's closed set.
+fn cancellation_reasons() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            CancellationReason::ALL.map(CancellationReason::as_str),
+        ))
+        .examples([CancellationReason::CustomerRequest.as_str()])
+        .build()
+}
+
+/// What a cancellation's reason must be, as a refusal says it.
+fn reason_rule() -> String {
+    let names: Vec<&str> = CancellationReason::ALL
+        .into_iter()
+        .map(CancellationReason::as_str)
+        .collect();
+    format!("must be one of {}", names.join(", "))
+}
+
+/// The example payment of the API's documentation: the example order's
+/// total and currency.
+pub fn example_payment() -> serde_json::Value {
+    serde_json::json!({"reference": "pay-123", "amount": "39.98", "currency": "EUR"})
+}
+
+/// The example shipment of the API's documentation.
+pub fn example_shipment() -> serde_json::Value {
+    serde_json::json!({"carrier": "DHL", "tracking_number": "JD0146000000"})
+}
+
+/// The example delivery of the API's documentation.
+pub fn example_delivery() -> serde_json::Value {
+    serde_json::json!({"received_by": "A. Lovelace"})
+}
+
+/// The example cancellation of the API's documentation.
+pub fn example_cancellation() -> serde_json::Value {
+    serde_json::json!({"reason": "customer_request", "note": "ordered twice"})
 }
 
 /// The example order of the API's documentation: the body every example,
@@ -235,6 +333,12 @@ where
 }
 
 impl<R: Intake> Valid<R> {
+    /// The `event_type` of the event it becomes (a change's own, such as
+    /// `order.paid`).
+    pub fn event_type(&self) -> &'static str {
+        self.draft.event_type()
+    }
+
     /// The full ECST event, under `id`, with `metadata`.
     pub fn into_event(self, id: R::Id, metadata: EventMetadata) -> R::Event {
         R::finish(self.draft, id, metadata)
@@ -387,5 +491,296 @@ impl Intake for CreateUserRequest {
             user_id: id,
             ..draft
         }
+    }
+}
+
+/// A change's valid request: the draft event of `change`, its order id
+/// and metadata given once accepted, its `expected_version` by the
+/// `If-Match` of its request.
+fn change_draft<R: Intake<Event = OrderChange>>(change: Change) -> Valid<R> {
+    Valid {
+        client_id: None,
+        draft: OrderChange {
+            metadata: draft_metadata(),
+            order_id: Uuid::nil(),
+            expected_version: None,
+            change,
+        },
+    }
+}
+
+/// Checks `change` as the consumer will ([`lifecycle::validate_change`]),
+/// with the paths of its request body: the rules name fields under the
+/// change (`payment.amount`), the body has them at its top (`amount`).
+fn change_rules(change: &Change) -> ValidationErrors {
+    let mut rules = ValidationErrors::default();
+    lifecycle::validate_change(&mut rules, change);
+    let prefix = format!("{}.", change.name());
+    for error in &mut rules.0 {
+        if let Some(path) = error.path.strip_prefix(&prefix) {
+            error.path = path.to_owned();
+        }
+    }
+    rules
+}
+
+/// What a change request says, as the contract's [`Change`]: a value that
+/// cannot be read is reported in `wire` at its path, and a stand-in takes
+/// its place for the rules.
+trait ChangeBody {
+    fn change(&self, wire: &mut ValidationErrors) -> Change;
+}
+
+/// A change request becomes an event of the order its path names: its
+/// order id comes from there, never from the body.
+macro_rules! change_intake {
+    ($($request:ty),+) => {$(
+        impl Intake for $request {
+            type Id = Uuid;
+            type Event = OrderChange;
+
+            fn validate(&self) -> Result<Valid<Self>, ValidationErrors> {
+                let mut wire = ValidationErrors::default();
+                let change = self.change(&mut wire);
+                let rules = change_rules(&change);
+                merge(wire, rules).into_result(change_draft(change))
+            }
+
+            fn finish(draft: OrderChange, id: Uuid, metadata: EventMetadata) -> OrderChange {
+                OrderChange {
+                    metadata,
+                    order_id: id,
+                    ..draft
+                }
+            }
+        }
+    )+};
+}
+
+change_intake!(
+    PaymentRequest,
+    ShipmentRequest,
+    DeliveryRequest,
+    CancellationRequest
+);
+
+impl ChangeBody for PaymentRequest {
+    fn change(&self, wire: &mut ValidationErrors) -> Change {
+        Change::Payment(Payment {
+            reference: self.reference.clone(),
+            amount: crate::money::parse(&self.amount).unwrap_or_else(|e| {
+                wire.add("amount", e.to_string());
+                Decimal::ZERO
+            }),
+            currency: self.currency.clone(),
+        })
+    }
+}
+
+impl ChangeBody for ShipmentRequest {
+    fn change(&self, _: &mut ValidationErrors) -> Change {
+        Change::Shipment(Shipment {
+            carrier: self.carrier.clone(),
+            tracking_number: self.tracking_number.clone(),
+        })
+    }
+}
+
+impl ChangeBody for DeliveryRequest {
+    fn change(&self, _: &mut ValidationErrors) -> Change {
+        Change::Delivery(Delivery {
+            received_by: self.received_by.clone(),
+        })
+    }
+}
+
+impl ChangeBody for CancellationRequest {
+    fn change(&self, wire: &mut ValidationErrors) -> Change {
+        Change::Cancellation(Cancellation {
+            reason: CancellationReason::named(&self.reason).unwrap_or_else(|| {
+                wire.add("reason", reason_rule());
+                CancellationReason::Other
+            }),
+            note: self.note.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// The paths of every rule `body` breaks as a request of `R`.
+    fn refused<R: Intake>(body: Value) -> Vec<(String, String)> {
+        let errors = match parse_json::<R>(body.to_string().as_bytes()) {
+            Err(RequestError::Invalid(errors)) => errors,
+            Err(RequestError::Malformed(e)) => panic!("{body}: malformed: {e}"),
+            Ok(request) => match request.validate() {
+                Ok(_) => return Vec::new(),
+                Err(errors) => errors,
+            },
+        };
+        errors.0.into_iter().map(|e| (e.path, e.reason)).collect()
+    }
+
+    fn paths<R: Intake>(body: Value) -> Vec<String> {
+        refused::<R>(body).into_iter().map(|(p, _)| p).collect()
+    }
+
+    fn with(mut body: Value, field: &str, value: Value) -> Value {
+        body[field] = value;
+        body
+    }
+
+    /// A valid request as the consumer will read it once accepted.
+    fn accepted<R: Intake<Id = Uuid, Event = OrderChange>>(body: Value) -> OrderChange {
+        let request = parse_json::<R>(body.to_string().as_bytes()).expect("parsed");
+        let valid = request.validate().expect("valid");
+        let event_type = valid.event_type();
+        let metadata = EventMetadata {
+            event_id: Uuid::from_u128(2),
+            event_type: event_type.to_owned(),
+            schema_version: lifecycle::ORDER_CHANGE_SCHEMA_VERSION,
+            occurred_at: chrono::Utc::now(),
+            producer: "producer/test".into(),
+            correlation_id: "c".into(),
+            trace_id: None,
+            span_id: None,
+        };
+        let event = valid.into_event(Uuid::from_u128(1), metadata);
+        lifecycle::order_change(&event).expect("the consumer takes what the API took");
+        event
+    }
+
+    #[test]
+    fn the_documented_changes_are_valid_and_become_their_events() {
+        let paid = accepted::<PaymentRequest>(example_payment());
+        assert_eq!(paid.metadata.event_type, lifecycle::ORDER_PAID);
+        assert_eq!(paid.order_id, Uuid::from_u128(1));
+        assert_eq!(paid.expected_version, None);
+        match &paid.change {
+            Change::Payment(p) => assert_eq!(
+                (p.amount.to_string().as_str(), p.currency.as_str()),
+                ("39.98", "EUR")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let shipped = accepted::<ShipmentRequest>(example_shipment());
+        assert_eq!(shipped.change.event_type(), lifecycle::ORDER_SHIPPED);
+        let delivered = accepted::<DeliveryRequest>(example_delivery());
+        assert_eq!(delivered.change.event_type(), lifecycle::ORDER_DELIVERED);
+        assert_eq!(
+            accepted::<DeliveryRequest>(json!({})).change,
+            Change::Delivery(Delivery { received_by: None }),
+            "a delivery may name nobody"
+        );
+        let cancelled = accepted::<CancellationRequest>(example_cancellation());
+        assert_eq!(
+            cancelled.change,
+            Change::Cancellation(Cancellation {
+                reason: CancellationReason::CustomerRequest,
+                note: Some("ordered twice".into()),
+            })
+        );
+        for reason in CancellationReason::ALL {
+            let body = json!({ "reason": reason.as_str() });
+            assert!(paths::<CancellationRequest>(body).is_empty(), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused_at_their_path() {
+        let extra = with(example_payment(), "order_id", json!("x"));
+        assert_eq!(paths::<PaymentRequest>(extra), ["order_id"]);
+        assert_eq!(
+            paths::<DeliveryRequest>(json!({"signed": true})),
+            ["signed"]
+        );
+        assert_eq!(
+            paths::<ShipmentRequest>(json!({"carrier": "DHL"})),
+            ["$"],
+            "a missing field"
+        );
+        let number = with(example_payment(), "amount", json!(39.98));
+        assert_eq!(
+            paths::<PaymentRequest>(number),
+            ["amount"],
+            "never a number"
+        );
+        let nested = json!({"payment": example_payment()});
+        assert_eq!(
+            paths::<PaymentRequest>(nested),
+            ["payment"],
+            "the body is the change's data, not the tagged change"
+        );
+    }
+
+    #[test]
+    fn payments_are_exact_in_their_currency_at_the_bodys_paths() {
+        let pay = |amount: &str, currency: &str| {
+            let body = json!({"reference": "pay-1", "amount": amount, "currency": currency});
+            paths::<PaymentRequest>(body)
+        };
+        assert!(pay("39.98", "EUR").is_empty());
+        assert!(pay("1500", "JPY").is_empty());
+        assert!(pay("1.125", "KWD").is_empty());
+        for (amount, currency) in [
+            ("39.985", "EUR"),
+            ("1.5", "JPY"),
+            ("0", "EUR"),
+            ("-1", "EUR"),
+            ("1e3", "EUR"),
+            ("1.00000000000000000000000000001", "EUR"),
+            ("", "EUR"),
+        ] {
+            assert_eq!(pay(amount, currency), ["amount"], "{amount} {currency}");
+        }
+        assert_eq!(pay("10", "XXX"), ["currency"]);
+        assert_eq!(pay("10.5", "eur"), ["currency"]);
+    }
+
+    #[test]
+    fn an_unknown_reason_lists_the_allowed_ones() {
+        let refusal = refused::<CancellationRequest>(json!({"reason": "changed_mind"}));
+        assert_eq!(refusal.len(), 1, "{refusal:?}");
+        let (path, reason) = &refusal[0];
+        assert_eq!(path, "reason");
+        for allowed in CancellationReason::ALL {
+            assert!(reason.contains(allowed.as_str()), "{reason}");
+        }
+        assert!(!reason.contains("changed_mind"), "the value is not echoed");
+        assert_eq!(
+            paths::<CancellationRequest>(json!({"reason": "Customer_Request"})),
+            ["reason"],
+            "the names are exact"
+        );
+        assert_eq!(
+            paths::<CancellationRequest>(json!({"reason": 3})),
+            ["reason"]
+        );
+    }
+
+    #[test]
+    fn every_broken_rule_of_a_change_is_listed_at_once() {
+        let payment = json!({"reference": " ", "amount": "x", "currency": "XXX"});
+        assert_eq!(
+            paths::<PaymentRequest>(payment),
+            ["reference", "currency", "amount"]
+        );
+        let shipment = json!({"carrier": "", "tracking_number": "t".repeat(65)});
+        assert_eq!(
+            paths::<ShipmentRequest>(shipment),
+            ["carrier", "tracking_number"]
+        );
+        let long = "n".repeat(lifecycle::MAX_NOTE + 1);
+        assert_eq!(
+            paths::<DeliveryRequest>(json!({ "received_by": "a\u{7}b" })),
+            ["received_by"]
+        );
+        assert_eq!(
+            paths::<CancellationRequest>(json!({"reason": "nope", "note": long})),
+            ["reason", "note"]
+        );
     }
 }
