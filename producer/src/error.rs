@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::events::Refusal;
+use crate::headers::IfMatchError;
 use crate::publish::PublishError;
 
 /// A refused request.
@@ -18,6 +19,12 @@ pub enum ApiError {
     /// 400: not well-formed JSON.
     #[error("malformed JSON: {0}")]
     Malformed(String),
+    /// 400: the path names no order (`/orders/{id}/...` takes a UUID).
+    #[error("the path names no order: {0}")]
+    BadId(&'static str),
+    /// 400: an `If-Match` that names no one version of the order.
+    #[error("If-Match {0}; send \"*\" or the order's ETag, such as \"3\"")]
+    IfMatch(#[from] IfMatchError),
     /// 422: wrong shape, unknown field or broken rule.
     #[error("invalid request")]
     Invalid(ValidationErrors),
@@ -89,6 +96,8 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::BadId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+            ApiError::IfMatch(_) => (StatusCode::BAD_REQUEST, "invalid_if_match"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -1,13 +1,15 @@
-//! The one way a request becomes an event on Kafka, for every domain: the
-//! body validated by an extractor (handlers never see a refusal), the ids
-//! derived ([`contract::ids`]), the full event built, its envelope written,
-//! and `202` answered only once the broker acknowledged it.
+//! The one way a request becomes an event on Kafka, for every domain and
+//! every change of an order: the body validated by an extractor (handlers
+//! never see a refusal), the ids derived ([`contract::ids`]), the full event
+//! built, its envelope written, and `202` answered only once the broker
+//! acknowledged it.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::LOCATION;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,14 +17,14 @@ use chrono::Utc;
 use contract::batch::{Batch, ValidItem};
 use contract::ids::{self, EventIds};
 use contract::request::{parse_json, Intake, Valid};
-use contract::{Envelope, Event, EventMetadata, ValidationErrors};
+use contract::{Domain, Envelope, Event, EventMetadata, OrderChange, ValidationErrors};
 use serde::Serialize;
 use tracing::Span;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::headers::header_text;
+use crate::headers::{self, header_text};
 use crate::publish::Delivered;
 use crate::record::Record;
 use crate::state::AppState;
@@ -227,10 +229,17 @@ impl From<Option<platform::trace::TraceContext>> for Trace {
     }
 }
 
-fn metadata<E: Event>(event_id: Uuid, correlation_id: String, trace: &Trace) -> EventMetadata {
+/// The metadata of an event of `event_type` (an [`Event`] type may carry
+/// several, as an order change does).
+fn metadata<E: Event>(
+    event_type: &'static str,
+    event_id: Uuid,
+    correlation_id: String,
+    trace: &Trace,
+) -> EventMetadata {
     EventMetadata {
         event_id,
-        event_type: E::DOMAIN.event_type().to_owned(),
+        event_type: event_type.to_owned(),
         schema_version: E::SCHEMA_VERSION,
         occurred_at: Utc::now(),
         producer: PRODUCER.to_owned(),
@@ -276,23 +285,114 @@ pub async fn accept<R: Answer>(
     span.record("correlation_id", correlation_id.as_str());
     let body = R::answer(&ids);
     let location = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
+    let event_type = valid.event_type();
     let event = valid.into_event(
         ids.aggregate,
-        metadata::<R::Event>(ids.event, correlation_id.clone(), &trace),
+        metadata::<R::Event>(event_type, ids.event, correlation_id.clone(), &trace),
     );
     let location = ids::with_content(&location, &event.fingerprint());
-    let entry = message(&state, &event, &trace)?;
+    store_one(&state, &event, &trace).await?;
+    Ok(accepted(body, &location, &correlation_id))
+}
+
+/// Stores `event` (published, or in the outbox) and waits for the answer.
+async fn store_one<E: Event>(state: &AppState, event: &E, trace: &Trace) -> Result<(), ApiError> {
+    let entry = message(state, event, trace)?;
     for stored in state.sink.store(std::slice::from_ref(&entry)).await? {
         stored?;
     }
+    Ok(())
+}
+
+/// `202` with `body`, where to read what became of it, and the
+/// correlation id.
+fn accepted(body: impl Serialize, location: &str, correlation_id: &str) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
+    if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+    if let Ok(value) = HeaderValue::from_str(correlation_id) {
         response.headers_mut().insert("x-correlation-id", value);
     }
-    Ok(response)
+    response
+}
+
+/// The order a change names in its path (`/orders/{id}/payment`), in the
+/// form the consumer stores order ids ([`ids::parse`]); a path that names
+/// no order is a `400`, before the body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrderId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        const RULE: &str = "an order id is a UUID";
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                // A route without its `{id}` is the server's mistake; a
+                // segment that is no text (bad percent-encoding) the
+                // client's.
+                if e.status().is_server_error() {
+                    ApiError::Internal(Box::new(e))
+                } else {
+                    ApiError::BadId(RULE)
+                }
+            })?;
+        let id = ids::parse(Domain::Orders, &raw).map_err(ApiError::BadId)?;
+        id.parse().map(OrderId).map_err(|_| ApiError::BadId(RULE))
+    }
+}
+
+/// The answer of an accepted change of an order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedChange {
+    /// The order changed (the Kafka key).
+    pub order_id: Uuid,
+    /// The change's event id: the same for a retry of the request
+    /// (same order, change and `Idempotency-Key`, or none).
+    pub event_id: Uuid,
+    /// Always `accepted`: stored by the broker; whether the order's state
+    /// allowed the change the consumer decides (see `GET /orders/{id}`).
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+}
+
+/// Accepts a valid change of the order `order_id`: its event id derived
+/// from the order, the change and the `Idempotency-Key` (so a retry maps to
+/// the same event), conditional on the version of its `If-Match`, keyed by
+/// the order (its creation's partition), then `202` once stored. Whether
+/// the change is allowed from the order's state is the consumer's to
+/// decide: the producer keeps no state.
+pub async fn accept_change<R>(
+    state: Arc<AppState>,
+    OrderId(order_id): OrderId,
+    Validated(valid, received): Validated<R>,
+) -> Result<Response, ApiError>
+where
+    R: Intake<Id = Uuid, Event = OrderChange>,
+{
+    let Received { headers, trace } = received;
+    let key = idempotency_key(&headers)?;
+    let expected_version = headers::if_match(&headers)?;
+    let event_type = valid.event_type();
+    let event_id = ids::change_event(&state.id_keys, order_id, event_type, key);
+    let correlation_id = correlation_id(&headers);
+    let span = Span::current();
+    span.record("order_id", tracing::field::display(&order_id));
+    span.record("correlation_id", correlation_id.as_str());
+    let metadata = metadata::<OrderChange>(event_type, event_id, correlation_id.clone(), &trace);
+    let mut event = valid.into_event(order_id, metadata);
+    event.expected_version = expected_version;
+    store_one(&state, &event, &trace).await?;
+    let body = AcceptedChange {
+        order_id,
+        event_id,
+        status: "accepted",
+    };
+    let location = ids::location(Domain::Orders, &order_id.to_string());
+    Ok(accepted(body, &location, &correlation_id))
 }
 
 /// Accepts a valid batch of `B`: every item's event published at once,
@@ -346,7 +446,12 @@ fn prepare<R: Answer>(
             let home = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
             let mut outcome = ItemOutcome::pending(index, ids.event);
             R::identify(&ids, &mut outcome);
-            let metadata = metadata::<R::Event>(ids.event, correlation_id.to_owned(), trace);
+            let metadata = metadata::<R::Event>(
+                valid.event_type(),
+                ids.event,
+                correlation_id.to_owned(),
+                trace,
+            );
             let event = valid.into_event(ids.aggregate, metadata);
             outcome.location = Some(ids::with_content(&home, &event.fingerprint()));
             (outcome, event)
@@ -441,7 +546,6 @@ fn settle(
 mod tests {
     use super::*;
     use crate::publish::PublishError;
-    use contract::Domain;
 
     /// An order item as [`prepare`] leaves it: its ids and its location.
     fn outcome(index: usize) -> ItemOutcome {

@@ -5,7 +5,7 @@ pub mod admission;
 pub mod config;
 pub mod error;
 pub mod events;
-mod headers;
+pub mod headers;
 pub mod intake;
 pub mod metrics;
 pub mod middleware;

@@ -1,19 +1,28 @@
-//! `POST /orders` and `POST /users`: thin handlers over the one intake flow
+//! `POST /orders` and `POST /users`, their batches, and the changes of an
+//! order (`POST /orders/{id}/payment`, `/shipment`, `/delivery`,
+//! `/cancellation`): thin handlers over the one intake flow
 //! ([`crate::intake`]), with what each answers and its OpenAPI description.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
 use contract::batch::{OrderBatch, UserBatch};
 use contract::ids::EventIds;
-use contract::request::{CreateOrderRequest, CreateUserRequest};
+use contract::request::{
+    CancellationRequest, CreateOrderRequest, CreateUserRequest, DeliveryRequest, PaymentRequest,
+    ShipmentRequest,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::intake::{self, Answer, BatchAnswer, ItemOutcome, Validated, ValidatedBatch};
+use crate::intake::{
+    self, AcceptedChange, Answer, BatchAnswer, ItemOutcome, OrderId, Validated, ValidatedBatch,
+};
 use crate::state::AppState;
 
 /// Answer of an accepted order.
@@ -166,4 +175,85 @@ impl Answer for CreateUserRequest {
     fn identify(ids: &EventIds<String>, outcome: &mut ItemOutcome) {
         outcome.user_id = Some(ids.aggregate.clone());
     }
+}
+
+/// A change of an order: its route, handler and OpenAPI description.
+macro_rules! change_path {
+    ($name:ident, $path:literal, $body:ty, $event:literal, $what:literal) => {
+        #[doc = concat!("Record that an order ", $what, " (`", $event, "`).")]
+        #[utoipa::path(
+            post, path = $path, tag = "orders",
+            description = concat!(
+                "Publishes `", $event, "` for the order, keyed by its id (the partition of its ",
+                "creation). The producer keeps no state: whether the order exists and its status ",
+                "allows the change (created → paid → shipped → delivered; cancelled from created ",
+                "or paid) is decided by the consumer, and shown by `GET /orders/{id}`."
+            ),
+            request_body(content = $body, content_type = "application/json"),
+            params(
+                ("id" = Uuid, Path, description = "the order's id"),
+                ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key (or, without any key, any repeat of this change of this order) gets the same event_id"),
+                ("If-Match" = Option<String>, Header, description = "the order's ETag (`\"3\"`, from GET /orders/{id}): the change applies only to that version, else the consumer refuses it as a version_conflict; `*` or absent: no condition. A weak tag, several tags or any other form is a 400"),
+                ("X-Correlation-ID" = Option<String>, Header, description = "carried into the event; generated when absent"),
+            ),
+            responses(
+                (status = 202, description = "stored by the broker; poll the Location for what became of it", body = AcceptedChange,
+                    headers(("Location" = String, description = "/orders/{id}: the order's status, version and history on the read side"))),
+                (status = 400, description = "malformed JSON (malformed_json), an id that is no UUID (invalid_id), or an If-Match that names no one version (invalid_if_match)", body = ErrorBody),
+                (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+                (status = 408, description = "the body did not arrive within HTTP_BODY_TIMEOUT_MS", body = ErrorBody),
+                (status = 413, description = "body too large", body = ErrorBody),
+                (status = 415, description = "not application/json", body = ErrorBody),
+                (status = 422, description = "invalid: every field at fault is listed (an unknown field, a broken rule, the Idempotency-Key)", body = ErrorBody),
+                (status = 429, description = "over the client's rate limit (RATE_LIMIT_RPS); see Retry-After and RateLimit-Reset", body = ErrorBody),
+                (status = 503, description = "broker unavailable or queue full; see Retry-After", body = ErrorBody),
+            )
+        )]
+        pub async fn $name(
+            State(state): State<Arc<AppState>>,
+            order: OrderId,
+            request: Validated<$body>,
+        ) -> Result<Response, ApiError> {
+            intake::accept_change(state, order, request).await
+        }
+    };
+}
+
+change_path!(
+    pay_order,
+    "/orders/{id}/payment",
+    PaymentRequest,
+    "order.paid",
+    "was paid"
+);
+change_path!(
+    ship_order,
+    "/orders/{id}/shipment",
+    ShipmentRequest,
+    "order.shipped",
+    "was handed to a carrier"
+);
+change_path!(
+    deliver_order,
+    "/orders/{id}/delivery",
+    DeliveryRequest,
+    "order.delivered",
+    "was delivered"
+);
+change_path!(
+    cancel_order,
+    "/orders/{id}/cancellation",
+    CancellationRequest,
+    "order.cancelled",
+    "was cancelled"
+);
+
+/// The routes of the changes of an order, for the router of single
+/// requests (same admission: token, rate limit, content type, body limit).
+pub fn order_changes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/orders/{id}/payment", post(pay_order))
+        .route("/orders/{id}/shipment", post(ship_order))
+        .route("/orders/{id}/delivery", post(deliver_order))
+        .route("/orders/{id}/cancellation", post(cancel_order))
 }

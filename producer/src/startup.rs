@@ -201,6 +201,7 @@ fn api_router(config: &ProducerConfig, state: Arc<AppState>) -> Router {
     let single = Router::new()
         .route("/orders", post(routes::create_order))
         .route("/users", post(routes::create_user))
+        .merge(routes::order_changes())
         .route_layer(admitted(config.max_body_bytes))
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
     let batches = Router::new()

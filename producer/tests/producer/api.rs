@@ -666,6 +666,12 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     assert!(doc["paths"]["/users/batch"]["post"].is_object());
     assert!(doc["components"]["schemas"]["OrderBatch"].is_object());
     assert!(doc["components"]["schemas"]["CreateOrderRequest"].is_object());
+    for change in ["payment", "shipment", "delivery", "cancellation"] {
+        let post = &doc["paths"][format!("/orders/{{id}}/{change}")]["post"];
+        assert!(post["responses"]["202"].is_object(), "{change}: {doc}");
+        assert!(post["responses"]["400"].is_object(), "{change}: {doc}");
+    }
+    assert!(doc["components"]["schemas"]["AcceptedChange"].is_object());
     app.shutdown().await;
 }
 

@@ -3,5 +3,6 @@
 //! PostgreSQL.
 
 mod api;
+mod changes;
 mod outbox;
 mod support;
