@@ -151,7 +151,8 @@ fn outbox(env: &Env) -> Result<Option<OutboxConfig>, ConfigError> {
             "the PostgreSQL URL of the outbox table (or DATABASE_URL) when PRODUCER_MODE=outbox",
         ));
     };
-    let concurrency: usize = env.number("OUTBOX_RELAY_CONCURRENCY", 4, 1..=64)?;
+    let relay = RelaySettings::from_env(env)?;
+    let concurrency = relay.concurrency;
     let pool_size: u32 = env.number("OUTBOX_DB_POOL_SIZE", 16, 2..=1_000)?;
     if pool_size as usize <= concurrency {
         return Err(ConfigError::new(
@@ -166,11 +167,7 @@ fn outbox(env: &Env) -> Result<Option<OutboxConfig>, ConfigError> {
         database_url: database_url.to_owned(),
         pool_size,
         write_timeout: env.millis("OUTBOX_WRITE_TIMEOUT_MS", 2_000, 10..=60_000)?,
-        relay: RelaySettings {
-            batch: env.number("OUTBOX_RELAY_BATCH", 500, 1..=10_000)?,
-            concurrency,
-            poll: env.millis("OUTBOX_RELAY_POLL_MS", 50, 1..=60_000)?,
-        },
+        relay,
     }))
 }
 
