@@ -1,5 +1,7 @@
 //! `GET /orders/{order_id}`, `/orders/{order_id}/events` and the same for
 //! users: what became of what `POST` accepted, answered from the database.
+//! An order answers with its status, version (its `ETag`) and history, and
+//! its events with what became of each change, refused ones included.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +24,11 @@ use contract::Domain;
 
 use crate::metrics::QueryMetrics;
 use contract::dead_letter::{ErrorKind, FailureClass};
-use store::read::{self, Found, Status, StoredEvent, Unknown};
+use store::read::{self, Found, OrderEvent, Status, StoredEvent, Unknown};
+use store::rejections::Rejection;
 
-/// Most events one answer lists.
+/// Most events one answer lists; of an order's, most of each outcome
+/// (applied, refused).
 pub const MAX_EVENTS: i64 = 1_000;
 
 /// What the handlers share.
@@ -174,7 +178,16 @@ pub struct OrderStatus {
     /// What else is known.
     #[serde(flatten)]
     pub outcome: Details,
-    /// The order as the consumer stored it (`persisted`).
+    /// The order as the consumer stored it (`persisted`): `customer`,
+    /// `items`, `currency`, `totals`, `promotion_code`, `occurred_at`,
+    /// `correlation_id`, `schema_version`, and its life since: `status`
+    /// (`created`, `paid`, `shipped`, `delivered`, `cancelled`), `version`
+    /// (1 at creation, one more per applied change; the `ETag`),
+    /// `changed_at` (when the latest change was accepted; null until one
+    /// is), the data of each change applied (`payment`, `shipment`,
+    /// `delivery`, `cancellation`; null until then) and `history`: each
+    /// applied event, oldest first, with `version`, `status`, `event_id`,
+    /// `event_type` and `occurred_at`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub order: Option<Value>,
@@ -197,10 +210,26 @@ pub struct UserStatus {
     pub user: Option<Value>,
 }
 
-/// `GET /orders/{order_id}/events`, `GET /users/{user_id}/events`.
+/// `GET /orders/{order_id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderEventList {
+    /// The order's id.
+    pub id: String,
+    /// Each change of the order (its creation included) with its
+    /// `outcome`, in the order the consumer decided them: `applied` with
+    /// the version it made, or `refused` with its kind and class and where
+    /// its dead letter sits (never its content). At most 1000 of each
+    /// outcome: the first applied ones (an order has at most four) and the
+    /// newest refused ones.
+    pub events: Vec<OrderEvent>,
+    /// Whether some were left out past that limit (older refused ones).
+    pub truncated: bool,
+}
+
+/// `GET /users/{user_id}/events`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventList {
-    /// The order's or user's id.
+    /// The user's id.
     pub id: String,
     /// Its events in the order the consumer stored them (at most 1000).
     pub events: Vec<StoredEvent>,
@@ -304,6 +333,33 @@ fn outcome(status: Status, found: &Found) -> Result<Details, QueryError> {
     })
 }
 
+/// Whether the client's `If-None-Match` names `etag` (weak comparison,
+/// as RFC 9110 asks of `If-None-Match`).
+fn held(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes())
+}
+
+/// `304`: the client holds this version already.
+fn not_modified(etag: HeaderValue) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// An order's `ETag`: its version, a strong tag (`"3"`), which a change's
+/// `If-Match` sends back. (Digits and quotes: always a header value.)
+fn version_tag(version: u32) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
 /// The answer: `304` when the client holds this version already, the
 /// body with an `ETag` when persisted, `Retry-After` while pending.
 fn answer(
@@ -312,26 +368,15 @@ fn answer(
     headers: &HeaderMap,
     body: impl Serialize,
 ) -> Response {
-    if let Some(etag) = &etag {
-        let held = headers
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes());
-        if held {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            response.headers_mut().insert(header::ETAG, etag.clone());
-            return response;
-        }
+    if let Some(etag) = etag.as_ref().filter(|etag| held(headers, etag)) {
+        return not_modified(etag.clone());
     }
     let mut response = Json(body).into_response();
     let h = response.headers_mut();
     match etag {
         Some(etag) => {
             h.insert(header::ETAG, etag);
-            // Stored state may still change (a later event): revalidate.
+            // Stored state may still change (a later change): revalidate.
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         }
         None => {
@@ -356,6 +401,27 @@ async fn read_status<B: Serialize>(
 ) -> Result<Response, QueryError> {
     let id = parse(domain, raw)?;
     let expected = contract::ids::content_of(query).map_err(QueryError::BadContent)?;
+    if domain == Domain::Orders && headers.contains_key(header::IF_NONE_MATCH) {
+        // A client polling with the ETag it holds: the version alone tells.
+        let stored = bounded(state, domain, async |conn| {
+            read::order_version(conn, &id).await
+        })
+        .await?;
+        if let Some(stored) = stored {
+            let other_content = matches!(
+                (&expected, &stored.fingerprint),
+                (Some(expected), Some(stored)) if expected != stored
+            );
+            if let Some(etag) =
+                version_tag(stored.version).filter(|etag| !other_content && held(headers, etag))
+            {
+                state
+                    .metrics
+                    .lookup(domain.noun(), Status::Persisted.label());
+                return Ok(not_modified(etag));
+            }
+        }
+    }
     let (status, found) = status(state, domain, &id).await?;
     if let (Some(expected), Some(stored)) = (
         expected,
@@ -367,7 +433,10 @@ async fn read_status<B: Serialize>(
     }
     let outcome = outcome(status, &found)?;
     let etag = match (status, &found.record) {
-        (Status::Persisted, Some(r)) => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
+        (Status::Persisted, Some(r)) => match &r.lifecycle {
+            Some(life) => version_tag(life.version),
+            None => HeaderValue::from_str(&format!("\"{}\"", r.event_id)).ok(),
+        },
         _ => None,
     };
     let record = found.record.map(|r| r.body);
@@ -385,11 +454,13 @@ async fn read_status<B: Serialize>(
     params(
         ("order_id" = String, Path, description = "the order_id of the 202 answer"),
         ("content" = Option<String>, Query, description = "the fingerprint the 202's Location names: 409 when the id holds other content"),
-        ("If-None-Match" = Option<String>, Header, description = "an ETag held: 304 when unchanged"),
+        ("If-None-Match" = Option<String>, Header, description = "an ETag held (the order's version): 304 while it is still the stored one"),
     ),
     responses(
-        (status = 200, description = "persisted (with the order and an ETag), rejected (dead-lettered, with its class) or pending (accepted recently, not stored yet; see Retry-After)", body = OrderStatus),
-        (status = 304, description = "persisted, and the ETag sent is still its version"),
+        (status = 200, description = "persisted (with the order: its status, version and history), rejected (dead-lettered, with its class) or pending (accepted recently, not stored yet; see Retry-After)", body = OrderStatus,
+            headers(("ETag" = String, description = "when persisted: the order's version, a strong tag such as \"3\"; send it back as If-Match to make a change conditional on it, or as If-None-Match to poll"))),
+        (status = 304, description = "persisted, and the ETag sent is still its version",
+            headers(("ETag" = String, description = "the order's version"))),
         (status = 400, description = "not a UUID", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token (API_TOKEN)", body = ErrorBody),
         (status = 404, description = "not known: never accepted, past the pending window, or a client-chosen id not stored yet (see reason)", body = ErrorBody),
@@ -459,47 +530,62 @@ pub async fn get_user(
     .await
 }
 
-async fn list_events(
+/// The list of `id`'s events `read` gives, or `404` when it is empty and
+/// the id is not known (nothing stored or dead-lettered, and not pending).
+async fn list_events<L: Serialize>(
     state: &AppState,
     domain: Domain,
     raw: Result<Path<String>, PathRejection>,
+    read: impl AsyncFnOnce(&mut PgConnection, &str) -> Result<L, sqlx::Error>,
+    is_empty: impl FnOnce(&L) -> bool,
 ) -> Result<Response, QueryError> {
     let id = parse(domain, raw)?;
-    let events = bounded(state, domain, async |conn| {
-        read::events(conn, domain, &id, MAX_EVENTS).await
-    })
-    .await?;
-    if events.is_empty() {
-        // Known but with nothing stored (pending, rejected), or unknown.
+    let list = bounded(state, domain, async |conn| read(conn, &id).await).await?;
+    if is_empty(&list) {
+        // Known but with nothing stored (pending), or unknown.
         let (status, _) = status(state, domain, &id).await?;
         if let Status::Unknown(why) = status {
             return Err(QueryError::NotFound(why));
         }
     }
-    let mut response = Json(EventList { id, events }).into_response();
+    let mut response = Json(list).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
-/// The events of an order, from the event store.
+/// What became of each change of an order.
 #[utoipa::path(
     get, path = "/orders/{order_id}/events", tag = "orders",
     params(("order_id" = String, Path, description = "the order's id")),
     responses(
-        (status = 200, description = "its events as stored (empty while pending or when rejected)", body = EventList),
+        (status = 200, description = "each change with its outcome, oldest first: applied (with the version it made) or refused (its kind and class and where its dead letter sits, never its content); at most 1000 of each outcome (see truncated); empty while pending", body = OrderEventList),
         (status = 400, description = "not a UUID", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "not known", body = ErrorBody),
-        (status = 503, description = "the database cannot answer now; see Retry-After", body = ErrorBody),
+        (status = 404, description = "not known: nothing stored or dead-lettered of it, and not pending (see reason)", body = ErrorBody),
+        (status = 503, description = "the database cannot answer now, or too many lookups at once; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn get_order_events(
     State(state): State<Arc<AppState>>,
     raw: Result<Path<String>, PathRejection>,
 ) -> Result<Response, QueryError> {
-    list_events(&state, Domain::Orders, raw).await
+    list_events(
+        &state,
+        Domain::Orders,
+        raw,
+        async |conn, id| {
+            let timeline = read::order_events(conn, id, MAX_EVENTS).await?;
+            Ok(OrderEventList {
+                id: id.to_owned(),
+                events: timeline.events,
+                truncated: timeline.truncated,
+            })
+        },
+        |list| list.events.is_empty(),
+    )
+    .await
 }
 
 /// The events of a user, from the event store.
@@ -518,7 +604,20 @@ pub async fn get_user_events(
     State(state): State<Arc<AppState>>,
     raw: Result<Path<String>, PathRejection>,
 ) -> Result<Response, QueryError> {
-    list_events(&state, Domain::Users, raw).await
+    list_events(
+        &state,
+        Domain::Users,
+        raw,
+        async |conn, id| {
+            let events = read::events(conn, Domain::Users, id, MAX_EVENTS).await?;
+            Ok(EventList {
+                id: id.to_owned(),
+                events,
+            })
+        },
+        |list| list.events.is_empty(),
+    )
+    .await
 }
 
 /// Served at `/openapi.json`.
@@ -536,6 +635,10 @@ pub async fn get_user_events(
         DeadLetterAt,
         EventList,
         StoredEvent,
+        OrderEventList,
+        OrderEvent,
+        read::Applied,
+        Rejection,
         ErrorBody
     ))
 )]

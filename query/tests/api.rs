@@ -1,16 +1,20 @@
 //! The read side in process against the real PostgreSQL, its tables
 //! written by the consumer's own code: every status (persisted, rejected,
-//! pending, unknown), ids good and bad (listed and generated), the ETag,
-//! the token, and what happens when the database is missing, slow or not
-//! migrated.
+//! pending, unknown), an order's life (status, version, history, and what
+//! became of each change, refused ones included), ids good and bad (listed
+//! and generated), the ETag, the token, and what happens when the database
+//! is missing, slow or not migrated.
 
 use std::time::Duration;
 
 use consumer::decode::{Decoded, DomainEvent};
-use consumer::persist::{Persistable, Store};
+use consumer::persist::{Outcome, Persistable, Store};
 use consumer::rejections::Subject;
 use contract::dead_letter::{ErrorKind, FailureClass};
-use contract::{fingerprint, topics, Domain, Format, OrderEvent};
+use contract::lifecycle::{Cancellation, CancellationReason, Payment, Shipment};
+use contract::{
+    fingerprint, topics, Change, Domain, EventMetadata, Format, OrderChange, OrderEvent,
+};
 use harness::database::TestDatabase;
 use harness::wait::eventually;
 use platform::Env;
@@ -89,11 +93,16 @@ fn decoded(event: OrderEvent) -> Decoded {
 }
 
 async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
+    persist(db, decoded(event), offset).await;
+}
+
+/// What the consumer's own code does with `decoded`, read at `offset` of
+/// partition 1.
+async fn persist(db: &TestDatabase, decoded: Decoded, offset: i64) -> Outcome {
     let store = Store::new(db.pool.clone(), Duration::from_secs(5));
-    let d = decoded(event);
-    store
+    let outcomes = store
         .persist(&[Persistable {
-            decoded: &d,
+            decoded: &decoded,
             topic: topics::ORDERS,
             partition: 1,
             offset,
@@ -101,6 +110,63 @@ async fn store(db: &TestDatabase, event: OrderEvent, offset: i64) {
         }])
         .await
         .expect("persisted");
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes[0]
+}
+
+/// A change of `order`, as the producer publishes one.
+fn change_of(order: &OrderEvent, change: Change, expected_version: Option<u32>) -> OrderChange {
+    OrderChange {
+        metadata: EventMetadata {
+            event_id: Uuid::new_v4(),
+            event_type: change.event_type().to_owned(),
+            schema_version: contract::lifecycle::ORDER_CHANGE_SCHEMA_VERSION,
+            occurred_at: chrono::Utc::now(),
+            producer: "test".into(),
+            correlation_id: format!("corr-{}", change.name()),
+            trace_id: None,
+            span_id: None,
+        },
+        order_id: order.order_id,
+        expected_version,
+        change,
+    }
+}
+
+/// The consumer's own code applying `change` (or refusing it: then it is
+/// recorded as refused, as the consumer records a dead letter).
+async fn apply(db: &TestDatabase, change: &OrderChange, offset: i64) -> Outcome {
+    let outcome = persist(
+        db,
+        Decoded {
+            event: DomainEvent::Change(change.clone()),
+            format: Format::Json,
+            fingerprint: fingerprint::change(change),
+        },
+        offset,
+    )
+    .await;
+    if let Outcome::Refused(refusal) = outcome {
+        let class = match refusal {
+            consumer::lifecycle::Refusal::UnknownOrder => FailureClass::UnknownOrder,
+            consumer::lifecycle::Refusal::VersionMismatch { .. }
+            | consumer::lifecycle::Refusal::Stale { .. } => FailureClass::VersionConflict,
+            _ => FailureClass::InvalidTransition,
+        };
+        reject(
+            db,
+            Subject {
+                domain: Domain::Orders,
+                aggregate_id: change.order_id.to_string(),
+                event_id: Some(change.metadata.event_id),
+                event_type: Some(change.change.event_type()),
+            },
+            class,
+            offset,
+        )
+        .await;
+    }
+    outcome
 }
 
 async fn reject(db: &TestDatabase, subject: Subject, class: FailureClass, offset: i64) {
@@ -108,16 +174,16 @@ async fn reject(db: &TestDatabase, subject: Subject, class: FailureClass, offset
     let row = NewRejection {
         group: "order-consumer",
         topic: topics::ORDERS,
-        partition: 2,
+        partition: 1,
         offset,
         domain: subject.domain,
         aggregate_id: &subject.aggregate_id,
         event_id: subject.event_id,
-        event_type: None,
+        event_type: subject.event_type,
         kind: ErrorKind::Permanent,
         class,
         dlq_topic: topics::ORDERS_DLQ,
-        dlq_at: Some((2, 40 + offset)),
+        dlq_at: Some((1, 40 + offset)),
     };
     store::rejections::record(&mut conn, &row)
         .await
@@ -165,10 +231,11 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
         "the failure's message stays in the DLQ: {body}"
     );
     let (status, events) = app.json(&format!("/orders/{id}/events")).await;
-    assert_eq!(
-        (status, events["events"].as_array().map(Vec::len)),
-        (StatusCode::OK, Some(0))
-    );
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(events["events"][0]["outcome"], "refused");
+    assert_eq!(events["events"][0]["error_class"], "validation");
+    assert_eq!(events["events"][0]["event_type"], "order.created");
 
     // A replay stores it: the answer turns to persisted.
     let email = event.customer.email.clone();
@@ -179,7 +246,7 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
         .to_str()
         .expect("text")
         .to_owned();
-    assert_eq!(etag, format!("\"{event_id}\""));
+    assert_eq!(etag, "\"1\"", "a strong tag of its version");
     assert_eq!(response.headers()["cache-control"], "no-cache");
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["status"], "persisted");
@@ -211,8 +278,18 @@ async fn an_order_reads_rejected_then_persisted_with_its_events_and_etag() {
     let (status, events) = app.json(&format!("/orders/{id}/events")).await;
     assert_eq!(status, 200);
     let listed = events["events"].as_array().expect("a list");
-    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed.len(),
+        2,
+        "the dead letter, then the replay: {events}"
+    );
+    assert_eq!(
+        (&listed[0]["outcome"], &listed[1]["outcome"]),
+        (&Value::from("refused"), &Value::from("applied"))
+    );
+    let listed = &listed[1..];
     assert_eq!(listed[0]["event_id"], event_id.to_string());
+    assert_eq!(listed[0]["version"], 1);
     assert_eq!(
         (
             &listed[0]["source_topic"],
@@ -527,6 +604,27 @@ async fn the_openapi_document_lists_every_read() {
             "{path}"
         );
     }
+    let order = &doc["paths"]["/orders/{order_id}"]["get"]["responses"];
+    assert!(order["200"]["headers"]["ETag"].is_object(), "{order}");
+    assert!(order["304"]["headers"]["ETag"].is_object(), "{order}");
+    assert_eq!(
+        doc["paths"]["/orders/{order_id}/events"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OrderEventList"
+    );
+    let outcomes: Vec<_> = doc["components"]["schemas"]["OrderEvent"]["oneOf"]
+        .as_array()
+        .expect("one of the outcomes")
+        .iter()
+        .map(|v| v["allOf"][1]["properties"]["outcome"]["enum"][0].clone())
+        .collect();
+    assert_eq!(outcomes, [Value::from("applied"), Value::from("refused")]);
+    for schema in ["Applied", "Rejection"] {
+        assert!(
+            doc["components"]["schemas"][schema]["properties"]["source_offset"].is_object(),
+            "{schema}"
+        );
+    }
     app.stop().await;
     db.drop().await;
 }
@@ -590,6 +688,315 @@ async fn a_location_naming_other_content_than_the_stored_answers_409_without_it(
     }
     // Without the parameter (an id read by itself): the stored order.
     assert_eq!(app.json(&format!("/orders/{id}")).await.0, StatusCode::OK);
+    app.stop().await;
+    db.drop().await;
+}
+
+/// An order taken through payment and shipment by the consumer's own code,
+/// then a cancellation it refuses: the order answers its status, version
+/// (a strong ETag, which answers 304 while current), each change's data
+/// and its history; its events list each change with its outcome, the
+/// refused one with its class and never its content. An order never
+/// stored whose change was refused lists that change; one with nothing
+/// answers 404.
+#[tokio::test]
+async fn an_order_answers_its_status_version_history_and_each_changes_outcome() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    let order = harness::events::order_event(2);
+    let id = order.order_id;
+    let email = order.customer.email.clone();
+    let mine = fingerprint::order(&order);
+    store(&db, order.clone(), 20).await;
+
+    let payment = change_of(
+        &order,
+        Change::Payment(Payment {
+            reference: "pay-123".into(),
+            amount: order.totals.total,
+            currency: order.currency.clone(),
+        }),
+        Some(1),
+    );
+    assert_eq!(apply(&db, &payment, 21).await, Outcome::Stored);
+    let shipment = change_of(
+        &order,
+        Change::Shipment(Shipment {
+            carrier: "DHL".into(),
+            tracking_number: "JD0146000000".into(),
+        }),
+        None,
+    );
+    assert_eq!(apply(&db, &shipment, 22).await, Outcome::Stored);
+    let note = "a note only the customer wrote";
+    let cancellation = change_of(
+        &order,
+        Change::Cancellation(Cancellation {
+            reason: CancellationReason::CustomerRequest,
+            note: Some(note.into()),
+        }),
+        None,
+    );
+    assert!(
+        matches!(apply(&db, &cancellation, 23).await, Outcome::Refused(_)),
+        "a shipped order cannot be cancelled"
+    );
+
+    let response = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["etag"], "\"3\"");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body["status"], "persisted",
+        "the read side's status: {body}"
+    );
+    let stored = &body["order"];
+    assert_eq!(
+        (&stored["status"], &stored["version"]),
+        (&Value::from("shipped"), &Value::from(3)),
+        "{body}"
+    );
+    assert!(stored["changed_at"].is_string(), "{body}");
+    assert_eq!(stored["payment"]["reference"], "pay-123");
+    assert_eq!(
+        stored["payment"]["amount"],
+        order.totals.total.to_string(),
+        "money as text"
+    );
+    assert_eq!(stored["shipment"]["tracking_number"], "JD0146000000");
+    assert_eq!(stored["cancellation"], Value::Null, "refused: not applied");
+    let history: Vec<_> = stored["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|h| {
+            (
+                h["version"].as_u64(),
+                h["status"].as_str().map(str::to_owned),
+                h["event_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let step = |v: u64, status: &str, event: Uuid| {
+        (Some(v), Some(status.to_owned()), Some(event.to_string()))
+    };
+    assert_eq!(
+        history,
+        [
+            step(1, "created", order.metadata.event_id),
+            step(2, "paid", payment.metadata.event_id),
+            step(3, "shipped", shipment.metadata.event_id),
+        ]
+    );
+
+    // Polling: 304 while the version is current, also with the Location's
+    // own content; another content is still 409; an older version is 200.
+    let location = contract::ids::with_content(
+        &contract::ids::location(Domain::Orders, &id.to_string()),
+        &mine,
+    );
+    for path in [format!("/orders/{id}"), location.clone()] {
+        let current = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header("if-none-match", "\"3\"")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(current.status(), 304, "{path}");
+        assert_eq!(current.headers()["etag"], "\"3\"");
+    }
+    let mut other = order.clone();
+    other.customer.email = "someone-else@example.com".into();
+    let theirs = contract::ids::with_content(
+        &contract::ids::location(Domain::Orders, &id.to_string()),
+        &fingerprint::order(&other),
+    );
+    let taken = app
+        .http
+        .get(format!("{}{theirs}", app.base))
+        .header("if-none-match", "\"3\"")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    let older = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .header("if-none-match", "\"2\"")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(older.status(), 200);
+    assert_eq!(older.headers()["etag"], "\"3\"");
+
+    let (status, events) = app.json(&format!("/orders/{id}/events")).await;
+    assert_eq!(status, 200, "{events}");
+    assert_eq!(events["truncated"], false);
+    let seen: Vec<_> = events["events"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().map(str::to_owned),
+                e["event_type"].as_str().map(str::to_owned),
+                e["version"].as_u64(),
+                e["error_class"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let s = |text: &str| Some(text.to_owned());
+    assert_eq!(
+        seen,
+        [
+            (s("applied"), s("order.created"), Some(1), None),
+            (s("applied"), s("order.paid"), Some(2), None),
+            (s("applied"), s("order.shipped"), Some(3), None),
+            (
+                s("refused"),
+                s("order.cancelled"),
+                None,
+                s("invalid_transition")
+            ),
+        ]
+    );
+    let refused = &events["events"][3];
+    assert_eq!(
+        refused["event_id"],
+        cancellation.metadata.event_id.to_string()
+    );
+    assert_eq!(refused["error_kind"], "permanent");
+    assert_eq!(refused["source_offset"], 23);
+    assert_eq!(refused["dlq_topic"], topics::ORDERS_DLQ);
+    let text = events.to_string();
+    assert!(
+        !text.contains(note) && !text.contains(&email) && !text.contains("payload"),
+        "outcomes, not content: {events}"
+    );
+
+    // A change for an order never stored: refused, and listed.
+    let stranger = harness::events::order_event(4);
+    let lost = change_of(
+        &stranger,
+        Change::Shipment(Shipment {
+            carrier: "DHL".into(),
+            tracking_number: "JD0146000001".into(),
+        }),
+        None,
+    );
+    assert!(matches!(
+        apply(&db, &lost, 30).await,
+        Outcome::Refused(consumer::lifecycle::Refusal::UnknownOrder)
+    ));
+    let path = format!("/orders/{}", stranger.order_id);
+    let (status, events) = app.json(&format!("{path}/events")).await;
+    assert_eq!(status, 200, "{events}");
+    assert_eq!(events["events"][0]["outcome"], "refused");
+    assert_eq!(events["events"][0]["error_class"], "unknown_order");
+    let (status, body) = app.json(&path).await;
+    assert_eq!(
+        (status, &body["status"], &body["error_class"]),
+        (
+            StatusCode::OK,
+            &Value::from("rejected"),
+            &Value::from("unknown_order")
+        ),
+        "{body}"
+    );
+    let (status, body) = app
+        .json(&format!("/orders/{}/events", Uuid::new_v4()))
+        .await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (StatusCode::NOT_FOUND, &Value::from("no_acceptance_time")),
+        "nothing stored or refused: {body}"
+    );
+    app.stop().await;
+    db.drop().await;
+}
+
+/// However many changes of one order are refused, its events answer at
+/// most the documented number of them: the newest, oldest first, marked
+/// truncated, after every applied one.
+#[tokio::test]
+async fn an_orders_events_are_bounded_keeping_the_newest_refused() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[]).await;
+    let order = harness::events::order_event(1);
+    let id = order.order_id;
+    store(&db, order, 0).await;
+    let over = query::routes::MAX_EVENTS + 1;
+    // As the consumer records them, one per message read, in offset order.
+    sqlx::query(
+        "INSERT INTO rejections (consumer_group, source_topic, source_partition, source_offset,
+                                 domain, aggregate_id, event_id, event_type, error_kind,
+                                 error_class, dlq_topic, dlq_partition, dlq_offset, rejected_at)
+         SELECT 'order-consumer', 'orders', 1, n, 'orders', $1, gen_random_uuid(), 'order.paid',
+                'permanent', 'invalid_transition', 'orders-dlq', 1, n,
+                now() + n * interval '1 millisecond'
+         FROM generate_series(1, $2::bigint) AS n",
+    )
+    .bind(id.to_string())
+    .bind(over)
+    .execute(&db.pool)
+    .await
+    .expect("refusals");
+    let (status, events) = app.json(&format!("/orders/{id}/events")).await;
+    assert_eq!(status, 200);
+    assert_eq!(events["truncated"], true);
+    let listed = events["events"].as_array().expect("a list");
+    assert_eq!(
+        listed.len() as i64,
+        query::routes::MAX_EVENTS + 1,
+        "the creation and the limit"
+    );
+    assert_eq!(listed[0]["outcome"], "applied");
+    assert_eq!(
+        (
+            &listed[1]["source_offset"],
+            &listed[listed.len() - 1]["source_offset"]
+        ),
+        (&Value::from(2), &Value::from(over)),
+        "the oldest refused one left out"
+    );
+    app.stop().await;
+    db.drop().await;
+}
+
+/// A client polling with the ETag it holds gets its 304 from the order's
+/// version alone: with the rest of the order's tables locked (a full read
+/// would wait out the statement timeout), the poll still answers at once.
+#[tokio::test]
+async fn a_poll_with_the_current_etag_reads_the_version_alone() {
+    let db = migrated().await;
+    let app = App::start(&db.url, &[("QUERY_STATEMENT_TIMEOUT_MS", "1500")]).await;
+    let order = harness::events::order_event(1);
+    let id = order.order_id;
+    store(&db, order, 0).await;
+    let mut lock = db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE order_items, event_store IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let poll = app
+        .http
+        .get(format!("{}/orders/{id}", app.base))
+        .header("if-none-match", "\"1\"")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(poll.status(), 304);
+    let (status, body) = app.json(&format!("/orders/{id}")).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Value::from("database_unavailable")
+        ),
+        "a full read waits for the lock: {body}"
+    );
+    lock.rollback().await.expect("unlock");
     app.stop().await;
     db.drop().await;
 }
