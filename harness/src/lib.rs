@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod database;
 pub mod events;
 pub mod kafka;
+pub mod lifecycle;
 pub mod load;
 pub mod metrics;
 pub mod process;

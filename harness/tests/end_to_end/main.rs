@@ -13,6 +13,7 @@
 //! Apache Kafka cluster of their own (see `harness::cluster`).
 
 mod apache_kafka;
+mod lifecycle;
 mod secured;
 
 use std::future::ready;
