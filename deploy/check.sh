@@ -145,6 +145,7 @@ consumer:
   circuitProbeMs: 2000
   dlqFlood: {maxInRow: 500, window: 1000, maxPercent: 80, retrySecs: 60}
   outbox: {relayBatch: 200, relayConcurrency: 6, relayPollMs: 100}
+  ordersStateFormat: avro
   containerPort: 9081
   shutdownTimeoutSecs: 20
   keda: {enabled: true, prometheus: {serverAddress: "http://prometheus.monitoring:9090", lagSecondsThreshold: 60}}

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use contract::topics::{self, Domains};
+use contract::Format;
 use platform::kafka::KafkaSettings;
 use platform::server::HttpLimits;
 use platform::telemetry::TelemetryConfig;
@@ -33,6 +34,8 @@ pub struct ConsumerConfig {
     /// `ORDERS_STATE_TOPIC`: where each order's full state goes after each
     /// applied change, through the outbox.
     pub orders_state_topic: String,
+    /// `ORDERS_STATE_FORMAT`: the encoding of those states.
+    pub orders_state_format: Format,
     /// `OUTBOX_RELAY_*`: how the outbox relay publishes (as the
     /// producer's).
     pub relay: RelaySettings,
@@ -89,6 +92,11 @@ impl ConsumerConfig {
             topics,
             domains,
             orders_state_topic,
+            orders_state_format: env.parse(
+                "ORDERS_STATE_FORMAT",
+                Format::Json,
+                "json, protobuf or avro",
+            )?,
             relay: RelaySettings::from_env(env)?,
             database_url,
             db_pool_size: env.number("DB_POOL_SIZE", 8, 1..=200)?,
@@ -219,6 +227,7 @@ mod tests {
         assert_eq!(c.database_url, "postgres://localhost/pubsubkafka");
         assert_eq!(c.topics, ["orders", "users"]);
         assert_eq!(c.orders_state_topic, "orders-state");
+        assert_eq!(c.orders_state_format, Format::Json);
         assert_eq!(
             (c.relay.batch, c.relay.concurrency),
             (500, 4),
@@ -248,6 +257,7 @@ mod tests {
             ("ORDERS_STATE_TOPIC", "orders"),
             ("ORDERS_STATE_TOPIC", "users"),
             ("ORDERS_STATE_TOPIC", "orders-dlq"),
+            ("ORDERS_STATE_FORMAT", "xml"),
             ("OUTBOX_RELAY_BATCH", "0"),
             ("OUTBOX_RELAY_CONCURRENCY", "0"),
             ("OUTBOX_RELAY_POLL_MS", "0"),

@@ -180,7 +180,7 @@ impl Application {
         let relay = relay(&config, &registry)?;
         let store = Store::new(pool, config.db_transaction_timeout).with_state_topic(StateTopic {
             topic: config.orders_state_topic.clone(),
-            ..StateTopic::default()
+            format: config.orders_state_format,
         });
         let progress = Progress::default();
 
