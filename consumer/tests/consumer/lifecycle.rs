@@ -432,3 +432,44 @@ fn generated_sequences_end_where_the_machine_says() {
         )
         .expect("every sequence ends where the machine says");
 }
+
+#[tokio::test]
+async fn states_are_written_in_the_configured_encoding_and_say_which() {
+    let db = migrated_database().await;
+    for (n, format) in [Format::Protobuf, Format::Avro].into_iter().enumerate() {
+        let store = store(&db).with_state_topic(consumer::apply::StateTopic {
+            topic: topics::ORDERS_STATE.to_owned(),
+            format,
+        });
+        let order = creation(200 + n as u128);
+        let life = [
+            decoded(DomainEvent::Order(order.clone())),
+            decoded(DomainEvent::Change(change(
+                &order,
+                pay(&order),
+                2_000,
+                None,
+            ))),
+        ];
+        persist(&store, &life, 0, false).await;
+        let rows: Vec<(serde_json::Value, Vec<u8>)> =
+            sqlx::query_as("SELECT headers, value FROM outbox WHERE key = $1 ORDER BY id")
+                .bind(order.order_id.to_string())
+                .fetch_all(&db.pool)
+                .await
+                .expect("outbox rows");
+        assert_eq!(rows.len(), 2, "{format}");
+        for (version, (headers, value)) in rows.iter().enumerate() {
+            assert!(
+                headers
+                    .as_array()
+                    .expect("pairs")
+                    .contains(&serde_json::json!(["content-type", format.content_type()])),
+                "{format}: {headers}"
+            );
+            let state = OrderState::decode(value, format, 1).expect("a state");
+            assert_eq!(state.version as usize, version + 1, "{format}");
+            assert_eq!(state.customer, order.customer, "{format}");
+        }
+    }
+}
