@@ -1174,6 +1174,42 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
             "{expected:?} in {events}"
         );
     }
+    // The operator's view of X says the same.
+    let told = pipeline
+        .operator(&["order", &x.to_string(), "--json"])
+        .await;
+    assert!(
+        told.status.success(),
+        "pubsubkafka order: {}",
+        String::from_utf8_lossy(&told.stderr)
+    );
+    let story: Value = serde_json::from_slice(&told.stdout).expect("pubsubkafka order --json");
+    let refusals: Vec<Value> = story["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["error_class"].clone())
+        .collect();
+    let versions: Vec<Value> = story["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["version"].clone())
+        .collect();
+    println!(
+        "replay: pubsubkafka order X: {} v{}, events of versions {}, refused {}",
+        story["order_status"],
+        story["version"],
+        Value::from(versions.clone()),
+        Value::from(refusals.clone())
+    );
+    assert_eq!(
+        (&story["order_status"], &story["version"]),
+        (&Value::from("paid"), &Value::from(2)),
+        "{story}"
+    );
+    assert_eq!(versions, [1, 2], "{story}");
+    assert_eq!(refusals, ["unknown_order", "version_conflict"], "{story}");
     for (order, status) in [(&lived_x, Paid), (&lived_y, Paid)] {
         assert_eq!(order.status(), status);
         if let Some(why) = read_side_differs(&pipeline, order).await {
