@@ -281,7 +281,8 @@ fn set(env: &mut Vec<(&'static str, String)>, name: &'static str, value: &str) {
 impl Pipeline {
     /// Creates the topics (and on a secured cluster grants the ACLs) of a
     /// pipeline called `name` on `broker`, and starts its services, all
-    /// ready, the producer writing `format`.
+    /// ready: the producer writes its events, and the consumer the order
+    /// states, in `format`.
     pub async fn start(broker: &Broker, name: &str, format: Format) -> Self {
         let tag = format!("{name}-{}", &Uuid::new_v4().simple().to_string()[..8]);
         let topics = Topics::named(&format!("orders-{tag}"), &format!("users-{tag}"));
@@ -298,6 +299,7 @@ impl Pipeline {
         set(&mut consumer, "USERS_TOPIC", &topics.users);
         set(&mut consumer, "ORDERS_STATE_TOPIC", &topics.orders_state);
         set(&mut consumer, "KAFKA_CONSUMER_GROUP", &group);
+        set(&mut consumer, "ORDERS_STATE_FORMAT", format.name());
         let mut producer = producer_env(broker);
         set(&mut producer, "ORDERS_TOPIC", &topics.orders);
         set(&mut producer, "USERS_TOPIC", &topics.users);

@@ -137,9 +137,9 @@ async fn order_lifecycles_on_a_three_node_cluster() {
     );
 }
 
-/// The encoding the producer of the scenario with `seed` writes: the
-/// scenarios' seeds follow each other, so a run's three scenarios use the
-/// three encodings.
+/// The encoding the producer and the consumer's order states of the
+/// scenario with `seed` are written in: the scenarios' seeds follow each
+/// other, so a run's three scenarios use the three encodings.
 fn format_of(seed: u64) -> Format {
     Format::ALL[(seed % Format::ALL.len() as u64) as usize]
 }
@@ -464,7 +464,7 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
     );
     let format = format_of(seed);
     let mut pipeline = Pipeline::start(broker, "lives", format).await;
-    println!("lives: the producer writes {format}");
+    println!("lives: events and order states in {format}");
     let started = Instant::now();
     let base = pipeline.producer.url("");
     let run = Uuid::new_v4().simple().to_string();
@@ -811,7 +811,7 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         .collect();
     let format = format_of(seed);
     let pipeline = Pipeline::start(broker, "illegal", format).await;
-    println!("illegal: the producer writes {format}");
+    println!("illegal: events and order states in {format}");
     let started = Instant::now();
     let client = reqwest::Client::new();
     let base = pipeline.producer.url("");
@@ -1021,7 +1021,8 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         format_of(seed.wrapping_add(2)),
     );
     println!(
-        "replay: the producer writes {format}; X's change is in {x_format}, Y's in {y_format}"
+        "replay: events and order states in {format}; X's change in {x_format}, Y's in \
+         {y_format}"
     );
     let started = Instant::now();
     let client = reqwest::Client::new();
