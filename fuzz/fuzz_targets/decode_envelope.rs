@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         match envelope.decode(payload) {
             Ok(DomainEvent::Order(e)) => drop(validation::order_event(&e)),
             Ok(DomainEvent::User(e)) => drop(validation::user_event(&e)),
+            Ok(DomainEvent::Change(e)) => drop(contract::lifecycle::order_change(&e)),
             Err(_) => {}
         }
     }

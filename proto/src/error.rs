@@ -16,7 +16,7 @@ pub enum DecodeError {
     /// The `schema-version` header is not a version this reader can decode.
     #[error("unsupported {event} schema version {version}: this reader knows 1 to {latest}")]
     UnsupportedSchemaVersion {
-        /// `order` or `user`.
+        /// The event's [`crate::EventCodec::NAME`].
         event: &'static str,
         /// The version the message claims (its text when it is a number,
         /// else a description: header values are not echoed).
