@@ -9,8 +9,9 @@
 //! topics of its own); the broker-restart and SASL scenarios always start
 //! their own Tansu. Tansu here is its memory-storage build: a broker restart
 //! loses its topics and messages (the scenario recreates the topics and says
-//! so). The scenarios of [`apache_kafka`] and [`secured`] run on a three-node
-//! Apache Kafka cluster of their own (see `harness::cluster`).
+//! so). The scenarios of [`apache_kafka`], [`secured`] and [`lifecycle`]
+//! (orders paid, shipped, delivered and cancelled, and refused) run on a
+//! three-node Apache Kafka cluster of their own (see `harness::cluster`).
 
 mod apache_kafka;
 mod lifecycle;
