@@ -11,7 +11,11 @@ async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(applied as usize, store::schema::read_model().iter().count());
+    assert_eq!(
+        applied as usize,
+        store::schema::read_model().iter().count() + store::schema::outbox().iter().count(),
+        "the read model's and the outbox's (the consumer's order states)"
+    );
 
     store::schema::migrate(&db.pool)
         .await
@@ -28,6 +32,10 @@ async fn migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
+    assert!(
+        tables.iter().any(|x| x == "outbox"),
+        "no outbox in {tables:?}"
+    );
     for t in Table::EVENT_TABLES.map(Table::name) {
         assert!(
             tables.iter().any(|x| x == t),
