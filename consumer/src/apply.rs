@@ -8,7 +8,7 @@
 //! ([`creation_state`], written with the batch that stores it), then one
 //! per applied change.
 
-use contract::lifecycle::{OrderState, ORDER_STATE};
+use contract::lifecycle::{OrderState, OrderStatus, ORDER_STATE};
 use contract::{EventCodec, EventMetadata, Format, OrderChange, OrderEvent};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -16,8 +16,7 @@ use sqlx::PgConnection;
 
 use crate::identity::Conflict;
 use crate::lifecycle::{self, Current, Refusal};
-use crate::persist::Outcome;
-use crate::persistable::{classify, PersistError, PersistErrorKind, Persistable};
+use crate::persistable::{classify, Outcome, PersistError, PersistErrorKind, Persistable};
 use crate::rows::EventRows;
 
 /// Names the writer of the state messages.
@@ -124,47 +123,17 @@ pub async fn change(
     let locked = store::write::lock_order(tx, change.order_id)
         .await
         .map_err(classify)?;
-    let event_id = change.metadata.event_id;
-    let stored = store::write::events(tx, &[event_id])
-        .await
-        .map_err(classify)?;
-    if let Some(stored) = stored.first() {
-        let same = stored.aggregate_id == change.order_id.to_string()
-            && stored.event_type == change.change.event_type()
-            && stored
-                .fingerprint
-                .as_deref()
-                .is_none_or(|f| f == p.decoded.fingerprint.as_str());
-        return Ok(if same {
-            Outcome::Duplicate
-        } else {
-            Outcome::Conflict(Conflict::EventIdReused)
-        });
+    if let Some(again) = already_stored(tx, p, change).await? {
+        return Ok(again);
     }
     let Some(locked) = locked else {
         return Ok(Outcome::Refused(Refusal::UnknownOrder));
     };
-    let current = current(locked)?;
-    let (status, version) = match lifecycle::next(&current, change, p.replayed) {
+    let (status, version) = match lifecycle::next(&current(locked)?, change, p.replayed) {
         Ok(next) => next,
         Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
-    let data = serde_json::to_value(&change.change).map_err(PersistError::permanent)?;
-    let applied = store::write::Applied {
-        order_id: change.order_id,
-        status: status.as_str(),
-        version: i32::try_from(version).map_err(PersistError::permanent)?,
-        changed_at: change.metadata.occurred_at,
-        kind: change.change.name(),
-        data: data.get(change.change.name()).unwrap_or(&Value::Null),
-    };
-    if !store::write::apply(tx, &applied).await.map_err(classify)? {
-        // The row is locked by this transaction: never expected.
-        return Err(PersistError::new(
-            PersistErrorKind::Transient,
-            "the order's version moved under its lock",
-        ));
-    }
+    write(tx, change, status, version).await?;
     let mut events = EventRows::default();
     events.push(p, Some(version))?;
     events.insert(tx).await?;
@@ -177,6 +146,59 @@ pub async fn change(
     }
     topic.insert(tx, &[topic.row(&state)?]).await?;
     Ok(Outcome::Stored)
+}
+
+/// What to answer for a change whose event id is stored: a redelivery
+/// (the same change) or a conflict; `None` when it is not stored.
+async fn already_stored(
+    tx: &mut PgConnection,
+    p: &Persistable<'_>,
+    change: &OrderChange,
+) -> Result<Option<Outcome>, PersistError> {
+    let stored = store::write::events(tx, &[change.metadata.event_id])
+        .await
+        .map_err(classify)?;
+    Ok(stored.first().map(|stored| {
+        let same = stored.aggregate_id == change.order_id.to_string()
+            && stored.event_type == change.change.event_type()
+            && stored
+                .fingerprint
+                .as_deref()
+                .is_none_or(|f| f == p.decoded.fingerprint.as_str());
+        if same {
+            Outcome::Duplicate
+        } else {
+            Outcome::Conflict(Conflict::EventIdReused)
+        }
+    }))
+}
+
+/// Writes the order's new `status` and `version` and the change's data to
+/// its row (locked by this transaction).
+async fn write(
+    tx: &mut PgConnection,
+    change: &OrderChange,
+    status: OrderStatus,
+    version: u32,
+) -> Result<(), PersistError> {
+    let data = serde_json::to_value(&change.change).map_err(PersistError::permanent)?;
+    let applied = store::write::Applied {
+        order_id: change.order_id,
+        status: status.as_str(),
+        version: i32::try_from(version).map_err(PersistError::permanent)?,
+        changed_at: change.metadata.occurred_at,
+        kind: change.change.name(),
+        data: data.get(change.change.name()).unwrap_or(&Value::Null),
+    };
+    if store::write::apply(tx, &applied).await.map_err(classify)? {
+        Ok(())
+    } else {
+        // The row is locked by this transaction: never expected.
+        Err(PersistError::new(
+            PersistErrorKind::Transient,
+            "the order's version moved under its lock",
+        ))
+    }
 }
 
 /// The stored order as the machine sees it.

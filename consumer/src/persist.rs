@@ -22,26 +22,10 @@ use uuid::Uuid;
 use contract::{Domain, DomainEvent};
 
 use crate::apply::{self, StateTopic};
-use crate::identity::{self, Conflict, Decision, Identity, Known};
-use crate::lifecycle::Refusal;
-pub use crate::persistable::{classify, PersistError, PersistErrorKind, Persistable};
+use crate::identity::{self, Decision, Identity, Known};
+pub use crate::persistable::{classify, Outcome, PersistError, PersistErrorKind, Persistable};
 use crate::rows::{EventRows, ItemRows, OrderRows, UserRows};
 use store::rejections::NewRejection;
-
-/// What persisting one event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Recorded for the first time.
-    Stored,
-    /// Already recorded with the same content (a redelivery): nothing changed.
-    Duplicate,
-    /// Its id is recorded with other content: nothing changed; it must be
-    /// dead-lettered.
-    Conflict(Conflict),
-    /// An order change the state machine refuses: nothing changed; it
-    /// must be dead-lettered.
-    Refused(Refusal),
-}
 
 /// No answer from the database within the client's deadline.
 #[derive(Debug, thiserror::Error)]

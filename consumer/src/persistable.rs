@@ -1,11 +1,13 @@
-//! What a write of events takes and how it fails: the event with where it
-//! was read ([`Persistable`]), the error of a write ([`PersistError`]), and
+//! What a write of events takes, gives and how it fails: the event with
+//! where it was read ([`Persistable`]), what became of it ([`Outcome`]),
+//! the error of a write ([`PersistError`]), and
 //! how a database error is sorted into retry, pause or give up. Shared by
 //! the transaction ([`crate::persist`]) and the bulk writes of each table
 //! ([`crate::rows`]), which both depend on it and not on each other.
 
 use crate::decode::Decoded;
-use crate::identity::Identity;
+use crate::identity::{Conflict, Identity};
+use crate::lifecycle::Refusal;
 
 /// One event to persist, with where it was read.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +41,21 @@ impl Persistable<'_> {
             fingerprint: self.decoded.fingerprint.as_str().to_owned(),
         }
     }
+}
+
+/// What persisting one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded for the first time.
+    Stored,
+    /// Already recorded with the same content (a redelivery): nothing changed.
+    Duplicate,
+    /// Its id is recorded with other content: nothing changed; it must be
+    /// dead-lettered.
+    Conflict(Conflict),
+    /// An order change the state machine refuses: nothing changed; it
+    /// must be dead-lettered.
+    Refused(Refusal),
 }
 
 /// What to do about a failed write.
