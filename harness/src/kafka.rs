@@ -1,16 +1,19 @@
 //! Plain Kafka clients: the pipeline's topics (the standard names, a
 //! scenario's own, and creating them), a mock cluster with them, a raw
-//! publisher (tests control every byte and header), and a reader that reads
-//! a topic from the beginning with a fresh group.
+//! publisher (tests control every byte and header), and the readers of a
+//! topic from the beginning with a fresh group: until a count of messages
+//! came ([`read_topic`]), or up to its end when asked
+//! ([`read_topic_to_high_watermarks`]).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedMessage;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use uuid::Uuid;
 
 use crate::events::Outgoing;
@@ -161,7 +164,9 @@ fn publish_batched(mut config: ClientConfig, messages: &[Outgoing], batched: boo
         .expect("all published");
 }
 
-/// Every message of `topic` from the beginning, read by a fresh group.
+/// Every message of `topic` from the beginning, read by a fresh group:
+/// reading stops once `expected` messages are in and, 300 ms after the
+/// start, a poll brings nothing new; or when `wait` is over, with what came.
 pub fn read_topic(
     bootstrap: &str,
     topic: &str,
@@ -173,20 +178,16 @@ pub fn read_topic(
 
 /// [`read_topic`] through a client configured as `config` says.
 pub fn read_topic_with(
-    mut config: ClientConfig,
+    config: ClientConfig,
     topic: &str,
     expected: usize,
     wait: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("reader-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
+    let consumer = fresh_reader(config).expect("reader");
     let mut assignment = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         assignment
-            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .add_partition_offset(topic, p, Offset::Beginning)
             .expect("partition");
     }
     consumer.assign(&assignment).expect("assign");
@@ -195,14 +196,9 @@ pub fn read_topic_with(
     while started.elapsed() < wait {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.push(m.detach()),
-            // A broker of a cluster going away is news, not an end: the
-            // client moves to another one and the caller's count decides.
-            // Over TLS a node killed mid-handshake reports an SSL error.
-            Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::SSL,
-            ))) => {}
+            // The client moves to another node and the caller's count
+            // decides.
+            Some(Err(e)) if a_node_going_away(&e) => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None if out.len() >= expected && started.elapsed() > Duration::from_millis(300) => {
                 break
@@ -211,6 +207,90 @@ pub fn read_topic_with(
         }
     }
     out
+}
+
+/// Every message of `topic` up to the high watermarks its partitions had
+/// when asked, read from the beginning by a fresh group, in (partition,
+/// offset) order: what the topic held then, whatever its count; an error
+/// when that end is not reached within `wait`.
+pub fn read_topic_to_high_watermarks(
+    config: ClientConfig,
+    topic: &str,
+    wait: Duration,
+) -> Result<Vec<OwnedMessage>, String> {
+    let consumer = fresh_reader(config).map_err(|e| e.to_string())?;
+    let mut ends = high_watermarks(&consumer, topic)?;
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in ends.keys() {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    while !ends.is_empty() {
+        if started.elapsed() > wait {
+            return Err(format!(
+                "{topic}: partitions {:?} not read to their end within {wait:?}",
+                ends.keys().collect::<Vec<_>>()
+            ));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    ends.remove(&m.partition());
+                }
+                out.push(m.detach());
+            }
+            Some(Err(e)) if a_node_going_away(&e) => {}
+            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            None => {}
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    Ok(out)
+}
+
+/// The high watermark of each partition of `topic` that holds messages.
+fn high_watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(|e| format!("watermarks of {topic}[{p}]: {e}"))?;
+        if high > low {
+            ends.insert(p, high);
+        }
+    }
+    Ok(ends)
+}
+
+/// A reader of a group of its own that commits nothing.
+fn fresh_reader(mut config: ClientConfig) -> KafkaResult<BaseConsumer> {
+    config
+        .set("group.id", format!("reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+}
+
+/// Whether a reader's error is a node of a cluster going away: news, not an
+/// end (over TLS a node killed mid-handshake reports an SSL error).
+fn a_node_going_away(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::SSL
+        )
+    )
 }
 
 /// Header `name` of `m` as text (see `platform::kafka::header`).
@@ -246,7 +326,7 @@ pub fn try_committed(
     Ok((0..PARTITIONS)
         .map(
             |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(rdkafka::Offset::Offset(o)) => Some(o),
+                Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             },
         )

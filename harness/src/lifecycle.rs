@@ -18,10 +18,8 @@ use contract::lifecycle::{
     OrderStatus, Shipment, ORDER_CHANGE_SCHEMA_VERSION, ORDER_STATE,
 };
 use contract::{Domain, DomainEvent, Envelope, EventCodec, EventMetadata, Format};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -30,7 +28,7 @@ use crate::broker::Broker;
 use crate::cluster::{grants, Role, Security};
 use crate::database::TestDatabase;
 use crate::events::Outgoing;
-use crate::kafka::{Topics, PARTITIONS};
+use crate::kafka::{header, read_topic_to_high_watermarks, Topics};
 use crate::process::{binary, Service};
 use crate::stack::{consumer_env, producer_env, READY};
 
@@ -359,9 +357,11 @@ impl Pipeline {
     /// Every message of `topic`, up to where it ended when asked.
     pub async fn read(&self, topic: &str) -> Result<Vec<OwnedMessage>, String> {
         let (config, topic) = (self.client(), topic.to_owned());
-        tokio::task::spawn_blocking(move || read_to_end(config, &topic, Duration::from_secs(60)))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || {
+            read_topic_to_high_watermarks(config, &topic, Duration::from_secs(60))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// The dead letters of the orders topic, in (partition, offset) order.
@@ -404,73 +404,6 @@ impl Pipeline {
             .map_err(|e| format!("GET {path}: not JSON: {e}"))?;
         Ok((status, etag, body))
     }
-}
-
-/// Every message of `topic` up to its high watermarks when asked, read
-/// from the beginning outside any group, in (partition, offset) order;
-/// an error when that end is not reached within `wait`.
-pub fn read_to_end(
-    mut config: ClientConfig,
-    topic: &str,
-    wait: Duration,
-) -> Result<Vec<OwnedMessage>, String> {
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("reader-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(|e| format!("watermarks of {topic}[{p}]: {e}"))?;
-        if high > low {
-            ends.insert(p, high);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&assignment).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    while !ends.is_empty() {
-        if started.elapsed() > wait {
-            return Err(format!(
-                "{topic}: partitions {:?} not read to their end within {wait:?}",
-                ends.keys().collect::<Vec<_>>()
-            ));
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    ends.remove(&m.partition());
-                }
-                out.push(m.detach());
-            }
-            // A node of a cluster going away is news, not an end.
-            Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::SSL,
-            ))) => {}
-            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
-            None => {}
-        }
-    }
-    out.sort_by_key(|m| (m.partition(), m.offset()));
-    Ok(out)
-}
-
-fn header(m: &OwnedMessage, name: &str) -> Option<String> {
-    platform::kafka::header(m, name).map(str::to_owned)
 }
 
 /// A dead letter of the orders topic, as far as the test reads it.
