@@ -497,58 +497,79 @@ fn decode_state(m: &OwnedMessage) -> Result<OrderState, String> {
 /// (the relay publishes at least once), are exactly 1..N; the last message
 /// is version N. How many repeats there were, or what is wrong.
 pub fn judge_states(states: &[&OrderState], lived: &Lived) -> Result<usize, StateVerdict> {
-    let id = lived.order_id;
     let history = lived.history();
     let mut seen: Vec<u32> = Vec::new();
     let mut repeats = 0;
     for state in states {
         let v = state.version;
-        let wrong = |why: String| Err(StateVerdict::Wrong(format!("order {id} v{v}: {why}")));
-        if state.order_id != id {
-            return wrong(format!("the value names order {}", state.order_id));
-        }
-        if state.metadata.event_id != state_event_id(id, v) {
-            return wrong(format!(
-                "event id {} is not the version's own",
-                state.metadata.event_id
-            ));
-        }
-        if v == 0 || v > lived.version() {
-            return wrong(format!(
-                "no such version was accepted (N = {})",
-                lived.version()
-            ));
-        }
-        if state.status != lived.status_at(v) {
-            return wrong(format!(
-                "status {}, accepted {}",
-                state.status,
-                lived.status_at(v)
-            ));
-        }
-        let carried: Vec<Step> = state
-            .history
-            .iter()
-            .map(|e| Step {
-                version: e.version,
-                event_type: e.event_type.clone(),
-                event_id: e.event_id,
-            })
-            .collect();
-        if carried != history[..v as usize] {
-            return wrong(format!(
-                "history {carried:?}, accepted {:?}",
-                &history[..v as usize]
-            ));
-        }
+        state_differs(state, lived, &history)
+            .map_err(|why| StateVerdict::Wrong(format!("order {} v{v}: {why}", lived.order_id)))?;
         if seen.contains(&v) {
             repeats += 1;
         } else {
             seen.push(v);
         }
     }
+    judge_versions(&seen, states.last().copied(), lived)?;
+    Ok(repeats)
+}
+
+/// Why one state message is not what was accepted at its version: another
+/// order, an event id not the version's own, a version never accepted, or
+/// a status or history not the version's.
+fn state_differs(state: &OrderState, lived: &Lived, history: &[Step]) -> Result<(), String> {
+    let (id, v) = (lived.order_id, state.version);
+    if state.order_id != id {
+        return Err(format!("the value names order {}", state.order_id));
+    }
+    if state.metadata.event_id != state_event_id(id, v) {
+        return Err(format!(
+            "event id {} is not the version's own",
+            state.metadata.event_id
+        ));
+    }
+    if v == 0 || v > lived.version() {
+        return Err(format!(
+            "no such version was accepted (N = {})",
+            lived.version()
+        ));
+    }
+    if state.status != lived.status_at(v) {
+        return Err(format!(
+            "status {}, accepted {}",
+            state.status,
+            lived.status_at(v)
+        ));
+    }
+    let carried: Vec<Step> = state
+        .history
+        .iter()
+        .map(|e| Step {
+            version: e.version,
+            event_type: e.event_type.clone(),
+            event_id: e.event_id,
+        })
+        .collect();
+    if carried != history[..v as usize] {
+        return Err(format!(
+            "history {carried:?}, accepted {:?}",
+            &history[..v as usize]
+        ));
+    }
+    Ok(())
+}
+
+/// Judges the versions of an order's messages, `seen` each the first time
+/// in offset order, and its `last` message: 1..N in order, all of them,
+/// and N last.
+fn judge_versions(
+    seen: &[u32],
+    last: Option<&OrderState>,
+    lived: &Lived,
+) -> Result<(), StateVerdict> {
+    let id = lived.order_id;
     let want: Vec<u32> = (1..=lived.version()).collect();
-    if !want.starts_with(&seen) {
+    if !want.starts_with(seen) {
         return Err(StateVerdict::Wrong(format!(
             "order {id}: versions first seen in offset order {seen:?}, accepted 1..={}",
             lived.version()
@@ -560,8 +581,8 @@ pub fn judge_states(states: &[&OrderState], lived: &Lived) -> Result<usize, Stat
             lived.version()
         )));
     }
-    match states.last() {
-        Some(last) if last.version == lived.version() => Ok(repeats),
+    match last {
+        Some(last) if last.version == lived.version() => Ok(()),
         last => Err(StateVerdict::Wrong(format!(
             "order {id}: the last message is v{:?}, not the latest v{}: a reader keeping \
              the last value per key goes back in time",
