@@ -401,7 +401,8 @@ pub async fn order_events(
     limit: i64,
 ) -> Result<Timeline, sqlx::Error> {
     let types = order_event_types();
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        DecidedRow,
         r#"SELECT outcome AS "outcome!", version, event_id, event_type, occurred_at,
                   at AS "at!", correlation_id, trace_id, source_topic AS "source_topic!",
                   source_partition AS "source_partition!", source_offset AS "source_offset!",
@@ -427,66 +428,116 @@ pub async fn order_events(
     )
     .fetch_all(conn)
     .await?;
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let (mut applied, mut refused) = (0usize, 0usize);
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let event = if row.outcome == "applied" {
-            let version = required(row.version, "version")?;
-            OrderEvent::Applied(Applied {
-                version: u32::try_from(version).map_err(decode)?,
-                event_id: required(row.event_id, "event_id")?,
-                event_type: required(row.event_type, "event_type")?,
-                occurred_at: required(row.occurred_at, "occurred_at")?,
-                recorded_at: row.at,
-                correlation_id: required(row.correlation_id, "correlation_id")?,
-                trace_id: row.trace_id,
-                source_topic: row.source_topic,
-                source_partition: row.source_partition,
-                source_offset: row.source_offset,
-            })
+    let events = rows
+        .into_iter()
+        .map(DecidedRow::into_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Timeline::within(
+        events,
+        usize::try_from(limit).unwrap_or(0),
+    ))
+}
+
+/// A row of [`order_events`]' statement: an applied event (`outcome`
+/// `applied`, the event store's columns) or a refused one (the
+/// rejection's).
+struct DecidedRow {
+    outcome: String,
+    version: Option<i32>,
+    event_id: Option<Uuid>,
+    event_type: Option<String>,
+    occurred_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+    correlation_id: Option<String>,
+    trace_id: Option<String>,
+    source_topic: String,
+    source_partition: i32,
+    source_offset: i64,
+    error_kind: Option<String>,
+    error_class: Option<String>,
+    consumer_group: Option<String>,
+    dlq_topic: Option<String>,
+    dlq_partition: Option<i32>,
+    dlq_offset: Option<i64>,
+}
+
+impl DecidedRow {
+    /// The event the row tells of; an error naming a column its kind of
+    /// row always has, when it is missing.
+    fn into_event(self) -> Result<OrderEvent, sqlx::Error> {
+        if self.outcome == "applied" {
+            self.applied().map(OrderEvent::Applied)
         } else {
-            OrderEvent::Refused(Rejection {
-                event_id: row.event_id,
-                event_type: row.event_type,
-                error_kind: named(&required(row.error_kind, "error_kind")?)?,
-                error_class: named(&required(row.error_class, "error_class")?)?,
-                rejected_at: row.at,
-                consumer_group: required(row.consumer_group, "consumer_group")?,
-                source_topic: row.source_topic,
-                source_partition: row.source_partition,
-                source_offset: row.source_offset,
-                dlq_topic: required(row.dlq_topic, "dlq_topic")?,
-                dlq_partition: row.dlq_partition,
-                dlq_offset: row.dlq_offset,
-            })
-        };
-        match event {
-            OrderEvent::Applied(_) => applied += 1,
-            OrderEvent::Refused(_) => refused += 1,
+            self.refused().map(OrderEvent::Refused)
         }
-        events.push(event);
     }
-    let truncated = applied > limit || refused > limit;
-    if applied > limit {
-        // The newest applied one read is one past the limit.
-        if let Some(last) = events
+
+    fn applied(self) -> Result<Applied, sqlx::Error> {
+        let version = required(self.version, "version")?;
+        Ok(Applied {
+            version: u32::try_from(version).map_err(decode)?,
+            event_id: required(self.event_id, "event_id")?,
+            event_type: required(self.event_type, "event_type")?,
+            occurred_at: required(self.occurred_at, "occurred_at")?,
+            recorded_at: self.at,
+            correlation_id: required(self.correlation_id, "correlation_id")?,
+            trace_id: self.trace_id,
+            source_topic: self.source_topic,
+            source_partition: self.source_partition,
+            source_offset: self.source_offset,
+        })
+    }
+
+    fn refused(self) -> Result<Rejection, sqlx::Error> {
+        Ok(Rejection {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            error_kind: named(&required(self.error_kind, "error_kind")?)?,
+            error_class: named(&required(self.error_class, "error_class")?)?,
+            rejected_at: self.at,
+            consumer_group: required(self.consumer_group, "consumer_group")?,
+            source_topic: self.source_topic,
+            source_partition: self.source_partition,
+            source_offset: self.source_offset,
+            dlq_topic: required(self.dlq_topic, "dlq_topic")?,
+            dlq_partition: self.dlq_partition,
+            dlq_offset: self.dlq_offset,
+        })
+    }
+}
+
+impl Timeline {
+    /// The timeline of `events`, read with at most `limit` + 1 of each
+    /// outcome (its first applied ones, its newest refused ones): the one
+    /// past the limit, if read, left out (the newest applied one, the
+    /// oldest refused one), and `truncated` said.
+    fn within(mut events: Vec<OrderEvent>, limit: usize) -> Self {
+        let applied = events
             .iter()
-            .rposition(|e| matches!(e, OrderEvent::Applied(_)))
-        {
-            events.remove(last);
+            .filter(|e| matches!(e, OrderEvent::Applied(_)))
+            .count();
+        let refused = events.len() - applied;
+        let truncated = applied > limit || refused > limit;
+        if applied > limit {
+            // The newest applied one read is one past the limit.
+            if let Some(last) = events
+                .iter()
+                .rposition(|e| matches!(e, OrderEvent::Applied(_)))
+            {
+                events.remove(last);
+            }
         }
-    }
-    if refused > limit {
-        // The oldest refused one read is one past the limit.
-        if let Some(first) = events
-            .iter()
-            .position(|e| matches!(e, OrderEvent::Refused(_)))
-        {
-            events.remove(first);
+        if refused > limit {
+            // The oldest refused one read is one past the limit.
+            if let Some(first) = events
+                .iter()
+                .position(|e| matches!(e, OrderEvent::Refused(_)))
+            {
+                events.remove(first);
+            }
         }
+        Self { events, truncated }
     }
-    Ok(Timeline { events, truncated })
 }
 
 /// A column a row of its kind always has.
