@@ -11,6 +11,7 @@ use platform::server::{self, ConnectionMetrics, HttpLimits};
 use platform::startup::{self, bind, Probe, StartError};
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
+use sqlx::PgPool;
 use store::relay::{Publish, Relay, RelayMetrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -154,29 +155,7 @@ impl Application {
         let metrics = ConsumerMetrics::register(&registry)?;
         let http_metrics = http::HttpMetrics::register(&registry)?;
         let connections = ConnectionMetrics::register(&registry)?;
-        let pool = crate::db::pool(
-            &config.database_url,
-            config.db_pool_size,
-            store::db::SessionGuards {
-                statement: config.db_statement_timeout,
-                lock: Some(config.db_lock_timeout),
-                idle_in_transaction: config.db_transaction_timeout,
-                read_only: false,
-            },
-        )?;
-        store::schema::migrate(&pool)
-            .await
-            .map_err(|source| StartupError::Migrations {
-                advice: store::schema::advice(&source, &config.database_url),
-                source,
-            })?;
-        // The outbox of the orders' state messages, beside the read model.
-        store::outbox::prepare(&pool)
-            .await
-            .map_err(|source| StartupError::Migrations {
-                advice: store::schema::advice(&source, &config.database_url),
-                source,
-            })?;
+        let pool = migrated_pool(&config).await?;
         let relay = relay(&config, &registry)?;
         let store = Store::new(pool, config.db_transaction_timeout).with_state_topic(StateTopic {
             topic: config.orders_state_topic.clone(),
@@ -195,10 +174,7 @@ impl Application {
             progress: progress.clone(),
             stall_timeout: config.stall_timeout,
         };
-        let router = http::ops_router(registry, ready).layer(axum::middleware::from_fn_with_state(
-            http_metrics,
-            http::track,
-        ));
+        let router = ops_router(registry, http_metrics, ready);
         let listener = bind(config.http_addr).await?;
         let worker = worker(&config, consumer, store, dead_letters, metrics, progress);
         Ok(Self {
@@ -253,6 +229,36 @@ impl Application {
         let _ = server.await;
         Ok(())
     }
+}
+
+/// The consumer's database pool, its schema migrated: the read model, and
+/// the outbox of the orders' state messages beside it.
+async fn migrated_pool(config: &ConsumerConfig) -> Result<PgPool, StartupError> {
+    let pool = crate::db::pool(
+        &config.database_url,
+        config.db_pool_size,
+        store::db::SessionGuards {
+            statement: config.db_statement_timeout,
+            lock: Some(config.db_lock_timeout),
+            idle_in_transaction: config.db_transaction_timeout,
+            read_only: false,
+        },
+    )?;
+    let failed = |source| StartupError::Migrations {
+        advice: store::schema::advice(&source, &config.database_url),
+        source,
+    };
+    store::schema::migrate(&pool).await.map_err(failed)?;
+    store::outbox::prepare(&pool).await.map_err(failed)?;
+    Ok(pool)
+}
+
+/// `/metrics` and the probes, each request counted in `http_metrics`.
+fn ops_router(registry: Registry, http_metrics: http::HttpMetrics, ready: ConsumerReady) -> Router {
+    http::ops_router(registry, ready).layer(axum::middleware::from_fn_with_state(
+        http_metrics,
+        http::track,
+    ))
 }
 
 /// The relay of the outbox in the consumer's database: its own producer
