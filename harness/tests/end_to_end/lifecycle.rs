@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use contract::lifecycle::{Change, OrderStatus};
+use contract::lifecycle::{Change, OrderChange, OrderStatus};
 use contract::Format;
 use futures::{FutureExt, StreamExt};
 use harness::broker::Broker;
@@ -73,15 +73,7 @@ async fn order_lifecycles_on_a_three_node_cluster() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(rand::random::<u64>);
     println!("lifecycle seed {seed} (LIFECYCLE_SEED={seed} repeats these sequences)");
-    let chosen = std::env::var("LIFECYCLE_SCENARIOS").unwrap_or_default();
-    let chosen: Vec<&str> = SCENARIOS
-        .into_iter()
-        .filter(|s| chosen.trim().is_empty() || chosen.split(',').any(|c| c.trim() == *s))
-        .collect();
-    assert!(
-        !chosen.is_empty(),
-        "LIFECYCLE_SCENARIOS names none of {SCENARIOS:?}"
-    );
+    let chosen = chosen_scenarios();
     let started = Instant::now();
     let broker = Broker::cluster(NODES, true).await;
     println!(
@@ -95,36 +87,8 @@ async fn order_lifecycles_on_a_three_node_cluster() {
     );
     let mut failed = Vec::new();
     for name in &chosen {
-        // Each scenario's seed by its place in SCENARIOS, so that a run of
-        // some of them repeats what they did in a run of all.
-        let place = SCENARIOS.iter().position(|s| s == name).unwrap_or(0);
-        let seed = seed.wrapping_add(place as u64);
-        let at = Instant::now();
-        let outcome = match *name {
-            "illegal" => {
-                AssertUnwindSafe(illegal_changes(&broker, seed))
-                    .catch_unwind()
-                    .await
-            }
-            "replay" => {
-                AssertUnwindSafe(stale_and_early_replays(&broker, seed))
-                    .catch_unwind()
-                    .await
-            }
-            // "lives"
-            _ => {
-                AssertUnwindSafe(a_thousand_lives(&broker, seed))
-                    .catch_unwind()
-                    .await
-            }
-        };
-        let took = at.elapsed();
-        match outcome {
-            Ok(()) => println!("scenario {name}: passed in {took:?}"),
-            Err(_) => {
-                println!("scenario {name}: FAILED after {took:?} (its panic is above)");
-                failed.push(*name);
-            }
+        if !run_scenario(name, &broker, seed).await {
+            failed.push(*name);
         }
     }
     println!(
@@ -135,6 +99,56 @@ async fn order_lifecycles_on_a_three_node_cluster() {
         failed.is_empty(),
         "scenarios failed: {failed:?} (seed {seed})"
     );
+}
+
+/// The scenarios `LIFECYCLE_SCENARIOS` names (all when it names none), in
+/// the order they run; it must name at least one of them if it is set.
+fn chosen_scenarios() -> Vec<&'static str> {
+    let chosen = std::env::var("LIFECYCLE_SCENARIOS").unwrap_or_default();
+    let chosen: Vec<&str> = SCENARIOS
+        .into_iter()
+        .filter(|s| chosen.trim().is_empty() || chosen.split(',').any(|c| c.trim() == *s))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "LIFECYCLE_SCENARIOS names none of {SCENARIOS:?}"
+    );
+    chosen
+}
+
+/// Runs scenario `name` with its seed from the run's `seed`, catching its
+/// panic so that the next one still runs; whether it passed, printed with
+/// the time it took.
+async fn run_scenario(name: &str, broker: &Broker, seed: u64) -> bool {
+    // Each scenario's seed by its place in SCENARIOS, so that a run of
+    // some of them repeats what they did in a run of all.
+    let place = SCENARIOS.iter().position(|s| *s == name).unwrap_or(0);
+    let seed = seed.wrapping_add(place as u64);
+    let at = Instant::now();
+    let outcome = match name {
+        "illegal" => {
+            AssertUnwindSafe(illegal_changes(broker, seed))
+                .catch_unwind()
+                .await
+        }
+        "replay" => {
+            AssertUnwindSafe(stale_and_early_replays(broker, seed))
+                .catch_unwind()
+                .await
+        }
+        // "lives"
+        _ => {
+            AssertUnwindSafe(a_thousand_lives(broker, seed))
+                .catch_unwind()
+                .await
+        }
+    };
+    let took = at.elapsed();
+    match outcome {
+        Ok(()) => println!("scenario {name}: passed in {took:?}"),
+        Err(_) => println!("scenario {name}: FAILED after {took:?} (its panic is above)"),
+    }
+    outcome.is_ok()
 }
 
 /// The encoding the producer and the consumer's order states of the
@@ -433,6 +447,39 @@ async fn live(
 }
 
 async fn a_thousand_lives(broker: &Broker, seed: u64) {
+    let (plans, events) = plan_lives(seed);
+    let format = format_of(seed);
+    let mut pipeline = Pipeline::start(broker, "lives", format).await;
+    println!("lives: events and order states in {format}");
+    let started = Instant::now();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let load = post_lives(&pipeline, plans, started, accepted.clone());
+    kill_the_consumer_twice(&mut pipeline, &load, &accepted, events, started).await;
+    let (lived, posted) = lives_accepted(load, events).await;
+    assert_lives_stored(&pipeline, &lived, events, started, posted).await;
+    assert_lives_read_side(&pipeline, &lived).await;
+
+    let at = Instant::now();
+    let verdict = state_topic(&pipeline, &lived).await;
+    println!(
+        "lives: orders-state complete {:?} after the database was",
+        at.elapsed()
+    );
+    assert_state_topic("lives", &verdict);
+
+    let dead = pipeline.dead_letters().await.expect("the DLQ");
+    println!("lives: {} dead letters", dead.len());
+    assert!(
+        dead.is_empty(),
+        "no legal change is dead-lettered: {:?}",
+        &dead[..dead.len().min(5)]
+    );
+}
+
+/// The plan of each order from `seed` (a random legal path, each change
+/// with `If-Match` or not at even odds), printed in sum; and the events
+/// they store, in all.
+fn plan_lives(seed: u64) -> (Vec<Plan>, i64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let plans: Vec<Plan> = (0..ORDERS)
         .map(|n| {
@@ -462,17 +509,26 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
          to store; final statuses {ends:?}",
         events - ORDERS as i64
     );
-    let format = format_of(seed);
-    let mut pipeline = Pipeline::start(broker, "lives", format).await;
-    println!("lives: events and order states in {format}");
-    let started = Instant::now();
+    (plans, events)
+}
+
+/// The clients at work: each order's outcome (what was accepted, and the
+/// retries it took), and how long after the start they were done.
+type Load = tokio::task::JoinHandle<(Vec<Result<(Lived, u32), String>>, Duration)>;
+
+/// Starts [`CLIENTS`] clients living `plans` through the pipeline's
+/// producer, counting in `accepted` each request accepted.
+fn post_lives(
+    pipeline: &Pipeline,
+    plans: Vec<Plan>,
+    started: Instant,
+    accepted: Arc<AtomicUsize>,
+) -> Load {
     let base = pipeline.producer.url("");
     let run = Uuid::new_v4().simple().to_string();
     let (total, currency) = order_total();
     let total = total.to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    let load = tokio::spawn(async move {
+    tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(CLIENTS)
             .build()
@@ -480,19 +536,29 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
         let outcomes = futures::stream::iter(plans)
             .map(|plan| {
                 let (client, base, run) = (client.clone(), base.clone(), run.clone());
-                let (total, currency, counter) = (total.clone(), currency.clone(), counter.clone());
+                let (total, currency, counter) =
+                    (total.clone(), currency.clone(), accepted.clone());
                 async move { live(&client, &base, &run, &plan, (&total, &currency), &counter).await }
             })
             .buffer_unordered(CLIENTS)
             .collect::<Vec<_>>()
             .await;
         (outcomes, started.elapsed())
-    });
+    })
+}
 
-    // Kill k once the clients have had k quarters of their requests
-    // accepted and the consumer (restarted) is persisting again: mid-run,
-    // with the consumer's outbox and relay at work (and, unless the
-    // consumer's restart outlasts the load, while the clients post).
+/// Kills the consumer -9 and restarts it, twice: kill k once the clients
+/// have had k quarters of their requests accepted and the consumer
+/// (restarted) is persisting again: mid-run, with the consumer's outbox and
+/// relay at work (and, unless the consumer's restart outlasts the load,
+/// while the clients post).
+async fn kill_the_consumer_twice(
+    pipeline: &mut Pipeline,
+    load: &Load,
+    accepted: &AtomicUsize,
+    events: i64,
+    started: Instant,
+) {
     let pool = pipeline.db.pool.clone();
     let mut since = 0;
     for kill in 1..=2 {
@@ -532,7 +598,11 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
             .await
             .expect("a count");
     }
+}
 
+/// What was accepted for each order once the clients are done, and when
+/// they were: every request was accepted in the end.
+async fn lives_accepted(load: Load, events: i64) -> (Vec<Lived>, Duration) {
     let (outcomes, posted) = load.await.expect("the clients ran");
     let mut lived = Vec::new();
     let mut errors = Vec::new();
@@ -558,7 +628,18 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
         &errors[..errors.len().min(5)]
     );
     assert_eq!(lived.len(), ORDERS);
+    (lived, posted)
+}
 
+/// Waits until the database holds all `events`, then asserts each order
+/// stored as accepted and each event stored once.
+async fn assert_lives_stored(
+    pipeline: &Pipeline,
+    lived: &[Lived],
+    events: i64,
+    started: Instant,
+    posted: Duration,
+) {
     // A cheap count to wait on (the full comparison is no query to repeat
     // every few milliseconds while a thousand orders catch up), then the
     // comparison, which says what is missing if the count never came.
@@ -571,11 +652,14 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
     let stored = stored_orders(&pipeline.db.pool, &ids)
         .await
         .expect("the stored orders");
-    assert_stored("lives", &lived, &stored);
+    assert_stored("lives", lived, &stored);
     assert_eq!(count, events, "each accepted event stored once");
+}
 
+/// Asserts the query service tells each order as accepted.
+async fn assert_lives_read_side(pipeline: &Pipeline, lived: &[Lived]) {
     let at = Instant::now();
-    let mismatches = read_side_mismatches(&pipeline, &lived).await;
+    let mismatches = read_side_mismatches(pipeline, lived).await;
     println!(
         "lives: GET /orders/{{id}} of {} orders in {:?}: {} differ",
         lived.len(),
@@ -586,22 +670,6 @@ async fn a_thousand_lives(broker: &Broker, seed: u64) {
         mismatches.is_empty(),
         "the read side differs from what was accepted, e.g.:\n{}",
         mismatches[..mismatches.len().min(3)].join("\n")
-    );
-
-    let at = Instant::now();
-    let verdict = state_topic(&pipeline, &lived).await;
-    println!(
-        "lives: orders-state complete {:?} after the database was",
-        at.elapsed()
-    );
-    assert_state_topic("lives", &verdict);
-
-    let dead = pipeline.dead_letters().await.expect("the DLQ");
-    println!("lives: {} dead letters", dead.len());
-    assert!(
-        dead.is_empty(),
-        "no legal change is dead-lettered: {:?}",
-        &dead[..dead.len().min(5)]
     );
 }
 
@@ -660,74 +728,28 @@ fn pick<T: Clone>(rng: &mut StdRng, from: &[T]) -> T {
     from[rng.random_range(0..from.len())].clone()
 }
 
-/// The illegal case number `n` of `kind`.
+/// The illegal case number `n` of `kind`, for an order of `total` in
+/// `currency`.
 fn illegal_case(rng: &mut StdRng, n: usize, kind: Illegal, total: Decimal, currency: &str) -> Case {
     let money = total.to_string();
     let change = |target: OrderStatus| change_to(target, &money, currency, n).expect("a change");
     let (prefix, change, expected) = match kind {
         Illegal::FromFinal => {
-            let prefix = loop {
-                let path = legal_path(rng);
-                if path.last().is_some_and(|s| s.is_final()) {
-                    break path;
-                }
-            };
-            let target = pick(rng, &[Paid, Shipped, Delivered, Cancelled]);
-            // With the right If-Match or none: the machine refuses it
-            // either way.
-            let expected = rng.random_bool(0.5).then_some(1 + prefix.len() as u32);
+            let (prefix, target, expected) = from_final(rng);
             (prefix, change(target), expected)
         }
         Illegal::OutOfOrder => {
-            let (prefix, target) = pick(
-                rng,
-                &[
-                    (vec![], Shipped),
-                    (vec![], Delivered),
-                    (vec![Paid], Delivered),
-                    (vec![Paid], Paid),
-                    (vec![Paid, Shipped], Paid),
-                    (vec![Paid, Shipped], Cancelled),
-                ],
-            );
+            let (prefix, target) = out_of_order(rng);
             (prefix, change(target), None)
         }
-        Illegal::WrongPayment => {
-            let cent = Decimal::new(1, 2);
-            let (amount, currency) = pick(
-                rng,
-                &[
-                    (total + cent, currency.to_owned()),
-                    (total - cent, currency.to_owned()),
-                    (total * Decimal::TWO, currency.to_owned()),
-                    (
-                        total,
-                        if currency == "USD" { "GBP" } else { "USD" }.to_owned(),
-                    ),
-                    (total.round(), "JPY".to_owned()),
-                ],
-            );
-            let change = change_to(Paid, &amount.to_string(), &currency, n).expect("a payment");
-            (Vec::new(), change, None)
-        }
+        Illegal::WrongPayment => (Vec::new(), wrong_payment(rng, n, total, currency), None),
         Illegal::UnknownOrder => {
             let target = pick(rng, &[Paid, Shipped, Delivered, Cancelled]);
             (Vec::new(), change(target), None)
         }
         Illegal::WrongVersion => {
-            let prefix = pick(rng, &[vec![], vec![Paid], vec![Paid, Shipped]]);
-            let at = prefix.last().copied().unwrap_or(Created);
-            let next: Vec<OrderStatus> = OrderStatus::ALL
-                .into_iter()
-                .filter(|to| allowed(at, *to))
-                .collect();
-            let version = 1 + prefix.len() as u32;
-            let mut wrong = vec![version + 1, version + 2];
-            if version > 1 {
-                wrong.push(version - 1);
-            }
-            let expected = pick(rng, &wrong);
-            (prefix, change(pick(rng, &next)), Some(expected))
+            let (prefix, target, expected) = wrong_version(rng);
+            (prefix, change(target), Some(expected))
         }
     };
     Case {
@@ -737,6 +759,74 @@ fn illegal_case(rng: &mut StdRng, n: usize, kind: Illegal, total: Decimal, curre
         change,
         expected,
     }
+}
+
+/// A legal path to delivered or cancelled, then any change, with the right
+/// `If-Match` or none: the machine refuses it either way.
+fn from_final(rng: &mut StdRng) -> (Vec<OrderStatus>, OrderStatus, Option<u32>) {
+    let prefix = loop {
+        let path = legal_path(rng);
+        if path.last().is_some_and(|s| s.is_final()) {
+            break path;
+        }
+    };
+    let target = pick(rng, &[Paid, Shipped, Delivered, Cancelled]);
+    let expected = rng.random_bool(0.5).then_some(1 + prefix.len() as u32);
+    (prefix, target, expected)
+}
+
+/// A legal prefix, then a change the machine does not allow from where it
+/// ends: a skipped step, a step again, a step back.
+fn out_of_order(rng: &mut StdRng) -> (Vec<OrderStatus>, OrderStatus) {
+    pick(
+        rng,
+        &[
+            (vec![], Shipped),
+            (vec![], Delivered),
+            (vec![Paid], Delivered),
+            (vec![Paid], Paid),
+            (vec![Paid, Shipped], Paid),
+            (vec![Paid, Shipped], Cancelled),
+        ],
+    )
+}
+
+/// A payment of a just created order (`total` in `currency`) with another
+/// amount or currency.
+fn wrong_payment(rng: &mut StdRng, n: usize, total: Decimal, currency: &str) -> Change {
+    let cent = Decimal::new(1, 2);
+    let (amount, currency) = pick(
+        rng,
+        &[
+            (total + cent, currency.to_owned()),
+            (total - cent, currency.to_owned()),
+            (total * Decimal::TWO, currency.to_owned()),
+            (
+                total,
+                if currency == "USD" { "GBP" } else { "USD" }.to_owned(),
+            ),
+            (total.round(), "JPY".to_owned()),
+        ],
+    );
+    change_to(Paid, &amount.to_string(), &currency, n).expect("a payment")
+}
+
+/// A legal prefix, then a change the machine allows from where it ends,
+/// with the `If-Match` of a version the order is not at.
+fn wrong_version(rng: &mut StdRng) -> (Vec<OrderStatus>, OrderStatus, u32) {
+    let prefix = pick(rng, &[vec![], vec![Paid], vec![Paid, Shipped]]);
+    let at = prefix.last().copied().unwrap_or(Created);
+    let next: Vec<OrderStatus> = OrderStatus::ALL
+        .into_iter()
+        .filter(|to| allowed(at, *to))
+        .collect();
+    let version = 1 + prefix.len() as u32;
+    let mut wrong = vec![version + 1, version + 2];
+    if version > 1 {
+        wrong.push(version - 1);
+    }
+    let expected = pick(rng, &wrong);
+    (prefix, pick(rng, &next), expected)
 }
 
 /// What became of a case on the producer's side.
@@ -801,24 +891,51 @@ async fn post_case(
 const ILLEGAL_CASES: usize = 40;
 
 async fn illegal_changes(broker: &Broker, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
     let (total, currency) = order_total();
-    let cases: Vec<Case> = (0..ILLEGAL_CASES)
-        .map(|n| {
-            let kind = Illegal::ALL[n % Illegal::ALL.len()];
-            illegal_case(&mut rng, n, kind, total, &currency)
-        })
-        .collect();
+    let cases = illegal_cases(seed, total, &currency);
     let format = format_of(seed);
     let pipeline = Pipeline::start(broker, "illegal", format).await;
     println!("illegal: events and order states in {format}");
     let started = Instant::now();
+    let posted = post_cases(&pipeline, cases, &total.to_string(), &currency, started).await;
+    let refused: HashMap<Uuid, &Posted> = posted.iter().map(|p| (p.refused, p)).collect();
+    let dead = all_dead_lettered(&pipeline, &refused, started).await;
+    assert_dead_letters(&dead, &posted, &refused);
+    assert_rejections(&pipeline, &posted).await;
+    let lived = assert_prefixes_stored(&pipeline, &posted).await;
+    assert_refusals_shown(&pipeline, &posted).await;
+
+    // Their state messages: the prefixes' versions only.
+    let verdict = state_topic(&pipeline, &lived).await;
+    assert_state_topic("illegal", &verdict);
+}
+
+/// The scenario's cases from `seed`, each kind in turn, for orders of
+/// `total` in `currency`.
+fn illegal_cases(seed: u64, total: Decimal, currency: &str) -> Vec<Case> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..ILLEGAL_CASES)
+        .map(|n| {
+            let kind = Illegal::ALL[n % Illegal::ALL.len()];
+            illegal_case(&mut rng, n, kind, total, currency)
+        })
+        .collect()
+}
+
+/// Posts each case, 8 at a time: its order and legal prefix, then its
+/// illegal change; the producer accepts every request.
+async fn post_cases(
+    pipeline: &Pipeline,
+    cases: Vec<Case>,
+    total: &str,
+    currency: &str,
+    started: Instant,
+) -> Vec<Posted> {
     let client = reqwest::Client::new();
     let base = pipeline.producer.url("");
     let run = Uuid::new_v4().simple().to_string();
-    let total = total.to_string();
     let posted: Vec<Result<Posted, String>> = futures::stream::iter(cases)
-        .map(|case| post_case(&client, &base, &run, case, &total, &currency))
+        .map(|case| post_case(&client, &base, &run, case, total, currency))
         .buffer_unordered(8)
         .collect()
         .await;
@@ -831,10 +948,17 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         posted.len(),
         started.elapsed()
     );
+    posted
+}
 
-    // Each refused change reaches the DLQ, after its order's prefix (one
-    // partition per order): once there, the order's outcome is decided.
-    let refused: HashMap<Uuid, &Posted> = posted.iter().map(|p| (p.refused, p)).collect();
+/// Waits until each `refused` change is in the DLQ; its dead letters. Each
+/// gets there after its order's prefix (one partition per order): once
+/// there, the order's outcome is decided.
+async fn all_dead_lettered(
+    pipeline: &Pipeline,
+    refused: &HashMap<Uuid, &Posted>,
+    started: Instant,
+) -> Vec<DeadLetter> {
     let dead = eventually(CONVERGE, "a dead letter of each illegal change", || async {
         let dead = pipeline.dead_letters().await?;
         let found = dead
@@ -853,13 +977,19 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         "illegal: all dead-lettered {:?} after the first request",
         started.elapsed()
     );
+    dead
+}
+
+/// One dead letter per illegal change, none of a legal one, each with its
+/// class, kind `permanent`, the order's key and the change's event type.
+fn assert_dead_letters(dead: &[DeadLetter], posted: &[Posted], refused: &HashMap<Uuid, &Posted>) {
     assert_eq!(
         dead.len(),
         posted.len(),
         "one dead letter per illegal change, none of a legal one: {dead:?}"
     );
     let mut classes: BTreeMap<(Illegal, &str), usize> = BTreeMap::new();
-    for letter in &dead {
+    for letter in dead {
         let id = letter.event_id.expect("the dead letters decode");
         let p = refused[&id];
         let what = format!(
@@ -879,10 +1009,12 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
             .or_default() += 1;
     }
     println!("illegal: dead letters by kind and class: {classes:?}");
+}
 
-    // A rejection row of each, with the class and the event type.
+/// A rejection row of each, with the class and the event type.
+async fn assert_rejections(pipeline: &Pipeline, posted: &[Posted]) {
     let rows = rejections(&pipeline.db.pool).await.expect("rejections");
-    for p in &posted {
+    for p in posted {
         let row = rows
             .iter()
             .find(|r| r.event_id == Some(p.refused))
@@ -896,9 +1028,11 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         );
     }
     assert_eq!(rows.len(), posted.len(), "a rejection per illegal change");
+}
 
-    // Each order as its legal prefix left it, in the database and on the
-    // read side; an unknown order is still unknown.
+/// Each order as its legal prefix left it, in the database and on the
+/// read side; an unknown order is still unknown. What the prefixes lived.
+async fn assert_prefixes_stored(pipeline: &Pipeline, posted: &[Posted]) -> Vec<Lived> {
     let lived: Vec<Lived> = posted.iter().filter_map(|p| p.lived.clone()).collect();
     let ids: Vec<Uuid> = posted.iter().map(|p| p.order_id).collect();
     let stored = stored_orders(&pipeline.db.pool, &ids)
@@ -911,16 +1045,20 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         lived.len(),
         "none of the {unknown} unknown orders is stored"
     );
-    let mismatches = read_side_mismatches(&pipeline, &lived).await;
+    let mismatches = read_side_mismatches(pipeline, &lived).await;
     assert!(
         mismatches.is_empty(),
         "the read side differs from the legal prefixes, e.g.:\n{}",
         mismatches[..mismatches.len().min(3)].join("\n")
     );
+    lived
+}
 
-    // GET /orders/{id}/events: the refused change, with its class.
+/// `GET /orders/{id}/events`: the refused change, with its class, never
+/// its content.
+async fn assert_refusals_shown(pipeline: &Pipeline, posted: &[Posted]) {
     let mut shown = 0;
-    for p in &posted {
+    for p in posted {
         let path = format!("/orders/{}/events", p.order_id);
         let (code, _, body) = pipeline.get(&path).await.expect("an answer");
         let refusal = body["events"]
@@ -941,10 +1079,6 @@ async fn illegal_changes(broker: &Broker, seed: u64) {
         }
     }
     println!("illegal: each refusal shown on GET /orders/{{id}}/events ({shown})");
-
-    // Their state messages: the prefixes' versions only.
-    let verdict = state_topic(&pipeline, &lived).await;
-    assert_state_topic("illegal", &verdict);
 }
 
 // ---------------------------------------------------------------------------
@@ -1025,12 +1159,42 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
          {y_format}"
     );
     let started = Instant::now();
-    let client = reqwest::Client::new();
-    let base = pipeline.producer.url("");
-    let (total, currency) = order_total();
-    let topic = pipeline.topics.orders.clone();
+    let (stale, lived_x) = a_cancellation_older_than_its_order(&pipeline, x_format).await;
+    let (early, mut lived_y) = a_payment_ahead_of_its_order(&pipeline, y_format).await;
 
-    // X: a cancellation accepted before X existed: unknown_order.
+    // The operator replays the DLQ: both dead letters, in offset order.
+    let summary = replay(&pipeline).await;
+    println!("replay: dlq replay {summary}");
+    assert_eq!(summary["replayed"], 2, "{summary}");
+    stale_refused_early_applied(&pipeline, &stale, &early, &lived_x, &mut lived_y).await;
+    println!(
+        "replay: X still paid at v2, Y paid at v2, {:?} after the start",
+        started.elapsed()
+    );
+
+    assert_replay_rejections(&pipeline, &stale, &early).await;
+    let x = lived_x.order_id;
+    assert_x_events_told(&pipeline, x).await;
+    assert_operator_tells_x(&pipeline, x).await;
+    for (order, status) in [(&lived_x, Paid), (&lived_y, Paid)] {
+        assert_eq!(order.status(), status);
+        if let Some(why) = read_side_differs(&pipeline, order).await {
+            panic!("{why}");
+        }
+    }
+
+    let verdict = state_topic(&pipeline, &[lived_x, lived_y]).await;
+    assert_state_topic("replay", &verdict);
+}
+
+/// X: a cancellation accepted before X existed, published raw in `format`
+/// and dead-lettered `unknown_order`; then X is created and paid: two
+/// versions newer than the cancellation. The cancellation, and X.
+async fn a_cancellation_older_than_its_order(
+    pipeline: &Pipeline,
+    format: Format,
+) -> (OrderChange, Lived) {
+    let (total, currency) = order_total();
     let x = Uuid::new_v4();
     let stale = order_change(
         x,
@@ -1040,16 +1204,16 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
     );
     publish_with(
         pipeline.client(),
-        &[change_message(&stale, &topic, x_format)],
+        &[change_message(&stale, &pipeline.topics.orders, format)],
     );
-    let first = dead_letter(&pipeline, stale.metadata.event_id, "unknown_order", None).await;
+    let first = dead_letter(pipeline, stale.metadata.event_id, "unknown_order", None).await;
     println!(
         "replay: X's cancellation (accepted before X existed) dead-lettered {} at {}[{}]",
         first.class.as_deref().unwrap_or("?"),
         first.partition,
         first.offset
     );
-    // Then X is created and paid: two versions newer than the cancellation.
+    let (client, base) = (reqwest::Client::new(), pipeline.producer.url(""));
     let (mut lived_x, _) = create(&client, &base, &format!("x-{x}"), 1, Some(x))
         .await
         .expect("X created");
@@ -1059,7 +1223,7 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         .await
         .expect("X paid");
     lived_x.changes.push((Paid, paid.event_id));
-    stored_as(&pipeline, &lived_x).await;
+    stored_as(pipeline, &lived_x).await;
     let created_at: chrono::DateTime<Utc> =
         sqlx::query_scalar("SELECT occurred_at FROM event_store WHERE event_id = $1")
             .bind(lived_x.created)
@@ -1075,9 +1239,15 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         "by the machine alone, the cancellation would apply to paid X"
     );
     println!("replay: X created and paid (v2)");
+    (stale, lived_x)
+}
 
-    // Y: a payment that reaches the topic before Y's creation, though
-    // accepted after it.
+/// Y: a payment that reaches the topic before Y's creation, though
+/// accepted after it, both published raw in `format`: the payment is
+/// dead-lettered `unknown_order`, Y is created. The payment, and Y.
+async fn a_payment_ahead_of_its_order(pipeline: &Pipeline, format: Format) -> (OrderChange, Lived) {
+    let (total, currency) = order_total();
+    let topic = &pipeline.topics.orders;
     let y = Uuid::new_v4();
     let paid_at = Utc::now();
     let mut creation = order_event(2);
@@ -1089,27 +1259,32 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         None,
         paid_at,
     );
-    let mut created = order_message(&creation, y_format);
+    let mut created = order_message(&creation, format);
     created.topic = topic.clone();
     publish_with(
         pipeline.client(),
-        &[change_message(&early, &topic, y_format), created],
+        &[change_message(&early, topic, format), created],
     );
-    let mut lived_y = Lived::new(y, creation.metadata.event_id);
-    dead_letter(&pipeline, early.metadata.event_id, "unknown_order", None).await;
-    stored_as(&pipeline, &lived_y).await;
+    let lived_y = Lived::new(y, creation.metadata.event_id);
+    dead_letter(pipeline, early.metadata.event_id, "unknown_order", None).await;
+    stored_as(pipeline, &lived_y).await;
     println!(
         "replay: Y's payment, ahead of its creation, dead-lettered unknown_order; Y created (v1)"
     );
+    (early, lived_y)
+}
 
-    // The operator replays the DLQ: both dead letters, in offset order.
-    let summary = replay(&pipeline).await;
-    println!("replay: dlq replay {summary}");
-    assert_eq!(summary["replayed"], 2, "{summary}");
-
-    // X's cancellation is stale: refused, never applied over paid.
+/// After the replay: X's `stale` cancellation is refused, never applied
+/// over paid; Y's `early` payment is applied.
+async fn stale_refused_early_applied(
+    pipeline: &Pipeline,
+    stale: &OrderChange,
+    early: &OrderChange,
+    lived_x: &Lived,
+    lived_y: &mut Lived,
+) {
     let again = dead_letter(
-        &pipeline,
+        pipeline,
         stale.metadata.event_id,
         "version_conflict",
         Some(1),
@@ -1120,16 +1295,15 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         again.class.as_deref().unwrap_or("?"),
         again.replays
     );
-    // Y's payment is applied.
     lived_y.changes.push((Paid, early.metadata.event_id));
-    stored_as(&pipeline, &lived_y).await;
+    stored_as(pipeline, lived_y).await;
     // X was decided before its dead letter was written: still paid, v2.
-    stored_as(&pipeline, &lived_x).await;
-    println!(
-        "replay: X still paid at v2, Y paid at v2, {:?} after the start",
-        started.elapsed()
-    );
+    stored_as(pipeline, lived_x).await;
+}
 
+/// The rejection rows: the stale cancellation's two (before and after
+/// the replay), the early payment's one (before).
+async fn assert_replay_rejections(pipeline: &Pipeline, stale: &OrderChange, early: &OrderChange) {
     let rows = rejections(&pipeline.db.pool).await.expect("rejections");
     let of = |id: Uuid| -> Vec<&str> {
         rows.iter()
@@ -1142,7 +1316,11 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
         ["unknown_order", "version_conflict"]
     );
     assert_eq!(of(early.metadata.event_id), ["unknown_order"]);
+}
 
+/// `GET /orders/{x}/events`: X's creation and payment applied, the
+/// cancellation refused as stale.
+async fn assert_x_events_told(pipeline: &Pipeline, x: Uuid) {
     let (_, _, events) = pipeline
         .get(&format!("/orders/{x}/events"))
         .await
@@ -1175,7 +1353,11 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
             "{expected:?} in {events}"
         );
     }
-    // The operator's view of X says the same.
+}
+
+/// The operator's view of X (`pubsubkafka order`) says the same: paid at
+/// v2, events of versions 1 and 2, the cancellation refused twice.
+async fn assert_operator_tells_x(pipeline: &Pipeline, x: Uuid) {
     let told = pipeline
         .operator(&["order", &x.to_string(), "--json"])
         .await;
@@ -1211,15 +1393,6 @@ async fn stale_and_early_replays(broker: &Broker, seed: u64) {
     );
     assert_eq!(versions, [1, 2], "{story}");
     assert_eq!(refusals, ["unknown_order", "version_conflict"], "{story}");
-    for (order, status) in [(&lived_x, Paid), (&lived_y, Paid)] {
-        assert_eq!(order.status(), status);
-        if let Some(why) = read_side_differs(&pipeline, order).await {
-            panic!("{why}");
-        }
-    }
-
-    let verdict = state_topic(&pipeline, &[lived_x, lived_y]).await;
-    assert_state_topic("replay", &verdict);
 }
 
 #[test]
