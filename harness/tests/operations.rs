@@ -1220,3 +1220,55 @@ async fn a_replay_publishes_only_to_the_topic_its_dlq_belongs_to_whatever_a_head
     service.sigterm(Duration::from_secs(30));
     db.drop().await;
 }
+
+/// Runs `name` with `args`. A service that went on to start despite them
+/// fails at once: its listen address is not one.
+fn run_binary(name: &str, args: &[&str]) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .env("PRODUCER_HTTP_ADDR", "not-an-address")
+        .env("CONSUMER_HTTP_ADDR", "not-an-address")
+        .env("QUERY_HTTP_ADDR", "not-an-address")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+#[test]
+fn every_binary_reports_the_release_version() {
+    for name in ["producer", "consumer", "query", "pubsubkafka"] {
+        let expected = format!("{name} {}", env!("CARGO_PKG_VERSION"));
+        for flag in ["--version", "-V"] {
+            let out = run_binary(name, &[flag]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                (out.status.code(), stdout.trim()),
+                (Some(0), expected.as_str()),
+                "{name} {flag}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_service_refuses_arguments_it_does_not_take_before_starting() {
+    for name in ["producer", "consumer", "query"] {
+        let help = run_binary(name, &["--help"]);
+        assert_eq!(help.status.code(), Some(0), "{name} --help");
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains("environment"),
+            "{name} --help says where its configuration comes from"
+        );
+        for args in [&["--port", "8080"][..], &["--version", "extra"], &["serve"]] {
+            let out = run_binary(name, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("unexpected argument \"{}\"", args[0])),
+                "{name} {args:?} names the argument it refuses: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "{name} {args:?} printed on stdout");
+        }
+    }
+}

@@ -38,7 +38,7 @@ fn v2_order() -> OrderEvent {
             event_type: "order.created".into(),
             schema_version: 2,
             occurred_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            producer: "producer/0.1.0".into(),
+            producer: concat!("producer/", env!("CARGO_PKG_VERSION")).into(),
             correlation_id: "corr-1".into(),
             trace_id: None,
             span_id: None,
