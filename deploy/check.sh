@@ -302,6 +302,19 @@ else
     run "monitoring/alerts.yml exists (the rules the chart and k8s/ copy)" test -f monitoring/alerts.yml
 fi
 
+section "monitoring under another release name and namespace (helm install orders -n shop)"
+# The Prometheus Operator names each target's job; every alert and dashboard
+# query must select a job a ServiceMonitor gives, whatever the release is called.
+run "helm render, values-prod.yaml, release orders in namespace shop" \
+    "$PY" deploy/manifests.py render "$chart" -f "$chart/values-prod.yaml" --release orders --namespace shop \
+    -o "$OUT/helm-orders.yaml"
+run "every alert and panel job matcher selects a target of the chart's ServiceMonitor; every target has a down alert" \
+    "$PY" deploy/monitoring_targets.py "$OUT/helm-orders.yaml" --rules "$chart/files/alerts.yml" \
+    --dashboard monitoring/grafana/pubsubkafka.json
+run "the same for the prod overlay of k8s/" \
+    "$PY" deploy/monitoring_targets.py "$OUT/kustomize-prod.yaml" --rules "$chart/files/alerts.yml" \
+    --dashboard monitoring/grafana/pubsubkafka.json
+
 section "docker-compose.yml"
 run "docker compose config" \
     bash -c "'$VENV/bin/docker-compose' -f docker-compose.yml config --format json >'$OUT/compose.json'"

@@ -29,9 +29,16 @@ exported = {
     "kafka_consumer_group_state", "kafka_lag_exporter_up", "kafka_lag_exporter_measurement_seconds",
     "kafka_lag_exporter_last_success_timestamp_seconds", "kafka_consumer_dlq_flood_held",
     "kafka_consumer_dlq_flood_trips_total",
+    "query_lookups_total", "query_lookup_duration_seconds_bucket", "query_database_errors_total",
+    "query_in_flight", "outbox_writes_total", "outbox_depth", "outbox_oldest_age_seconds",
+    "outbox_relayed_total", "outbox_shards_held_total", "outbox_publish_failures_total",
+    "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+    "process_start_time_seconds", "pubsubkafka_build_info",
 }
+prefixes = ("kafka_", "http_", "query_", "outbox_", "process_", "pubsubkafka_")
 functions = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "le", "min", "avg", "count"}
 dashboard = json.load(open("monitoring/grafana/pubsubkafka.json"))
+variables = {v["name"] for v in dashboard["templating"]["list"]}
 problems, queries = [], 0
 for panel in dashboard["panels"]:
     if panel["type"] == "row":
@@ -42,8 +49,16 @@ for panel in dashboard["panels"]:
         queries += 1
         expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', "", target["expr"])
         for name in re.findall(r"[a-z_][a-z0-9_]*", expr):
-            if name.startswith(("kafka_", "http_")) and name not in exported:
+            if name.startswith(prefixes) and name not in exported:
                 problems.append(f"panel {panel['title']!r} queries unknown metric {name}")
+        # Every selector is scoped by the dashboard's namespace and job
+        # variables, and every variable it uses is defined.
+        for selector in re.findall(r"\b(?:%s)[a-z0-9_]*(\{[^}]*\})?" % "|".join(prefixes), target["expr"]):
+            if 'namespace=~"$namespace"' not in selector or 'job=~"$job"' not in selector:
+                problems.append(f"panel {panel['title']!r}: a selector without the namespace and job variables: {target['expr']}")
+        for used in re.findall(r"\$(?!__)([a-z_]+)", target["expr"]):
+            if used not in variables:
+                problems.append(f"panel {panel['title']!r} uses undefined variable ${used}")
 if problems:
     print("\n".join(problems))
     sys.exit(1)

@@ -34,7 +34,7 @@ async fn run() -> anyhow::Result<()> {
     let config = ConsumerConfig::from_env(&Env::from_process()).context("configuration")?;
     let _telemetry = platform::telemetry::init(&config.telemetry)?;
     let stop = platform::shutdown::on_signal();
-    let app = Application::build(config, prometheus::Registry::new())
+    let app = Application::build(config, platform::metrics::service_registry("consumer")?)
         .await
         .context("start-up")?;
     app.run(stop).await.context("running")?;

@@ -247,15 +247,22 @@ impl Services {
         let consumer_config =
             consumer::ConsumerConfig::from_env(env).context("consumer configuration")?;
         let query_config = query::QueryConfig::from_env(env).context("query configuration")?;
-        let producer = producer::Application::build(producer_config, prometheus::Registry::new())
-            .await
-            .context("starting the producer")?;
-        let consumer = consumer::Application::build(consumer_config, prometheus::Registry::new())
-            .await
-            .context("starting the consumer")?;
-        let reads = query::Application::build(query_config, prometheus::Registry::new())
-            .await
-            .context("starting the query service")?;
+        let producer = producer::Application::build(
+            producer_config,
+            platform::metrics::service_registry("producer")?,
+        )
+        .await
+        .context("starting the producer")?;
+        let consumer = consumer::Application::build(
+            consumer_config,
+            platform::metrics::service_registry("consumer")?,
+        )
+        .await
+        .context("starting the consumer")?;
+        let reads =
+            query::Application::build(query_config, platform::metrics::service_registry("query")?)
+                .await
+                .context("starting the query service")?;
         let (api, ops, read) = (
             producer.local_addr()?,
             consumer.local_addr()?,

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ProducerConfig::from_env(&Env::from_process()).context("configuration")?;
     let _telemetry = platform::telemetry::init(&config.telemetry)?;
     let stop = platform::shutdown::on_signal();
-    let app = Application::build(config, prometheus::Registry::new())
+    let app = Application::build(config, platform::metrics::service_registry("producer")?)
         .await
         .context("start-up")?;
     app.run(stop).await.context("serving")?;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use platform::http::{ops_router, NotReady, Readiness};
 use platform::server::{ConnectionMetrics, HttpLimits};
-use prometheus::Registry;
 use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +43,7 @@ pub async fn run(
     interval: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Registry::new();
+    let registry = platform::metrics::service_registry("lag-exporter")?;
     let metrics = LagMetrics::register(&registry)?;
     let connections = ConnectionMetrics::register(&registry)?;
     let measured = Measured::default();
