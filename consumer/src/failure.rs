@@ -27,3 +27,30 @@ impl Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Rejection;
+    use contract::DecodeError;
+
+    #[test]
+    fn a_missing_header_dead_letter_names_the_header() {
+        let rejection =
+            Rejection::Decode(DecodeError::MissingHeader(contract::headers::EVENT_TYPE));
+        let failure = Failure::permanent(rejection.class(), &rejection);
+        assert_eq!(failure.class, FailureClass::MissingHeader);
+        assert_eq!(
+            failure.message,
+            r#"cannot decode: missing or unreadable header "event-type""#
+        );
+    }
+
+    #[test]
+    fn a_quoted_value_stays_out_of_the_message() {
+        let rejection =
+            Rejection::Decode(DecodeError::UnknownEventType("ada@example.com".to_owned()));
+        let failure = Failure::permanent(rejection.class(), &rejection);
+        assert_eq!(failure.message, r#"cannot decode: unknown event type "…""#);
+    }
+}

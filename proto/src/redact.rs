@@ -9,7 +9,9 @@
 //! end a quotation early and put the rest of itself in clear).
 //! [`scrub`] is for the errors of the database and the broker, whose texts
 //! are not built from customer values but may quote one: it replaces every
-//! quoted value with `…`.
+//! quoted value with `…`, except the name of one of the envelope's headers
+//! (a name the contract fixes, never customer data, and what an operator
+//! needs to read in a `missing_header` dead letter).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -380,8 +382,22 @@ pub fn path(text: &str) -> String {
     reason(text)
 }
 
-/// `text` with every `"…"` quoted value, every `` `…` `` quoted value that is
-/// not one of the contract's identifiers, and every list of byte values
+/// The envelope's header names ([`crate::headers`]): quoted in an error,
+/// they stay (`missing or unreadable header "content-type"`). A value equal
+/// to one of them shows no more than the contract does.
+const HEADER_NAMES: &[&str] = &[
+    crate::headers::CONTENT_TYPE,
+    crate::headers::SCHEMA_VERSION,
+    crate::headers::EVENT_TYPE,
+    crate::headers::CORRELATION_ID,
+    crate::headers::TRACEPARENT,
+    crate::headers::TRACESTATE,
+    crate::headers::CONTENT_FINGERPRINT,
+];
+
+/// `text` with every `"…"` quoted value that is not one of the envelope's
+/// header names ([`HEADER_NAMES`]), every `` `…` `` quoted value that is not
+/// one of the contract's identifiers, and every list of byte values
 /// replaced by `…`.
 pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -407,7 +423,11 @@ pub fn scrub(text: &str) -> String {
             return out;
         };
         let inner = &body[..end];
-        let keep = quote == b'`' && identifiers().contains(inner);
+        let keep = match quote {
+            b'`' => identifiers().contains(inner),
+            b'"' => HEADER_NAMES.contains(&inner),
+            _ => false,
+        };
         let close = if quote == b'[' {
             ']'
         } else {
@@ -517,6 +537,16 @@ mod tests {
         );
         assert_eq!(scrub(r#"cut "ada@example.com"#), "cut \"…");
         assert_eq!(scrub("plain words"), "plain words");
+        assert_eq!(
+            scrub(r#"missing or unreadable header "content-type""#),
+            r#"missing or unreadable header "content-type""#,
+            "a header's name is the contract's, not customer data"
+        );
+        assert_eq!(
+            scrub(r#"missing or unreadable header "content-type; x""#),
+            r#"missing or unreadable header "…""#,
+            "only a name, whole, stays"
+        );
         assert_eq!(scrub("[unclosed and \"x\""), "[unclosed and \"…\"");
     }
 }
