@@ -25,8 +25,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The registry a service (`producer`, `consumer`, `query`, `lag-exporter`)
 /// exports on `/metrics`, with what every service exports whatever it does:
-/// `pubsubkafka_build_info{service, version}` (always 1: which build runs
-/// where) and, on Linux, the process's `process_*` metrics (CPU time,
+/// `pubsubkafka_build_info{component, version}` (always 1: which build
+/// runs where; `component`, not `service`, which the Prometheus Operator
+/// sets on every target) and, on Linux, the process's `process_*` metrics (CPU time,
 /// resident memory, open file descriptors, start time).
 pub fn service_registry(service: &str) -> Result<Registry, prometheus::Error> {
     let registry = Registry::new();
@@ -35,9 +36,9 @@ pub fn service_registry(service: &str) -> Result<Registry, prometheus::Error> {
         prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
                 "pubsubkafka_build_info",
-                "The build that runs: always 1, its version and service as labels",
+                "The build that runs: always 1, its version and component as labels",
             ),
-            &["service", "version"],
+            &["component", "version"],
         )?,
     )?;
     build_info.with_label_values(&[service, VERSION]).set(1);
@@ -69,7 +70,7 @@ mod tests {
         assert!(registry.is_ok(), "{registry:?}");
         let text = registry.map(|r| exported(&r)).unwrap_or_default();
         let build =
-            format!("pubsubkafka_build_info{{service=\"producer\",version=\"{VERSION}\"}} 1");
+            format!("pubsubkafka_build_info{{component=\"producer\",version=\"{VERSION}\"}} 1");
         assert!(text.contains(&build), "no {build} in:\n{text}");
         for name in [
             "process_cpu_seconds_total",
@@ -92,7 +93,7 @@ mod tests {
         let consumer = service_registry("consumer");
         assert!(producer.is_ok() && consumer.is_ok());
         let text = consumer.map(|r| exported(&r)).unwrap_or_default();
-        assert!(text.contains("service=\"consumer\""), "{text}");
-        assert!(!text.contains("service=\"producer\""), "{text}");
+        assert!(text.contains("component=\"consumer\""), "{text}");
+        assert!(!text.contains("component=\"producer\""), "{text}");
     }
 }
