@@ -20,14 +20,27 @@ WORKDIR /src
 COPY . .
 
 # The cache mounts keep the registry and the compiled dependencies between
-# builds; the binaries are copied out of the cached target directory.
+# builds; the binaries are copied out of the cached target directory. The
+# release profile builds with line tables; each binary's debug info goes to
+# /out/debug/<bin>.debug, and the image gets the stripped binary (about an
+# eighth of the size) with a .gnu_debuglink naming that file.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p producer -p consumer -p query -p ops \
- && install -D -m 0755 -t /out \
-        target/release/producer target/release/consumer target/release/query \
-        target/release/pubsubkafka
+ && mkdir -p /out/bin /out/debug \
+ && for bin in producer consumer query pubsubkafka; do \
+        objcopy --only-keep-debug "target/release/$bin" "/out/debug/$bin.debug" \
+     && strip --strip-debug --strip-unneeded -o "/out/bin/$bin" "target/release/$bin" \
+     && objcopy --add-gnu-debuglink="/out/debug/$bin.debug" "/out/bin/$bin" \
+     && chmod 0755 "/out/bin/$bin"; \
+    done
+
+
+# The debug info split off the shipped binaries, for symbolising a crash or a
+# profile: docker build --target debug-info --output type=local,dest=debug-info .
+FROM scratch AS debug-info
+COPY --from=builder /out/debug/ /
 
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -40,7 +53,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid pubsubkafka --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin pubsubkafka
 
-COPY --from=builder /out/ /usr/local/bin/
+COPY --from=builder /out/bin/ /usr/local/bin/
+COPY LICENSE /usr/share/doc/pubsubkafka/LICENSE
 
 LABEL org.opencontainers.image.title="pubsubkafka" \
       org.opencontainers.image.description="Kafka order pipeline: producer, consumer, query and the pubsubkafka operator tool" \

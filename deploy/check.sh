@@ -111,6 +111,11 @@ otel:
   endpoint: "http://otel-collector.observability:4318"
   serviceNames: {producer: order-api, consumer: order-writer, query: order-read, lagExporter: order-lag, dlqReplay: order-replay}
 extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
+serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/orders"}}
+podLabels: {team: orders}
+priorityClassName: orders-critical
+extraVolumes: [{name: corporate-ca, configMap: {name: corporate-ca}}]
+extraVolumeMounts: [{name: corporate-ca, mountPath: /etc/ssl/corporate, readOnly: true}]
 producer:
   mode: outbox
   outbox: {secretName: orders-outbox-db, secretKey: url, poolSize: 12, writeTimeoutMs: 1500, relayBatch: 200, relayConcurrency: 6, relayPollMs: 100}
@@ -348,6 +353,60 @@ run "variables, locals, resources and module inputs resolve; Secret names are th
 section "Dockerfile and scripts"
 run "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
 run "shellcheck of the check and install scripts" "$VENV/bin/shellcheck" deploy/*.sh monitoring/check.sh scripts/*.sh
+
+section "release: the chart package, the pod-wide options, the binaries' size"
+# Every pod the options render makes (Deployments, the DLQ replay Jobs) takes
+# the pod-wide values, and every ServiceAccount its annotations.
+pod_options() {
+    "$PY" - "$OUT/helm-options.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+wrong, pods = [], 0
+for d in docs:
+    kind, name = d["kind"], d["metadata"]["name"]
+    if kind == "ServiceAccount" and "eks.amazonaws.com/role-arn" not in (d["metadata"].get("annotations") or {}):
+        wrong.append(f"{kind}/{name}: no serviceAccount.annotations")
+    spec = d.get("spec", {})
+    template = {"Deployment": lambda: spec["template"], "CronJob": lambda: spec["jobTemplate"]["spec"]["template"]}.get(kind)
+    if not template:
+        continue
+    pods += 1
+    pod = template()
+    if pod["metadata"]["labels"].get("team") != "orders":
+        wrong.append(f"{kind}/{name}: no podLabels")
+    if pod["spec"].get("priorityClassName") != "orders-critical":
+        wrong.append(f"{kind}/{name}: no priorityClassName")
+    if "corporate-ca" not in [v["name"] for v in pod["spec"].get("volumes", [])]:
+        wrong.append(f"{kind}/{name}: no extraVolumes")
+    for c in pod["spec"]["containers"]:
+        if "corporate-ca" not in [m["name"] for m in c.get("volumeMounts", [])]:
+            wrong.append(f"{kind}/{name}: container {c['name']} without extraVolumeMounts")
+for w in wrong:
+    print(f"  {w}", file=sys.stderr)
+sys.exit(1 if wrong or pods < 5 else 0)
+PY
+}
+run "options render: every pod with podLabels, priorityClassName and the extra volumes; ServiceAccounts annotated" pod_options
+# What `helm package` makes (deploy/README.md, "Releasing"), in a scratch dir.
+package_chart() {
+    local dir
+    dir=$(mktemp -d "$OUT/package.XXXXXX")
+    "$PY" -c 'import sys, helm_python as helm; helm.package(sys.argv[1], destination=sys.argv[2])' "$chart" "$dir" &&
+        for f in "$dir"/*.tgz; do echo "  $(basename "$f"): $(du -k "$f" | cut -f1) KiB"; done
+    rm -rf "$dir"
+}
+run "helm package $chart" package_chart
+if compgen -G "target/release/producer" >/dev/null; then
+    for bin in producer consumer query pubsubkafka; do
+        [[ -f target/release/$bin ]] || continue
+        stripped=$(mktemp "$OUT/strip.XXXXXX")
+        strip --strip-debug --strip-unneeded -o "$stripped" "target/release/$bin"
+        note "$bin: $(du -m "target/release/$bin" | cut -f1) MiB built, $(du -m "$stripped" | cut -f1) MiB stripped as the image ships it"
+        rm -f "$stripped"
+    done
+else
+    note "no release binaries (cargo build --release --bins): their stripped sizes are not reported"
+fi
 
 section "not validated here"
 note "terraform init/validate/plan: the Mongey/kafka and hashicorp/helm providers cannot be downloaded"

@@ -80,6 +80,9 @@ Kafka credentials of one component, as env entries; pass
 {{- end }}
 - name: tmp
   mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "pubsubkafka.volumes" -}}
@@ -94,6 +97,23 @@ Kafka credentials of one component, as env entries; pass
 - name: tmp
   emptyDir:
     sizeLimit: 16Mi
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* A pod's labels: the chart's, then podLabels (which cannot replace
+  them: the selectors rely on them); pass (dict "root" $ "component" name). */}}
+{{- define "pubsubkafka.podLabels" -}}
+{{- $labels := fromYaml (include "pubsubkafka.labels" .) -}}
+{{- toYaml (merge $labels .root.Values.podLabels) }}
+{{- end }}
+
+{{/* A pod's priority class, when priorityClassName is set; pass the root. */}}
+{{- define "pubsubkafka.priorityClass" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* One spread constraint per topology key; pass (dict "root" $ "component" "producer" "keys" list). */}}
