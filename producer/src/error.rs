@@ -43,6 +43,17 @@ pub enum ApiError {
     /// 401: missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 404: a read (`GET /orders/{id}`, `/users/{id}`, where a client that
+    /// resolved a relative `Location` against the producer goes): the
+    /// producer keeps no state; the query service answers it.
+    #[error(
+        "the producer takes writes only: GET {0} is answered by the query service (the read \
+         side, QUERY_HTTP_ADDR; 127.0.0.1:8082 under `pubsubkafka dev`) at the same path"
+    )]
+    ReadSide(String),
+    /// 404: no route has this path.
+    #[error("no such route: {0}; see /openapi.json")]
+    NotFound(String),
     /// 503: the broker did not acknowledge the write.
     #[error("event not accepted: {0}")]
     Unavailable(#[from] PublishError),
@@ -106,6 +117,8 @@ impl ApiError {
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::ReadSide(_) => (StatusCode::NOT_FOUND, "read_side"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unavailable(PublishError::QueueFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "producer_queue_full")
             }

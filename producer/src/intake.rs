@@ -36,11 +36,12 @@ const PRODUCER: &str = concat!("producer/", env!("CARGO_PKG_VERSION"));
 pub struct Validated<R: Intake>(pub Valid<R>, pub Received);
 
 /// What a handler needs of a request besides its body: its headers (moved
-/// out of the request, not copied) and its trace context as the
-/// middleware read it (see [`crate::middleware::observe`]).
+/// out of the request, not copied), and its trace context and correlation
+/// id as the middleware read them (see [`crate::middleware::observe`]).
 pub struct Received {
     headers: HeaderMap,
     trace: Trace,
+    correlation_id: String,
 }
 
 /// The body of `request`, which the admission layer has read whole within
@@ -49,12 +50,17 @@ async fn body<S: Send + Sync>(
     mut request: Request,
     state: &S,
 ) -> Result<(Bytes, Received), ApiError> {
+    let correlation_id = match request.extensions_mut().remove::<CorrelationId>() {
+        Some(CorrelationId(id)) => id,
+        None => CorrelationId::of(request.headers()).0,
+    };
     let received = Received {
         headers: std::mem::take(request.headers_mut()),
         trace: match request.extensions_mut().remove::<Trace>() {
             Some(trace) => trace,
             None => Trace::current(),
         },
+        correlation_id,
     };
     let body = Bytes::from_request(request, state)
         .await
@@ -185,12 +191,25 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// `X-Correlation-ID` when it is sensible, else a new one.
-fn correlation_id(headers: &HeaderMap) -> String {
-    header_text(headers, "x-correlation-id")
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::new_v4().to_string())
+/// A request's correlation id, carried into its events and answered in
+/// `X-Correlation-ID` on every answer, refusals included: chosen once per
+/// request by the middleware ([`crate::middleware::observe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationId(pub String);
+
+impl CorrelationId {
+    /// The header's name, in requests and answers.
+    pub const HEADER: &'static str = "x-correlation-id";
+
+    /// The request's `X-Correlation-ID` when it is sensible, else a new one.
+    pub fn of(headers: &HeaderMap) -> Self {
+        Self(
+            header_text(headers, Self::HEADER)
+                .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+                .map(str::to_owned)
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
+        )
+    }
 }
 
 /// The request's trace context, read once per request (a batch's events
@@ -271,7 +290,11 @@ pub async fn accept<R: Answer>(
     state: Arc<AppState>,
     Validated(valid, received): Validated<R>,
 ) -> Result<Response, ApiError> {
-    let Received { headers, trace } = received;
+    let Received {
+        headers,
+        trace,
+        correlation_id,
+    } = received;
     let key = idempotency_key(&headers)?;
     let ids = ids::derive(
         &state.id_keys,
@@ -279,20 +302,17 @@ pub async fn accept<R: Answer>(
         valid.client_id.clone(),
         key,
     );
-    let correlation_id = correlation_id(&headers);
-    let span = Span::current();
-    span.record(R::ID_FIELD, tracing::field::display(&ids.aggregate));
-    span.record("correlation_id", correlation_id.as_str());
+    Span::current().record(R::ID_FIELD, tracing::field::display(&ids.aggregate));
     let body = R::answer(&ids);
     let location = ids::location(R::Event::DOMAIN, &ids.aggregate.to_string());
     let event_type = valid.event_type();
     let event = valid.into_event(
         ids.aggregate,
-        metadata::<R::Event>(event_type, ids.event, correlation_id.clone(), &trace),
+        metadata::<R::Event>(event_type, ids.event, correlation_id, &trace),
     );
     let location = ids::with_content(&location, &event.fingerprint());
     store_one(&state, &event, &trace).await?;
-    Ok(accepted(body, &location, &correlation_id))
+    Ok(accepted(body, &location))
 }
 
 /// Stores `event` (published, or in the outbox) and waits for the answer.
@@ -304,15 +324,12 @@ async fn store_one<E: Event>(state: &AppState, event: &E, trace: &Trace) -> Resu
     Ok(())
 }
 
-/// `202` with `body`, where to read what became of it, and the
-/// correlation id.
-fn accepted(body: impl Serialize, location: &str, correlation_id: &str) -> Response {
+/// `202` with `body` and where to read what became of it (the middleware
+/// adds the correlation id).
+fn accepted(body: impl Serialize, location: &str) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(correlation_id) {
-        response.headers_mut().insert("x-correlation-id", value);
     }
     response
 }
@@ -373,16 +390,17 @@ pub async fn accept_change<R>(
 where
     R: Intake<Id = Uuid, Event = OrderChange>,
 {
-    let Received { headers, trace } = received;
+    let Received {
+        headers,
+        trace,
+        correlation_id,
+    } = received;
     let key = idempotency_key(&headers)?;
     let expected_version = headers::if_match(&headers)?;
     let event_type = valid.event_type();
     let event_id = ids::change_event(&state.id_keys, order_id, event_type, key);
-    let correlation_id = correlation_id(&headers);
-    let span = Span::current();
-    span.record("order_id", tracing::field::display(&order_id));
-    span.record("correlation_id", correlation_id.as_str());
-    let metadata = metadata::<OrderChange>(event_type, event_id, correlation_id.clone(), &trace);
+    Span::current().record("order_id", tracing::field::display(&order_id));
+    let metadata = metadata::<OrderChange>(event_type, event_id, correlation_id, &trace);
     let mut event = valid.into_event(order_id, metadata);
     event.expected_version = expected_version;
     store_one(&state, &event, &trace).await?;
@@ -392,7 +410,7 @@ where
         status: "accepted",
     };
     let location = ids::location(Domain::Orders, &order_id.to_string());
-    Ok(accepted(body, &location, &correlation_id))
+    Ok(accepted(body, &location))
 }
 
 /// Accepts a valid batch of `B`: every item's event published at once,
@@ -406,10 +424,12 @@ pub async fn accept_batch<B: Batch>(
 where
     B::Request: Answer,
 {
-    let Received { headers, trace } = received;
+    let Received {
+        headers,
+        trace,
+        correlation_id,
+    } = received;
     refuse_batch_key(&headers)?;
-    let correlation_id = correlation_id(&headers);
-    Span::current().record("correlation_id", correlation_id.as_str());
     let (outcomes, events) = prepare::<B::Request>(items, &correlation_id, &trace);
     let entries = events
         .iter()
@@ -417,7 +437,7 @@ where
         .collect::<Result<Vec<_>, _>>()?;
     let delivered = state.sink.store(&entries).await?;
     let (status, answer) = settle(outcomes, delivered)?;
-    Ok(batch_response(status, answer, &correlation_id))
+    Ok(batch_response(status, answer))
 }
 
 /// Refuses an `Idempotency-Key` header on a batch: one key cannot name
@@ -478,17 +498,14 @@ impl ItemOutcome {
 }
 
 /// The answer of a batch of which at least one item was stored, with
-/// `Retry-After` when some failed.
-fn batch_response(status: StatusCode, answer: BatchAnswer, correlation_id: &str) -> Response {
+/// `Retry-After` when some failed (the middleware adds the correlation id).
+fn batch_response(status: StatusCode, answer: BatchAnswer) -> Response {
     let failed = answer.failed;
     let mut response = (status, Json(answer)).into_response();
     if failed > 0 {
         response
             .headers_mut()
             .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
-    }
-    if let Ok(value) = HeaderValue::from_str(correlation_id) {
-        response.headers_mut().insert("x-correlation-id", value);
     }
     response
 }

@@ -1,19 +1,25 @@
-//! The middleware around every request of the API: its span, its HTTP
-//! metrics and the log line of its refusal. Not an event itself: it
-//! reports the [`crate::events::RequestRefused`] event it finds.
+//! The middleware around every request of the API: its span, its
+//! correlation id, its HTTP metrics and the log line of its refusal. Not an
+//! event itself: it reports the [`crate::events::RequestRefused`] event it
+//! finds.
 
 use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
 use crate::events::{Refusal, RequestRefused};
-use crate::intake::Trace;
+use crate::intake::{CorrelationId, Trace};
 
 /// Middleware around every request: its span (continuing the caller's W3C
-/// trace, see [`request_span`]), its HTTP metrics, and the log line of the
-/// refusal its answer carries, if any. One layer instead of three: each
-/// layer costs every request a boxed future and a cloned service.
+/// trace, see [`request_span`]), its correlation id (the caller's, else a
+/// new one: on the span, in the events, and in `X-Correlation-ID` on every
+/// answer, a refusal's as well as a `202`), its HTTP metrics, and the log
+/// line of the refusal its answer carries, if any. The outermost layer, so
+/// that no answer, of the admission layer, an extractor or the router's
+/// fallback, goes without. One layer instead of four: each layer costs
+/// every request a boxed future and a cloned service.
 pub async fn observe(
     State(metrics): State<platform::http::HttpMetrics>,
     mut request: Request,
@@ -26,8 +32,16 @@ pub async fn observe(
         span.record("trace_id", trace.trace_id.as_str());
     }
     request.extensions_mut().insert(Trace::from(trace));
+    let correlation = CorrelationId::of(request.headers());
+    span.record("correlation_id", correlation.0.as_str());
+    // Its bytes are visible ASCII (see `CorrelationId::of`): always a value.
+    let header = HeaderValue::from_str(&correlation.0).ok();
+    request.extensions_mut().insert(correlation);
     let observed = platform::http::Observed::start(&request);
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Some(value) = header {
+        response.headers_mut().insert(CorrelationId::HEADER, value);
+    }
     metrics.observe(observed, response.status());
     if let Some(refusal) = response.extensions().get::<Refusal>() {
         span.in_scope(|| RequestRefused { refusal }.emit());
@@ -36,9 +50,9 @@ pub async fn observe(
 }
 
 /// A span per request that continues the caller's W3C trace, if any; the
-/// handlers record the order or user id, the correlation id and a batch's
-/// size on it (one span per request: each costs the log and trace layers
-/// work whether or not anything is logged in it).
+/// handlers record the order or user id and a batch's size on it (one
+/// span per request: each costs the log and trace layers work whether or
+/// not anything is logged in it).
 fn request_span(request: &Request) -> tracing::Span {
     let span = tracing::info_span!(
         "http_request",

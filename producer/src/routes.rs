@@ -1,13 +1,15 @@
 //! `POST /orders` and `POST /users`, their batches, and the changes of an
 //! order (`POST /orders/{id}/payment`, `/shipment`, `/delivery`,
 //! `/cancellation`): thin handlers over the one intake flow
-//! ([`crate::intake`]), with what each answers and its OpenAPI description.
+//! ([`crate::intake`]), with what each answers and its OpenAPI description;
+//! and what the producer answers a read or an unknown path.
 
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::Uri;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use contract::batch::{OrderBatch, UserBatch};
 use contract::ids::EventIds;
@@ -256,4 +258,29 @@ pub fn order_changes() -> Router<Arc<AppState>> {
         .route("/orders/{id}/shipment", post(ship_order))
         .route("/orders/{id}/delivery", post(deliver_order))
         .route("/orders/{id}/cancellation", post(cancel_order))
+}
+
+/// The reads of the read side (`GET /orders/{id}`, `/users/{id}`), which
+/// the producer does not answer: it keeps no state. A client that resolves
+/// a `202`'s relative `Location` against the producer's address lands
+/// here, and is told where to send it instead (JSON `404 read_side`, the
+/// path in the message).
+pub fn read_side<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/orders/{id}", get(elsewhere))
+        .route("/users/{id}", get(elsewhere))
+}
+
+async fn elsewhere(uri: Uri) -> ApiError {
+    ApiError::ReadSide(path_of(&uri))
+}
+
+/// A path no route has: the JSON `404 not_found` every refusal's shape.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(path_of(&uri))
+}
+
+fn path_of(uri: &Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }

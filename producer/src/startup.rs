@@ -187,7 +187,8 @@ fn app_state(config: &ProducerConfig, sink: Sink) -> AppState {
 }
 
 /// The write routes, each group behind an admission layer with its own
-/// body limit (a batch may be larger), and `/openapi.json`.
+/// body limit (a batch may be larger), `/openapi.json`, and JSON `404`s:
+/// for the read side's reads ([`routes::read_side`]) and any other path.
 fn api_router(config: &ProducerConfig, state: Arc<AppState>) -> Router {
     let admitted = |max_body_bytes| {
         middleware::from_fn_with_state(
@@ -212,7 +213,9 @@ fn api_router(config: &ProducerConfig, state: Arc<AppState>) -> Router {
     let api = single.merge(batches).with_state(state.clone());
     Router::new()
         .merge(api)
+        .merge(routes::read_side())
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .fallback(routes::not_found)
 }
 
 /// The service's router, observed ([`crate::middleware::observe`]), and the

@@ -329,6 +329,140 @@ async fn every_bad_input_gets_its_status_and_writes_nothing() {
     app.shutdown().await;
 }
 
+/// Every answer carries `X-Correlation-ID`, a refusal's as well as a
+/// `202`'s: the caller's when it sent a sensible one, else the one the
+/// producer made, which is also the one its event carries.
+#[tokio::test]
+async fn every_answer_carries_the_correlation_id() {
+    let token = "s3cret-token-0123456789";
+    let mut app = TestApp::spawn(&[("API_TOKEN", token)]).await;
+    let correlation = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut invalid = order_body();
+    invalid["currency"] = json!("XXX");
+    let refusals = [
+        ("no token", app.post("/orders").json(&order_body()), 401),
+        (
+            "invalid",
+            app.post("/orders").bearer_auth(token).json(&invalid),
+            422,
+        ),
+        (
+            "malformed",
+            app.post("/orders").bearer_auth(token).body("{"),
+            400,
+        ),
+        (
+            "not JSON",
+            app.http
+                .post(app.url("/users"))
+                .bearer_auth(token)
+                .header("content-type", "text/plain")
+                .body("x"),
+            415,
+        ),
+        (
+            "a key on a batch",
+            app.post("/orders/batch")
+                .bearer_auth(token)
+                .header("idempotency-key", "k-1")
+                .json(&json!({"orders": [{"order": order_body()}]})),
+            422,
+        ),
+        ("no such path", app.http.get(app.url("/nowhere")), 404),
+        ("a read", app.http.get(app.url("/orders/abc")), 404),
+    ];
+    for (what, request, status) in refusals {
+        let id = format!("corr-{status}-{}", what.replace(' ', "-"));
+        let response = request
+            .header("x-correlation-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{what}");
+        assert_eq!(
+            correlation(&response).as_deref(),
+            Some(id.as_str()),
+            "{what}"
+        );
+    }
+
+    // Without one (or with one past 128 characters), the producer's own.
+    for sent in [None, Some("x".repeat(129))] {
+        let mut request = app.post("/orders").bearer_auth(token).json(&invalid);
+        if let Some(sent) = &sent {
+            request = request.header("x-correlation-id", sent);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 422);
+        let made = correlation(&response).expect("a correlation id on a 422");
+        assert!(made.parse::<uuid::Uuid>().is_ok(), "{made}");
+    }
+    let accepted = app
+        .post("/orders")
+        .bearer_auth(token)
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let made = correlation(&accepted).expect("a correlation id on a 202");
+    let messages = app.read_topic(topics::ORDERS, 1);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        header(&messages[0], headers::CORRELATION_ID).as_deref(),
+        Some(made.as_str()),
+        "the answer names the correlation id its event carries"
+    );
+    app.shutdown().await;
+}
+
+/// A client that resolves a `202`'s relative `Location` against the
+/// producer gets a JSON `404` that says the read side answers it, with the
+/// path; so does any path no route has.
+#[tokio::test]
+async fn reads_on_the_producer_say_where_they_are_answered() {
+    let mut app = TestApp::spawn(&[]).await;
+    let response = app
+        .post("/orders")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let users = "/users/u-7".to_owned();
+    for path in [location, users] {
+        let response = app.http.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let (status, body) = status_and_body(response).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"], "read_side", "{path}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("GET {path} ")) && message.contains("query service"),
+            "{message}"
+        );
+    }
+    let (status, body) =
+        status_and_body(app.http.get(app.url("/nowhere")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn over_the_rate_limit_requests_get_429_with_retry_after() {
     let mut app = TestApp::spawn(&[("RATE_LIMIT_RPS", "1")]).await;
