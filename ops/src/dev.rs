@@ -5,7 +5,9 @@
 //!
 //! The database is DATABASE_URL's; when that is not set and the default one
 //! is not usable, a private PostgreSQL started here (see [`postgres`]), which
-//! is stopped and deleted on exit.
+//! is stopped and deleted on exit. With `PRODUCER_MODE=outbox`, the
+//! producer's outbox is OUTBOX_DATABASE_URL's, else a database of its own
+//! beside that one (see [`outbox_beside`]).
 
 pub mod postgres;
 
@@ -15,6 +17,7 @@ use anyhow::Context;
 use platform::Env;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -104,11 +107,14 @@ pub async fn ensure_database(url: &str) -> Result<(), DatabaseError> {
 async fn connect(options: &PgConnectOptions, url: &str) -> Result<PgConnection, DatabaseError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(source)) => Err(DatabaseError::Connect {
-            url: redact(url),
-            hint: hint(&source, options),
-            source,
-        }),
+        Ok(Err(source)) => {
+            let (hint, source) = advise(source, url, options);
+            Err(DatabaseError::Connect {
+                url: redact(url),
+                hint,
+                source,
+            })
+        }
         Err(_) => Err(DatabaseError::Timeout {
             url: redact(url),
             waited: CONNECT_TIMEOUT,
@@ -120,7 +126,24 @@ fn is_missing_database(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000")
 }
 
-/// What to check for a failed connection or `CREATE DATABASE`.
+/// What to do about a failed connection to `url`: the advice the consumer
+/// gives for the same failure ([`store::schema::advice`]: a missing role, a
+/// wrong password, no server), else [`hint`]. The consumer meets these
+/// failures running its migrations, so its advice reads a migration's
+/// error: `source` is lent to it that way and given back.
+fn advise(source: sqlx::Error, url: &str, options: &PgConnectOptions) -> (String, sqlx::Error) {
+    let failure = MigrateError::Execute(source);
+    let advice = store::schema::advice(&failure, url);
+    let source = match failure {
+        MigrateError::Execute(source) => source,
+        other => sqlx::Error::Migrate(Box::new(other)),
+    };
+    let hint = advice.unwrap_or_else(|| hint(&source, options));
+    (hint, source)
+}
+
+/// What to check for a failed `CREATE DATABASE`, or a failed connection
+/// [`store::schema::advice`] has no advice for.
 fn hint(error: &sqlx::Error, options: &PgConnectOptions) -> String {
     let user = options.get_username();
     let (host, port) = (options.get_host(), options.get_port());
@@ -131,10 +154,6 @@ fn hint(error: &sqlx::Error, options: &PgConnectOptions) -> String {
         sqlx::Error::Database(e) => match e.code().as_deref() {
             Some("28000") if e.message().contains("pg_hba.conf") => format!(
                 "the server's pg_hba.conf has no line that lets role {user:?} in from this client"
-            ),
-            Some("28000") => format!("the role {user:?} does not exist on the server"),
-            Some("28P01") => format!(
-                "the server wants a password for role {user:?} and the URL's is missing or wrong"
             ),
             Some("42501") => format!(
                 "role {user:?} may not create databases: create it (CREATE DATABASE ... OWNER \"{user}\") or give the role CREATEDB"
@@ -189,6 +208,110 @@ impl DevDatabase {
 
 /// The database's name on a private server.
 const DATABASE: &str = "pubsubkafka";
+
+/// How the producer runs, as `dev` tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProducerMode {
+    /// `202` once the broker acknowledged the write.
+    Direct,
+    /// `202` once the outbox at `url` holds the event; a relay publishes it.
+    Outbox { url: String },
+}
+
+impl ProducerMode {
+    /// The mode the producer's configuration in `env` asks for.
+    fn of(env: &Env) -> anyhow::Result<Self> {
+        let config = producer::ProducerConfig::from_env(env).context("producer configuration")?;
+        Ok(match config.outbox {
+            None => Self::Direct,
+            Some(outbox) => Self::Outbox {
+                url: outbox.database_url,
+            },
+        })
+    }
+
+    /// Its line of the banner.
+    fn line(&self) -> String {
+        match self {
+            Self::Direct => "The producer answers 202 once the broker acknowledged an order \
+                             (PRODUCER_MODE=direct; PRODUCER_MODE=outbox tries the outbox)."
+                .to_owned(),
+            Self::Outbox { url } => format!(
+                "The producer answers 202 once an order is in its outbox ({}), and a relay \
+                 publishes it (PRODUCER_MODE=outbox).",
+                redact(url)
+            ),
+        }
+    }
+}
+
+/// The producer's outbox database to create and use in outbox mode
+/// (`PRODUCER_MODE=outbox`) when OUTBOX_DATABASE_URL is not set: a database
+/// of its own on dev's server, named after dev's (`pubsubkafka_outbox`
+/// beside `pubsubkafka`), at `database_url`'s host, port and role; `None`
+/// in direct mode or when OUTBOX_DATABASE_URL is set. Not dev's database
+/// itself, though the producer would fall back to it (DATABASE_URL): as
+/// deployed, the producer's outbox is not in the consumer's database (the
+/// producer holds no credentials of it, and a lock on the producer's outbox
+/// must not stall the consumer, whose own outbox of order states is there).
+fn outbox_beside(env: &Env, database_url: &str) -> anyhow::Result<Option<String>> {
+    let asked = ProducerMode::of(&env.clone().with("DATABASE_URL", database_url))?;
+    if asked == ProducerMode::Direct || env.get("OUTBOX_DATABASE_URL").is_some() {
+        return Ok(None);
+    }
+    let named = |url: &str| {
+        url.parse::<PgConnectOptions>()
+            .ok()
+            .and_then(|o| o.get_database().map(str::to_owned))
+    };
+    let name = named(database_url).unwrap_or_else(|| DATABASE.to_owned());
+    let wanted = format!("{name}{OUTBOX_SUFFIX}");
+    let url = with_database(database_url, &wanted);
+    match url {
+        Some(url) if named(&url).as_deref() == Some(wanted.as_str()) => Ok(Some(url)),
+        _ => anyhow::bail!(
+            "cannot name a database beside {} for the producer's outbox: set OUTBOX_DATABASE_URL",
+            redact(database_url)
+        ),
+    }
+}
+
+/// `env` with dev's database (DATABASE_URL) and, in outbox mode without
+/// OUTBOX_DATABASE_URL, the producer's outbox database beside it (see
+/// [`outbox_beside`]), created if missing; and the mode the producer runs
+/// in.
+async fn with_databases(env: Env, database_url: &str) -> anyhow::Result<(Env, ProducerMode)> {
+    let mut env = env.with("DATABASE_URL", database_url);
+    if let Some(outbox) = outbox_beside(&env, database_url)? {
+        ensure_database(&outbox).await.context(
+            "the producer's outbox (PRODUCER_MODE=outbox) gets a database of its own beside \
+             dev's; set OUTBOX_DATABASE_URL to use another",
+        )?;
+        env = env.with("OUTBOX_DATABASE_URL", &outbox);
+    }
+    let mode = ProducerMode::of(&env)?;
+    Ok((env, mode))
+}
+
+/// What the producer's outbox database adds to the name of dev's.
+const OUTBOX_SUFFIX: &str = "_outbox";
+
+/// `url` naming the database `name` instead (its path), its role, host,
+/// port and parameters kept.
+fn with_database(url: &str, name: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    let authority = location.split_once('/').map_or(location, |(a, _)| a);
+    let mut url = format!("{scheme}://{authority}/{name}");
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Some(url)
+}
 
 /// The in-process broker, when `dev` runs one.
 type InProcess = MockCluster<'static, DefaultProducerContext>;
@@ -308,7 +431,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("stopped");
         return Ok(());
     }
-    let env = env.with("DATABASE_URL", &database.url);
+    let (env, producer_mode) = with_databases(env, &database.url).await?;
     let services = Services::start(&env, &stop).await?;
     print_guide(&Guide {
         bootstrap: &bootstrap,
@@ -316,6 +439,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         services: &services,
         database: &database,
         anonymous_reads,
+        producer_mode: &producer_mode,
     });
     wait_until_stopped(&stop).await;
     services.join().await;
@@ -338,7 +462,16 @@ struct Guide<'a> {
     services: &'a Services,
     database: &'a DevDatabase,
     anonymous_reads: bool,
+    producer_mode: &'a ProducerMode,
 }
+
+/// The banner's line on the in-process broker: what a Ctrl-C loses, and
+/// what keeps it. `--broker`, not KAFKA_BOOTSTRAP_SERVERS: the banner has
+/// the operator tool's shell export that variable, and a `dev` started
+/// there must not take the last run's broker, gone with it, for a real one.
+const IN_MEMORY: &str = "The broker is in memory: on Ctrl-C, orders accepted but not yet \
+     consumed (and the dead letters) are gone; `pubsubkafka dev --broker host:port` uses a \
+     real Kafka, which keeps them.";
 
 /// Prints where everything runs and how to try it.
 fn print_guide(guide: &Guide<'_>) {
@@ -350,10 +483,15 @@ fn print_guide(guide: &Guide<'_>) {
     } = guide;
     let database_url = redact(&database.url);
     println!(
-        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {database_url}{}\n",
+        "\nPipeline running: broker {bootstrap}{}, producer http://{api}, consumer http://{ops}, query http://{read}, database {database_url}{}",
         if guide.in_process { " (in process)" } else { "" },
         if database.private.is_some() { " (private)" } else { "" },
     );
+    println!("{}", guide.producer_mode.line());
+    if guide.in_process {
+        println!("{IN_MEMORY}");
+    }
+    println!();
     if guide.anonymous_reads {
         println!(
             "Reads on http://{read} need no token here (QUERY_ALLOW_ANONYMOUS=true, for this laptop \
@@ -408,7 +546,8 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+    use harness::database::TestDatabase;
 
     #[test]
     fn passwords_are_not_printed() {
@@ -421,5 +560,118 @@ mod tests {
             "postgres://localhost/pubsubkafka"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    fn outbox_mode(extra: &[(&str, &str)]) -> Env {
+        let mut pairs = vec![("PRODUCER_MODE", "outbox")];
+        pairs.extend_from_slice(extra);
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn the_outbox_gets_a_database_beside_devs_unless_one_is_named() {
+        let beside = |env: &Env, url: &str| outbox_beside(env, url).unwrap();
+        assert_eq!(
+            beside(
+                &outbox_mode(&[]),
+                "postgres://u:pw@h:5433/pubsubkafka?sslmode=disable"
+            ),
+            Some("postgres://u:pw@h:5433/pubsubkafka_outbox?sslmode=disable".to_owned())
+        );
+        assert_eq!(
+            beside(&outbox_mode(&[]), "postgres:///dev?host=/run/postgresql"),
+            Some("postgres:///dev_outbox?host=/run/postgresql".to_owned()),
+            "a socket's URL keeps its host parameter"
+        );
+        assert_eq!(
+            beside(&outbox_mode(&[]), "postgres://localhost"),
+            Some("postgres://localhost/pubsubkafka_outbox".to_owned())
+        );
+        let named = outbox_mode(&[("OUTBOX_DATABASE_URL", "postgres://elsewhere/o")]);
+        assert_eq!(beside(&named, "postgres://h/pubsubkafka"), None);
+        assert_eq!(
+            beside(&Env::default(), "postgres://h/pubsubkafka"),
+            None,
+            "direct mode has no outbox"
+        );
+        let wrong = Env::from_pairs([("PRODUCER_MODE", "both")]);
+        assert!(outbox_beside(&wrong, "postgres://h/pubsubkafka").is_err());
+    }
+
+    /// `PRODUCER_MODE=outbox dev` runs, with an outbox database made beside
+    /// dev's; OUTBOX_DATABASE_URL, when set, is the producer's.
+    #[tokio::test]
+    async fn outbox_mode_runs_on_devs_server_in_a_database_of_its_own() {
+        let db = TestDatabase::create().await;
+        let (env, mode) = with_databases(outbox_mode(&[]), &db.url).await.unwrap();
+        let outbox = format!("{}{OUTBOX_SUFFIX}", db.url);
+        let made = match PgConnection::connect(&outbox).await {
+            Ok(connection) => connection.close().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Ok(mut admin) = PgConnection::connect(&db.url).await {
+            let name = format!("{}{OUTBOX_SUFFIX}", db.name);
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+        assert_eq!(made, Ok(()), "the outbox database was made");
+        assert_eq!(
+            mode,
+            ProducerMode::Outbox {
+                url: outbox.clone()
+            }
+        );
+        let config = producer::ProducerConfig::from_env(&env).unwrap();
+        assert_eq!(config.outbox.map(|o| o.database_url), Some(outbox));
+        assert_eq!(env.get("DATABASE_URL"), Some(db.url.as_str()));
+        assert!(mode.line().contains("outbox"), "{}", mode.line());
+
+        let elsewhere = outbox_mode(&[("OUTBOX_DATABASE_URL", &db.url)]);
+        let (_, mode) = with_databases(elsewhere, "postgres://h/unused")
+            .await
+            .unwrap();
+        assert_eq!(
+            mode,
+            ProducerMode::Outbox {
+                url: db.url.clone()
+            }
+        );
+        let (_, mode) = with_databases(Env::default(), &db.url).await.unwrap();
+        assert_eq!(mode, ProducerMode::Direct);
+        assert!(
+            mode.line().contains("PRODUCER_MODE=direct"),
+            "{}",
+            mode.line()
+        );
+        db.drop().await;
+    }
+
+    #[test]
+    fn the_banner_says_what_a_ctrl_c_loses_and_what_keeps_it() {
+        assert!(IN_MEMORY.contains("in memory"));
+        assert!(IN_MEMORY.contains("--broker"));
+        assert!(!IN_MEMORY.contains('\n'), "one line");
+    }
+
+    /// A role the server does not know gets the consumer's advice (create
+    /// it), not a guess at the server's state.
+    #[tokio::test]
+    async fn a_wrong_role_gets_the_advice_the_consumer_gives() {
+        let server = harness::database::server_url();
+        let Some((_, host)) = server.rsplit_once('@') else {
+            panic!("a server URL with a role: {server}");
+        };
+        let role = format!("no_such_role_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("postgres://{role}@{host}/pubsubkafka");
+        let error = ensure_database(&url).await.unwrap_err();
+        let said = error.to_string();
+        let DatabaseError::Connect { source, .. } = error else {
+            panic!("not a connection failure: {said}");
+        };
+        let advice = store::schema::advice(&MigrateError::Execute(source), &url)
+            .expect("the consumer's advice for a missing role");
+        assert!(said.contains(&format!("CREATE ROLE \"{role}\"")), "{said}");
+        assert!(said.ends_with(&advice), "{said}");
     }
 }
