@@ -37,6 +37,18 @@ fn json(output: &Output) -> Value {
     })
 }
 
+/// The `code` of the one JSON error object a failed `--json` command
+/// printed on stdout.
+fn error_code(output: &Output) -> String {
+    let shown = json(output);
+    assert!(!output.status.success(), "{shown}");
+    assert!(shown["error"]["message"].is_string(), "{shown}");
+    shown["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn consumer(
     bootstrap: &str,
     db: &TestDatabase,
@@ -489,7 +501,7 @@ async fn a_second_replay_with_the_same_group_refuses() {
         let said = String::from_utf8_lossy(&second.stderr);
         println!("second replay, same group: {said}");
         assert_eq!(second.status.code(), Some(1), "{said}");
-        assert!(second.stdout.is_empty(), "no summary: it did nothing");
+        assert_eq!(error_code(&second), "busy", "no summary: it did nothing");
         assert!(
             said.contains("another replay of orders-dlq runs with --group campaign"),
             "{said}"
@@ -530,7 +542,7 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     let said = String::from_utf8_lossy(&unknown.stderr);
     println!("lag of an unknown group: {said}");
     assert_eq!(unknown.status.code(), Some(1), "{said}");
-    assert!(unknown.stdout.is_empty());
+    assert_eq!(error_code(&unknown), "unknown_group");
     assert!(said.contains("is not known to the broker"), "{said}");
     // ... unless its consumers have not started yet.
     let down = json(&tool(
@@ -771,9 +783,9 @@ fn creating_the_topics_again_is_harmless() {
     broker.create_topics();
 }
 
-/// `--bootstrap-server` wins over KAFKA_BOOTSTRAP_SERVERS, before or after
-/// the subcommand; a topic that is not on the cluster is an error that names
-/// it and the broker, not a lag of 0, and leaves stdout empty for scripts.
+/// `--bootstrap-server` wins over KAFKA_BOOTSTRAP_SERVERS; a topic that is
+/// not on the cluster is an error that names it and the broker, not a lag
+/// of 0, and with `--json` stdout is the error object for scripts.
 #[test]
 fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
     let broker = Tansu::start();
@@ -790,9 +802,9 @@ fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
     let servers = broker.bootstrap.as_str();
 
     let lag = run(&[
+        "lag",
         "--bootstrap-server",
         servers,
-        "lag",
         "--group",
         "g",
         "--allow-new-group",
@@ -825,9 +837,10 @@ fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
     let said = String::from_utf8_lossy(&missing.stderr);
     println!("lag on a missing topic: {said}");
     assert_eq!(missing.status.code(), Some(1), "{said}");
-    assert!(
-        missing.stdout.is_empty(),
-        "nothing on stdout for a script to parse"
+    assert_eq!(
+        error_code(&missing),
+        "unknown_topic",
+        "one error object on stdout for a script to parse"
     );
     assert!(said.contains("\"no-such-topic\" does not exist"), "{said}");
     assert!(said.contains(servers), "the error names the broker: {said}");

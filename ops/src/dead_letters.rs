@@ -26,6 +26,34 @@ pub enum DlqError {
     /// The topic does not exist.
     #[error("topic {0} not found")]
     NoTopic(String),
+    /// The topic has no such partition.
+    #[error("topic {topic} has no partition {partition} (it has {count}: 0 to {last})", last = .count - 1)]
+    NoPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many partitions the topic has.
+        count: i32,
+    },
+    /// The offset is not in the partition: below its low watermark
+    /// (deleted by retention) or at or past its high one (not written yet).
+    #[error(
+        "no message at {topic} partition {partition} offset {offset}: the partition holds offsets \
+         {low} to {high} (exclusive)"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset asked for.
+        offset: i64,
+        /// The partition's low watermark (its first offset).
+        low: i64,
+        /// Its high watermark (the next offset to be written).
+        high: i64,
+    },
     /// An argument is not usable.
     #[error("{0}")]
     BadArgument(String),

@@ -2,6 +2,7 @@
 //! consumer lag.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cli;
 pub mod dead_letters;
 pub mod dev;
 pub mod dlq;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ops::cli::KafkaArgs;
 use ops::dlq::DlqCommand;
 use ops::lag::LagArgs;
 use ops::terminal::{emit, print_json};
@@ -15,10 +16,6 @@ use platform::Env;
 #[derive(Debug, Parser)]
 #[command(name = "pubsubkafka", version, about)]
 struct Cli {
-    /// Kafka bootstrap servers (host:port,...), instead of
-    /// KAFKA_BOOTSTRAP_SERVERS; for `dev`, an external broker to use.
-    #[arg(long, global = true, value_name = "HOST:PORT,...")]
-    bootstrap_server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,36 +23,60 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline on this machine: broker, producer, consumer.
-    Dev(ops::dev::DevArgs),
+    Dev {
+        /// An external broker to use (host:port,...), as --broker.
+        #[arg(long, value_name = "HOST:PORT,...")]
+        bootstrap_server: Option<String>,
+        #[command(flatten)]
+        args: ops::dev::DevArgs,
+    },
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// Consumer lag of a group, from the broker (works while the consumer is down).
     Lag(LagArgs),
     /// What became of one order (or user): status, events and where each
-    /// sits in Kafka, dead letters and where they sit in the DLQ.
+    /// sits in Kafka, dead letters and where they sit in the DLQ (read from
+    /// PostgreSQL only).
     Order(ops::order::OrderArgs),
 }
 
-/// The tool's environment, with `--bootstrap-server` over
-/// KAFKA_BOOTSTRAP_SERVERS.
-fn environment(bootstrap: Option<&str>) -> Env {
-    let env = Env::from_process();
-    match bootstrap {
-        Some(servers) => env.with("KAFKA_BOOTSTRAP_SERVERS", servers),
-        None => env,
+impl Command {
+    /// Whether the command prints JSON, its errors included.
+    fn json(&self) -> bool {
+        match self {
+            Self::Dev { .. } => false,
+            Self::Dlq(command) => command.json(),
+            Self::Lag(args) => args.json,
+            Self::Order(args) => args.json,
+        }
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    let env = environment(cli.bootstrap_server.as_deref());
-    let kafka = || KafkaSettings::from_env(&env).context("configuration");
-    // Kept until main returns, so that spans are flushed on the way out
-    // (`dev` sets up the services' own).
-    let _telemetry = match cli.command {
-        Command::Dev(_) => None,
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(refused) => {
+            return ops::cli::refused(&refused, ops::cli::asks_for_json(std::env::args_os()))
+        }
+    };
+    let json = cli.command.json();
+    let ran = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match ran {
+        Ok(code) => code,
+        Err(error) => ops::cli::report(&error, json),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    // Kept until the command returns, so that spans are flushed on the way
+    // out (`dev` sets up the services' own).
+    let _telemetry = match command {
+        Command::Dev { .. } => None,
         _ => {
             let config = platform::telemetry::TelemetryConfig::for_terminal(
                 &Env::from_process(),
@@ -64,15 +85,27 @@ async fn main() -> anyhow::Result<ExitCode> {
             Some(platform::telemetry::init(&config)?)
         }
     };
-    match cli.command {
-        Command::Dev(mut args) => {
+    let kafka = |args: &KafkaArgs| {
+        let env = args.environment();
+        KafkaSettings::from_env(&env)
+            .context("configuration")
+            .map(|settings| (settings, env))
+    };
+    match command {
+        Command::Dev {
+            bootstrap_server,
+            mut args,
+        } => {
             if args.broker.is_none() {
-                args.broker = cli.bootstrap_server;
+                args.broker = bootstrap_server;
             }
             ops::dev::run(args).await.map(|()| ExitCode::SUCCESS)
         }
-        Command::Dlq(command) => command.run(kafka()?, &env).await,
-        Command::Lag(args) => ops::lag::run(kafka()?, args).await,
+        Command::Dlq(command) => {
+            let (settings, env) = kafka(command.kafka())?;
+            command.run(settings, &env).await
+        }
+        Command::Lag(args) => ops::lag::run(kafka(&args.kafka)?.0, args).await,
         Command::Order(args) => order(args).await,
     }
 }

@@ -23,6 +23,22 @@ use store::rejections::Rejection;
 /// its first applied events, its newest refused ones).
 const LIMIT: i64 = 1_000;
 
+/// Why the story of an order could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The id is not an id of its domain.
+    #[error("{id:?} is not an id: {rule}")]
+    BadId {
+        /// The id given.
+        id: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+    /// The database did not answer in time.
+    #[error("no answer from the database within {0:?}")]
+    NoAnswer(Duration),
+}
+
 /// Options of `order`.
 #[derive(Debug, clap::Args)]
 pub struct OrderArgs {
@@ -181,7 +197,7 @@ async fn bounded<T>(
         pool,
         DEADLINE,
         anyhow::Error::from,
-        || anyhow::anyhow!("no answer from the database within {DEADLINE:?}"),
+        || OrderError::NoAnswer(DEADLINE).into(),
         async |conn| read(conn).await.map_err(anyhow::Error::from),
     )
     .await
@@ -211,8 +227,10 @@ pub async fn story(args: &OrderArgs) -> anyhow::Result<Story> {
     } else {
         Domain::Orders
     };
-    let id = contract::ids::parse(domain, args.id.trim())
-        .map_err(|rule| anyhow::anyhow!("{:?} is not an id: {rule}", args.id))?;
+    let id = contract::ids::parse(domain, args.id.trim()).map_err(|rule| OrderError::BadId {
+        id: args.id.clone(),
+        rule: rule.to_string(),
+    })?;
     let read = read_all(&args.database_url, domain, &id).await?;
     Ok(tell(
         domain,

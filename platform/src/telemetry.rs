@@ -158,7 +158,13 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .with_writer(writer)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_ansi(colour(
+                config.to_stderr,
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .with_writer(writer)
+            .boxed()
     };
     // Spans go through OpenTelemetry's layer only when they are exported;
     // otherwise they keep just their W3C context (see `trace::ContextLayer`).
@@ -178,6 +184,20 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         .try_init()
         .map_err(TelemetryError::AlreadySet)?;
     Ok(Telemetry { provider })
+}
+
+/// Whether text log lines are coloured: only when they go to a terminal
+/// (standard error for a command, standard output for a service), and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>). A pipe, a file or
+/// a CI log gets plain text, librdkafka's lines included.
+fn colour(to_stderr: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    use std::io::IsTerminal;
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// The one global filter: spans at `INFO` and above are always on, so trace
@@ -306,6 +326,21 @@ mod tests {
             "LOG_LEVEL"
         );
     }
+    /// Colour needs a terminal and no `NO_COLOR`: the tests' own standard
+    /// streams are captured, not terminals.
+    #[test]
+    fn no_colour_off_a_terminal_or_with_no_color() {
+        use std::ffi::OsStr;
+        use std::io::IsTerminal;
+        for to_stderr in [true, false] {
+            assert!(!colour(to_stderr, Some(OsStr::new("1"))));
+            if !std::io::stderr().is_terminal() && !std::io::stdout().is_terminal() {
+                assert!(!colour(to_stderr, None));
+                assert!(!colour(to_stderr, Some(OsStr::new(""))));
+            }
+        }
+    }
+
     /// A directive for lines inside a span still sees the span, though
     /// the filter is told of spans only when it has such directives.
     #[test]

@@ -22,6 +22,7 @@ use platform::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::cli::KafkaArgs;
 use crate::dead_letters::{DlqError, Filter};
 use crate::terminal::{emit, print_json};
 
@@ -113,8 +114,11 @@ pub enum DlqCommand {
         group: Option<String>,
         #[command(flatten)]
         reader: ReaderGroup,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
-    /// Show one dead letter in full, its payload decoded where possible.
+    /// Show one dead letter in full, its payload decoded where possible
+    /// (always JSON).
     Inspect {
         /// The dead-letter topic.
         #[arg(long, default_value = contract::topics::ORDERS_DLQ)]
@@ -125,8 +129,14 @@ pub enum DlqCommand {
         /// Offset of the dead letter in the DLQ.
         #[arg(long)]
         offset: i64,
+        /// Errors as a JSON object on standard output too (the dead letter
+        /// is always JSON).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         reader: ReaderGroup,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Republish selected dead letters to their original topic.
     Replay {
@@ -136,10 +146,29 @@ pub enum DlqCommand {
         filter: Filter,
         #[command(flatten)]
         args: ReplayArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
 }
 
 impl DlqCommand {
+    /// Its Kafka options.
+    pub fn kafka(&self) -> &KafkaArgs {
+        match self {
+            Self::List { kafka, .. } | Self::Inspect { kafka, .. } | Self::Replay { kafka, .. } => {
+                kafka
+            }
+        }
+    }
+
+    /// Whether it prints JSON, errors included.
+    pub fn json(&self) -> bool {
+        match self {
+            Self::List { source, .. } | Self::Replay { source, .. } => source.json,
+            Self::Inspect { json, .. } => *json,
+        }
+    }
+
     /// Runs the command and prints its result; the exit code is a failure
     /// when a replay failed or deferred a dead letter.
     pub async fn run(self, kafka: KafkaSettings, env: &platform::Env) -> anyhow::Result<ExitCode> {
@@ -150,6 +179,7 @@ impl DlqCommand {
                 limit,
                 group,
                 reader,
+                kafka: _,
             } => {
                 let listing = list(&kafka, &source, &filter, limit, group.as_deref(), &reader)?;
                 if source.json {
@@ -164,6 +194,8 @@ impl DlqCommand {
                 partition,
                 offset,
                 reader,
+                json: _,
+                kafka: _,
             } => {
                 let domains = domains(env);
                 print_json(&inspect(
@@ -175,6 +207,7 @@ impl DlqCommand {
                 source,
                 filter,
                 args,
+                kafka: _,
             } => run_replay(&kafka, env, &source, &filter, &args).await,
         }
     }

@@ -129,14 +129,20 @@ fn print_letter(out: &mut impl Write, l: &DeadLetter) -> std::io::Result<()> {
     )
 }
 
-/// Writes a replay's summary for people: the counts, then what a dry run
-/// would replay, what was parked and what failed.
+/// Writes a replay's summary for people: the counts (a dry run's count of
+/// what it would replay says so), then what a dry run would replay, what
+/// was parked and what failed.
 pub fn print_summary(out: &mut impl Write, summary: &ReplaySummary) -> std::io::Result<()> {
     writeln!(
         out,
-        "{}read {}, replayed {}, parked {}, skipped {}, failed {}, deferred {}",
+        "{}read {}, {} {}, parked {}, skipped {}, failed {}, deferred {}",
         if summary.dry_run { "dry run: " } else { "" },
         summary.read,
+        if summary.dry_run {
+            "would replay"
+        } else {
+            "replayed"
+        },
         summary.replayed,
         summary.parked,
         summary.skipped,
@@ -153,4 +159,36 @@ pub fn print_summary(out: &mut impl Write, summary: &ReplaySummary) -> std::io::
         writeln!(out, "  failed {failure}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(dry_run: bool) -> String {
+        let summary = ReplaySummary {
+            read: 2,
+            replayed: 2,
+            dry_run,
+            replayed_from: vec!["0/1 -> orders".into(), "0/2 -> orders".into()],
+            ..ReplaySummary::default()
+        };
+        let mut out = Vec::new();
+        print_summary(&mut out, &summary).unwrap_or_default();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_dry_run_says_what_it_would_replay_not_that_it_replayed() {
+        let dry = summary(true);
+        assert!(
+            dry.starts_with("dry run: read 2, would replay 2, parked 0"),
+            "{dry}"
+        );
+        assert!(!dry.contains("replayed"), "{dry}");
+        assert!(dry.contains("  would replay 0/2 -> orders"), "{dry}");
+        let done = summary(false);
+        assert!(done.starts_with("read 2, replayed 2, parked 0"), "{done}");
+        assert!(!done.contains("would"), "{done}");
+    }
 }

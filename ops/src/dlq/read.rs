@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use super::{committed, reader_config, ReaderGroup, Source, TIMEOUT};
-use crate::dead_letters::{decode_payload, DeadLetter, DlqError, Filter, Snapshot};
+use crate::dead_letters::{decode_payload, watermarks, DeadLetter, DlqError, Filter, Snapshot};
 
 /// Summary of a `list`.
 #[derive(Debug, Serialize)]
@@ -166,6 +166,25 @@ pub fn inspect(
     reader: &ReaderGroup,
 ) -> Result<serde_json::Value, DlqError> {
     let consumer: BaseConsumer = reader_config(kafka, &reader.name).create()?;
+    // The watermarks first: an offset outside them, or a partition the
+    // topic does not have, is said at once rather than waited for.
+    let marks = watermarks(&consumer, topic, TIMEOUT)?;
+    let Some(&(_, low, high)) = marks.iter().find(|(p, _, _)| *p == partition) else {
+        return Err(DlqError::NoPartition {
+            topic: topic.to_owned(),
+            partition,
+            count: i32::try_from(marks.len()).unwrap_or(i32::MAX),
+        });
+    };
+    if !(low..high).contains(&offset) {
+        return Err(DlqError::OffsetOutOfRange {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            low,
+            high,
+        });
+    }
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;
@@ -187,8 +206,11 @@ pub fn inspect(
             return Ok(serde_json::json!({"dead_letter": DeadLetter::of(&m), "payload": payload}));
         }
     }
+    // Inside the watermarks yet absent: compacted away, or a transaction
+    // marker.
     Err(DlqError::NotFound(format!(
-        "no message at {topic} partition {partition} offset {offset}"
+        "no message at {topic} partition {partition} offset {offset} (compacted, or a \
+         transaction marker)"
     )))
 }
 

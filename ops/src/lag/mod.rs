@@ -201,6 +201,8 @@ pub struct LagArgs {
     /// the oldest one's age, from this database.
     #[arg(long, env = "OUTBOX_DATABASE_URL", value_name = "URL")]
     pub outbox: Option<String>,
+    #[command(flatten)]
+    pub kafka: crate::cli::KafkaArgs,
 }
 
 /// `lag`: serves the exporter with `--serve`; else measures over the

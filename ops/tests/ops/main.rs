@@ -1,5 +1,7 @@
 //! The operator tool's integration tests, in one binary: dev's private
-//! PostgreSQL, and reading a dead-letter topic against a Tansu broker.
+//! PostgreSQL, reading a dead-letter topic against a Tansu broker, and the
+//! command line as scripts use it.
 
+mod cli;
 mod private_postgres;
 mod snapshot;
