@@ -46,7 +46,7 @@ variable "image_repository" {
 variable "image_tag" {
   description = "Container image tag."
   type        = string
-  default     = "0.1.0"
+  default     = "0.2.0"
 }
 
 variable "kafka_bootstrap_servers" {
