@@ -37,6 +37,17 @@ fn json(output: &Output) -> Value {
     })
 }
 
+/// The report of the first group of a `lag --json` run (the JSON is
+/// `{"groups": [...], "outbox": ...}` whatever the options).
+fn first_group(output: &Output) -> Value {
+    let shown = json(output);
+    assert!(
+        shown["groups"].is_array() && shown.get("outbox").is_some(),
+        "lag --json: {shown}"
+    );
+    shown["groups"][0].clone()
+}
+
 /// The `code` of the one JSON error object a failed `--json` command
 /// printed on stdout.
 fn error_code(output: &Output) -> String {
@@ -177,7 +188,7 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
 
     // The DLQ backlog is the replay group's lag on the dead-letter topic:
     // all 5 before the replay, none after (the 2 it passed over included).
-    let backlog = json(&tool(
+    let backlog = first_group(&tool(
         &broker.bootstrap,
         &[
             "lag",
@@ -260,7 +271,7 @@ async fn a_filtered_replay_republishes_exactly_the_chosen_messages_once_and_they
         ],
     ));
     assert_eq!(again["read"], 0, "the group remembers where it stopped");
-    let backlog = json(&tool(
+    let backlog = first_group(&tool(
         &broker.bootstrap,
         &["lag", "--group", "fix-1=orders-dlq", "--json"],
     ));
@@ -545,7 +556,7 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     assert_eq!(error_code(&unknown), "unknown_group");
     assert!(said.contains("is not known to the broker"), "{said}");
     // ... unless its consumers have not started yet.
-    let down = json(&tool(
+    let down = first_group(&tool(
         &broker.bootstrap,
         &[
             "lag",
@@ -586,7 +597,7 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
         "debug lines are logged: {logged}"
     );
     assert_eq!(
-        json(&chatty)["total"],
+        first_group(&chatty)["total"],
         30,
         "standard output is only the JSON"
     );
@@ -649,7 +660,7 @@ async fn lag_is_read_from_the_broker_while_the_consumer_is_down() {
     assert!(service
         .sigterm(Duration::from_secs(30))
         .is_some_and(|s| s.success()));
-    let caught_up = json(&tool(
+    let caught_up = first_group(&tool(
         &broker.bootstrap,
         &["lag", "--group", &group, "--json"],
     ));
@@ -815,7 +826,7 @@ fn the_bootstrap_flag_wins_and_a_missing_topic_is_an_error() {
         "lag with --bootstrap-server: {}",
         String::from_utf8_lossy(&lag.stderr)
     );
-    assert_eq!(json(&lag)["total"], 0);
+    assert_eq!(first_group(&lag)["total"], 0);
     let list = run(&["dlq", "list", "--bootstrap-server", servers, "--json"]);
     assert!(
         list.status.success(),
@@ -928,7 +939,9 @@ async fn dev_prints_an_export_line_the_tool_can_use() {
         "lag on {servers}: {}",
         String::from_utf8_lossy(&lag.stderr)
     );
-    let partitions = json(&lag)["partitions"].as_array().map_or(0, Vec::len);
+    let partitions = first_group(&lag)["partitions"]
+        .as_array()
+        .map_or(0, Vec::len);
     assert_eq!(partitions, 6, "orders and users, 3 partitions each");
 }
 

@@ -71,32 +71,75 @@ pub fn print(out: &mut impl std::io::Write, report: &Report) -> std::io::Result<
     Ok(())
 }
 
+/// What `lag --json` prints, whatever the options: every group's report,
+/// in the order of `--group`, and the outbox's backlog, `null` unless
+/// `--outbox` was given. One shape, so that a script reads
+/// `.groups[0].total` and `.outbox` the same way every time.
+#[derive(Debug, serde::Serialize)]
+pub struct LagJson<'a> {
+    /// One report per group.
+    pub groups: &'a [Report],
+    /// The outbox's backlog, or `null`.
+    pub outbox: Option<&'a OutboxBacklog>,
+}
+
 /// Prints the reports of a `lag` run, and the outbox's backlog when it was
-/// read: one JSON value (an object for one group, an array for several,
-/// `{"groups", "outbox"}` with the outbox), or tables.
+/// read: one JSON object ([`LagJson`]), or tables.
 pub fn reports(
     json: bool,
     reports: &[Report],
     outbox: Option<&OutboxBacklog>,
 ) -> anyhow::Result<()> {
-    match (json, reports, outbox) {
-        (true, many, Some(outbox)) => {
-            print_json(&serde_json::json!({ "groups": many, "outbox": outbox }))
-        }
-        (true, [one], None) => print_json(one),
-        (true, many, None) => print_json(&many),
-        (false, many, _) => {
-            if let Some(o) = outbox {
-                emit(|out| {
-                    use std::io::Write;
-                    writeln!(
-                        out,
-                        "outbox: {} row(s) waiting, the oldest {:.0} s old\n",
-                        o.rows, o.oldest_seconds
-                    )
-                })?;
-            }
-            emit(|out| many.iter().try_for_each(|report| print(out, report)))
-        }
+    if json {
+        return print_json(&LagJson {
+            groups: reports,
+            outbox,
+        });
+    }
+    if let Some(o) = outbox {
+        emit(|out| {
+            use std::io::Write;
+            writeln!(
+                out,
+                "outbox: {} row(s) waiting, the oldest {:.0} s old\n",
+                o.rows, o.oldest_seconds
+            )
+        })?;
+    }
+    emit(|out| reports.iter().try_for_each(|report| print(out, report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outbox is there, `null`, when not asked for: the shape is the
+    /// same with and without `--outbox`.
+    #[test]
+    fn the_json_has_one_shape_with_or_without_the_outbox() {
+        let keys = |value: &serde_json::Value| {
+            value
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        };
+        let without = serde_json::to_value(LagJson {
+            groups: &[],
+            outbox: None,
+        })
+        .unwrap_or_default();
+        assert_eq!(without["outbox"], serde_json::Value::Null, "{without}");
+        assert!(without["groups"].is_array(), "{without}");
+        let backlog = OutboxBacklog {
+            rows: 3,
+            oldest_seconds: 1.5,
+        };
+        let with = serde_json::to_value(LagJson {
+            groups: &[],
+            outbox: Some(&backlog),
+        })
+        .unwrap_or_default();
+        assert_eq!(with["outbox"]["rows"], 3, "{with}");
+        assert_eq!(keys(&with), keys(&without));
+        assert_eq!(keys(&with), Some(vec!["groups".into(), "outbox".into()]));
     }
 }

@@ -1,7 +1,7 @@
 //! The command line as scripts use it: with `--json`, a failure is one JSON
 //! error object on stdout and a non-zero exit status; stderr carries no
 //! colour codes off a terminal and no backtrace; errors a broker can answer
-//! at once are answered at once.
+//! at once are answered at once; `lag --json` keeps one shape.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -223,20 +223,49 @@ async fn inspect_refuses_a_missing_offset_or_partition_at_once() {
     assert!(said.contains("has no partition 7"), "{said}");
 }
 
-/// A dry run's summary says what it would replay, not that it replayed.
+/// `lag --json` is `{"groups": [...], "outbox": ...}` for one group or
+/// several; a dry run's summary says what it would replay.
 #[test]
-fn a_dry_run_says_would_replay() {
+fn lag_json_keeps_its_shape_and_a_dry_run_says_would_replay() {
     let broker = Tansu::start();
     broker.create_topics();
-    let dry = command(&["dlq", "replay", "--dry-run"], &broker.bootstrap)
-        .output()
-        .expect("run pubsubkafka");
+    let run = |args: &[&str]| {
+        let out = command(args, &broker.bootstrap)
+            .output()
+            .expect("run pubsubkafka");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let keys = |value: &Value| {
+        value
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+    };
+    let args = ["lag", "--group", "a", "--allow-new-group", "--json"];
+    let one = stdout_json(&args, &run(&args));
+    assert_eq!(keys(&one), Some(vec!["groups".into(), "outbox".into()]));
+    assert_eq!(one["outbox"], Value::Null, "{one}");
+    assert_eq!(one["groups"][0]["group"], "a", "{one}");
+    assert_eq!(one["groups"][0]["total"], 0, "{one}");
+    let args = [
+        "lag",
+        "--group",
+        "a",
+        "--group",
+        "b=orders-dlq",
+        "--allow-new-group",
+        "--json",
+    ];
+    let two = stdout_json(&args, &run(&args));
+    assert_eq!(keys(&two), keys(&one), "{two}");
+    assert_eq!(two["groups"][1]["group"], "b", "{two}");
+
+    let dry = run(&["dlq", "replay", "--dry-run"]);
     let said = String::from_utf8_lossy(&dry.stdout);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
     assert!(
         said.starts_with("dry run: read 0, would replay 0"),
         "{said}"
