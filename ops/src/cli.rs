@@ -1,5 +1,4 @@
-//! What every subcommand shares on its way in and out: the Kafka options
-//! (only on the subcommands that talk to Kafka), and how a failure is
+//! What every subcommand shares on its way out: how a failure is
 //! reported: its cause chain on standard error, never a backtrace, and with
 //! `--json` one error object on standard output, for scripts.
 //!
@@ -11,7 +10,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use platform::Env;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
@@ -25,27 +23,6 @@ use crate::terminal::print_json;
 pub const FAILURE: u8 = 1;
 /// Exit status of a command whose arguments were refused (clap's own).
 pub const USAGE: u8 = 2;
-
-/// Kafka options of the subcommands that talk to Kafka.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers (host:port,...), instead of
-    /// KAFKA_BOOTSTRAP_SERVERS.
-    #[arg(long, value_name = "HOST:PORT,...")]
-    pub bootstrap_server: Option<String>,
-}
-
-impl KafkaArgs {
-    /// The tool's environment, with `--bootstrap-server` over
-    /// KAFKA_BOOTSTRAP_SERVERS.
-    pub fn environment(&self) -> Env {
-        let env = Env::from_process();
-        match &self.bootstrap_server {
-            Some(servers) => env.with("KAFKA_BOOTSTRAP_SERVERS", servers),
-            None => env,
-        }
-    }
-}
 
 /// What kind of failure stopped a command: the `code` of its JSON error
 /// object. The names are an interface: scripts branch on them.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod dead_letters;
 pub mod dev;
 pub mod dlq;
+pub mod kafka;
 pub mod lag;
 pub mod order;
 pub mod terminal;

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ops::cli::KafkaArgs;
 use ops::dlq::DlqCommand;
+use ops::kafka::KafkaArgs;
 use ops::lag::LagArgs;
 use ops::terminal::{emit, print_json};
 use platform::kafka::KafkaSettings;

@@ -22,8 +22,8 @@ use platform::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::cli::KafkaArgs;
 use crate::dead_letters::{DlqError, Filter};
+use crate::kafka::KafkaArgs;
 use crate::terminal::{emit, print_json};
 
 pub use lock::ReplayLock;

@@ -202,7 +202,7 @@ pub struct LagArgs {
     #[arg(long, env = "OUTBOX_DATABASE_URL", value_name = "URL")]
     pub outbox: Option<String>,
     #[command(flatten)]
-    pub kafka: crate::cli::KafkaArgs,
+    pub kafka: crate::kafka::KafkaArgs,
 }
 
 /// `lag`: serves the exporter with `--serve`; else measures over the
