@@ -112,6 +112,20 @@ impl TestApp {
             Duration::from_secs(5),
         )
     }
+
+    /// Whether `topic` holds no message at all: read to the high
+    /// watermarks its partitions have when asked (every write the service
+    /// answered for is acknowledged by then), not until a quiet moment,
+    /// which an empty read can pass before the first fetch answers.
+    pub fn topic_is_empty(&self, topic: &str) -> bool {
+        harness::kafka::read_topic_to_high_watermarks(
+            harness::kafka::client(&self.cluster.bootstrap_servers()),
+            topic,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("reading {topic} to its end: {e}"))
+        .is_empty()
+    }
 }
 
 pub use harness::kafka::{header, read_topic};
