@@ -5,7 +5,7 @@ use consumer::{Application, ConsumerConfig};
 use platform::Env;
 
 fn main() -> anyhow::Result<()> {
-    answer_arguments();
+    platform::startup::answer_arguments(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_DESCRIPTION"));
     limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,33 +39,4 @@ async fn run() -> anyhow::Result<()> {
         .context("start-up")?;
     app.run(stop).await.context("running")?;
     Ok(())
-}
-
-/// The service takes its configuration from the environment, not from
-/// arguments: `--version` (`-V`) and `--help` (`-h`) answer and exit 0,
-/// anything else is refused with exit code 2 before anything starts.
-fn answer_arguments() {
-    let name = env!("CARGO_PKG_NAME");
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let Some(first) = args.first() else {
-        return;
-    };
-    match (first.to_str(), args.len()) {
-        (Some("--version" | "-V"), 1) => println!("{name} {}", env!("CARGO_PKG_VERSION")),
-        (Some("--help" | "-h"), 1) => println!(
-            "{name} {}: {}\n\nUsage: {name} [--version | --help]\n\n\
-             Takes no arguments: its configuration comes from the environment \
-             (the README's configuration table).",
-            env!("CARGO_PKG_VERSION"),
-            env!("CARGO_PKG_DESCRIPTION"),
-        ),
-        _ => {
-            eprintln!(
-                "{name}: unexpected argument {first:?}: it takes only --version or --help; \
-                 its configuration comes from the environment (the README's configuration table)"
-            );
-            std::process::exit(2);
-        }
-    }
-    std::process::exit(0);
 }

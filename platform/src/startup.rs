@@ -99,6 +99,35 @@ pub async fn check_credentials<F: Future<Output = Probe>>(
     Ok(())
 }
 
+/// A service takes its configuration from the environment, not from
+/// arguments: `--version` (`-V`) and `--help` (`-h`) answer and exit 0,
+/// anything else is refused with exit code 2 before anything starts.
+/// `name` and `description` are the binary's (its `CARGO_PKG_NAME` and
+/// `CARGO_PKG_DESCRIPTION`); the version is the workspace's.
+pub fn answer_arguments(name: &str, description: &str) {
+    let version = crate::metrics::VERSION;
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let Some(first) = args.first() else {
+        return;
+    };
+    match (first.to_str(), args.len()) {
+        (Some("--version" | "-V"), 1) => println!("{name} {version}"),
+        (Some("--help" | "-h"), 1) => println!(
+            "{name} {version}: {description}\n\nUsage: {name} [--version | --help]\n\n\
+             Takes no arguments: its configuration comes from the environment \
+             (the README's configuration table)."
+        ),
+        _ => {
+            eprintln!(
+                "{name}: unexpected argument {first:?}: it takes only --version or --help; \
+                 its configuration comes from the environment (the README's configuration table)"
+            );
+            std::process::exit(2);
+        }
+    }
+    std::process::exit(0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
