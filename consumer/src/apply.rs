@@ -181,14 +181,24 @@ async fn write(
     status: OrderStatus,
     version: u32,
 ) -> Result<(), PersistError> {
-    let data = serde_json::to_value(&change.change).map_err(PersistError::permanent)?;
+    let mut tagged = serde_json::to_value(&change.change).map_err(PersistError::permanent)?;
+    // The contract writes a change tagged by its name: `{"payment": {...}}`.
+    let data = tagged
+        .get_mut(change.change.name())
+        .map(serde_json::Value::take)
+        .ok_or_else(|| {
+            PersistError::permanent(format!(
+                "a {} is not written under its name",
+                change.change.name()
+            ))
+        })?;
     let applied = store::write::Applied {
         order_id: change.order_id,
         status: status.as_str(),
         version: i32::try_from(version).map_err(PersistError::permanent)?,
         changed_at: change.metadata.occurred_at,
         kind: change.change.name(),
-        data: data.get(change.change.name()).unwrap_or(&Value::Null),
+        data: &data,
     };
     if store::write::apply(tx, &applied).await.map_err(classify)? {
         Ok(())

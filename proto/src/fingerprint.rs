@@ -110,20 +110,33 @@ struct CanonicalChange<'a> {
     kind: &'static str,
     order_id: String,
     expected_version: Option<u32>,
-    change: &'a str,
-    data: serde_json::Value,
+    change: &'static str,
+    data: CanonicalData<'a>,
+}
+
+/// A change's data, amounts by value.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum CanonicalData<'a> {
+    Payment {
+        reference: &'a str,
+        amount: String,
+        currency: &'a str,
+    },
+    Other(&'a Change),
 }
 
 /// The fingerprint of an order change's content: the order, the change
 /// with its data (amounts by value) and the version it expects.
 pub fn change(e: &OrderChange) -> Fingerprint {
-    let mut data = serde_json::to_value(&e.change).unwrap_or(serde_json::Value::Null);
-    if let (Change::Payment(p), Some(fields)) = (
-        &e.change,
-        data.get_mut("payment").and_then(|v| v.as_object_mut()),
-    ) {
-        fields.insert("amount".into(), amount(p.amount).into());
-    }
+    let data = match &e.change {
+        Change::Payment(p) => CanonicalData::Payment {
+            reference: &p.reference,
+            amount: amount(p.amount),
+            currency: &p.currency,
+        },
+        other => CanonicalData::Other(other),
+    };
     Fingerprint::of(&CanonicalChange {
         kind: "order-change",
         order_id: e.order_id.to_string(),
@@ -211,5 +224,46 @@ mod tests {
         assert_eq!(a, b, "5.0 and 5.00 are one price; ids and times differ");
         assert!(a.as_str().starts_with("v1:") && a.as_str().len() == 67);
         assert_ne!(a, order(&order_event(Decimal::new(50, 1), 2)));
+    }
+
+    fn payment(amount: Decimal, reference: &str, expected: Option<u32>) -> OrderChange {
+        OrderChange {
+            metadata: EventMetadata {
+                event_id: Uuid::new_v4(),
+                event_type: "order.paid".into(),
+                schema_version: 1,
+                occurred_at: Utc::now(),
+                producer: "p".into(),
+                correlation_id: Uuid::new_v4().to_string(),
+                trace_id: None,
+                span_id: None,
+            },
+            order_id: Uuid::from_u128(7),
+            expected_version: expected,
+            change: Change::Payment(crate::lifecycle::Payment {
+                reference: reference.into(),
+                amount,
+                currency: "EUR".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_change_is_fingerprinted_by_its_data_amounts_by_value_and_its_version() {
+        let a = change(&payment(Decimal::new(3998, 2), "r", None));
+        assert_eq!(
+            a,
+            change(&payment(Decimal::new(39980, 3), "r", None)),
+            "39.98 and 39.980 are one amount; ids and times differ"
+        );
+        assert_ne!(a, change(&payment(Decimal::new(3998, 2), "s", None)));
+        assert_ne!(a, change(&payment(Decimal::new(3999, 2), "r", None)));
+        assert_ne!(a, change(&payment(Decimal::new(3998, 2), "r", Some(1))));
+        let mut shipped = payment(Decimal::ONE, "r", None);
+        shipped.change = Change::Shipment(crate::lifecycle::Shipment {
+            carrier: "c".into(),
+            tracking_number: "t".into(),
+        });
+        assert_ne!(a, change(&shipped));
     }
 }
