@@ -20,6 +20,11 @@ const RELAY: [(&str, &str); 1] = [("OUTBOX_RELAY_POLL_MS", "20")];
 /// database, each in a transaction of its own, in the order given: the
 /// value is `<key>/v<version>`, and the version travels as a header too.
 async fn write_rows(ctx: &TestContext, rows: &[(&str, u32)]) {
+    write_rows_to(ctx, topics::ORDERS_STATE, rows).await;
+}
+
+/// [`write_rows`] for `topic`.
+async fn write_rows_to(ctx: &TestContext, topic: &str, rows: &[(&str, u32)]) {
     for (key, version) in rows {
         let headers = serde_json::json!([
             ["event-type", "order.state"],
@@ -31,7 +36,7 @@ async fn write_rows(ctx: &TestContext, rows: &[(&str, u32)]) {
             &mut tx,
             std::iter::once(NewRow {
                 shard: shard_of(key),
-                topic: topics::ORDERS_STATE,
+                topic,
                 key,
                 headers: &headers,
                 value: value.as_bytes(),
@@ -137,5 +142,44 @@ async fn outbox_rows_wait_out_a_broker_outage_and_are_published_after() {
     );
     consumer.stop();
     assert_eq!(ctx.topic_size(topics::ORDERS_STATE), 3, "none twice");
+    ctx.tear_down().await;
+}
+
+/// Services may share a database: the consumer's relay publishes the rows
+/// of its own topic only, leaves another service's rows to it, and counts
+/// only its own as its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_and_counts_only_its_own_topics_rows() {
+    let ctx = TestContext::spawn().await;
+    let consumer = ctx.start_consumer(&RELAY);
+    let key = uuid::Uuid::now_v7().to_string();
+    // The producer's rows, in the same shard as the consumer's.
+    write_rows_to(&ctx, topics::ORDERS, &[(&key, 1), (&key, 2)]).await;
+    write_rows(&ctx, &[(&key, 1), (&key, 2)]).await;
+
+    consumer
+        .wait_for_metrics("its own two rows relayed and its backlog empty", |m| {
+            m.lines().any(|l| l == "outbox_relayed_total 2")
+                && m.lines().any(|l| l == "outbox_depth 0")
+        })
+        .await;
+    let others: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = $1")
+        .bind(topics::ORDERS)
+        .fetch_one(&ctx.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(others, 2, "another service's rows are left to it");
+    assert_eq!(outbox_waiting(&ctx.db.pool).await, 2, "only those wait");
+    let messages = ctx.read(topics::ORDERS_STATE, 2);
+    assert_eq!(
+        values_by_key(&messages).get(&key),
+        Some(&expected(&key, 1..=2))
+    );
+    consumer.stop();
+    assert_eq!(
+        ctx.topic_size(topics::ORDERS),
+        0,
+        "nothing of theirs published"
+    );
     ctx.tear_down().await;
 }
