@@ -236,7 +236,7 @@ pub async fn post_until_accepted(
             ));
         }
         // A client's pause before it tries again, not a wait for an effect.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(crate::load::RETRY_PAUSE).await;
     }
 }
 

@@ -97,6 +97,10 @@ struct Posted {
     waited: Duration,
 }
 
+/// How long a client waits before it sends a request again after a `429`,
+/// a `503` or no answer: every retrying client of the harness.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 /// Posts order `n` until it is accepted, refused, or the run (started at
 /// `run_started`) passed `deadline`.
 async fn post_order(
@@ -137,7 +141,7 @@ async fn post_order(
                         waited: Duration::ZERO,
                     };
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }
