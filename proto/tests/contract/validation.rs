@@ -589,4 +589,100 @@ mod api_and_consumer_agree {
         println!("{accepted} of the generated bodies were accepted");
         assert!(accepted >= 20, "only {accepted} accepted bodies generated");
     }
+
+    static CHANGES_ACCEPTED: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    /// A change request body of each kind, from values valid, empty, too
+    /// long, with control characters, inexact or not money at all.
+    fn change_body() -> impl Strategy<Value = (usize, Value)> {
+        let text = || {
+            one_of(&[
+                "DHL",
+                "",
+                "a\u{7}b",
+                "ü-42",
+                "                                                                   x",
+            ])
+        };
+        let long = "x".repeat(65);
+        prop_oneof![
+            (
+                one_of(&["pay-1", "", "p\u{0}"]),
+                one_of(&["39.98", "39.985", "0", "-1", "1e2", "abc", "", "99999999999999999999999999999999"]),
+                one_of(&["EUR", "JPY", "eur", "XXX", ""]),
+            )
+                .prop_map(|(r, a, c)| (0, json!({"reference": r, "amount": a, "currency": c}))),
+            (text(), text(), Just(long))
+                .prop_map(|(c, t, long)| (1, json!({"carrier": c, "tracking_number": if t.is_empty() { long } else { t.to_owned() }}))),
+            proptest::option::of(text()).prop_map(|r| (2, json!({"received_by": r}))),
+            (
+                one_of(&["customer_request", "other", "Other", "refund", ""]),
+                proptest::option::of(text()),
+            )
+                .prop_map(|(r, n)| (3, json!({"reason": r, "note": n}))),
+        ]
+    }
+
+    /// Parses and validates `bytes` as the API does for change `kind`; the
+    /// event it makes when accepted.
+    fn change_request(kind: usize, bytes: &[u8]) -> Result<contract::OrderChange, String> {
+        use contract::request::{
+            CancellationRequest, DeliveryRequest, PaymentRequest, ShipmentRequest,
+        };
+        fn take<
+            R: Intake<Id = Uuid, Event = contract::OrderChange> + serde::de::DeserializeOwned,
+        >(
+            bytes: &[u8],
+            event_type: &str,
+        ) -> Result<contract::OrderChange, String> {
+            let request = parse_json::<R>(bytes).map_err(|e| e.to_string())?;
+            let valid = request.validate().map_err(|e| e.to_string())?;
+            Ok(valid.into_event(Uuid::new_v4(), metadata(event_type, 1)))
+        }
+        use contract::lifecycle::{ORDER_CANCELLED, ORDER_DELIVERED, ORDER_PAID, ORDER_SHIPPED};
+        match kind {
+            0 => take::<PaymentRequest>(bytes, ORDER_PAID),
+            1 => take::<ShipmentRequest>(bytes, ORDER_SHIPPED),
+            2 => take::<DeliveryRequest>(bytes, ORDER_DELIVERED),
+            _ => take::<CancellationRequest>(bytes, ORDER_CANCELLED),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever a change request's body holds (generated values, and
+        /// the same bytes cut anywhere), the API answers without a panic,
+        /// and every change it accepts is one the consumer reads back from
+        /// its JSON and finds valid: the two never disagree on an accepted
+        /// change.
+        #[test]
+        fn every_change_the_api_accepts_the_consumer_accepts((kind, body) in change_body(), cut in 0usize..200) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let truncated = &bytes[..cut.min(bytes.len())];
+            if truncated.len() < bytes.len() {
+                prop_assert!(change_request(kind, truncated).is_err(), "a cut body is refused");
+            }
+            if let Ok(event) = change_request(kind, &bytes) {
+                CHANGES_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let wire = event.encode(Format::Json).unwrap();
+                let read = contract::OrderChange::decode(&wire, Format::Json, 1)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&read, &event);
+                prop_assert!(
+                    contract::lifecycle::order_change(&read).is_ok(),
+                    "the consumer refuses what the API accepted: {:?}\nbody: {}",
+                    contract::lifecycle::order_change(&read), body
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_generated_changes_include_accepted_ones() {
+        every_change_the_api_accepts_the_consumer_accepts();
+        let accepted = CHANGES_ACCEPTED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(accepted >= 20, "only {accepted} accepted changes generated");
+    }
 }
