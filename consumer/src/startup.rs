@@ -248,8 +248,8 @@ async fn migrated_pool(config: &ConsumerConfig) -> Result<PgPool, StartupError> 
         advice: store::schema::advice(&source, &config.database_url),
         source,
     };
+    // The read model and the outbox of the order states, in one call.
     store::schema::migrate(&pool).await.map_err(failed)?;
-    store::outbox::prepare(&pool).await.map_err(failed)?;
     Ok(pool)
 }
 
