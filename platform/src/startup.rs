@@ -105,22 +105,39 @@ pub async fn check_credentials<F: Future<Output = Probe>>(
 /// `name` and `description` are the binary's (its `CARGO_PKG_NAME` and
 /// `CARGO_PKG_DESCRIPTION`); the version is the workspace's.
 pub fn answer_arguments(name: &str, description: &str) {
-    let version = crate::metrics::VERSION;
+    let _ = answer_commands(name, description, &[]);
+}
+
+/// A task a service binary runs instead of the service, named by its one
+/// argument (`consumer migrate`), then exits.
+#[derive(Debug, Clone, Copy)]
+pub struct Command {
+    /// The argument.
+    pub name: &'static str,
+    /// What it does, for `--help`.
+    pub about: &'static str,
+}
+
+/// Like [`answer_arguments`], and the binary's `commands` too: the one
+/// given, if any (`None`: run the service).
+pub fn answer_commands(
+    name: &str,
+    description: &str,
+    commands: &[Command],
+) -> Option<&'static str> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let Some(first) = args.first() else {
-        return;
-    };
-    match (first.to_str(), args.len()) {
-        (Some("--version" | "-V"), 1) => println!("{name} {version}"),
-        (Some("--help" | "-h"), 1) => println!(
-            "{name} {version}: {description}\n\nUsage: {name} [--version | --help]\n\n\
-             Takes no arguments: its configuration comes from the environment \
-             (the README's configuration table)."
-        ),
-        _ => {
+    let first = args.first()?;
+    match parse(first.to_str(), args.len(), commands) {
+        Parsed::Command(command) => return Some(command),
+        Parsed::Version => println!("{name} {}", crate::metrics::VERSION),
+        Parsed::Help => println!("{}", help(name, description, commands)),
+        Parsed::Refused => {
+            let takes: Vec<&str> = commands.iter().map(|c| c.name).collect();
+            let takes = [takes.as_slice(), &["--version", "--help"]].concat();
             eprintln!(
-                "{name}: unexpected argument {first:?}: it takes only --version or --help; \
-                 its configuration comes from the environment (the README's configuration table)"
+                "{name}: unexpected argument {first:?}: it takes only {}; \
+                 its configuration comes from the environment (the README's configuration table)",
+                takes.join(" or ")
             );
             std::process::exit(2);
         }
@@ -128,10 +145,78 @@ pub fn answer_arguments(name: &str, description: &str) {
     std::process::exit(0);
 }
 
+/// What the arguments asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Command(&'static str),
+    Version,
+    Help,
+    Refused,
+}
+
+fn parse(first: Option<&str>, count: usize, commands: &[Command]) -> Parsed {
+    if count != 1 {
+        return Parsed::Refused;
+    }
+    match first {
+        Some("--version" | "-V") => Parsed::Version,
+        Some("--help" | "-h") => Parsed::Help,
+        Some(arg) => commands
+            .iter()
+            .find(|c| c.name == arg)
+            .map_or(Parsed::Refused, |c| Parsed::Command(c.name)),
+        None => Parsed::Refused,
+    }
+}
+
+fn help(name: &str, description: &str, commands: &[Command]) -> String {
+    let version = crate::metrics::VERSION;
+    let usage: Vec<&str> = commands.iter().map(|c| c.name).collect();
+    let usage = [usage.as_slice(), &["--version", "--help"]].concat();
+    let mut help = format!(
+        "{name} {version}: {description}\n\nUsage: {name} [{}]\n",
+        usage.join(" | ")
+    );
+    for command in commands {
+        help.push_str(&format!("\n  {:<10}{}", command.name, command.about));
+    }
+    if !commands.is_empty() {
+        help.push('\n');
+    }
+    help.push_str(
+        "\nWithout arguments it runs the service. Its configuration comes from the \
+         environment (the README's configuration table).",
+    );
+    help
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    #[test]
+    fn a_command_is_one_argument_among_those_the_binary_takes() {
+        let commands = [Command {
+            name: "migrate",
+            about: "apply the migrations",
+        }];
+        assert_eq!(
+            parse(Some("migrate"), 1, &commands),
+            Parsed::Command("migrate")
+        );
+        assert_eq!(parse(Some("migrate"), 2, &commands), Parsed::Refused);
+        assert_eq!(parse(Some("migrate"), 1, &[]), Parsed::Refused);
+        assert_eq!(parse(Some("-V"), 1, &commands), Parsed::Version);
+        assert_eq!(parse(Some("--help"), 1, &[]), Parsed::Help);
+        assert_eq!(parse(Some("--migrate"), 1, &commands), Parsed::Refused);
+        let help = help("consumer", "d", &commands);
+        assert!(
+            help.contains("Usage: consumer [migrate | --version | --help]"),
+            "{help}"
+        );
+        assert!(help.contains("migrate   apply the migrations"), "{help}");
+    }
 
     #[tokio::test]
     async fn a_refusal_stops_start_up_and_silence_does_not() {

@@ -8,6 +8,12 @@
 //!
 //! The two sets may share a database (the outbox beside the consumer's
 //! tables): each ignores the other's rows of `_sqlx_migrations`.
+//!
+//! With `DATABASE_MIGRATE=false` a service applies nothing and only checks
+//! ([`check`], [`check_outbox`]) that every migration it was built with is
+//! applied, reading `_sqlx_migrations`: its role then needs no DDL rights,
+//! and `consumer migrate` / `producer migrate` (the Helm chart's migrations
+//! Job) apply them with a role that has.
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgConnectOptions;
@@ -33,6 +39,99 @@ pub fn outbox() -> Migrator {
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     read_model().run(pool).await?;
     outbox().run(pool).await
+}
+
+/// Why a service may not run on its database's schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Migrations this build needs are not applied (or failed partway).
+    #[error(
+        "the database schema is not migrated: {} of this version not applied ({}); \
+         apply them with `{apply_with}` (the Helm chart's migrations Job: migrations.job.enabled) \
+         as a role that may create tables, or start with DATABASE_MIGRATE=true",
+        missing.len(), missing.join(", ")
+    )]
+    NotMigrated {
+        /// Each one's version and description.
+        missing: Vec<String>,
+        /// The command that applies them.
+        apply_with: &'static str,
+    },
+    /// An applied migration is not the one this build has.
+    #[error(
+        "migration {version} ({description}) was applied with other contents than this version's: \
+         the database belongs to another build; do not run this one on it"
+    )]
+    Changed {
+        /// Its version.
+        version: i64,
+        /// Its description.
+        description: String,
+    },
+    /// The applied migrations could not be read.
+    #[error(
+        "cannot read the applied migrations (table _sqlx_migrations; the role needs SELECT on it): {0}"
+    )]
+    Unreadable(#[source] sqlx::Error),
+}
+
+/// Checks, reading only, that every migration of the consumer's tables and
+/// of the outbox beside them is applied ([`migrate`]'s sets).
+pub async fn check(pool: &PgPool) -> Result<(), SchemaError> {
+    check_applied(pool, &[read_model(), outbox()], "consumer migrate").await
+}
+
+/// Checks, reading only, that the outbox's migrations are applied (the
+/// producer's outbox mode).
+pub async fn check_outbox(pool: &PgPool) -> Result<(), SchemaError> {
+    check_applied(pool, &[outbox()], "producer migrate").await
+}
+
+/// Compares `_sqlx_migrations` with `sets`: a version missing, or recorded
+/// as failed, is not applied; one whose checksum differs is another build's.
+async fn check_applied(
+    pool: &PgPool,
+    sets: &[Migrator],
+    apply_with: &'static str,
+) -> Result<(), SchemaError> {
+    let applied: std::collections::HashMap<i64, (Vec<u8>, bool)> = match sqlx::query_as::<
+        _,
+        (i64, Vec<u8>, bool),
+    >(
+        "SELECT version, checksum, success FROM _sqlx_migrations",
+    )
+    .fetch_all(pool)
+    .await
+    {
+        Ok(rows) => rows.into_iter().map(|(v, c, s)| (v, (c, s))).collect(),
+        // No table: nothing was ever applied.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Default::default(),
+        Err(e) => return Err(SchemaError::Unreadable(e)),
+    };
+    let mut missing = Vec::new();
+    for migration in sets.iter().flat_map(|set| set.iter()) {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        match applied.get(&migration.version) {
+            Some((checksum, true)) if *checksum == *migration.checksum => {}
+            Some((_, true)) => {
+                return Err(SchemaError::Changed {
+                    version: migration.version,
+                    description: migration.description.to_string(),
+                })
+            }
+            _ => missing.push(format!("{} {}", migration.version, migration.description)),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::NotMigrated {
+            missing,
+            apply_with,
+        })
+    }
 }
 
 /// What to do about a migration that failed for a common set-up mistake
