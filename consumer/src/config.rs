@@ -41,6 +41,10 @@ pub struct ConsumerConfig {
     pub relay: RelaySettings,
     /// `DATABASE_URL`.
     pub database_url: String,
+    /// `DATABASE_MIGRATE` (default `true`): apply the migrations at
+    /// start-up; `false`: only check that they are applied (applied by
+    /// `consumer migrate`, by a role that may create tables).
+    pub database_migrate: bool,
     /// `DB_POOL_SIZE`.
     pub db_pool_size: u32,
     /// `DB_STATEMENT_TIMEOUT_MS`: a statement running longer fails (transient).
@@ -99,6 +103,7 @@ impl ConsumerConfig {
             )?,
             relay: RelaySettings::from_env(env)?,
             database_url,
+            database_migrate: env.flag("DATABASE_MIGRATE", true)?,
             db_pool_size: env.number("DB_POOL_SIZE", 8, 1..=200)?,
             db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 10_000, 100..=600_000)?,
             db_lock_timeout: env.millis("DB_LOCK_TIMEOUT_MS", 2_000, 10..=600_000)?,

@@ -4,14 +4,39 @@ use anyhow::Context;
 use consumer::{Application, ConsumerConfig};
 use platform::Env;
 
+/// `consumer migrate`: what the Helm chart's migrations Job runs.
+const MIGRATE: platform::startup::Command = platform::startup::Command {
+    name: "migrate",
+    about: "apply the database migrations (DATABASE_URL) and exit",
+};
+
 fn main() -> anyhow::Result<()> {
-    platform::startup::answer_arguments(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_DESCRIPTION"));
+    let command = platform::startup::answer_commands(
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_DESCRIPTION"),
+        &[MIGRATE],
+    );
     limit_malloc_arenas();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("runtime")?
-        .block_on(run())
+        .context("runtime")?;
+    match command {
+        Some(_) => runtime.block_on(migrate()),
+        None => runtime.block_on(run()),
+    }
+}
+
+/// Applies the migrations, as start-up does, and exits: 0 once the schema
+/// is current.
+async fn migrate() -> anyhow::Result<()> {
+    let config = ConsumerConfig::from_env(&Env::from_process()).context("configuration")?;
+    let _telemetry = platform::telemetry::init(&config.telemetry)?;
+    consumer::startup::migrate(&config)
+        .await
+        .context("migrate")?;
+    tracing::info!("database schema is current");
+    Ok(())
 }
 
 /// At most two glibc malloc arenas, set before any thread starts. A batch

@@ -45,6 +45,10 @@ pub enum StartupError {
         /// What to do about it, for the common set-up mistakes.
         advice: Option<String>,
     },
+    /// Migrations are off (`DATABASE_MIGRATE=false`) and the schema lacks
+    /// some.
+    #[error(transparent)]
+    Schema(#[from] store::schema::SchemaError),
 }
 
 impl From<rdkafka::error::KafkaError> for StartupError {
@@ -150,12 +154,13 @@ fn classic_defaults(group: &str) -> [(&'static str, &str); 13] {
 }
 
 impl Application {
-    /// Applies migrations, joins the group and binds the HTTP address.
+    /// Applies migrations (or checks them, see [`database`]), joins the
+    /// group and binds the HTTP address.
     pub async fn build(config: ConsumerConfig, registry: Registry) -> Result<Self, StartupError> {
         let metrics = ConsumerMetrics::register(&registry)?;
         let http_metrics = http::HttpMetrics::register(&registry)?;
         let connections = ConnectionMetrics::register(&registry)?;
-        let pool = migrated_pool(&config).await?;
+        let pool = database(&config).await?;
         let relay = relay(&config, &registry)?;
         let store = Store::new(pool, config.db_transaction_timeout).with_state_topic(StateTopic {
             topic: config.orders_state_topic.clone(),
@@ -231,10 +236,37 @@ impl Application {
     }
 }
 
-/// The consumer's database pool, its schema migrated: the read model, and
-/// the outbox of the orders' state messages beside it.
-async fn migrated_pool(config: &ConsumerConfig) -> Result<PgPool, StartupError> {
-    let pool = crate::db::pool(
+/// The consumer's database pool, its schema current: the read model, and
+/// the outbox of the orders' state messages beside it. Migrated at start
+/// (`DATABASE_MIGRATE`, the default), or else checked, reading only, so
+/// that the service never runs on an old schema.
+pub async fn database(config: &ConsumerConfig) -> Result<PgPool, StartupError> {
+    let pool = pool(config)?;
+    let current = if config.database_migrate {
+        apply_migrations(&pool, &config.database_url).await
+    } else {
+        store::schema::check(&pool).await.map_err(Into::into)
+    };
+    if let Err(e) = current {
+        // A failed migration may leave its session holding the migrator's
+        // lock: closed, the connections release it.
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(pool)
+}
+
+/// `consumer migrate`: applies the migrations, as start-up does, and
+/// returns.
+pub async fn migrate(config: &ConsumerConfig) -> Result<(), StartupError> {
+    let pool = pool(config)?;
+    let applied = apply_migrations(&pool, &config.database_url).await;
+    pool.close().await;
+    applied
+}
+
+fn pool(config: &ConsumerConfig) -> Result<PgPool, StartupError> {
+    Ok(crate::db::pool(
         &config.database_url,
         config.db_pool_size,
         store::db::SessionGuards {
@@ -243,14 +275,18 @@ async fn migrated_pool(config: &ConsumerConfig) -> Result<PgPool, StartupError> 
             idle_in_transaction: config.db_transaction_timeout,
             read_only: false,
         },
-    )?;
-    let failed = |source| StartupError::Migrations {
-        advice: store::schema::advice(&source, &config.database_url),
-        source,
-    };
-    // The read model and the outbox of the order states, in one call.
-    store::schema::migrate(&pool).await.map_err(failed)?;
-    Ok(pool)
+    )?)
+}
+
+/// The read model and the outbox of the order states, in one call; a
+/// failure with the advice for its common causes.
+async fn apply_migrations(pool: &PgPool, url: &str) -> Result<(), StartupError> {
+    store::schema::migrate(pool)
+        .await
+        .map_err(|source| StartupError::Migrations {
+            advice: store::schema::advice(&source, url),
+            source,
+        })
 }
 
 /// `/metrics` and the probes, each request counted in `http_metrics`.

@@ -7,4 +7,5 @@ mod migrations;
 mod outbox;
 mod persist;
 mod pipeline;
+mod schema_check;
 mod support;
