@@ -73,6 +73,10 @@ pub struct OutboxConfig {
     pub write_timeout: Duration,
     /// `OUTBOX_RELAY_*`: how the relay publishes.
     pub relay: RelaySettings,
+    /// `DATABASE_MIGRATE` (default `true`): create the table at start-up if
+    /// missing; `false`: only check that its migrations are applied (by
+    /// `producer migrate`, as a role that may create tables).
+    pub migrate: bool,
 }
 
 impl ProducerConfig {
@@ -168,6 +172,7 @@ fn outbox(env: &Env) -> Result<Option<OutboxConfig>, ConfigError> {
         pool_size,
         write_timeout: env.millis("OUTBOX_WRITE_TIMEOUT_MS", 2_000, 10..=60_000)?,
         relay,
+        migrate: env.flag("DATABASE_MIGRATE", true)?,
     }))
 }
 

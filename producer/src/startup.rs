@@ -246,8 +246,22 @@ async fn observed(
     Ok((router, ops))
 }
 
-/// The outbox of `config`, its table created if missing. A database that
-/// cannot be reached or refuses the table stops start-up, saying which.
+/// `producer migrate`: creates the outbox table of `config` if missing,
+/// as start-up does with `DATABASE_MIGRATE=true`.
+pub async fn migrate(config: &OutboxConfig, produce_timeout: Duration) -> Result<(), StartupError> {
+    let config = OutboxConfig {
+        migrate: true,
+        ..config.clone()
+    };
+    let outbox = open_outbox(&config, produce_timeout, &Registry::new()).await?;
+    outbox.pool().close().await;
+    Ok(())
+}
+
+/// The outbox of `config`, its table created if missing (or, with
+/// `DATABASE_MIGRATE=false`, checked to be there and current). A database
+/// that cannot be reached, refuses the table or lacks its migrations stops
+/// start-up, saying which.
 async fn open_outbox(
     config: &OutboxConfig,
     produce_timeout: Duration,
@@ -265,6 +279,13 @@ async fn open_outbox(
         what: "OUTBOX_DATABASE_URL",
         source: Box::new(e),
     })?;
+    if !config.migrate {
+        outbox.check().await.map_err(|e| StartupError::Database {
+            what: "the outbox table is not ready (DATABASE_MIGRATE=false)",
+            source: Box::new(e),
+        })?;
+        return Ok(outbox);
+    }
     outbox.prepare().await.map_err(|e| StartupError::Database {
         what: "cannot create the outbox table (is the database up, and may this role create \
                tables?)",

@@ -130,6 +130,12 @@ impl Outbox {
         store::outbox::prepare(&self.pool).await
     }
 
+    /// Checks, reading only, that the table's migrations are applied (see
+    /// [`store::schema::check_outbox`]).
+    pub async fn check(&self) -> Result<(), store::schema::SchemaError> {
+        store::schema::check_outbox(&self.pool).await
+    }
+
     /// Writes `entries` in one transaction (with other requests' rows):
     /// all or none, within the write timeout.
     pub async fn write(&self, entries: &[Record<'_>]) -> Result<(), OutboxUnavailable> {

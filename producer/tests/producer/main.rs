@@ -5,4 +5,5 @@
 mod api;
 mod changes;
 mod outbox;
+mod outbox_schema;
 mod support;
