@@ -1,7 +1,9 @@
 //! Benchmarks of the pipeline, each figure next to the limit it is measured
 //! against in the same run. `bench --smoke` checks that every part works,
-//! quickly, and asserts no timing.
+//! quickly, and asserts no timing. `bench summary` renders a run's results
+//! (`--results FILE`) as a table and chart of the headline figures.
 
+mod chart;
 mod end_to_end;
 mod ingest;
 mod load;
@@ -9,11 +11,14 @@ mod outbox;
 mod persist;
 mod read;
 mod report;
+mod results;
 mod services;
 mod stats;
+mod summary;
 mod system;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +63,9 @@ struct Cli {
     /// (e.g. `KAFKA_LINGER_MS=1`); repeatable.
     #[arg(long = "service-env", value_name = "KEY=VALUE")]
     service_env: Vec<String>,
+    /// Also writes the results as JSON to FILE, for `bench summary`.
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,6 +85,40 @@ enum Command {
         #[arg(long)]
         addr: SocketAddr,
     },
+    /// Renders a run's results (JSON, from `--results`) as a table of the
+    /// headline figures next to their baselines, and a chart of the ratios.
+    Summary {
+        /// The results, as `--results` wrote them.
+        results: PathBuf,
+        /// Writes the summary, as Markdown, to FILE.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Writes the chart, as SVG, to FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Replaces the summary between the markers of the Markdown FILE
+        /// (puts it under the title when there is none yet).
+        #[arg(long, value_name = "FILE")]
+        update: Option<PathBuf>,
+    },
+    /// Reads a run's table, as the benchmarks printed it in Markdown, into
+    /// results JSON.
+    ImportTable {
+        /// The Markdown holding the printed run.
+        markdown: PathBuf,
+        /// The heading of the section holding the run (the whole file if not given).
+        #[arg(long)]
+        heading: Option<String>,
+        /// When the run was made, `YYYY-MM-DD`.
+        #[arg(long)]
+        date: String,
+        /// The broker the run used, if known.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Where to write the results.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// What every benchmark of a run uses.
@@ -94,6 +136,21 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings, as a run prints and records them.
+    fn describe(&self) -> String {
+        format!(
+            "{} run(s), {:?} load phases, {} clients at saturation, open-loop rates {:?}/s, \
+             {} orders preloaded, {} raw messages, end to end at {:.0} % of saturation",
+            self.runs,
+            self.phase,
+            self.clients,
+            self.rates,
+            self.orders,
+            self.raw_messages,
+            self.e2e_fraction * 100.0
+        )
+    }
+
     fn runs_part(&self, part: Part) -> bool {
         self.only.is_empty() || self.only.contains(&part)
     }
@@ -143,18 +200,43 @@ impl Settings {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command {
-        Some(Command::BareHttp { addr }) => runtime.block_on(services::serve_bare_http(addr)),
+    match &cli.command {
+        Some(Command::BareHttp { addr }) => {
+            tokio::runtime::Runtime::new()?.block_on(services::serve_bare_http(*addr))
+        }
+        Some(Command::Summary {
+            results,
+            markdown,
+            svg,
+            update,
+        }) => summary::write(
+            results,
+            &summary::Outputs {
+                markdown: markdown.clone(),
+                svg: svg.clone(),
+                update: update.clone(),
+            },
+        ),
+        Some(Command::ImportTable {
+            markdown,
+            heading,
+            date,
+            broker,
+            out,
+        }) => {
+            let text = std::fs::read_to_string(markdown)?;
+            results::Results::import(&text, heading.as_deref(), date, broker.as_deref())?.write(out)
+        }
         None => {
             let settings = Settings::from_cli(&cli)?;
             services::set_service_env(&settings.service_env)?;
-            runtime.block_on(bench(&settings, cli.smoke))
+            let report = tokio::runtime::Runtime::new()?.block_on(bench(&settings))?;
+            finish(&settings, cli.smoke, cli.results.as_deref(), report)
         }
     }
 }
 
-async fn bench(settings: &Settings, smoke: bool) -> anyhow::Result<()> {
+async fn bench(settings: &Settings) -> anyhow::Result<report::Report> {
     // The services are the binaries built beside this one.
     if std::env::var_os("PUBSUBKAFKA_BIN_DIR").is_none() {
         if let Some(dir) = std::env::current_exe()?.parent() {
@@ -199,6 +281,28 @@ async fn bench(settings: &Settings, smoke: bool) -> anyhow::Result<()> {
             outbox::run(settings, &mut report).await?;
         }
     }
+    Ok(report)
+}
+
+/// Prints the run's figures, writes its results, and fails when a figure
+/// was not measured. A smoke run also checks the summary works.
+fn finish(
+    settings: &Settings,
+    smoke: bool,
+    results_path: Option<&Path>,
+    report: report::Report,
+) -> anyhow::Result<()> {
+    let results = results::Results {
+        date: system::today(),
+        machine: system::machine(),
+        settings: settings.describe(),
+        service_settings: (!settings.service_env.is_empty())
+            .then(|| settings.service_env.join(" ")),
+        broker: Some(system::broker()),
+        smoke,
+        source: "measured".into(),
+        report,
+    };
     println!(
         "# PubSubKafka benchmarks{}\n",
         if smoke {
@@ -207,27 +311,71 @@ async fn bench(settings: &Settings, smoke: bool) -> anyhow::Result<()> {
             ""
         }
     );
-    println!("machine: {}", system::machine());
-    println!(
-        "settings: {} run(s), {:?} load phases, {} clients at saturation, open-loop rates {:?}/s, \
-         {} orders preloaded, {} raw messages, end to end at {:.0} % of saturation\n",
-        settings.runs,
-        settings.phase,
-        settings.clients,
-        settings.rates,
-        settings.orders,
-        settings.raw_messages,
-        settings.e2e_fraction * 100.0
-    );
-    if !settings.service_env.is_empty() {
-        println!("service settings: {}\n", settings.service_env.join(" "));
+    println!("machine: {}", results.machine);
+    println!("settings: {}\n", results.settings);
+    if let Some(service) = &results.service_settings {
+        println!("service settings: {service}\n");
     }
-    println!("{}", report.table());
-    let missing = report.missing();
+    println!("{}", results.report.table());
+    if let Some(path) = results_path {
+        results.write(path)?;
+    }
+    if smoke {
+        smoke_summary(&results, results_path)?;
+    }
+    let missing = results.report.missing();
     anyhow::ensure!(
         missing.is_empty(),
         "figures not measured: {}",
         missing.join("; ")
     );
     Ok(())
+}
+
+/// Checks, in a directory of its own, that the results written read back,
+/// that the printed table reads back, and that the summary renders and
+/// updates a notebook.
+fn smoke_summary(results: &results::Results, written: Option<&Path>) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let checked = (|| {
+        let json = match written {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let path = dir.join("results.json");
+                results.write(&path)?;
+                path
+            }
+        };
+        let table = results.report.table();
+        anyhow::ensure!(
+            report::Report::parse_table(&table)?.table() == table,
+            "the printed table does not read back as printed"
+        );
+        let notebook = dir.join("RESULTS.md");
+        std::fs::write(&notebook, "# Benchmark results\n\nNotes.\n")?;
+        let outputs = summary::Outputs {
+            markdown: Some(dir.join("summary.md")),
+            svg: Some(dir.join("summary.svg")),
+            update: Some(notebook.clone()),
+        };
+        summary::write(&json, &outputs)?;
+        summary::write(&json, &outputs)?;
+        let updated = std::fs::read_to_string(&notebook)?;
+        anyhow::ensure!(
+            updated.matches(summary::START).count() == 1
+                && updated.contains("](summary.svg)")
+                && updated.ends_with("Notes.\n"),
+            "the summary did not update the notebook in place:\n{updated}"
+        );
+        let svg = std::fs::read_to_string(dir.join("summary.svg"))?;
+        anyhow::ensure!(
+            svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
+            "the chart is not an SVG document"
+        );
+        eprintln!("smoke: results, summary and chart rendered");
+        Ok(())
+    })();
+    std::fs::remove_dir_all(&dir)?;
+    checked
 }

@@ -11,7 +11,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A figure measured in several runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Figure {
     /// One value per run.
     pub runs: Vec<f64>,

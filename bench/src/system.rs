@@ -133,6 +133,45 @@ pub fn machine() -> String {
     format!("{cpus} CPUs ({model}), {mem_gib:.0} GiB")
 }
 
+/// Today's date, UTC, `YYYY-MM-DD`.
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    date_of_day((secs / 86_400) as i64)
+}
+
+/// The civil date of day `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn date_of_day(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The broker the benchmarks run against, as its binary names itself.
+pub fn broker() -> String {
+    let binary = harness::broker::tansu_binary();
+    std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || "Tansu (version unknown), memory storage".to_owned(),
+            |v| format!("{v}, memory storage"),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -154,5 +193,12 @@ mod tests {
         let cores = meter.cores()[0].1;
         assert!(cores > 0.2 && cores < 1.5, "a busy loop used {cores} cores");
         assert!(super::cpu_seconds(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::date_of_day(0), "1970-01-01");
+        assert_eq!(super::date_of_day(11_016), "2000-02-29");
+        assert_eq!(super::date_of_day(20_794), "2026-12-07");
     }
 }
