@@ -351,6 +351,24 @@ mod tests {
         assert!(!md.contains("| 0 "), "{md}");
     }
 
+    /// The summary at the top of RESULTS.md and the chart beside it are
+    /// what the committed results render to: generated, not edited.
+    #[test]
+    fn the_committed_summary_is_the_committed_results_rendered() {
+        let json = serde_json::from_str(include_str!("../results.json")).expect("JSON");
+        let results = Results::from_json(&json).expect("results");
+        let block = markdown(&results, Some("summary.svg"));
+        assert!(!block.contains("not measured"), "{block}");
+        assert!(
+            include_str!("../RESULTS.md").contains(&block),
+            "bench/RESULTS.md does not hold the summary of bench/results.json: run \
+             `bench summary bench/results.json --svg bench/summary.svg --update bench/RESULTS.md`"
+        );
+        let svg = chart(&results);
+        crate::chart::tests::assert_well_formed(&svg);
+        assert_eq!(include_str!("../summary.svg"), svg);
+    }
+
     #[test]
     fn update_replaces_between_markers_or_inserts_under_the_title() {
         let block = format!("{START}\nnew\n{END}\n");
