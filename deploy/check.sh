@@ -173,6 +173,15 @@ networkPolicy:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
 strimzi:
   users: {enabled: true}
+migrations:
+  onStart: false
+  job:
+    enabled: true
+    database: {secretName: orders-db-owner, secretKey: url}
+    outboxDatabase: {secretName: orders-outbox-db-owner, secretKey: url}
+    backoffLimit: 2
+    activeDeadlineSeconds: 900
+    nodeSelector: {kubernetes.io/os: linux}
 YAML
 # Outbox mode with its defaults: the producer on the main database Secret.
 cat >"$OUT/values-outbox.yaml" <<'YAML'
@@ -203,7 +212,7 @@ run "default render: valid, no custom resources, Kafka security as tested, setti
     --settings README.md --settings-mode defaults \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
     --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}" \
-    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres --forbid Job
 run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require ScaledObject --require TriggerAuthentication --require ServiceMonitor \
@@ -218,7 +227,8 @@ run "options render: valid, every setting of the README's table set from the val
     "$PY" deploy/manifests.py validate "$OUT/helm-options.yaml" "${KUBE_VERSIONS[@]}" \
     --settings README.md --settings-mode all \
     --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret \
-    --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+    --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres \
+    --require-object Job/pubsubkafka-migrations --require-object NetworkPolicy/pubsubkafka-migrations-egress
 run "outbox render: valid, Kafka security as tested, outbox settings at the README's defaults, egress to PostgreSQL" \
     "$PY" deploy/manifests.py validate "$OUT/helm-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \

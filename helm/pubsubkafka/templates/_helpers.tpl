@@ -192,3 +192,29 @@ the chart makes from apiToken.value.
 {{- fail (printf "%s.terminationGracePeriodSeconds (%v) must exceed shutdownTimeoutSecs (%v) plus the %vs preStop pause" .component .values.terminationGracePeriodSeconds .values.shutdownTimeoutSecs .preStop) }}
 {{- end }}
 {{- end }}
+
+{{/* The migrations Job's settings: its logs, and the consumer's database
+  timeouts (start-up migrates under the same ones). */}}
+{{- define "pubsubkafka.migrationEnv" -}}
+{{- include "pubsubkafka.env" (dict
+    "LOG_LEVEL" .Values.log.level
+    "LOG_FORMAT" .Values.log.format
+    "DB_STATEMENT_TIMEOUT_MS" .Values.consumer.database.statementTimeoutMs
+    "DB_LOCK_TIMEOUT_MS" .Values.consumer.database.lockTimeoutMs
+    "DB_TRANSACTION_TIMEOUT_MS" .Values.consumer.database.transactionTimeoutMs) }}
+{{- end }}
+
+{{/* The migrations Job's mounts: /tmp and the extra ones (a CA bundle of
+  the database, say); no Kafka CA, it does not talk to Kafka. */}}
+{{- define "pubsubkafka.migrationVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* DATABASE_MIGRATE of the services that migrate: migrations.onStart. */}}
+{{- define "pubsubkafka.databaseMigrate" -}}
+{{- ternary "true" "false" .Values.migrations.onStart }}
+{{- end }}
