@@ -312,7 +312,7 @@ pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
 /// the timeout ends it early, and then as an error.
 pub struct Snapshot {
     topic: String,
-    consumer: BaseConsumer,
+    consumer: crate::kafka::Reader,
     ends: BTreeMap<i32, i64>,
     timeout: Duration,
     expected: u64,
@@ -326,7 +326,7 @@ impl Snapshot {
         from: Option<&BTreeMap<i32, i64>>,
         timeout: Duration,
     ) -> Result<Self, DlqError> {
-        let consumer: BaseConsumer = config.create()?;
+        let consumer = crate::kafka::reader(config)?;
         let marks = watermarks(&consumer, topic, timeout)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = BTreeMap::new();

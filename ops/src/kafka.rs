@@ -1,6 +1,9 @@
 //! The Kafka options, only on the subcommands that talk to Kafka (`dlq`,
 //! `lag`, `dev`): `order` reads PostgreSQL only and offers none.
 
+use std::sync::OnceLock;
+
+use platform::kafka::ObservedContext;
 use platform::Env;
 
 /// Kafka options of the subcommands that talk to Kafka.
@@ -22,4 +25,22 @@ impl KafkaArgs {
             None => env,
         }
     }
+}
+
+/// A consumer of the tool (a reader or a prober), whose librdkafka lines go
+/// through [`observed`].
+pub type Reader = rdkafka::consumer::BaseConsumer<ObservedContext>;
+
+/// Creates a [`Reader`] from `config`.
+pub fn reader(config: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResult<Reader> {
+    config.create_with_context(observed())
+}
+
+/// The context of every Kafka client the tool makes: librdkafka's log lines
+/// and errors go through the services' throttle, one throttle for the
+/// process (one line per kind per ten seconds, whichever client saw it),
+/// not a line per try while a broker is down.
+pub fn observed() -> ObservedContext {
+    static SHARED: OnceLock<ObservedContext> = OnceLock::new();
+    SHARED.get_or_init(ObservedContext::default).clone()
 }

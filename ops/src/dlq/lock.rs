@@ -14,12 +14,30 @@ use super::TIMEOUT;
 use crate::dead_letters::DlqError;
 
 /// Knows when the group gave this member its partitions (possibly none).
-#[derive(Default)]
+/// Its librdkafka lines go through the tool's throttle, as a reader's do.
 struct Membership {
     assigned: AtomicBool,
+    observed: platform::kafka::ObservedContext,
 }
 
-impl ClientContext for Membership {}
+impl Default for Membership {
+    fn default() -> Self {
+        Self {
+            assigned: AtomicBool::new(false),
+            observed: crate::kafka::observed(),
+        }
+    }
+}
+
+impl ClientContext for Membership {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.observed.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.observed.error(error, reason);
+    }
+}
 
 impl ConsumerContext for Membership {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

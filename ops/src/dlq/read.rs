@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use contract::topics::Domains;
 use platform::kafka::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -134,7 +134,7 @@ pub fn list(
     filter.validate()?;
     let reached = match group {
         Some(group) => {
-            let consumer: BaseConsumer = reader_config(kafka, group).create()?;
+            let consumer = crate::kafka::reader(&reader_config(kafka, group))?;
             Some(committed(&consumer, &source.topic)?)
         }
         None => None,
@@ -165,7 +165,7 @@ pub fn inspect(
     offset: i64,
     reader: &ReaderGroup,
 ) -> Result<serde_json::Value, DlqError> {
-    let consumer: BaseConsumer = reader_config(kafka, &reader.name).create()?;
+    let consumer = crate::kafka::reader(&reader_config(kafka, &reader.name))?;
     // The watermarks first: an offset outside them, or a partition the
     // topic does not have, is said at once rather than waited for.
     let marks = watermarks(&consumer, topic, TIMEOUT)?;

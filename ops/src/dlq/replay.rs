@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use contract::topics::Domains;
 use platform::kafka::KafkaSettings;
+use platform::kafka::ObservedContext;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
@@ -167,7 +168,7 @@ enum Plan {
 /// A replay under way: its lock, its publisher and what it did so far.
 struct Run<'a> {
     lock: ReplayLock,
-    producer: FutureProducer,
+    producer: FutureProducer<ObservedContext>,
     filter: &'a Filter,
     args: &'a ReplayArgs,
     target: String,
@@ -186,13 +187,13 @@ impl<'a> Run<'a> {
         args: &'a ReplayArgs,
         target: String,
     ) -> Result<Self, DlqError> {
-        let producer: FutureProducer = kafka
+        let producer: FutureProducer<ObservedContext> = kafka
             .client_config(&[
                 ("client.id", "pubsubkafka-dlq-replay"),
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
             ])
-            .create()?;
+            .create_with_context(crate::kafka::observed())?;
         Ok(Self {
             lock,
             producer,

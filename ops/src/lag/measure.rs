@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use platform::kafka::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+
+use crate::kafka::Reader;
 use rdkafka::message::Message;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
@@ -17,8 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client of `group` that reads its offsets and messages of partitions it
 /// assigns itself; it never joins the group or commits.
-fn reader(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
-    kafka.reader_config("pubsubkafka-lag", group).create()
+fn reader(kafka: &KafkaSettings, group: &str) -> Result<Reader, rdkafka::error::KafkaError> {
+    crate::kafka::reader(&kafka.reader_config("pubsubkafka-lag", group))
 }
 
 /// Longest the time-lag reader waits for the message at a committed offset.
@@ -40,7 +42,7 @@ fn written_at(timestamp: Timestamp) -> Result<i64, String> {
 /// or a message without a timestamp is an error: the time lag is then not
 /// known, which is not the same as 0.
 fn timestamp_at(
-    reader: &BaseConsumer,
+    reader: &Reader,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -122,7 +124,7 @@ pub fn measure(
 /// Every partition of `topics` with its watermarks; a topic that is not on
 /// the cluster is [`LagError::UnknownTopic`].
 fn partitions(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topics: &[String],
 ) -> Result<(TopicPartitionList, Vec<Watermarks>), LagError> {
     let mut tpl = TopicPartitionList::new();
@@ -159,7 +161,7 @@ fn check_topic(metadata: &Metadata, topic: &str) -> Result<(), LagError> {
 
 /// The lag of one partition, its age read with `probe` when there is lag.
 fn partition_lag(
-    probe: &BaseConsumer,
+    probe: &Reader,
     committed: &TopicPartitionList,
     now_ms: i64,
     (topic, partition, low, high): Watermarks,
@@ -191,7 +193,7 @@ fn partition_lag(
 }
 
 /// The group's active members and state, as far as the broker says.
-fn describe(consumer: &BaseConsumer, group: &str) -> (Option<usize>, Option<String>) {
+fn describe(consumer: &Reader, group: &str) -> (Option<usize>, Option<String>) {
     let described = consumer.fetch_group_list(Some(group), TIMEOUT).ok();
     let description = described.as_ref().and_then(|list| list.groups().first());
     let members = description.map(|g| g.members().len());

@@ -59,7 +59,24 @@ fn failed_as_json(args: &[&str], out: &Output, status: i32) -> String {
         !stderr.contains("backtrace") && !stderr.contains("panicked"),
         "{args:?}: an operator's error is not a crash: {stderr}"
     );
+    assert_logs_are_throttled(args, &stderr);
     error["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A broker that stays down is reported once per kind of line, not once
+/// per try: no log line (its timestamp aside) is repeated.
+fn assert_logs_are_throttled(args: &[&str], stderr: &str) {
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let text = line.split_once(' ').map_or(line, |(_, rest)| rest);
+        *seen.entry(text).or_default() += 1;
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "{args:?}: repeated log lines {repeated:?} in {} lines of stderr",
+        stderr.lines().count()
+    );
 }
 
 /// Every subcommand, given `--json`, against a broker that is not there (a
