@@ -515,8 +515,14 @@ fn print_guide(guide: &Guide<'_>) {
     println!(
         "  curl -i -X POST http://{api}/orders -H 'content-type: application/json' -d '{body}'\n"
     );
+    // The operator tool reads DATABASE_URL or its default: a private
+    // server is neither.
+    let database_option = match &database.private {
+        Some(_) => format!(" --database-url '{database_url}'"),
+        None => String::new(),
+    };
     println!(
-        "follow it (the answer's Location, on the query service):\n\n  curl -i http://{read}/orders/<order_id>\n  pubsubkafka order <order_id>\n"
+        "follow it (the answer's Location, on the query service):\n\n  curl -i http://{read}/orders/<order_id>\n  pubsubkafka order <order_id>{database_option}\n"
     );
     println!(
         "and see it in PostgreSQL:\n\n  psql '{database_url}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n"
