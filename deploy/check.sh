@@ -207,9 +207,9 @@ run "helm lint --strict + render, options set" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
 run "helm lint --strict + render, producer.mode=outbox" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-outbox.yaml" -o "$OUT/helm-outbox.yaml"
-run "default render: valid, no custom resources, Kafka security as tested, settings at the README's defaults" \
+run "default render: valid, no custom resources, Kafka security as tested, settings at the documented defaults" \
     "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
-    --settings README.md --settings-mode defaults \
+    --settings docs/configuration.md --settings-mode defaults \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
     --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}" \
     --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres --forbid Job
@@ -223,15 +223,15 @@ run "minimal render: valid, toggled parts absent" \
     --require ScaledObject --require Secret --forbid TriggerAuthentication --forbid HorizontalPodAutoscaler \
     --forbid PodDisruptionBudget --forbid NetworkPolicy --forbid CronJob
 
-run "options render: valid, every setting of the README's table set from the values" \
+run "options render: valid, every documented setting set from the values" \
     "$PY" deploy/manifests.py validate "$OUT/helm-options.yaml" "${KUBE_VERSIONS[@]}" \
-    --settings README.md --settings-mode all \
+    --settings docs/configuration.md --settings-mode all \
     --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres \
     --require-object Job/pubsubkafka-migrations --require-object NetworkPolicy/pubsubkafka-migrations-egress
-run "outbox render: valid, Kafka security as tested, outbox settings at the README's defaults, egress to PostgreSQL" \
+run "outbox render: valid, Kafka security as tested, outbox settings at the documented defaults, egress to PostgreSQL" \
     "$PY" deploy/manifests.py validate "$OUT/helm-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
-    --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
+    --settings docs/configuration.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 
 # refused VALUES MESSAGE: the chart must refuse these values with MESSAGE.
@@ -286,9 +286,9 @@ components:
 YAML
 run "kubectl kustomize k8s/overlays/prod + k8s/components/outbox" \
     bash -c "'$KUBECTL' kustomize '$OUT/kustomize-outbox' >'$OUT/kustomize-prod-outbox.yaml'"
-run "prod overlay in outbox mode: valid, Kafka security as tested, outbox settings at the README's defaults, egress to PostgreSQL" \
+run "prod overlay in outbox mode: valid, Kafka security as tested, outbox settings at the documented defaults, egress to PostgreSQL" \
     "$PY" deploy/manifests.py validate "$OUT/kustomize-prod-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
-    --settings README.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
+    --settings docs/configuration.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
 
 section "Kafka ACLs: one source, $chart/files/acls.json"

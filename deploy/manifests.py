@@ -346,7 +346,7 @@ CHART_DEFAULTS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
 
 
 def settings_table(readme: str) -> list[tuple[str, str | None, set[str]]]:
-    """The README's configuration table: (variable, default, containers)."""
+    """The configuration table (docs/configuration.md): (variable, default, containers)."""
     text = Path(readme).read_text()
     table = text[text.index("| variable | default | used by |"):].split("\n\n", 1)[0]
     settings = []
@@ -371,9 +371,9 @@ def settings_table(readme: str) -> list[tuple[str, str | None, set[str]]]:
 
 def settings(documents: list[tuple[str, dict]], readme: str, mode: str,
              expected: dict[str, str] | None = None) -> list[str]:
-    """mode "defaults": every setting the chart renders has the README's
+    """mode "defaults": every setting the chart renders has the documented
     default, or the value `expected` names for it (which must then be
-    rendered). mode "all": every setting of the README is rendered for every
+    rendered). mode "all": every documented setting is rendered for every
     container that reads it, with a value other than the default (proof
     that it comes from the values, not from the template)."""
     expected = expected or {}
@@ -399,15 +399,15 @@ def settings(documents: list[tuple[str, dict]], readme: str, mode: str,
                         errors.append(f"{where}: {name} is {value!r}, expected {expected[name]!r}")
                     continue
                 if mode == "all" and value is None:
-                    errors.append(f"{where}: {name} is not set (README: used by {container}); add a chart value for it")
+                    errors.append(f"{where}: {name} is not set (documented as used by {container}); add a chart value for it")
                 elif mode == "all" and default is not None and value == default:
                     errors.append(f"{where}: {name} is {value!r}, the default, although every value is set otherwise")
                 elif mode == "defaults" and isinstance(value, str) and default is not None \
                         and name not in CHART_DEFAULTS and value != default:
-                    errors.append(f"{where}: {name} is {value!r}, the README's default is {default!r}")
+                    errors.append(f"{where}: {name} is {value!r}, the documented default is {default!r}")
     if not environments:
         errors.append("no container of the components " + ", ".join(COMPONENTS))
-    print(f"  {len(table)} settings of the README's table checked ({mode}) in {sorted(environments)}")
+    print(f"  {len(table)} settings of the configuration table checked ({mode}) in {sorted(environments)}")
     return errors
 
 
@@ -547,10 +547,10 @@ def main() -> int:
     v.add_argument("--topics", metavar="P/R/M", help="partitions/replicas/min.insync.replicas of every KafkaTopic")
     v.add_argument("--kafka-security", metavar="PROTOCOL/MECHANISM",
                    help="what every Kafka client container must be configured with")
-    v.add_argument("--settings", metavar="README",
-                   help="check the settings of the README's configuration table (see --settings-mode)")
+    v.add_argument("--settings", metavar="TABLE",
+                   help="check the settings of the configuration table (docs/configuration.md) (see --settings-mode)")
     v.add_argument("--settings-mode", choices=("defaults", "all"), default="defaults",
-                   help="defaults: rendered settings have the README's defaults; "
+                   help="defaults: rendered settings have the documented defaults; "
                         "all: every setting is rendered, none at its default")
     v.add_argument("--settings-expect", action="append", default=[], metavar="NAME=VALUE",
                    help="with --settings-mode defaults: NAME must be rendered with VALUE, not its default")

@@ -136,7 +136,7 @@ pub fn answer_commands(
             let takes = [takes.as_slice(), &["--version", "--help"]].concat();
             eprintln!(
                 "{name}: unexpected argument {first:?}: it takes only {}; \
-                 its configuration comes from the environment (the README's configuration table)",
+                 its configuration comes from the environment (docs/configuration.md)",
                 takes.join(" or ")
             );
             std::process::exit(2);
@@ -185,7 +185,7 @@ fn help(name: &str, description: &str, commands: &[Command]) -> String {
     }
     help.push_str(
         "\nWithout arguments it runs the service. Its configuration comes from the \
-         environment (the README's configuration table).",
+         environment (docs/configuration.md).",
     );
     help
 }
