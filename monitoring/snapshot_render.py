@@ -29,6 +29,7 @@ class Series:
     legend: str
     labels: dict
     points: list[tuple[float, float]]  # (unix time, value); NaN kept as a gap
+    ref_id: str = "A"  # the query's, which field overrides match
 
 
 @dataclass
@@ -87,12 +88,53 @@ def evaluate(base: str, dashboard: dict, start: float, end: float, step: float, 
                 result = prometheus_get(base, "/api/v1/query_range",
                                         {"query": expr, "start": start, "end": end, "step": step})
                 rows = [(r["metric"], r["values"]) for r in result]
-            found = [Series(legend(target, labels), labels, [(float(t), float(v)) for t, v in values])
+            found = [Series(legend(target, labels), labels, [(float(t), float(v)) for t, v in values],
+                            target.get("refId", "A"))
                      for labels, values in rows]
             if not any(math.isfinite(v) for s in found for _, v in s.points):
                 panel.empty_targets.append(target.get("refId", "?"))
             panel.series.extend(sorted(found, key=lambda s: (s.legend, sorted(s.labels.items()))))
     return panels
+
+
+def field_config(spec: dict, ref_id: str) -> dict:
+    """The unit and axis placement of a query's series: the panel's
+    defaults, then its overrides that match the query's refId, in order."""
+    defaults = spec.get("fieldConfig", {}).get("defaults", {})
+    config = {"unit": defaults.get("unit"),
+              "custom.axisPlacement": defaults.get("custom", {}).get("axisPlacement", "auto")}
+    for override in spec.get("fieldConfig", {}).get("overrides", []):
+        matcher = override.get("matcher", {})
+        if matcher.get("id") == "byFrameRefID" and matcher.get("options") == ref_id:
+            config.update({p["id"]: p.get("value") for p in override.get("properties", []) if "id" in p})
+    return config
+
+
+@dataclass
+class Axis:
+    unit: str | None
+    members: list[int] = field(default_factory=list)  # indexes of the panel's series
+    top: float = 1.0
+
+
+def split_axes(panel: Panel) -> list[Axis]:
+    """The y axes as Grafana draws them: the left one in the panel's unit,
+    a right one for the series an override puts right or gives another unit."""
+    left = Axis(panel.spec.get("fieldConfig", {}).get("defaults", {}).get("unit"))
+    right = Axis(None)
+    for n, s in enumerate(panel.series):
+        config = field_config(panel.spec, s.ref_id)
+        placement = config.get("custom.axisPlacement") or "auto"
+        if placement == "right" or (placement == "auto" and config.get("unit") != left.unit):
+            right.unit = config.get("unit") if not right.members else right.unit
+            right.members.append(n)
+        else:
+            left.members.append(n)
+    axes = [left] + ([right] if right.members else [])
+    for axis in axes:
+        finite = [v for n in axis.members for _, v in panel.series[n].points if math.isfinite(v)]
+        axis.top = axis_top(max(finite, default=0), axis.unit)
+    return axes
 
 
 def format_value(value: float, unit: str | None) -> str:
@@ -163,16 +205,18 @@ def legend_rows(series: list[Series], width: float) -> int:
 
 def draw_timeseries(panel: Panel, box: tuple[float, float, float, float], start: float, end: float) -> list[str]:
     x, y, w, h = box
-    unit = panel.spec.get("fieldConfig", {}).get("defaults", {}).get("unit")
-    finite = [v for s in panel.series for _, v in s.points if math.isfinite(v)]
+    axes = split_axes(panel)
     rows = min(legend_rows(panel.series, w - 70), 3)
-    plot_x, plot_y, plot_w, plot_h = x + 62, y + 6, w - 74, h - 34 - 16 * rows
-    top = axis_top(max(finite, default=0), unit)
+    plot_x, plot_y, plot_w, plot_h = x + 62, y + 6, w - 74 - 56 * (len(axes) - 1), h - 34 - 16 * rows
+    top_of = {n: axis.top for axis in axes for n in axis.members}
     out = []
     for n in range(5):
         gy = plot_y + plot_h - plot_h * n / 4
         out.append(f"<line x1='{plot_x}' y1='{gy:.1f}' x2='{plot_x + plot_w}' y2='{gy:.1f}' stroke='#e6e6e6'/>")
-        out.append(text(plot_x - 6, gy + 4, format_value(top * n / 4, unit), 10, "#666", "end"))
+        out.append(text(plot_x - 6, gy + 4, format_value(axes[0].top * n / 4, axes[0].unit), 10, "#666", "end"))
+        if len(axes) > 1:
+            out.append(text(plot_x + plot_w + 6, gy + 4, format_value(axes[1].top * n / 4, axes[1].unit), 10,
+                            "#666"))
     span = max(end - start, 1)
     for n in range(5):
         t = start + span * n / 4
@@ -180,7 +224,7 @@ def draw_timeseries(panel: Panel, box: tuple[float, float, float, float], start:
         anchor = "start" if n == 0 else "end" if n == 4 else "middle"
         out.append(text(gx, plot_y + plot_h + 14, time.strftime("%H:%M:%S", time.gmtime(t)), 10, "#666", anchor))
     for n, s in enumerate(panel.series):
-        color = PALETTE[n % len(PALETTE)]
+        color, top = PALETTE[n % len(PALETTE)], top_of[n]
         for run in split_runs(s.points):
             coords = " ".join(f"{plot_x + plot_w * (t - start) / span:.1f},"
                               f"{plot_y + plot_h - plot_h * min(v, top) / top:.1f}" for t, v in run)
@@ -212,12 +256,12 @@ def last_value(s: Series) -> float:
 
 def draw_stat(panel: Panel, box: tuple[float, float, float, float]) -> list[str]:
     x, y, w, h = box
-    unit = panel.spec.get("fieldConfig", {}).get("defaults", {}).get("unit")
     shown = panel.series[:6]
     out = []
     for n, s in enumerate(shown):
         cw = w / len(shown)
         cx = x + cw * n + cw / 2
+        unit = field_config(panel.spec, s.ref_id).get("unit")
         out.append(text(cx, y + h / 2 + 14, format_value(last_value(s), unit), 44, "#3a8f3a", "middle", "bold"))
         out.append(text(cx, y + h / 2 + 40, s.legend, 12, "#555", "middle"))
     return out
