@@ -6,6 +6,7 @@
 //! Nothing here imitates a broker or a database.
 
 pub mod broker;
+pub mod browser;
 pub mod cluster;
 pub mod database;
 pub mod events;
