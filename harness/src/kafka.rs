@@ -165,8 +165,11 @@ fn publish_batched(mut config: ClientConfig, messages: &[Outgoing], batched: boo
 }
 
 /// Every message of `topic` from the beginning, read by a fresh group:
-/// reading stops once `expected` messages are in and, 300 ms after the
-/// start, a poll brings nothing new; or when `wait` is over, with what came.
+/// reading stops once `expected` messages are in, 300 ms after the start a
+/// poll brings nothing new, and every partition is read to the high
+/// watermark it has then (so a message already written beyond the count is
+/// in, and an exact-count assertion can fail); or when `wait` is over, with
+/// what came.
 pub fn read_topic(
     bootstrap: &str,
     topic: &str,
@@ -191,22 +194,39 @@ pub fn read_topic_with(
             .expect("partition");
     }
     consumer.assign(&assignment).expect("assign");
-    let mut out = Vec::new();
+    let mut out: Vec<OwnedMessage> = Vec::new();
+    let mut next = BTreeMap::<i32, i64>::new();
     let started = Instant::now();
     while started.elapsed() < wait {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(m.detach()),
+            Some(Ok(m)) => {
+                next.insert(m.partition(), m.offset() + 1);
+                out.push(m.detach());
+            }
             // The client moves to another node and the caller's count
             // decides.
             Some(Err(e)) if a_node_going_away(&e) => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None if out.len() >= expected && started.elapsed() > Duration::from_millis(300) => {
+            None if out.len() >= expected
+                && started.elapsed() > Duration::from_millis(300)
+                && at_the_end(&consumer, topic, &next) =>
+            {
                 break
             }
             None => {}
         }
     }
     out
+}
+
+/// Whether every partition of `topic` is read (`next` offset per
+/// partition) up to its high watermark now; `true` when the watermarks
+/// cannot be had (a node down: the caller's count decides, as before).
+fn at_the_end(consumer: &BaseConsumer, topic: &str, next: &BTreeMap<i32, i64>) -> bool {
+    high_watermarks(consumer, topic).map_or(true, |ends| {
+        ends.iter()
+            .all(|(p, end)| next.get(p).is_some_and(|n| n >= end))
+    })
 }
 
 /// Every message of `topic` up to the high watermarks its partitions had
