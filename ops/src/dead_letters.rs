@@ -246,6 +246,10 @@ pub struct Filter {
     /// Only dead letters that failed before this time (RFC 3339).
     #[arg(long)]
     pub until: Option<DateTime<Utc>>,
+    /// Only dead letters with this fingerprint, exactly as `dlq list` prints
+    /// it (the error class and text, numbers blanked): one cause's group.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
 }
 
 impl Filter {
@@ -271,6 +275,10 @@ impl Filter {
         named(self.kind.map(ErrorKind::as_str), &letter.error_kind)
             && named(self.class.map(FailureClass::as_str), &letter.error_class)
             && named(self.key.as_deref(), &letter.key)
+            && self
+                .fingerprint
+                .as_deref()
+                .is_none_or(|f| letter.fingerprint == f)
             && self
                 .original_partition
                 .is_none_or(|p| letter.original_partition == Some(p))
@@ -456,6 +464,51 @@ mod tests {
             !filter.matches(&letter),
             "a forged spelling is not the class"
         );
+    }
+
+    #[test]
+    fn a_fingerprint_selects_exactly_the_letters_that_share_it() {
+        let letter = |class: &str, message: &str| {
+            let mut letter = DeadLetter::of(&OwnedMessage::new(
+                None,
+                None,
+                "orders-dlq".into(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                0,
+                None,
+            ));
+            letter.fingerprint = fingerprint(Some(class), Some(message));
+            letter
+        };
+        let quantity = letter("validation", "item 3: quantity 0 is not between 1 and 1000");
+        let filter = parse(&["--fingerprint", &quantity.fingerprint]).unwrap_or_default();
+        assert_eq!(
+            filter.fingerprint.as_deref(),
+            Some(quantity.fingerprint.as_str())
+        );
+        assert!(filter.matches(&quantity));
+        assert!(filter.matches(&letter(
+            "validation",
+            "item 7: quantity 5000 is not between 1 and 1000"
+        )));
+        for other in [
+            letter("decode", "item 3: quantity 0 is not between 1 and 1000"),
+            letter("validation", "item 3: price 0 is not between 1 and 1000"),
+            letter(
+                "validation",
+                "item 3: quantity 0 is not between 1 and 1000 at all",
+            ),
+        ] {
+            assert!(!filter.matches(&other), "{}", other.fingerprint);
+        }
+        let prefix = parse(&["--fingerprint", "validation: item #"]).unwrap_or_default();
+        assert!(!prefix.matches(&quantity), "exact, not a prefix");
+        assert!(Filter::default().matches(&quantity));
+        let help = <Args as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        assert!(help.contains("--fingerprint <FINGERPRINT>"), "{help}");
     }
 
     #[test]

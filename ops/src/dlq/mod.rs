@@ -28,6 +28,7 @@ use crate::terminal::{emit, print_json};
 
 pub use lock::ReplayLock;
 pub use print::{print_listing, print_summary};
+pub use progress::{Observer, ReplayProgress};
 pub use read::{inspect, list, Listing};
 pub use replay::{destination, replay, ReplayArgs, ReplaySummary};
 
@@ -223,7 +224,8 @@ async fn run_replay(
 ) -> anyhow::Result<ExitCode> {
     let stop = platform::shutdown::on_signal();
     let domains = domains(env);
-    let summary = replay(kafka, &domains, source, filter, args, &stop).await?;
+    let mut progress = progress::Progress::new();
+    let summary = replay(kafka, &domains, source, filter, args, &stop, &mut progress).await?;
     if source.json {
         print_json(&summary)?;
     } else {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use contract::topics::Domains;
 use platform::kafka::KafkaSettings;
 use rdkafka::consumer::Consumer;
@@ -32,6 +33,10 @@ pub struct Listing {
     pub(super) by_first_class: Tally,
     /// Error fingerprint -> count.
     pub(super) by_fingerprint: Tally,
+    /// Error fingerprint -> what its dead letters share (for pages; the
+    /// JSON has `by_fingerprint`).
+    #[serde(skip)]
+    groups: BTreeMap<String, Group>,
     /// Selected dead letters of messages that had been replayed (they carry
     /// their first failure).
     pub(super) failed_again: usize,
@@ -75,6 +80,74 @@ impl Tally {
     }
 }
 
+/// The selected dead letters of one fingerprint: one cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// The fingerprint ([`Group::OTHER`] for those past the listing's
+    /// limit of distinct fingerprints).
+    pub fingerprint: String,
+    /// `dlq-error-class` ("?" when absent).
+    pub class: String,
+    /// `dlq-error-kind`; [`Group::SEVERAL`] when they differ.
+    pub kind: String,
+    /// The first failure's class (see [`DeadLetter::first_error_class`]);
+    /// [`Group::SEVERAL`] when they differ.
+    pub first_cause: String,
+    /// How many.
+    pub count: usize,
+    /// The earliest `dlq-failed-at` among them.
+    pub oldest: Option<DateTime<Utc>>,
+    /// The latest.
+    pub newest: Option<DateTime<Utc>>,
+}
+
+impl Group {
+    /// The group of the fingerprints past the limit.
+    pub const OTHER: &'static str = Tally::OTHER;
+    /// A value that differs between the group's dead letters.
+    pub const SEVERAL: &'static str = "(several)";
+
+    fn of(fingerprint: &str, letter: &DeadLetter) -> Self {
+        let other = fingerprint == Self::OTHER;
+        let value = |v: Option<&str>| match (other, v) {
+            (true, _) => Self::SEVERAL.to_owned(),
+            (false, v) => v.unwrap_or("?").to_owned(),
+        };
+        Self {
+            fingerprint: fingerprint.to_owned(),
+            class: value(letter.error_class.as_deref()),
+            kind: value(letter.error_kind.as_deref()),
+            first_cause: value(letter.first_error_class.as_deref()),
+            count: 0,
+            oldest: None,
+            newest: None,
+        }
+    }
+
+    /// Counts `letter` in.
+    fn add(&mut self, letter: &DeadLetter) {
+        let merge = |mine: &mut String, theirs: Option<&str>| {
+            if mine != theirs.unwrap_or("?") {
+                Self::SEVERAL.clone_into(mine);
+            }
+        };
+        merge(&mut self.class, letter.error_class.as_deref());
+        merge(&mut self.kind, letter.error_kind.as_deref());
+        merge(&mut self.first_cause, letter.first_error_class.as_deref());
+        self.count += 1;
+        if let Some(at) = letter.failed_at {
+            self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
+            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
+        }
+    }
+
+    /// Whether it gathers the fingerprints past the listing's limit (no
+    /// filter selects them).
+    pub fn is_other(&self) -> bool {
+        self.fingerprint == Self::OTHER
+    }
+}
+
 impl Listing {
     fn new(topic: &str, group: Option<&str>, reached: Option<&BTreeMap<i32, i64>>) -> Self {
         Self {
@@ -86,6 +159,7 @@ impl Listing {
             by_class: Tally::default(),
             by_first_class: Tally::default(),
             by_fingerprint: Tally::default(),
+            groups: BTreeMap::new(),
             failed_again: 0,
             dead_letters: Vec::new(),
         }
@@ -114,9 +188,59 @@ impl Listing {
         self.by_first_class
             .count(letter.first_error_class.as_deref().unwrap_or("?"));
         self.by_fingerprint.count(&letter.fingerprint);
+        self.group(&letter);
         if self.dead_letters.len() < limit {
             self.dead_letters.push(letter);
         }
+    }
+}
+
+impl Listing {
+    /// Counts `letter` in its fingerprint's group, or in [`Group::OTHER`]
+    /// past [`MAX_TALLIED`] groups.
+    fn group(&mut self, letter: &DeadLetter) {
+        let key =
+            if self.groups.len() < MAX_TALLIED || self.groups.contains_key(&letter.fingerprint) {
+                letter.fingerprint.as_str()
+            } else {
+                Group::OTHER
+            };
+        self.groups
+            .entry(key.to_owned())
+            .or_insert_with(|| Group::of(key, letter))
+            .add(letter);
+    }
+
+    /// The selected dead letters by fingerprint, the most frequent first
+    /// (then by fingerprint).
+    pub fn groups(&self) -> Vec<Group> {
+        let mut groups: Vec<Group> = self.groups.values().cloned().collect();
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        groups
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Dead letters in the topic.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Dead letters the filter selected.
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+
+    /// The first selected dead letters, up to the listing's limit.
+    pub fn dead_letters(&self) -> &[DeadLetter] {
+        &self.dead_letters
     }
 }
 
@@ -217,6 +341,108 @@ pub fn inspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn letter(class: &str, kind: &str, message: &str, failed_at: &str) -> DeadLetter {
+        let mut letter = DeadLetter::of(&rdkafka::message::OwnedMessage::new(
+            None,
+            None,
+            "orders-dlq".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        ));
+        letter.error_class = Some(class.into());
+        letter.first_error_class = Some(class.into());
+        letter.error_kind = Some(kind.into());
+        letter.fingerprint = crate::dead_letters::fingerprint(Some(class), Some(message));
+        letter.failed_at = DateTime::parse_from_rfc3339(failed_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
+        letter
+    }
+
+    #[test]
+    fn groups_gather_a_fingerprint_with_its_cause_and_span_most_frequent_first() {
+        let mut listing = Listing::new("orders-dlq", None, None);
+        let quantity = "item 1: quantity 0 is not between 1 and 1000";
+        listing.add(
+            letter(
+                "validation",
+                "permanent",
+                "bad json at 3",
+                "2026-12-01T10:00:00Z",
+            ),
+            None,
+            10,
+        );
+        for at in [
+            "2026-12-02T10:00:00Z",
+            "2026-12-01T09:00:00Z",
+            "2026-12-03T10:00:00Z",
+        ] {
+            listing.add(letter("validation", "permanent", quantity, at), None, 10);
+        }
+        let mut again = letter("validation", "permanent", quantity, "2026-12-02T11:00:00Z");
+        again.first_error_class = Some("database_transient".into());
+        again.failed_at = None;
+        listing.add(again, None, 10);
+
+        let groups = listing.groups();
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        let first = &groups[0];
+        assert_eq!(
+            first.fingerprint,
+            "validation: item # quantity # is not between # and #"
+        );
+        assert_eq!(
+            (first.count, first.class.as_str(), first.kind.as_str()),
+            (4, "validation", "permanent")
+        );
+        assert_eq!(
+            first.first_cause,
+            Group::SEVERAL,
+            "one failed first for another cause"
+        );
+        assert_eq!(
+            first.oldest.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-01T09:00:00+00:00")
+        );
+        assert_eq!(
+            first.newest.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-03T10:00:00+00:00")
+        );
+        assert_eq!(
+            (groups[1].count, groups[1].first_cause.as_str()),
+            (1, "validation")
+        );
+        assert_eq!(
+            groups.iter().map(|g| g.count).sum::<usize>(),
+            listing.selected(),
+            "every selected dead letter in one group"
+        );
+        assert!(!first.is_other());
+    }
+
+    #[test]
+    fn groups_past_the_limit_gather_under_other() {
+        let mut listing = Listing::new("orders-dlq", None, None);
+        for n in 0..MAX_TALLIED + 3 {
+            // Letters, not digits: a fingerprint blanks numbers.
+            let word: String = (0..3)
+                .map(|i| char::from(b'a' + u8::try_from(n / 26_usize.pow(i) % 26).unwrap_or(0)))
+                .collect();
+            let cause = letter("decode", "permanent", &word, "2026-12-01T10:00:00Z");
+            listing.add(cause, None, 0);
+        }
+        let groups = listing.groups();
+        assert_eq!(groups.len(), MAX_TALLIED + 1);
+        let other = groups
+            .iter()
+            .find(|g| g.is_other())
+            .map(|g| (g.count, g.class.clone()));
+        assert_eq!(other, Some((3, Group::SEVERAL.to_owned())));
+    }
 
     #[test]
     fn a_tally_keeps_at_most_its_limit_of_keys_and_counts_the_rest_as_other() {

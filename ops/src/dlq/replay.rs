@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::progress::Progress;
+use super::progress::Observer;
 use super::{reader_config, ReplayLock, Source, DEFAULT_REPLAY_GROUP, TIMEOUT};
 use crate::dead_letters::{DeadLetter, DlqError, Filter, Snapshot};
 
@@ -42,8 +42,11 @@ pub struct ReplayArgs {
 }
 
 /// What a replay did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ReplaySummary {
+    /// Dead letters the replay reads at most: the offsets between the
+    /// group's position and the high watermarks when it started.
+    pub expected: u64,
     /// Dead letters read (from the group's position to the high watermark).
     pub read: usize,
     /// Republished and acknowledged (or would be, in a dry run).
@@ -123,7 +126,10 @@ fn parking_reason(letter: &DeadLetter, destination: &str, max_replays: u32) -> O
 }
 
 /// `dlq replay`: republishes the selected dead letters of `source` to the
-/// topic it is the DLQ of (`domains`).
+/// topic it is the DLQ of (`domains`), telling `observer` how it goes.
+///
+/// Its Kafka calls block between its awaits: run it on a thread of its own
+/// (`spawn_blocking`) where other tasks share the runtime.
 pub async fn replay(
     kafka: &KafkaSettings,
     domains: &Domains,
@@ -131,6 +137,7 @@ pub async fn replay(
     filter: &Filter,
     args: &ReplayArgs,
     stop: &CancellationToken,
+    observer: &mut dyn Observer,
 ) -> Result<ReplaySummary, DlqError> {
     filter.validate()?;
     let target = destination(domains, &source.topic)?.to_owned();
@@ -142,16 +149,16 @@ pub async fn replay(
     let config = reader_config(kafka, &args.group);
     let lock = ReplayLock::acquire(&config, &source.topic, &args.group)?;
     let messages = Snapshot::open(&config, &source.topic, Some(&lock.committed()?), TIMEOUT)?;
-    let mut progress = Progress::new(messages.expected());
     let mut run = Run::new(kafka, lock, filter, args, target)?;
+    run.summary.expected = messages.expected();
     for m in messages {
         let m = &m?;
         run.lock.keep_alive();
         if run.settle(m, stop).await {
-            progress.report(&run.summary, false);
+            observer.report(&run.summary, false);
         }
     }
-    progress.report(&run.summary, true);
+    observer.report(&run.summary, true);
     Ok(run.summary)
 }
 
