@@ -20,7 +20,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
             apt-get install -y -q --no-install-recommends chromium >/dev/null
     fi
 fi
-/usr/bin/chromium --version 2>/dev/null >&2
+echo "$(/usr/bin/chromium --version 2>/dev/null)" >&2
 
 dest=.tools/browser
 lock=harness/browser/package-lock.json

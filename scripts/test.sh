@@ -3,7 +3,8 @@
 # machine first: a PostgreSQL server on 127.0.0.1:5432 (a private one,
 # installed and started when none answers), the brokers of the end-to-end
 # suite (Apache Kafka from Maven Central, and the Tansu memory broker of the
-# fast tier and the benchmark smoke run), and the tools of the deployment
+# fast tier and the benchmark smoke run), Debian's Chromium and the pinned
+# playwright-core of the console's browser test, and the tools of the deployment
 # and monitoring checks (installed under .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ section "Apache Kafka for the end-to-end suite (from Maven Central)"
 
 section "Tansu memory broker for the fast tier of the end-to-end suite"
 ./scripts/install-tansu.sh
+
+section "Chromium and playwright-core for the console's browser test"
+./scripts/install-browser.sh
 
 section "service binaries for the end-to-end suite and the benchmark smoke run"
 cargo build --locked --bins
