@@ -29,8 +29,10 @@ use crate::terminal::{emit, print_json};
 pub use lock::ReplayLock;
 pub use print::{print_listing, print_summary};
 pub use progress::{Observer, ReplayProgress};
-pub use read::{inspect, list, Listing};
-pub use replay::{destination, replay, ReplayArgs, ReplaySummary};
+pub use read::{inspect, list, Group, Inspected, Listing};
+pub use replay::{
+    destination, replay, ReplayArgs, ReplaySummary, DEFAULT_MAX_REPLAYS, DEFAULT_RATE,
+};
 
 /// How long one broker request of a `dlq` command may take.
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -280,6 +280,17 @@ pub fn list(
     Ok(listing)
 }
 
+/// One dead letter in full: what `dlq inspect` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspected {
+    /// Its headers, parsed.
+    pub dead_letter: DeadLetter,
+    /// Its payload: `{"decoded": event}`, or `{"undecodable": reason,
+    /// "bytes": n, "text": lossy text}`. Customer data: shown only on
+    /// demand.
+    pub payload: serde_json::Value,
+}
+
 /// `dlq inspect`: one dead letter in full, its payload decoded if possible.
 pub fn inspect(
     kafka: &KafkaSettings,
@@ -288,7 +299,7 @@ pub fn inspect(
     partition: i32,
     offset: i64,
     reader: &ReaderGroup,
-) -> Result<serde_json::Value, DlqError> {
+) -> Result<Inspected, DlqError> {
     let consumer = crate::kafka::reader(&reader_config(kafka, &reader.name))?;
     // The watermarks first: an offset outside them, or a partition the
     // topic does not have, is said at once rather than waited for.
@@ -327,7 +338,10 @@ pub fn inspect(
                     "text": m.payload().map(|p| String::from_utf8_lossy(p).into_owned()),
                 }),
             };
-            return Ok(serde_json::json!({"dead_letter": DeadLetter::of(&m), "payload": payload}));
+            return Ok(Inspected {
+                dead_letter: DeadLetter::of(&m),
+                payload,
+            });
         }
     }
     // Inside the watermarks yet absent: compacted away, or a transaction

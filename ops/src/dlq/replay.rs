@@ -21,6 +21,11 @@ use crate::dead_letters::{DeadLetter, DlqError, Filter, Snapshot};
 /// Most replayed dead letters a summary names (it counts them all).
 const MAX_LISTED: usize = 1000;
 
+/// Most messages a replay republishes per second unless told otherwise.
+pub const DEFAULT_RATE: f64 = 100.0;
+/// Replays after which a dead letter is parked unless told otherwise.
+pub const DEFAULT_MAX_REPLAYS: u32 = 3;
+
 /// Options of `dlq replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
@@ -28,11 +33,11 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Most messages republished per second.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = DEFAULT_RATE)]
     pub rate: f64,
     /// A dead letter already replayed this many times is parked: reported,
     /// passed over, never republished again.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = DEFAULT_MAX_REPLAYS)]
     pub max_replays: u32,
     /// Consumer group that remembers how far replays got. Use a new one per
     /// campaign when filters differ: messages a filter passes over are
