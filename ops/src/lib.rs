@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
+pub mod console;
 pub mod dead_letters;
 pub mod dev;
 pub mod dlq;

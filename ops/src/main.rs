@@ -30,6 +30,9 @@ enum Command {
         #[command(flatten)]
         args: ops::dev::DevArgs,
     },
+    /// Serve the operator's console in the browser: overview, dead
+    /// letters, replay, order lookup (needs API_TOKEN).
+    Console(ops::console::ConsoleArgs),
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -45,7 +48,7 @@ impl Command {
     /// Whether the command prints JSON, its errors included.
     fn json(&self) -> bool {
         match self {
-            Self::Dev { .. } => false,
+            Self::Dev { .. } | Self::Console(_) => false,
             Self::Dlq(command) => command.json(),
             Self::Lag(args) => args.json,
             Self::Order(args) => args.json,
@@ -105,6 +108,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (settings, env) = kafka(command.kafka())?;
             command.run(settings, &env).await
         }
+        Command::Console(args) => ops::console::run(args).await,
         Command::Lag(args) => ops::lag::run(kafka(&args.kafka)?.0, args).await,
         Command::Order(args) => order(args).await,
     }
