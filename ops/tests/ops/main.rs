@@ -3,5 +3,6 @@
 //! command line as scripts use it.
 
 mod cli;
+mod console;
 mod private_postgres;
 mod snapshot;
