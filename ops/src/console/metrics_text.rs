@@ -66,7 +66,7 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<String, Scrap
         cause: if e.is_timeout() {
             format!("no answer within {SCRAPE_TIMEOUT:?}")
         } else {
-            e.to_string()
+            chain(&e)
         },
     };
     let mut response = client.get(url).send().await.map_err(failed)?;
@@ -86,6 +86,21 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<String, Scrap
         body.extend_from_slice(&chunk);
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `error` and its causes, `: `-separated (reqwest's own text alone
+/// does not say that the connection was refused).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The samples of `text`, lines that are not samples passed over.

@@ -511,3 +511,85 @@ async fn the_overview_reports_a_failed_scrape_as_an_error_never_zero() {
         "{overview}"
     );
 }
+
+/// The overview against a real broker: the DLQ's depth and the oldest
+/// dead letter's age from the topic, the consumer group's lag with a
+/// verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_measures_the_dlq_and_the_lag_on_a_real_broker() {
+    let broker = harness::broker::Tansu::start();
+    broker.create_topics();
+    let letters: Vec<harness::events::Outgoing> = (0..3)
+        .map(|n| harness::events::Outgoing {
+            topic: "orders-dlq".to_owned(),
+            partition: Some(n % 2),
+            key: format!("k{n}").into_bytes(),
+            value: b"{}".to_vec(),
+            headers: vec![],
+        })
+        .collect();
+    harness::kafka::publish_each(&broker.bootstrap, &letters);
+    let args = Cli::try_parse_from(["console", "--bootstrap-server", &broker.bootstrap])
+        .expect("console arguments")
+        .args;
+    let console = Console::new(&args, TOKEN.to_owned()).expect("a console");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    tokio::spawn(ops::console::serve(listener, console, stop.clone()));
+    let http = reqwest::Client::new();
+    let overview = eventually(Duration::from_secs(60), "the DLQ measured", || async {
+        let json: Value = http
+            .get(format!("{base}/api/overview"))
+            .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let dlq = json["dlq"]["value"].as_array().cloned().unwrap_or_default();
+        let orders = dlq.iter().find(|r| r["topic"] == "orders-dlq").cloned();
+        match orders {
+            Some(row) if row["depth"].is_number() => Ok(json),
+            _ => Err(json.to_string()),
+        }
+    })
+    .await
+    .expect("an overview");
+    stop.cancel();
+    let dlq = overview["dlq"]["value"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let row = |topic: &str| {
+        dlq.iter()
+            .find(|r| r["topic"] == topic)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(row("orders-dlq")["depth"], 3, "{overview}");
+    assert!(
+        row("orders-dlq")["oldest_age_seconds"]
+            .as_f64()
+            .is_some_and(|s| (0.0..600.0).contains(&s)),
+        "{overview}"
+    );
+    assert_eq!(row("users-dlq")["depth"], 0, "{overview}");
+    assert_eq!(
+        overview["live"]["dlq.users-dlq.oldest"], "empty",
+        "{overview}"
+    );
+    let lag = overview["lag"]["value"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lag.len(), 1, "{overview}");
+    assert_eq!(lag[0]["group"], "order-consumer");
+    assert!(
+        lag[0]["status"].is_string() && lag[0]["lag"] == 0,
+        "{overview}"
+    );
+}
