@@ -1,0 +1,395 @@
+//! The console's dead-letter and replay pages against a Tansu broker, over
+//! HTTP, the console being the `pubsubkafka` binary (its log read for the
+//! audit lines): grouped counts, the payload revealed only by a POST with
+//! the CSRF token and logged, a dry run's count, a replay that republishes
+//! and whose progress ends done, a held lock (409) and a read-only console
+//! (403).
+
+use std::time::Duration;
+
+use harness::broker::Tansu;
+use harness::events::{order_event, order_message, Outgoing};
+use harness::kafka::{client, header, publish_each, read_topic};
+use harness::process::Service;
+use harness::wait::eventually;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::Value;
+
+const TOKEN: &str = "console-dlq-test-token-5c1e";
+/// A bound on a broken run, not the expected time.
+const WAIT: Duration = Duration::from_secs(60);
+/// The cause three of the dead letters share, and its fingerprint.
+const QUANTITY: &str = "validation: item # quantity # is not between # and #";
+/// The cause of the other two.
+const REFUSED: &str = "database_transient: connection refused by #";
+/// What the payloads hold about their customer.
+const EMAIL: &str = "ada@example.com";
+
+/// Dead letter `n` of class `class` (`validation` or not), as the consumer
+/// writes them, failed `n` minutes past ten.
+fn dead_letter(n: usize, validation: bool) -> Outgoing {
+    let mut m = order_message(&order_event(n), contract::Format::Json);
+    m.topic = "orders-dlq".into();
+    let (kind, class, message) = if validation {
+        let text = format!("item {n}: quantity {} is not between 1 and 1000", n * 1000);
+        ("permanent", "validation", text)
+    } else {
+        let text = format!("connection refused by 10.0.0.{n}:5432");
+        ("transient", "database_transient", text)
+    };
+    let failed_at = format!("2026-12-01T10:{n:02}:00Z");
+    m.headers.extend(
+        [
+            ("dlq-original-topic", "orders"),
+            ("dlq-error-kind", kind),
+            ("dlq-error-class", class),
+            ("dlq-error-message", &message),
+            ("dlq-retry-count", "0"),
+            ("dlq-failed-at", &failed_at),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    m
+}
+
+/// Three dead letters of [`QUANTITY`], two of [`REFUSED`].
+fn seed(broker: &Tansu) -> Vec<Outgoing> {
+    let letters: Vec<Outgoing> = (1..=5).map(|n| dead_letter(n, n % 2 == 1)).collect();
+    publish_each(&broker.bootstrap, &letters);
+    letters
+}
+
+/// A `pubsubkafka console` on a free port with `extra` arguments.
+struct Console {
+    service: Service,
+    http: reqwest::Client,
+}
+
+impl Console {
+    async fn start(broker: &Tansu, extra: &[&str]) -> Self {
+        let addr = format!("127.0.0.1:{}", harness::free_port());
+        let mut args = vec!["console", "--listen", &addr];
+        args.extend_from_slice(extra);
+        let env = [
+            ("API_TOKEN", TOKEN.to_owned()),
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("LOG_LEVEL", "info".to_owned()),
+        ];
+        let mut service = Service::start_command("pubsubkafka", &args, &env, &addr);
+        service.wait_ready("/healthz", WAIT).await;
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .timeout(WAIT)
+            .build()
+            .expect("a client");
+        Self { service, http }
+    }
+
+    /// GET `path` as a script (bearer).
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        send(self.http.get(self.service.url(path)).bearer_auth(TOKEN)).await
+    }
+
+    /// POST `form` to `path` as a script (bearer).
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.service.url(path))
+            .bearer_auth(TOKEN)
+            .form(form)
+            .send()
+            .await
+            .expect("an answer")
+    }
+
+    /// Signs in as a browser: the session cookie (`name=value`) and the
+    /// session's CSRF token.
+    async fn sign_in(&self) -> (String, String) {
+        let login = self
+            .http
+            .get(self.service.url("/login"))
+            .send()
+            .await
+            .expect("an answer");
+        let pre = cookie(&login, "pubsubkafka_console_login=");
+        let csrf = csrf_of(&login.text().await.unwrap_or_default());
+        let answer = self
+            .http
+            .post(self.service.url("/login"))
+            .header(COOKIE, &pre)
+            .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        let session = cookie(&answer, "pubsubkafka_console=");
+        let request = self.http.get(self.service.url("/dead-letters"));
+        let (_, page) = send(request.header(COOKIE, &session)).await;
+        (session, csrf_of(&page))
+    }
+}
+
+async fn send(request: RequestBuilder) -> (StatusCode, String) {
+    let answer = request.send().await.expect("an answer");
+    (answer.status(), answer.text().await.unwrap_or_default())
+}
+
+/// The `name=value` of the cookie set by `answer` starting with `prefix`.
+fn cookie(answer: &reqwest::Response, prefix: &str) -> String {
+    answer
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(prefix))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {prefix} cookie"))
+        .to_owned()
+}
+
+/// The first hidden `csrf` field's value.
+fn csrf_of(html: &str) -> String {
+    html.split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, after)| after.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        .to_owned()
+}
+
+/// The `<tr data-fingerprint="…">` row of `fingerprint` in `html`.
+fn group_row<'a>(html: &'a str, fingerprint: &str) -> &'a str {
+    let start = format!("<tr data-fingerprint=\"{fingerprint}\">");
+    let (_, after) = html
+        .split_once(&start)
+        .unwrap_or_else(|| panic!("no row for {fingerprint}: {html}"));
+    after.split("</tr>").next().unwrap_or_default()
+}
+
+/// The target of the first link `text` in `html`, unescaped.
+fn link(html: &str, text: &str) -> String {
+    let end = html
+        .find(&format!("\">{text}</a>"))
+        .unwrap_or_else(|| panic!("no link {text}: {html}"));
+    let start = html[..end].rfind("href=\"").expect("an href") + "href=\"".len();
+    html[start..end].replace("&amp;", "&")
+}
+
+/// The detail page's path of the first dead letter listed in `html`.
+fn first_letter(html: &str) -> String {
+    let (_, after) = html
+        .split_once("href=\"/dead-letters/orders-dlq/")
+        .unwrap_or_else(|| panic!("no dead letter listed: {html}"));
+    format!(
+        "/dead-letters/orders-dlq/{}",
+        after.split('"').next().unwrap_or_default()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
+    let broker = Tansu::start();
+    broker.create_topics();
+    seed(&broker);
+    let console = Console::start(&broker, &["--allow-replay"]).await;
+
+    let (status, page) = console.get("/dead-letters?topic=orders-dlq").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<table id=\"groups\">"), "{page}");
+    for (fingerprint, count) in [(QUANTITY, 3), (REFUSED, 2)] {
+        let row = group_row(&page, fingerprint);
+        assert!(row.contains(&format!("data-count>{count}</td>")), "{row}");
+        assert!(row.contains("Replay this group"), "{row}");
+    }
+    assert!(
+        page.find(QUANTITY) < page.find(REFUSED),
+        "the most frequent cause first"
+    );
+    assert!(!page.contains(EMAIL), "no customer data in the listing");
+    // The group's replay link carries its fingerprint whole.
+    let replay = link(group_row(&page, QUANTITY), "Replay this group");
+    let (status, form) = console.get(&replay).await;
+    assert_eq!(status, StatusCode::OK, "{replay}: {form}");
+    assert!(
+        form.contains(&format!("value=\"{QUANTITY}\"")),
+        "{replay}: {form}"
+    );
+
+    let detail = first_letter(&page);
+    let position: Vec<&str> = detail.rsplitn(3, '/').collect();
+    let (offset, partition) = (position[0].to_owned(), position[1].to_owned());
+    let (session, csrf) = console.sign_in().await;
+    let as_browser = |path: &str| {
+        console
+            .http
+            .get(console.service.url(path))
+            .header(COOKIE, &session)
+    };
+    let (status, shown) = send(as_browser(&detail)).await;
+    assert_eq!(status, StatusCode::OK, "{detail}: {shown}");
+    for text in ["Failure history", "dlq-error-class", "Reveal customer data"] {
+        assert!(shown.contains(text), "{text}: {shown}");
+    }
+    assert!(!shown.contains(EMAIL), "the payload is hidden: {shown}");
+
+    let reveal = console.service.url(&format!("{detail}/reveal"));
+    let post = || console.http.post(&reveal).header(COOKIE, &session);
+    let (status, refused) = send(post().form(&[("csrf", "forged")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(refused.contains("CSRF token missing or wrong"), "{refused}");
+    assert!(!refused.contains(EMAIL));
+    assert!(
+        !console.service.logs().contains("payload revealed"),
+        "a refused reveal is no reveal"
+    );
+
+    let (status, revealed) = send(post().form(&[("csrf", csrf.as_str())])).await;
+    assert_eq!(status, StatusCode::OK, "{revealed}");
+    assert!(revealed.contains(EMAIL), "{revealed}");
+    let session_id = session
+        .trim_start_matches("pubsubkafka_console=")
+        .to_owned();
+    let audit = eventually(WAIT, "the reveal's audit line", || {
+        let logs = console.service.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("console::audit") && l.contains("payload revealed"))
+            .map(str::to_owned);
+        async move { line.ok_or(logs) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let audit: Value = serde_json::from_str(&audit).unwrap_or_else(|e| panic!("{e}: {audit}"));
+    let text = audit.to_string();
+    for (what, value) in [("session", session_id.as_str()), ("topic", "orders-dlq")] {
+        assert!(text.contains(value), "{what} {value} in {text}");
+    }
+    assert_eq!(
+        audit["fields"]["partition"].to_string(),
+        partition,
+        "{text}"
+    );
+    assert_eq!(audit["fields"]["offset"].to_string(), offset, "{text}");
+    assert!(
+        !console.service.logs().contains(EMAIL),
+        "the log never holds the payload"
+    );
+
+    // Read-only: no replay link, and replays refused.
+    let read_only = Console::start(&broker, &[]).await;
+    let (_, page) = read_only.get("/dead-letters?topic=orders-dlq").await;
+    assert!(
+        page.contains(QUANTITY) && !page.contains("Replay this group"),
+        "{page}"
+    );
+    let (status, refused) = read_only.get(&replay).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(refused.contains("Replay is not allowed"), "{refused}");
+    let dry = read_only
+        .post(
+            "/replay/dry-run",
+            &[("topic", "orders-dlq"), ("fingerprint", QUANTITY)],
+        )
+        .await;
+    assert_eq!(dry.status(), StatusCode::FORBIDDEN);
+}
+
+/// Holds the replay lock of `group` on orders-dlq, serving it between
+/// polls as a running replay does, until the answer is dropped.
+async fn hold_lock(bootstrap: String, group: &'static str) -> std::sync::mpsc::Sender<()> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (held, holding) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut config = client(&bootstrap);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let lock = ops::dlq::ReplayLock::acquire(&config, "orders-dlq", group).expect("the lock");
+        let _ = held.send(());
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(Duration::from_millis(100))
+        {
+            lock.keep_alive();
+        }
+    });
+    holding.await.expect("the lock is held");
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_the_console_counts_republishes_and_reports_done() {
+    let broker = Tansu::start();
+    broker.create_topics();
+    let letters = seed(&broker);
+    let group = "console-replay";
+    let console = Console::start(&broker, &["--allow-replay", "--replay-group", group]).await;
+    let form = [("topic", "orders-dlq"), ("fingerprint", QUANTITY)];
+
+    let dry = console.post("/replay/dry-run", &form).await;
+    assert_eq!(dry.status(), StatusCode::OK);
+    let page = dry.text().await.unwrap_or_default();
+    assert!(page.contains("Would replay 3"), "{page}");
+    assert!(page.contains("Replay 3 dead letters"), "{page}");
+
+    let started = console.post("/replay", &form).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let location = started
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .expect("where the replay's page is")
+        .to_owned();
+    let id = location.strip_prefix("/replay/").expect("/replay/{id}");
+    let api = format!("/api/replay/{id}");
+    let last = eventually(WAIT, "the replay's progress says done", || async {
+        let (status, body) = console.get(&api).await;
+        let progress: Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == StatusCode::OK && progress["done"] == true {
+            Ok(progress)
+        } else {
+            Err(format!("{status}: {body}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(last["live"]["state"], "Done", "{last}");
+    assert_eq!(last["progress"]["replayed"], 3, "{last}");
+    assert_eq!(last["progress"]["expected"], 5, "{last}");
+    assert_eq!(last["progress"]["skipped"], 2, "{last}");
+    let (status, page) = console.get(&location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Replayed <span data-live=\"replayed\">3</span>"),
+        "{page}"
+    );
+    assert!(page.contains(">Done</p>"), "{page}");
+
+    let copies = read_topic(&broker.bootstrap, "orders", 3, Duration::from_secs(3));
+    let mut keys: Vec<Vec<u8>> = copies
+        .iter()
+        .filter(|m| header(m, "dlq-replay-count").as_deref() == Some("1"))
+        .filter_map(|m| rdkafka::message::Message::key(m).map(<[u8]>::to_vec))
+        .collect();
+    keys.sort();
+    let mut chosen: Vec<Vec<u8>> = letters
+        .iter()
+        .filter(|l| {
+            l.headers
+                .iter()
+                .any(|(k, v)| k == "dlq-error-class" && v == "validation")
+        })
+        .map(|l| l.key.clone())
+        .collect();
+    chosen.sort();
+    assert_eq!(keys, chosen, "exactly the group's dead letters, once each");
+
+    // Another replay holds the group's lock: refused, 409.
+    let holder = hold_lock(broker.bootstrap.clone(), group).await;
+    for path in ["/replay/dry-run", "/replay"] {
+        let answer = console.post(path, &form).await;
+        assert_eq!(answer.status(), StatusCode::CONFLICT, "{path}");
+        let page = answer.text().await.unwrap_or_default();
+        assert!(page.contains("Another replay is running"), "{path}: {page}");
+    }
+    drop(holder);
+}
