@@ -81,7 +81,18 @@ async fn orders(
         ),
         (false, Some(url)) => match story(&args(id, url)).await {
             Ok(story) => (StatusCode::OK, None, Some(Found::of(&story))),
-            Err(e) => (StatusCode::BAD_REQUEST, Some(format!("{e:#}")), None),
+            Err(e) => {
+                let bad_id = matches!(
+                    e.downcast_ref::<crate::order::OrderError>(),
+                    Some(crate::order::OrderError::BadId { .. })
+                );
+                let status = if bad_id {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (status, Some(format!("{e:#}")), None)
+            }
         },
     };
     let mut response = render(&OrdersPage {

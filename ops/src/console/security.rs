@@ -203,18 +203,38 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Whether the request's `Origin`, if it has one, is ours (its host and
-/// port are the `Host` the request was sent to).
+/// Whether the request's `Origin`, if it has one, is ours: its host and
+/// port are the `Host` the request was sent to, or the `X-Forwarded-Host`
+/// a proxy in front says (a cross-site form cannot set that header).
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = origin.to_str().ok().and_then(|o| {
         o.strip_prefix("http://")
             .or_else(|| o.strip_prefix("https://"))
     });
-    matches!((origin, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+    let Some(origin) = origin else {
+        return false;
+    };
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|h| h.to_str().ok()))
+        .any(|host| origin.eq_ignore_ascii_case(host.trim()))
+}
+
+/// `; Secure` when the browser came over HTTPS (a TLS proxy in front says
+/// so in `X-Forwarded-Proto`), so that the cookie never travels in clear.
+fn secure(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    if https {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// Routes that need no authentication.
@@ -391,9 +411,10 @@ async fn login(
     let session = console.sessions.create();
     tracing::info!(target: "console::audit", session = %session.id, "signed in");
     let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         session.id,
-        SESSION_TTL.as_secs()
+        SESSION_TTL.as_secs(),
+        secure(&headers)
     );
     let clear = format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/login; Max-Age=0");
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
@@ -467,6 +488,19 @@ mod tests {
         assert!(!same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://console.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("console.example"),
+        );
+        assert!(same_origin(&h), "behind a proxy");
+        assert_eq!(secure(&h), "");
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(secure(&h), "; Secure");
     }
 
     #[tokio::test]

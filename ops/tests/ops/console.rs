@@ -101,7 +101,7 @@ impl Running {
         let session = set_cookie(&answer, "pubsubkafka_console=").expect("a session cookie");
         let cookie = session.split(';').next().unwrap_or_default().to_owned();
         let page = self
-            .get("/", Some(&cookie))
+            .get("/orders", Some(&cookie))
             .await
             .text()
             .await
@@ -591,5 +591,33 @@ async fn the_overview_measures_the_dlq_and_the_lag_on_a_real_broker() {
     assert!(
         lag[0]["status"].is_string() && lag[0]["lag"] == 0,
         "{overview}"
+    );
+}
+
+/// The order page answers an id that is not one, and a console without a
+/// database, with the reason on the page.
+#[tokio::test]
+async fn the_order_page_says_why_it_cannot_tell() {
+    let closed = format!("postgres://reader@127.0.0.1:{}/pubsubkafka", closed_port());
+    let without = start(&[]).await;
+    let with = start(&["--database-url", &closed]).await;
+    let (no_db, _) = without.sign_in().await;
+    let (db, _) = with.sign_in().await;
+    let id = "1a4d22fe-6ec1-4e1f-96a9-b70fb168bb6e";
+    let answer = without.get(&format!("/orders?id={id}"), Some(&no_db)).await;
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer
+        .text()
+        .await
+        .expect("a page")
+        .contains("--database-url"));
+    let answer = with.get("/orders?id=%3Cscript%3E", Some(&db)).await;
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let html = answer.text().await.expect("a page");
+    assert!(html.contains("is not an id"), "{html}");
+    assert!(!html.contains("<script>"), "escaped: {html}");
+    assert!(
+        html.contains("value=\"&#60;script&#62;\"") || html.contains("&lt;script&gt;"),
+        "{html}"
     );
 }
