@@ -134,28 +134,15 @@ impl Selection {
 
     fn request(&self, console: &Console) -> Result<Request, Failed> {
         Failed::check_topic(console, &self.topic)?;
-        let class = match self.class.as_str() {
-            "" => None,
-            c => Some(
-                c.parse::<FailureClass>()
-                    .map_err(|_| bad(format!("no error class {c:?}")))?,
-            ),
-        };
-        let kind = match self.kind.as_str() {
-            "" => None,
-            k => Some(
-                k.parse::<ErrorKind>()
-                    .map_err(|_| bad(format!("no error kind {k:?}")))?,
-            ),
-        };
-        let group_ok = self.group.len() <= 200
+        let group_ok = !self.group.is_empty()
+            && self.group.len() <= 200
             && self
                 .group
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !group_ok {
             return Err(bad(
-                "a replay group is at most 200 letters, digits, '.', '_' and '-'".into(),
+                "a replay group is 1 to 200 letters, digits, '.', '_' and '-'".into(),
             ));
         }
         Ok(Request {
@@ -163,13 +150,26 @@ impl Selection {
                 topic: self.topic.clone(),
                 json: false,
             },
-            filter: Filter {
-                class,
-                kind,
-                fingerprint: (!self.fingerprint.is_empty()).then(|| self.fingerprint.clone()),
-                ..Filter::default()
-            },
+            filter: self.filter()?,
             group: self.group.clone(),
+        })
+    }
+
+    /// The filter `dlq replay` gets: the class and kind by their names.
+    fn filter(&self) -> Result<Filter, Failed> {
+        let class = match self.class.as_str() {
+            "" => None,
+            c => Some(c.parse::<FailureClass>().map_err(|e| bad(e.to_string()))?),
+        };
+        let kind = match self.kind.as_str() {
+            "" => None,
+            k => Some(k.parse::<ErrorKind>().map_err(|e| bad(e.to_string()))?),
+        };
+        Ok(Filter {
+            class,
+            kind,
+            fingerprint: (!self.fingerprint.is_empty()).then(|| self.fingerprint.clone()),
+            ..Filter::default()
         })
     }
 
@@ -595,4 +595,71 @@ async fn api(State(console): State<Console>, Path(id): Path<String>) -> Response
         "state": status.state,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selection(class: &str, kind: &str, fingerprint: &str) -> Selection {
+        Selection {
+            topic: "orders-dlq".into(),
+            fingerprint: fingerprint.into(),
+            class: class.into(),
+            kind: kind.into(),
+            group: "dlq-replay".into(),
+        }
+    }
+
+    #[test]
+    fn a_selection_is_the_filter_of_dlq_replay_or_refused_by_name() {
+        let filter = selection("validation", "permanent", "validation: bad #")
+            .filter()
+            .unwrap_or_default();
+        assert_eq!(filter.class, Some(FailureClass::Validation));
+        assert_eq!(filter.kind, Some(ErrorKind::Permanent));
+        assert_eq!(filter.fingerprint.as_deref(), Some("validation: bad #"));
+        let any = selection("", "", "").filter().unwrap_or_default();
+        assert!(any.class.is_none() && any.kind.is_none() && any.fingerprint.is_none());
+        let refused = selection("Validation", "", "").filter().err();
+        let refused = refused.map(|f| (f.status, f.message));
+        assert!(
+            refused.as_ref().is_some_and(
+                |(s, m)| *s == StatusCode::BAD_REQUEST && m.contains("database_transient")
+            ),
+            "{refused:?}"
+        );
+        assert!(selection("", "sometimes", "").filter().is_err());
+    }
+
+    #[test]
+    fn a_selection_says_what_it_selects() {
+        assert_eq!(
+            selection("", "", "").describe(),
+            "topic orders-dlq, every dead letter"
+        );
+        assert_eq!(
+            selection("validation", "", "validation: bad #").describe(),
+            "topic orders-dlq, fingerprint validation: bad #, class validation"
+        );
+    }
+
+    #[test]
+    fn finished_replays_are_forgotten_oldest_first_past_the_limit() {
+        let replays = Replays::default();
+        let (_, progress) = watch::channel(ReplayProgress::default());
+        let (first, run) = replays.insert(Selection::default(), progress.clone());
+        let _ = run.outcome.set(Ok(ReplaySummary::default()));
+        let (running, _) = replays.insert(Selection::default(), progress.clone());
+        for _ in 0..KEPT {
+            let (_, run) = replays.insert(Selection::default(), progress.clone());
+            let _ = run.outcome.set(Ok(ReplaySummary::default()));
+        }
+        assert!(
+            replays.get(&first).is_none(),
+            "the oldest finished one went"
+        );
+        assert!(replays.get(&running).is_some(), "a running one stays");
+        assert_eq!(replays.lock().len(), KEPT);
+    }
 }
