@@ -779,10 +779,10 @@ impl View {
             &self.lag_error,
             &self.dlq_error,
             &self.partitions_error,
-            &self.outbox_rows,
-            &self.outbox_oldest,
-            &self.outbox_error,
         ];
+        if self.outbox_configured {
+            cells.extend([&self.outbox_rows, &self.outbox_oldest, &self.outbox_error]);
+        }
         for row in &self.lag {
             cells.extend([&row.status, &row.lag, &row.eta, &row.error]);
         }

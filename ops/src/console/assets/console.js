@@ -3,29 +3,43 @@
 // texts, and each element inside with data-live="KEY" gets that text (as
 // text, never as markup) and data-value="TEXT" for the stylesheet. An
 // element marked data-live-hide-empty is hidden while its text is empty.
+// An element whose key the answer no longer has says "no longer
+// reported"; keys no element shows are announced as new rows to reload for.
 // An answer with "done": true stops the polling.
 "use strict";
 
 (function () {
   var PERIOD_MS = 2000;
 
+  var GONE = "no longer reported";
+
+  // Updates the elements of root from live; the number of keys live has
+  // that no element shows (rows that appeared since the page was made).
   function apply(root, live) {
     var nodes = root.querySelectorAll("[data-live]");
+    var shown = {};
     for (var i = 0; i < nodes.length; i++) {
       var node = nodes[i];
       var key = node.getAttribute("data-live");
-      if (!Object.prototype.hasOwnProperty.call(live, key)) {
-        continue;
-      }
-      var text = String(live[key]);
+      shown[key] = true;
+      var present = Object.prototype.hasOwnProperty.call(live, key);
+      // A row whose measurement is gone is said so, never left stale.
+      var text = present ? String(live[key]) : GONE;
       if (node.textContent !== text) {
         node.textContent = text;
       }
       node.setAttribute("data-value", text);
       if (node.hasAttribute("data-live-hide-empty")) {
-        node.hidden = text === "";
+        node.hidden = text === "" || text === GONE;
       }
     }
+    var unseen = 0;
+    for (var name in live) {
+      if (Object.prototype.hasOwnProperty.call(live, name) && !shown[name]) {
+        unseen += 1;
+      }
+    }
+    return unseen;
   }
 
   function status(root, text) {
@@ -53,8 +67,12 @@
           return response.json();
         })
         .then(function (body) {
-          apply(root, body.live || {});
-          status(root, "Updated " + new Date().toLocaleTimeString());
+          var unseen = apply(root, body.live || {});
+          status(
+            root,
+            "Updated " + new Date().toLocaleTimeString() +
+              (unseen > 0 ? "; new rows measured: reload the page to see them" : "")
+          );
           again = body.done !== true;
         })
         .catch(function (error) {
