@@ -192,7 +192,14 @@ async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
     broker.create_topics();
     seed(&broker);
     let console = Console::start(&broker, &["--allow-replay"]).await;
+    let (page, replay) = grouped(&console).await;
+    reveal_is_guarded_and_logged(&console, &first_letter(&page)).await;
+    read_only_refuses(&broker, &replay).await;
+}
 
+/// The grouped page, with counts and replay links carrying the whole
+/// fingerprint; the page and the first group's replay link.
+async fn grouped(console: &Console) -> (String, String) {
     let (status, page) = console.get("/dead-letters?topic=orders-dlq").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("<table id=\"groups\">"), "{page}");
@@ -214,8 +221,12 @@ async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
         form.contains(&format!("value=\"{QUANTITY}\"")),
         "{replay}: {form}"
     );
+    (page, replay)
+}
 
-    let detail = first_letter(&page);
+/// The detail page hides the payload; a reveal needs the CSRF token and is
+/// logged, with the session and the letter, never the payload.
+async fn reveal_is_guarded_and_logged(console: &Console, detail: &str) {
     let position: Vec<&str> = detail.rsplitn(3, '/').collect();
     let (offset, partition) = (position[0].to_owned(), position[1].to_owned());
     let (session, csrf) = console.sign_in().await;
@@ -225,7 +236,7 @@ async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
             .get(console.service.url(path))
             .header(COOKIE, &session)
     };
-    let (status, shown) = send(as_browser(&detail)).await;
+    let (status, shown) = send(as_browser(detail)).await;
     assert_eq!(status, StatusCode::OK, "{detail}: {shown}");
     for text in ["Failure history", "dlq-error-class", "Reveal customer data"] {
         assert!(shown.contains(text), "{text}: {shown}");
@@ -274,15 +285,18 @@ async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
         !console.service.logs().contains(EMAIL),
         "the log never holds the payload"
     );
+}
 
-    // Read-only: no replay link, and replays refused.
-    let read_only = Console::start(&broker, &[]).await;
+/// A console without --allow-replay shows no replay link and refuses
+/// replays.
+async fn read_only_refuses(broker: &Tansu, replay: &str) {
+    let read_only = Console::start(broker, &[]).await;
     let (_, page) = read_only.get("/dead-letters?topic=orders-dlq").await;
     assert!(
         page.contains(QUANTITY) && !page.contains("Replay this group"),
         "{page}"
     );
-    let (status, refused) = read_only.get(&replay).await;
+    let (status, refused) = read_only.get(replay).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(refused.contains("Replay is not allowed"), "{refused}");
     let dry = read_only
@@ -292,6 +306,47 @@ async fn dead_letters_are_grouped_and_a_payload_shows_only_by_a_logged_post() {
         )
         .await;
     assert_eq!(dry.status(), StatusCode::FORBIDDEN);
+}
+
+/// Starts a replay of `form`: the path of its page.
+async fn start_replay(console: &Console, form: &[(&str, &str)]) -> String {
+    let started = console.post("/replay", form).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    started
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .expect("where the replay's page is")
+        .to_owned()
+}
+
+/// The progress JSON of the replay whose page is `location`, once done.
+async fn progress_when_done(console: &Console, location: &str) -> Value {
+    let id = location.strip_prefix("/replay/").expect("/replay/{id}");
+    let api = format!("/api/replay/{id}");
+    eventually(WAIT, "the replay's progress says done", || async {
+        let (status, body) = console.get(&api).await;
+        let progress: Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == StatusCode::OK && progress["done"] == true {
+            Ok(progress)
+        } else {
+            Err(format!("{status}: {body}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The keys of the replayed copies on `orders`, sorted.
+fn replayed_keys(bootstrap: &str, expected: usize) -> Vec<Vec<u8>> {
+    let copies = read_topic(bootstrap, "orders", expected, Duration::from_secs(3));
+    let mut keys: Vec<Vec<u8>> = copies
+        .iter()
+        .filter(|m| header(m, "dlq-replay-count").as_deref() == Some("1"))
+        .filter_map(|m| rdkafka::message::Message::key(m).map(<[u8]>::to_vec))
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// Holds the replay lock of `group` on orders-dlq, serving it between
@@ -331,27 +386,8 @@ async fn a_replay_from_the_console_counts_republishes_and_reports_done() {
     assert!(page.contains("Would replay 3"), "{page}");
     assert!(page.contains("Replay 3 dead letters"), "{page}");
 
-    let started = console.post("/replay", &form).await;
-    assert_eq!(started.status(), StatusCode::SEE_OTHER);
-    let location = started
-        .headers()
-        .get(LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .expect("where the replay's page is")
-        .to_owned();
-    let id = location.strip_prefix("/replay/").expect("/replay/{id}");
-    let api = format!("/api/replay/{id}");
-    let last = eventually(WAIT, "the replay's progress says done", || async {
-        let (status, body) = console.get(&api).await;
-        let progress: Value = serde_json::from_str(&body).unwrap_or_default();
-        if status == StatusCode::OK && progress["done"] == true {
-            Ok(progress)
-        } else {
-            Err(format!("{status}: {body}"))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let location = start_replay(&console, &form).await;
+    let last = progress_when_done(&console, &location).await;
     assert_eq!(last["live"]["state"], "Done", "{last}");
     assert_eq!(last["progress"]["replayed"], 3, "{last}");
     assert_eq!(last["progress"]["expected"], 5, "{last}");
@@ -364,13 +400,6 @@ async fn a_replay_from_the_console_counts_republishes_and_reports_done() {
     );
     assert!(page.contains(">Done</p>"), "{page}");
 
-    let copies = read_topic(&broker.bootstrap, "orders", 3, Duration::from_secs(3));
-    let mut keys: Vec<Vec<u8>> = copies
-        .iter()
-        .filter(|m| header(m, "dlq-replay-count").as_deref() == Some("1"))
-        .filter_map(|m| rdkafka::message::Message::key(m).map(<[u8]>::to_vec))
-        .collect();
-    keys.sort();
     let mut chosen: Vec<Vec<u8>> = letters
         .iter()
         .filter(|l| {
@@ -381,6 +410,7 @@ async fn a_replay_from_the_console_counts_republishes_and_reports_done() {
         .map(|l| l.key.clone())
         .collect();
     chosen.sort();
+    let keys = replayed_keys(&broker.bootstrap, 3);
     assert_eq!(keys, chosen, "exactly the group's dead letters, once each");
 
     // Another replay holds the group's lock: refused, 409.
