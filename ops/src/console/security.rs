@@ -13,7 +13,7 @@
 //!   header `X-CSRF-Token`) and, if it has an `Origin`, our own.
 //! - [`headers`]: the Content-Security-Policy and friends on every answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,16 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
     max: usize,
+    /// When the last wrong tokens were tried (at most
+    /// [`MAX_WRONG_TOKENS`], within [`WRONG_TOKEN_WINDOW`]).
+    wrong: Mutex<VecDeque<Instant>>,
 }
+
+/// Wrong tokens tried, from any client, after which sign-ins are refused
+/// until the oldest is [`WRONG_TOKEN_WINDOW`] old: guessing goes no faster.
+pub const MAX_WRONG_TOKENS: usize = 20;
+/// See [`MAX_WRONG_TOKENS`].
+pub const WRONG_TOKEN_WINDOW: Duration = Duration::from_secs(60);
 
 impl Sessions {
     /// Sessions lasting `ttl`, at most `max` of them.
@@ -103,6 +112,35 @@ impl Sessions {
             map: Mutex::new(HashMap::new()),
             ttl,
             max: max.max(1),
+            wrong: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Whether sign-ins are refused for now: [`MAX_WRONG_TOKENS`] wrong
+    /// tokens within [`WRONG_TOKEN_WINDOW`].
+    pub fn throttled(&self) -> bool {
+        let mut wrong = self
+            .wrong
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while wrong
+            .front()
+            .is_some_and(|at| at.elapsed() >= WRONG_TOKEN_WINDOW)
+        {
+            wrong.pop_front();
+        }
+        wrong.len() >= MAX_WRONG_TOKENS
+    }
+
+    /// Counts a wrong token.
+    pub fn wrong_token(&self) {
+        let mut wrong = self
+            .wrong
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        wrong.push_back(Instant::now());
+        while wrong.len() > MAX_WRONG_TOKENS {
+            wrong.pop_front();
         }
     }
 
@@ -368,23 +406,24 @@ pub fn routes() -> Router<Console> {
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     csrf: &'a str,
-    wrong: bool,
+    message: &'a str,
 }
 
-/// The login page with a fresh pre-session token, `status`.
-fn login_page(status: StatusCode, wrong: bool) -> Response {
+/// The login page with a fresh pre-session token, `status`, and
+/// `message` (none when empty).
+fn login_page(status: StatusCode, message: &str) -> Response {
     let token = random_token();
     let cookie =
         format!("{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600");
     let page = page::render(&LoginPage {
         csrf: &token,
-        wrong,
+        message,
     });
     (status, [(header::SET_COOKIE, cookie)], page).into_response()
 }
 
 async fn login_form() -> Response {
-    login_page(StatusCode::OK, false)
+    login_page(StatusCode::OK, "")
 }
 
 #[derive(Deserialize)]
@@ -404,9 +443,22 @@ async fn login(
     if !same_origin(&headers) || pre_session.is_empty() || !same(&form.csrf, pre_session) {
         return csrf_refused();
     }
+    if console.sessions.throttled() {
+        tracing::warn!(target: "console::audit", "sign-in refused: too many wrong tokens");
+        let mut page = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong tokens: try again in a minute",
+        );
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(WRONG_TOKEN_WINDOW.as_secs()),
+        );
+        return page;
+    }
     if !same(form.token.trim(), console.token()) {
+        console.sessions.wrong_token();
         tracing::warn!(target: "console::audit", "sign-in refused: wrong token");
-        return login_page(StatusCode::UNAUTHORIZED, true);
+        return login_page(StatusCode::UNAUTHORIZED, "Wrong token");
     }
     let session = console.sessions.create();
     tracing::info!(target: "console::audit", session = %session.id, "signed in");
@@ -466,6 +518,11 @@ mod tests {
         assert!(sessions.get(&a.id).is_none(), "the oldest went");
         assert!(sessions.get(&b.id).is_some() && sessions.get(&c.id).is_some());
         assert_eq!(sessions.len(), 2);
+        for _ in 0..MAX_WRONG_TOKENS {
+            assert!(!sessions.throttled());
+            sessions.wrong_token();
+        }
+        assert!(sessions.throttled(), "guessing is slowed down");
         let gone = Sessions::new(Duration::ZERO, 2);
         let s = gone.create();
         assert!(gone.get(&s.id).is_none(), "expired");
