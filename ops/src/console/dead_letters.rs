@@ -195,6 +195,8 @@ struct ListPage<'a> {
     topics: Vec<String>,
     topic: &'a str,
     fingerprint: &'a str,
+    /// Why the topic could not be read.
+    error: Option<String>,
     total: usize,
     selected: usize,
     groups: Vec<GroupRow>,
@@ -225,21 +227,44 @@ async fn listing(
         json: false,
     };
     let (kafka, reader) = (console.kafka.clone(), reader_group(&console));
-    let listing =
-        match blocking(move || crate::dlq::list(&kafka, &source, &filter, SHOWN, None, &reader))
-            .await
-        {
-            Ok(listing) => listing,
-            Err(failed) => return failed.page(&viewer),
-        };
-    render(&ListPage {
+    let read =
+        blocking(move || crate::dlq::list(&kafka, &source, &filter, SHOWN, None, &reader)).await;
+    let mut page = ListPage {
         chrome: Chrome::new(&viewer, "dead-letters", "Dead letters"),
         topics,
         topic: &topic,
         fingerprint: &fingerprint,
-        total: listing.total(),
-        selected: listing.selected(),
-        groups: listing
+        error: None,
+        total: 0,
+        selected: 0,
+        groups: Vec::new(),
+        letters: Vec::new(),
+        allow_replay: console.allow_replay,
+    };
+    // A failed read keeps the page (its topic selector) and says why.
+    let status = match read {
+        Ok(listing) => {
+            page.fill(&listing);
+            StatusCode::OK
+        }
+        Err(failed) => {
+            page.error = Some(failed.message);
+            failed.status
+        }
+    };
+    let mut response = render(&page);
+    if response.status().is_success() {
+        *response.status_mut() = status;
+    }
+    response
+}
+
+impl ListPage<'_> {
+    /// The counts, groups and letters of `listing`.
+    fn fill(&mut self, listing: &crate::dlq::Listing) {
+        self.total = listing.total();
+        self.selected = listing.selected();
+        self.groups = listing
             .groups()
             .into_iter()
             .map(|group| GroupRow {
@@ -248,10 +273,9 @@ async fn listing(
                 selectable: !group.is_other(),
                 group,
             })
-            .collect(),
-        letters: listing.dead_letters().iter().map(LetterRow::of).collect(),
-        allow_replay: console.allow_replay,
-    })
+            .collect();
+        self.letters = listing.dead_letters().iter().map(LetterRow::of).collect();
+    }
 }
 
 fn reader_group(console: &Console) -> ReaderGroup {

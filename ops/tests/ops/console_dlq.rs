@@ -296,6 +296,12 @@ async fn read_only_refuses(broker: &Tansu, replay: &str) {
         page.contains(QUANTITY) && !page.contains("Replay this group"),
         "{page}"
     );
+    // Only the pipeline's dead-letter topics are read: not its topics.
+    for path in ["/dead-letters?topic=orders", "/dead-letters/orders/0/0"] {
+        let (status, refused) = read_only.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {refused}");
+        assert!(refused.contains("is not a dead-letter topic"), "{refused}");
+    }
     let (status, refused) = read_only.get(replay).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(refused.contains("Replay is not allowed"), "{refused}");
