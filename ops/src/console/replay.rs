@@ -214,7 +214,7 @@ fn replay_here(
         &request.source,
         &request.filter,
         &args,
-        &CancellationToken::new(),
+        &console.replays.stop,
         observer,
     ))
 }
@@ -234,9 +234,17 @@ struct Run {
 pub struct Replays {
     runs: Mutex<BTreeMap<String, Arc<Run>>>,
     next: AtomicU64,
+    stop: CancellationToken,
 }
 
 impl Replays {
+    /// Asks every running replay to stop after the dead letter in hand,
+    /// leaving the rest for the next run (as Ctrl-C does to `dlq
+    /// replay`): for the console's shutdown.
+    pub fn stop_all(&self) {
+        self.stop.cancel();
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Run>>> {
         // A panic while holding it leaves a map that is still whole.
         self.runs
