@@ -207,7 +207,14 @@ pub async fn serve(
     let registry = prometheus::Registry::new();
     let connections = platform::server::ConnectionMetrics::register(&registry)?;
     let limits = platform::server::HttpLimits::from_env(&Env::from_process())?;
-    platform::server::serve(listener, app(console), limits, connections, stop).await?;
+    let served =
+        platform::server::serve(listener, app(console.clone()), limits, connections, stop).await;
+    // Replays in flight stop after the dead letter in hand, as Ctrl-C stops
+    // `dlq replay`: what is left waits for the next run.
+    if !console.replays.stop_and_wait(REPLAY_STOP_WAIT).await {
+        tracing::warn!("a replay was still settling a dead letter at the shutdown deadline");
+    }
+    served?;
     Ok(())
 }
 
@@ -227,6 +234,10 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     serve(listener, console, platform::shutdown::on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long a stopping console waits for its replays to settle the dead
+/// letter in hand (a publish waits for the broker's acknowledgement).
+const REPLAY_STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// How long one measurement of the overview may take before it is shown
 /// as failed.

@@ -235,6 +235,8 @@ pub struct Replays {
     runs: Mutex<BTreeMap<String, Arc<Run>>>,
     next: AtomicU64,
     stop: CancellationToken,
+    /// The replays' threads, awaited at shutdown.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Replays {
@@ -243,6 +245,18 @@ impl Replays {
     /// replay`): for the console's shutdown.
     pub fn stop_all(&self) {
         self.stop.cancel();
+    }
+
+    /// Stops every running replay ([`Self::stop_all`]) and waits up to
+    /// `deadline` for each to settle the dead letter in hand (published
+    /// and committed, or neither): a copy published but not committed would
+    /// be published again by the next run. Whether they all ended in time.
+    pub async fn stop_and_wait(&self, deadline: Duration) -> bool {
+        self.stop_all();
+        self.tasks.close();
+        tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Run>>> {
@@ -440,7 +454,7 @@ async fn start(
         "replay started"
     );
     let (inner, ran, task_id) = (console.clone(), run.clone(), id.clone());
-    tokio::task::spawn_blocking(move || {
+    console.replays.tasks.spawn_blocking(move || {
         let result = replay_here(&inner, &request, false, &mut sender);
         match &result {
             Ok(summary) => tracing::info!(

@@ -429,3 +429,62 @@ async fn a_replay_from_the_console_counts_republishes_and_reports_done() {
     }
     drop(holder);
 }
+
+/// A console stopped (SIGTERM) during a slow replay stops the replay after
+/// the dead letter in hand and exits, as Ctrl-C stops `dlq replay`; what
+/// is left waits for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_stopped_mid_replay_stops_the_replay_and_exits() {
+    let broker = Tansu::start();
+    broker.create_topics();
+    seed(&broker);
+    // One dead letter every 4 s: the five take about 16 s.
+    let args = [
+        "--allow-replay",
+        "--replay-group",
+        "stopped",
+        "--replay-rate",
+        "0.25",
+    ];
+    let mut console = Console::start(&broker, &args).await;
+    let location = start_replay(&console, &[("topic", "orders-dlq")]).await;
+    let id = location.strip_prefix("/replay/").expect("/replay/{id}");
+    let api = format!("/api/replay/{id}");
+    eventually(WAIT, "the replay republished one", || async {
+        let (_, body) = console.get(&api).await;
+        let progress: Value = serde_json::from_str(&body).unwrap_or_default();
+        (progress["progress"]["replayed"].as_u64() >= Some(1)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let exited = console.service.sigterm(Duration::from_secs(8));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "the console did not stop within 8 s of SIGTERM: {exited:?}"
+    );
+    let copies =
+        harness::kafka::read_topic_to_high_watermarks(client(&broker.bootstrap), "orders", WAIT)
+            .expect("orders read");
+    assert!(
+        copies.len() < 5,
+        "the replay ran to its end: {}",
+        copies.len()
+    );
+
+    // The next run takes up what is left, each dead letter once in all.
+    let next = std::process::Command::new(harness::process::binary("pubsubkafka"))
+        .args([
+            "dlq", "replay", "--group", "stopped", "--rate", "1000", "--json",
+        ])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .expect("run pubsubkafka");
+    let summary: Value = serde_json::from_slice(&next.stdout).unwrap_or_default();
+    assert_eq!(
+        summary["replayed"].as_u64(),
+        Some(5 - copies.len() as u64),
+        "{summary}"
+    );
+    assert_eq!(replayed_keys(&broker.bootstrap, 5).len(), 5);
+}

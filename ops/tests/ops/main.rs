@@ -3,7 +3,7 @@
 //! command line as scripts use it.
 
 mod cli;
-mod console_dlq;
 mod console;
+mod console_dlq;
 mod private_postgres;
 mod snapshot;
