@@ -113,11 +113,12 @@ def stop(process: subprocess.Popen) -> None:
 
 def start_dev(stack: Stack, binary: str) -> dict:
     """`pubsubkafka dev` on free ports; the addresses from its banner."""
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in ("producer", "consumer", "query")}
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in ("producer", "consumer", "query", "console")}
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     process, log = stack.start("dev", [binary, "dev", "--producer-addr", addresses["producer"],
                                        "--consumer-addr", addresses["consumer"],
-                                       "--query-addr", addresses["query"]], env)
+                                       "--query-addr", addresses["query"],
+                                       "--console-addr", addresses["console"]], env)
     banner = wait_for("pubsubkafka dev's banner",
                       lambda: re.search(r"Pipeline running: broker (\S+)", log.read_text(errors="replace")),
                       180, process, log)

@@ -896,6 +896,10 @@ async fn dev_prints_an_export_line_the_tool_can_use() {
             &format!("127.0.0.1:{}", harness::free_port()),
             "--consumer-addr",
             &format!("127.0.0.1:{}", harness::free_port()),
+            "--query-addr",
+            &format!("127.0.0.1:{}", harness::free_port()),
+            "--console-addr",
+            &format!("127.0.0.1:{}", harness::free_port()),
         ])
         .env("DATABASE_URL", &db.url)
         .env("LOG_LEVEL", "warn")

@@ -40,14 +40,16 @@ struct Banner {
     bootstrap: String,
     database_url: String,
     data_dir: PathBuf,
+    /// The console's address and the token that signs in.
+    console: (String, String),
 }
 
 /// Starts `dev` as a newcomer would, on free ports: no `DATABASE_URL`, and
 /// the default server unusable (nothing listens on `PGPORT`).
-fn start_dev(api: &str, ops: &str, read: &str) -> (Dev, Receiver<String>) {
+fn start_dev(api: &str, ops: &str, read: &str, console: &str) -> (Dev, Receiver<String>) {
     let mut dev = Command::new(binary("pubsubkafka"))
         .args(["dev", "--producer-addr", api, "--consumer-addr", ops])
-        .args(["--query-addr", read])
+        .args(["--query-addr", read, "--console-addr", console])
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env("PGPORT", harness::free_port().to_string())
@@ -74,6 +76,7 @@ fn start_dev(api: &str, ops: &str, read: &str) -> (Dev, Receiver<String>) {
 /// database URL it gives `pubsubkafka order`, the private server's data.
 fn read_banner(lines: &Receiver<String>) -> Banner {
     let (mut bootstrap, mut database_url, mut data_dir) = (None, None, None);
+    let mut console = None;
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(120)) {
         if let Some(servers) = line.trim().strip_prefix("export KAFKA_BOOTSTRAP_SERVERS=") {
             bootstrap = Some(servers.to_owned());
@@ -84,6 +87,13 @@ fn read_banner(lines: &Receiver<String>) -> Banner {
         if let Some((_, rest)) = line.split_once(", data in ") {
             data_dir = rest.split_once(')').map(|(dir, _)| PathBuf::from(dir));
         }
+        if let Some((_, rest)) =
+            line.split_once("The console (dead letters, replays, lag, orders): http://")
+        {
+            console = rest
+                .split_once(", signed in with the token ")
+                .map(|(addr, token)| (addr.to_owned(), token.trim().to_owned()));
+        }
         if line.contains("Ctrl-C stops everything") {
             break;
         }
@@ -92,6 +102,7 @@ fn read_banner(lines: &Receiver<String>) -> Banner {
         bootstrap: bootstrap.expect("an export KAFKA_BOOTSTRAP_SERVERS= line"),
         database_url: database_url.expect("a pubsubkafka order line with --database-url"),
         data_dir: data_dir.expect("the private server's data directory"),
+        console: console.expect("the console's address and token"),
     }
 }
 
@@ -201,13 +212,44 @@ async fn tour(api: &str, banner: &Banner) {
     );
 }
 
+/// The console `dev` started signs in with the banner's token and shows
+/// the tour's replayed dead letter and paid order.
+async fn console_shows_the_tour(banner: &Banner) {
+    let (addr, token) = &banner.console;
+    let http = reqwest::Client::new();
+    let page = |path: &str, bearer: Option<&str>| {
+        let mut request = http.get(format!("http://{addr}{path}"));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let answer = request.send().await.expect("the console answers");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    assert_eq!(
+        page("/api/overview", Some("not-the-token-0000")).await.0,
+        401
+    );
+    let (status, dead_letters) = page("/dead-letters", Some(token)).await;
+    assert_eq!(status, 200, "{dead_letters}");
+    assert!(
+        dead_letters.contains("database_transient"),
+        "{dead_letters}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour_works_from_a_bare_start() {
-    let [api, ops, read] = [(); 3].map(|()| format!("127.0.0.1:{}", harness::free_port()));
-    let (mut dev, lines) = start_dev(&api, &ops, &read);
+    let [api, ops, read, console] = [(); 4].map(|()| format!("127.0.0.1:{}", harness::free_port()));
+    let (mut dev, lines) = start_dev(&api, &ops, &read, &console);
     let banner = read_banner(&lines);
     assert!(banner.data_dir.is_dir(), "{:?}", banner.data_dir);
     tour(&api, &banner).await;
+    console_shows_the_tour(&banner).await;
 
     // Ctrl-C stops everything and removes the private server's data.
     signal(&dev.0, libc::SIGINT);

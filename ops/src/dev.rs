@@ -9,6 +9,7 @@
 //! producer's outbox is OUTBOX_DATABASE_URL's, else a database of its own
 //! beside that one (see [`outbox_beside`]).
 
+mod console;
 pub mod postgres;
 
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct DevArgs {
     /// Partitions per topic on the in-process broker.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
+    /// Address of the console (`pubsubkafka console`, replays allowed).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub console_addr: String,
 }
 
 /// Why `dev` cannot use a PostgreSQL server.
@@ -433,6 +437,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let (env, producer_mode) = with_databases(env, &database.url).await?;
     let services = Services::start(&env, &stop).await?;
+    let console = console::start(
+        &console::Plan {
+            addr: &args.console_addr,
+            bootstrap: &bootstrap,
+            consumer: services.ops,
+            producer: services.api,
+            database_url: &database.url,
+        },
+        &stop,
+    )
+    .await?;
     print_guide(&Guide {
         bootstrap: &bootstrap,
         in_process: cluster.is_some(),
@@ -440,9 +455,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         database: &database,
         anonymous_reads,
         producer_mode: &producer_mode,
+        console: &console,
     });
     wait_until_stopped(&stop).await;
     services.join().await;
+    let _ = console.task.await;
     drop(cluster);
     if let Some(server) = database.private {
         println!(
@@ -463,6 +480,7 @@ struct Guide<'a> {
     database: &'a DevDatabase,
     anonymous_reads: bool,
     producer_mode: &'a ProducerMode,
+    console: &'a console::Running,
 }
 
 /// The banner's line on the in-process broker: what a Ctrl-C loses, and
@@ -526,6 +544,10 @@ fn print_guide(guide: &Guide<'_>) {
     );
     println!(
         "and see it in PostgreSQL:\n\n  psql '{database_url}' -c 'SELECT order_id, customer_name, total, currency FROM orders'\n"
+    );
+    println!(
+        "The console (dead letters, replays, lag, orders): http://{}, signed in with the token {}\n",
+        guide.console.addr, guide.console.token
     );
     println!("Metrics: http://{api}/metrics and http://{ops}/metrics. Ctrl-C stops everything.\n");
 }
