@@ -49,10 +49,13 @@ pub const CSRF_REFUSED: &str = "CSRF token missing or wrong";
 /// A signed-in browser's session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Its id (the cookie's value; goes into audit logs).
+    /// Its id (the cookie's value: a credential, never logged).
     pub id: String,
     /// Its CSRF token, for forms and the `X-CSRF-Token` header.
     pub csrf: String,
+    /// What audit logs call it: random, unrelated to the id, so that
+    /// whoever reads the logs cannot take the session over.
+    pub label: String,
 }
 
 /// Who is asking: put by [`guard`] into the request's extensions of every
@@ -75,10 +78,10 @@ impl Viewer {
         }
     }
 
-    /// Who, for audit logs: the session id, or `bearer`.
+    /// Who, for audit logs: the session's label, or `bearer`.
     pub fn who(&self) -> &str {
         match self {
-            Self::Session(s) => &s.id,
+            Self::Session(s) => &s.label,
             Self::Bearer => "bearer",
         }
     }
@@ -86,6 +89,7 @@ impl Viewer {
 
 struct Entry {
     csrf: String,
+    label: String,
     expires: Instant,
 }
 
@@ -157,6 +161,7 @@ impl Sessions {
         let session = Session {
             id: random_token(),
             csrf: random_token(),
+            label: random_token()[..12].to_owned(),
         };
         let mut map = self.lock();
         map.retain(|_, e| e.expires > now);
@@ -174,6 +179,7 @@ impl Sessions {
             session.id.clone(),
             Entry {
                 csrf: session.csrf.clone(),
+                label: session.label.clone(),
                 expires: now + self.ttl,
             },
         );
@@ -188,6 +194,7 @@ impl Sessions {
             .map(|e| Session {
                 id: id.to_owned(),
                 csrf: e.csrf.clone(),
+                label: e.label.clone(),
             })
     }
 
@@ -461,7 +468,7 @@ async fn login(
         return login_page(StatusCode::UNAUTHORIZED, "Wrong token");
     }
     let session = console.sessions.create();
-    tracing::info!(target: "console::audit", session = %session.id, "signed in");
+    tracing::info!(target: "console::audit", session = %session.label, "signed in");
     let cookie = format!(
         "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         session.id,
@@ -484,7 +491,7 @@ async fn logout(
 ) -> Response {
     if let Viewer::Session(session) = &viewer {
         console.sessions.remove(&session.id);
-        tracing::info!(target: "console::audit", session = %session.id, "signed out");
+        tracing::info!(target: "console::audit", session = %session.label, "signed out");
     }
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     (
