@@ -48,11 +48,11 @@ const actions = {
   async goto(page, session, s) {
     await page.goto(new URL(s.path, session.base).href);
   },
-  async login(page, session) {
+  async login(page, session, s) {
     await page.goto(new URL("/login", session.base).href);
     await page.getByLabel("API token", { exact: true }).fill(session.token);
     await page.getByRole("button", { name: "Sign in", exact: true }).click();
-    await page.waitForURL((url) => url.pathname !== "/login", { timeout: STEP_TIMEOUT });
+    await page.waitForURL((url) => url.pathname !== "/login", { timeout: s.timeout ?? STEP_TIMEOUT });
   },
   async "expect-text"(page, _session, s) {
     const found = scope(page, s.within).getByText(s.text).first();
@@ -97,13 +97,14 @@ async function run(lines, page, errors) {
     step += 1;
     const s = JSON.parse(line);
     const act = actions[s.action];
+    const begun = Date.now();
     try {
       if (!act) throw new Error(`unknown action ${JSON.stringify(s.action)}`);
       const text = await act(page, session, s);
       const seen = errors.splice(0);
-      process.stdout.write(JSON.stringify({ step, action: s.action, ok: true, url: page.url(), text, console: seen }) + "\n");
+      process.stdout.write(JSON.stringify({ step, action: s.action, ok: true, ms: Date.now() - begun, url: page.url(), text, console: seen }) + "\n");
     } catch (e) {
-      const failure = { step, action: s.action, ok: false, error: String(e.message || e).replace(/\u001b\[[0-9;]*m/g, ""), url: page.url(), page_text: await pageText(page), console: errors.splice(0) };
+      const failure = { step, action: s.action, ok: false, ms: Date.now() - begun, error: String(e.message || e).replace(/\u001b\[[0-9;]*m/g, ""), url: page.url(), page_text: await pageText(page), console: errors.splice(0) };
       process.stdout.write(JSON.stringify(failure) + "\n");
       process.stderr.write(`step ${step} (${line}) failed: ${failure.error}\npage text:\n${failure.page_text}\n`);
       return false;

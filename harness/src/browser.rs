@@ -102,8 +102,7 @@ impl Step {
     /// Waits until an element matching `selector` shows containing `text`
     /// (any text when `None`), for up to `timeout`.
     pub fn wait_for(selector: &str, text: Option<&str>, timeout: Duration) -> Self {
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        Step(json!({"action": "wait-for", "selector": selector, "text": text, "timeout": ms}))
+        Step(json!({"action": "wait-for", "selector": selector, "text": text})).timeout(timeout)
     }
     /// Clicks the element of `role` (`link`, `button`) named `name` exactly.
     pub fn click(role: &str, name: &str) -> Self {
@@ -122,7 +121,15 @@ impl Step {
         Step(json!({"action": "screenshot", "path": path}))
     }
 
-    fn timeout(&self) -> Duration {
+    /// The same step with its own timeout (the driver's default is 15 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.0["timeout"] = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .into();
+        self
+    }
+
+    fn answer_deadline(&self) -> Duration {
         Duration::from_millis(self.0["timeout"].as_u64().unwrap_or(STEP_TIMEOUT_MS)) + GRACE
     }
 }
@@ -130,6 +137,8 @@ impl Step {
 /// A step that succeeded.
 #[derive(Debug, Clone)]
 pub struct Done {
+    /// How long the step took.
+    pub took: Duration,
     /// The page's URL after it.
     pub url: String,
     /// The matched element's text (`expect-text`, `wait-for`).
@@ -248,12 +257,13 @@ impl Page {
         };
         stdin.write_all(format!("{}\n", step.0).as_bytes()).await?;
         stdin.flush().await?;
-        let line = match tokio::time::timeout(step.timeout(), self.answers.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) => return Err(self.driver_error(format!("exited at step {}", step.0))),
-            Ok(Err(e)) => return Err(BrowserError::Io(e)),
-            Err(_) => return Err(self.driver_error(format!("no answer to step {}", step.0))),
-        };
+        let line =
+            match tokio::time::timeout(step.answer_deadline(), self.answers.next_line()).await {
+                Ok(Ok(Some(line))) => line,
+                Ok(Ok(None)) => return Err(self.driver_error(format!("exited at step {}", step.0))),
+                Ok(Err(e)) => return Err(BrowserError::Io(e)),
+                Err(_) => return Err(self.driver_error(format!("no answer to step {}", step.0))),
+            };
         let answer: Value = serde_json::from_str(&line)
             .map_err(|e| self.driver_error(format!("answered {line:?}: {e}")))?;
         if answer["ok"] != true {
@@ -272,6 +282,7 @@ impl Page {
             })
             .unwrap_or_default();
         Ok(Done {
+            took: Duration::from_millis(answer["ms"].as_u64().unwrap_or_default()),
             url: answer["url"].as_str().unwrap_or_default().to_owned(),
             text: answer["text"].as_str().map(str::to_owned),
             console,
