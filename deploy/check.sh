@@ -109,7 +109,7 @@ database: {secretName: orders-db, secretKey: url}
 log: {level: "info,consumer=debug", format: text}
 otel:
   endpoint: "http://otel-collector.observability:4318"
-  serviceNames: {producer: order-api, consumer: order-writer, query: order-read, lagExporter: order-lag, dlqReplay: order-replay}
+  serviceNames: {producer: order-api, consumer: order-writer, query: order-read, lagExporter: order-lag, dlqReplay: order-replay, console: order-console}
 extraEnv: [{name: RUST_BACKTRACE, value: "1"}]
 serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/orders"}}
 podLabels: {team: orders}
@@ -168,8 +168,22 @@ dlqReplay:
   group: order-replay
   topics: [shop.orders-dlq]
   extraArgs: [--dry-run]
+console:
+  enabled: true
+  allowReplay: true
+  apiToken: {existingSecret: order-console-token, secretKey: token}
+  database: {secretName: orders-db-reader, secretKey: url}
+  outboxDatabase: {secretName: orders-outbox-db-reader, secretKey: url}
+  consumerMetrics: ["http://order-writer-0.order-writer:9081/metrics", "http://order-writer-1.order-writer:9081/metrics"]
+  extraArgs: [--replay-rate, "50"]
+  service: {port: 80}
+  ingress: {enabled: true, className: nginx, host: console.example.com, tls: [{hosts: [console.example.com], secretName: console-tls}]}
+  terminationGracePeriodSeconds: 20
+  nodeSelector: {kubernetes.io/os: linux}
 networkPolicy:
   producerIngressFrom:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+  consoleIngressFrom:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
 strimzi:
   users: {enabled: true}
@@ -195,6 +209,15 @@ cat >"$OUT/values-token.yaml" <<'YAML'
 producer:
   apiToken: {value: "a-token-of-16-characters-or-more"}
 YAML
+# The console on the default values, read-only and allowed to replay: the
+# Kafka security of each principal it may log in as.
+for replay in false true; do
+    cat >"$OUT/values-console-replay-$replay.yaml" <<YAML
+producer:
+  apiToken: {value: "a-token-of-16-characters-or-more"}
+console: {enabled: true, allowReplay: $replay}
+YAML
+done
 run "helm lint --strict + render, default values and a token" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-token.yaml" -o "$OUT/helm-default.yaml"
 run "helm lint --strict + render, values-prod.yaml" \
@@ -207,12 +230,17 @@ run "helm lint --strict + render, options set" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-options.yaml" -o "$OUT/helm-options.yaml"
 run "helm lint --strict + render, producer.mode=outbox" \
     "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-outbox.yaml" -o "$OUT/helm-outbox.yaml"
+for replay in false true; do
+    run "helm lint --strict + render, console.enabled, allowReplay=$replay" \
+        "$PY" deploy/manifests.py render "$chart" -f "$OUT/values-console-replay-$replay.yaml" \
+        -o "$OUT/helm-console-replay-$replay.yaml"
+done
 run "default render: valid, no custom resources, Kafka security as tested, settings at the documented defaults" \
     "$PY" deploy/manifests.py validate "$OUT/helm-default.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --settings docs/configuration.md --settings-mode defaults \
     --require Deployment --require HorizontalPodAutoscaler --require PodDisruptionBudget \
     --require NetworkPolicy --require CronJob --require Pod "${forbid_custom[@]}" \
-    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres --forbid Job
+    --forbid-object NetworkPolicy/pubsubkafka-producer-egress-postgres --forbid Job --forbid-component console
 run "prod render: valid, with KEDA, monitoring and Strimzi resources, Kafka security as tested" \
     "$PY" deploy/manifests.py validate "$OUT/helm-prod.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --require ScaledObject --require TriggerAuthentication --require ServiceMonitor \
@@ -228,11 +256,23 @@ run "options render: valid, every documented setting set from the values" \
     --settings docs/configuration.md --settings-mode all \
     --require ScaledObject --require TriggerAuthentication --require Ingress --forbid Secret \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres \
-    --require-object Job/pubsubkafka-migrations --require-object NetworkPolicy/pubsubkafka-migrations-egress
+    --require-object Job/pubsubkafka-migrations --require-object NetworkPolicy/pubsubkafka-migrations-egress \
+    --require-object Deployment/pubsubkafka-console --require-object Service/pubsubkafka-console \
+    --require-object Ingress/pubsubkafka-console --require-object ServiceAccount/pubsubkafka-console \
+    --require-object NetworkPolicy/pubsubkafka-console-egress \
+    --require-object NetworkPolicy/pubsubkafka-console-scrape-ingress \
+    --require-object NetworkPolicy/pubsubkafka-console-ingress
 run "outbox render: valid, Kafka security as tested, outbox settings at the documented defaults, egress to PostgreSQL" \
     "$PY" deploy/manifests.py validate "$OUT/helm-outbox.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
     --settings docs/configuration.md --settings-mode defaults --settings-expect PRODUCER_MODE=outbox \
     --require-object NetworkPolicy/pubsubkafka-producer-egress-postgres
+for replay in false true; do
+    run "console render (allowReplay=$replay): valid, Kafka security as tested with its principal, settings at the documented defaults" \
+        "$PY" deploy/manifests.py validate "$OUT/helm-console-replay-$replay.yaml" "${KUBE_VERSIONS[@]}" "${TESTED_SECURITY[@]}" \
+        --settings docs/configuration.md --settings-mode defaults \
+        --require-object Deployment/pubsubkafka-console --require-object NetworkPolicy/pubsubkafka-console-ingress \
+        --forbid-object Ingress/pubsubkafka-console
+done
 
 # refused VALUES MESSAGE: the chart must refuse these values with MESSAGE.
 refused() {
@@ -249,6 +289,11 @@ run "values refused: a query grace period shorter than its shutdown" \
     refused "query: {terminationGracePeriodSeconds: 30}" "must exceed shutdownTimeoutSecs"
 run "values refused: the query service without a token or anonymous reads allowed" \
     refused "{}" "does not start without a token"
+run "values refused: the console without a sign-in token" \
+    refused "{query: {allowAnonymous: true}, console: {enabled: true}}" "the console does not start without a sign-in token"
+run "values refused: the console's Ingress with no pod allowed to reach it" \
+    refused "{producer: {apiToken: {value: a-token-of-16-characters-or-more}}, console: {enabled: true, ingress: {enabled: true}}}" \
+    "set networkPolicy.consoleIngressFrom"
 run "values refused: an API token under 16 characters" \
     refused "producer: {apiToken: {value: short}}" "/producer/apiToken/value"
 run "values refused: a setting out of the service's range" \
@@ -393,7 +438,7 @@ for d in docs:
             wrong.append(f"{kind}/{name}: container {c['name']} without extraVolumeMounts")
 for w in wrong:
     print(f"  {w}", file=sys.stderr)
-sys.exit(1 if wrong or pods < 5 else 0)
+sys.exit(1 if wrong or pods < 6 else 0)
 PY
 }
 run "options render: every pod with podLabels, priorityClassName and the extra volumes; ServiceAccounts annotated" pod_options

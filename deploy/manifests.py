@@ -303,6 +303,17 @@ def tested_users(path: str) -> set[str]:
     return set(re.findall(r'=> "(pubsubkafka-[a-z-]+)"', Path(path).read_text()))
 
 
+def expected_principal(container: dict) -> str | None:
+    """The user a component logs in as, by its container's name (None: any
+    tested user). The console may replay only with --allow-replay: then it
+    has the replay job's rights, else the lag exporter's, which write
+    nothing."""
+    name = container.get("name")
+    if name == "console":
+        name = "dlq-replay" if "--allow-replay" in container.get("args", []) else "lag-exporter"
+    return f"pubsubkafka-{name}" if name in COMPONENTS else None
+
+
 def kafka_security(documents: list[tuple[str, dict]], expected: str, users: set[str]) -> list[str]:
     """Every Kafka client container logs in as the suite does."""
     protocol, mechanism = expected.split("/")
@@ -331,6 +342,9 @@ def kafka_security(documents: list[tuple[str, dict]], expected: str, users: set[
             user = env.get("KAFKA_SASL_USERNAME")
             if user not in users:
                 errors.append(f"{where}: logs in as {user!r}, the suite logs in as one of {sorted(users)}")
+            principal = expected_principal(container)
+            if principal and user != principal:
+                errors.append(f"{where}: logs in as {user!r}, its rights are those of {principal!r}")
             password = env.get("KAFKA_SASL_PASSWORD")
             if not (isinstance(password, dict) and "secretKeyRef" in password):
                 errors.append(f"{where}: KAFKA_SASL_PASSWORD must come from a Secret")
@@ -340,7 +354,7 @@ def kafka_security(documents: list[tuple[str, dict]], expected: str, users: set[
     return errors
 
 
-COMPONENTS = ("producer", "consumer", "lag-exporter", "dlq-replay")
+COMPONENTS = ("producer", "consumer", "lag-exporter", "dlq-replay", "console")
 # Settings whose chart value differs from the binary's default on purpose.
 CHART_DEFAULTS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
 
@@ -356,13 +370,14 @@ def settings_table(readme: str) -> list[tuple[str, str | None, set[str]]]:
         # The default is what is quoted before an explanation (": ...") or an aside ("(...)").
         defaults = re.findall(r"`([^`]*)`", re.split(r"(?<=`):\s| \(", default_cell)[0])
         if used_by.startswith("all HTTP"):
-            containers = {"producer", "consumer", "lag-exporter"}
+            containers = {"producer", "consumer", "lag-exporter", "console"}
         elif used_by.startswith("all"):
             containers = set(COMPONENTS)
         else:
             containers = {c for c in ("producer", "consumer") if c in used_by}
             containers |= {"lag-exporter"} if "pubsubkafka lag" in used_by else set()
             containers |= {"dlq-replay"} if "dlq replay" in used_by else set()
+            containers |= {"console"} if "pubsubkafka console" in used_by else set()
         for index, name in enumerate(names):
             default = defaults[index] if len(defaults) == len(names) else None
             settings.append((name, default, containers))
@@ -457,6 +472,12 @@ def validate(args: argparse.Namespace) -> int:
         if kind in kinds:
             errors.append(f"found a {kind}, expected none (its toggle is off)")
     names = {name_of(d) for _, d in documents}
+    for component in args.forbid_component:
+        errors += [
+            f"found {name_of(d)} of component {component}, expected none (its toggle is off)"
+            for _, d in documents
+            if d.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == component
+        ]
     for name in args.require_object:
         if name not in names:
             errors.append(f"expected {name}, not found")
@@ -543,6 +564,8 @@ def main() -> int:
     v.add_argument("--forbid", action="append", default=[], metavar="KIND")
     v.add_argument("--require-object", action="append", default=[], metavar="KIND/NAME")
     v.add_argument("--forbid-object", action="append", default=[], metavar="KIND/NAME")
+    v.add_argument("--forbid-component", action="append", default=[], metavar="NAME",
+                   help="no object labelled app.kubernetes.io/component=NAME")
     v.add_argument("--rules", help="rule file every PrometheusRule's spec must equal")
     v.add_argument("--topics", metavar="P/R/M", help="partitions/replicas/min.insync.replicas of every KafkaTopic")
     v.add_argument("--kafka-security", metavar="PROTOCOL/MECHANISM",

@@ -218,3 +218,17 @@ the chart makes from apiToken.value.
 {{- define "pubsubkafka.databaseMigrate" -}}
 {{- ternary "true" "false" .Values.migrations.onStart }}
 {{- end }}
+
+{{/* The console's sign-in token, as "SECRET KEY": console.apiToken's Secret,
+  else producer.apiToken's; empty when neither is set. */}}
+{{- define "pubsubkafka.consoleTokenSecret" -}}
+{{- with .Values.console.apiToken.existingSecret }}{{ . }} {{ $.Values.console.apiToken.secretKey }}
+{{- else }}{{ with include "pubsubkafka.apiTokenSecret" . }}{{ . }} {{ $.Values.producer.apiToken.secretKey }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The key of kafkaUsers the console logs in as: the replay job's when it
+  may replay, else the lag exporter's (reads only). */}}
+{{- define "pubsubkafka.consoleKafkaUser" -}}
+{{- ternary "dlqReplay" "lagExporter" .Values.console.allowReplay }}
+{{- end }}
