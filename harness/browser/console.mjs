@@ -51,8 +51,12 @@ const actions = {
   async login(page, session, s) {
     await page.goto(new URL("/login", session.base).href);
     await page.getByLabel("API token", { exact: true }).fill(session.token);
+    const signedIn = page.waitForNavigation({ timeout: s.timeout ?? STEP_TIMEOUT });
     await page.getByRole("button", { name: "Sign in", exact: true }).click();
-    await page.waitForURL((url) => url.pathname !== "/login", { timeout: s.timeout ?? STEP_TIMEOUT });
+    const answer = await signedIn;
+    if (new URL(page.url()).pathname === "/login") {
+      throw new Error(`not signed in: HTTP ${answer?.status()} on ${page.url()}`);
+    }
   },
   async "expect-text"(page, _session, s) {
     const found = scope(page, s.within).getByText(s.text).first();
