@@ -13,18 +13,18 @@ as_root() {
 
 if [[ ! -x /usr/bin/chromium ]]; then
     echo "installing Debian's chromium" >&2
-    if ! as_root apt-get install -y -q --no-install-recommends chromium >/dev/null; then
+    install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium)
+    if ! as_root "${install[@]}" >/dev/null; then
         echo "apt-get install chromium failed; updating the package lists" >&2
         as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q --no-install-recommends chromium >/dev/null
+        as_root "${install[@]}" >/dev/null
     fi
 fi
 echo "$(/usr/bin/chromium --version 2>/dev/null)" >&2
 
 dest=.tools/browser
 lock=harness/browser/package-lock.json
-# npm ci leaves a copy of the lock it installed; the same lock means nothing to do.
+# The lock installed last is kept beside the modules: the same lock, nothing to do.
 if cmp -s "$lock" "$dest/node_modules/.package-lock.json.installed" 2>/dev/null; then
     exit 0
 fi
