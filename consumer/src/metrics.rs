@@ -27,6 +27,16 @@ pub enum Counted {
 }
 
 impl Counted {
+    /// Every outcome.
+    pub const ALL: [Counted; 6] = [
+        Counted::Consumed,
+        Counted::Persisted,
+        Counted::Duplicate,
+        Counted::Conflict,
+        Counted::Retried,
+        Counted::DeadLettered,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Counted::Consumed => "consumed",
@@ -176,6 +186,17 @@ impl ConsumerMetrics {
             .set(0);
     }
 
+    /// Exports every outcome of `topics` at 0 until counted: a series
+    /// that appears only with its first message reads as "not exported" to
+    /// a dashboard or the console, and a rate over it misses its start.
+    pub fn start_at_zero(&self, topics: &[String]) {
+        for topic in topics {
+            for outcome in Counted::ALL {
+                self.messages.with_label_values(&[topic, outcome.label()]);
+            }
+        }
+    }
+
     /// Counts `n` messages of `topic` with `outcome`.
     pub fn messages(&self, topic: &str, outcome: Counted, n: u64) {
         if n > 0 {
@@ -211,6 +232,31 @@ impl ConsumerMetrics {
             self.end_to_end
                 .with_label_values(&[topic])
                 .observe(seconds.max(0.0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Encoder;
+
+    #[test]
+    fn every_outcome_is_exported_at_zero_before_the_first_message() {
+        let registry = Registry::new();
+        let metrics = ConsumerMetrics::register(&registry).expect("register");
+        metrics.start_at_zero(&["orders".to_owned()]);
+        let mut body = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut body)
+            .expect("encode");
+        let text = String::from_utf8_lossy(&body);
+        for outcome in Counted::ALL {
+            let series = format!(
+                "kafka_consumer_messages_total{{outcome=\"{}\",topic=\"orders\"}} 0",
+                outcome.label()
+            );
+            assert!(text.contains(&series), "no {series} in:\n{text}");
         }
     }
 }

@@ -158,6 +158,7 @@ impl Application {
     /// group and binds the HTTP address.
     pub async fn build(config: ConsumerConfig, registry: Registry) -> Result<Self, StartupError> {
         let metrics = ConsumerMetrics::register(&registry)?;
+        metrics.start_at_zero(&config.topics);
         let http_metrics = http::HttpMetrics::register(&registry)?;
         let connections = ConnectionMetrics::register(&registry)?;
         let pool = database(&config).await?;
