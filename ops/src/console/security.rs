@@ -284,7 +284,7 @@ fn secure(headers: &HeaderMap) -> &'static str {
 
 /// Routes that need no authentication.
 fn public(path: &str) -> bool {
-    matches!(path, "/login" | "/healthz") || path.starts_with("/assets/")
+    matches!(path, "/login" | "/healthz" | "/favicon.ico") || path.starts_with("/assets/")
 }
 
 /// The authentication and CSRF guard (see the module's documentation).
@@ -392,7 +392,7 @@ pub async fn headers(request: Request, next: Next) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !assets {
@@ -405,6 +405,8 @@ pub async fn headers(request: Request, next: Next) -> Response {
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/login", get(login_form).post(login))
+        // Browsers ask for it on their own: not a page to sign in for.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/logout", post(logout))
 }
 
@@ -418,8 +420,13 @@ struct LoginPage<'a> {
 
 /// The login page with a fresh pre-session token, `status`, and
 /// `message` (none when empty).
-fn login_page(status: StatusCode, message: &str) -> Response {
-    let token = random_token();
+fn login_page(status: StatusCode, message: &str, headers: &HeaderMap) -> Response {
+    // The browser's pre-session token when it has one: a second load of
+    // the page (another tab, or a request the browser makes on its own
+    // and that lands here) must not void the form already shown.
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(random_token, str::to_owned);
     let cookie =
         format!("{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600");
     let page = page::render(&LoginPage {
@@ -429,8 +436,8 @@ fn login_page(status: StatusCode, message: &str) -> Response {
     (status, [(header::SET_COOKIE, cookie)], page).into_response()
 }
 
-async fn login_form() -> Response {
-    login_page(StatusCode::OK, "")
+async fn login_form(headers: HeaderMap) -> Response {
+    login_page(StatusCode::OK, "", &headers)
 }
 
 #[derive(Deserialize)]
@@ -455,6 +462,7 @@ async fn login(
         let mut page = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many wrong tokens: try again in a minute",
+            &headers,
         );
         page.headers_mut().insert(
             header::RETRY_AFTER,
@@ -465,7 +473,7 @@ async fn login(
     if !same(form.token.trim(), console.token()) {
         console.sessions.wrong_token();
         tracing::warn!(target: "console::audit", "sign-in refused: wrong token");
-        return login_page(StatusCode::UNAUTHORIZED, "Wrong token");
+        return login_page(StatusCode::UNAUTHORIZED, "Wrong token", &headers);
     }
     let session = console.sessions.create();
     tracing::info!(target: "console::audit", session = %session.label, "signed in");

@@ -196,6 +196,29 @@ async fn signs_in_with_the_right_token_only_and_the_cookie_is_locked_down() {
     }
 }
 
+/// A browser loads the login page again (another tab, or its own request
+/// for `/favicon.ico`, which once went to the login): the form it already
+/// shows still signs in. The favicon is not a page to sign in for.
+#[tokio::test]
+async fn a_second_load_of_the_login_page_does_not_void_the_first_form() {
+    let console = start(&[]).await;
+    let (pre, first) = console.login_form().await;
+    let again = console.get("/login", Some(&pre)).await;
+    let second = csrf_of(&again.text().await.expect("a page")).expect("a token");
+    assert_eq!(second, first, "the pre-session token was replaced");
+    let icon = console.get("/favicon.ico", Some(&pre)).await;
+    assert_eq!(icon.status(), StatusCode::NO_CONTENT);
+    let answer = console
+        .http
+        .post(console.url("/login"))
+        .header(COOKIE, &pre)
+        .form(&[("csrf", first.as_str()), ("token", TOKEN)])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn without_authentication_pages_go_to_the_login_and_the_api_refuses() {
     let console = start(&[]).await;
@@ -344,7 +367,7 @@ async fn every_kind_of_answer_carries_the_security_headers() {
             "{what}"
         );
         assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{what}");
         if *what != "asset" {
             assert_eq!(h["cache-control"], "no-store", "{what}");
         }

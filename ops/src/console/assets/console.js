@@ -70,7 +70,7 @@
           var unseen = apply(root, body.live || {});
           status(
             root,
-            "Updated " + new Date().toLocaleTimeString() +
+            "Updated " + new Date().toISOString().slice(11, 19) + " UTC" +
               (unseen > 0 ? "; new rows measured: reload the page to see them" : "")
           );
           again = body.done !== true;
