@@ -20,7 +20,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
         as_root "${install[@]}" >/dev/null
     fi
 fi
-echo "$(/usr/bin/chromium --version 2>/dev/null)" >&2
+/usr/bin/chromium --version >&2 2>/dev/null || true
 
 dest=.tools/browser
 lock=harness/browser/package-lock.json
