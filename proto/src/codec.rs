@@ -81,18 +81,82 @@ impl FromStr for Format {
     }
 }
 
-/// An event that can be written and read in every [`Format`].
-pub trait EventCodec: Sized {
+/// An event that can be written and read in every [`Format`]: each event
+/// type says what its encodings are (its Protobuf message, the bounds on
+/// that message's repeated fields, its Avro schemas); writing and reading
+/// are [`EventCodec::encode`] and [`EventCodec::decode`], the same for all.
+pub trait EventCodec: Sized + serde::Serialize + serde::de::DeserializeOwned {
     /// `order`, `user`, `order-change` or `order-state`.
     const NAME: &'static str;
     /// The schema version this build writes.
     const SCHEMA_VERSION: u32;
+    /// Bounds on the Protobuf message's repeated fields, counted before
+    /// prost builds it (none: nothing to count).
+    const PROTOBUF_LIMITS: &'static [protobuf::RepeatedLimit];
+
+    /// Its Protobuf message (the current package).
+    type Protobuf: prost::Message
+        + Default
+        + for<'a> From<&'a Self>
+        + TryInto<Self, Error = DecodeError>;
+
+    /// Its Avro schema of `version`, when this build has it.
+    fn avro_schema(version: u32) -> Option<&'static avro::Compiled>;
+
+    /// Writes its Avro datum: the event itself, unless its Avro record is
+    /// shaped otherwise.
+    fn avro_encode(&self, schema: &apache_avro::Schema) -> Result<Vec<u8>, EncodeError> {
+        avro::encode(self, schema)
+    }
+
+    /// Reads its Avro datum written with `writer` into `reader`.
+    fn avro_decode(
+        bytes: &[u8],
+        writer: &avro::Compiled,
+        reader: &avro::Compiled,
+    ) -> Result<Self, DecodeError> {
+        avro::decode(bytes, writer, reader)
+    }
 
     /// Encodes the event with the current schema.
-    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError>;
+    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
+        match format {
+            Format::Json => json_encode(self),
+            Format::Protobuf => Ok(Self::Protobuf::from(self).encode_to_vec()),
+            Format::Avro => match Self::avro_schema(Self::SCHEMA_VERSION) {
+                Some(schema) => self.avro_encode(schema.schema()),
+                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
+            },
+        }
+    }
 
     /// Decodes bytes written in `format` with schema `schema_version`.
-    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError>;
+    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match format {
+            // JSON and Protobuf readers skip what they do not know and default
+            // what is absent, so any version reads.
+            Format::Json => json_decode(bytes),
+            Format::Protobuf => {
+                if !Self::PROTOBUF_LIMITS.is_empty() {
+                    protobuf::check_repeated(bytes, Self::PROTOBUF_LIMITS)?;
+                }
+                Self::Protobuf::decode(bytes)
+                    .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
+                    .try_into()
+            }
+            Format::Avro => {
+                let latest = Self::SCHEMA_VERSION;
+                let writer = Self::avro_schema(schema_version)
+                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
+                let reader = Self::avro_schema(latest)
+                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
+                Self::avro_decode(bytes, writer, reader)
+            }
+        }
+    }
 }
 
 fn json_encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
@@ -118,152 +182,58 @@ fn unsupported(event: &'static str, version: u32, latest: u32) -> DecodeError {
 impl EventCodec for OrderEvent {
     const NAME: &'static str = "order";
     const SCHEMA_VERSION: u32 = ORDER_SCHEMA_VERSION;
+    const PROTOBUF_LIMITS: &'static [protobuf::RepeatedLimit] = &protobuf::ORDER_EVENT_LIMITS;
+    type Protobuf = protobuf::v3::OrderEvent;
 
-    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
-        match format {
-            Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v3::OrderEvent::from(self).encode_to_vec()),
-            Format::Avro => match avro::order_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(self, schema.schema()),
-                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
-            },
-        }
-    }
-
-    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        match format {
-            // JSON and Protobuf readers skip what they do not know and default
-            // what is absent, so any version reads.
-            Format::Json => json_decode(bytes),
-            Format::Protobuf => {
-                protobuf::check_repeated(bytes, &protobuf::ORDER_EVENT_LIMITS)?;
-                protobuf::v3::OrderEvent::decode(bytes)
-                    .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
-                    .try_into()
-            }
-            Format::Avro => {
-                let latest = Self::SCHEMA_VERSION;
-                let writer = avro::order_schema(schema_version)
-                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
-                let reader = avro::order_schema(latest)
-                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
-                avro::decode(bytes, writer, reader)
-            }
-        }
+    fn avro_schema(version: u32) -> Option<&'static avro::Compiled> {
+        avro::order_schema(version)
     }
 }
 
 impl EventCodec for UserEvent {
     const NAME: &'static str = "user";
     const SCHEMA_VERSION: u32 = USER_SCHEMA_VERSION;
+    // No repeated field: prost holds no more than it was sent.
+    const PROTOBUF_LIMITS: &'static [protobuf::RepeatedLimit] = &[];
+    type Protobuf = protobuf::v3::UserEvent;
 
-    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
-        match format {
-            Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v3::UserEvent::from(self).encode_to_vec()),
-            Format::Avro => match avro::user_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(self, schema.schema()),
-                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
-            },
-        }
-    }
-
-    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        match format {
-            Format::Json => json_decode(bytes),
-            Format::Protobuf => protobuf::v3::UserEvent::decode(bytes)
-                .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
-                .try_into(),
-            Format::Avro => {
-                let latest = Self::SCHEMA_VERSION;
-                let writer = avro::user_schema(schema_version)
-                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
-                let reader = avro::user_schema(latest)
-                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
-                avro::decode(bytes, writer, reader)
-            }
-        }
+    fn avro_schema(version: u32) -> Option<&'static avro::Compiled> {
+        avro::user_schema(version)
     }
 }
 
 impl EventCodec for OrderChange {
     const NAME: &'static str = "order-change";
     const SCHEMA_VERSION: u32 = ORDER_CHANGE_SCHEMA_VERSION;
+    // No repeated field: prost holds no more than it was sent.
+    const PROTOBUF_LIMITS: &'static [protobuf::RepeatedLimit] = &[];
+    type Protobuf = protobuf::v3::OrderChange;
 
-    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
-        match format {
-            Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v3::OrderChange::from(self).encode_to_vec()),
-            Format::Avro => match avro::order_change_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(&avro::OrderChangeRecord::from(self), schema.schema()),
-                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
-            },
-        }
+    fn avro_schema(version: u32) -> Option<&'static avro::Compiled> {
+        avro::order_change_schema(version)
     }
 
-    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        match format {
-            Format::Json => json_decode(bytes),
-            // No repeated field: prost holds no more than it was sent.
-            Format::Protobuf => protobuf::v3::OrderChange::decode(bytes)
-                .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
-                .try_into(),
-            Format::Avro => {
-                let latest = Self::SCHEMA_VERSION;
-                let writer = avro::order_change_schema(schema_version)
-                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
-                let reader = avro::order_change_schema(latest)
-                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
-                avro::decode::<avro::OrderChangeRecord>(bytes, writer, reader)?.try_into()
-            }
-        }
+    /// The change as four nullable records (see `avro::OrderChangeRecord`).
+    fn avro_encode(&self, schema: &apache_avro::Schema) -> Result<Vec<u8>, EncodeError> {
+        avro::encode(&avro::OrderChangeRecord::from(self), schema)
+    }
+
+    fn avro_decode(
+        bytes: &[u8],
+        writer: &avro::Compiled,
+        reader: &avro::Compiled,
+    ) -> Result<Self, DecodeError> {
+        avro::decode::<avro::OrderChangeRecord>(bytes, writer, reader)?.try_into()
     }
 }
 
 impl EventCodec for OrderState {
     const NAME: &'static str = "order-state";
     const SCHEMA_VERSION: u32 = ORDER_STATE_SCHEMA_VERSION;
+    const PROTOBUF_LIMITS: &'static [protobuf::RepeatedLimit] = &protobuf::ORDER_STATE_LIMITS;
+    type Protobuf = protobuf::v3::OrderState;
 
-    fn encode(&self, format: Format) -> Result<Vec<u8>, EncodeError> {
-        match format {
-            Format::Json => json_encode(self),
-            Format::Protobuf => Ok(protobuf::v3::OrderState::from(self).encode_to_vec()),
-            Format::Avro => match avro::order_state_schema(Self::SCHEMA_VERSION) {
-                Some(schema) => avro::encode(self, schema.schema()),
-                None => Err(EncodeError::NoSchema(Self::SCHEMA_VERSION)),
-            },
-        }
-    }
-
-    fn decode(bytes: &[u8], format: Format, schema_version: u32) -> Result<Self, DecodeError> {
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        match format {
-            Format::Json => json_decode(bytes),
-            Format::Protobuf => {
-                protobuf::check_repeated(bytes, &protobuf::ORDER_STATE_LIMITS)?;
-                protobuf::v3::OrderState::decode(bytes)
-                    .map_err(|e| DecodeError::Protobuf(redact::reason(&e.to_string())))?
-                    .try_into()
-            }
-            Format::Avro => {
-                let latest = Self::SCHEMA_VERSION;
-                let writer = avro::order_state_schema(schema_version)
-                    .ok_or_else(|| unsupported(Self::NAME, schema_version, latest))?;
-                let reader = avro::order_state_schema(latest)
-                    .ok_or_else(|| unsupported(Self::NAME, latest, latest))?;
-                avro::decode(bytes, writer, reader)
-            }
-        }
+    fn avro_schema(version: u32) -> Option<&'static avro::Compiled> {
+        avro::order_state_schema(version)
     }
 }
