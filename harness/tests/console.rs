@@ -485,6 +485,22 @@ async fn replay(page: &mut Page, console: &Service, dead: usize) -> Vec<Done> {
     .await
 }
 
+/// The Orders page finds `order` (one the lock sent to the DLQ and the
+/// replay brought back) stored.
+async fn order_page(page: &mut Page, console: &Service, order: &str) -> Vec<Done> {
+    browse(
+        page,
+        console,
+        vec![
+            Step::click("link", "Orders"),
+            Step::fill("Order id", order),
+            Step::click("button", "Look up"),
+            Step::wait_for("[data-status]", Some("persisted"), Duration::from_secs(10)),
+        ],
+    )
+    .await
+}
+
 /// One order stored while all is well (the consumer has a persisted
 /// count to show), then the orders table locked (writers give up after
 /// 200 ms), [`ORDERS`] orders posted, and the consumer settled into
@@ -545,11 +561,13 @@ async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_b
     // dead letters wait for a replay.
     lock.rollback().await.expect("release the lock");
     done.extend(replay(&mut page, &console, dead).await);
+    wait_until_stored(&db, &accepted).await;
+    let last = accepted.last().expect("orders were posted").to_string();
+    done.extend(order_page(&mut page, &console, &last).await);
     page.close().await.expect("the browser closes");
     let errors = console_errors(&done);
     assert!(errors.is_empty(), "the pages logged errors: {errors:#?}");
 
-    wait_until_stored(&db, &accepted).await;
     for (n, step) in done.iter().enumerate() {
         println!("browser step {n}: {:?} {}", step.took, step.url);
     }
