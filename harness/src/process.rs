@@ -41,8 +41,14 @@ pub fn signal(child: &Child, signal: i32) {
 
 /// SIGTERM to `child`, then waits up to `timeout` for its exit; `None` if
 /// it did not exit in time (then it is killed).
-pub fn terminate(mut child: Child, timeout: Duration) -> Option<ExitStatus> {
-    signal(&child, libc::SIGTERM);
+pub fn terminate(child: Child, timeout: Duration) -> Option<ExitStatus> {
+    stop(child, libc::SIGTERM, timeout)
+}
+
+/// Sends `signal` (SIGINT: a Ctrl-C) to `child`, then waits up to `timeout`
+/// for its exit; `None` if it did not exit in time (then it is killed).
+pub fn stop(mut child: Child, signal_number: i32, timeout: Duration) -> Option<ExitStatus> {
+    signal(&child, signal_number);
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {

@@ -10,28 +10,25 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use harness::process::{binary, signal};
+use harness::process::binary;
 use harness::wait::eventually;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
 /// The running `dev`: stopped with Ctrl-C when dropped (a failed test
 /// leaves no pipeline or private server behind).
-struct Dev(Child);
+struct Dev(Option<Child>);
+
+impl Dev {
+    /// Ctrl-C, and its exit status if it exited within `timeout`.
+    fn interrupt(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        harness::process::stop(self.0.take()?, libc::SIGINT, timeout)
+    }
+}
 
 impl Drop for Dev {
     fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            signal(&self.0, libc::SIGINT);
-            for _ in 0..300 {
-                if !matches!(self.0.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        self.interrupt(Duration::from_secs(30));
     }
 }
 
@@ -69,7 +66,7 @@ fn start_dev(api: &str, ops: &str, read: &str, console: &str) -> (Dev, Receiver<
             let _ = lines.send(line);
         }
     });
-    (Dev(dev), banner)
+    (Dev(Some(dev)), banner)
 }
 
 /// Reads the banner up to its last line: the broker to export, the
@@ -252,15 +249,10 @@ async fn the_readme_tour_works_from_a_bare_start() {
     console_shows_the_tour(&banner).await;
 
     // Ctrl-C stops everything and removes the private server's data.
-    signal(&dev.0, libc::SIGINT);
-    let stopped = eventually(Duration::from_secs(60), "dev stopped", || {
-        let status = dev.0.try_wait().ok().flatten();
-        async move { status }
-    })
-    .await;
+    let stopped = dev.interrupt(Duration::from_secs(60));
     assert!(
-        stopped.is_ok_and(|s| s.success()),
-        "dev did not stop on Ctrl-C"
+        stopped.is_some_and(|s| s.success()),
+        "dev did not stop on Ctrl-C: {stopped:?}"
     );
     assert!(
         !banner.data_dir.exists(),
