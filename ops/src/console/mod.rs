@@ -36,8 +36,6 @@ use platform::kafka::KafkaSettings;
 use platform::Env;
 use tokio_util::sync::CancellationToken;
 
-use crate::lag::GroupSpec;
-
 /// Options of `console`.
 #[derive(Debug, clap::Args)]
 pub struct ConsoleArgs {
@@ -62,17 +60,9 @@ pub struct ConsoleArgs {
     /// A producer's /metrics URL (intake rate); repeat for several.
     #[arg(long = "producer-metrics", value_name = "URL")]
     pub producer_metrics: Vec<String>,
-    /// Consumer group whose lag the overview shows, as `lag --group`.
-    #[arg(
-        long = "group",
-        env = "KAFKA_CONSUMER_GROUP",
-        default_value = contract::topics::DEFAULT_CONSUMER_GROUP,
-        value_name = "NAME[=TOPIC,...]"
-    )]
-    pub groups: Vec<String>,
-    /// Topics of the groups that name none.
-    #[arg(long, value_delimiter = ',', default_value = "orders,users")]
-    pub topics: Vec<String>,
+    /// The groups whose lag the overview shows, as `lag --group`.
+    #[command(flatten)]
+    pub groups: crate::lag::GroupArgs,
     /// Options of the dead-letter pages.
     #[command(flatten)]
     pub dead_letters: dead_letters::DeadLetterOptions,
@@ -136,11 +126,7 @@ impl Console {
     pub fn new(args: &ConsoleArgs, token: String) -> anyhow::Result<Self> {
         let env = args.kafka.environment();
         let kafka = KafkaSettings::from_env(&env).context("configuration")?;
-        let groups = args
-            .groups
-            .iter()
-            .map(|spec| GroupSpec::parse(spec, &args.topics))
-            .collect::<Result<Vec<_>, _>>()?;
+        let groups = args.groups.specs()?;
         let domains = crate::dlq::domains(&env);
         let sources = overview::Sources {
             consumer_metrics: args.consumer_metrics.clone(),

@@ -160,9 +160,9 @@ impl GroupLag {
     }
 }
 
-/// Options of `lag`.
-#[derive(Debug, clap::Args)]
-pub struct LagArgs {
+/// The groups whose lag is measured: `lag`'s and the console's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GroupArgs {
     /// The consumer group; repeat for several. NAME=TOPIC,TOPIC gives a
     /// group its own topics (the replay group reads the DLQs).
     #[arg(
@@ -175,6 +175,23 @@ pub struct LagArgs {
     /// Topics of the groups that name none.
     #[arg(long, value_delimiter = ',', default_value = "orders,users")]
     pub topics: Vec<String>,
+}
+
+impl GroupArgs {
+    /// Each `--group`, its topics resolved.
+    pub fn specs(&self) -> Result<Vec<GroupSpec>, BadGroupSpec> {
+        self.groups
+            .iter()
+            .map(|spec| GroupSpec::parse(spec, &self.topics))
+            .collect()
+    }
+}
+
+/// Options of `lag`.
+#[derive(Debug, clap::Args)]
+pub struct LagArgs {
+    #[command(flatten)]
+    pub groups: GroupArgs,
     /// Print JSON instead of a table (one object; an array for several groups).
     #[arg(long)]
     pub json: bool,
@@ -209,11 +226,7 @@ pub struct LagArgs {
 /// window, prints, and exits with status 2 when a group is above
 /// `--threshold`.
 pub async fn run(kafka: KafkaSettings, args: LagArgs) -> anyhow::Result<ExitCode> {
-    let groups = args
-        .groups
-        .iter()
-        .map(|spec| GroupSpec::parse(spec, &args.topics))
-        .collect::<Result<Vec<_>, _>>()?;
+    let groups = args.groups.specs()?;
     let interval = Duration::from_secs(args.interval.max(1));
     // An exporter may start before the consumers it watches: it exports a
     // new group's whole log as its lag, with or without --allow-new-group.
