@@ -100,14 +100,17 @@ mod process {
         }
 
         fn collect(&self) -> Vec<proto::MetricFamily> {
+            // Unreadable: no sample this scrape (a stale total would read
+            // as an idle process), as the other process metrics do.
+            let mut families = Vec::new();
             if let Some(total) = cpu_seconds() {
                 // A counter only goes up: add what was spent since the last read.
                 let spent = total - self.cpu.get();
                 if spent > 0.0 {
                     self.cpu.inc_by(spent);
                 }
+                families.extend(self.cpu.collect());
             }
-            let mut families = self.cpu.collect();
             families.extend(
                 self.others
                     .collect()
