@@ -14,12 +14,12 @@ use clap::Parser;
 use harness::process::binary;
 use harness::wait::eventually;
 use ops::console::{Console, ConsoleArgs};
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN, SET_COOKIE,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN};
 use reqwest::redirect::Policy;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
+
+use crate::signing_in::{self, csrf_of, set_cookie};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "console-core-test-token-93a1";
@@ -88,53 +88,18 @@ impl Running {
     /// Signs in: the session cookie (`name=value`) and the page's CSRF
     /// token.
     async fn sign_in(&self) -> (String, String) {
-        let (pre, csrf) = self.login_form().await;
-        let answer = self
-            .http
-            .post(self.url("/login"))
-            .header(COOKIE, &pre)
-            .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-        let session = set_cookie(&answer, "pubsubkafka_console=").expect("a session cookie");
-        let cookie = session.split(';').next().unwrap_or_default().to_owned();
-        let page = self
-            .get("/orders", Some(&cookie))
-            .await
-            .text()
-            .await
-            .expect("a page");
-        (cookie, csrf_of(&page).expect("the page's CSRF token"))
+        signing_in::sign_in(&self.http, &self.base, TOKEN, "/orders").await
     }
 
     /// The login form's pre-session cookie (`name=value`) and token.
     async fn login_form(&self) -> (String, String) {
-        let answer = self.get("/login", None).await;
-        assert_eq!(answer.status(), StatusCode::OK);
-        let cookie = set_cookie(&answer, "pubsubkafka_console_login=").expect("a login cookie");
-        let pre = cookie.split(';').next().unwrap_or_default().to_owned();
-        let page = answer.text().await.expect("a page");
-        (pre, csrf_of(&page).expect("the form's CSRF token"))
+        signing_in::login_form(&self.http, &self.base).await
     }
-}
 
-/// The `Set-Cookie` value starting with `prefix`.
-fn set_cookie(answer: &Response, prefix: &str) -> Option<String> {
-    answer
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(prefix))
-        .map(str::to_owned)
-}
-
-/// The value of the first hidden `csrf` field of `html`.
-fn csrf_of(html: &str) -> Option<String> {
-    let (_, after) = html.split_once("name=\"csrf\" value=\"")?;
-    after.split('"').next().map(str::to_owned)
+    /// POST /login with `token`, `csrf` and the pre-session cookie `pre`.
+    async fn post_login(&self, pre: Option<&str>, csrf: &str, token: &str) -> Response {
+        signing_in::post_login(&self.http, &self.base, pre, csrf, token).await
+    }
 }
 
 #[tokio::test]
@@ -142,24 +107,13 @@ async fn signs_in_with_the_right_token_only_and_the_cookie_is_locked_down() {
     let console = start(&[]).await;
     let (pre, csrf) = console.login_form().await;
     let wrong = console
-        .http
-        .post(console.url("/login"))
-        .header(COOKIE, &pre)
-        .form(&[("csrf", csrf.as_str()), ("token", "not-the-token-at-all")])
-        .send()
-        .await
-        .expect("an answer");
+        .post_login(Some(&pre), &csrf, "not-the-token-at-all")
+        .await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookie(&wrong, "pubsubkafka_console=").is_none());
     assert!(wrong.text().await.expect("a page").contains("Wrong token"));
 
-    let without_pre_session = console
-        .http
-        .post(console.url("/login"))
-        .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
-        .send()
-        .await
-        .expect("an answer");
+    let without_pre_session = console.post_login(None, &csrf, TOKEN).await;
     assert_eq!(without_pre_session.status(), StatusCode::FORBIDDEN);
     assert!(without_pre_session
         .text()
@@ -167,14 +121,7 @@ async fn signs_in_with_the_right_token_only_and_the_cookie_is_locked_down() {
         .expect("a page")
         .contains(REFUSED));
 
-    let right = console
-        .http
-        .post(console.url("/login"))
-        .header(COOKIE, &pre)
-        .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
-        .send()
-        .await
-        .expect("an answer");
+    let right = console.post_login(Some(&pre), &csrf, TOKEN).await;
     assert_eq!(right.status(), StatusCode::SEE_OTHER);
     assert_eq!(right.headers()[LOCATION], "/");
     let cookie = set_cookie(&right, "pubsubkafka_console=").expect("a session cookie");
@@ -208,14 +155,7 @@ async fn a_second_load_of_the_login_page_does_not_void_the_first_form() {
     assert_eq!(second, first, "the pre-session token was replaced");
     let icon = console.get("/favicon.ico", Some(&pre)).await;
     assert_eq!(icon.status(), StatusCode::NO_CONTENT);
-    let answer = console
-        .http
-        .post(console.url("/login"))
-        .header(COOKIE, &pre)
-        .form(&[("csrf", first.as_str()), ("token", TOKEN)])
-        .send()
-        .await
-        .expect("an answer");
+    let answer = console.post_login(Some(&pre), &first, TOKEN).await;
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
 }
 

@@ -12,10 +12,12 @@ use harness::events::{order_event, order_message, Outgoing};
 use harness::kafka::{client, header, publish_each, read_topic};
 use harness::process::Service;
 use harness::wait::eventually;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use reqwest::redirect::Policy;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
+
+use crate::signing_in;
 
 const TOKEN: &str = "console-dlq-test-token-5c1e";
 /// A bound on a broken run, not the expected time.
@@ -107,54 +109,14 @@ impl Console {
     /// Signs in as a browser: the session cookie (`name=value`) and the
     /// session's CSRF token.
     async fn sign_in(&self) -> (String, String) {
-        let login = self
-            .http
-            .get(self.service.url("/login"))
-            .send()
-            .await
-            .expect("an answer");
-        let pre = cookie(&login, "pubsubkafka_console_login=");
-        let csrf = csrf_of(&login.text().await.unwrap_or_default());
-        let answer = self
-            .http
-            .post(self.service.url("/login"))
-            .header(COOKIE, &pre)
-            .form(&[("csrf", csrf.as_str()), ("token", TOKEN)])
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-        let session = cookie(&answer, "pubsubkafka_console=");
-        let request = self.http.get(self.service.url("/dead-letters"));
-        let (_, page) = send(request.header(COOKIE, &session)).await;
-        (session, csrf_of(&page))
+        let base = self.service.url("");
+        signing_in::sign_in(&self.http, &base, TOKEN, "/dead-letters").await
     }
 }
 
 async fn send(request: RequestBuilder) -> (StatusCode, String) {
     let answer = request.send().await.expect("an answer");
     (answer.status(), answer.text().await.unwrap_or_default())
-}
-
-/// The `name=value` of the cookie set by `answer` starting with `prefix`.
-fn cookie(answer: &reqwest::Response, prefix: &str) -> String {
-    answer
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(prefix))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no {prefix} cookie"))
-        .to_owned()
-}
-
-/// The first hidden `csrf` field's value.
-fn csrf_of(html: &str) -> String {
-    html.split_once("name=\"csrf\" value=\"")
-        .and_then(|(_, after)| after.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf field in {html}"))
-        .to_owned()
 }
 
 /// The `<tr data-fingerprint="…">` row of `fingerprint` in `html`.

@@ -6,4 +6,5 @@ mod cli;
 mod console;
 mod console_dlq;
 mod private_postgres;
+mod signing_in;
 mod snapshot;
