@@ -104,6 +104,10 @@ struct Request {
     group: String,
 }
 
+/// Longest fingerprint a selection takes (a class, ": " and the 120
+/// characters `dlq list` keeps of an error).
+const MAX_FINGERPRINT_CHARS: usize = 200;
+
 fn bad(message: String) -> Failed {
     Failed {
         status: StatusCode::BAD_REQUEST,
@@ -157,6 +161,13 @@ impl Selection {
 
     /// The filter `dlq replay` gets: the class and kind by their names.
     fn filter(&self) -> Result<Filter, Failed> {
+        // A fingerprint is a class and at most 120 characters of text: a
+        // longer one selects nothing, and would only fill the audit log.
+        if self.fingerprint.chars().count() > MAX_FINGERPRINT_CHARS {
+            return Err(bad(format!(
+                "a fingerprint is at most {MAX_FINGERPRINT_CHARS} characters"
+            )));
+        }
         let class = match self.class.as_str() {
             "" => None,
             c => Some(c.parse::<FailureClass>().map_err(|e| bad(e.to_string()))?),
@@ -652,6 +663,33 @@ mod tests {
             "{refused:?}"
         );
         assert!(selection("", "sometimes", "").filter().is_err());
+    }
+
+    proptest::proptest! {
+        /// Any form a browser or a script may send: refused by name or
+        /// taken as sent, never a panic; an overlong fingerprint refused.
+        #[test]
+        fn any_selection_is_a_filter_or_a_clear_refusal(
+            class in "\\PC{0,40}|validation|database_transient",
+            kind in "\\PC{0,20}|permanent|transient",
+            fingerprint in "\\PC{0,300}",
+        ) {
+            let chosen = selection(&class, &kind, &fingerprint);
+            match chosen.filter() {
+                Ok(filter) => {
+                    proptest::prop_assert!(fingerprint.chars().count() <= MAX_FINGERPRINT_CHARS);
+                    let taken = filter.fingerprint.unwrap_or_default();
+                    proptest::prop_assert_eq!(taken, fingerprint);
+                    proptest::prop_assert_eq!(filter.class.is_some(), !class.is_empty());
+                    proptest::prop_assert_eq!(filter.kind.is_some(), !kind.is_empty());
+                }
+                Err(failed) => {
+                    proptest::prop_assert_eq!(failed.status, StatusCode::BAD_REQUEST);
+                    proptest::prop_assert!(!failed.message.is_empty());
+                }
+            }
+            proptest::prop_assert!(chosen.describe().starts_with("topic orders-dlq"));
+        }
     }
 
     #[test]
