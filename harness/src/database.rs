@@ -96,6 +96,18 @@ impl TestDatabase {
             .await;
         }
     }
+
+    /// Drops `role`, a role a test made on the server (after dropping the
+    /// databases it has rights in: [`Self::drop`]).
+    pub async fn drop_role(server: &str, role: &str) {
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("the test server");
+        sqlx::query(&format!("DROP ROLE \"{role}\""))
+            .execute(&mut admin)
+            .await
+            .expect("drop the role");
+    }
 }
 
 /// Whether the test database `name` was made more than [`KEPT_FOR`] before

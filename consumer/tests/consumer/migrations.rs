@@ -166,11 +166,5 @@ async fn set_up_mistakes_get_advice_naming_the_role_and_the_database() {
     );
 
     db.drop().await;
-    let admin = sqlx::PgPool::connect(&harness::database::server_url())
-        .await
-        .expect("the test server");
-    sqlx::query(&format!("DROP ROLE \"{role}\""))
-        .execute(&admin)
-        .await
-        .expect("drop the role");
+    support::TestDatabase::drop_role(&harness::database::server_url(), &role).await;
 }

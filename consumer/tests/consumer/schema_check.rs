@@ -146,11 +146,5 @@ async fn a_role_with_only_dml_rights_runs_with_migrations_off_and_is_refused_the
     assert!(said.contains("SELECT on it"), "{said}");
 
     db.drop().await;
-    let admin = sqlx::PgPool::connect(&harness::database::server_url())
-        .await
-        .expect("the test server");
-    sqlx::query(&format!("DROP ROLE \"{role}\""))
-        .execute(&admin)
-        .await
-        .expect("drop the role");
+    TestDatabase::drop_role(&harness::database::server_url(), &role).await;
 }
