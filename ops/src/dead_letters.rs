@@ -151,6 +151,21 @@ pub fn fingerprint(class: Option<&str>, message: Option<&str>) -> String {
 }
 
 impl DeadLetter {
+    /// A dead letter of orders-dlq/0@0 without value or header (tests
+    /// fill in what they need).
+    #[cfg(test)]
+    pub(crate) fn blank() -> Self {
+        Self::of(&rdkafka::message::OwnedMessage::new(
+            None,
+            None,
+            "orders-dlq".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        ))
+    }
+
     /// Parses the `dlq-*` headers of `message`.
     pub fn of(message: &OwnedMessage) -> Self {
         // A repeated header counts by its first occurrence, as everywhere
@@ -447,15 +462,7 @@ mod tests {
             assert!(said.contains(class.as_str()), "{said}");
         }
 
-        let mut letter = DeadLetter::of(&rdkafka::message::OwnedMessage::new(
-            None,
-            None,
-            "orders-dlq".into(),
-            rdkafka::Timestamp::NotAvailable,
-            0,
-            0,
-            None,
-        ));
+        let mut letter = DeadLetter::blank();
         letter.error_kind = Some("transient".into());
         letter.error_class = Some("database_transient".into());
         assert!(filter.matches(&letter));

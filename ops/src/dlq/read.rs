@@ -357,15 +357,7 @@ mod tests {
     use super::*;
 
     fn letter(class: &str, kind: &str, message: &str, failed_at: &str) -> DeadLetter {
-        let mut letter = DeadLetter::of(&rdkafka::message::OwnedMessage::new(
-            None,
-            None,
-            "orders-dlq".into(),
-            rdkafka::Timestamp::NotAvailable,
-            0,
-            0,
-            None,
-        ));
+        let mut letter = DeadLetter::blank();
         letter.error_class = Some(class.into());
         letter.first_error_class = Some(class.into());
         letter.error_kind = Some(kind.into());
