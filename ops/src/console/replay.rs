@@ -404,6 +404,23 @@ async fn form(
     form_page(&console, &viewer, &selection, None)
 }
 
+/// `selection` completed and checked, when this console may replay: the
+/// refusal page otherwise (read-only, or a selection refused by name).
+fn allowed(
+    console: &Console,
+    viewer: &Viewer,
+    selection: Selection,
+) -> Result<(Selection, Request), Box<Response>> {
+    if let Some(refused) = refuse_read_only(console, viewer) {
+        return Err(Box::new(refused));
+    }
+    let selection = selection.completed(console);
+    match selection.request(console) {
+        Ok(request) => Ok((selection, request)),
+        Err(failed) => Err(Box::new(failed.page(viewer))),
+    }
+}
+
 /// `POST /replay/dry-run`: what a replay would do, and the button that
 /// starts it.
 async fn dry_run(
@@ -411,13 +428,9 @@ async fn dry_run(
     Extension(viewer): Extension<Viewer>,
     Form(selection): Form<Selection>,
 ) -> Response {
-    if let Some(refused) = refuse_read_only(&console, &viewer) {
-        return refused;
-    }
-    let selection = selection.completed(&console);
-    let request = match selection.request(&console) {
-        Ok(request) => request,
-        Err(failed) => return failed.page(&viewer),
+    let (selection, request) = match allowed(&console, &viewer, selection) {
+        Ok(checked) => checked,
+        Err(refused) => return *refused,
     };
     let inner = console.clone();
     let ran = blocking(move || {
@@ -446,13 +459,9 @@ async fn start(
     Extension(viewer): Extension<Viewer>,
     Form(selection): Form<Selection>,
 ) -> Response {
-    if let Some(refused) = refuse_read_only(&console, &viewer) {
-        return refused;
-    }
-    let selection = selection.completed(&console);
-    let request = match selection.request(&console) {
-        Ok(request) => request,
-        Err(failed) => return failed.page(&viewer),
+    let (selection, request) = match allowed(&console, &viewer, selection) {
+        Ok(checked) => checked,
+        Err(refused) => return *refused,
     };
     let (mut sender, mut receiver) = watch::channel(ReplayProgress::default());
     let (id, run) = console.replays.insert(selection, receiver.clone());
