@@ -232,7 +232,9 @@ fn at_the_end(consumer: &BaseConsumer, topic: &str, next: &BTreeMap<i32, i64>) -
 /// Every message of `topic` up to the high watermarks its partitions had
 /// when asked, read from the beginning by a fresh group, in (partition,
 /// offset) order: what the topic held then, whatever its count; an error
-/// when that end is not reached within `wait`.
+/// when that end is not reached within `wait`. Not for Tansu, which can
+/// report a high watermark below a partition's end after a batch: there,
+/// wait for a known count ([`read_topic`]).
 pub fn read_topic_to_high_watermarks(
     config: ClientConfig,
     topic: &str,
