@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod port;
 pub mod server;
 pub mod shutdown;
 mod span_fields;

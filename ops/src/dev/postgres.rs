@@ -447,12 +447,10 @@ fn newest_server(root: &Path) -> Option<PathBuf> {
         .map(|(_, bin)| bin)
 }
 
-/// A port nobody listens on now (the kernel's pick for port 0).
+/// A port nobody listens on now, never one the kernel could meanwhile
+/// give a client (see [`platform::port`]).
 fn free_port() -> Result<u16, PrivateServerError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(PrivateServerError::Port)
+    platform::port::unused_local_port().map_err(PrivateServerError::Port)
 }
 
 /// The last `lines` lines of `text`.
