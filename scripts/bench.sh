@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the benchmarks: builds the release binaries, installs the Tansu
-# broker, makes sure the local PostgreSQL runs, then prints the figures
+# Runs the benchmarks: builds the release binaries, installs Apache Kafka
+# (the reference broker, three nodes on this machine) and the Tansu memory
+# broker (`--broker tansu`, for quick runs), makes sure the local
+# PostgreSQL runs, then prints the figures
 # (Markdown) on stdout. Arguments go to the harness: `--help` lists them,
 # `--smoke` is a quick check that every benchmark works.
 #
@@ -15,6 +17,7 @@ for arg in "$@"; do
   if [ "$arg" = --summary ]; then summary=true; else args+=("$arg"); fi
 done
 ./scripts/postgres.sh >&2
+./scripts/install-kafka.sh >&2
 ./scripts/install-tansu.sh >&2
 cargo build --release --locked --bins >&2
 if ! "$summary"; then

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use harness::broker::Tansu;
 use harness::database::{wait_for_count, TestDatabase};
 
+use crate::broker::Broker;
 use crate::load::{self, Target};
 use crate::report::Report;
 use crate::stats::percentile;
@@ -42,11 +42,11 @@ pub async fn run(
     rate: f64,
     fetch_wait_ms: u32,
 ) -> anyhow::Result<()> {
-    let tansu = Tansu::start();
+    let broker = Broker::start(settings.broker).await;
     let db = TestDatabase::create().await;
-    let producer = services::producer(&tansu.bootstrap).await;
+    let producer = services::producer(broker.bootstrap()).await;
     let consumer = services::consumer(
-        &tansu.bootstrap,
+        broker.bootstrap(),
         &db.url,
         "bench-e2e",
         &[("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait_ms.to_string())],
@@ -64,7 +64,7 @@ pub async fn run(
     let cpu = CpuMeter::start(&[
         ("producer", Source::Pid(producer.pid())),
         ("consumer", Source::Pid(consumer.pid())),
-        ("tansu", Source::Pid(tansu.pid())),
+        ("broker", broker.cpu()),
         ("postgres", Source::Named("postgres")),
         ("load generator", Source::Pid(Some(std::process::id()))),
     ]);

@@ -8,9 +8,9 @@ use anyhow::{ensure, Context};
 use bytes::Bytes;
 use contract::Format;
 use futures::stream::{FuturesUnordered, StreamExt};
-use harness::broker::Tansu;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::broker::Broker;
 use crate::load::{self, Target};
 use crate::report::Report;
 use crate::stats::percentile;
@@ -44,8 +44,8 @@ fn ms(seconds: f64) -> f64 {
 
 /// Measures ingest; returns the producer's saturation rate of this run.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64> {
-    let tansu = Tansu::start();
-    let producer = services::producer(&tansu.bootstrap).await;
+    let broker = Broker::start(settings.broker).await;
+    let producer = services::producer(broker.bootstrap()).await;
     let bare = services::bare_http().await;
     let body = order_body()?;
     let service = Target::new(&producer.url("/orders"), body.clone(), settings.clients)?;
@@ -65,7 +65,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
     let bare_cores = crate::system::record_cpu(report, "bare axum saturation", &cpu);
     let cpu = CpuMeter::start(&[
         ("producer", Source::Pid(producer.pid())),
-        ("tansu", Source::Pid(tansu.pid())),
+        ("broker", broker.cpu()),
         ("load generator", Source::Pid(me)),
     ]);
     let service_sat = load::closed_loop(&service, settings.clients, phase).await;
@@ -163,7 +163,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
     load::closed_loop(&batches, BATCH_CLIENTS, phase / 4).await;
     let cpu = CpuMeter::start(&[
         ("producer", Source::Pid(producer.pid())),
-        ("tansu", Source::Pid(tansu.pid())),
+        ("broker", broker.cpu()),
         ("load generator", Source::Pid(me)),
     ]);
     let batch_sat = load::closed_loop(&batches, BATCH_CLIENTS, phase).await;
@@ -187,7 +187,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         batch_sat.failed as f64,
     );
 
-    let raw = raw_produce(&tansu.bootstrap, settings.raw_messages).await?;
+    let raw = raw_produce(broker.bootstrap(), settings.raw_messages).await?;
     report.record(SECTION, "raw produce, same settings, no HTTP", "msg/s", raw);
     report.record(
         "ratio",

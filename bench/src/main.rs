@@ -3,6 +3,7 @@
 //! quickly, and asserts no timing. `bench summary` renders a run's results
 //! (`--results FILE`) as a table and chart of the headline figures.
 
+mod broker;
 mod chart;
 mod end_to_end;
 mod ingest;
@@ -53,6 +54,10 @@ struct Cli {
     /// End-to-end rate as a fraction of the run's ingest saturation.
     #[arg(long, default_value_t = 0.3)]
     e2e_fraction: f64,
+    /// The broker: Apache Kafka, three nodes on this machine (the
+    /// reference), or Tansu's memory broker (quick runs).
+    #[arg(long, value_enum, default_value = "kafka")]
+    broker: broker::BrokerKind,
     /// Benchmarks to run (ingest, end-to-end, persist, read, outbox); all by default.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Part>,
@@ -133,6 +138,7 @@ pub struct Settings {
     pub naive_limit: Duration,
     pub only: Vec<Part>,
     pub service_env: Vec<String>,
+    pub broker: broker::BrokerKind,
 }
 
 impl Settings {
@@ -181,6 +187,7 @@ impl Settings {
                 naive_limit: Duration::from_secs(2),
                 only: cli.only.clone(),
                 service_env: cli.service_env.clone(),
+                broker: cli.broker,
             });
         }
         Ok(Self {
@@ -194,6 +201,7 @@ impl Settings {
             naive_limit: Duration::from_secs_f64(cli.naive_seconds),
             only: cli.only.clone(),
             service_env: cli.service_env.clone(),
+            broker: cli.broker,
         })
     }
 }
@@ -298,7 +306,7 @@ fn finish(
         settings: settings.describe(),
         service_settings: (!settings.service_env.is_empty())
             .then(|| settings.service_env.join(" ")),
-        broker: Some(system::broker()),
+        broker: Some(settings.broker.describe()),
         smoke,
         source: "measured".into(),
         report,
@@ -312,6 +320,9 @@ fn finish(
         }
     );
     println!("machine: {}", results.machine);
+    if let Some(broker) = &results.broker {
+        println!("broker: {broker}");
+    }
     println!("settings: {}\n", results.settings);
     if let Some(service) = &results.service_settings {
         println!("service settings: {service}\n");

@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use harness::broker::Tansu;
 use harness::database::TestDatabase;
 
+use crate::broker::Broker;
 use crate::load::{self, Target};
 use crate::report::Report;
 use crate::stats::percentile;
@@ -26,11 +26,11 @@ async fn waiting(db: &TestDatabase) -> anyhow::Result<i64> {
 
 /// Measures both modes.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let tansu = Tansu::start();
+    let broker = Broker::start(settings.broker).await;
     let db = TestDatabase::create().await;
-    let direct = services::producer(&tansu.bootstrap).await;
+    let direct = services::producer(broker.bootstrap()).await;
     let outbox = services::producer_with(
-        &tansu.bootstrap,
+        broker.bootstrap(),
         &[
             ("PRODUCER_MODE", "outbox".to_owned()),
             ("OUTBOX_DATABASE_URL", db.url.clone()),
@@ -68,7 +68,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         let cpu = CpuMeter::start(&[
             ("producer", Source::Pid(*pid)),
             ("postgres", Source::Named("postgres")),
-            ("tansu", Source::Pid(tansu.pid())),
+            ("broker", broker.cpu()),
         ]);
         let run = load::closed_loop(target, settings.clients, phase).await;
         crate::system::record_cpu(report, &format!("{mode} mode saturation"), &cpu);

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use contract::{Format, OrderEvent};
-use harness::broker::Tansu;
 use harness::database::TestDatabase;
 use harness::events::Outgoing;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -16,6 +15,7 @@ use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use sqlx::PgPool;
 
+use crate::broker::Broker;
 use crate::report::Report;
 use crate::system::{peak_rss_mib, CpuMeter, Source};
 use crate::{services, Settings};
@@ -26,7 +26,7 @@ const BATCH: usize = 500;
 
 /// Measures the three ways of persisting `settings.orders` orders.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let tansu = Tansu::start();
+    let broker = Broker::start(settings.broker).await;
     let events: Vec<OrderEvent> = (0..settings.orders)
         .map(harness::events::order_event)
         .collect();
@@ -34,10 +34,10 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         .iter()
         .map(|e| harness::events::order_message(e, Format::Json))
         .collect::<Vec<_>>();
-    let bootstrap = tansu.bootstrap.clone();
+    let bootstrap = broker.bootstrap().to_owned();
     tokio::task::spawn_blocking(move || preload(&bootstrap, &messages)).await??;
 
-    let (rate, drained) = drain(&tansu.bootstrap, tansu.pid(), events.len(), report).await?;
+    let (rate, drained) = drain(broker.bootstrap(), broker.cpu(), events.len(), report).await?;
     report.record(SECTION, "consumer drain", "rows/s", rate);
 
     let db = TestDatabase::create().await;
@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         copy,
     );
 
-    let naive = naive_consumer(&tansu.bootstrap, events.len(), settings.naive_limit).await?;
+    let naive = naive_consumer(broker.bootstrap(), events.len(), settings.naive_limit).await?;
     report.record(
         SECTION,
         "naive consumer, one row one commit",
@@ -127,7 +127,7 @@ async fn same_rows(drained: &TestDatabase, copied: &TestDatabase) -> anyhow::Res
 /// the database it filled.
 async fn drain(
     bootstrap: &str,
-    tansu_pid: Option<u32>,
+    broker: Source,
     expected: usize,
     report: &mut Report,
 ) -> anyhow::Result<(f64, TestDatabase)> {
@@ -135,7 +135,7 @@ async fn drain(
     let consumer = services::consumer(bootstrap, &db.url, "bench-drain", &[]).await;
     let sources = [
         ("consumer", Source::Pid(consumer.pid())),
-        ("tansu", Source::Pid(tansu_pid)),
+        ("broker", broker),
         ("postgres", Source::Named("postgres")),
     ];
     // Counted from the first row, as the rate is: the group join before it

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use harness::broker::Tansu;
 use harness::database::{wait_for_count, TestDatabase};
 
+use crate::broker::Broker;
 use crate::load::{self, Run, Target};
 use crate::report::Report;
 use crate::stats::percentile;
@@ -51,13 +51,13 @@ fn cpu_sources(
     producer: Option<u32>,
     query: Option<u32>,
     consumer: Option<u32>,
-    tansu: Option<u32>,
+    broker: Source,
 ) -> Vec<(&'static str, Source)> {
     vec![
         ("producer", Source::Pid(producer)),
         ("query", Source::Pid(query)),
         ("consumer", Source::Pid(consumer)),
-        ("tansu", Source::Pid(tansu)),
+        ("broker", broker),
         ("postgres", Source::Named("postgres")),
         ("load generator", Source::Pid(Some(std::process::id()))),
     ]
@@ -77,10 +77,10 @@ fn micros_per(cores: f64, run: &Run) -> f64 {
 
 /// Measures intake with and without reads, and the reads.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let tansu = Tansu::start();
+    let broker = Broker::start(settings.broker).await;
     let db = TestDatabase::create().await;
-    let producer = services::producer(&tansu.bootstrap).await;
-    let consumer = services::consumer(&tansu.bootstrap, &db.url, "bench-read", &[]).await;
+    let producer = services::producer(broker.bootstrap()).await;
+    let consumer = services::consumer(broker.bootstrap(), &db.url, "bench-read", &[]).await;
     let reads = services::query(&db.url).await;
     let batches = (settings.orders / crate::ingest::BATCH / 10).clamp(1, 20);
     let ids = preload(&producer.url(""), batches).await?;
@@ -107,8 +107,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     )?;
     let lookups = Target::reading(urls, READ_CLIENTS)?;
     let phase = settings.phase;
-    let pids = (producer.pid(), reads.pid(), consumer.pid(), tansu.pid());
-    let sources = cpu_sources(pids.0, pids.1, pids.2, pids.3);
+    let sources = cpu_sources(producer.pid(), reads.pid(), consumer.pid(), broker.cpu());
 
     load::closed_loop(&intake, settings.clients, phase / 4).await;
     load::closed_loop(&lookups, READ_CLIENTS, phase / 4).await;

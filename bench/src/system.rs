@@ -51,17 +51,24 @@ pub struct CpuMeter {
     at_start: Vec<(&'static str, Source, f64)>,
 }
 
-/// A process, or every process of a name.
-#[derive(Clone, Copy)]
+/// A process, some processes, or every process of a name.
+#[derive(Clone)]
 pub enum Source {
     Pid(Option<u32>),
+    /// Together (a cluster's nodes); not a number if one is gone.
+    Pids(Vec<u32>),
     Named(&'static str),
 }
 
 impl Source {
-    fn seconds(self) -> f64 {
+    fn seconds(&self) -> f64 {
         match self {
             Self::Pid(pid) => pid.and_then(cpu_seconds).unwrap_or(f64::NAN),
+            Self::Pids(pids) if pids.is_empty() => f64::NAN,
+            Self::Pids(pids) => pids
+                .iter()
+                .map(|&pid| cpu_seconds(pid).unwrap_or(f64::NAN))
+                .sum(),
             Self::Named(name) => cpu_seconds_named(name),
         }
     }
@@ -74,7 +81,7 @@ impl CpuMeter {
             started: std::time::Instant::now(),
             at_start: sources
                 .iter()
-                .map(|&(label, source)| (label, source, source.seconds()))
+                .map(|(label, source)| (*label, source.clone(), source.seconds()))
                 .collect(),
         }
     }
@@ -84,7 +91,7 @@ impl CpuMeter {
         let wall = self.started.elapsed().as_secs_f64();
         self.at_start
             .iter()
-            .map(|&(label, source, before)| (label, (source.seconds() - before) / wall))
+            .map(|(label, source, before)| (*label, (source.seconds() - before) / wall))
             .collect()
     }
 }
@@ -154,22 +161,6 @@ fn date_of_day(days: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// The broker the benchmarks run against, as its binary names itself.
-pub fn broker() -> String {
-    let binary = harness::broker::tansu_binary();
-    std::process::Command::new(&binary)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || "Tansu (version unknown), memory storage".to_owned(),
-            |v| format!("{v}, memory storage"),
-        )
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ use crate::kafka::{Topics, PARTITIONS};
 /// Nodes of a cluster as production runs it.
 pub const NODES: usize = 3;
 
+/// Each node's largest heap, as the JVM takes it (three fit a small
+/// machine beside the services).
+pub const NODE_HEAP: &str = "-Xmx384m";
+
 /// Longest a node may take from its start to serving clients.
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -415,7 +419,7 @@ impl Node {
         let child = Command::new(java())
             .args([
                 "-Xms64m",
-                "-Xmx384m",
+                NODE_HEAP,
                 "-XX:+UseSerialGC",
                 "-Djava.awt.headless=true",
             ])
@@ -682,6 +686,14 @@ impl Cluster {
             cluster.create_acls();
         }
         cluster
+    }
+
+    /// The nodes' process ids (of those running).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.child.as_ref().map(Child::id))
+            .collect()
     }
 
     /// The broker version.
