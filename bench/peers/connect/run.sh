@@ -80,7 +80,8 @@ sed -e "s#^plugin.path=.*#plugin.path=$PWD/$connect/plugins#" \
     "$here/worker.properties" >"$run/worker.properties"
 sed -e "s#/connect_peer?#/$database?#" "$here/jdbc-sink.properties" >"$run/jdbc-sink.properties"
 start=$SECONDS
-java -Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$connect/libs/*" \
+# connect-standalone.sh's heap, as bench/src/connect.rs gives it.
+java -Xms256M -Xmx2G -Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$connect/libs/*" \
     org.apache.kafka.connect.cli.ConnectStandalone "$run/worker.properties" \
     "$run/jdbc-sink.properties" >"$run/connect.log" 2>&1 &
 pids+=($!)
