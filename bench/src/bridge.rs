@@ -1,0 +1,307 @@
+//! The HTTP-to-Kafka bridge users run instead of the producer: Apache
+//! Camel, configured only (bench/peers/bridge: a YAML route from
+//! platform-http `POST /orders` to camel-kafka, answered `202` after the
+//! broker's ack), as a JVM child process. Its saturation is measured as the
+//! producer's is, with the same body and clients, and the topic is checked
+//! to hold what it accepted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::load::{self, Target};
+use crate::report::Report;
+use crate::stats::percentile;
+use crate::system::{peak_rss_mib, CpuMeter, Source};
+use crate::Settings;
+
+const SECTION: &str = "ingest";
+
+/// The topic the route writes to.
+const TOPIC: &str = "orders";
+
+/// The JVM's heap, fixed so runs compare.
+const HEAP: &str = "512m";
+
+/// Longest the JVM may take to start Camel and its route.
+const READY: Duration = Duration::from_secs(60);
+
+/// Longest the JVM may take to stop after SIGTERM (Camel drains in flight).
+const STOP: Duration = Duration::from_secs(20);
+
+/// Longest the topic may take to show what was accepted.
+const LANDED: Duration = Duration::from_secs(30);
+
+/// The Camel bridge, running; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Bridge {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+/// Where the route, its settings and the installed jars are.
+fn peer_dir() -> PathBuf {
+    harness::workspace_root().join("bench/peers/bridge")
+}
+
+fn libs_dir() -> PathBuf {
+    harness::workspace_root().join(".tools/bridge/libs")
+}
+
+/// The version of the jar named `prefix-<version>.jar` among the installed.
+fn jar_version(libs: &Path, prefix: &str) -> Option<String> {
+    std::fs::read_dir(libs).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        let version = name.strip_prefix(prefix)?.strip_suffix(".jar")?;
+        // `camel-main-` must not match `camel-main-something-4.18.0.jar`.
+        version
+            .starts_with(|c: char| c.is_ascii_digit())
+            .then(|| version.to_owned())
+    })
+}
+
+impl Bridge {
+    /// Starts the bridge on a free port, writing to `bootstrap`, and waits
+    /// until its route answers.
+    pub async fn start(bootstrap: &str) -> anyhow::Result<Bridge> {
+        let libs = libs_dir();
+        ensure!(
+            jar_version(&libs, "camel-main-").is_some(),
+            "no Apache Camel jars at {}: run ./scripts/install-bridge.sh first",
+            libs.display()
+        );
+        let port = harness::free_port();
+        let log = harness::process::log_dir().join(format!(
+            "camel-bridge-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("bridge log {}", log.display()))?;
+        let err = out.try_clone().context("bridge log")?;
+        // The peer's folder is on the class path: camel-main reads
+        // application.properties and routes.yaml from there.
+        let classpath = format!("{}/*:{}", libs.display(), peer_dir().display());
+        let child = Command::new("java")
+            .args([
+                &format!("-Xms{HEAP}"),
+                &format!("-Xmx{HEAP}"),
+                "-cp",
+                &classpath,
+                "org.apache.camel.main.Main",
+            ])
+            .current_dir(harness::workspace_root())
+            .env("BRIDGE_PORT", port.to_string())
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .context("starting java for the Camel bridge (is a JDK 17 or later on PATH?)")?;
+        let mut bridge = Bridge {
+            child: Some(child),
+            port,
+            log,
+        };
+        bridge.wait_ready().await?;
+        Ok(bridge)
+    }
+
+    /// Waits until the route is there: a `GET /orders` answered `405`
+    /// (POST only). The HTTP server answers `404` before the route starts.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let url = self.url();
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!(
+                        "the Camel bridge exited ({status}) before it answered:\n{}",
+                        self.log_tail(40)
+                    );
+                }
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().as_u16() == 405 {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > READY {
+                bail!(
+                    "the Camel bridge did not serve POST /orders within {READY:?}:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The URL to `POST` orders to.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/orders", self.port)
+    }
+
+    /// The JVM's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last `lines` lines the JVM printed.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let v: Vec<&str> = all.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// What runs, in one line: versions, components, settings, heap.
+    pub fn describe() -> String {
+        let libs = libs_dir();
+        let version = |prefix: &str| jar_version(&libs, prefix).unwrap_or_else(|| "?".to_owned());
+        format!(
+            "Apache Camel {} (camel-main, YAML DSL, platform-http on Vert.x {}, camel-kafka), \
+             Kafka client {}, acks=all, idempotence on, lz4, linger.ms 5, batch.size 1000000, \
+             delivery.timeout.ms 5000, key a random UUID per request, 202 after the ack, \
+             heap {HEAP}",
+            version("camel-main-"),
+            version("vertx-core-"),
+            version("kafka-clients-"),
+        )
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            if harness::process::terminate(child, STOP).is_none() {
+                eprintln!("the Camel bridge did not stop within {STOP:?}: killed");
+            }
+        }
+    }
+}
+
+/// The sum of the high watermarks of `topic`'s partitions.
+async fn high_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = harness::kafka::client(&bootstrap)
+            .create()
+            .context("watermark client")?;
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .with_context(|| format!("metadata of {topic}"))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        ensure!(partitions > 0, "topic {topic} has no partitions");
+        let mut sum = 0;
+        for partition in 0..partitions {
+            let partition = i32::try_from(partition)?;
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .with_context(|| format!("high watermark of {topic}/{partition}"))?;
+            sum += high;
+        }
+        Ok(sum)
+    })
+    .await?
+}
+
+/// Waits until the topic's high watermarks, summed, reach `at_least`;
+/// returns what they reached.
+async fn wait_landed(bootstrap: &str, at_least: i64) -> anyhow::Result<i64> {
+    let started = Instant::now();
+    loop {
+        let now = high_watermarks(bootstrap, TOPIC).await?;
+        if now >= at_least || started.elapsed() > LANDED {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The bridge at saturation: `settings.clients` clients posting the
+/// ingest benchmark's order, back to back, for a phase, after a warm-up of
+/// a phase.
+/// Every accepted request must have reached the topic.
+pub async fn saturation(
+    settings: &Settings,
+    report: &mut Report,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
+    let bridge = Bridge::start(bootstrap).await?;
+    eprintln!("HTTP bridge: {}", Bridge::describe());
+    let clients = settings.clients;
+    let target = Target::new(&bridge.url(), crate::ingest::order_body()?, clients)?;
+    // Warm: connections open, the producer's batches sized, and a whole
+    // phase for the JIT (a quarter, as the services get, leaves it compiling).
+    load::closed_loop(&target, clients, settings.phase).await;
+
+    let before = high_watermarks(bootstrap, TOPIC).await?;
+    let cpu = CpuMeter::start(&[
+        ("camel bridge", Source::Pid(bridge.pid())),
+        ("load generator", Source::Pid(Some(std::process::id()))),
+    ]);
+    let sat = load::closed_loop(&target, clients, settings.phase).await;
+    let cores = crate::system::record_cpu(report, "HTTP bridge saturation", &cpu);
+    ensure!(
+        sat.accepted > 0,
+        "the Camel bridge accepted no request at saturation ({} failed):\n{}",
+        sat.failed,
+        bridge.log_tail(20)
+    );
+    let accepted = i64::try_from(sat.accepted)?;
+    let after = wait_landed(bootstrap, before + accepted).await?;
+    ensure!(
+        after - before >= accepted,
+        "the Camel bridge answered 202 to {accepted} requests but the topic {TOPIC} grew by {} \
+         within {LANDED:?}",
+        after - before
+    );
+
+    eprintln!(
+        "HTTP bridge: {accepted} requests accepted, {} messages more on {TOPIC}",
+        after - before
+    );
+
+    let rate = sat.throughput();
+    report.record(
+        SECTION,
+        &format!("HTTP bridge (Apache Camel) at saturation ({clients} clients)"),
+        "req/s",
+        rate,
+    );
+    report.record(
+        SECTION,
+        "HTTP bridge (Apache Camel) at saturation p99",
+        "ms",
+        percentile(&sat.latencies, 99.0) * 1000.0,
+    );
+    report.record(
+        SECTION,
+        "HTTP bridge (Apache Camel) not accepted at saturation",
+        "req",
+        sat.failed as f64,
+    );
+    report.record(
+        "cpu",
+        "HTTP bridge: CPU per request",
+        "us",
+        crate::system::cores_of(&cores, "camel bridge") / rate * 1e6,
+    );
+    report.record(
+        "memory",
+        "HTTP bridge peak RSS",
+        "MiB",
+        bridge.pid().and_then(peak_rss_mib).unwrap_or(f64::NAN),
+    );
+    Ok(())
+}
