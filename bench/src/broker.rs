@@ -48,7 +48,7 @@ fn tansu_version() -> Option<String> {
 
 /// A running broker with the pipeline's topics.
 pub enum Broker {
-    Kafka(Cluster),
+    Kafka(Box<Cluster>),
     Tansu(Tansu),
 }
 
@@ -56,7 +56,7 @@ impl Broker {
     /// Starts a broker of `kind` and creates the topics.
     pub async fn start(kind: BrokerKind) -> Self {
         match kind {
-            BrokerKind::Kafka => Self::Kafka(Cluster::start(NODES, false).await),
+            BrokerKind::Kafka => Self::Kafka(Box::new(Cluster::start(NODES, false).await)),
             BrokerKind::Tansu => Self::Tansu(Tansu::start()),
         }
     }

@@ -63,20 +63,21 @@ pub fn describe() -> String {
 
 /// Drains the `expected` orders preloaded on topic `orders` at `bootstrap`
 /// with the JDBC sink into a fresh database; rows per second from the first
-/// stored order to the last. Checks that it wrote the rows `consumer` (the
-/// database the consumer drained the same topic into) holds.
+/// stored order to the last, and the cores the worker and PostgreSQL used
+/// meanwhile. Checks that it wrote the rows `consumer` (the database the
+/// consumer drained the same topic into) holds.
 pub async fn drain(
     bootstrap: &str,
     expected: usize,
     consumer: &TestDatabase,
     report: &mut Report,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let (_, debezium) = versions()?;
     eprintln!("  {}", describe());
     let db = TestDatabase::create().await;
     let result = async {
         let mut worker = Worker::start(bootstrap, &db).await?;
-        let rate = measure(&mut worker, &db.pool, expected, report).await?;
+        let measured = measure(&mut worker, &db.pool, expected, report).await?;
         report.record(
             "memory",
             "Kafka Connect worker peak RSS (drain)",
@@ -86,11 +87,11 @@ pub async fn drain(
         // The worker's connection goes before the counts are compared.
         drop(worker);
         same_rows(consumer, &db, expected).await?;
-        anyhow::Ok(rate)
+        anyhow::Ok(measured)
     }
     .await;
     db.drop().await;
-    let rate = result?;
+    let (rate, cores) = result?;
     let tasks = std::fs::read_to_string(root().join(PEER).join("jdbc-sink.properties"))
         .ok()
         .and_then(|s| property(&s, "tasks.max").map(str::to_owned))
@@ -104,17 +105,18 @@ pub async fn drain(
         "rows/s",
         rate,
     );
-    Ok(rate)
+    Ok((rate, cores))
 }
 
 /// Polls the stored rows until all `expected` are there; the rate from the
-/// first to the last, CPU from the first on.
+/// first to the last, and the cores of the worker and PostgreSQL from the
+/// first on.
 async fn measure(
     worker: &mut Worker,
     pool: &PgPool,
     expected: usize,
     report: &mut Report,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let sources = [
         ("connect worker", Source::Pid(worker.pid())),
         ("postgres", Source::Named("postgres")),
@@ -160,10 +162,11 @@ async fn measure(
         );
         tokio::time::sleep(POLL).await;
     };
-    if let Some(cpu) = &cpu {
-        crate::system::record_cpu(report, "Kafka Connect drain", cpu);
-    }
-    Ok(rate)
+    let cores = cpu.map_or(f64::NAN, |cpu| {
+        let cores = crate::system::record_cpu(report, "Kafka Connect drain", &cpu);
+        cores.iter().map(|(_, c)| c).sum()
+    });
+    Ok((rate, cores))
 }
 
 /// Counts the rows of `connect_orders` incrementally. A `count(*)` every

@@ -5,6 +5,7 @@
 
 mod broker;
 mod chart;
+mod connect;
 mod end_to_end;
 mod ingest;
 mod load;

@@ -21,6 +21,11 @@ use crate::system::{peak_rss_mib, CpuMeter, Source};
 use crate::{services, Settings};
 
 const SECTION: &str = "persist";
+
+/// The comparison with Kafka Connect's JDBC sink, as recorded.
+pub const CONSUMER_PER_CORE: &str = "consumer drain per core (consumer + PostgreSQL)";
+pub const CONNECT_PER_CORE: &str = "Kafka Connect drain per core (worker + PostgreSQL)";
+pub const CONSUMER_OVER_CONNECT: &str = "consumer / Kafka Connect, rows/s per core";
 /// The consumer's default `BATCH_SIZE`.
 const BATCH: usize = 500;
 
@@ -37,8 +42,18 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     let bootstrap = broker.bootstrap().to_owned();
     tokio::task::spawn_blocking(move || preload(&bootstrap, &messages)).await??;
 
-    let (rate, drained) = drain(broker.bootstrap(), broker.cpu(), events.len(), report).await?;
+    let (rate, cores, drained) =
+        drain(broker.bootstrap(), broker.cpu(), events.len(), report).await?;
     report.record(SECTION, "consumer drain", "rows/s", rate);
+    // Kafka Connect's JDBC sink on the same topic, the same PostgreSQL.
+    // Per core: the sink's process and the database's, on either side.
+    let (connect, connect_cores) =
+        crate::connect::drain(broker.bootstrap(), events.len(), &drained, report).await?;
+    let (ours, theirs) = (rate / cores, connect / connect_cores);
+    report.record(SECTION, CONSUMER_PER_CORE, "rows/s/core", ours);
+    report.record(SECTION, CONNECT_PER_CORE, "rows/s/core", theirs);
+    report.record("ratio", CONSUMER_OVER_CONNECT, "x", ours / theirs);
+    report.record("ratio", "consumer drain / Kafka Connect drain", "x", rate / connect);
 
     let db = TestDatabase::create().await;
     store::schema::migrate(&db.pool).await?;
@@ -123,14 +138,15 @@ async fn same_rows(drained: &TestDatabase, copied: &TestDatabase) -> anyhow::Res
 }
 
 /// Runs the consumer over the preloaded topic; rows per second from the
-/// first row to the last (the group join is not persistence). Gives back
-/// the database it filled.
+/// first row to the last (the group join is not persistence), and the
+/// cores the consumer and PostgreSQL used meanwhile. Gives back the
+/// database it filled.
 async fn drain(
     bootstrap: &str,
     broker: Source,
     expected: usize,
     report: &mut Report,
-) -> anyhow::Result<(f64, TestDatabase)> {
+) -> anyhow::Result<(f64, f64, TestDatabase)> {
     let db = TestDatabase::create().await;
     let consumer = services::consumer(bootstrap, &db.url, "bench-drain", &[]).await;
     let sources = [
@@ -169,9 +185,11 @@ async fn drain(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    if let Some(cpu) = &cpu {
-        crate::system::record_cpu(report, "consumer drain", cpu);
-    }
+    // The consumer's and PostgreSQL's cores, what the sink costs.
+    let cores = cpu.map_or(f64::NAN, |cpu| {
+        let cores = crate::system::record_cpu(report, "consumer drain", &cpu);
+        crate::system::cores_of(&cores, "consumer") + crate::system::cores_of(&cores, "postgres")
+    });
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&db.pool)
         .await?;
@@ -186,7 +204,7 @@ async fn drain(
         consumer.pid().and_then(peak_rss_mib).unwrap_or(f64::NAN),
     );
     drop(consumer);
-    Ok((rate, db))
+    Ok((rate, cores, db))
 }
 
 /// The consumer's count of persisted `orders` messages, from its metrics.
