@@ -2,8 +2,8 @@
 //! Camel, configured only (bench/peers/bridge: a YAML route from
 //! platform-http `POST /orders` to camel-kafka, answered `202` after the
 //! broker's ack), as a JVM child process. Its saturation is measured as the
-//! producer's is, with the same body and clients, and the topic is checked
-//! to hold what it accepted.
+//! producer's is, with the same body and clients, writing to a topic of
+//! its own shaped as `orders`, which is checked to hold what it accepted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,8 +20,9 @@ use crate::Settings;
 
 const SECTION: &str = "ingest";
 
-/// The topic the route writes to.
-const TOPIC: &str = "orders";
+/// The topic whose partitions and replication the bridge's own copies (the
+/// route writes to it when run by hand).
+const ORDERS: &str = "orders";
 
 /// The JVM's heap, fixed so runs compare.
 const HEAP: &str = "512m";
@@ -40,6 +41,7 @@ pub struct Bridge {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    topic: String,
 }
 
 /// Where the route, its settings and the installed jars are.
@@ -64,8 +66,9 @@ fn jar_version(libs: &Path, prefix: &str) -> Option<String> {
 }
 
 impl Bridge {
-    /// Starts the bridge on a free port, writing to `bootstrap`, and waits
-    /// until its route answers.
+    /// Starts the bridge on a free port, writing to a new topic of
+    /// `bootstrap` shaped as `orders` ([`Bridge::topic`]), and waits until
+    /// its route answers.
     pub async fn start(bootstrap: &str) -> anyhow::Result<Bridge> {
         let libs = libs_dir();
         ensure!(
@@ -73,6 +76,7 @@ impl Bridge {
             "no Apache Camel jars at {}: run ./scripts/install-bridge.sh first",
             libs.display()
         );
+        let topic = create_topic(bootstrap).await?;
         let port = harness::free_port();
         let log = harness::process::log_dir().join(format!(
             "camel-bridge-{}.log",
@@ -95,6 +99,7 @@ impl Bridge {
             .current_dir(harness::workspace_root())
             .env("BRIDGE_PORT", port.to_string())
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .env("BRIDGE_TOPIC", &topic)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -104,6 +109,7 @@ impl Bridge {
             child: Some(child),
             port,
             log,
+            topic,
         };
         bridge.wait_ready().await?;
         Ok(bridge)
@@ -146,6 +152,11 @@ impl Bridge {
         format!("http://127.0.0.1:{}/orders", self.port)
     }
 
+    /// The topic it writes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// The JVM's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -184,10 +195,56 @@ impl Drop for Bridge {
     }
 }
 
+/// The partitions and replicas of each of `topic`'s partitions.
+async fn shape(bootstrap: &str, topic: &str) -> anyhow::Result<(i32, i32)> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = harness::kafka::client(&bootstrap)
+            .create()
+            .context("metadata client")?;
+        let metadata = client
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .with_context(|| format!("metadata of {topic}"))?;
+        let partitions = metadata.topics().first().map(|t| t.partitions());
+        let partitions = partitions.unwrap_or_default();
+        let replicas = partitions.first().map_or(0, |p| p.replicas().len());
+        ensure!(
+            replicas > 0,
+            "topic {topic} has no partitions on {bootstrap}"
+        );
+        Ok((i32::try_from(partitions.len())?, i32::try_from(replicas)?))
+    })
+    .await?
+}
+
+/// Creates a topic of its own for this run, shaped as `orders`.
+async fn create_topic(bootstrap: &str) -> anyhow::Result<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let (partitions, replicas) = shape(bootstrap, ORDERS).await?;
+    let topic = format!("orders-bridge-{}", uuid::Uuid::new_v4().simple());
+    let admin: AdminClient<_> = harness::kafka::client(bootstrap)
+        .create()
+        .context("admin client")?;
+    let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(replicas));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics([&new], &options).await? {
+        result.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+    }
+    // Wait until every partition has a leader, as the route's first send needs.
+    let started = Instant::now();
+    while shape(bootstrap, &topic).await.ok().map(|(p, _)| p) != Some(partitions) {
+        ensure!(
+            started.elapsed() < LANDED,
+            "topic {topic} did not show its {partitions} partitions within {LANDED:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(topic)
+}
+
 /// The sum of the high watermarks of `topic`'s partitions.
 async fn high_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
-    let bootstrap = bootstrap.to_owned();
-    let topic = topic.to_owned();
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = harness::kafka::client(&bootstrap)
             .create()
@@ -199,8 +256,7 @@ async fn high_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
         let partitions = metadata
             .topics()
             .first()
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
+            .map_or(0, |t| t.partitions().len());
         ensure!(partitions > 0, "topic {topic} has no partitions");
         let mut sum = 0;
         for partition in 0..partitions {
@@ -215,17 +271,23 @@ async fn high_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
     .await?
 }
 
-/// Waits until the topic's high watermarks, summed, reach `at_least`;
-/// returns what they reached.
-async fn wait_landed(bootstrap: &str, at_least: i64) -> anyhow::Result<i64> {
-    let started = Instant::now();
-    loop {
-        let now = high_watermarks(bootstrap, TOPIC).await?;
-        if now >= at_least || started.elapsed() > LANDED {
-            return Ok(now);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// The messages on `topic`, which should be at least `expected`: its high
+/// watermarks, summed, or when they fall short (Tansu's can lag behind a
+/// partition's end) a count of the topic read from the beginning, waiting
+/// up to [`LANDED`] for `expected`.
+async fn messages_on(bootstrap: &str, topic: &str, expected: i64) -> anyhow::Result<i64> {
+    let high = high_watermarks(bootstrap, topic).await?;
+    if high >= expected {
+        return Ok(high);
     }
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    let wanted = usize::try_from(expected)?;
+    let read = tokio::task::spawn_blocking(move || {
+        harness::kafka::read_topic(&bootstrap, &topic, wanted, LANDED).len()
+    })
+    .await
+    .context("reading the bridge's topic")?;
+    Ok(i64::try_from(read)?)
 }
 
 /// The bridge at saturation: `settings.clients` clients posting the
@@ -238,14 +300,13 @@ pub async fn saturation(
     bootstrap: &str,
 ) -> anyhow::Result<()> {
     let bridge = Bridge::start(bootstrap).await?;
+    let topic = bridge.topic();
     eprintln!("HTTP bridge: {}", Bridge::describe());
     let clients = settings.clients;
     let target = Target::new(&bridge.url(), crate::ingest::order_body()?, clients)?;
     // Warm: connections open, the producer's batches sized, and a whole
     // phase for the JIT (a quarter, as the services get, leaves it compiling).
-    load::closed_loop(&target, clients, settings.phase).await;
-
-    let before = high_watermarks(bootstrap, TOPIC).await?;
+    let warm = load::closed_loop(&target, clients, settings.phase).await;
     let cpu = CpuMeter::start(&[
         ("camel bridge", Source::Pid(bridge.pid())),
         ("load generator", Source::Pid(Some(std::process::id()))),
@@ -258,19 +319,14 @@ pub async fn saturation(
         sat.failed,
         bridge.log_tail(20)
     );
-    let accepted = i64::try_from(sat.accepted)?;
-    let after = wait_landed(bootstrap, before + accepted).await?;
+    // Every 202, of the warm-up too, must be a message on the topic.
+    let accepted = i64::try_from(warm.accepted + sat.accepted)?;
+    let landed = messages_on(bootstrap, topic, accepted).await?;
     ensure!(
-        after - before >= accepted,
-        "the Camel bridge answered 202 to {accepted} requests but the topic {TOPIC} grew by {} \
-         within {LANDED:?}",
-        after - before
+        landed >= accepted,
+        "the Camel bridge answered 202 to {accepted} requests but {topic} holds {landed} messages"
     );
-
-    eprintln!(
-        "HTTP bridge: {accepted} requests accepted, {} messages more on {TOPIC}",
-        after - before
-    );
+    eprintln!("HTTP bridge: {accepted} requests accepted, {landed} messages on {topic}");
 
     let rate = sat.throughput();
     report.record(
