@@ -67,9 +67,11 @@ fn jar_version(libs: &Path, prefix: &str) -> Option<String> {
 
 impl Bridge {
     /// Starts the bridge on a free port, writing to a new topic of
-    /// `bootstrap` shaped as `orders` ([`Bridge::topic`]), and waits until
+    /// `bootstrap` shaped as `orders` ([`Bridge::topic`]), with
+    /// `worker_threads` Vert.x worker threads (each request waits for the
+    /// broker's ack on one: the most requests in flight), and waits until
     /// its route answers.
-    pub async fn start(bootstrap: &str) -> anyhow::Result<Bridge> {
+    pub async fn start(bootstrap: &str, worker_threads: usize) -> anyhow::Result<Bridge> {
         let libs = libs_dir();
         ensure!(
             jar_version(&libs, "camel-main-").is_some(),
@@ -100,6 +102,7 @@ impl Bridge {
             .env("BRIDGE_PORT", port.to_string())
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
             .env("BRIDGE_TOPIC", &topic)
+            .env("BRIDGE_WORKER_THREADS", worker_threads.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -177,7 +180,7 @@ impl Bridge {
             "Apache Camel {} (camel-main, YAML DSL, platform-http on Vert.x {}, camel-kafka), \
              Kafka client {}, acks=all, idempotence on, lz4, linger.ms 5, batch.size 1000000, \
              delivery.timeout.ms 5000, key a random UUID per request, 202 after the ack, \
-             heap {HEAP}",
+             Vert.x worker pool as large as the clients, heap {HEAP}",
             version("camel-main-"),
             version("vertx-core-"),
             version("kafka-clients-"),
@@ -299,7 +302,9 @@ pub async fn saturation(
     report: &mut Report,
     bootstrap: &str,
 ) -> anyhow::Result<()> {
-    let bridge = Bridge::start(bootstrap).await?;
+    // As many worker threads as clients: Vert.x's default 20 would hold
+    // the bridge to 20 requests in flight, whatever the load.
+    let bridge = Bridge::start(bootstrap, settings.clients).await?;
     let topic = bridge.topic();
     eprintln!("HTTP bridge: {}", Bridge::describe());
     let clients = settings.clients;
