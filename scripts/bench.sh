@@ -19,6 +19,8 @@ done
 ./scripts/postgres.sh >&2
 ./scripts/install-kafka.sh >&2
 ./scripts/install-tansu.sh >&2
+./scripts/install-connect.sh >&2
+./scripts/install-bridge.sh >&2
 cargo build --release --locked --bins >&2
 if ! "$summary"; then
   exec ./target/release/bench "${args[@]}"

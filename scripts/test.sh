@@ -2,8 +2,10 @@
 # Runs every test of the project, setting up what the tests need on this
 # machine first: a PostgreSQL server on 127.0.0.1:5432 (a private one,
 # installed and started when none answers), the brokers of the end-to-end
-# suite (Apache Kafka from Maven Central, and the Tansu memory broker of the
-# fast tier and the benchmark smoke run), Debian's Chromium and the pinned
+# suite and the benchmark smoke run (Apache Kafka from Maven Central, and the
+# Tansu memory broker of the fast tier), the benchmark's peers (Kafka
+# Connect with Debezium's JDBC sink, and Apache Camel as an HTTP bridge, both
+# from Maven Central), Debian's Chromium and the pinned
 # playwright-core of the console's browser test, and the tools of the deployment
 # and monitoring checks (installed under .tools/).
 set -euo pipefail
@@ -29,6 +31,10 @@ section "Apache Kafka for the end-to-end suite (from Maven Central)"
 section "Tansu memory broker for the fast tier of the end-to-end suite"
 ./scripts/install-tansu.sh
 
+section "Kafka Connect and an HTTP bridge for the benchmark's comparisons (from Maven Central)"
+./scripts/install-connect.sh
+./scripts/install-bridge.sh
+
 section "Chromium and playwright-core for the console's browser test"
 ./scripts/install-browser.sh
 
@@ -43,7 +49,7 @@ cargo test --workspace --locked
 section "fuzz targets compile"
 CARGO_TARGET_DIR=target/fuzz cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 
-section "benchmark smoke run (checks the harness works; asserts no timing)"
+section "benchmark smoke run on Apache Kafka, peers included (checks the harness works; asserts no timing)"
 ./target/debug/bench --smoke
 
 # The check scripts take their tools from PATH when they are installed there,

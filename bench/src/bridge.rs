@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::broker::Broker;
 use crate::load::{self, Target};
 use crate::report::Report;
 use crate::stats::percentile;
@@ -300,8 +301,9 @@ async fn messages_on(bootstrap: &str, topic: &str, expected: i64) -> anyhow::Res
 pub async fn saturation(
     settings: &Settings,
     report: &mut Report,
-    bootstrap: &str,
-) -> anyhow::Result<()> {
+    broker: &Broker,
+) -> anyhow::Result<f64> {
+    let bootstrap = broker.bootstrap();
     // As many worker threads as clients: Vert.x's default 20 would hold
     // the bridge to 20 requests in flight, whatever the load.
     let bridge = Bridge::start(bootstrap, settings.clients).await?;
@@ -314,6 +316,7 @@ pub async fn saturation(
     let warm = load::closed_loop(&target, clients, settings.phase).await;
     let cpu = CpuMeter::start(&[
         ("camel bridge", Source::Pid(bridge.pid())),
+        ("broker", broker.cpu()),
         ("load generator", Source::Pid(Some(std::process::id()))),
     ]);
     let sat = load::closed_loop(&target, clients, settings.phase).await;
@@ -342,7 +345,7 @@ pub async fn saturation(
     );
     report.record(
         SECTION,
-        "HTTP bridge (Apache Camel) at saturation p99",
+        crate::ingest::BRIDGE_P99,
         "ms",
         percentile(&sat.latencies, 99.0) * 1000.0,
     );
@@ -352,11 +355,12 @@ pub async fn saturation(
         "req",
         sat.failed as f64,
     );
+    let bridge_cores = crate::system::cores_of(&cores, "camel bridge");
     report.record(
         "cpu",
         "HTTP bridge: CPU per request",
         "us",
-        crate::system::cores_of(&cores, "camel bridge") / rate * 1e6,
+        bridge_cores / rate * 1e6,
     );
     report.record(
         "memory",
@@ -364,5 +368,5 @@ pub async fn saturation(
         "MiB",
         bridge.pid().and_then(peak_rss_mib).unwrap_or(f64::NAN),
     );
-    Ok(())
+    Ok(rate / bridge_cores)
 }

@@ -19,6 +19,12 @@ use crate::{services, Settings};
 
 const SECTION: &str = "ingest";
 
+/// The comparison with an HTTP bridge, as recorded.
+pub const PRODUCER_PER_CORE: &str = "POST /orders at saturation per producer core";
+pub const BRIDGE_PER_CORE: &str = "HTTP bridge at saturation per bridge core";
+pub const BRIDGE_P99: &str = "HTTP bridge (Apache Camel) at saturation p99";
+pub const PRODUCER_OVER_BRIDGE: &str = "producer / HTTP bridge, req/s per core";
+
 /// One body, the same for every request of every target.
 pub fn order_body() -> anyhow::Result<Bytes> {
     Ok(serde_json::to_vec(&harness::load::order_body(1))?.into())
@@ -82,6 +88,12 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         &format!("POST /orders at saturation ({clients} clients)"),
         "req/s",
         service_sat.throughput(),
+    );
+    report.record(
+        SECTION,
+        "POST /orders at saturation p99",
+        "ms",
+        ms(percentile(&service_sat.latencies, 99.0)),
     );
     report.record(
         SECTION,
@@ -187,6 +199,19 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
         batch_sat.failed as f64,
     );
 
+    // An HTTP bridge in front of the same broker, at the same load: req/s
+    // per core of each side's own process.
+    let bridge_per_core = crate::bridge::saturation(settings, report, &broker).await?;
+    let producer_per_core =
+        service_sat.throughput() / crate::system::cores_of(&service_cores, "producer");
+    report.record(SECTION, PRODUCER_PER_CORE, "req/s/core", producer_per_core);
+    report.record(SECTION, BRIDGE_PER_CORE, "req/s/core", bridge_per_core);
+    report.record(
+        "ratio",
+        PRODUCER_OVER_BRIDGE,
+        "x",
+        producer_per_core / bridge_per_core,
+    );
     let raw = raw_produce(broker.bootstrap(), settings.raw_messages).await?;
     report.record(SECTION, "raw produce, same settings, no HTTP", "msg/s", raw);
     report.record(

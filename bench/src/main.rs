@@ -3,6 +3,7 @@
 //! quickly, and asserts no timing. `bench summary` renders a run's results
 //! (`--results FILE`) as a table and chart of the headline figures.
 
+mod bridge;
 mod broker;
 mod chart;
 mod connect;
