@@ -53,7 +53,12 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     report.record(SECTION, CONSUMER_PER_CORE, "rows/s/core", ours);
     report.record(SECTION, CONNECT_PER_CORE, "rows/s/core", theirs);
     report.record("ratio", CONSUMER_OVER_CONNECT, "x", ours / theirs);
-    report.record("ratio", "consumer drain / Kafka Connect drain", "x", rate / connect);
+    report.record(
+        "ratio",
+        "consumer drain / Kafka Connect drain",
+        "x",
+        rate / connect,
+    );
 
     let db = TestDatabase::create().await;
     store::schema::migrate(&db.pool).await?;
