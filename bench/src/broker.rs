@@ -1,7 +1,9 @@
 //! The broker a benchmark runs on: Apache Kafka, three KRaft nodes on this
 //! machine as production runs them (the reference), or Tansu's memory
-//! broker (a quick run). Every part of a run starts its own, so one part's
-//! topics never hold another's messages.
+//! broker (a quick run). One broker serves every part of every run, warmed
+//! before the first (a JVM's first seconds are its compiler's); each part
+//! starts on empty topics, so one part's topics never hold another's
+//! messages.
 
 use harness::broker::Tansu;
 use harness::cluster::{Cluster, NODES, NODE_HEAP};
@@ -58,6 +60,15 @@ impl Broker {
         match kind {
             BrokerKind::Kafka => Self::Kafka(Box::new(Cluster::start(NODES, false).await)),
             BrokerKind::Tansu => Self::Tansu(Tansu::start()),
+        }
+    }
+
+    /// Empties the pipeline's topics for the next part: Kafka's deleted and
+    /// created again, Tansu restarted (its storage is memory).
+    pub async fn fresh(&mut self) {
+        match self {
+            Self::Kafka(cluster) => cluster.recreate_topics().await,
+            Self::Tansu(tansu) => *tansu = Tansu::start(),
         }
     }
 

@@ -39,10 +39,10 @@ async fn persisted(db: &TestDatabase, correlation: &str, expected: usize) -> any
 pub async fn run(
     settings: &Settings,
     report: &mut Report,
+    broker: &Broker,
     rate: f64,
     fetch_wait_ms: u32,
 ) -> anyhow::Result<()> {
-    let broker = Broker::start(settings.broker).await;
     let db = TestDatabase::create().await;
     let producer = services::producer(broker.bootstrap()).await;
     let consumer = services::consumer(

@@ -49,8 +49,7 @@ fn ms(seconds: f64) -> f64 {
 }
 
 /// Measures ingest; returns the producer's saturation rate of this run.
-pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64> {
-    let broker = Broker::start(settings.broker).await;
+pub async fn run(settings: &Settings, report: &mut Report, broker: &Broker) -> anyhow::Result<f64> {
     let producer = services::producer(broker.bootstrap()).await;
     let bare = services::bare_http().await;
     let body = order_body()?;
@@ -201,7 +200,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
 
     // An HTTP bridge in front of the same broker, at the same load: req/s
     // per core of each side's own process.
-    let bridge_per_core = crate::bridge::saturation(settings, report, &broker).await?;
+    let bridge_per_core = crate::bridge::saturation(settings, report, broker).await?;
     let producer_per_core =
         service_sat.throughput() / crate::system::cores_of(&service_cores, "producer");
     report.record(SECTION, PRODUCER_PER_CORE, "req/s/core", producer_per_core);
@@ -238,7 +237,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<f64
 /// Acknowledged messages per second from one producer with the service's
 /// settings, `count` order events as the service encodes them, up to 10 000
 /// in flight.
-async fn raw_produce(bootstrap: &str, count: usize) -> anyhow::Result<f64> {
+pub async fn raw_produce(bootstrap: &str, count: usize) -> anyhow::Result<f64> {
     let producer: FutureProducer = platform::kafka::KafkaSettings::plain(bootstrap)
         .client_config(&producer::publish::defaults("5000"))
         .create()

@@ -254,11 +254,15 @@ async fn bench(settings: &Settings) -> anyhow::Result<report::Report> {
         }
     }
     let mut report = report::Report::default();
+    let mut broker = broker::Broker::start(settings.broker).await;
+    eprintln!("warming the broker: {} messages", settings.raw_messages);
+    ingest::raw_produce(broker.bootstrap(), settings.raw_messages).await?;
     for run in 1..=settings.runs {
         let mut saturation = None;
         if settings.runs_part(Part::Ingest) {
             eprintln!("run {run} of {}: ingest", settings.runs);
-            saturation = Some(ingest::run(settings, &mut report).await?);
+            broker.fresh().await;
+            saturation = Some(ingest::run(settings, &mut report, &broker).await?);
         }
         if settings.runs_part(Part::EndToEnd) {
             // Without an ingest run, the rate is a share of the top open-loop rate.
@@ -272,23 +276,27 @@ async fn bench(settings: &Settings) -> anyhow::Result<report::Report> {
                     "run {run} of {}: end to end, fetch.wait.max.ms {fetch_wait}",
                     settings.runs
                 );
-                end_to_end::run(settings, &mut report, rate, fetch_wait).await?;
+                broker.fresh().await;
+                end_to_end::run(settings, &mut report, &broker, rate, fetch_wait).await?;
             }
         }
         if settings.runs_part(Part::Persist) {
             eprintln!("run {run} of {}: persist", settings.runs);
-            persist::run(settings, &mut report).await?;
+            broker.fresh().await;
+            persist::run(settings, &mut report, &broker).await?;
         }
         if settings.runs_part(Part::Read) {
             eprintln!("run {run} of {}: read side", settings.runs);
-            read::run(settings, &mut report).await?;
+            broker.fresh().await;
+            read::run(settings, &mut report, &broker).await?;
         }
         if settings.runs_part(Part::Outbox) {
             eprintln!(
                 "run {run} of {}: outbox mode beside direct mode",
                 settings.runs
             );
-            outbox::run(settings, &mut report).await?;
+            broker.fresh().await;
+            outbox::run(settings, &mut report, &broker).await?;
         }
     }
     Ok(report)

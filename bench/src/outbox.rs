@@ -25,8 +25,7 @@ async fn waiting(db: &TestDatabase) -> anyhow::Result<i64> {
 }
 
 /// Measures both modes.
-pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let broker = Broker::start(settings.broker).await;
+pub async fn run(settings: &Settings, report: &mut Report, broker: &Broker) -> anyhow::Result<()> {
     let db = TestDatabase::create().await;
     let direct = services::producer(broker.bootstrap()).await;
     let outbox = services::producer_with(

@@ -30,8 +30,7 @@ pub const CONSUMER_OVER_CONNECT: &str = "consumer / Kafka Connect, rows/s per co
 const BATCH: usize = 500;
 
 /// Measures the three ways of persisting `settings.orders` orders.
-pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let broker = Broker::start(settings.broker).await;
+pub async fn run(settings: &Settings, report: &mut Report, broker: &Broker) -> anyhow::Result<()> {
     let events: Vec<OrderEvent> = (0..settings.orders)
         .map(harness::events::order_event)
         .collect();

@@ -76,8 +76,7 @@ fn micros_per(cores: f64, run: &Run) -> f64 {
 }
 
 /// Measures intake with and without reads, and the reads.
-pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let broker = Broker::start(settings.broker).await;
+pub async fn run(settings: &Settings, report: &mut Report, broker: &Broker) -> anyhow::Result<()> {
     let db = TestDatabase::create().await;
     let producer = services::producer(broker.bootstrap()).await;
     let consumer = services::consumer(broker.bootstrap(), &db.url, "bench-read", &[]).await;

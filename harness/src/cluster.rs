@@ -798,6 +798,12 @@ impl Cluster {
         }
     }
 
+    /// Deletes the pipeline's topics and creates them again, empty.
+    pub async fn recreate_topics(&self) {
+        let replication = self.nodes.len().min(3) as i32;
+        self.topics.recreate(self.admin_config(), replication).await;
+    }
+
     async fn create_topics(&self) {
         let replication = self.nodes.len().min(3) as i32;
         self.topics.create(self.admin_config(), replication).await;

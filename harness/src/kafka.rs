@@ -89,21 +89,10 @@ impl Topics {
     /// through a client configured as `config`; fails naming the broker and
     /// the topic it refused.
     pub async fn create(&self, config: rdkafka::ClientConfig, replication: i32) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::admin::{AdminClient, AdminOptions};
         let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
         let admin: AdminClient<_> = config.create().expect("admin client");
-        let new: Vec<NewTopic<'_>> = self
-            .all()
-            .into_iter()
-            .map(|t| {
-                let topic = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication));
-                if self.compacted(t) {
-                    topic.set("cleanup.policy", "compact")
-                } else {
-                    topic
-                }
-            })
-            .collect();
+        let new = self.new_topics(replication);
         let results = admin
             .create_topics(
                 &new,
@@ -116,6 +105,81 @@ impl Topics {
                 panic!("cannot create topic {topic} on {bootstrap}: {e}");
             }
         }
+    }
+}
+
+impl Topics {
+    /// Deletes them all and creates them again, empty: a broker's state of
+    /// a fresh start without its restart. Deleting takes effect in the
+    /// background, so creating is retried until the old ones are gone.
+    pub async fn recreate(&self, config: rdkafka::ClientConfig, replication: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let admin: AdminClient<_> = config.create().expect("admin client");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .delete_topics(&self.all(), &options)
+            .await
+            .unwrap_or_else(|e| panic!("cannot delete topics: {e}"));
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, e)) => panic!("cannot delete topic {topic}: {e}"),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.try_create(&admin, replication).await {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("topics not created again within 60 s: {e}"),
+            }
+        }
+    }
+
+    /// Each of them as created: `PARTITIONS` partitions, compacted where
+    /// [`Self::compacted`] says.
+    fn new_topics(&self, replication: i32) -> Vec<rdkafka::admin::NewTopic<'_>> {
+        use rdkafka::admin::{NewTopic, TopicReplication};
+        self.all()
+            .into_iter()
+            .map(|t| {
+                let topic = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication));
+                if self.compacted(t) {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
+            })
+            .collect()
+    }
+
+    /// Creates those not there yet; an error names one that could not be.
+    async fn try_create(
+        &self,
+        admin: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+        replication: i32,
+    ) -> Result<(), String> {
+        use rdkafka::admin::AdminOptions;
+        let new = self.new_topics(replication);
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new, &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        // One still being deleted answers "already exists": tried again.
+        let mut pending = None;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    pending = Some(format!("{topic} still being deleted"));
+                }
+                Err((topic, e)) => pending = Some(format!("{topic}: {e}")),
+            }
+        }
+        pending.map_or(Ok(()), Err)
     }
 }
 
