@@ -6,7 +6,7 @@
 //! messages.
 
 use harness::broker::Tansu;
-use harness::cluster::{Cluster, NODES, NODE_HEAP};
+use harness::cluster::{Cluster, NODES, SHIPPED_JVM};
 
 use crate::system::Source;
 
@@ -25,10 +25,11 @@ impl BrokerKind {
     pub fn describe(self) -> String {
         match self {
             Self::Kafka => format!(
-                "Apache Kafka {}, {NODES} KRaft nodes (broker and controller each, heap {}), \
-                 replication factor 3, min.insync.replicas 2, plaintext, on the same machine",
+                "Apache Kafka {}, {NODES} KRaft nodes (broker and controller each; JVM options of \
+                 Kafka's start scripts: {}), replication factor 3, min.insync.replicas 2, \
+                 plaintext, on the same machine",
                 harness::cluster::kafka_version(&harness::cluster::kafka_home()),
-                NODE_HEAP.trim_start_matches("-Xmx"),
+                SHIPPED_JVM.join(" "),
             ),
             Self::Tansu => tansu_version().map_or_else(
                 || "Tansu (version unknown), memory storage".to_owned(),
@@ -58,7 +59,9 @@ impl Broker {
     /// Starts a broker of `kind` and creates the topics.
     pub async fn start(kind: BrokerKind) -> Self {
         match kind {
-            BrokerKind::Kafka => Self::Kafka(Box::new(Cluster::start(NODES, false).await)),
+            BrokerKind::Kafka => {
+                Self::Kafka(Box::new(Cluster::start_with_jvm(NODES, SHIPPED_JVM).await))
+            }
             BrokerKind::Tansu => Self::Tansu(Tansu::start()),
         }
     }

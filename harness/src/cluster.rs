@@ -28,9 +28,21 @@ use crate::kafka::{Topics, PARTITIONS};
 /// Nodes of a cluster as production runs it.
 pub const NODES: usize = 3;
 
-/// Each node's largest heap, as the JVM takes it (three fit a small
-/// machine beside the services).
-pub const NODE_HEAP: &str = "-Xmx384m";
+/// The nodes' JVM options in tests: a small heap (three fit a small
+/// machine beside the services) and the serial collector.
+pub const TEST_JVM: &[&str] = &["-Xms64m", "-Xmx384m", "-XX:+UseSerialGC"];
+
+/// The JVM options Apache Kafka's own start scripts give a broker
+/// (`kafka-server-start.sh`'s heap, `kafka-run-class.sh`'s collector):
+/// what a benchmark of the broker users run should run.
+pub const SHIPPED_JVM: &[&str] = &[
+    "-Xms1G",
+    "-Xmx1G",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+];
 
 /// Longest a node may take from its start to serving clients.
 const START_DEADLINE: Duration = Duration::from_secs(90);
@@ -413,16 +425,12 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(&mut self, home: &Path) {
+    fn spawn(&mut self, home: &Path, jvm: &[&str]) {
         let out = crate::process::log_file(&self.log);
         let err = out.try_clone().expect("log file");
         let child = Command::new(java())
-            .args([
-                "-Xms64m",
-                NODE_HEAP,
-                "-XX:+UseSerialGC",
-                "-Djava.awt.headless=true",
-            ])
+            .args(jvm)
+            .arg("-Djava.awt.headless=true")
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
                 home.join("log4j2.yaml").display()
@@ -634,6 +642,8 @@ pub struct Cluster {
     home: PathBuf,
     dir: PathBuf,
     nodes: Vec<Node>,
+    /// Every node's JVM options.
+    jvm: &'static [&'static str],
 }
 
 impl Cluster {
@@ -643,11 +653,26 @@ impl Cluster {
         Self::start_proxied(nodes, secured, None).await
     }
 
+    /// A plaintext cluster of `nodes` whose JVMs run with `jvm` (such as
+    /// [`SHIPPED_JVM`]) instead of [`TEST_JVM`].
+    pub async fn start_with_jvm(nodes: usize, jvm: &'static [&'static str]) -> Self {
+        Self::launch(nodes, false, None, jvm).await
+    }
+
     /// [`Self::start`], with node `proxied` (0-based) advertising a proxy
     /// in front of its client listener, so that every client connection to
     /// it can be cut or black-holed ([`Self::proxy`]) while the nodes still
     /// reach each other.
     pub async fn start_proxied(nodes: usize, secured: bool, proxied: Option<usize>) -> Self {
+        Self::launch(nodes, secured, proxied, TEST_JVM).await
+    }
+
+    async fn launch(
+        nodes: usize,
+        secured: bool,
+        proxied: Option<usize>,
+        jvm: &'static [&'static str],
+    ) -> Self {
         assert!(nodes > 0, "a cluster has a node");
         let home = kafka_home();
         let dir =
@@ -676,9 +701,10 @@ impl Cluster {
             home,
             dir,
             nodes: members,
+            jvm,
         };
         for n in 0..nodes {
-            cluster.nodes[n].spawn(&cluster.home);
+            cluster.nodes[n].spawn(&cluster.home, cluster.jvm);
         }
         cluster.wait_serving(nodes).await;
         cluster.create_topics().await;
@@ -897,7 +923,7 @@ impl Cluster {
     pub fn restart(&mut self, n: usize) {
         self.kill(n);
         let home = self.home.clone();
-        self.nodes[n].spawn(&home);
+        self.nodes[n].spawn(&home, self.jvm);
     }
 
     /// The last `lines` lines of node `n`'s log.
