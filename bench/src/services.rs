@@ -58,8 +58,9 @@ pub async fn producer_with(bootstrap: &str, extra: &[(&'static str, String)]) ->
     service
 }
 
-/// A consumer on `bootstrap` writing to `database_url`, in group `group`,
-/// with `extra` settings.
+/// A consumer on `bootstrap` writing to `database_url`, in a group of its
+/// own named after `group` (a run's parts share a broker: no group's
+/// committed offsets outlive its part), with `extra` settings.
 pub async fn consumer(
     bootstrap: &str,
     database_url: &str,
@@ -69,7 +70,7 @@ pub async fn consumer(
     let mut env = vec![
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
-        ("KAFKA_CONSUMER_GROUP", group.to_owned()),
+        ("KAFKA_CONSUMER_GROUP", unique_group(group)),
     ];
     env.extend(extra.iter().cloned());
     let mut service = Service::start("consumer", "CONSUMER_HTTP_ADDR", &with_service_env(env));
@@ -87,6 +88,11 @@ pub async fn query(database_url: &str) -> Service {
     let mut service = Service::start("query", "QUERY_HTTP_ADDR", &env);
     service.wait_ready("/readyz", READY).await;
     service
+}
+
+/// `group` made unique to this run of a benchmark.
+pub fn unique_group(group: &str) -> String {
+    format!("{group}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// This binary's `bare-http` command as a process of its own.

@@ -106,9 +106,7 @@ impl Topics {
             }
         }
     }
-}
 
-impl Topics {
     /// Deletes them all and creates them again, empty: a broker's state of
     /// a fresh start without its restart. Deleting takes effect in the
     /// background, so creating is retried until the old ones are gone.
