@@ -8,8 +8,8 @@ pub struct Bar {
     pub value: Option<(f64, f64, f64)>,
 }
 
-const WIDTH: f64 = 760.0;
-const LEFT: f64 = 250.0;
+const WIDTH: f64 = 940.0;
+const LEFT: f64 = 430.0;
 const RIGHT: f64 = 90.0;
 const TOP: f64 = 56.0;
 const ROW: f64 = 38.0;

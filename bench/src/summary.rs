@@ -8,6 +8,8 @@ use anyhow::Context;
 
 use crate::chart::{svg, Bar};
 use crate::end_to_end::{FETCH_WAIT_DEFAULT_MS, FETCH_WAIT_SHORT_MS};
+use crate::ingest::{BRIDGE_P99, BRIDGE_PER_CORE, PRODUCER_OVER_BRIDGE, PRODUCER_PER_CORE};
+use crate::persist::{CONNECT_PER_CORE, CONSUMER_OVER_CONNECT, CONSUMER_PER_CORE};
 use crate::report::{number, Line};
 use crate::results::Results;
 
@@ -44,6 +46,8 @@ struct Comparison {
     figure: Pick,
     baseline: Pick,
     ratio: Pick,
+    /// What the ratio should be, where the project set a goal.
+    goal: &'static str,
 }
 
 fn comparisons() -> Vec<Comparison> {
@@ -55,24 +59,49 @@ fn comparisons() -> Vec<Comparison> {
             figure: ingest(),
             baseline: starting("ingest", "bare axum 202 at saturation ("),
             ratio: exact("ratio", "ingest saturation / bare HTTP saturation"),
+            goal: "",
         },
         Comparison {
             headline: "ingest vs raw produce",
             figure: ingest(),
             baseline: exact("ingest", "raw produce, same settings, no HTTP"),
             ratio: exact("ratio", "ingest saturation / raw produce"),
+            goal: "",
         },
         Comparison {
             headline: "consumer drain vs bare COPY",
             figure: drain(),
             baseline: starting("persist", "bare COPY, "),
             ratio: exact("ratio", "consumer drain / bare COPY"),
+            goal: "",
         },
         Comparison {
             headline: "consumer drain vs naive consumer",
             figure: drain(),
             baseline: exact("persist", "naive consumer, one row one commit"),
             ratio: exact("ratio", "consumer drain / naive consumer"),
+            goal: "",
+        },
+        Comparison {
+            headline: "consumer vs Kafka Connect's JDBC sink, rows/s per core",
+            figure: exact("persist", CONSUMER_PER_CORE),
+            baseline: exact("persist", CONNECT_PER_CORE),
+            ratio: exact("ratio", CONSUMER_OVER_CONNECT),
+            goal: "≥ 3",
+        },
+        Comparison {
+            headline: "producer vs an HTTP bridge, req/s per core",
+            figure: exact("ingest", PRODUCER_PER_CORE),
+            baseline: exact("ingest", BRIDGE_PER_CORE),
+            ratio: exact("ratio", PRODUCER_OVER_BRIDGE),
+            goal: "≥ 2",
+        },
+        Comparison {
+            headline: "producer CPU per request vs bare handler's",
+            figure: exact("cpu", "POST /orders: producer CPU per request"),
+            baseline: exact("cpu", "bare axum: CPU per request"),
+            ratio: exact("ratio", "producer CPU per request / bare handler's"),
+            goal: "≤ 2",
         },
     ]
 }
@@ -92,12 +121,28 @@ fn singles() -> Vec<(String, Pick)> {
         }
     }
     out.push((
+        "POST /orders p99 at saturation".into(),
+        exact("ingest", "POST /orders at saturation p99"),
+    ));
+    out.push((
+        "HTTP bridge p99 at saturation".into(),
+        exact("ingest", BRIDGE_P99),
+    ));
+    out.push((
         "producer peak RSS, ingest at saturation".into(),
         exact("memory", "producer peak RSS (ingest)"),
     ));
     out.push((
         "consumer peak RSS, draining".into(),
         exact("memory", "consumer peak RSS (drain)"),
+    ));
+    out.push((
+        "Kafka Connect worker peak RSS, draining".into(),
+        exact("memory", "Kafka Connect worker peak RSS (drain)"),
+    ));
+    out.push((
+        "HTTP bridge peak RSS, at saturation".into(),
+        exact("memory", "HTTP bridge peak RSS"),
     ));
     out
 }
@@ -173,7 +218,9 @@ pub fn markdown(results: &Results, chart: Option<&str>) -> String {
             "![Headline figures as a ratio of their baseline, median and spread of the runs]({link})\n\n"
         ));
     }
-    out.push_str("| headline | measured | baseline, same run | ratio |\n|---|---|---|---|\n");
+    out.push_str(
+        "| headline | measured | baseline, same run | ratio | goal |\n|---|---|---|---|---|\n",
+    );
     for c in comparisons() {
         let figure = find(results, &c.figure);
         let baseline = find(results, &c.baseline);
@@ -185,11 +232,12 @@ pub fn markdown(results: &Results, chart: Option<&str>) -> String {
             )
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             c.headline,
             named(figure, &c.figure),
             named(baseline, &c.baseline),
-            cell(find(results, &c.ratio))
+            cell(find(results, &c.ratio)),
+            c.goal
         ));
     }
     out.push_str("\n| latency and memory | median (min – max) |\n|---|---|\n");
@@ -206,7 +254,11 @@ pub fn chart(results: &Results) -> String {
     let bars: Vec<Bar> = comparisons()
         .into_iter()
         .map(|c| Bar {
-            label: c.headline.to_owned(),
+            label: if c.goal.is_empty() {
+                c.headline.to_owned()
+            } else {
+                format!("{} (goal {})", c.headline, c.goal)
+            },
             value: find(results, &c.ratio).map(|l| {
                 let (min, max) = l.figure.spread();
                 (l.figure.median(), min, max)
@@ -336,12 +388,12 @@ mod tests {
             md.contains(
                 "| ingest vs raw produce | POST /orders at saturation (256 clients): \
                  22000 req/s (20000 – 24000) | raw produce, same settings, no HTTP: not measured \
-                 | 0.180 x (0.180 – 0.180) |"
+                 | 0.180 x (0.180 – 0.180) |  |"
             ),
             "{md}"
         );
         assert!(
-            md.contains("| consumer drain vs bare COPY | consumer drain: not measured | bare COPY: not measured | not measured |"),
+            md.contains("| consumer drain vs bare COPY | consumer drain: not measured | bare COPY: not measured | not measured |  |"),
             "{md}"
         );
         assert!(
