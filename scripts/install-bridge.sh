@@ -9,6 +9,8 @@
 # and Maven on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/cache.sh
+source scripts/cache.sh
 
 # The pom names the Camel version: one place.
 pom=bench/peers/bridge/pom.xml
@@ -30,22 +32,17 @@ done
 # The pom's dependencies can change at the same Camel version: the cache
 # keeps a digest of the pom it was resolved from.
 digest=$(sha256sum "$pom" | cut -d' ' -f1)
-if [ ! -f "$cache/libs/camel-main-$version.jar" ] || [ "$(cat "$cache/POM" 2>/dev/null)" != "$digest" ]; then
-    echo "fetching Apache Camel $version (main, YAML DSL, platform-http on Vert.x, Kafka) from Maven Central"
-    rm -rf "$cache.partial"
+# Fills the cache's next copy: the pom's runtime dependencies and its digest.
+resolve() {
     mvn -q -B -Dstyle.color=never -f "$pom" \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cache.partial/libs"
     echo "$digest" >"$cache.partial/POM"
-    rm -rf "$cache"
-    mv "$cache.partial" "$cache"
+}
+if [ ! -f "$cache/libs/camel-main-$version.jar" ] || [ "$(cat "$cache/POM" 2>/dev/null)" != "$digest" ]; then
+    echo "fetching Apache Camel $version (main, YAML DSL, platform-http on Vert.x, Kafka) from Maven Central"
+    fill_cache "$cache" resolve
 fi
 
-installed="$version $digest"
-if [ "$(cat "$dest/VERSION" 2>/dev/null)" != "$installed" ]; then
-    rm -rf "$dest"
-    mkdir -p "$dest"
-    cp -r "$cache/libs" "$dest/libs"
-    echo "$installed" >"$dest/VERSION"
-fi
+install_stamped "$dest" "$version $digest" cp -r "$cache/libs" "$dest/libs"
 kafka=$(find "$dest/libs" -name 'kafka-clients-*.jar' -printf '%f\n' | sed 's/^kafka-clients-\(.*\)\.jar$/\1/')
 echo "Apache Camel $version (Kafka client $kafka) at $dest ($(java -version 2>&1 | head -n1))"

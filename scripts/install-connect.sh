@@ -11,6 +11,8 @@
 # Java 17 or later and Maven on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/cache.sh
+source scripts/cache.sh
 
 # The worker runs at the broker's version: one place names it.
 version=$(sed -n 's/^version=//p' scripts/install-kafka.sh)
@@ -32,35 +34,35 @@ for tool in java mvn tar; do
 done
 mvn=(mvn -q -B -Dstyle.color=never)
 
+# Fills the plugin cache's next copy: the archive as Debezium publishes
+# it, unpacked.
+fetch_plugin() {
+    local archive=$plugin_cache.partial/debezium-connector-jdbc-$debezium-plugin.tar.gz
+    "${mvn[@]}" dependency:copy -Dtransitive=false \
+        -Dartifact="io.debezium:debezium-connector-jdbc:$debezium:tar.gz:plugin" \
+        -DoutputDirectory="$plugin_cache.partial"
+    tar -xzf "$archive" -C "$plugin_cache.partial"
+    rm "$archive"
+}
+
+# Installs the worker's jars and the connector from the caches.
+install() {
+    mkdir -p "$dest/plugins"
+    cp -r "$runtime_cache/libs" "$dest/libs"
+    cp -r "$plugin_cache/debezium-connector-jdbc" "$dest/plugins/"
+}
+
 if [ ! -f "$runtime_cache/libs/connect-runtime-$version.jar" ]; then
     echo "fetching Kafka Connect $version and its dependencies from Maven Central"
-    rm -rf "$runtime_cache.partial"
-    "${mvn[@]}" -f bench/peers/connect/runtime-pom.xml -Dkafka.version="$version" \
+    fill_cache "$runtime_cache" "${mvn[@]}" -f bench/peers/connect/runtime-pom.xml -Dkafka.version="$version" \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$runtime_cache.partial/libs"
-    rm -rf "$runtime_cache"
-    mv "$runtime_cache.partial" "$runtime_cache"
 fi
 
 if [ ! -f "$plugin_cache/debezium-connector-jdbc/debezium-connector-jdbc-$debezium.jar" ]; then
     echo "fetching Debezium's JDBC sink connector $debezium from Maven Central"
-    rm -rf "$plugin_cache.partial"
-    mkdir -p "$plugin_cache.partial"
-    "${mvn[@]}" dependency:copy -Dtransitive=false \
-        -Dartifact="io.debezium:debezium-connector-jdbc:$debezium:tar.gz:plugin" \
-        -DoutputDirectory="$plugin_cache.partial"
-    tar -xzf "$plugin_cache.partial/debezium-connector-jdbc-$debezium-plugin.tar.gz" -C "$plugin_cache.partial"
-    rm "$plugin_cache.partial/debezium-connector-jdbc-$debezium-plugin.tar.gz"
-    rm -rf "$plugin_cache"
-    mv "$plugin_cache.partial" "$plugin_cache"
+    fill_cache "$plugin_cache" fetch_plugin
 fi
 
-installed="$version $debezium"
-if [ "$(cat "$dest/VERSION" 2>/dev/null)" != "$installed" ]; then
-    rm -rf "$dest"
-    mkdir -p "$dest/plugins"
-    cp -r "$runtime_cache/libs" "$dest/libs"
-    cp -r "$plugin_cache/debezium-connector-jdbc" "$dest/plugins/"
-    echo "$installed" >"$dest/VERSION"
-fi
+install_stamped "$dest" "$version $debezium" install
 cp harness/kafka/log4j2.yaml "$dest/"
 echo "Kafka Connect $version with Debezium JDBC sink $debezium at $dest ($(java -version 2>&1 | head -n1))"

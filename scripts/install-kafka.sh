@@ -9,6 +9,8 @@
 # Maven on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/cache.sh
+source scripts/cache.sh
 
 # The broker version the project is tested against; docker-compose.yml, the
 # Kubernetes examples and README.md name the same.
@@ -25,19 +27,13 @@ done
 
 if [ ! -f "$cache/libs/kafka_2.13-$version.jar" ]; then
     echo "fetching Apache Kafka $version and its dependencies from Maven Central"
-    rm -rf "$cache.partial"
-    mvn -q -B -Dstyle.color=never -f harness/kafka/pom.xml -Dkafka.version="$version" \
+    fill_cache "$cache" mvn -q -B -Dstyle.color=never -f harness/kafka/pom.xml -Dkafka.version="$version" \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cache.partial/libs"
-    rm -rf "$cache"
-    mv "$cache.partial" "$cache"
 fi
 
-if [ "$(cat "$dest/VERSION" 2>/dev/null)" != "$version" ] || [ ! -f "$dest/libs/kafka_2.13-$version.jar" ]; then
-    rm -rf "$dest"
-    mkdir -p "$dest"
-    cp -r "$cache/libs" "$dest/libs"
-    echo "$version" >"$dest/VERSION"
-fi
+# A copy without the broker's jar (removed by hand, say) is installed again.
+[ -f "$dest/libs/kafka_2.13-$version.jar" ] || rm -f "$dest/VERSION"
+install_stamped "$dest" "$version" cp -r "$cache/libs" "$dest/libs"
 cp harness/kafka/log4j2.yaml harness/kafka/log4j2-tools.yaml "$dest/"
 if [ ! -f "$dest/classes/Acls.class" ] || [ harness/kafka/Acls.java -nt "$dest/classes/Acls.class" ]; then
     rm -rf "$dest/classes"
