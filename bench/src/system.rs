@@ -110,12 +110,13 @@ pub fn record_cpu(
     cores
 }
 
-/// The cores of `label` among `cores` (0 when it is not there).
+/// The cores of `label` among `cores`; not a number when it is not there,
+/// so a figure made from it reads "not measured", never as free.
 pub fn cores_of(cores: &[(&'static str, f64)], label: &str) -> f64 {
     cores
         .iter()
         .find(|(l, _)| *l == label)
-        .map_or(0.0, |&(_, c)| c)
+        .map_or(f64::NAN, |&(_, c)| c)
 }
 
 /// CPU model and count, for the report's heading.
@@ -184,6 +185,13 @@ mod tests {
         let cores = meter.cores()[0].1;
         assert!(cores > 0.2 && cores < 1.5, "a busy loop used {cores} cores");
         assert!(super::cpu_seconds(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn cores_of_a_missing_source_are_not_a_number() {
+        let cores = [("producer", 0.5)];
+        assert_eq!(super::cores_of(&cores, "producer"), 0.5);
+        assert!(super::cores_of(&cores, "bridge").is_nan());
     }
 
     #[test]
