@@ -455,9 +455,7 @@ impl Node {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::process::tail(&self.log, lines)
     }
 
     /// The first lines of its log that say why it failed (errors and

@@ -109,7 +109,9 @@ impl Topics {
 
     /// Deletes them all and creates them again, empty: a broker's state of
     /// a fresh start without its restart. Deleting takes effect in the
-    /// background, so creating is retried until the old ones are gone.
+    /// background: they are created once the metadata no longer names any
+    /// of them (a creation meanwhile would be refused for some and not
+    /// others).
     pub async fn recreate(&self, config: rdkafka::ClientConfig, replication: i32) {
         use rdkafka::admin::{AdminClient, AdminOptions};
         let admin: AdminClient<_> = config.create().expect("admin client");
@@ -124,16 +126,23 @@ impl Topics {
                 Err((topic, e)) => panic!("cannot delete topic {topic}: {e}"),
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match self.try_create(&admin, replication).await {
-                Ok(()) => return,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("topics not created again within 60 s: {e}"),
+        let names: Vec<String> = self.all().iter().map(|t| (*t).to_owned()).collect();
+        crate::wait::eventually(Duration::from_secs(60), "the topics deleted", || {
+            let (config, names) = (config.clone(), names.clone());
+            async move {
+                tokio::task::spawn_blocking(move || still_listed(config, &names))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|listed| listed)
+                    .and_then(|listed| match listed.is_empty() {
+                        true => Ok(()),
+                        false => Err(format!("still listed: {listed:?}")),
+                    })
             }
-        }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.create(config, replication).await;
     }
 
     /// Each of them as created: `PARTITIONS` partitions, compacted where
@@ -152,33 +161,20 @@ impl Topics {
             })
             .collect()
     }
+}
 
-    /// Creates those not there yet; an error names one that could not be.
-    async fn try_create(
-        &self,
-        admin: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
-        replication: i32,
-    ) -> Result<(), String> {
-        use rdkafka::admin::AdminOptions;
-        let new = self.new_topics(replication);
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin
-            .create_topics(&new, &options)
-            .await
-            .map_err(|e| e.to_string())?;
-        // One still being deleted answers "already exists": tried again.
-        let mut pending = None;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    pending = Some(format!("{topic} still being deleted"));
-                }
-                Err((topic, e)) => pending = Some(format!("{topic}: {e}")),
-            }
-        }
-        pending.map_or(Ok(()), Err)
-    }
+/// Which of `topics` the cluster's metadata still names.
+fn still_listed(config: ClientConfig, topics: &[String]) -> Result<Vec<String>, String> {
+    let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+    let metadata = client
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|name| topics.contains(name))
+        .collect())
 }
 
 /// A plain client of `bootstrap`.
@@ -354,6 +350,13 @@ fn high_watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32,
         }
     }
     Ok(ends)
+}
+
+/// Each non-empty partition's high watermark of `topic` (of the harness's
+/// [`PARTITIONS`]), as a client configured by `config` reads them.
+pub fn end_offsets(config: ClientConfig, topic: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let consumer = fresh_reader(config).map_err(|e| e.to_string())?;
+    high_watermarks(&consumer, topic)
 }
 
 /// A reader of a group of its own that commits nothing.

@@ -81,6 +81,13 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
+/// The last `lines` lines of the log at `path` (none when it cannot be read).
+pub fn tail(path: &std::path::Path, lines: usize) -> String {
+    let all = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = all.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
 /// `path` opened for appending (created if missing).
 pub fn log_file(path: &std::path::Path) -> std::fs::File {
     OpenOptions::new()
@@ -262,9 +269,7 @@ impl Service {
 
     /// The last `lines` lines of output.
     pub fn log_tail(&self, lines: usize) -> String {
-        let all = self.logs();
-        let v: Vec<&str> = all.lines().collect();
-        v[v.len().saturating_sub(lines)..].join("\n")
+        tail(&self.log, lines)
     }
 }
 
