@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -126,28 +126,31 @@ impl Bridge {
             .timeout(Duration::from_secs(2))
             .build()?;
         let url = self.url();
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    bail!(
-                        "the Camel bridge exited ({status}) before it answered:\n{}",
-                        self.log_tail(40)
-                    );
+        // Ready (`Ok`), or exited (`Err`): either ends the wait at once.
+        let outcome = harness::wait::eventually(READY, "the Camel bridge's route", || {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let ready = client.get(&url).send();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                match ready.await {
+                    Ok(r) if r.status().as_u16() == 405 => Some(Ok(())),
+                    _ => None,
                 }
             }
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().as_u16() == 405 {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > READY {
-                bail!(
-                    "the Camel bridge did not serve POST /orders within {READY:?}:\n{}",
-                    self.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(status)) => bail!(
+                "the Camel bridge exited ({status}) before it answered:\n{}",
+                self.log_tail(40)
+            ),
+            Err(e) => bail!("{e}:\n{}", self.log_tail(40)),
         }
     }
 
@@ -168,9 +171,7 @@ impl Bridge {
 
     /// The last `lines` lines the JVM printed.
     pub fn log_tail(&self, lines: usize) -> String {
-        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let v: Vec<&str> = all.lines().collect();
-        v[v.len().saturating_sub(lines)..].join("\n")
+        harness::process::tail(&self.log, lines)
     }
 
     /// What runs, in one line: versions, components, settings, heap.
@@ -235,44 +236,32 @@ async fn create_topic(bootstrap: &str) -> anyhow::Result<String> {
         result.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
     }
     // Wait until every partition has a leader, as the route's first send needs.
-    let started = Instant::now();
-    while shape(bootstrap, &topic).await.ok().map(|(p, _)| p) != Some(partitions) {
-        ensure!(
-            started.elapsed() < LANDED,
-            "topic {topic} did not show its {partitions} partitions within {LANDED:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    harness::wait::eventually(
+        LANDED,
+        &format!("topic {topic}'s {partitions} partitions"),
+        || {
+            let shaped = shape(bootstrap, &topic);
+            async move {
+                match shaped.await {
+                    Ok((p, _)) if p == partitions => Ok(()),
+                    Ok((p, _)) => Err(format!("{p} partitions")),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            }
+        },
+    )
+    .await?;
     Ok(topic)
 }
 
 /// The sum of the high watermarks of `topic`'s partitions.
 async fn high_watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = harness::kafka::client(&bootstrap)
-            .create()
-            .context("watermark client")?;
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .with_context(|| format!("metadata of {topic}"))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len());
-        ensure!(partitions > 0, "topic {topic} has no partitions");
-        let mut sum = 0;
-        for partition in 0..partitions {
-            let partition = i32::try_from(partition)?;
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, partition, timeout)
-                .with_context(|| format!("high watermark of {topic}/{partition}"))?;
-            sum += high;
-        }
-        Ok(sum)
-    })
-    .await?
+    let config = harness::kafka::client(bootstrap);
+    let topic = topic.to_owned();
+    let ends = tokio::task::spawn_blocking(move || harness::kafka::end_offsets(config, &topic))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    Ok(ends.values().sum())
 }
 
 /// The messages on `topic`, which should be at least `expected`: its high

@@ -7,14 +7,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use harness::database::TestDatabase;
 use sqlx::PgPool;
 
 use crate::report::Report;
-use crate::system::{peak_rss_mib, CpuMeter, Source};
+use crate::system::{peak_rss_mib, Source};
 
 /// Where the peer's templates live, from the workspace root.
 const PEER: &str = "bench/peers/connect";
@@ -108,9 +108,9 @@ pub async fn drain(
     Ok((rate, cores))
 }
 
-/// Polls the stored rows until all `expected` are there; the rate from the
-/// first to the last, and the cores of the worker and PostgreSQL from the
-/// first on.
+/// Follows the drain until all `expected` rows are stored; the rate from
+/// the first to the last, and the cores of the worker and PostgreSQL from
+/// the first on.
 async fn measure(
     worker: &mut Worker,
     pool: &PgPool,
@@ -121,52 +121,46 @@ async fn measure(
         ("connect worker", Source::Pid(worker.pid())),
         ("postgres", Source::Named("postgres")),
     ];
-    let mut cpu = None;
-    let mut counter = Counter::default();
-    let mut first: Option<(Instant, u64)> = None;
-    let mut last_progress = (Instant::now(), 0u64);
-    let rate = loop {
-        let n = counter.count(pool).await?;
-        let now = Instant::now();
-        if n > 0 && first.is_none() {
-            first = Some((now, n));
-            cpu = Some(CpuMeter::start(&sources));
-        }
-        if n as usize >= expected {
-            // The count only reads blocks it has not counted before: check
-            // it once against a full one.
-            let full: i64 = sqlx::query_scalar("SELECT count(*) FROM connect_orders")
-                .fetch_one(pool)
-                .await?;
-            if full as usize >= expected {
-                let (t0, n0) = first.unwrap_or((now, 0));
-                let secs = now.duration_since(t0).as_secs_f64();
-                break (n - n0) as f64 / secs.max(1e-3);
-            }
-            counter = Counter::default();
-        }
-        if n > last_progress.1 {
-            last_progress = (now, n);
-        }
-        if let Some(status) = worker.exited()? {
-            bail!(
-                "Kafka Connect worker exited ({status}) at {n} of {expected} orders:\n{}",
-                worker.log_tail(40)
-            );
-        }
-        ensure!(
-            last_progress.0.elapsed() < STALL,
-            "Kafka Connect drain stalled at {n} of {expected} orders for {} s:\n{}",
-            STALL.as_secs(),
-            worker.log_tail(40)
-        );
-        tokio::time::sleep(POLL).await;
+    let mut progress = Progress {
+        worker: &mut *worker,
+        pool,
+        expected,
+        counter: Counter::default(),
     };
-    let cores = cpu.map_or(f64::NAN, |cpu| {
-        let cores = crate::system::record_cpu(report, "Kafka Connect drain", &cpu);
-        cores.iter().map(|(_, c)| c).sum()
-    });
-    Ok((rate, cores))
+    let followed = crate::follow::follow(&mut progress, expected, POLL, STALL, &sources).await;
+    let followed = match followed {
+        Ok(followed) => followed,
+        Err(e) => bail!("Kafka Connect drain: {e:#}:\n{}", worker.log_tail(40)),
+    };
+    let cores = crate::system::record_cpu(report, "Kafka Connect drain", &followed.cpu);
+    Ok((followed.rate, cores.iter().map(|(_, c)| c).sum()))
+}
+
+/// The sink's stored rows, while its worker runs.
+struct Progress<'a> {
+    worker: &'a mut Worker,
+    pool: &'a PgPool,
+    expected: usize,
+    counter: Counter,
+}
+
+impl crate::follow::Count for Progress<'_> {
+    async fn count(&mut self) -> anyhow::Result<u64> {
+        if let Some(status) = self.worker.exited()? {
+            bail!("the worker exited ({status})");
+        }
+        let n = self.counter.count(self.pool).await?;
+        if (n as usize) < self.expected {
+            return Ok(n);
+        }
+        // The count only reads blocks it has not counted before: the end
+        // is a full one.
+        self.counter = Counter::default();
+        let full: i64 = sqlx::query_scalar("SELECT count(*) FROM connect_orders")
+            .fetch_one(self.pool)
+            .await?;
+        Ok(u64::try_from(full)?)
+    }
 }
 
 /// Counts the rows of `connect_orders` incrementally. A `count(*)` every
@@ -353,9 +347,7 @@ impl Worker {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.join("connect.log")).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        harness::process::tail(&self.dir.join("connect.log"), lines)
     }
 }
 

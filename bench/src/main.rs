@@ -8,6 +8,7 @@ mod broker;
 mod chart;
 mod connect;
 mod end_to_end;
+mod follow;
 mod ingest;
 mod load;
 mod outbox;

@@ -158,42 +158,28 @@ async fn drain(
         ("broker", broker),
         ("postgres", Source::Named("postgres")),
     ];
-    // Counted from the first row, as the rate is: the group join before it
-    // would dilute the cores with seconds of waiting.
-    let mut cpu = None;
     // Progress comes from the consumer's own counter: counting rows in the
     // database while it drains would load the server being measured.
-    let client = reqwest::Client::new();
-    let metrics = consumer.url("/metrics");
-    let mut first: Option<(Instant, u64)> = None;
-    let mut last_progress = (Instant::now(), 0u64);
-    let rate = loop {
-        let n = persisted_orders(&client, &metrics).await?;
-        let now = Instant::now();
-        if n > 0 && first.is_none() {
-            first = Some((now, n));
-            cpu = Some(CpuMeter::start(&sources));
-        }
-        if n as usize >= expected {
-            let (t0, n0) = first.unwrap_or((now, 0));
-            let secs = now.duration_since(t0).as_secs_f64();
-            break (n - n0) as f64 / secs.max(1e-3);
-        }
-        if n > last_progress.1 {
-            last_progress = (now, n);
-        }
-        ensure!(
-            last_progress.0.elapsed() < Duration::from_secs(60),
-            "consumer drain stalled at {n} of {expected} orders:\n{}",
-            consumer.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut counter = Persisted {
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+        metrics: consumer.url("/metrics"),
     };
+    let followed = crate::follow::follow(
+        &mut counter,
+        expected,
+        Duration::from_millis(50),
+        Duration::from_secs(60),
+        &sources,
+    )
+    .await
+    .with_context(|| format!("consumer drain:\n{}", consumer.log_tail(20)))?;
+    let rate = followed.rate;
     // The consumer's and PostgreSQL's cores, what the sink costs.
-    let cores = cpu.map_or(f64::NAN, |cpu| {
-        let cores = crate::system::record_cpu(report, "consumer drain", &cpu);
-        crate::system::cores_of(&cores, "consumer") + crate::system::cores_of(&cores, "postgres")
-    });
+    let cores = crate::system::record_cpu(report, "consumer drain", &followed.cpu);
+    let cores =
+        crate::system::cores_of(&cores, "consumer") + crate::system::cores_of(&cores, "postgres");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&db.pool)
         .await?;
@@ -212,6 +198,17 @@ async fn drain(
 }
 
 /// The consumer's count of persisted `orders` messages, from its metrics.
+struct Persisted {
+    client: reqwest::Client,
+    metrics: String,
+}
+
+impl crate::follow::Count for Persisted {
+    async fn count(&mut self) -> anyhow::Result<u64> {
+        persisted_orders(&self.client, &self.metrics).await
+    }
+}
+
 async fn persisted_orders(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     let text = client
         .get(url)
