@@ -575,3 +575,92 @@ async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_b
     drop((console, consumer, producer));
     db.drop().await;
 }
+
+/// A consumer's /metrics serving what `text` holds at each scrape.
+async fn changing_metrics(text: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let now = text
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_else(|e| e.into_inner().clone());
+            async move { now }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A row measured after the overview was made (here a partition the
+/// consumer reports only later; on a slow broker, every group whose first
+/// measurement had not ended) shows up while the operator watches, without
+/// a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_measured_after_the_page_was_made_show_up_without_a_reload() {
+    let browser = Browser::find().unwrap_or_else(|e| panic!("{e}"));
+    let text = std::sync::Arc::new(std::sync::Mutex::new(
+        "kafka_consumer_circuit_open 0\n".to_owned(),
+    ));
+    let metrics = changing_metrics(text.clone()).await;
+    let (listen, kafka) = (
+        format!("127.0.0.1:{}", harness::free_port()),
+        format!("127.0.0.1:{}", harness::free_port()),
+    );
+    let args = [
+        "console",
+        "--listen",
+        &listen,
+        "--consumer-metrics",
+        &metrics,
+        "--bootstrap-server",
+        &kafka,
+    ];
+    let env = [("API_TOKEN", TOKEN.to_owned())];
+    let mut console = Service::start_command("pubsubkafka", &args, &env, &listen);
+    console.wait_ready("/healthz", READY).await;
+    let mut page = browser
+        .open(&console.url(""), TOKEN)
+        .await
+        .expect("browser");
+    let held = "#partitions tr[data-topic=\"orders\"][data-partition=\"7\"]";
+    let mut done = browse(
+        &mut page,
+        &console,
+        vec![
+            Step::login(),
+            Step::wait_for("h1", Some("Overview"), Duration::from_secs(10)),
+            Step::wait_for("#partitions", Some("Flood guard"), Duration::from_secs(10)),
+        ],
+    )
+    .await;
+    let before = done[2].text.clone().unwrap_or_default();
+    assert!(!before.contains('7'), "no partition 7 yet: {before}");
+    if let Ok(mut t) = text.lock() {
+        t.push_str("kafka_consumer_dlq_flood_held{topic=\"orders\",partition=\"7\"} 1\n");
+    }
+    done.extend(
+        browse(
+            &mut page,
+            &console,
+            vec![
+                Step::wait_for(held, Some("held"), Duration::from_secs(20)),
+                Step::wait_for(
+                    "[data-poll-status]",
+                    Some("Updated"),
+                    Duration::from_secs(10),
+                ),
+            ],
+        )
+        .await,
+    );
+    let said = done[4].text.clone().unwrap_or_default();
+    assert!(!said.contains("reload"), "{said}");
+    page.close().await.expect("the browser closes");
+    let errors = console_errors(&done);
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+}

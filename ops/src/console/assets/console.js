@@ -4,8 +4,11 @@
 // text, never as markup) and data-value="TEXT" for the stylesheet. An
 // element marked data-live-hide-empty is hidden while its text is empty.
 // An element whose key the answer no longer has says "no longer
-// reported"; keys no element shows are announced as new rows to reload for.
-// An answer with "done": true stops the polling.
+// reported". When the answer has keys no element shows (rows measured
+// since the page was made, such as a group whose first measurement had not
+// ended), the page is fetched again and the polled element's content
+// replaced by its new one: parsed as an inert document, never run. An
+// answer with "done": true stops the polling.
 "use strict";
 
 (function () {
@@ -49,6 +52,37 @@
     }
   }
 
+  // Replaces root's content with that of the same polled element in the
+  // page fetched anew; resolves to false when the page has none.
+  function refresh(root) {
+    var url = root.getAttribute("data-poll");
+    return fetch(window.location.href, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" }
+    })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("the console answered " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var fresh = page.querySelectorAll("[data-poll]");
+        for (var i = 0; i < fresh.length; i++) {
+          if (fresh[i].getAttribute("data-poll") === url) {
+            var nodes = [];
+            for (var n = fresh[i].firstChild; n; n = n.nextSibling) {
+              nodes.push(document.importNode(n, true));
+            }
+            root.replaceChildren.apply(root, nodes);
+            return true;
+          }
+        }
+        return false;
+      });
+  }
+
   function poll(root) {
     var url = root.getAttribute("data-poll");
     // The next poll is set once this one has ended: a slow answer never
@@ -67,13 +101,19 @@
           return response.json();
         })
         .then(function (body) {
-          var unseen = apply(root, body.live || {});
-          status(
-            root,
-            "Updated " + new Date().toISOString().slice(11, 19) + " UTC" +
-              (unseen > 0 ? "; new rows measured: reload the page to see them" : "")
-          );
           again = body.done !== true;
+          var live = body.live || {};
+          var updated = function (note) {
+            status(root, "Updated " + new Date().toISOString().slice(11, 19) + " UTC" + note);
+          };
+          if (apply(root, live) === 0) {
+            updated("");
+            return undefined;
+          }
+          return refresh(root).then(function (found) {
+            apply(root, live);
+            updated(found ? "" : "; new rows measured: reload the page to see them");
+          });
         })
         .catch(function (error) {
           status(root, "Live updates failed: " + error.message);
