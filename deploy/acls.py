@@ -13,8 +13,12 @@ pubsubkafka-<component> and labelled with it, granting exactly the ACLs the
 file gives that component, no more, no fewer, with the default names: topics
 orders, users and orders-state, "<topic>-dlq", groups order-consumer and
 dlq-replay (--name changes one; the dead-letter topics follow their topic).
-With --terraform, the module in DIR must read ACLS_JSON and name no Kafka
-operation itself, so an inline list of grants cannot come back.
+The console allowed to replay (role console) must have exactly the rights of
+the lag exporter and of the replay job together, and its KafkaUser is in a
+manifest exactly when the manifest runs `pubsubkafka console --allow-replay`
+(a read-only console logs in as the lag exporter). With --terraform, the
+module in DIR must read ACLS_JSON and name no Kafka operation itself, so an
+inline list of grants cannot come back.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ DEFAULT_NAMES = {
     "consumer-group": "order-consumer",
     "dlq-replay-group": "dlq-replay",
 }
+DEFAULT_NAMES_ALL = {**DEFAULT_NAMES, "orders-dlq": "orders-dlq", "users-dlq": "users-dlq"}
 # The operations of Kafka's ACLs, as Strimzi spells them.
 OPERATIONS = {
     "Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction",
     "DescribeConfigs", "AlterConfigs", "IdempotentWrite", "All",
 }
 USER_PREFIX = "pubsubkafka-"
+# The console allowed to replay, and the roles whose rights it has together.
+CONSOLE = "console"
+CONSOLE_PARTS = ("lag-exporter", "dlq-replay")
 
 # (resource type, resource name or None, pattern type or None, operation, host, allow/deny)
 Acl = tuple[str, str | None, str | None, str, str, str]
@@ -96,6 +104,32 @@ def expected(grants: list[dict], names: dict[str, str]) -> Counter[Acl]:
     return acls
 
 
+def console_rights(roles: dict) -> list[str]:
+    """The console's rights are the lag exporter's and the replay job's, no more."""
+    if CONSOLE not in roles:
+        return [f"no role {CONSOLE}"]
+    if any(part not in roles for part in CONSOLE_PARTS):
+        return []
+    want = set()
+    for part in CONSOLE_PARTS:
+        want |= set(expected(roles[part], DEFAULT_NAMES_ALL))
+    have = set(expected(roles[CONSOLE], DEFAULT_NAMES_ALL))
+    errors = [f"role {CONSOLE}: missing {show(acl)}, which {' or '.join(CONSOLE_PARTS)} has" for acl in sorted(want - have, key=str)]
+    errors += [f"role {CONSOLE}: grants {show(acl)}, which neither {' nor '.join(CONSOLE_PARTS)} has" for acl in sorted(have - want, key=str)]
+    return errors
+
+
+def runs_replaying_console(documents: list) -> bool:
+    """Whether a manifest runs `pubsubkafka console --allow-replay`."""
+    for document in documents:
+        spec = (((document.get("spec") or {}).get("template") or {}).get("spec") or {})
+        for container in spec.get("containers") or []:
+            args = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+            if "console" in args and "--allow-replay" in args:
+                return True
+    return False
+
+
 def granted(user: dict) -> Counter[Acl]:
     """A KafkaUser's ACLs, one per resource and operation, Strimzi's defaults filled in."""
     acls: Counter[Acl] = Counter()
@@ -117,11 +151,10 @@ def show(acl: Acl) -> str:
 
 
 def check_manifest(path: str, roles: dict, names: dict[str, str]) -> list[str]:
-    users = [
-        document
-        for document in yaml.safe_load_all(Path(path).read_text())
-        if isinstance(document, dict) and document.get("kind") == "KafkaUser"
-    ]
+    documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if isinstance(d, dict)]
+    users = [document for document in documents if document.get("kind") == "KafkaUser"]
+    if not runs_replaying_console(documents):
+        roles = {role: grants for role, grants in roles.items() if role != CONSOLE}
     errors = []
     found = set()
     for user in users:
@@ -129,6 +162,9 @@ def check_manifest(path: str, roles: dict, names: dict[str, str]) -> list[str]:
         name = metadata.get("name", "")
         component = (metadata.get("labels") or {}).get("app.kubernetes.io/component")
         where = f"{path}: KafkaUser {name}"
+        if component == CONSOLE and CONSOLE not in roles:
+            errors.append(f"{where}: nothing here runs `pubsubkafka console --allow-replay`, so no user may have its rights")
+            continue
         if component not in roles:
             errors.append(f"{where}: component {component!r} has no role in the ACL file")
             continue
@@ -197,7 +233,9 @@ def main() -> int:
     names.update({f"{topic}-dlq": f"{names[topic]}-dlq" for topic in ("orders", "users")})
 
     if not errors:
-        print(f"  {args.source}: {len(source['roles'])} roles, well formed")
+        errors += [f"{args.source}: {error}" for error in console_rights(source["roles"])]
+    if not errors:
+        print(f"  {args.source}: {len(source['roles'])} roles, well formed; the console's rights are the {' and '.join(CONSOLE_PARTS)}'s")
         for path in args.manifests:
             errors += check_manifest(path, source["roles"], names)
         for directory in args.terraform:

@@ -306,11 +306,11 @@ def tested_users(path: str) -> set[str]:
 def expected_principal(container: dict) -> str | None:
     """The user a component logs in as, by its container's name (None: any
     tested user). The console may replay only with --allow-replay: then it
-    has the replay job's rights, else the lag exporter's, which write
-    nothing."""
+    logs in as its own user (the lag exporter's rights and the replay
+    job's), else as the lag exporter, which writes nothing."""
     name = container.get("name")
-    if name == "console":
-        name = "dlq-replay" if "--allow-replay" in container.get("args", []) else "lag-exporter"
+    if name == "console" and "--allow-replay" not in container.get("args", []):
+        name = "lag-exporter"
     return f"pubsubkafka-{name}" if name in COMPONENTS else None
 
 

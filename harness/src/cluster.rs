@@ -102,17 +102,21 @@ pub enum Role {
     Consumer,
     /// The operator tool's `dlq` commands (the replay job).
     Operator,
-    /// The lag exporter (`pubsubkafka lag` and `serve`).
+    /// The lag exporter (`pubsubkafka lag` and `serve`), and a read-only
+    /// console.
     LagExporter,
+    /// The console allowed to replay (`pubsubkafka console --allow-replay`).
+    Console,
 }
 
 impl Role {
     /// Every role, in the order of `acls.json`.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Producer,
         Role::Consumer,
         Role::Operator,
         Role::LagExporter,
+        Role::Console,
     ];
 
     /// The component's name in the chart and in `acls.json`.
@@ -122,6 +126,7 @@ impl Role {
             Role::Consumer => "consumer",
             Role::Operator => "dlq-replay",
             Role::LagExporter => "lag-exporter",
+            Role::Console => "console",
         }
     }
 
@@ -133,6 +138,7 @@ impl Role {
             Role::Consumer => "pubsubkafka-consumer",
             Role::Operator => "pubsubkafka-dlq-replay",
             Role::LagExporter => "pubsubkafka-lag-exporter",
+            Role::Console => "pubsubkafka-console",
         }
         .to_owned()
     }

@@ -6,7 +6,9 @@
 //! overview, finds the dead letters' group, and once the lock is gone
 //! replays the group from the browser; every accepted order ends up stored.
 //! The console's authentication and CSRF rules are checked with a plain
-//! HTTP client. Every part is a real process: Tansu, PostgreSQL, the
+//! HTTP client. Every part is a real process: a three-node Apache Kafka
+//! with SASL_SSL and the ACLs of `acls.json` (each service, and the
+//! console, logs in as the chart's principal of its own), PostgreSQL, the
 //! producer, the consumer, the console, Chromium.
 
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use contract::headers;
 use harness::broker::Broker;
 use harness::browser::{Browser, Done, Page, Step};
+use harness::cluster::{Role, REPLAY_GROUP};
 use harness::database::TestDatabase;
 use harness::kafka::{header, read_topic_with, PARTITIONS};
 use harness::load::post_orders;
@@ -148,7 +151,9 @@ async fn wait_until_held(
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `pubsubkafka console`, replays allowed, over the services' /metrics.
+/// `pubsubkafka console`, replays allowed, over the services' /metrics,
+/// showing the lag of both groups as the chart's console does, logged in
+/// as the chart's principal of a console that may replay.
 async fn start_console(
     broker: &Broker,
     db: &TestDatabase,
@@ -161,6 +166,10 @@ async fn start_console(
         .expect("the consumer's group")
         .to_owned();
     let (consumer_metrics, producer_metrics) = (consumer.url("/metrics"), producer.url("/metrics"));
+    let replay_group = format!(
+        "{REPLAY_GROUP}={},{}",
+        broker.topics.orders_dlq, broker.topics.users_dlq
+    );
     let args = [
         "console",
         "--listen",
@@ -176,11 +185,18 @@ async fn start_console(
         &broker.bootstrap,
         "--group",
         &group,
+        "--group",
+        &replay_group,
+        "--replay-group",
+        REPLAY_GROUP,
     ];
-    let env = [
+    let mut env = vec![
         ("API_TOKEN", TOKEN.to_owned()),
         ("LOG_LEVEL", "info".to_owned()),
     ];
+    if let Some(security) = broker.security() {
+        env.extend(security.env(Role::Console));
+    }
     let mut console = Service::start_command("pubsubkafka", &args, &env, &listen);
     console.wait_ready("/healthz", READY).await;
     console
@@ -419,10 +435,19 @@ async fn browse(page: &mut Page, console: &Service, steps: Vec<Step>) -> Vec<Don
 /// The group of the lock's dead letters on the Dead letters page.
 const GROUP: &str = "#groups tr[data-fingerprint]:has-text(\"database_transient\")";
 
-/// Signed in, the overview shows the held partition, the stalled group,
-/// the DLQ's depth and both rates (then its picture is taken).
-async fn overview(page: &mut Page, console: &Service, held: i32, dead: usize) -> Vec<Done> {
+/// Signed in, the overview shows the held partition, the consumer's group
+/// stalled (measured: on a secured cluster, only if the console may
+/// describe that group and read its topics), the DLQ's depth and both rates
+/// (then its picture is taken).
+async fn overview(
+    page: &mut Page,
+    console: &Service,
+    group: &str,
+    held: i32,
+    dead: usize,
+) -> Vec<Done> {
     let partition = format!("#partitions tr[data-topic=\"orders\"][data-partition=\"{held}\"]");
+    let stalled = format!("#lag tr[data-group=\"{group}\"]");
     let patience = Duration::from_secs(30);
     let done = browse(
         page,
@@ -431,7 +456,7 @@ async fn overview(page: &mut Page, console: &Service, held: i32, dead: usize) ->
             Step::login().timeout(patience),
             Step::wait_for("h1", Some("Overview"), patience),
             Step::wait_for(&partition, Some("held"), patience),
-            Step::wait_for("#lag tr", Some("STALL"), patience),
+            Step::wait_for(&stalled, Some("STALL"), patience),
             Step::wait_for("#dlq tr", Some("orders-dlq"), patience),
             Step::wait_for("#intake", Some("/s"), patience),
             Step::screenshot(&screenshot_path()),
@@ -533,7 +558,7 @@ async fn in_trouble(
 async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_browser() {
     let started = Instant::now();
     let browser = Browser::find().unwrap_or_else(|e| panic!("{e}"));
-    let broker = Broker::tansu();
+    let broker = Broker::cluster(3, true).await;
     let db = TestDatabase::create().await;
     let mut consumer = Service::start(
         "consumer",
@@ -555,7 +580,10 @@ async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_b
         .open(&console.url(""), TOKEN)
         .await
         .expect("browser");
-    let mut done = overview(&mut page, &console, held, dead).await;
+    let group = consumer
+        .env_value("KAFKA_CONSUMER_GROUP")
+        .expect("the consumer's group");
+    let mut done = overview(&mut page, &console, group, held, dead).await;
     done.extend(dead_letters(&mut page, &console, dead).await);
     // The fault is fixed: the held partitions go on by themselves, and the
     // dead letters wait for a replay.

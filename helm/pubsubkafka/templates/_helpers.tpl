@@ -227,8 +227,9 @@ the chart makes from apiToken.value.
 {{- end }}
 {{- end }}
 
-{{/* The key of kafkaUsers the console logs in as: the replay job's when it
-  may replay, else the lag exporter's (reads only). */}}
+{{/* The key of kafkaUsers the console logs in as: its own when it may
+  replay (the lag exporter's rights and the replay job's), else the lag
+  exporter's (reads only). */}}
 {{- define "pubsubkafka.consoleKafkaUser" -}}
-{{- ternary "dlqReplay" "lagExporter" .Values.console.allowReplay }}
+{{- ternary "console" "lagExporter" .Values.console.allowReplay }}
 {{- end }}

@@ -4,7 +4,7 @@ locals {
       username   = username
       secretName = ""
       secretKey  = "password"
-    }
+    } if username != null
   }
 
   # Topics and ACLs are managed here, so the chart's Strimzi resources stay off.
@@ -19,12 +19,15 @@ locals {
       saslMechanism    = var.kafka_sasl_mechanism
       caSecret         = { name = var.kafka_ca_secret_name, key = "ca.crt" }
     }
-    kafkaUsers = {
-      producer    = local.kafka_user.producer
-      consumer    = local.kafka_user.consumer
-      lagExporter = local.kafka_user.lag_exporter
-      dlqReplay   = local.kafka_user.dlq_replay
-    }
+    kafkaUsers = merge(
+      {
+        producer    = local.kafka_user.producer
+        consumer    = local.kafka_user.consumer
+        lagExporter = local.kafka_user.lag_exporter
+        dlqReplay   = local.kafka_user.dlq_replay
+      },
+      { for c in ["console"] : c => local.kafka_user[c] if contains(keys(local.kafka_user), c) },
+    )
     database = {
       secretName = var.database_secret_name
       secretKey  = "DATABASE_URL"

@@ -4,6 +4,7 @@ locals {
     consumer     = "User:${var.principals.consumer}"
     lag_exporter = "User:${var.principals.lag_exporter}"
     dlq_replay   = "User:${var.principals.dlq_replay}"
+    console      = var.principals.console == null ? null : "User:${var.principals.console}"
   }
 
   # Each topic's own configuration. orders-state carries each order's full
@@ -26,7 +27,8 @@ locals {
   # producers (the producer service, the consumer's dead-letter producer and
   # state relay, and the replay job) need IdempotentWrite on brokers before
   # Kafka 3.0; the lag exporter reads the message at each committed offset
-  # (the time lag), so it may read the topics.
+  # (the time lag), so it may read the topics. The console allowed to replay
+  # has the lag exporter's rights and the replay job's.
   acl_roles = jsondecode(file("${path.module}/../../../helm/pubsubkafka/files/acls.json")).roles
 
   acl_names = merge(
@@ -34,6 +36,8 @@ locals {
     { "consumer-group" = var.consumer_group, "dlq-replay-group" = var.dlq_replay_group },
   )
 
+  # A role without a principal (the console allowed to replay, unless
+  # principals.console is set) is granted nothing.
   grants = flatten([
     for role, role_grants in local.acl_roles : [
       for grant in role_grants : {
@@ -42,7 +46,7 @@ locals {
         names      = grant.type == "cluster" ? ["kafka-cluster"] : [for name in grant.names : local.acl_names[name]]
         operations = grant.operations
       }
-    ]
+    ] if local.principals[replace(role, "-", "_")] != null
   ])
 
   acls = {

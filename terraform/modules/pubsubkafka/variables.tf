@@ -58,12 +58,13 @@ variable "topic_config" {
 }
 
 variable "principals" {
-  description = "SASL user name of each component. Their SCRAM credentials are created outside this module."
+  description = "SASL user name of each component. Their SCRAM credentials are created outside this module. console: the user of a console allowed to replay (the chart's console.allowReplay), granted the lag exporter's and the replay job's rights; null (the default): no such user is granted anything (a read-only console logs in as lag_exporter)."
   type = object({
     producer     = optional(string, "pubsubkafka-producer")
     consumer     = optional(string, "pubsubkafka-consumer")
     lag_exporter = optional(string, "pubsubkafka-lag-exporter")
     dlq_replay   = optional(string, "pubsubkafka-dlq-replay")
+    console      = optional(string)
   })
   default = {}
 }
