@@ -105,6 +105,7 @@ fn known(error: &(dyn std::error::Error + 'static)) -> Option<Code> {
             LagError::UnknownTopic { .. } => Code::UnknownTopic,
             LagError::TimeLag { .. } => Code::LagUndated,
             LagError::UnknownGroup { .. } => Code::UnknownGroup,
+            LagError::Refused { .. } => Code::KafkaUnauthorized,
         });
     }
     if let Some(e) = error.downcast_ref::<OrderError>() {
@@ -263,6 +264,11 @@ mod tests {
             code(&anyhow::Error::from(LagError::Kafka(denied))),
             Code::KafkaUnauthorized
         );
+        let refused = LagError::Refused {
+            group: "order-consumer".into(),
+            cause: "FindCoordinator response error: Group authorization failed.".into(),
+        };
+        assert_eq!(code(&anyhow::Error::from(refused)), Code::KafkaUnauthorized);
     }
 
     #[test]

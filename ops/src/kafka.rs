@@ -36,6 +36,12 @@ pub fn reader(config: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResult<Rea
     config.create_with_context(observed())
 }
 
+/// A [`Reader`] whose remembered errors ([`ObservedContext::last_error`])
+/// are its own; its lines still go through [`observed`]'s throttle.
+pub fn reader_apart(config: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResult<Reader> {
+    config.create_with_context(observed().apart())
+}
+
 /// The context of every Kafka client the tool makes: librdkafka's log lines
 /// and errors go through the services' throttle, one throttle for the
 /// process (one line per kind per ten seconds, whichever client saw it),

@@ -171,6 +171,19 @@ pub struct ObservedContext {
 }
 
 impl ObservedContext {
+    /// A context that remembers errors of its own but logs through the
+    /// same throttle: for a client whose failure must not be mistaken for
+    /// another client's (a refusal to one principal's request is not
+    /// another's).
+    pub fn apart(&self) -> Self {
+        Self {
+            last_error: Latest::default(),
+            authentication: Latest::default(),
+            tls: Latest::default(),
+            throttle: self.throttle.clone(),
+        }
+    }
+
     /// The last error librdkafka reported on its own (not through a call).
     pub fn last_error(&self) -> Option<ClientError> {
         self.last_error.lock().ok().and_then(|e| e.clone())

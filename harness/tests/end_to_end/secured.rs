@@ -476,6 +476,24 @@ async fn the_lag_exporter_dates_the_lag_with_read_and_fails_loudly_without_it() 
     assert!(compared > 0, "some partition was compared:\n{table}");
     println!("pubsubkafka lag equals kafka-consumer-groups --describe on {compared} partitions");
 
+    // A principal that may not describe the group (the replay job's) is
+    // told so, not that the broker timed out.
+    let other = tool(
+        &bootstrap,
+        &security,
+        Role::Operator,
+        &["lag", "--json", "--group", group],
+    );
+    let said = String::from_utf8_lossy(&other.stdout);
+    assert!(!other.status.success(), "measured without Describe: {said}");
+    let error: serde_json::Value = serde_json::from_str(&said).expect("one JSON error");
+    assert_eq!(error["error"]["code"], "kafka_unauthorized", "{said}");
+    assert!(
+        said.contains("Group authorization failed") && said.contains("needs Describe on the group"),
+        "the refusal says why: {said}"
+    );
+    println!("without Describe on the group: {}", said.trim());
+
     // The old Terraform grants: Describe only.
     let read_grants: Vec<_> =
         harness::cluster::grants(&stack.broker.topics, group, harness::cluster::REPLAY_GROUP)

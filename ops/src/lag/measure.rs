@@ -18,9 +18,10 @@ use super::{GroupLag, GroupSpec, History, LagError, PartitionLag, Report};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client of `group` that reads its offsets and messages of partitions it
-/// assigns itself; it never joins the group or commits.
+/// assigns itself; it never joins the group or commits. The errors it
+/// remembers are its own, so a refusal it heard is this group's.
 fn reader(kafka: &KafkaSettings, group: &str) -> Result<Reader, rdkafka::error::KafkaError> {
-    crate::kafka::reader(&kafka.reader_config("pubsubkafka-lag", group))
+    crate::kafka::reader_apart(&kafka.reader_config("pubsubkafka-lag", group))
 }
 
 /// Longest the time-lag reader waits for the message at a committed offset.
@@ -76,17 +77,51 @@ fn timestamp_at(
 
 /// Whether `e` is the broker refusing the reader (it will not pass).
 fn refused(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code().is_some_and(refusal)
+}
+
+/// Whether `code` is the broker refusing a client (it will not pass).
+fn refusal(code: rdkafka::error::RDKafkaErrorCode) -> bool {
     use rdkafka::error::RDKafkaErrorCode as Code;
     matches!(
-        e.rdkafka_error_code(),
-        Some(
-            Code::TopicAuthorizationFailed
-                | Code::GroupAuthorizationFailed
-                | Code::ClusterAuthorizationFailed
-                | Code::SaslAuthenticationFailed
-                | Code::Authentication
-        )
+        code,
+        Code::TopicAuthorizationFailed
+            | Code::GroupAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::Authentication
     )
+}
+
+/// What a failed read of `group`'s committed offsets was: the broker's
+/// refusal when the reader heard one (librdkafka retries a refused
+/// coordinator lookup until the call times out, so the call itself says
+/// only "timed out"), else the call's own error.
+fn offsets_failed(consumer: &Reader, group: &str, error: rdkafka::error::KafkaError) -> LagError {
+    match heard_refusal(consumer) {
+        Some(cause) => LagError::Refused {
+            group: group.to_owned(),
+            cause,
+        },
+        None => LagError::Kafka(error),
+    }
+}
+
+/// Most events a reader's queue is drained of when looking for a refusal.
+const QUEUED_EVENTS: usize = 64;
+
+/// A refusal the reader heard: queued for its next poll, or reported
+/// through its context.
+fn heard_refusal(consumer: &Reader) -> Option<String> {
+    for _ in 0..QUEUED_EVENTS {
+        match consumer.poll(Duration::ZERO) {
+            Some(Err(e)) if refused(&e) => return Some(e.to_string()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let (code, reason) = consumer.context().last_error()?;
+    refusal(code).then(|| format!("{reason} ({code:?})"))
 }
 
 /// A partition to measure: topic, partition, low and high watermarks.
@@ -103,7 +138,9 @@ pub fn measure(
     // ones it measures.
     let probe = reader(kafka, group)?;
     let (tpl, highs) = partitions(&consumer, topics)?;
-    let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
+    let committed = consumer
+        .committed_offsets(tpl, TIMEOUT)
+        .map_err(|e| offsets_failed(&consumer, group, e))?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let partitions = highs
         .into_iter()

@@ -137,6 +137,17 @@ pub enum LagError {
         /// What the broker or the client said.
         cause: String,
     },
+    /// The broker refused this principal the group's committed offsets.
+    #[error(
+        "the broker refuses to tell group {group:?}'s committed offsets: {cause}; this principal \
+         needs Describe on the group"
+    )]
+    Refused {
+        /// The group.
+        group: String,
+        /// What the broker said.
+        cause: String,
+    },
     /// The group has no member and never committed on these topics: a
     /// typo, another cluster, or consumers that have not started yet.
     #[error(
