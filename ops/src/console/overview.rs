@@ -4,6 +4,8 @@
 //! the outbox backlog.
 //!
 //! Measured on demand, at most once per [`REFRESH`] whoever asks ([`Live`]):
+//! the API waits for a measurement, the page never does (it shows the last
+//! one, or "measuring" before the first, and the script brings the rest);
 //! the services' `/metrics` scraped (rates from two successive scrapes),
 //! Kafka asked on a task of its own ([`KafkaSide`]: one measurement in
 //! flight at a time, shown as failed after [`super::DEADLINE`]). A
@@ -29,6 +31,8 @@ use super::page::{age, render, Chrome, Viewer};
 use super::{Console, DEADLINE};
 use crate::lag::{GroupSpec, Measurer, NewGroups};
 
+/// What a figure not measured yet shows.
+const MEASURING: &str = "measuring…";
 /// A measurement younger than this is served again instead of taken anew.
 pub const REFRESH: Duration = Duration::from_millis(1500);
 /// Kafka measurements younger than this are served again.
@@ -180,6 +184,9 @@ pub struct Live {
     kafka: Arc<KafkaSide>,
     rates: Rates,
     last: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
+    /// A copy of `last`'s overview and its time, readable while a
+    /// measurement holds `last`.
+    shown: Mutex<Option<(Instant, Arc<Overview>)>>,
 }
 
 impl Live {
@@ -212,7 +219,26 @@ impl Live {
             kafka: Arc::new(side),
             rates: Rates::default(),
             last: tokio::sync::Mutex::new(None),
+            shown: Mutex::new(None),
         })
+    }
+
+    /// The last overview measured, however old, without waiting; and
+    /// whether it is younger than [`REFRESH`].
+    pub fn shown(&self) -> (Option<Arc<Overview>>, bool) {
+        let shown = self
+            .shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match shown.as_ref() {
+            Some((at, overview)) => (Some(overview.clone()), at.elapsed() < REFRESH),
+            None => (None, false),
+        }
+    }
+
+    /// Whether an outbox database was given (its section is shown).
+    pub fn outbox_configured(&self) -> bool {
+        self.sources.outbox.is_some()
     }
 
     /// The overview, measured anew unless the last one is younger than
@@ -225,7 +251,11 @@ impl Live {
             }
         }
         let overview = Arc::new(self.measure().await);
-        *last = Some((Instant::now(), overview.clone()));
+        let at = Instant::now();
+        *last = Some((at, overview.clone()));
+        if let Ok(mut shown) = self.shown.lock() {
+            *shown = Some((at, overview.clone()));
+        }
         overview
     }
 
@@ -644,7 +674,7 @@ fn rate_cell(key: &str, rate: &Section<f64>) -> Cell {
     let text = match (&rate.value, &rate.error) {
         (Some(r), _) => format!("{r:.1}/s"),
         (None, Some(_)) => "unknown".to_owned(),
-        (None, None) => "measuring…".to_owned(),
+        (None, None) => MEASURING.to_owned(),
     };
     cell(key, text)
 }
@@ -768,6 +798,30 @@ impl View {
         }
     }
 
+    /// The view before the first measurement has ended: every figure
+    /// "measuring…", no rows yet (the script adds them).
+    pub fn pending(outbox_configured: bool) -> Self {
+        let measuring = |key: &str| cell(key, MEASURING);
+        let none = |key: &str| cell(format!("{key}.error"), "");
+        Self {
+            measured_at: cell("measured_at", "not yet"),
+            accepted: measuring("intake.accepted"),
+            accepted_error: none("intake.accepted"),
+            persisted: measuring("intake.persisted"),
+            persisted_error: none("intake.persisted"),
+            lag_error: none("lag"),
+            lag: Vec::new(),
+            dlq_error: none("dlq"),
+            dlq: Vec::new(),
+            partitions_error: none("partitions"),
+            partitions: Vec::new(),
+            outbox_configured,
+            outbox_rows: measuring("outbox.rows"),
+            outbox_oldest: measuring("outbox.oldest"),
+            outbox_error: cell("outbox.error", ""),
+        }
+    }
+
     /// Every cell's text by key: what `/api/overview` gives the script.
     pub fn live(&self) -> BTreeMap<String, String> {
         let mut cells = vec![
@@ -870,11 +924,22 @@ struct OverviewPage<'a> {
     view: View,
 }
 
+/// The page never waits for a measurement: it shows the last one (or
+/// "measuring" before the first) and starts the next in the background;
+/// the script's polls bring what it measures.
 async fn page(State(console): State<Console>, Extension(viewer): Extension<Viewer>) -> Response {
-    let overview = console.overview.current().await;
+    let (shown, fresh) = console.overview.shown();
+    if !fresh {
+        let measuring = console.clone();
+        tokio::spawn(async move { measuring.overview.current().await });
+    }
+    let view = match shown {
+        Some(overview) => View::of(&overview),
+        None => View::pending(console.overview.outbox_configured()),
+    };
     render(&OverviewPage {
         chrome: Chrome::new(&viewer, "overview", "Overview"),
-        view: View::of(&overview),
+        view,
     })
 }
 

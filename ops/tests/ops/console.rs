@@ -375,12 +375,34 @@ async fn the_overview_reads_the_consumers_metrics_and_rates_from_two_scrapes() {
     ])
     .await;
     let (session, _) = console.sign_in().await;
-    let html = console
-        .get("/", Some(&session))
+    let page = || async {
+        console
+            .get("/", Some(&session))
+            .await
+            .text()
+            .await
+            .expect("a page")
+    };
+    // The page does not wait for the first measurement (here up to the
+    // Kafka deadline, the broker being down): it says so, and the script
+    // brings the rows.
+    let first = page().await;
+    for expected in [
+        "Measured <span data-live=\"measured_at\">not yet</span>",
+        "<dd data-live=\"intake.persisted\">measuring…</dd>",
+        "data-poll=\"/api/overview\"",
+    ] {
+        assert!(first.contains(expected), "{expected} in {first}");
+    }
+    assert!(!first.contains("data-partition="), "no rows yet: {first}");
+    let measured: Value = console
+        .get("/api/overview", Some(&session))
         .await
-        .text()
+        .json()
         .await
-        .expect("a page");
+        .expect("the API waits for a measurement");
+    assert!(measured["measured_at"].is_string(), "{measured}");
+    let html = page().await;
     for expected in [
         "<tr data-topic=\"orders\" data-partition=\"1\">",
         "<tr data-topic=\"orders\" data-partition=\"0\">",
