@@ -7,6 +7,7 @@ mod bridge;
 mod broker;
 mod chart;
 mod connect;
+mod console;
 mod end_to_end;
 mod follow;
 mod ingest;
@@ -61,7 +62,7 @@ struct Cli {
     /// reference), or Tansu's memory broker (quick runs).
     #[arg(long, value_enum, default_value = "kafka")]
     broker: broker::BrokerKind,
-    /// Benchmarks to run (ingest, end-to-end, persist, read, outbox); all by default.
+    /// Benchmarks to run (ingest, end-to-end, persist, read, outbox, console); all by default.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Part>,
     /// Longest the naive consumer runs, seconds.
@@ -83,6 +84,7 @@ pub enum Part {
     Persist,
     Read,
     Outbox,
+    Console,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +144,8 @@ pub struct Settings {
     pub only: Vec<Part>,
     pub service_env: Vec<String>,
     pub broker: broker::BrokerKind,
+    /// A smoke run: every part works, no figure to quote.
+    pub smoke: bool,
 }
 
 impl Settings {
@@ -191,6 +195,7 @@ impl Settings {
                 only: cli.only.clone(),
                 service_env: cli.service_env.clone(),
                 broker: cli.broker,
+                smoke: true,
             });
         }
         Ok(Self {
@@ -205,6 +210,7 @@ impl Settings {
             only: cli.only.clone(),
             service_env: cli.service_env.clone(),
             broker: cli.broker,
+            smoke: false,
         })
     }
 }
@@ -298,6 +304,11 @@ async fn bench(settings: &Settings) -> anyhow::Result<report::Report> {
             );
             broker.fresh().await;
             outbox::run(settings, &mut report, &broker).await?;
+        }
+        if settings.runs_part(Part::Console) {
+            eprintln!("run {run} of {}: console overview", settings.runs);
+            broker.fresh().await;
+            console::run(&mut report, &broker, settings.smoke).await?;
         }
     }
     Ok(report)
