@@ -108,11 +108,17 @@ impl Topics {
     }
 
     /// Deletes them all and creates them again, empty: a broker's state of
-    /// a fresh start without its restart. Deleting takes effect in the
-    /// background: they are created once the metadata no longer names any
-    /// of them (a creation meanwhile would be refused for some and not
-    /// others).
+    /// a fresh start without its restart. They are created once the
+    /// metadata no longer names any of them (a creation meanwhile would be
+    /// refused for some and not others).
     pub async fn recreate(&self, config: rdkafka::ClientConfig, replication: i32) {
+        self.delete(config.clone()).await;
+        self.create(config, replication).await;
+    }
+
+    /// Deletes them all, and waits until the metadata no longer names any
+    /// of them (deleting takes effect in the background).
+    pub async fn delete(&self, config: rdkafka::ClientConfig) {
         use rdkafka::admin::{AdminClient, AdminOptions};
         let admin: AdminClient<_> = config.create().expect("admin client");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -142,7 +148,6 @@ impl Topics {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        self.create(config, replication).await;
     }
 
     /// Each of them as created: `PARTITIONS` partitions, compacted where

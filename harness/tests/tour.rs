@@ -2,7 +2,9 @@
 //! `pubsubkafka dev` with no database configured (so it starts its own),
 //! an order posted and followed, a payment dead-lettered while its order's
 //! row is locked, listed, replayed after the lock is gone, and the order
-//! paid; then Ctrl-C, which removes the private PostgreSQL.
+//! paid; then Ctrl-C, which removes the private PostgreSQL. Then the same
+//! with `dev --broker` on a three-node Apache Kafka that has none of the
+//! pipeline's topics and creates none by itself.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -41,12 +43,14 @@ struct Banner {
     console: (String, String),
 }
 
-/// Starts `dev` as a newcomer would, on free ports: no `DATABASE_URL`, and
-/// the default server unusable (nothing listens on `PGPORT`).
-fn start_dev(api: &str, ops: &str, read: &str, console: &str) -> (Dev, Receiver<String>) {
+/// Starts `dev` as a newcomer would, on free ports, with `extra`
+/// arguments: no `DATABASE_URL`, and the default server unusable (nothing
+/// listens on `PGPORT`).
+fn start_dev([api, ops, read, console]: &[String; 4], extra: &[&str]) -> (Dev, Receiver<String>) {
     let mut dev = Command::new(binary("pubsubkafka"))
         .args(["dev", "--producer-addr", api, "--consumer-addr", ops])
         .args(["--query-addr", read, "--console-addr", console])
+        .args(extra)
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env("PGPORT", harness::free_port().to_string())
@@ -239,13 +243,19 @@ async fn console_shows_the_tour(banner: &Banner) {
     );
 }
 
+/// Free local addresses of the producer, the consumer, the query service
+/// and the console.
+fn addresses() -> [String; 4] {
+    [(); 4].map(|()| format!("127.0.0.1:{}", harness::free_port()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour_works_from_a_bare_start() {
-    let [api, ops, read, console] = [(); 4].map(|()| format!("127.0.0.1:{}", harness::free_port()));
-    let (mut dev, lines) = start_dev(&api, &ops, &read, &console);
+    let addrs = addresses();
+    let (mut dev, lines) = start_dev(&addrs, &[]);
     let banner = read_banner(&lines);
     assert!(banner.data_dir.is_dir(), "{:?}", banner.data_dir);
-    tour(&api, &banner).await;
+    tour(&addrs[0], &banner).await;
     console_shows_the_tour(&banner).await;
 
     // Ctrl-C stops everything and removes the private server's data.
@@ -259,4 +269,48 @@ async fn the_readme_tour_works_from_a_bare_start() {
         "{:?} left behind",
         banner.data_dir
     );
+}
+
+/// `dev --broker` on a broker of one's own: the missing topics created
+/// (with the partitions `dev` gives them, replicated three times,
+/// `orders-state` compacted), then the tour as on the in-process broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tour_works_on_apache_kafka_with_dev_broker() {
+    let cluster = harness::cluster::Cluster::start(3, false).await;
+    cluster.topics.delete(cluster.admin_config()).await;
+    let addrs = addresses();
+    let (mut dev, lines) = start_dev(&addrs, &["--broker", &cluster.bootstrap]);
+    let banner = read_banner(&lines);
+    assert_eq!(banner.bootstrap, cluster.bootstrap);
+    let layout = described(&cluster);
+    for topic in contract::topics::ALL {
+        let line = layout
+            .lines()
+            .find(|l| l.contains(&format!("Topic: {topic}\t")))
+            .unwrap_or_else(|| panic!("{topic} created:\n{layout}"));
+        for wanted in ["PartitionCount: 3", "ReplicationFactor: 3"] {
+            assert!(line.contains(wanted), "{topic}: {wanted} in {line}");
+        }
+        let compacted = line.contains("cleanup.policy=compact");
+        assert_eq!(compacted, contract::topics::compacted(topic), "{line}");
+    }
+    tour(&addrs[0], &banner).await;
+    console_shows_the_tour(&banner).await;
+    let stopped = dev.interrupt(Duration::from_secs(60));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "dev did not stop on Ctrl-C: {stopped:?}"
+    );
+}
+
+/// `kafka-topics --describe` of every topic.
+fn described(cluster: &harness::cluster::Cluster) -> String {
+    let out = cluster.kafka_tool("org.apache.kafka.tools.TopicCommand", &["--describe"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kafka-topics --describe: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }

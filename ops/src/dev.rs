@@ -11,6 +11,7 @@
 
 mod console;
 pub mod postgres;
+mod topics;
 
 use std::time::Duration;
 
@@ -38,7 +39,8 @@ pub struct DevArgs {
     /// Address of the read side (`GET /orders/{id}`).
     #[arg(long, default_value = "127.0.0.1:8082")]
     pub query_addr: String,
-    /// Partitions per topic on the in-process broker.
+    /// Partitions of each topic `dev` creates: on the in-process broker, or
+    /// those missing on `--broker`.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
     /// Address of the console (`pubsubkafka console`, replays allowed).
@@ -423,6 +425,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let telemetry = platform::telemetry::TelemetryConfig::for_terminal(&env, "pubsubkafka-dev")
         .context("telemetry configuration")?;
     let _telemetry = platform::telemetry::init(&telemetry)?;
+    if cluster.is_none() {
+        let kafka = platform::kafka::KafkaSettings::from_env(&env).context("Kafka settings")?;
+        let created = topics::ensure(&kafka, args.partitions).await?;
+        if !created.is_empty() {
+            println!("Created on {bootstrap}: {}", created.join(", "));
+        }
+    }
     // Before the database: a Ctrl-C while a private server starts must
     // still stop and delete it.
     let stop = platform::shutdown::on_signal();
