@@ -2,9 +2,12 @@
 //! `lag`, `dev`): `order` reads PostgreSQL only and offers none.
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use platform::kafka::ObservedContext;
+use platform::kafka::{KafkaSettings, ObservedContext};
 use platform::Env;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Kafka options of the subcommands that talk to Kafka.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -49,4 +52,93 @@ pub fn reader_apart(config: &rdkafka::ClientConfig) -> rdkafka::error::KafkaResu
 pub fn observed() -> ObservedContext {
     static SHARED: OnceLock<ObservedContext> = OnceLock::new();
     SHARED.get_or_init(ObservedContext::default).clone()
+}
+
+/// Most events [`heard`] takes from a reader's queue.
+const QUEUED_EVENTS: usize = 64;
+
+/// An error `reader` heard that `wanted` picks, and what it said: queued
+/// for its next poll (a consumer's errors wait there), or reported through
+/// its context.
+pub fn heard(
+    reader: &Reader,
+    wanted: impl Fn(RDKafkaErrorCode) -> bool,
+) -> Option<(RDKafkaErrorCode, String)> {
+    for _ in 0..QUEUED_EVENTS {
+        match reader.poll(Duration::ZERO) {
+            Some(Err(e)) => match e.rdkafka_error_code() {
+                Some(code) if wanted(code) => return Some((code, e.to_string())),
+                _ => {}
+            },
+            Some(Ok(_)) => {}
+            None => break,
+        }
+    }
+    let (code, reason) = reader.context().last_error()?;
+    wanted(code).then(|| (code, format!("{reason} ({code:?})")))
+}
+
+/// How long a command waits for a cluster that does not answer at all.
+pub const REACH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Each metadata request of [`reach`].
+const REACH_TRY: Duration = Duration::from_millis(250);
+
+/// Whether `code` says waiting longer is pointless: every bootstrap broker
+/// refused the connection or did not resolve, or the cluster refused our
+/// credentials.
+fn hopeless(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+    )
+}
+
+/// A cluster a command cannot talk to.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach Kafka at {bootstrap}{}", said.as_deref().map(|s| format!(": {s}")).unwrap_or_default())]
+pub struct Unreachable {
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+    /// What the client heard, when it heard why.
+    pub said: Option<String>,
+    /// The failure, with its code.
+    #[source]
+    pub error: KafkaError,
+}
+
+/// Asks the cluster for its metadata before a command talks to it
+/// (blocking). A cluster whose every bootstrap broker refuses the
+/// connection or does not resolve, or that refuses our credentials, fails
+/// the command at once, with that cause, instead of after each call's
+/// time-out; one that does not answer, after [`REACH_DEADLINE`].
+pub fn reach(settings: &KafkaSettings) -> Result<(), Box<Unreachable>> {
+    let unreachable = |said, error| {
+        Box::new(Unreachable {
+            bootstrap: settings.bootstrap_servers.clone(),
+            said,
+            error,
+        })
+    };
+    let reader = reader_apart(&settings.client_config(&[("client.id", "pubsubkafka-probe")]))
+        .map_err(|e| unreachable(None, e))?;
+    let started = Instant::now();
+    loop {
+        let error = match reader.fetch_metadata(None, REACH_TRY) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some((code, _)) = heard(&reader, hopeless) {
+            // The code says it all but for a refused login, whose reason
+            // the context keeps.
+            let said = reader.context().authentication_failed();
+            return Err(unreachable(said, KafkaError::MetadataFetch(code)));
+        }
+        if started.elapsed() >= REACH_DEADLINE {
+            return Err(unreachable(None, error));
+        }
+    }
 }

@@ -174,6 +174,21 @@ impl DlqCommand {
 
     /// Runs the command and prints its result; the exit code is a failure
     /// when a replay failed or deferred a dead letter.
+    /// Its arguments checked before any call to Kafka, so that a wrong
+    /// one is said even when Kafka cannot be reached.
+    pub fn check(&self, env: &platform::Env) -> Result<(), DlqError> {
+        match self {
+            Self::List { filter, .. } => filter.validate(),
+            Self::Inspect { .. } => Ok(()),
+            Self::Replay {
+                source,
+                filter,
+                args,
+                ..
+            } => replay::check(&domains(env), source, filter, args).map(|_| ()),
+        }
+    }
+
     pub async fn run(self, kafka: KafkaSettings, env: &platform::Env) -> anyhow::Result<ExitCode> {
         match self {
             Self::List {

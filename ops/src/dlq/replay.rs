@@ -130,6 +130,23 @@ fn parking_reason(letter: &DeadLetter, destination: &str, max_replays: u32) -> O
     }
 }
 
+/// A replay's arguments checked before any call to Kafka; its destination.
+pub fn check(
+    domains: &Domains,
+    source: &Source,
+    filter: &Filter,
+    args: &ReplayArgs,
+) -> Result<String, DlqError> {
+    filter.validate()?;
+    let target = destination(domains, &source.topic)?.to_owned();
+    if args.rate.is_nan() || args.rate <= 0.0 {
+        return Err(DlqError::BadArgument(
+            "--rate must be greater than 0".into(),
+        ));
+    }
+    Ok(target)
+}
+
 /// `dlq replay`: republishes the selected dead letters of `source` to the
 /// topic it is the DLQ of (`domains`), telling `observer` how it goes.
 ///
@@ -144,13 +161,7 @@ pub async fn replay(
     stop: &CancellationToken,
     observer: &mut dyn Observer,
 ) -> Result<ReplaySummary, DlqError> {
-    filter.validate()?;
-    let target = destination(domains, &source.topic)?.to_owned();
-    if args.rate.is_nan() || args.rate <= 0.0 {
-        return Err(DlqError::BadArgument(
-            "--rate must be greater than 0".into(),
-        ));
-    }
+    let target = check(domains, source, filter, args)?;
     let config = reader_config(kafka, &args.group);
     let lock = ReplayLock::acquire(&config, &source.topic, &args.group)?;
     let messages = Snapshot::open(&config, &source.topic, Some(&lock.committed()?), TIMEOUT)?;

@@ -98,30 +98,13 @@ fn refusal(code: rdkafka::error::RDKafkaErrorCode) -> bool {
 /// coordinator lookup until the call times out, so the call itself says
 /// only "timed out"), else the call's own error.
 fn offsets_failed(consumer: &Reader, group: &str, error: rdkafka::error::KafkaError) -> LagError {
-    match heard_refusal(consumer) {
-        Some(cause) => LagError::Refused {
+    match crate::kafka::heard(consumer, refusal) {
+        Some((_, cause)) => LagError::Refused {
             group: group.to_owned(),
             cause,
         },
         None => LagError::Kafka(error),
     }
-}
-
-/// Most events a reader's queue is drained of when looking for a refusal.
-const QUEUED_EVENTS: usize = 64;
-
-/// A refusal the reader heard: queued for its next poll, or reported
-/// through its context.
-fn heard_refusal(consumer: &Reader) -> Option<String> {
-    for _ in 0..QUEUED_EVENTS {
-        match consumer.poll(Duration::ZERO) {
-            Some(Err(e)) if refused(&e) => return Some(e.to_string()),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    let (code, reason) = consumer.context().last_error()?;
-    refusal(code).then(|| format!("{reason} ({code:?})"))
 }
 
 /// A partition to measure: topic, partition, low and high watermarks.

@@ -202,6 +202,44 @@ async fn within(deadline: Duration, args: &[&str], bootstrap: &str) -> Output {
     out
 }
 
+/// A broker that refuses the connection (a closed port) or a host that
+/// does not resolve fails each Kafka command at once, saying it cannot
+/// reach Kafka, instead of after each call's 10 s time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_unresolved_broker_fails_each_kafka_command_at_once() {
+    let closed = format!("127.0.0.1:{}", harness::free_port());
+    let commands: [&[&str]; 4] = [
+        &["lag", "--json"],
+        &["dlq", "list", "--json"],
+        &[
+            "dlq",
+            "inspect",
+            "--partition",
+            "0",
+            "--offset",
+            "0",
+            "--json",
+        ],
+        &["dlq", "replay", "--dry-run", "--json"],
+    ];
+    for bootstrap in [closed.as_str(), "no-such-broker.invalid:9092"] {
+        for args in commands {
+            let out = within(Duration::from_secs(5), args, bootstrap).await;
+            assert_eq!(
+                failed_as_json(args, &out, 1),
+                "kafka_unavailable",
+                "{args:?}"
+            );
+            let said: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            let message = said["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.starts_with(&format!("cannot reach Kafka at {bootstrap}")),
+                "{args:?}: {said}"
+            );
+        }
+    }
+}
+
 /// `dlq inspect` of an offset outside the partition, or of a partition the
 /// topic does not have, reads the watermarks and says so at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
