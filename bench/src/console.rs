@@ -34,40 +34,6 @@ const ORDERS: usize = 200;
 /// How often the page's script asks `/api/overview`.
 const POLL: Duration = Duration::from_secs(2);
 
-/// `pubsubkafka console` over `consumer` and `producer`, measuring `group`.
-async fn start(
-    broker: &Broker,
-    db: &TestDatabase,
-    consumer: &Service,
-    producer: &Service,
-) -> Service {
-    let listen = format!("127.0.0.1:{}", harness::free_port());
-    let group = consumer
-        .env_value("KAFKA_CONSUMER_GROUP")
-        .unwrap_or_default()
-        .to_owned();
-    let (consumer_metrics, producer_metrics) = (consumer.url("/metrics"), producer.url("/metrics"));
-    let args = [
-        "console",
-        "--listen",
-        &listen,
-        "--consumer-metrics",
-        &consumer_metrics,
-        "--producer-metrics",
-        &producer_metrics,
-        "--database-url",
-        &db.url,
-        "--bootstrap-server",
-        broker.bootstrap(),
-        "--group",
-        &group,
-    ];
-    let env = [("API_TOKEN", TOKEN.to_owned())];
-    let mut console = Service::start_command("pubsubkafka", &args, &env, &listen);
-    console.wait_ready("/healthz", READY).await;
-    console
-}
-
 /// The time `path` of `console` takes to answer in full (its body read),
 /// and the body; an answer other than 200 is an error.
 async fn timed(
@@ -118,7 +84,15 @@ pub async fn run(report: &mut Report, broker: &Broker, smoke: bool) -> anyhow::R
         posted.accepted.len() == ORDERS,
         "orders not accepted: {posted}"
     );
-    let console = start(broker, &db, &consumer, &producer).await;
+    let env = [("API_TOKEN", TOKEN.to_owned())];
+    let console = harness::stack::console(
+        broker.bootstrap(),
+        &db.url,
+        (&consumer, &producer),
+        &[],
+        &env,
+    )
+    .await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;

@@ -34,6 +34,28 @@ pub fn sum(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
     total
 }
 
+/// A `/metrics` endpoint on a free local port answering what `text`
+/// gives at each scrape (a service's exposition as a test wants it); its
+/// URL. It serves until the runtime ends.
+pub async fn serve(text: impl Fn() -> String + Clone + Send + Sync + 'static) -> String {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let now = text();
+            async move { now }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a metrics fixture");
+    let url = format!(
+        "http://{}/metrics",
+        listener.local_addr().expect("the fixture's address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

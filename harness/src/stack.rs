@@ -270,3 +270,41 @@ pub fn log_lines(service: &Service, message: &str) -> Vec<serde_json::Value> {
         .filter(|l| l["fields"]["message"] == message)
         .collect()
 }
+
+/// `pubsubkafka console` on a free local port over `consumer`'s and
+/// `producer`'s `/metrics`, `database_url` and the broker at `bootstrap`,
+/// showing the lag of the consumer's group; with `extra` arguments and
+/// environment (API_TOKEN, a login). Ready when it answers.
+pub async fn console(
+    bootstrap: &str,
+    database_url: &str,
+    (consumer, producer): (&Service, &Service),
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Service {
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let group = consumer
+        .env_value("KAFKA_CONSUMER_GROUP")
+        .expect("the consumer's group")
+        .to_owned();
+    let (consumer_metrics, producer_metrics) = (consumer.url("/metrics"), producer.url("/metrics"));
+    let mut args = vec![
+        "console",
+        "--listen",
+        &listen,
+        "--consumer-metrics",
+        &consumer_metrics,
+        "--producer-metrics",
+        &producer_metrics,
+        "--database-url",
+        database_url,
+        "--bootstrap-server",
+        bootstrap,
+        "--group",
+        &group,
+    ];
+    args.extend_from_slice(extra);
+    let mut console = Service::start_command("pubsubkafka", &args, env, &listen);
+    console.wait_ready("/healthz", READY).await;
+    console
+}

@@ -160,31 +160,12 @@ async fn start_console(
     consumer: &Service,
     producer: &Service,
 ) -> Service {
-    let listen = format!("127.0.0.1:{}", harness::free_port());
-    let group = consumer
-        .env_value("KAFKA_CONSUMER_GROUP")
-        .expect("the consumer's group")
-        .to_owned();
-    let (consumer_metrics, producer_metrics) = (consumer.url("/metrics"), producer.url("/metrics"));
     let replay_group = format!(
         "{REPLAY_GROUP}={},{}",
         broker.topics.orders_dlq, broker.topics.users_dlq
     );
-    let args = [
-        "console",
-        "--listen",
-        &listen,
+    let extra = [
         "--allow-replay",
-        "--consumer-metrics",
-        &consumer_metrics,
-        "--producer-metrics",
-        &producer_metrics,
-        "--database-url",
-        &db.url,
-        "--bootstrap-server",
-        &broker.bootstrap,
-        "--group",
-        &group,
         "--group",
         &replay_group,
         "--replay-group",
@@ -197,9 +178,14 @@ async fn start_console(
     if let Some(security) = broker.security() {
         env.extend(security.env(Role::Console));
     }
-    let mut console = Service::start_command("pubsubkafka", &args, &env, &listen);
-    console.wait_ready("/healthz", READY).await;
-    console
+    harness::stack::console(
+        &broker.bootstrap,
+        &db.url,
+        (consumer, producer),
+        &extra,
+        &env,
+    )
+    .await
 }
 
 /// Where the overview's picture goes: the README's when
@@ -604,26 +590,6 @@ async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_b
     db.drop().await;
 }
 
-/// A consumer's /metrics serving what `text` holds at each scrape.
-async fn changing_metrics(text: std::sync::Arc<std::sync::Mutex<String>>) -> String {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let now = text
-                .lock()
-                .map(|t| t.clone())
-                .unwrap_or_else(|e| e.into_inner().clone());
-            async move { now }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 /// A row measured after the overview was made (here a partition the
 /// consumer reports only later; on a slow broker, every group whose first
 /// measurement had not ended) shows up while the operator watches, without
@@ -634,7 +600,15 @@ async fn rows_measured_after_the_page_was_made_show_up_without_a_reload() {
     let text = std::sync::Arc::new(std::sync::Mutex::new(
         "kafka_consumer_circuit_open 0\n".to_owned(),
     ));
-    let metrics = changing_metrics(text.clone()).await;
+    let metrics = {
+        let text = text.clone();
+        harness::metrics::serve(move || {
+            text.lock()
+                .map(|t| t.clone())
+                .unwrap_or_else(|e| e.into_inner().clone())
+        })
+        .await
+    };
     let (listen, kafka) = (
         format!("127.0.0.1:{}", harness::free_port()),
         format!("127.0.0.1:{}", harness::free_port()),

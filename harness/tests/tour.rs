@@ -26,6 +26,15 @@ impl Dev {
     fn interrupt(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         harness::process::stop(self.0.take()?, libc::SIGINT, timeout)
     }
+
+    /// Ctrl-C, which must stop it, successfully, within a minute.
+    fn stop_on_ctrl_c(&mut self) {
+        let stopped = self.interrupt(Duration::from_secs(60));
+        assert!(
+            stopped.is_some_and(|s| s.success()),
+            "dev did not stop on Ctrl-C: {stopped:?}"
+        );
+    }
 }
 
 impl Drop for Dev {
@@ -259,11 +268,7 @@ async fn the_readme_tour_works_from_a_bare_start() {
     console_shows_the_tour(&banner).await;
 
     // Ctrl-C stops everything and removes the private server's data.
-    let stopped = dev.interrupt(Duration::from_secs(60));
-    assert!(
-        stopped.is_some_and(|s| s.success()),
-        "dev did not stop on Ctrl-C: {stopped:?}"
-    );
+    dev.stop_on_ctrl_c();
     assert!(
         !banner.data_dir.exists(),
         "{:?} left behind",
@@ -296,11 +301,7 @@ async fn the_readme_tour_works_on_apache_kafka_with_dev_broker() {
     }
     tour(&addrs[0], &banner).await;
     console_shows_the_tour(&banner).await;
-    let stopped = dev.interrupt(Duration::from_secs(60));
-    assert!(
-        stopped.is_some_and(|s| s.success()),
-        "dev did not stop on Ctrl-C: {stopped:?}"
-    );
+    dev.stop_on_ctrl_c();
 }
 
 /// `kafka-topics --describe` of every topic.

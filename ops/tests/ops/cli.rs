@@ -79,6 +79,17 @@ fn assert_logs_are_throttled(args: &[&str], stderr: &str) {
     );
 }
 
+/// `dlq inspect` of the first dead letter of partition 0, as JSON.
+const INSPECT: &[&str] = &[
+    "dlq",
+    "inspect",
+    "--partition",
+    "0",
+    "--offset",
+    "0",
+    "--json",
+];
+
 /// Every subcommand, given `--json`, against a broker that is not there (a
 /// closed local port) and a database that is not there: each says so in
 /// one JSON object on stdout and exits non-zero, its logs (librdkafka's
@@ -99,19 +110,7 @@ fn every_subcommand_fails_with_one_json_error_object_on_a_stopped_broker() {
             "kafka_unavailable",
         ),
         (vec!["dlq", "list", "--json"], 1, "kafka_unavailable"),
-        (
-            vec![
-                "dlq",
-                "inspect",
-                "--partition",
-                "0",
-                "--offset",
-                "0",
-                "--json",
-            ],
-            1,
-            "kafka_unavailable",
-        ),
+        (INSPECT.to_vec(), 1, "kafka_unavailable"),
         (vec!["dlq", "replay", "--json"], 1, "kafka_unavailable"),
         (
             vec!["dlq", "replay", "--dry-run", "--json"],
@@ -211,15 +210,7 @@ async fn a_refused_or_unresolved_broker_fails_each_kafka_command_at_once() {
     let commands: [&[&str]; 4] = [
         &["lag", "--json"],
         &["dlq", "list", "--json"],
-        &[
-            "dlq",
-            "inspect",
-            "--partition",
-            "0",
-            "--offset",
-            "0",
-            "--json",
-        ],
+        INSPECT,
         &["dlq", "replay", "--dry-run", "--json"],
     ];
     for bootstrap in [closed.as_str(), "no-such-broker.invalid:9092"] {

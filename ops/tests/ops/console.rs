@@ -338,19 +338,11 @@ fn refuses_to_start_without_an_api_token() {
 /// that grows by 10 per scrape.
 async fn metrics_fixture(text: &'static str) -> String {
     let scrapes = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let n = scrapes.fetch_add(1, Ordering::SeqCst) * 10;
-            async move { text.replace("{n}", &n.to_string()) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    harness::metrics::serve(move || {
+        let n = scrapes.fetch_add(1, Ordering::SeqCst) * 10;
+        text.replace("{n}", &n.to_string())
+    })
+    .await
 }
 
 const CONSUMER: &str = "# HELP kafka_consumer_circuit_open 1 while open\n\
