@@ -5,6 +5,7 @@
 //! partitions. The operator signs in, sees the held partition on the
 //! overview, finds the dead letters' group, and once the lock is gone
 //! replays the group from the browser; every accepted order ends up stored.
+//! A read-only console, logged in as the lag exporter, measures the same.
 //! The console's authentication and CSRF rules are checked with a plain
 //! HTTP client. Every part is a real process: a three-node Apache Kafka
 //! with SASL_SSL and the ACLs of `acls.json` (each service, and the
@@ -186,6 +187,56 @@ async fn start_console(
         &env,
     )
     .await
+}
+
+/// A read-only console, logged in as the lag exporter (the chart's choice
+/// without allowReplay), measures what the replaying one does: the
+/// consumer's group stalled, the DLQ's depth, the dead letters' group.
+async fn read_only_console(
+    broker: &Broker,
+    db: &TestDatabase,
+    (consumer, producer): (&Service, &Service),
+    dead: usize,
+) {
+    let mut env = vec![("API_TOKEN", TOKEN.to_owned())];
+    if let Some(security) = broker.security() {
+        env.extend(security.env(Role::LagExporter));
+    }
+    let console =
+        harness::stack::console(&broker.bootstrap, &db.url, (consumer, producer), &[], &env).await;
+    let group = consumer
+        .env_value("KAFKA_CONSUMER_GROUP")
+        .expect("the consumer's group");
+    let http = client();
+    let get = |path: &str| {
+        let request = http.get(console.url(path)).bearer_auth(TOKEN);
+        async move {
+            let answer = request.send().await.map_err(|e| e.to_string())?;
+            answer.text().await.map_err(|e| e.to_string())
+        }
+    };
+    eventually(WAIT, "the read-only console measures", || async {
+        let text = get("/api/overview").await?;
+        let o: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let rows = |section: &str| o[section]["value"].as_array().cloned().unwrap_or_default();
+        let stalled = rows("lag")
+            .iter()
+            .any(|g| g["group"] == group && g["status"] == "STALL");
+        let depth = rows("dlq")
+            .iter()
+            .any(|d| d["topic"] == broker.topics.orders_dlq.as_str() && d["depth"] == dead);
+        if stalled && depth {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", console.log_tail(30)));
+    let page = get(&format!("/dead-letters?topic={}", broker.topics.orders_dlq))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(page.contains("database_transient"), "{page}");
 }
 
 /// Where the overview's picture goes: the README's when
@@ -560,6 +611,7 @@ async fn an_operator_sees_a_held_partition_and_replays_its_dead_letters_in_the_b
         started.elapsed()
     );
 
+    read_only_console(&broker, &db, (&consumer, &producer), dead).await;
     let console = start_console(&broker, &db, &consumer, &producer).await;
     check_the_doors(&console).await;
     let mut page = browser
