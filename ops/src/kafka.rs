@@ -59,7 +59,8 @@ const QUEUED_EVENTS: usize = 64;
 
 /// An error `reader` heard that `wanted` picks, and what it said: queued
 /// for its next poll (a consumer's errors wait there), or reported through
-/// its context.
+/// its context. Only for a reader with nothing assigned: a message the
+/// poll brings is dropped.
 pub fn heard(
     reader: &Reader,
     wanted: impl Fn(RDKafkaErrorCode) -> bool,
@@ -111,11 +112,12 @@ pub struct Unreachable {
 }
 
 /// Asks the cluster for its metadata before a command talks to it
-/// (blocking). A cluster whose every bootstrap broker refuses the
-/// connection or does not resolve, or that refuses our credentials, fails
-/// the command at once, with that cause, instead of after each call's
-/// time-out; one that does not answer, after [`REACH_DEADLINE`].
-pub fn reach(settings: &KafkaSettings) -> Result<(), Box<Unreachable>> {
+/// (blocking); the number of its brokers. A cluster whose every bootstrap
+/// broker refuses the connection or does not resolve, or that refuses our
+/// credentials, fails the command at once, with that cause, instead of
+/// after each call's time-out; one that does not answer, after
+/// [`REACH_DEADLINE`].
+pub fn reach(settings: &KafkaSettings) -> Result<usize, Box<Unreachable>> {
     let unreachable = |said, error| {
         Box::new(Unreachable {
             bootstrap: settings.bootstrap_servers.clone(),
@@ -128,7 +130,7 @@ pub fn reach(settings: &KafkaSettings) -> Result<(), Box<Unreachable>> {
     let started = Instant::now();
     loop {
         let error = match reader.fetch_metadata(None, REACH_TRY) {
-            Ok(_) => return Ok(()),
+            Ok(metadata) => return Ok(metadata.brokers().len()),
             Err(e) => e,
         };
         if let Some((code, _)) = heard(&reader, hopeless) {
@@ -141,4 +143,10 @@ pub fn reach(settings: &KafkaSettings) -> Result<(), Box<Unreachable>> {
             return Err(unreachable(None, error));
         }
     }
+}
+
+/// [`reach`] on a thread of its own, for async callers.
+pub async fn reach_async(settings: &KafkaSettings) -> anyhow::Result<usize> {
+    let settings = settings.clone();
+    Ok(tokio::task::spawn_blocking(move || reach(&settings)).await??)
 }

@@ -107,7 +107,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dlq(command) => {
             let (settings, env) = kafka(command.kafka())?;
             command.check(&env)?;
-            reach(&settings).await?;
+            // A one-shot command's first look at Kafka: a broker that
+            // refuses or a credential refused fails it at once.
+            ops::kafka::reach_async(&settings).await?;
             command.run(settings, &env).await
         }
         Command::Console(args) => ops::console::run(args).await,
@@ -116,20 +118,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // The exporter starts whatever Kafka's state: its readiness
             // and metrics say what it cannot measure.
             if args.serve.is_none() {
-                reach(&settings).await?;
+                ops::kafka::reach_async(&settings).await?;
             }
             ops::lag::run(settings, args).await
         }
         Command::Order(args) => order(args).await,
     }
-}
-
-/// A one-shot command's first look at Kafka: a broker that refuses or a
-/// credential refused fails it at once ([`ops::kafka::reach`]).
-async fn reach(settings: &KafkaSettings) -> anyhow::Result<()> {
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || ops::kafka::reach(&settings)).await??;
-    Ok(())
 }
 
 /// `order`: the story of one order or user; exit status 3 when it is not

@@ -9,13 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use platform::kafka::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 
 use platform::kafka::ObservedContext;
 
-/// How long the broker may take to answer the metadata request and each
-/// creation.
+/// How long the broker may take to answer each creation.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most replicas a created topic gets (fewer on a smaller cluster).
@@ -27,7 +25,7 @@ pub type Created = Vec<String>;
 /// Creates those of `contract::topics::ALL` the broker lacks, `partitions`
 /// partitions each, on as many brokers as the cluster has, up to three.
 pub async fn ensure(kafka: &KafkaSettings, partitions: i32) -> anyhow::Result<Created> {
-    let brokers = broker_count(kafka.clone()).await?;
+    let brokers = crate::kafka::reach_async(kafka).await?;
     let replicas = i32::try_from(brokers.clamp(1, MAX_REPLICAS)).unwrap_or(1);
     let admin: AdminClient<ObservedContext> = kafka
         .client_config(&[("client.id", "pubsubkafka-dev")])
@@ -74,20 +72,4 @@ pub async fn ensure(kafka: &KafkaSettings, partitions: i32) -> anyhow::Result<Cr
         }
     }
     Ok(created)
-}
-
-/// The brokers of the cluster, from a metadata request (blocking, so on a
-/// thread of its own).
-async fn broker_count(kafka: KafkaSettings) -> anyhow::Result<usize> {
-    tokio::task::spawn_blocking(move || {
-        let reader =
-            crate::kafka::reader(&kafka.client_config(&[("client.id", "pubsubkafka-dev")]))
-                .context("a Kafka client")?;
-        let metadata = reader
-            .fetch_metadata(None, TIMEOUT)
-            .with_context(|| format!("cannot reach the broker at {}", kafka.bootstrap_servers))?;
-        Ok(metadata.brokers().len())
-    })
-    .await
-    .context("the metadata request's thread")?
 }
