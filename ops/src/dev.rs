@@ -24,6 +24,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
+/// Most partitions `dev` gives a topic (a laptop's pipeline).
+pub const MAX_PARTITIONS: i64 = 1000;
+
 /// Options of `dev`.
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -40,8 +43,9 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:8082")]
     pub query_addr: String,
     /// Partitions of each topic `dev` creates: on the in-process broker, or
-    /// those missing on `--broker`.
-    #[arg(long, default_value_t = 3)]
+    /// those missing on `--broker` (1 to 1000; Kafka would read 0 or less
+    /// as "the broker's default").
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=MAX_PARTITIONS))]
     pub partitions: i32,
     /// Address of the console (`pubsubkafka console`, replays allowed).
     #[arg(long, default_value = "127.0.0.1:8090")]
@@ -584,7 +588,36 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
     use harness::database::TestDatabase;
+    use proptest::prelude::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    proptest! {
+        /// Any --partitions is refused outside 1..=MAX_PARTITIONS and kept
+        /// as given inside, whatever its spelling's size.
+        #[test]
+        fn partitions_outside_their_range_are_refused(n in any::<i64>()) {
+            let parsed = Cli::try_parse_from(["dev", "--partitions", &n.to_string()]);
+            if (1..=MAX_PARTITIONS).contains(&n) {
+                prop_assert_eq!(parsed.map(|c| i64::from(c.dev.partitions)).ok(), Some(n));
+            } else {
+                prop_assert!(parsed.is_err(), "{n} accepted");
+            }
+        }
+
+        /// Text that is not a number is refused, never read as a default.
+        #[test]
+        fn partitions_that_are_not_a_number_are_refused(text in "[^0-9]{1,12}") {
+            let parsed = Cli::try_parse_from(["dev", "--partitions", &text]);
+            prop_assert!(parsed.is_err(), "{text:?} accepted");
+        }
+    }
 
     #[test]
     fn passwords_are_not_printed() {
