@@ -183,9 +183,10 @@ pub struct Live {
     http: reqwest::Client,
     kafka: Arc<KafkaSide>,
     rates: Rates,
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
-    /// A copy of `last`'s overview and its time, readable while a
-    /// measurement holds `last`.
+    /// Held while measuring: one measurement at a time.
+    measuring: tokio::sync::Mutex<()>,
+    /// The last overview and when it was measured, readable while a
+    /// measurement is under way.
     shown: Mutex<Option<(Instant, Arc<Overview>)>>,
 }
 
@@ -218,7 +219,7 @@ impl Live {
             http,
             kafka: Arc::new(side),
             rates: Rates::default(),
-            last: tokio::sync::Mutex::new(None),
+            measuring: tokio::sync::Mutex::new(()),
             shown: Mutex::new(None),
         })
     }
@@ -244,18 +245,16 @@ impl Live {
     /// The overview, measured anew unless the last one is younger than
     /// [`REFRESH`] (one measurement at a time, whoever asks).
     pub async fn current(&self) -> Arc<Overview> {
-        let mut last = self.last.lock().await;
-        if let Some((at, overview)) = last.as_ref() {
-            if at.elapsed() < REFRESH {
-                return overview.clone();
-            }
+        let _measuring = self.measuring.lock().await;
+        if let (Some(overview), true) = self.shown() {
+            return overview;
         }
         let overview = Arc::new(self.measure().await);
-        let at = Instant::now();
-        *last = Some((at, overview.clone()));
-        if let Ok(mut shown) = self.shown.lock() {
-            *shown = Some((at, overview.clone()));
-        }
+        *self
+            .shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), overview.clone()));
         overview
     }
 
