@@ -77,6 +77,18 @@ mod tests {
         fail_at: Option<u64>,
     }
 
+    impl Steps {
+        /// From 0 by tens up to `stop`, failing when it reaches `fail_at`.
+        fn by_ten(stop: u64, fail_at: Option<u64>) -> Self {
+            Self {
+                now: 0,
+                step: 10,
+                stop,
+                fail_at,
+            }
+        }
+    }
+
     impl Count for Steps {
         async fn count(&mut self) -> anyhow::Result<u64> {
             if self.fail_at == Some(self.now) {
@@ -91,12 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn follows_to_the_expected_count() {
-        let mut steps = Steps {
-            now: 0,
-            step: 10,
-            stop: 100,
-            fail_at: None,
-        };
+        let mut steps = Steps::by_ten(100, None);
         let followed = follow(&mut steps, 100, EVERY, Duration::from_secs(5), &[])
             .await
             .expect("followed");
@@ -110,12 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_count_that_stops_growing_is_a_stall() {
-        let mut steps = Steps {
-            now: 0,
-            step: 10,
-            stop: 50,
-            fail_at: None,
-        };
+        let mut steps = Steps::by_ten(50, None);
         let err = follow(&mut steps, 100, EVERY, Duration::from_millis(100), &[])
             .await
             .err()
@@ -125,12 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_count_ends_the_drain() {
-        let mut steps = Steps {
-            now: 0,
-            step: 10,
-            stop: 100,
-            fail_at: Some(30),
-        };
+        let mut steps = Steps::by_ten(100, Some(30));
         let err = follow(&mut steps, 100, EVERY, Duration::from_secs(5), &[])
             .await
             .err()

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use crate::kafka::{Topics, PARTITIONS};
@@ -750,10 +749,7 @@ impl Cluster {
             let seen = {
                 let config = config.clone();
                 tokio::task::spawn_blocking(move || -> Result<usize, String> {
-                    let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-                    let metadata = client
-                        .fetch_metadata(None, Duration::from_secs(2))
-                        .map_err(|e| e.to_string())?;
+                    let metadata = crate::kafka::metadata(&config, None, Duration::from_secs(2))?;
                     Ok(metadata.brokers().len())
                 })
                 .await
@@ -799,10 +795,7 @@ impl Cluster {
             // The partitions behind, or why they could not be read: said if
             // the deadline passes, never swallowed.
             let lagging = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
-                let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-                let metadata = client
-                    .fetch_metadata(None, Duration::from_secs(5))
-                    .map_err(|e| e.to_string())?;
+                let metadata = crate::kafka::metadata(&config, None, Duration::from_secs(5))?;
                 Ok(metadata
                     .topics()
                     .iter()
@@ -938,10 +931,9 @@ impl Cluster {
     /// The leader's node id of `topic`'s `partition`, as the cluster's
     /// metadata says now (`None` while it has none).
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        let client: BaseConsumer = self.admin_config().create().ok()?;
-        let metadata = client
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()?;
+        let metadata =
+            crate::kafka::metadata(&self.admin_config(), Some(topic), Duration::from_secs(5))
+                .ok()?;
         let leader = metadata
             .topics()
             .first()?

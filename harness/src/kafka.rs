@@ -168,12 +168,22 @@ impl Topics {
     }
 }
 
+/// The cluster's metadata (of `topic` only, if given) through a plain
+/// client of `config`, or why it could not be had (blocking).
+pub fn metadata(
+    config: &ClientConfig,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata, String> {
+    let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+    client
+        .fetch_metadata(topic, timeout)
+        .map_err(|e| e.to_string())
+}
+
 /// Which of `topics` the cluster's metadata still names.
 fn still_listed(config: ClientConfig, topics: &[String]) -> Result<Vec<String>, String> {
-    let client: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-    let metadata = client
-        .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
+    let metadata = metadata(&config, None, Duration::from_secs(10))?;
     Ok(metadata
         .topics()
         .iter()
