@@ -31,7 +31,7 @@ pub const MAX_PARTITIONS: i64 = 1000;
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Use this broker instead of the in-process one (host:port).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub broker: Option<String>,
     /// Address of the producer's API.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -596,6 +596,12 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         dev: DevArgs,
+    }
+
+    /// An empty --broker is refused, not read as the default broker.
+    #[test]
+    fn an_empty_broker_is_refused() {
+        assert!(Cli::try_parse_from(["dev", "--broker", ""]).is_err());
     }
 
     proptest! {

@@ -14,7 +14,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 pub struct KafkaArgs {
     /// Kafka bootstrap servers (host:port,...), instead of
     /// KAFKA_BOOTSTRAP_SERVERS.
-    #[arg(long, value_name = "HOST:PORT,...")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     pub bootstrap_server: Option<String>,
 }
 
@@ -149,4 +153,61 @@ pub fn reach(settings: &KafkaSettings) -> Result<usize, Box<Unreachable>> {
 pub async fn reach_async(settings: &KafkaSettings) -> anyhow::Result<usize> {
     let settings = settings.clone();
     Ok(tokio::task::spawn_blocking(move || reach(&settings)).await??)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn an_empty_bootstrap_server_option_is_refused_not_the_default() {
+        use clap::Parser;
+        assert!(Cli::try_parse_from(["t", "--bootstrap-server", ""]).is_err());
+        let given = Cli::try_parse_from(["t", "--bootstrap-server", "k:9092"]);
+        assert_eq!(
+            given.ok().and_then(|c| c.kafka.bootstrap_server).as_deref(),
+            Some("k:9092")
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever `--bootstrap-server` says (hosts that never resolve,
+        /// separators alone, empty entries, long or non-ASCII text), the
+        /// command's settings refuse it, or the probe answers an error
+        /// naming it: never a cluster, never a panic, never the default.
+        #[test]
+        fn a_bootstrap_that_names_no_broker_is_an_error(
+            bootstrap in prop_oneof![
+                "[a-z]{1,30}\\.invalid:[0-9]{1,5}(,[a-z]{1,10}\\.invalid:[0-9]{1,5}){0,3}",
+                "[,: ]{0,8}",
+                "[^0-9.]{0,300}",
+            ]
+        ) {
+            let env = Env::from_pairs([("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str())]);
+            let Ok(settings) = KafkaSettings::from_env(&env) else {
+                return Ok(());
+            };
+            if bootstrap.is_empty() {
+                // The environment's rule: an empty variable is unset (the
+                // option itself refuses an empty value).
+                return Ok(());
+            }
+            prop_assert_eq!(&settings.bootstrap_servers, &bootstrap);
+            let unreachable = reach(&settings).expect_err("no broker there");
+            prop_assert_eq!(&unreachable.bootstrap, &bootstrap);
+            prop_assert!(
+                unreachable.to_string().starts_with("cannot reach Kafka at"),
+                "{}", unreachable
+            );
+        }
+    }
 }
