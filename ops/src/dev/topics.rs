@@ -13,7 +13,8 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use platform::kafka::ObservedContext;
 
-/// How long the broker may take to answer each creation.
+/// How long the broker may take to answer the creations (the request, and
+/// the creation it waits for).
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most replicas a created topic gets (fewer on a smaller cluster).
@@ -45,7 +46,9 @@ pub async fn ensure(kafka: &KafkaSettings, partitions: i32) -> anyhow::Result<Cr
     let answers = admin
         .create_topics(
             &wanted,
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            &AdminOptions::new()
+                .operation_timeout(Some(TIMEOUT))
+                .request_timeout(Some(TIMEOUT)),
         )
         .await
         .with_context(|| {
